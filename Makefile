@@ -1,0 +1,39 @@
+# backuppc-agent: `make run` and `make test` are the two commands in the README.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test bench lint check-rules system-deps venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# bytecode for the short-lived commands, even where PYTHONDONTWRITEBYTECODE is set
+	$(BIN)/python -m compileall -q backuppc_agent
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Installs the Debian packages the tests use when they are missing and we are root.
+system-deps:
+	sh tests/system-deps.sh
+
+# Set up and run the supervisor in the foreground on its default config.
+run: $(STAMP)
+	$(BIN)/backuppc-agent run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Set up and pass every test: exactly what CI runs.
+test: system-deps $(STAMP) lint
+	$(BIN)/python -m pytest
+
+bench: system-deps $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""The supervised ssh-agent: wire protocol, probe, child process and state machine."""

@@ -1,0 +1,123 @@
+"""The ssh-agent wire protocol, as pure functions (bytes in, values out).
+
+Frames are uint32 big-endian length, one type byte, payload (PROTOCOL.agent).
+Everything read from the socket is untrusted: lengths and counts are checked
+against the bytes actually present before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from backuppc_agent.errors import ProtocolError
+
+SSH_AGENT_FAILURE = 5
+SSH_AGENT_SUCCESS = 6
+SSH_AGENTC_REQUEST_IDENTITIES = 11
+SSH_AGENT_IDENTITIES_ANSWER = 12
+SSH_AGENTC_ADD_IDENTITY = 17
+SSH_AGENTC_REMOVE_ALL_IDENTITIES = 19
+
+#: ssh-add refuses replies over 256 KiB; 10,000 ed25519 keys need ~1 MiB, so allow
+#: more, but bound it: a hostile peer must not make us allocate gigabytes.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+_U32 = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One key the agent holds: its public blob and comment."""
+
+    blob: bytes
+    comment: str
+
+    @property
+    def fingerprint(self) -> str:
+        """The SHA256 fingerprint exactly as ``ssh-add -l`` prints it."""
+        return fingerprint(self.blob)
+
+    @property
+    def key_type(self) -> str:
+        """The key's type name (e.g. ``ssh-ed25519``), or "?" if the blob is malformed."""
+        try:
+            name, _ = _string(self.blob, 0)
+        except ProtocolError:
+            return "?"
+        return name.decode("ascii", "replace")
+
+
+def fingerprint(blob: bytes) -> str:
+    """Return ``SHA256:<unpadded base64>`` of a public key blob."""
+    digest = hashlib.sha256(blob).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def frame(msg_type: int, payload: bytes = b"") -> bytes:
+    """Wrap a message type and payload in the length-prefixed frame."""
+    return _U32.pack(len(payload) + 1) + bytes((msg_type,)) + payload
+
+
+def encode_string(data: bytes) -> bytes:
+    """Encode an SSH ``string``: uint32 length then the bytes."""
+    return _U32.pack(len(data)) + data
+
+
+def request_identities() -> bytes:
+    """The frame that asks the agent for its identities."""
+    return frame(SSH_AGENTC_REQUEST_IDENTITIES)
+
+
+def reply_length(header: bytes | memoryview, limit: int = MAX_REPLY_BYTES) -> int:
+    """Decode a 4-byte frame header; raise ProtocolError if it is empty or too large."""
+    length: int = _U32.unpack(header)[0]
+    if length == 0:
+        raise ProtocolError("agent sent an empty frame")
+    if length > limit:
+        raise ProtocolError(f"agent announced a {length}-byte reply (limit {limit})")
+    return length
+
+
+def parse_identities(body: bytes | memoryview) -> tuple[Identity, ...]:
+    """Parse a reply body (type byte + payload) to REQUEST_IDENTITIES.
+
+    Raises ProtocolError on a wrong type, a count that does not fit the bytes,
+    truncated strings or trailing garbage.
+    """
+    body = bytes(body)
+    if not body:
+        raise ProtocolError("agent sent an empty reply")
+    if body[0] == SSH_AGENT_FAILURE:
+        raise ProtocolError("agent refused to list identities")
+    if body[0] != SSH_AGENT_IDENTITIES_ANSWER:
+        raise ProtocolError(f"agent answered with message type {body[0]}, expected 12")
+    count, offset = _uint32(body, 1)
+    # Each identity takes at least 8 bytes (two empty strings): a hostile count
+    # such as 2**32-1 fails here, before any list of that size exists.
+    if count > (len(body) - offset) // 8:
+        raise ProtocolError(f"agent claims {count} identities in {len(body)} bytes")
+    identities = []
+    for _ in range(count):
+        blob, offset = _string(body, offset)
+        comment, offset = _string(body, offset)
+        identities.append(Identity(blob, comment.decode("utf-8", "replace")))
+    if offset != len(body):
+        raise ProtocolError(f"agent reply has {len(body) - offset} trailing bytes")
+    return tuple(identities)
+
+
+def _uint32(data: bytes, offset: int) -> tuple[int, int]:
+    if offset + 4 > len(data):
+        raise ProtocolError("agent reply truncated")
+    value: int = _U32.unpack_from(data, offset)[0]
+    return value, offset + 4
+
+
+def _string(data: bytes, offset: int) -> tuple[bytes, int]:
+    length, offset = _uint32(data, offset)
+    end = offset + length
+    if end > len(data):
+        raise ProtocolError("agent reply truncated inside a string")
+    return data[offset:end], end

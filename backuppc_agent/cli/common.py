@@ -1,0 +1,30 @@
+"""Helpers shared by subcommands: config loading, logging set-up, the live probe."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backuppc_agent import config as config_mod
+from backuppc_agent.agent.probe import ProbeResult, probe
+from backuppc_agent.config import Config
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Load the config named by --config or the usual places; raise ConfigError."""
+    return config_mod.load(args.config)
+
+
+def setup_logging(debug: bool, level_name: str = "INFO", fmt: str = LOG_FORMAT) -> None:
+    """Log to stderr, one line per event (supervisord and journald capture it)."""
+    import logging  # noqa: PLC0415  (kept off the import path of status/wait)
+
+    level = logging.DEBUG if debug else getattr(logging, level_name)
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def probe_agent(config: Config) -> ProbeResult:
+    """Probe the configured agent socket with the configured timeout."""
+    return probe(config.agent.socket, config.agent.probe_timeout_seconds)

@@ -1,0 +1,135 @@
+"""Command-line entry point: parse, dispatch to one subcommand module, print errors.
+
+Only the chosen subcommand's module is imported, so short-lived commands
+(status, wait, hook) never pay for paramiko, prometheus_client or keyring.
+``main()`` is the one place that prints errors: one line each, documented exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from backuppc_agent import __version__, exitcodes
+from backuppc_agent.errors import BackupPCAgentError, ConfigError
+
+PROG = "backuppc-agent"
+
+#: name -> (module under backuppc_agent.cli, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "run the supervisor (foreground; for supervisord, systemd, sysvinit)"),
+    "status": ("status", "show agent readiness; exit 0 when ready, 1 when not"),
+    "wait": ("wait", "wait until SSH auth is ready; exit 1 on timeout"),
+    "env": ("env", "print SSH_AUTH_SOCK for sh, csh or fish"),
+    "add": ("add", "run ssh-add against the supervised agent"),
+    "config": ("config_cmd", "check or show the configuration"),
+    "hook": ("hook", "BackupPC pre/post user command (dump, restore, archive)"),
+    "backuppc-config": ("backuppc_config", "print the lines to add to BackupPC's config.pl"),
+    "ssh-config": ("ssh_config", "print or write the ssh_config used for client pulls"),
+    "master": ("master", "list, open, check, close ssh master connections"),
+    "install": ("install", "install config, ssh_config, service files and BackupPC lines"),
+    "doctor": ("doctor", "check the setup and explain each problem with a fix"),
+    "trust": ("trust", "add a client's host key to known_hosts"),
+    "passphrase": ("passphrase", "store or delete a key passphrase in the keyring"),
+    "askpass": ("askpass", argparse.SUPPRESS),
+}
+
+
+def _selected_command(argv: Sequence[str]) -> str | None:
+    """Find the subcommand name without parsing (so only its module is imported)."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token == "--config":  # noqa: S105 (an option name, not a password)
+            skip = True
+        elif token in COMMANDS:
+            return token
+        elif not token.startswith("-"):
+            return None
+    return None
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="config file (default: $BACKUPPC_AGENT_CONFIG, /etc/backuppc-agent/config.toml)",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log debug detail and show tracebacks of internal errors",
+    )
+    return common
+
+
+def build_parser(selected: str | None) -> argparse.ArgumentParser:
+    """Build the parser; only ``selected``'s module adds its own arguments."""
+    common = _common()
+    parser = argparse.ArgumentParser(prog=PROG, parents=[common], description=__doc__)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, text) in COMMANDS.items():
+        kwargs: dict[str, Any] = {"parents": [common]}
+        if text != argparse.SUPPRESS:
+            kwargs["help"] = text
+        child = sub.add_parser(
+            name, description=None if text == argparse.SUPPRESS else text, **kwargs
+        )
+        if name == selected:
+            _load(module).add_arguments(child)
+    return parser
+
+
+def _load(module: str) -> Any:
+    return importlib.import_module(f"backuppc_agent.cli.{module}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    selected = _selected_command(args_list)
+    parser = build_parser(selected)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exit_:
+        return exitcodes.USAGE if exit_.code not in (0, None) else exitcodes.OK
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: a COMMAND is required (see {PROG} --help)", file=sys.stderr)
+        return exitcodes.USAGE
+    args.config = getattr(args, "config", None)
+    args.debug = getattr(args, "debug", False)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    module = _load(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args))
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"{PROG}: {err.source}: {problem}", file=sys.stderr)
+        return err.exit_code
+    except BackupPCAgentError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(
+            f"{PROG}: internal error: {type(err).__name__}: {err} (rerun with --debug)",
+            file=sys.stderr,
+        )
+        return exitcodes.INTERNAL

@@ -1,0 +1,43 @@
+"""``backuppc-agent run``: the supervisor, in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from backuppc_agent import __version__
+from backuppc_agent import config as config_mod
+from backuppc_agent.agent.supervisor import Listener, Supervisor
+from backuppc_agent.cli.common import load_config, setup_logging
+from backuppc_agent.config import Config
+
+logger = logging.getLogger("backuppc_agent")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options beyond the global ones."""
+    parser.set_defaults()
+
+
+def build_listeners(config: Config) -> list[Listener]:
+    """The components that follow the supervisor (on-ready notifier, exporter)."""
+    return []
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM; return 0 on a clean stop."""
+    setup_logging(args.debug)
+    config = load_config(args)
+    sock = config.agent.socket
+    logger.info(
+        "backuppc-agent %s starting (config: %s, pid %d)", __version__, config.source, os.getpid()
+    )
+    logger.info("agent socket: %s; load keys with: SSH_AUTH_SOCK=%s ssh-add", sock, sock)
+    supervisor = Supervisor(
+        config,
+        config_path=args.config,
+        listeners=build_listeners(config),
+        loader=config_mod.load,
+    )
+    return supervisor.run()

@@ -1,0 +1,138 @@
+"""``backuppc-agent status``: readiness from a live probe plus the published state."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+
+from backuppc_agent import exitcodes, state
+from backuppc_agent.agent import readiness
+from backuppc_agent.agent.probe import ProbeResult
+from backuppc_agent.cli.common import load_config, probe_agent
+from backuppc_agent.config import Config
+from backuppc_agent.state import Snapshot, State
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--json for scripts."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@dataclass(frozen=True)
+class Status:
+    """What status reports: the live truth, with history from the published state."""
+
+    state: State
+    reason: str
+    socket: str
+    agent_pid: int | None
+    identities: tuple[tuple[str, str, str], ...]
+    since: float | None
+    supervisor_pid: int | None
+    agent_restarts: int | None
+
+    def to_json(self) -> dict[str, object]:
+        """The documented JSON shape."""
+        return {
+            "state": self.state.value,
+            "ready": self.state is State.READY,
+            "reason": self.reason,
+            "socket": self.socket,
+            "agent_pid": self.agent_pid,
+            "identities": len(self.identities),
+            "fingerprints": [fp for fp, _, _ in self.identities],
+            "since": self.since,
+            "supervisor_pid": self.supervisor_pid,
+            "agent_restarts": self.agent_restarts,
+        }
+
+
+def gather(config: Config) -> Status:
+    """Probe the agent and merge in what the supervisor published."""
+    result = probe_agent(config)
+    live_state, reason = readiness.evaluate(result, config.agent.required_keys)
+    published = _published(config)
+    return Status(
+        state=live_state,
+        reason=reason,
+        socket=str(config.agent.socket),
+        agent_pid=result.peer_pid if result.answered else None,
+        identities=_identities(result),
+        since=published.since if published and published.state is live_state else None,
+        supervisor_pid=published.supervisor_pid if published else None,
+        agent_restarts=published.agent_restarts if published else None,
+    )
+
+
+def _published(config: Config) -> Snapshot | None:
+    """The published snapshot, with supervisor_pid cleared unless its lock is held."""
+    snap = state.read(config.state.dir)
+    if snap is None:
+        return None
+    if not state.supervisor_running(config.state.dir):
+        return replace(snap, supervisor_pid=None)
+    return snap
+
+
+def _identities(result: ProbeResult) -> tuple[tuple[str, str, str], ...]:
+    return tuple(
+        (ident.fingerprint, ident.key_type, _printable(ident.comment))
+        for ident in result.identities
+    )
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)[:200]
+
+
+def render_text(status: Status, now: float) -> str:
+    """Human-readable status, one fact per line."""
+    lines = [
+        f"state:       {status.state.value} ({status.reason})",
+        f"socket:      {status.socket}",
+        f"agent pid:   {status.agent_pid if status.agent_pid else '-'}",
+        f"identities:  {len(status.identities)}",
+    ]
+    lines += [f"  {fp} {kind} {comment}" for fp, kind, comment in status.identities[:50]]
+    if len(status.identities) > 50:
+        lines.append(f"  ... and {len(status.identities) - 50} more (use --json)")
+    lines.append(f"since:       {_since(status.since, now)}")
+    supervisor = (
+        f"pid {status.supervisor_pid}" if status.supervisor_pid else "supervisor not running"
+    )
+    lines.append(f"supervisor:  {supervisor}")
+    if status.agent_restarts:
+        lines.append(f"restarts:    {status.agent_restarts} (keys were lost each time)")
+    return "\n".join(lines) + "\n"
+
+
+def _since(since: float | None, now: float) -> str:
+    if since is None:
+        return "unknown"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+    return f"{stamp} ({_ago(now - since)} ago)"
+
+
+def _ago(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60}s"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60}m"
+    return f"{whole // 86400}d {whole % 86400 // 3600}h"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the status; exit 0 when ready, 1 otherwise."""
+    config = load_config(args)
+    status = gather(config)
+    if args.json:
+        sys.stdout.write(json.dumps(status.to_json(), sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_text(status, time.time()))
+    return exitcodes.OK if status.state is State.READY else exitcodes.NOT_READY

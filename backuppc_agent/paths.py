@@ -1,0 +1,138 @@
+"""Safe handling of the paths we own: sockets, state files, private directories.
+
+Everything here refuses symlinks, foreign owners and directories that other
+users can write, because the files behind these paths guard root keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import stat
+from pathlib import Path
+
+from backuppc_agent.errors import UnsafePathError
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+
+class SocketPath(enum.Enum):
+    """What lies at a socket path that passed the safety checks."""
+
+    MISSING = "missing"
+    SOCKET = "socket"
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise UnsafePathError(f"{path}: cannot inspect: {err.strerror}") from err
+
+
+def _trusted_owner(uid: int) -> bool:
+    return uid in (os.getuid(), 0)
+
+
+def check_dir(path: Path, what: str) -> None:
+    """Require an existing real directory owned by us (or root) that others cannot write."""
+    info = _lstat(path)
+    if info is None:
+        raise UnsafePathError(f"{what} directory {path} does not exist")
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePathError(f"{what} directory {path} is a symlink; refusing to use it")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePathError(f"{what} directory {path} is not a directory")
+    if not _trusted_owner(info.st_uid):
+        raise UnsafePathError(
+            f"{what} directory {path} is owned by uid {info.st_uid}, not by us (uid {os.getuid()})"
+        )
+    if info.st_mode & _OTHERS_WRITE:
+        raise UnsafePathError(
+            f"{what} directory {path} is writable by other users "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod go-w {path}"
+        )
+
+
+def ensure_private_dir(path: Path, what: str) -> None:
+    """Create ``path`` (and missing parents) mode 0700, then check that it is safe."""
+    if _lstat(path) is None:
+        try:
+            path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        except OSError as err:
+            problem = f"{what} directory {path}: cannot create: {err.strerror}"
+            raise UnsafePathError(problem) from err
+    check_dir(path, what)
+
+
+def check_socket_path(path: Path, what: str = "agent socket") -> SocketPath:
+    """Check a socket path and its directory; return whether a socket is there."""
+    check_dir(path.parent, what)
+    info = _lstat(path)
+    if info is None:
+        return SocketPath.MISSING
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePathError(f"{what} {path} is a symlink; refusing to use it")
+    if not stat.S_ISSOCK(info.st_mode):
+        raise UnsafePathError(f"{what} {path} exists and is not a socket; move it away")
+    if info.st_uid != os.getuid():
+        raise UnsafePathError(
+            f"{what} {path} is owned by uid {info.st_uid}, not by us (uid {os.getuid()})"
+        )
+    return SocketPath.SOCKET
+
+
+def remove_socket(path: Path) -> None:
+    """Remove a stale socket; a path that is gone already is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``: mode 0600, never through a symlink.
+
+    Raises UnsafePathError if the file cannot be written.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, PRIVATE_FILE_MODE)
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UnsafePathError(f"{path}: cannot write: {err.strerror}") from err
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_private_file(path: Path, limit: int = 1 << 20) -> bytes | None:
+    """Read a file we wrote, never following a symlink; None if it does not exist.
+
+    Raises UnsafePathError if it cannot be read or is larger than ``limit``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise UnsafePathError(f"{path}: cannot read: {err.strerror}") from err
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafePathError(f"{path}: larger than {limit} bytes")
+    return data

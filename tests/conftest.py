@@ -1,0 +1,33 @@
+"""Fixtures shared by every tier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Setup, askpass_helper, kill_agents_on, make_key, make_setup
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    """A private test installation; any agent left on its socket is killed afterwards."""
+    tmp_path.chmod(0o700)
+    installation = make_setup(tmp_path / "inst")
+    try:
+        yield installation
+    finally:
+        kill_agents_on(installation.socket)
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two passphrase-protected ed25519 keys and an askpass helper, made once."""
+    directory = tmp_path_factory.mktemp("keys")
+    directory.chmod(0o700)
+    return {
+        "a": make_key(directory, "id_a"),
+        "b": make_key(directory, "id_b"),
+        "askpass": askpass_helper(directory),
+    }

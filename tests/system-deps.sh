@@ -1,0 +1,27 @@
+#!/bin/sh
+# Install the Debian packages the tests drive for real, when missing and root.
+# Not root: say what is missing; the tests that need it skip with a reason.
+set -eu
+
+PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo"
+
+missing=""
+for pkg in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $pkg"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "system-deps: missing Debian packages:$missing (run make test as root to install them)" >&2
+    exit 0
+fi
+
+echo "system-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# shellcheck disable=SC2086  # word splitting of the package list is intended
+apt-get update -qq && apt-get install -y -qq $missing >/dev/null
