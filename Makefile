@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# compat mode: a plain path .pth, no import-hook finder that costs ~14 ms per start
+	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	# bytecode for the short-lived commands, even where PYTHONDONTWRITEBYTECODE is set
 	$(BIN)/python -m compileall -q backuppc_agent
 	touch $(STAMP)
