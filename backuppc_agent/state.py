@@ -13,9 +13,8 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from backuppc_agent import paths
 from backuppc_agent.errors import AgentError, UnsafePathError
@@ -33,8 +32,7 @@ class State(enum.Enum):
     READY = "ready"  # keys loaded: backups can authenticate
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """Everything published about the agent at one moment."""
 
     state: State
@@ -48,11 +46,11 @@ class Snapshot:
     agent_restarts: int = 0
     adopted: bool = False
     agent_up: bool = False
-    updated: float = field(default_factory=time.time)
+    updated: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (state as its string value)."""
-        data = asdict(self)
+        data = self._asdict()
         data["state"] = self.state.value
         data["fingerprints"] = list(self.fingerprints)
         return data
@@ -60,7 +58,7 @@ class Snapshot:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
         """Build a snapshot from ``to_json`` output; raise ValueError/KeyError/TypeError if bad."""
-        values = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        values = {name: data[name] for name in cls._fields if name in data}
         values["state"] = State(data["state"])
         values["fingerprints"] = tuple(str(item) for item in data["fingerprints"])
         return cls(**values)

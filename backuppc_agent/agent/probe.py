@@ -11,8 +11,8 @@ import os
 import socket
 import struct
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from backuppc_agent.agent import protocol
 from backuppc_agent.errors import ProtocolError
@@ -32,8 +32,7 @@ class ProbeStatus(enum.Enum):
     ERROR = "error"  # any other failure (permissions, not a socket, ...)
 
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(NamedTuple):
     """One probe: status, identities if answered, the listener's pid/uid if known."""
 
     status: ProbeStatus
@@ -59,18 +58,7 @@ def probe(path: Path, timeout: float, expected_uid: int | None = None) -> ProbeR
     started = time.monotonic()
     expected = os.getuid() if expected_uid is None else expected_uid
     result = _probe(path, started + timeout, expected)
-    return _with_seconds(result, time.monotonic() - started)
-
-
-def _with_seconds(result: ProbeResult, seconds: float) -> ProbeResult:
-    return ProbeResult(
-        result.status,
-        result.identities,
-        result.peer_pid,
-        result.peer_uid,
-        result.detail,
-        seconds,
-    )
+    return result._replace(seconds=time.monotonic() - started)
 
 
 def _probe(path: Path, deadline: float, expected_uid: int) -> ProbeResult:

@@ -7,10 +7,8 @@ against the bytes actually present before anything is allocated.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from backuppc_agent.errors import ProtocolError
 
@@ -27,8 +25,7 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 _U32 = struct.Struct(">I")
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """One key the agent holds: its public blob and comment."""
 
     blob: bytes
@@ -51,6 +48,9 @@ class Identity:
 
 def fingerprint(blob: bytes) -> str:
     """Return ``SHA256:<unpadded base64>`` of a public key blob."""
+    import base64  # noqa: PLC0415  (off the import path: most callers need no fingerprint)
+    import hashlib  # noqa: PLC0415
+
     digest = hashlib.sha256(blob).digest()
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 

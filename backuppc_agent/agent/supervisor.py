@@ -14,7 +14,7 @@ import select
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -312,6 +312,7 @@ class Supervisor:
             agent_restarts=self._restart.count,
             adopted=bool(self._agent and self._agent.adopted),
             agent_up=result.answered,
+            updated=time.time(),
         )
 
     def _publish(self, new: Snapshot, force: bool = False) -> None:
@@ -385,10 +386,9 @@ class Supervisor:
             self._stop_agent()
         self._move(Phase.STOPPED)
         if self._snapshot is not None:
-            final = replace(self._snapshot, supervisor_pid=None, updated=time.time())
+            final = self._snapshot._replace(supervisor_pid=None, updated=time.time())
             if self._agent is None:
-                final = replace(
-                    final,
+                final = final._replace(
                     state=State.DOWN,
                     reason="supervisor stopped the agent",
                     agent_pid=None,
@@ -414,4 +414,4 @@ class Supervisor:
 
 
 def _same(old: Snapshot, new: Snapshot) -> bool:
-    return replace(old, updated=0.0) == replace(new, updated=0.0)
+    return old._replace(updated=0.0) == new._replace(updated=0.0)

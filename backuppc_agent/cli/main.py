@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backuppc_agent import __version__, exitcodes
 from backuppc_agent.errors import BackupPCAgentError, ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 PROG = "backuppc-agent"
 
@@ -54,8 +56,25 @@ def _selected_command(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Formatter(argparse.HelpFormatter):
+    """A help formatter with a fixed width.
+
+    argparse builds a formatter for every add_argument() call, and the default
+    one imports shutil (and with it bz2, lzma, zlib) to ask the terminal size.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 30,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or 98)
+
+
 def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument(
         "--config",
         metavar="PATH",
@@ -74,11 +93,15 @@ def _common() -> argparse.ArgumentParser:
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
     """Build the parser; only ``selected``'s module adds its own arguments."""
     common = _common()
-    parser = argparse.ArgumentParser(prog=PROG, parents=[common], description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog=PROG, parents=[common], description=__doc__, formatter_class=_Formatter
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # An explicit prog keeps argparse from building a formatter (and importing
+    # shutil, bz2, lzma) on every start.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
     for name, (module, text) in COMMANDS.items():
-        kwargs: dict[str, Any] = {"parents": [common]}
+        kwargs: dict[str, Any] = {"parents": [common], "formatter_class": _Formatter}
         if text != argparse.SUPPRESS:
             kwargs["help"] = text
         child = sub.add_parser(

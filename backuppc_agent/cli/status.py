@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from backuppc_agent import exitcodes, state
 from backuppc_agent.agent import readiness
@@ -21,8 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-@dataclass(frozen=True)
-class Status:
+class Status(NamedTuple):
     """What status reports: the live truth, with history from the published state."""
 
     state: State
@@ -73,7 +72,7 @@ def _published(config: Config) -> Snapshot | None:
     if snap is None:
         return None
     if not state.supervisor_running(config.state.dir):
-        return replace(snap, supervisor_pid=None)
+        return snap._replace(supervisor_pid=None)
     return snap
 
 
