@@ -50,7 +50,7 @@ class ProbeResult(NamedTuple):
     @property
     def fingerprints(self) -> tuple[str, ...]:
         """SHA256 fingerprints of the identities, in the agent's order."""
-        return tuple(identity.fingerprint for identity in self.identities)
+        return tuple(protocol.fingerprint(identity.blob) for identity in self.identities)
 
 
 def probe(path: Path, timeout: float, expected_uid: int | None = None) -> ProbeResult:

@@ -48,11 +48,11 @@ class Identity(NamedTuple):
 
 def fingerprint(blob: bytes) -> str:
     """Return ``SHA256:<unpadded base64>`` of a public key blob."""
-    import base64  # noqa: PLC0415  (off the import path: most callers need no fingerprint)
-    import hashlib  # noqa: PLC0415
+    # Imported here, not at the top: most short-lived callers never need one.
+    from base64 import b64encode  # noqa: PLC0415
+    from hashlib import sha256  # noqa: PLC0415
 
-    digest = hashlib.sha256(blob).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+    return "SHA256:" + b64encode(sha256(blob).digest()).decode("ascii").rstrip("=")
 
 
 def frame(msg_type: int, payload: bytes = b"") -> bytes:

@@ -14,28 +14,20 @@ import select
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from backuppc_agent import paths, state
-from backuppc_agent.agent import envfile, readiness
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
-from backuppc_agent.agent.process import (
-    AdoptedAgent,
-    AgentHandle,
-    make_agent_command,
-    start_agent,
-)
+from backuppc_agent.agent import readiness
+from backuppc_agent.agent.keeper import AgentKeeper, StartedHook
+from backuppc_agent.agent.probe import ProbeResult, probe
+from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.config import Config
-from backuppc_agent.errors import AgentError, BackupPCAgentError, ConfigError, UnsafePathError
+from backuppc_agent.errors import AgentError, ConfigError, UnsafePathError
 from backuppc_agent.state import Snapshot, State
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_FIRST_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 30.0
-STABLE_SECONDS = 60.0
 PUBLISH_ERROR_REPEAT_SECONDS = 60.0
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
@@ -70,16 +62,6 @@ _PHASE_MOVES = {
 }
 
 
-@dataclass
-class _Restart:
-    """Backoff bookkeeping for agent restarts."""
-
-    count: int = 0
-    failures: int = 0
-    due: float | None = None
-    started: float = 0.0
-
-
 class Supervisor:
     """Run, watch and restart one ssh-agent; publish its readiness."""
 
@@ -91,6 +73,7 @@ class Supervisor:
         probe_fn: Callable[[Path, float], ProbeResult] = probe,
         loader: Callable[[str | None], Config] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_agent_started: StartedHook | None = None,
     ) -> None:
         self.config = config
         self._config_path = config_path
@@ -98,14 +81,15 @@ class Supervisor:
         self._probe = probe_fn
         self._loader = loader
         self._clock = clock
-        self._agent: AgentHandle | None = None
-        self._restart = _Restart()
+        self.keeper = AgentKeeper(config.agent, probe_fn, clock, on_agent_started)
         self._phase = Phase.STARTING
         self._signals: list[int] = []
         self._wakeup_r = -1
         self._snapshot: Snapshot | None = None
         self._publish_error_at = -PUBLISH_ERROR_REPEAT_SECONDS
         self._lock = state.SupervisorLock(config.state.dir)
+        self._last_identities: tuple[Identity, ...] = ()
+        self._last_fingerprints: tuple[str, ...] = ()
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -120,7 +104,9 @@ class Supervisor:
         self._lock.acquire()
         try:
             self._install_signals()
-            self._attach_agent()
+            adopted = self.keeper.attach()
+            if adopted is not None and adopted.peer_pid is not None:
+                self._inherit_history(adopted.peer_pid)
             self._move(Phase.RUNNING)
             self._loop()
         finally:
@@ -148,9 +134,10 @@ class Supervisor:
             self._handle_signals()
             if self._phase is Phase.STOPPING:
                 return
-            self._supervise_agent()
-            self._refresh()
-            self._sleep(self.config.agent.poll_seconds)
+            probe_seconds = self._refresh()
+            # A probe of an agent holding thousands of keys takes a noticeable
+            # fraction of a second: never spend more than a third of the time probing.
+            self._sleep(max(self.config.agent.poll_seconds, 2 * probe_seconds))
 
     def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(InterruptedError):
@@ -169,133 +156,34 @@ class Supervisor:
             if signum == signal.SIGHUP:
                 self._reload()
 
-    # -- the agent ----------------------------------------------------------
-
-    def _attach_agent(self) -> None:
-        """Adopt a live agent on the socket or start one; raise if the path is unsafe."""
-        sock = self.config.agent.socket
-        paths.ensure_private_dir(sock.parent, "agent socket")
-        if paths.check_socket_path(sock) is paths.SocketPath.SOCKET:
-            result = self._probe(sock, self.config.agent.probe_timeout_seconds)
-            if result.answered and result.peer_pid:
-                self._adopt(result)
-                return
-            self._clear_socket(result)
-        self._start()
-
-    def _adopt(self, result: ProbeResult) -> None:
-        assert result.peer_pid is not None
-        self._agent = AdoptedAgent(result.peer_pid)
-        self._inherit_history(result.peer_pid)
-        self._restart.started = self._clock()
-        count = len(result.identities)
-        logger.info(
-            "adopted running ssh-agent pid %d on %s (%d keys loaded)",
-            result.peer_pid,
-            self.config.agent.socket,
-            count,
-        )
-        self._write_env()
+    # -- readiness --------------------------------------------------------
 
     def _inherit_history(self, agent_pid: int) -> None:
         """Keep 'since' and the restart count of the supervisor that ran this agent."""
-        if self._snapshot is not None:
-            return
         previous = state.read(self.config.state.dir)
         if previous is not None and previous.agent_pid == agent_pid:
             self._snapshot = previous
-            self._restart.count = previous.agent_restarts
+            self.keeper.restarts = previous.agent_restarts
 
-    def _clear_socket(self, result: ProbeResult) -> None:
-        """Remove a stale socket; refuse a live listener that is not our agent."""
-        sock = self.config.agent.socket
-        if result.status is ProbeStatus.REFUSED:
-            logger.warning("removing stale agent socket %s (nothing listens on it)", sock)
-            paths.remove_socket(sock)
-            return
-        if result.status is ProbeStatus.MISSING:
-            return
-        if result.status is ProbeStatus.FOREIGN:
-            raise UnsafePathError(f"agent socket {sock}: {result.detail}")
-        raise AgentError(
-            f"agent socket {sock} is in use by something that is not a working ssh-agent "
-            f"({result.detail}); stop it or set agent.socket elsewhere"
-        )
-
-    def _start(self) -> None:
+    def _refresh(self) -> float:
+        """Probe the agent, let the keeper react, publish; return the probe's duration."""
         agent_cfg = self.config.agent
-        argv = make_agent_command(agent_cfg.ssh_agent, agent_cfg.socket, agent_cfg.lifetime_seconds)
-        self._agent = start_agent(argv, agent_cfg.socket, agent_cfg.probe_timeout_seconds)
-        self._restart.started = self._clock()
-        self._write_env()
-
-    def _write_env(self) -> None:
-        pid = self._agent.pid if self._agent else None
-        text = envfile.render("sh", self.config.agent.socket, pid)
-        env_path = self.config.agent.env_file
-        try:
-            paths.check_dir(env_path.parent, "env file")
-            paths.write_private_file(env_path, text.encode())
-        except UnsafePathError as err:
-            logger.error("cannot write env file: %s", err)
-
-    def _supervise_agent(self) -> None:
-        if self._agent is not None:
-            status = self._agent.exit_status()
-            if status is not None:
-                self._agent_lost(f"exited with status {status}")
-        due = self._restart.due
-        if self._agent is None and due is not None and self._clock() >= due:
-            self._try_restart()
-
-    def _agent_lost(self, how: str) -> None:
-        assert self._agent is not None
-        pid = self._agent.pid
-        self._agent.stop()
-        self._agent = None
-        delay = self._next_backoff()
-        self._restart.due = self._clock() + delay
-        logger.warning(
-            "ssh-agent pid %d %s: its loaded keys are lost; restarting it in %.1f s. "
-            "Re-add keys with: SSH_AUTH_SOCK=%s ssh-add",
-            pid,
-            how,
-            delay,
-            self.config.agent.socket,
-        )
-
-    def _next_backoff(self) -> float:
-        if self._clock() - self._restart.started >= STABLE_SECONDS:
-            self._restart.failures = 0
-        failures = self._restart.failures
-        delay = 0.0 if failures == 0 else BACKOFF_FIRST_SECONDS * 2.0 ** (failures - 1)
-        self._restart.failures += 1
-        return min(delay, BACKOFF_MAX_SECONDS)
-
-    def _try_restart(self) -> None:
-        try:
-            self._attach_agent()
-        except BackupPCAgentError as err:
-            delay = self._next_backoff()
-            self._restart.due = self._clock() + delay
-            logger.error("cannot restart ssh-agent: %s; next try in %.1f s", err, delay)
-            return
-        self._restart.due = None
-        self._restart.count += 1
-        logger.info("ssh-agent restarted (restart #%d)", self._restart.count)
-
-    # -- readiness --------------------------------------------------------
-
-    def _refresh(self) -> None:
-        sock = self.config.agent.socket
-        result = self._probe(sock, self.config.agent.probe_timeout_seconds)
-        if self._agent is not None and result.status in (ProbeStatus.REFUSED, ProbeStatus.MISSING):
-            self._agent_lost(f"stopped answering on {sock} ({result.detail})")
-        if self._agent is not None and result.answered and result.peer_pid != self._agent.pid:
-            logger.warning("agent socket now answered by pid %s; adopting it", result.peer_pid)
-            self._adopt(result)
-        new_state, reason = readiness.evaluate(result, self.config.agent.required_keys)
+        result = self._probe(agent_cfg.socket, agent_cfg.probe_timeout_seconds)
+        before = self.keeper.pid
+        self.keeper.check(result)
+        if self.keeper.pid is not None and self.keeper.pid != before:
+            # The keeper has just started or adopted an agent: report that one.
+            result = self._probe(agent_cfg.socket, agent_cfg.probe_timeout_seconds)
+        new_state, reason = readiness.evaluate(result, agent_cfg.required_keys)
         self._publish(self._make_snapshot(result, new_state, reason))
+        return result.seconds
+
+    def _fingerprints(self, result: ProbeResult) -> tuple[str, ...]:
+        """Fingerprints of the probe's identities, reusing the last ones if unchanged."""
+        if result.identities != self._last_identities:
+            self._last_identities = result.identities
+            self._last_fingerprints = result.fingerprints
+        return self._last_fingerprints
 
     def _make_snapshot(self, result: ProbeResult, new_state: State, reason: str) -> Snapshot:
         old = self._snapshot
@@ -304,13 +192,13 @@ class Supervisor:
             state=new_state,
             reason=reason,
             socket=str(self.config.agent.socket),
-            agent_pid=self._agent.pid if self._agent else None,
+            agent_pid=self.keeper.pid,
             identities=len(result.identities),
-            fingerprints=result.fingerprints,
+            fingerprints=self._fingerprints(result),
             since=since,
             supervisor_pid=os.getpid() if self._phase is not Phase.STOPPED else None,
-            agent_restarts=self._restart.count,
-            adopted=bool(self._agent and self._agent.adopted),
+            agent_restarts=self.keeper.restarts,
+            adopted=self.keeper.adopted,
             agent_up=result.answered,
             updated=time.time(),
         )
@@ -359,6 +247,7 @@ class Supervisor:
             return
         self._warn_static_changes(new)
         self.config = new
+        self.keeper.config = new.agent
         logger.info("SIGHUP: configuration reloaded from %s", new.source)
         for listener in self._listeners:
             try:
@@ -382,12 +271,12 @@ class Supervisor:
     def _shutdown(self) -> None:
         if self._phase is not Phase.STOPPING:
             self._move(Phase.STOPPING)
-        if self.config.agent.on_stop == "stop-agent" and self._agent is not None:
-            self._stop_agent()
+        if self.config.agent.on_stop == "stop-agent":
+            self.keeper.stop()
         self._move(Phase.STOPPED)
         if self._snapshot is not None:
             final = self._snapshot._replace(supervisor_pid=None, updated=time.time())
-            if self._agent is None:
+            if self.keeper.pid is None:
                 final = final._replace(
                     state=State.DOWN,
                     reason="supervisor stopped the agent",
@@ -401,16 +290,6 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 listener.close()
         self._lock.release()
-
-    def _stop_agent(self) -> None:
-        assert self._agent is not None
-        logger.info("stopping ssh-agent pid %d (on_stop = stop-agent)", self._agent.pid)
-        self._agent.stop()
-        self._agent = None
-        sock = self.config.agent.socket
-        with contextlib.suppress(UnsafePathError):
-            if paths.check_socket_path(sock) is paths.SocketPath.SOCKET:
-                paths.remove_socket(sock)
 
 
 def _same(old: Snapshot, new: Snapshot) -> bool:

@@ -1,0 +1,208 @@
+"""Keep one ssh-agent alive on the fixed socket: adopt, start, notice death, restart.
+
+The supervisor owns the loop and readiness; the keeper owns the agent process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from backuppc_agent import paths
+from backuppc_agent.agent import envfile
+from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
+from backuppc_agent.agent.process import (
+    AdoptedAgent,
+    AgentHandle,
+    make_agent_command,
+    start_agent,
+)
+from backuppc_agent.config import AgentConfig
+from backuppc_agent.errors import AgentError, BackupPCAgentError, UnsafePathError
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+STABLE_SECONDS = 60.0
+
+#: Called with the agent's pid after a fresh agent was started (not after adoption).
+StartedHook = Callable[[int], None]
+
+
+@dataclass
+class _Restart:
+    """Backoff bookkeeping for agent restarts."""
+
+    count: int = 0
+    failures: int = 0
+    due: float | None = None
+    started: float = 0.0
+
+
+class AgentKeeper:
+    """Attach to (adopt or start) the agent and restart it with backoff when it dies."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        probe_fn: Callable[[Path, float], ProbeResult] = probe,
+        clock: Callable[[], float] = time.monotonic,
+        on_started: StartedHook | None = None,
+    ) -> None:
+        self.config = config
+        self._probe = probe_fn
+        self._clock = clock
+        self._on_started = on_started
+        self._agent: AgentHandle | None = None
+        self._restart = _Restart()
+
+    @property
+    def pid(self) -> int | None:
+        """The agent's pid, or None while there is no agent."""
+        return self._agent.pid if self._agent else None
+
+    @property
+    def adopted(self) -> bool:
+        """True if the agent was left by an earlier supervisor."""
+        return bool(self._agent and self._agent.adopted)
+
+    @property
+    def restarts(self) -> int:
+        """How many times the agent was lost and replaced."""
+        return self._restart.count
+
+    @restarts.setter
+    def restarts(self, count: int) -> None:
+        self._restart.count = count
+
+    def attach(self) -> ProbeResult | None:
+        """Adopt a live agent on the socket or start one; raise if the path is unsafe.
+
+        Returns the probe that found an agent to adopt, or None if one was started.
+        """
+        sock = self.config.socket
+        paths.ensure_private_dir(sock.parent, "agent socket")
+        if paths.check_socket_path(sock) is paths.SocketPath.SOCKET:
+            result = self._probe(sock, self.config.probe_timeout_seconds)
+            if result.answered and result.peer_pid:
+                self.adopt(result)
+                return result
+            self._clear_socket(result)
+        self._start()
+        return None
+
+    def adopt(self, result: ProbeResult) -> None:
+        """Take over the agent that answered ``result`` (identified by SO_PEERCRED)."""
+        assert result.peer_pid is not None
+        self._agent = AdoptedAgent(result.peer_pid)
+        self._restart.started = self._clock()
+        logger.info(
+            "adopted running ssh-agent pid %d on %s (%d keys loaded)",
+            result.peer_pid,
+            self.config.socket,
+            len(result.identities),
+        )
+        self._write_env()
+
+    def _clear_socket(self, result: ProbeResult) -> None:
+        """Remove a stale socket; refuse a live listener that is not our agent."""
+        sock = self.config.socket
+        if result.status is ProbeStatus.REFUSED:
+            logger.warning("removing stale agent socket %s (nothing listens on it)", sock)
+            paths.remove_socket(sock)
+            return
+        if result.status is ProbeStatus.MISSING:
+            return
+        if result.status is ProbeStatus.FOREIGN:
+            raise UnsafePathError(f"agent socket {sock}: {result.detail}")
+        raise AgentError(
+            f"agent socket {sock} is in use by something that is not a working ssh-agent "
+            f"({result.detail}); stop it or set agent.socket elsewhere"
+        )
+
+    def _start(self) -> None:
+        cfg = self.config
+        argv = make_agent_command(cfg.ssh_agent, cfg.socket, cfg.lifetime_seconds)
+        self._agent = start_agent(argv, cfg.socket, cfg.probe_timeout_seconds)
+        self._restart.started = self._clock()
+        self._write_env()
+        if self._on_started is not None:
+            self._on_started(self._agent.pid)
+
+    def _write_env(self) -> None:
+        text = envfile.render("sh", self.config.socket, self.pid)
+        env_path = self.config.env_file
+        try:
+            paths.ensure_private_dir(env_path.parent, "env file")
+            paths.write_private_file(env_path, text.encode())
+        except UnsafePathError as err:
+            logger.error("cannot write env file: %s", err)
+
+    def check(self, result: ProbeResult) -> None:
+        """Notice a dead agent (exit status or socket gone); restart when the backoff is due."""
+        if self._agent is not None:
+            status = self._agent.exit_status()
+            if status is not None:
+                self._lost(f"exited with status {status}")
+            elif result.status in (ProbeStatus.REFUSED, ProbeStatus.MISSING):
+                self._lost(f"stopped answering on {self.config.socket} ({result.detail})")
+            elif result.answered and result.peer_pid != self._agent.pid:
+                logger.warning("agent socket now answered by pid %s; adopting it", result.peer_pid)
+                self.adopt(result)
+        due = self._restart.due
+        if self._agent is None and due is not None and self._clock() >= due:
+            self._try_restart()
+
+    def _lost(self, how: str) -> None:
+        assert self._agent is not None
+        pid = self._agent.pid
+        self._agent.stop()
+        self._agent = None
+        delay = self._next_backoff()
+        self._restart.due = self._clock() + delay
+        logger.warning(
+            "ssh-agent pid %d %s: its loaded keys are lost; restarting it in %.1f s. "
+            "Re-add keys with: SSH_AUTH_SOCK=%s ssh-add",
+            pid,
+            how,
+            delay,
+            self.config.socket,
+        )
+
+    def _next_backoff(self) -> float:
+        if self._clock() - self._restart.started >= STABLE_SECONDS:
+            self._restart.failures = 0
+        failures = self._restart.failures
+        delay = 0.0 if failures == 0 else BACKOFF_FIRST_SECONDS * 2.0 ** (failures - 1)
+        self._restart.failures += 1
+        return min(delay, BACKOFF_MAX_SECONDS)
+
+    def _try_restart(self) -> None:
+        try:
+            self.attach()
+        except BackupPCAgentError as err:
+            delay = self._next_backoff()
+            self._restart.due = self._clock() + delay
+            logger.error("cannot restart ssh-agent: %s; next try in %.1f s", err, delay)
+            return
+        self._restart.due = None
+        self._restart.count += 1
+        logger.info("ssh-agent restarted (restart #%d)", self._restart.count)
+
+    def stop(self) -> None:
+        """End the agent and remove its socket (on_stop = stop-agent)."""
+        if self._agent is None:
+            return
+        logger.info("stopping ssh-agent pid %d (on_stop = stop-agent)", self._agent.pid)
+        self._agent.stop()
+        self._agent = None
+        sock = self.config.socket
+        try:
+            if paths.check_socket_path(sock) is paths.SocketPath.SOCKET:
+                paths.remove_socket(sock)
+        except UnsafePathError as err:
+            logger.warning("left %s in place: %s", sock, err)
