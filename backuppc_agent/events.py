@@ -1,0 +1,237 @@
+"""The hook-run store: every hook run recorded in SQLite in the state directory.
+
+Hooks are short-lived processes that may finish at the same moment; the
+exporter is a long-running reader. SQLite in WAL mode with a bounded busy
+timeout fits both: writers queue instead of failing, readers never block
+writers. Aggregates (run counts, wait histogram, last success per client) live
+in small tables updated in the same transaction as the detail row, so
+``summary()`` costs the same with a day of history or a year, and counters
+never go down when old detail rows are pruned.
+
+Results recorded (``HookRecord.result``):
+
+- ``ok``: pre hooks: ready and the master is up; post hooks: the transfer
+  succeeded ($xferOK = 1) and the hook did its work
+- ``failed``: post hooks: BackupPC reported the transfer failed ($xferOK != 1)
+- ``not-ready``: a pre hook gave up waiting for SSH keys
+- ``ssh-failed``: a pre hook could not open or reach the client's master
+- ``bad-name``: a client/host name from BackupPC was refused
+- ``error``: anything else went wrong (details in ``detail``)
+
+The records are NamedTuples rather than dataclasses: this module is on the
+hook's hot path, where importing dataclasses costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from backuppc_agent.errors import BackupPCAgentError
+
+DB_FILE = "events.sqlite3"
+SCHEMA_VERSION = 1
+#: How long a writer waits for another writer's lock before giving up.
+BUSY_TIMEOUT_SECONDS = 5.0
+#: Detail rows older than this are pruned (aggregates are kept for ever).
+RETENTION_SECONDS = 90 * 86400
+#: Prune once every this many inserts (by row id), so the hook path stays cheap.
+PRUNE_EVERY_ROWS = 500
+#: Upper bounds (seconds) of the readiness-wait histogram; +Inf is implied.
+WAIT_BUCKETS_SECONDS: tuple[float, ...] = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+#: Hooks whose waits feed the histogram: the ones that gate a job on readiness.
+GATING_HOOKS = frozenset({"pre-dump", "pre-restore", "pre-archive", "ping"})
+RESULTS = ("ok", "failed", "not-ready", "ssh-failed", "bad-name", "error")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hook_runs (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, hook TEXT NOT NULL, client TEXT NOT NULL,
+    result TEXT NOT NULL, waited_seconds REAL NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS hook_runs_time ON hook_runs(time);
+CREATE TABLE IF NOT EXISTS run_counts (
+    hook TEXT NOT NULL, result TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (hook, result));
+CREATE TABLE IF NOT EXISTS wait_buckets (
+    bucket INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS wait_totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1), sum REAL NOT NULL, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS last_success (client TEXT PRIMARY KEY, time REAL NOT NULL);
+"""
+
+
+class EventStoreError(BackupPCAgentError):
+    """The hook-run store could not be opened, written or read."""
+
+
+class HookRecord(NamedTuple):
+    """One hook run: when, which hook, for which client, how it ended, how long it waited."""
+
+    time: float
+    hook: str
+    client: str
+    result: str
+    waited_seconds: float
+    detail: str = ""
+
+
+class HookSummary(NamedTuple):
+    """Aggregates for the exporter; every count only ever goes up."""
+
+    #: (hook, result) -> number of runs
+    runs: dict[tuple[str, str], int]
+    #: cumulative counts per upper bound, ascending; the last bound is math.inf
+    wait_buckets: tuple[tuple[float, int], ...]
+    wait_sum: float
+    wait_count: int
+    #: client -> epoch seconds of its last run that ended "ok"
+    last_success: dict[str, float]
+
+
+def bucket_index(seconds: float) -> int:
+    """Index of the first histogram bucket whose upper bound holds ``seconds``."""
+    for index, bound in enumerate(WAIT_BUCKETS_SECONDS):
+        if seconds <= bound:
+            return index
+    return len(WAIT_BUCKETS_SECONDS)
+
+
+class EventStore:
+    """The SQLite store at ``STATE_DIR/events.sqlite3`` (mode 0600, WAL)."""
+
+    def __init__(self, state_dir: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+        self.path = state_dir / DB_FILE
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self._conn = _open(self.path, self._busy_timeout)
+            except sqlite3.Error as err:
+                raise EventStoreError(f"hook store {self.path}: cannot open: {err}") from err
+        return self._conn
+
+    def record(self, rec: HookRecord) -> None:
+        """Insert one run and update the aggregates atomically; raise EventStoreError."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row_id = _insert(conn, rec)
+                if row_id % PRUNE_EVERY_ROWS == 0:
+                    cutoff = time.time() - RETENTION_SECONDS
+                    conn.execute("DELETE FROM hook_runs WHERE time < ?", (cutoff,))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise EventStoreError(f"hook store {self.path}: cannot record: {err}") from err
+
+    def summary(self) -> HookSummary:
+        """Read the aggregates (a few small tables); raise EventStoreError."""
+        conn = self._connect()
+        try:
+            runs = {(h, r): c for h, r, c in conn.execute("SELECT * FROM run_counts")}
+            per_bucket = dict(conn.execute("SELECT bucket, count FROM wait_buckets").fetchall())
+            totals = conn.execute("SELECT sum, count FROM wait_totals").fetchone() or (0.0, 0)
+            last = dict(conn.execute("SELECT client, time FROM last_success").fetchall())
+        except sqlite3.Error as err:
+            raise EventStoreError(f"hook store {self.path}: cannot read: {err}") from err
+        return HookSummary(runs, _cumulative(per_bucket), float(totals[0]), int(totals[1]), last)
+
+    def recent(self, limit: int = 20) -> list[HookRecord]:
+        """The latest detail rows, newest first; raise EventStoreError."""
+        conn = self._connect()
+        query = (
+            "SELECT time, hook, client, result, waited_seconds, detail FROM hook_runs "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        try:
+            return [HookRecord(*row) for row in conn.execute(query, (limit,))]
+        except sqlite3.Error as err:
+            raise EventStoreError(f"hook store {self.path}: cannot read: {err}") from err
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """Open (creating mode 0600 if needed) in WAL mode with a busy timeout."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        os.close(os.open(path, flags, 0o600))
+    except OSError as err:
+        raise sqlite3.OperationalError(err.strerror) from err
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        conn.executescript(f"{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};")
+    return conn
+
+
+def _insert(conn: sqlite3.Connection, rec: HookRecord) -> int:
+    """Write the detail row and bump the aggregates (inside the caller's transaction)."""
+    cursor = conn.execute(
+        "INSERT INTO hook_runs (time, hook, client, result, waited_seconds, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (rec.time, rec.hook, rec.client, rec.result, rec.waited_seconds, rec.detail[:1000]),
+    )
+    conn.execute(
+        "INSERT INTO run_counts VALUES (?, ?, 1) "
+        "ON CONFLICT (hook, result) DO UPDATE SET count = count + 1",
+        (rec.hook, rec.result),
+    )
+    if rec.hook in GATING_HOOKS:
+        _observe_wait(conn, rec.waited_seconds)
+    if rec.result == "ok":
+        conn.execute(
+            "INSERT INTO last_success VALUES (?, ?) "
+            "ON CONFLICT (client) DO UPDATE SET time = max(time, excluded.time)",
+            (rec.client, rec.time),
+        )
+    return int(cursor.lastrowid or 0)
+
+
+def _observe_wait(conn: sqlite3.Connection, seconds: float) -> None:
+    conn.execute(
+        "INSERT INTO wait_buckets VALUES (?, 1) "
+        "ON CONFLICT (bucket) DO UPDATE SET count = count + 1",
+        (bucket_index(seconds),),
+    )
+    conn.execute(
+        "INSERT INTO wait_totals VALUES (1, ?, 1) "
+        "ON CONFLICT (id) DO UPDATE SET sum = sum + excluded.sum, count = count + 1",
+        (seconds,),
+    )
+
+
+def _cumulative(per_bucket: dict[int, int]) -> tuple[tuple[float, int], ...]:
+    bounds = (*WAIT_BUCKETS_SECONDS, math.inf)
+    total = 0
+    rows = []
+    for index, bound in enumerate(bounds):
+        total += per_bucket.get(index, 0)
+        rows.append((float(bound), total))
+    return tuple(rows)
+
+
+def record_quietly(state_dir: Path, rec: HookRecord) -> str | None:
+    """Record ``rec``; return None, or a one-line problem if it could not be stored."""
+    store = EventStore(state_dir)
+    try:
+        store.record(rec)
+    except EventStoreError as err:
+        return str(err)
+    finally:
+        store.close()
+    return None

@@ -1,0 +1,135 @@
+"""The hook-run store: aggregates, concurrency from several processes, file safety."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from backuppc_agent.events import (
+    DB_FILE,
+    WAIT_BUCKETS_SECONDS,
+    EventStore,
+    EventStoreError,
+    HookRecord,
+    bucket_index,
+    record_quietly,
+)
+
+
+def _rec(
+    hook: str = "pre-dump",
+    client: str = "a",
+    result: str = "ok",
+    waited: float = 0.0,
+    when: float | None = None,
+) -> HookRecord:
+    return HookRecord(time.time() if when is None else when, hook, client, result, waited)
+
+
+def test_a_fresh_store_summarises_to_zero_with_an_inf_bucket(tmp_path: Path) -> None:
+    store = EventStore(tmp_path)
+    summary = store.summary()
+    assert summary.runs == {}
+    assert summary.wait_buckets[-1] == (math.inf, 0)
+    assert [bound for bound, _ in summary.wait_buckets[:-1]] == list(WAIT_BUCKETS_SECONDS)
+    assert (summary.wait_sum, summary.wait_count) == (0.0, 0)
+    store.close()
+
+
+def test_the_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    store = EventStore(tmp_path)
+    store.record(_rec())
+    store.close()
+    assert stat.S_IMODE((tmp_path / DB_FILE).stat().st_mode) == 0o600
+    conn = sqlite3.connect(tmp_path / DB_FILE)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_counts_buckets_and_last_success_follow_the_records(tmp_path: Path) -> None:
+    store = EventStore(tmp_path)
+    store.record(_rec(waited=0.05, when=100.0))
+    store.record(_rec(waited=3.0, result="not-ready", when=200.0))
+    store.record(_rec(hook="post-dump", result="failed", when=300.0))
+    store.record(_rec(client="b", waited=400.0, when=400.0))
+    summary = store.summary()
+    assert summary.runs == {
+        ("pre-dump", "ok"): 2,
+        ("pre-dump", "not-ready"): 1,
+        ("post-dump", "failed"): 1,
+    }
+    buckets = dict(summary.wait_buckets)
+    assert buckets[0.1] == 1
+    assert buckets[5] == 2
+    assert buckets[300] == 2
+    assert buckets[math.inf] == 3  # the post hook's wait is not observed
+    assert summary.wait_count == 3
+    assert summary.wait_sum == pytest.approx(403.05)
+    assert summary.last_success == {"a": 100.0, "b": 400.0}
+    assert [r.result for r in store.recent(2)] == ["ok", "failed"]
+    store.close()
+
+
+def test_bucket_index_puts_bounds_in_their_own_bucket() -> None:
+    assert bucket_index(0.1) == 0
+    assert bucket_index(0.10001) == 1
+    assert bucket_index(1e9) == len(WAIT_BUCKETS_SECONDS)
+
+
+def test_pruning_old_detail_rows_never_lowers_the_counters(tmp_path: Path) -> None:
+    store = EventStore(tmp_path)
+    for index in range(600):
+        store.record(_rec(when=1000.0 + index))  # ancient: pruned at row 500
+    store.record(_rec())
+    assert len(store.recent(1000)) < 601
+    assert store.summary().runs[("pre-dump", "ok")] == 601
+    store.close()
+
+
+def _writer(state_dir: str, worker: int, count: int) -> None:
+    store = EventStore(Path(state_dir))
+    for index in range(count):
+        store.record(HookRecord(time.time(), "pre-dump", f"c{worker}", "ok", 0.01, f"run {index}"))
+    store.close()
+
+
+def test_concurrent_writers_in_several_processes_lose_no_record(tmp_path: Path) -> None:
+    EventStore(tmp_path).close()
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_writer, args=(str(tmp_path), n, 50)) for n in range(6)]
+    for proc in workers:
+        proc.start()
+    for proc in workers:
+        proc.join(60)
+        assert proc.exitcode == 0
+    store = EventStore(tmp_path)
+    summary = store.summary()
+    assert summary.runs[("pre-dump", "ok")] == 300
+    assert summary.wait_count == 300
+    assert len(store.recent(1000)) == 300
+    assert set(summary.last_success) == {f"c{n}" for n in range(6)}
+    store.close()
+
+
+def test_an_unwritable_store_raises_one_error_and_record_quietly_reports_it(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "no-such-dir"
+    with pytest.raises(EventStoreError, match="cannot open"):
+        EventStore(missing).record(_rec())
+    problem = record_quietly(missing, _rec())
+    assert problem is not None
+    assert "no-such-dir" in problem
+
+
+def test_a_symlinked_database_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("")
+    (tmp_path / DB_FILE).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(EventStoreError):
+        EventStore(tmp_path).record(_rec())
