@@ -31,3 +31,19 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "b": make_key(directory, "id_b"),
         "askpass": askpass_helper(directory),
     }
+
+
+@pytest.fixture(scope="session")
+def procfs_trees() -> Path:
+    """The fixture procfs trees of the metrics tests (see tests/fixtures/procfs/README.md)."""
+    return Path(__file__).parent / "fixtures" / "procfs"
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (bound to port 0, then released)."""
+    import socket  # noqa: PLC0415 (only the metrics tests need it)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

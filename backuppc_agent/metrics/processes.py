@@ -1,0 +1,132 @@
+"""Per-process swap from /proc/PID/status VmSwap: the one hot loop of a scrape.
+
+VmSwap is cheap (the kernel keeps a counter per mm); smaps_rollup walks every
+page table and costs seconds on a busy host, so it is never read. The loop
+works on bytes with raw os.open/os.read: 5,000 processes fit in well under
+0.1 s. A process that exits between the directory listing and the read
+(ENOENT on open, ESRCH on read) has simply gone and is not an error.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+KIB = 1024
+STATUS_CHUNK_BYTES = 4096
+_SWAP_TAG = b"\nVmSwap:"
+_NAME_TAG = b"Name:"
+
+
+@dataclass(frozen=True)
+class ProcessSwap:
+    """One process and the bytes of its memory that sit in swap."""
+
+    pid: int
+    comm: str
+    swap_bytes: int
+
+
+@dataclass(frozen=True)
+class ProcessScan:
+    """The outcome of one pass over every pid."""
+
+    top: tuple[ProcessSwap, ...]
+    scanned: int
+    vanished: int
+    failures: tuple[str, ...]
+
+
+def parse_status_swap(data: bytes) -> int | None:
+    """VmSwap of a /proc/PID/status text in bytes; None if there is no VmSwap line.
+
+    Kernel threads have no VmSwap line. Raises ValueError on a malformed one.
+    """
+    at = data.find(_SWAP_TAG)
+    if at < 0:
+        return None
+    start = at + len(_SWAP_TAG)
+    end = data.find(b"\n", start)
+    fields = data[start : end if end >= 0 else len(data)].split()
+    if len(fields) != 2 or fields[1] != b"kB" or not fields[0].isdigit():
+        raise ValueError(f"malformed VmSwap line: {data[at + 1 : end]!r}")
+    return int(fields[0]) * KIB
+
+
+def parse_status_name(data: bytes) -> str:
+    """The Name: field (the comm) of a /proc/PID/status text; "" if absent."""
+    if not data.startswith(_NAME_TAG):
+        return ""
+    end = data.find(b"\n")
+    return data[len(_NAME_TAG) : end if end >= 0 else len(data)].strip().decode("utf-8", "replace")
+
+
+def read_status(procfs: str, pid: str) -> bytes | None:
+    """Read PROCFS/PID/status as bytes; None if the process is gone; raise other OSErrors."""
+    try:
+        fd = os.open(f"{procfs}/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.read(fd, STATUS_CHUNK_BYTES)
+        # A status with thousands of supplementary groups outgrows one chunk.
+        while len(data) % STATUS_CHUNK_BYTES == 0 and data and _SWAP_TAG not in data:
+            more = os.read(fd, STATUS_CHUNK_BYTES)
+            if not more:
+                break
+            data += more
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    return data
+
+
+def list_pids(procfs: str) -> list[str]:
+    """The numeric entries of the procfs root; raise OSError if it cannot be listed."""
+    with os.scandir(procfs) as entries:
+        return [entry.name for entry in entries if entry.name.isdigit()]
+
+
+def scan_process_swap(procfs: Path, limit: int) -> ProcessScan:
+    """Read VmSwap of every process; return the ``limit`` largest non-zero ones.
+
+    Raises OSError only if the procfs root itself cannot be listed.
+    """
+    root = str(procfs)
+    pids = list_pids(root)
+    swapping: list[tuple[int, int, bytes]] = []
+    failures: list[str] = []
+    vanished = 0
+    for pid in pids:
+        try:
+            data = read_status(root, pid)
+            if data is None:
+                vanished += 1
+                continue
+            swap = parse_status_swap(data)
+        except (OSError, ValueError) as err:
+            failures.append(f"{pid}: {_describe(err)}")
+            continue
+        if swap:
+            swapping.append((swap, -int(pid), data))
+    top = heapq.nlargest(limit, swapping, key=lambda item: (item[0], item[1]))
+    found = tuple(ProcessSwap(-neg, parse_status_name(data), swap) for swap, neg, data in top)
+    return ProcessScan(found, len(pids), vanished, tuple(failures))
+
+
+def process_swap(procfs: Path, pid: int) -> int | None:
+    """VmSwap of one process in bytes; None if it is gone or has none.
+
+    Raises OSError (unreadable) or ValueError (malformed).
+    """
+    data = read_status(str(procfs), str(pid))
+    return None if data is None else parse_status_swap(data)
+
+
+def _describe(err: OSError | ValueError) -> str:
+    if isinstance(err, OSError):
+        return err.strerror or type(err).__name__
+    return str(err)

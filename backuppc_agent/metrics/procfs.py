@@ -1,0 +1,192 @@
+"""Pure parsers for the procfs files the swap collectors read: text in, dataclass out.
+
+Each parser keeps what it could read and lists the lines it could not
+(``malformed``), so one odd line is reported without hiding the rest. File
+reading lives elsewhere (``sources``, ``processes``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+KIB = 1024
+USEC_PER_SECOND = 1_000_000
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+_MEMINFO_KEYS = {"SwapTotal": "total", "SwapFree": "free", "SwapCached": "cached"}
+
+
+@dataclass(frozen=True)
+class SwapMemInfo:
+    """The swap lines of /proc/meminfo, in bytes; None when a line is absent."""
+
+    total_bytes: int | None
+    free_bytes: int | None
+    cached_bytes: int | None
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SwapVmStat:
+    """Pages swapped in and out since boot (/proc/vmstat pswpin, pswpout)."""
+
+    pswpin: int | None
+    pswpout: int | None
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SwapDevice:
+    """One line of /proc/swaps."""
+
+    device: str
+    type: str
+    size_bytes: int
+    used_bytes: int
+    priority: int
+
+
+@dataclass(frozen=True)
+class Swaps:
+    """Every active swap area in /proc/swaps."""
+
+    devices: tuple[SwapDevice, ...]
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """Total stall time from /proc/pressure/memory (PSI), in seconds."""
+
+    some_seconds: float | None
+    full_seconds: float | None
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One line of the mounts table, with octal escapes decoded."""
+
+    device: str
+    mountpoint: str
+    fstype: str
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """The mounts table (/proc/mounts)."""
+
+    entries: tuple[Mount, ...]
+    malformed: tuple[str, ...] = ()
+
+
+def unescape(field: str) -> str:
+    """Decode the kernel's octal escapes (``\\040`` for a space) in a path field."""
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def parse_meminfo(text: str) -> SwapMemInfo:
+    """Parse the SwapTotal, SwapFree and SwapCached lines (``NAME: N kB``) into bytes."""
+    found: dict[str, int] = {}
+    malformed = []
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key not in _MEMINFO_KEYS:
+            continue
+        parts = rest.split()
+        if len(parts) != 2 or parts[1] != "kB" or not parts[0].isdigit():
+            malformed.append(line)
+            continue
+        found[_MEMINFO_KEYS[key]] = int(parts[0]) * KIB
+    return SwapMemInfo(found.get("total"), found.get("free"), found.get("cached"), tuple(malformed))
+
+
+def parse_vmstat(text: str) -> SwapVmStat:
+    """Parse the pswpin and pswpout counters (``NAME N``) of /proc/vmstat."""
+    found: dict[str, int] = {}
+    malformed = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0] not in ("pswpin", "pswpout"):
+            continue
+        if len(parts) != 2 or not parts[1].isdigit():
+            malformed.append(line)
+            continue
+        found[parts[0]] = int(parts[1])
+    return SwapVmStat(found.get("pswpin"), found.get("pswpout"), tuple(malformed))
+
+
+def parse_swaps(text: str) -> Swaps:
+    """Parse /proc/swaps: a header, then ``Filename Type Size Used Priority`` (KiB)."""
+    devices = []
+    malformed = []
+    for line in text.splitlines()[1:]:
+        if not line.strip():
+            continue
+        device = _swap_device(line)
+        if device is None:
+            malformed.append(line)
+        else:
+            devices.append(device)
+    return Swaps(tuple(devices), tuple(malformed))
+
+
+def _swap_device(line: str) -> SwapDevice | None:
+    parts = line.split()
+    if len(parts) != 5:
+        return None
+    name, kind, size, used, priority = parts
+    try:
+        return SwapDevice(unescape(name), kind, int(size) * KIB, int(used) * KIB, int(priority))
+    except ValueError:
+        return None
+
+
+def parse_pressure(text: str) -> Pressure:
+    """Parse PSI lines ``some|full avg10=.. avg60=.. avg300=.. total=USEC`` into seconds."""
+    found: dict[str, float] = {}
+    malformed = []
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind not in ("some", "full"):
+            if line.strip():
+                malformed.append(line)
+            continue
+        total = _psi_total(rest)
+        if total is None:
+            malformed.append(line)
+        else:
+            found[kind] = total / USEC_PER_SECOND
+    return Pressure(found.get("some"), found.get("full"), tuple(malformed))
+
+
+def _psi_total(fields: str) -> int | None:
+    for field in fields.split():
+        name, _, value = field.partition("=")
+        if name == "total":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def parse_mounts(text: str) -> Mounts:
+    """Parse the mounts table: ``DEVICE MOUNTPOINT FSTYPE OPTIONS DUMP PASS``."""
+    entries = []
+    malformed = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 4:
+            malformed.append(line)
+            continue
+        entries.append(Mount(unescape(parts[0]), unescape(parts[1]), parts[2]))
+    return Mounts(tuple(entries), tuple(malformed))
+
+
+def tmpfs_mountpoints(mounts: Mounts) -> tuple[str, ...]:
+    """The distinct tmpfs mountpoints, in table order (a mount stacked twice counts once)."""
+    seen: dict[str, None] = {}
+    for entry in mounts.entries:
+        if entry.fstype == "tmpfs":
+            seen[entry.mountpoint] = None
+    return tuple(seen)

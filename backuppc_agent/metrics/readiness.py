@@ -1,0 +1,66 @@
+"""Readiness metrics from the supervisor's latest snapshot (no I/O at scrape time)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from backuppc_agent import __version__
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
+from backuppc_agent.state import Snapshot, State
+
+SnapshotSource = Callable[[], Snapshot | None]
+
+
+class ReadinessPart(Part):
+    """backuppc_agent_ready, _state{state}, identities, since, agent up and restarts."""
+
+    name = "readiness"
+
+    def __init__(self, errors: ScrapeErrors, snapshot: SnapshotSource) -> None:
+        super().__init__(errors)
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the readiness families; before the first snapshot only ready=0 and build info."""
+        yield _build_info()
+        current = self.snapshot()
+        ready = current is not None and current.state is State.READY
+        yield gauge(
+            "ready", "1 when SSH authentication is ready (keys loaded), else 0.", float(ready)
+        )
+        yield _state_family(current.state if current else None)
+        if current is None:
+            return
+        yield gauge("identities", "Keys loaded in the ssh-agent.", current.identities)
+        yield gauge(
+            "state_since_timestamp_seconds",
+            "When the current state began (Unix time).",
+            current.since,
+        )
+        yield gauge(
+            "ssh_agent_up", "1 when the ssh-agent answers on its socket.", float(current.agent_up)
+        )
+        yield CounterMetricFamily(
+            PREFIX + "ssh_agent_restarts_total",
+            "Times the supervisor restarted a lost ssh-agent (its keys were lost each time).",
+            value=current.agent_restarts,
+        )
+
+
+def _state_family(current: State | None) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        PREFIX + "state", "1 for the current readiness state, 0 for the others.", labels=["state"]
+    )
+    for candidate in State:
+        family.add_metric([candidate.value], 1 if candidate is current else 0)
+    return family
+
+
+def _build_info() -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        PREFIX + "build_info", "The running backuppc-agent version (always 1).", labels=["version"]
+    )
+    family.add_metric([__version__], 1)
+    return family

@@ -1,0 +1,145 @@
+"""One scrape: run every collector part, count failures, report the scrape's own cost.
+
+Each part is a prometheus_client custom collector with one ``name``, which is
+its ``collector`` label in ``backuppc_agent_scrape_errors_total``. A part
+records failed reads through ``ScrapeErrors`` and still yields what it could
+read; an exception escaping a part is counted too and never breaks the others.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "backuppc_agent_"
+LOG_REPEAT_SECONDS = 600.0
+
+
+class ScrapeErrors:
+    """Thread-safe failure counts per collector, logged without flooding the log."""
+
+    def __init__(
+        self,
+        repeat_seconds: float = LOG_REPEAT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._counts: dict[str, int] = {}
+        self._logged: dict[tuple[str, str], float] = {}
+        self._repeat = repeat_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def declare(self, collector: str) -> None:
+        """Export ``collector`` with a count of 0 until it fails (so rate() works)."""
+        with self._lock:
+            self._counts.setdefault(collector, 0)
+
+    def record(self, collector: str, detail: str) -> None:
+        """Count one failed read; log it at WARNING once per ``repeat_seconds``."""
+        with self._lock:
+            self._counts[collector] = self._counts.get(collector, 0) + 1
+            key = (collector, detail)
+            now = self._clock()
+            last = self._logged.get(key)
+            due = last is None or now - last >= self._repeat
+            if due:
+                self._logged[key] = now
+        if due:
+            logger.warning("metrics collector %s: %s", collector, detail)
+        else:
+            logger.debug("metrics collector %s: %s", collector, detail)
+
+    def counts(self) -> dict[str, int]:
+        """A copy of the counts so far."""
+        with self._lock:
+            return dict(self._counts)
+
+
+class Part(abc.ABC):
+    """A collector of one kind of metric, with its own error label."""
+
+    name: ClassVar[str]
+
+    def __init__(self, errors: ScrapeErrors) -> None:
+        self.errors = errors
+        errors.declare(self.name)
+
+    @abc.abstractmethod
+    def collect(self) -> Iterable[Metric]:
+        """Build this part's metric families afresh."""
+
+    def fail(self, detail: str) -> None:
+        """Count and log a failed read of this part."""
+        self.errors.record(self.name, detail)
+
+    def read_text(self, path: Path) -> str | None:
+        """Read a text file; on failure count it and return None."""
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")
+        except OSError as err:
+            self.fail(f"cannot read {path}: {err.strerror}")
+            return None
+
+    def report_malformed(self, path: Path, lines: Sequence[str]) -> None:
+        """Count each line a parser could not read."""
+        for line in lines:
+            self.fail(f"{path}: malformed line {line!r}")
+
+
+def gauge(name: str, doc: str, value: float | None = None) -> GaugeMetricFamily:
+    """A gauge family with the common prefix (and one sample when ``value`` is given)."""
+    return GaugeMetricFamily(PREFIX + name, doc, value=value)
+
+
+class ScrapeCollector:
+    """Runs the parts one scrape at a time and appends the self metrics."""
+
+    def __init__(
+        self,
+        parts: Sequence[Part],
+        errors: ScrapeErrors,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._parts = tuple(parts)
+        self._errors = errors
+        self._clock = clock
+        # Concurrent scrapes would only multiply the /proc walk: serve them in turn.
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every part's families, then the scrape's duration and error counts."""
+        with self._lock:
+            started = self._clock()
+            families: list[Metric] = []
+            for part in self._parts:
+                families.extend(self._run(part))
+            families.extend(self._self_metrics(self._clock() - started))
+        yield from families
+
+    def _run(self, part: Part) -> list[Metric]:
+        try:
+            return list(part.collect())
+        except Exception as err:
+            logger.exception("metrics collector %s failed", part.name)
+            self._errors.record(part.name, f"collector failed: {type(err).__name__}: {err}")
+            return []
+
+    def _self_metrics(self, seconds: float) -> list[Metric]:
+        duration = gauge("scrape_duration_seconds", "Time this scrape took.", seconds)
+        errors = CounterMetricFamily(
+            PREFIX + "scrape_errors_total",
+            "Failed reads per collector since the exporter started.",
+            labels=["collector"],
+        )
+        for collector, count in sorted(self._errors.counts().items()):
+            errors.add_metric([collector], count)
+        return [duration, errors]

@@ -1,0 +1,132 @@
+"""System swap collectors: meminfo, vmstat, /proc/swaps and memory pressure (PSI).
+
+Names follow node_exporter's (node_memory_SwapTotal_bytes, node_vmstat_pswpin,
+node_pressure_memory_*), under our own prefix, so one dashboard can mix them.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from backuppc_agent.metrics import procfs
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
+
+#: errnos meaning "this kernel has no PSI" (not built in, or booted with psi=0)
+NO_PSI_ERRNOS = frozenset({errno.ENOENT, errno.EOPNOTSUPP})
+
+
+class ProcfsPart(Part):
+    """A part that reads files under a procfs root."""
+
+    def __init__(self, errors: ScrapeErrors, root: Path) -> None:
+        super().__init__(errors)
+        self.root = root
+
+
+class MemInfoPart(ProcfsPart):
+    """Swap size, free and cached bytes from PROCFS/meminfo."""
+
+    name = "meminfo"
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the three swap gauges that meminfo has."""
+        path = self.root / "meminfo"
+        text = self.read_text(path)
+        if text is None:
+            return
+        info = procfs.parse_meminfo(text)
+        self.report_malformed(path, info.malformed)
+        for suffix, value, doc in (
+            ("total", info.total_bytes, "Swap space configured (meminfo SwapTotal)."),
+            ("free", info.free_bytes, "Swap space unused (meminfo SwapFree)."),
+            ("cached", info.cached_bytes, "Memory both in RAM and in swap (SwapCached)."),
+        ):
+            if value is None:
+                self.fail(f"{path}: no Swap{suffix.capitalize()} line")
+                continue
+            yield gauge(f"swap_{suffix}_bytes", doc, value)
+
+
+class VmStatPart(ProcfsPart):
+    """Pages swapped in and out since boot, from PROCFS/vmstat."""
+
+    name = "vmstat"
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the swap-in and swap-out page counters."""
+        path = self.root / "vmstat"
+        text = self.read_text(path)
+        if text is None:
+            return
+        stat = procfs.parse_vmstat(text)
+        self.report_malformed(path, stat.malformed)
+        for direction, value in (("in", stat.pswpin), ("out", stat.pswpout)):
+            if value is None:
+                self.fail(f"{path}: no pswp{direction} line")
+                continue
+            yield CounterMetricFamily(
+                f"{PREFIX}swap_{direction}_pages_total",
+                f"Pages swapped {direction} since boot (vmstat pswp{direction}).",
+                value=value,
+            )
+
+
+class SwapsPart(ProcfsPart):
+    """Each active swap area from PROCFS/swaps: size, use and priority."""
+
+    name = "swaps"
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield one sample per swap device in each of three gauges."""
+        path = self.root / "swaps"
+        text = self.read_text(path)
+        if text is None:
+            return
+        swaps = procfs.parse_swaps(text)
+        self.report_malformed(path, swaps.malformed)
+        labels = ["device", "type"]
+        size = GaugeMetricFamily(
+            PREFIX + "swap_device_size_bytes", "Size of a swap area.", labels=labels
+        )
+        used = GaugeMetricFamily(
+            PREFIX + "swap_device_used_bytes", "Bytes in use on a swap area.", labels=labels
+        )
+        priority = GaugeMetricFamily(
+            PREFIX + "swap_device_priority", "Priority of a swap area.", labels=labels
+        )
+        for device in swaps.devices:
+            values = [device.device, device.type]
+            size.add_metric(values, device.size_bytes)
+            used.add_metric(values, device.used_bytes)
+            priority.add_metric(values, device.priority)
+        yield from (size, used, priority)
+
+
+class PressurePart(ProcfsPart):
+    """Memory stall time from PROCFS/pressure/memory; absent on kernels without PSI."""
+
+    name = "pressure"
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the waiting (some) and stalled (full) counters when PSI exists."""
+        path = self.root / "pressure" / "memory"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as err:
+            if err.errno not in NO_PSI_ERRNOS:
+                self.fail(f"cannot read {path}: {err.strerror}")
+            return
+        pressure = procfs.parse_pressure(text)
+        self.report_malformed(path, pressure.malformed)
+        for kind, value, doc in (
+            ("waiting", pressure.some_seconds, "Time some tasks stalled on memory (PSI some)."),
+            ("stalled", pressure.full_seconds, "Time all tasks stalled on memory (PSI full)."),
+        ):
+            if value is not None:
+                yield CounterMetricFamily(
+                    f"{PREFIX}memory_pressure_{kind}_seconds_total", doc, value=value
+                )

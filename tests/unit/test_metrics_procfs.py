@@ -1,0 +1,118 @@
+"""The pure procfs parsers, on captured and hand-made files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backuppc_agent.metrics import procfs
+from backuppc_agent.metrics.processes import parse_status_name, parse_status_swap
+
+
+def read(tree: Path, name: str) -> str:
+    return (tree / name).read_text()
+
+
+def test_meminfo_of_a_machine_without_swap_reads_as_zero(procfs_trees: Path) -> None:
+    info = procfs.parse_meminfo(read(procfs_trees / "captured", "meminfo"))
+    assert info == procfs.SwapMemInfo(0, 0, 0)
+
+
+def test_meminfo_swap_lines_are_converted_from_kib_to_bytes(procfs_trees: Path) -> None:
+    info = procfs.parse_meminfo(read(procfs_trees / "swapping", "meminfo"))
+    assert info == procfs.SwapMemInfo(6291448 * 1024, 5242872 * 1024, 2048 * 1024)
+
+
+def test_a_malformed_meminfo_line_is_reported_and_the_others_kept(procfs_trees: Path) -> None:
+    info = procfs.parse_meminfo(read(procfs_trees / "malformed", "meminfo"))
+    assert info.free_bytes is None
+    assert info.total_bytes == 6291448 * 1024
+    assert info.malformed == ("SwapFree:        lots kB",)
+
+
+def test_vmstat_swap_counters(procfs_trees: Path) -> None:
+    assert procfs.parse_vmstat(read(procfs_trees / "captured", "vmstat")) == procfs.SwapVmStat(0, 0)
+    assert procfs.parse_vmstat(read(procfs_trees / "swapping", "vmstat")) == procfs.SwapVmStat(
+        123456, 654321
+    )
+    bad = procfs.parse_vmstat(read(procfs_trees / "malformed", "vmstat"))
+    assert (bad.pswpin, bad.pswpout, bad.malformed) == (123456, None, ("pswpout",))
+
+
+def test_proc_swaps_without_swap_has_only_the_header(procfs_trees: Path) -> None:
+    assert procfs.parse_swaps(read(procfs_trees / "captured", "swaps")) == procfs.Swaps(())
+
+
+def test_proc_swaps_lists_a_partition_and_a_file_with_an_escaped_name(
+    procfs_trees: Path,
+) -> None:
+    swaps = procfs.parse_swaps(read(procfs_trees / "swapping", "swaps"))
+    assert swaps.devices == (
+        procfs.SwapDevice("/dev/vdb2", "partition", 4194300 * 1024, 1048576 * 1024, -2),
+        procfs.SwapDevice("/var/swap file", "file", 2097148 * 1024, 0, 10),
+    )
+    assert swaps.malformed == ()
+
+
+def test_a_short_proc_swaps_line_is_reported(procfs_trees: Path) -> None:
+    swaps = procfs.parse_swaps(read(procfs_trees / "malformed", "swaps"))
+    assert len(swaps.devices) == 2
+    assert swaps.malformed == ("/dev/vdc1 partition 1024",)
+
+
+def test_psi_totals_are_converted_from_microseconds(procfs_trees: Path) -> None:
+    pressure = procfs.parse_pressure(read(procfs_trees / "swapping", "pressure/memory"))
+    assert pressure == procfs.Pressure(12.345678, 2.345678)
+    assert procfs.parse_pressure(read(procfs_trees / "captured", "pressure/memory")) == (
+        procfs.Pressure(0.0, 0.0)
+    )
+
+
+def test_a_negative_psi_total_is_malformed(procfs_trees: Path) -> None:
+    pressure = procfs.parse_pressure(read(procfs_trees / "malformed", "pressure/memory"))
+    assert pressure.some_seconds == pytest.approx(12.345678)
+    assert pressure.full_seconds is None
+    assert len(pressure.malformed) == 1
+
+
+def test_tmpfs_mountpoints_are_unescaped_and_listed_once(procfs_trees: Path) -> None:
+    mounts = procfs.parse_mounts(read(procfs_trees / "swapping", "mounts"))
+    assert procfs.tmpfs_mountpoints(mounts) == (
+        "/dev/shm",
+        "/sys/fs/cgroup",
+        "/run",
+        "/var/lib/backuppc tmp",
+    )
+    bad = procfs.parse_mounts(read(procfs_trees / "malformed", "mounts"))
+    assert bad.malformed == ("garbage",)
+
+
+def _kernel_escape(text: str) -> str:
+    """How the kernel writes a path into /proc/mounts and /proc/swaps (mangle)."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in text)
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), max_size=40))
+def test_unescape_undoes_the_kernels_octal_escapes(path: str) -> None:
+    assert procfs.unescape(_kernel_escape(path)) == path
+
+
+def test_status_of_a_kernel_thread_has_no_vmswap(procfs_trees: Path) -> None:
+    data = (procfs_trees / "captured" / "2" / "status").read_bytes()
+    assert parse_status_swap(data) is None
+    assert parse_status_name(data) == "kthreadd"
+
+
+def test_status_vmswap_is_read_in_bytes(procfs_trees: Path) -> None:
+    assert parse_status_swap((procfs_trees / "captured" / "16582" / "status").read_bytes()) == 0
+    data = (procfs_trees / "swapping" / "200" / "status").read_bytes()
+    assert parse_status_swap(data) == 512000 * 1024
+    assert parse_status_name(data) == "mysqld"
+
+
+def test_a_malformed_vmswap_line_raises(procfs_trees: Path) -> None:
+    with pytest.raises(ValueError, match="VmSwap"):
+        parse_status_swap((procfs_trees / "malformed" / "200" / "status").read_bytes())
