@@ -33,10 +33,17 @@ def _status_and_wait(config: Path) -> list[Result]:
     wait = command_median([CLI, "--config", str(config), "wait", "--timeout", "5"], runs=31)
     keychain = _keychain_figure()
     return [
-        Result("status --json (ready), median of 31", status * 1000, "ms", "<= 40 ms",
-               keychain, status <= 0.040),
-        Result("wait (ready), median of 31", wait * 1000, "ms", "<= 40 ms", keychain,
-               wait <= 0.040),
+        Result(
+            "status --json (ready), median of 31",
+            status * 1000,
+            "ms",
+            "<= 40 ms",
+            keychain,
+            status <= 0.040,
+        ),
+        Result(
+            "wait (ready), median of 31", wait * 1000, "ms", "<= 40 ms", keychain, wait <= 0.040
+        ),
     ]
 
 
@@ -44,8 +51,9 @@ def _keychain_figure() -> str:
     return "keychain --eval --quiet --noask 29 ms; ssh-add -l 5 ms (FACTS.md)"
 
 
-def _ready_latency(setup_dir: Path, socket_path: Path, key: Path, askpass: Path,
-                   state_file: Path, runs: int = 15) -> list[float]:
+def _ready_latency(
+    setup_dir: Path, socket_path: Path, key: Path, askpass: Path, state_file: Path, runs: int = 15
+) -> list[float]:
     delays = []
     for _ in range(runs):
         ssh_add(socket_path, "-D")
@@ -77,24 +85,27 @@ def _rss_kib(pid: int) -> int:
 
 
 def _add_identity_frame(key: Ed25519PrivateKey, comment: str) -> bytes:
-    raw_priv = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
-    raw_pub = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                            serialization.PublicFormat.Raw)
-    payload = b"".join((
-        protocol.encode_string(b"ssh-ed25519"),
-        protocol.encode_string(raw_pub),
-        protocol.encode_string(raw_priv + raw_pub),
-        protocol.encode_string(comment.encode()),
-    ))
+    raw_priv = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    raw_pub = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    payload = b"".join(
+        (
+            protocol.encode_string(b"ssh-ed25519"),
+            protocol.encode_string(raw_pub),
+            protocol.encode_string(raw_priv + raw_pub),
+            protocol.encode_string(comment.encode()),
+        )
+    )
     return protocol.frame(protocol.SSH_AGENTC_ADD_IDENTITY, payload)
 
 
 def _load_many_keys(socket_path: Path, count: int) -> float:
     """Generate ``count`` ed25519 keys in-process and add them; return generation seconds."""
     started = time.monotonic()
-    frames = [_add_identity_frame(Ed25519PrivateKey.generate(), f"bench-{i}")
-              for i in range(count)]
+    frames = [_add_identity_frame(Ed25519PrivateKey.generate(), f"bench-{i}") for i in range(count)]
     generated = time.monotonic() - started
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(str(socket_path))
@@ -107,28 +118,62 @@ def _load_many_keys(socket_path: Path, count: int) -> float:
 
 
 def _many_keys(setup, sup_pid: int) -> list[Result]:  # type: ignore[no-untyped-def]
+    ssh_add(setup.socket, "-D")
     generated = _load_many_keys(setup.socket, KEY_COUNT)
     _wait_state(setup.state_dir / "state.json", "ready", 30)
     probes = [probe(setup.socket, 10.0) for _ in range(7)]
     seconds = statistics.median(p.seconds for p in probes)
     count = len(probes[0].identities)
-    status = subprocess.run([CLI, "--config", str(setup.config), "status", "--json"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    status = subprocess.run(
+        [CLI, "--config", str(setup.config), "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     reported = json.loads(status.stdout)
-    ssh_add_l = subprocess.run(["ssh-add", "-l"], env={"SSH_AUTH_SOCK": str(setup.socket)},
-                               capture_output=True, text=True, timeout=60, check=False)
+    ssh_add_l = subprocess.run(
+        ["ssh-add", "-l"],
+        env={"SSH_AUTH_SOCK": str(setup.socket)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     ok = count == KEY_COUNT and reported["identities"] == KEY_COUNT and reported["ready"]
     return [
-        Result(f"generate {KEY_COUNT} ed25519 keys in-process", generated, "s", "no stall",
-               "1.9 s (FACTS.md)", generated < 10),
-        Result(f"probe with {KEY_COUNT} keys (median of 7)", seconds * 1000, "ms",
-               "<= 1000 ms, count right",
-               f"ssh-add -l: exit {ssh_add_l.returncode} ({ssh_add_l.stderr.strip()[:40]})",
-               ok and seconds <= 1.0),
-        Result(f"status --json with {KEY_COUNT} keys reports", reported["identities"], "keys",
-               f"== {KEY_COUNT}, ready", "", ok),
-        Result(f"supervisor RSS with {KEY_COUNT} keys", _rss_kib(sup_pid) / 1024, "MiB",
-               "<= 40 MB", "", _rss_kib(sup_pid) / 1024 <= 40),
+        Result(
+            f"generate {KEY_COUNT} ed25519 keys in-process",
+            generated,
+            "s",
+            "no stall",
+            "1.9 s (FACTS.md)",
+            generated < 10,
+        ),
+        Result(
+            f"probe with {KEY_COUNT} keys (median of 7)",
+            seconds * 1000,
+            "ms",
+            "<= 1000 ms, count right",
+            f"ssh-add -l: exit {ssh_add_l.returncode} ({ssh_add_l.stderr.strip()[:40]})",
+            ok and seconds <= 1.0,
+        ),
+        Result(
+            f"status --json with {KEY_COUNT} keys reports",
+            reported["identities"],
+            "keys",
+            f"== {KEY_COUNT}, ready",
+            "",
+            ok,
+        ),
+        Result(
+            f"supervisor RSS with {KEY_COUNT} keys",
+            _rss_kib(sup_pid) / 1024,
+            "MiB",
+            "<= 40 MB",
+            "",
+            _rss_kib(sup_pid) / 1024 <= 40,
+        ),
     ]
 
 
@@ -143,15 +188,32 @@ def run() -> list[Result]:
         setup = make_setup(root / "inst")
         with running(setup) as sup:
             rss_idle = _rss_kib(sup.pid) / 1024
-            delays = _ready_latency(root, setup.socket, key, askpass,
-                                    setup.state_dir / "state.json")
+            delays = _ready_latency(
+                root, setup.socket, key, askpass, setup.state_dir / "state.json"
+            )
             results = _status_and_wait(setup.config)
-            results.append(Result("ssh-add returned -> published ready, median of 15",
-                                  statistics.median(delays) * 1000, "ms", "<= 1000 ms", "",
-                                  max(delays) <= 1.0))
-            results.append(Result("ssh-add returned -> published ready, worst of 15",
-                                  max(delays) * 1000, "ms", "<= 1000 ms", "", max(delays) <= 1.0))
-            results.append(Result("supervisor RSS, idle", rss_idle, "MiB", "<= 40 MB", "",
-                                  rss_idle <= 40))
+            results.append(
+                Result(
+                    "ssh-add returned -> published ready, median of 15",
+                    statistics.median(delays) * 1000,
+                    "ms",
+                    "<= 1000 ms",
+                    "",
+                    max(delays) <= 1.0,
+                )
+            )
+            results.append(
+                Result(
+                    "ssh-add returned -> published ready, worst of 15",
+                    max(delays) * 1000,
+                    "ms",
+                    "<= 1000 ms",
+                    "",
+                    max(delays) <= 1.0,
+                )
+            )
+            results.append(
+                Result("supervisor RSS, idle", rss_idle, "MiB", "<= 40 MB", "", rss_idle <= 40)
+            )
             results += _many_keys(setup, sup.pid)
         return results

@@ -33,14 +33,18 @@ def median_seconds(action: Callable[[], object], runs: int = 21, warmup: int = 2
     return statistics.median(times)
 
 
-def command_median(argv: Sequence[str], runs: int = 21, env: dict[str, str] | None = None,
-                   expect: int | None = 0) -> float:
+def command_median(
+    argv: Sequence[str], runs: int = 21, env: dict[str, str] | None = None, expect: int | None = 0
+) -> float:
     """Median wall seconds of running ``argv`` (output discarded)."""
+
     def once() -> None:
-        code = subprocess.call(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env)
+        code = subprocess.call(
+            list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         if expect is not None and code != expect:
             raise RuntimeError(f"{argv} exited {code}, expected {expect}")
+
     return median_seconds(once, runs)
 
 

@@ -44,17 +44,33 @@ def make_key(directory: Path, name: str = "id_ed25519", passphrase: str = PASSPH
     """Generate a passphrase-protected ed25519 key with ssh-keygen; return its path."""
     key = directory / name
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", f"test-{name}", "-f",
-         str(key)],
-        check=True, timeout=30,
+        [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-C",
+            f"test-{name}",
+            "-f",
+            str(key),
+        ],
+        check=True,
+        timeout=30,
     )
     return key
 
 
 def key_fingerprint(key: Path) -> str:
     """SHA256 fingerprint of a key, from ssh-keygen -l."""
-    out = subprocess.run(["ssh-keygen", "-l", "-f", f"{key}.pub"], check=True,
-                         capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-l", "-f", f"{key}.pub"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     return out.split()[1]
 
 
@@ -69,22 +85,32 @@ def askpass_helper(directory: Path, passphrase: str = PASSPHRASE) -> Path:
     return helper
 
 
-def ssh_add(socket: Path, *args: str, askpass: Path | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def ssh_add(
+    socket: Path, *args: str, askpass: Path | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     """Run the real ssh-add against ``socket``, with no tty; askpass answers prompts."""
     env = {"PATH": os.environ["PATH"], "SSH_AUTH_SOCK": str(socket)}
     if askpass is not None:
         env |= {"SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}
-    return subprocess.run(["ssh-add", *args], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        ["ssh-add", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
-def cli(*args: str, config: Path | None = None, timeout: float = 30,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, config: Path | None = None, timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the backuppc-agent console script as a subprocess."""
     argv = [CLI, *(["--config", str(config)] if config else []), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                          env=env)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -121,10 +147,12 @@ def make_setup(root: Path, extra: str = "", agent_extra: str = "") -> Setup:
     private_dir(root)
     sock_dir = private_dir(root / "ssh")
     state_dir = root / "state"
-    config = write_config(root / "config.toml", f"""
+    config = write_config(
+        root / "config.toml",
+        f"""
 [agent]
-socket = "{sock_dir / 'agent.socket'}"
-env_file = "{sock_dir / 'agent.env'}"
+socket = "{sock_dir / "agent.socket"}"
+env_file = "{sock_dir / "agent.env"}"
 poll_seconds = 0.05
 {agent_extra}
 
@@ -134,7 +162,8 @@ dir = "{state_dir}"
 [metrics]
 listen = ""
 {extra}
-""")
+""",
+    )
     return Setup(root, sock_dir / "agent.socket", sock_dir / "agent.env", state_dir, config)
 
 
@@ -151,7 +180,9 @@ class Supervisor:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [CLI, "--config", str(self.setup.config), "run"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
             )
         if wait_state:
             wait_for(lambda: self._published_by_me(wait_state), timeout=15)
@@ -162,8 +193,9 @@ class Supervisor:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"supervisor exited {self.proc.returncode}: {self.logtext()}")
-        return bool(current and current["state"] == name
-                    and current["supervisor_pid"] == self.proc.pid)
+        return bool(
+            current and current["state"] == name and current["supervisor_pid"] == self.proc.pid
+        )
 
     @property
     def pid(self) -> int:

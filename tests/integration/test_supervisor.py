@@ -227,12 +227,16 @@ def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(
         wait_for(lambda: setup.published("ready"), timeout=2)
         original = setup.config.read_text()
         wanted = key_fingerprint(keys["b"])
-        setup.config.write_text(original.replace(
-            "poll_seconds = 0.05", f'poll_seconds = 0.05\nrequired_keys = ["{wanted}"]'))
+        setup.config.write_text(
+            original.replace(
+                "poll_seconds = 0.05", f'poll_seconds = 0.05\nrequired_keys = ["{wanted}"]'
+            )
+        )
         sup.signal(signal.SIGHUP)
         wait_for(lambda: setup.published("waiting"), timeout=3)
-        setup.config.write_text(original.replace("poll_seconds = 0.05",
-                                                 'poll_seconds = "fast"\nbogus = 1'))
+        setup.config.write_text(
+            original.replace("poll_seconds = 0.05", 'poll_seconds = "fast"\nbogus = 1')
+        )
         sup.signal(signal.SIGHUP)
         wait_for(lambda: "agent.bogus: unknown key" in sup.logtext(), timeout=3)
         assert "agent.poll_seconds: expected a number" in sup.logtext()
@@ -271,8 +275,11 @@ def test_status_says_when_no_supervisor_runs(setup: Setup) -> None:
 def test_env_prints_each_shell_syntax(setup: Setup) -> None:
     with running(setup):
         assert cli("env", "--shell", "csh", config=setup.config).stdout.startswith(
-            f"setenv SSH_AUTH_SOCK {setup.socket};")
+            f"setenv SSH_AUTH_SOCK {setup.socket};"
+        )
         assert cli("env", "--shell", "fish", config=setup.config).stdout.startswith(
-            f"set -x SSH_AUTH_SOCK {setup.socket};")
+            f"set -x SSH_AUTH_SOCK {setup.socket};"
+        )
         assert cli("env", config=setup.config).stdout.startswith(
-            f"SSH_AUTH_SOCK={setup.socket}; export SSH_AUTH_SOCK;")
+            f"SSH_AUTH_SOCK={setup.socket}; export SSH_AUTH_SOCK;"
+        )

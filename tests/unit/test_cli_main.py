@@ -1,0 +1,62 @@
+"""Command-line routing: only the chosen module is loaded; usage errors exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from backuppc_agent import exitcodes
+from backuppc_agent.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["status", "--json"], "status"),
+        (["--config", "status", "wait"], "wait"),
+        (["--debug", "hook", "pre-dump"], "hook"),
+        (["--config=/x", "env"], "env"),
+        (["bogus", "status"], None),
+        ([], None),
+    ],
+)
+def test_the_subcommand_is_found_without_parsing(argv: list[str], expected: str | None) -> None:
+    assert main._selected_command(argv) == expected
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main([]) == exitcodes.USAGE
+    assert main.main(["frobnicate"]) == exitcodes.USAGE
+    assert main.main(["wait", "--timeout", "soon"]) == exitcodes.USAGE
+    assert "not a number of seconds" in capsys.readouterr().err
+
+
+def test_config_errors_print_one_line_per_problem(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "c.toml"
+    bad.write_text('[agent]\npoll_seconds = "x"\nbogus = 1\n')
+    assert main.main(["--config", str(bad), "config", "check"]) == exitcodes.USAGE
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"backuppc-agent: {bad}: agent.bogus: unknown key",
+        f"backuppc-agent: {bad}: agent.poll_seconds: expected a number, got str 'x'",
+    ]
+
+
+def test_status_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys; from backuppc_agent.cli import main; "
+        "main.main(['status', '--json']); "
+        "print(sorted(m for m in ('paramiko', 'prometheus_client', 'keyring', 'dataclasses')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
