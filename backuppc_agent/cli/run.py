@@ -22,7 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_listeners(config: Config) -> list[Listener]:
     """The components that follow the supervisor (on-ready notifier, exporter)."""
-    return []
+    listeners: list[Listener] = []
+    if config.metrics.listen:
+        # prometheus_client is imported here only: no other command pays for it.
+        from backuppc_agent.metrics.exporter import Exporter  # noqa: PLC0415
+
+        listeners.append(Exporter(config))
+    return listeners
 
 
 def run(args: argparse.Namespace) -> int:

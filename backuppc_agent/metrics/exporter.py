@@ -1,0 +1,141 @@
+"""The exporter as a supervisor Listener: serves while the supervisor runs.
+
+It keeps the supervisor's latest snapshot (handed over by the loop; a scrape
+reads one reference, no lock needed) and builds every metric afresh per
+scrape from it, from procfs, the hook store and the master sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client.registry import CollectorRegistry
+
+from backuppc_agent import exitcodes
+from backuppc_agent.config import Config
+from backuppc_agent.errors import BackupPCAgentError, ConfigError
+from backuppc_agent.metrics.hooks import HookPart
+from backuppc_agent.metrics.http import MetricsServer, make_app, tls_context
+from backuppc_agent.metrics.memory import AgentSwapPart, ProcessSwapPart, StatVfs, TmpfsPart
+from backuppc_agent.metrics.readiness import ReadinessPart
+from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors
+from backuppc_agent.metrics.swap import MemInfoPart, PressurePart, SwapsPart, VmStatPart
+from backuppc_agent.state import Snapshot, State
+
+logger = logging.getLogger(__name__)
+
+
+class ExporterError(BackupPCAgentError):
+    """The metrics endpoint could not listen (port taken, address not local)."""
+
+    exit_code = exitcodes.AGENT_FAILED
+
+
+class Exporter:
+    """Serve /metrics and /ready from the moment it is created until ``close()``.
+
+    Raises ExporterError if it cannot listen, ConfigError if the TLS files are bad.
+    """
+
+    def __init__(self, config: Config, statvfs: StatVfs = os.statvfs) -> None:
+        self._snapshot: Snapshot | None = None
+        self._statvfs = statvfs
+        self.errors = ScrapeErrors()
+        self.registry = CollectorRegistry()
+        self._collector = self._build_collector(config)
+        self.registry.register(self._collector)
+        self._listen = config.metrics.listen
+        self._tls = (config.metrics.certfile, config.metrics.keyfile)
+        self._server = _serve(config, make_app(self.registry, self.ready))
+        host, port = self._server.address
+        scheme = "https" if config.metrics.certfile else "http"
+        logger.info("metrics on %s://%s/metrics, readiness on /ready", scheme, _join(host, port))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port the endpoint listens on."""
+        return self._server.address
+
+    def snapshot(self) -> Snapshot | None:
+        """The supervisor's latest snapshot, or None before the first one."""
+        return self._snapshot
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether SSH auth is ready, and one line saying why (for /ready)."""
+        current = self._snapshot
+        if current is None:
+            return False, "starting"
+        return current.state is State.READY, f"{current.state.value}: {current.reason}"
+
+    def on_snapshot(self, old: Snapshot | None, new: Snapshot) -> None:
+        """Keep the newest snapshot for the next scrape."""
+        self._snapshot = new
+
+    def on_reload(self, config: Config) -> None:
+        """Apply new collector settings; the listen address and TLS need a restart."""
+        if (config.metrics.listen, (config.metrics.certfile, config.metrics.keyfile)) != (
+            self._listen,
+            self._tls,
+        ):
+            logger.warning("metrics.listen/certfile/keyfile changed: restart to apply")
+        collector = self._build_collector(config)
+        self.registry.unregister(self._collector)
+        self.registry.register(collector)
+        self._collector = collector
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._server.close()
+        logger.debug("metrics endpoint closed")
+
+    def _build_collector(self, config: Config) -> ScrapeCollector:
+        return ScrapeCollector(
+            build_parts(config, self.errors, self.snapshot, self._statvfs), self.errors
+        )
+
+
+def build_parts(
+    config: Config,
+    errors: ScrapeErrors,
+    snapshot: Callable[[], Snapshot | None],
+    statvfs: StatVfs = os.statvfs,
+) -> list[Part]:
+    """Every collector part, in exposition order."""
+    root = config.swap.procfs
+    return [
+        ReadinessPart(errors, snapshot),
+        MemInfoPart(errors, root),
+        VmStatPart(errors, root),
+        SwapsPart(errors, root),
+        PressurePart(errors, root),
+        ProcessSwapPart(errors, root, config.swap.top_processes),
+        AgentSwapPart(errors, root, snapshot),
+        TmpfsPart(errors, root, statvfs),
+        HookPart(errors, config.state.dir),
+    ]
+
+
+def _serve(config: Config, app: Callable[..., Any]) -> MetricsServer:
+    metrics = config.metrics
+    tls = None
+    if metrics.certfile is not None and metrics.keyfile is not None:
+        try:
+            tls = tls_context(metrics.certfile, metrics.keyfile)
+        except OSError as err:  # ssl.SSLError is an OSError
+            raise ConfigError(
+                config.source, [f"metrics.certfile, metrics.keyfile: cannot load: {err}"]
+            ) from err
+    try:
+        return MetricsServer(metrics.listen, app, tls)
+    except OSError as err:
+        raise ExporterError(
+            f"cannot serve metrics on {metrics.listen}: {err.strerror or err} "
+            "(another supervisor running? change or empty metrics.listen)"
+        ) from err
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

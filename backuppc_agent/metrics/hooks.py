@@ -1,0 +1,97 @@
+"""Hook outcomes from the store the hooks write (no prometheus_client multiprocess mode).
+
+Hooks are short-lived processes; they record each run in the SQLite store of
+the state directory, and this part reads its aggregates at scrape time. The
+store is opened per scrape because every scrape runs in its own HTTP thread
+and an sqlite3 connection belongs to the thread that opened it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from backuppc_agent.events import EventStore, EventStoreError, HookSummary
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors
+
+SummaryReader = Callable[[Path], HookSummary]
+
+
+def read_summary(state_dir: Path) -> HookSummary:
+    """Open the store, read its aggregates, close it; raise EventStoreError."""
+    store = EventStore(state_dir)
+    try:
+        return store.summary()
+    finally:
+        store.close()
+
+
+class HookPart(Part):
+    """Runs per hook and result, the readiness-wait histogram, last success per client."""
+
+    name = "hooks"
+
+    def __init__(
+        self, errors: ScrapeErrors, state_dir: Path, reader: SummaryReader = read_summary
+    ) -> None:
+        super().__init__(errors)
+        self.state_dir = state_dir
+        self.reader = reader
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the three hook families; nothing (and a counted error) if the store fails."""
+        try:
+            summary = self.reader(self.state_dir)
+        except EventStoreError as err:
+            self.fail(str(err))
+            return
+        yield _runs(summary)
+        yield _waits(summary)
+        yield _last_success(summary)
+
+
+def _runs(summary: HookSummary) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        PREFIX + "hook_runs_total",
+        "BackupPC hook runs by hook and result (ok, failed, not-ready, ssh-failed, ...).",
+        labels=["hook", "result"],
+    )
+    for (hook, result), count in sorted(summary.runs.items()):
+        family.add_metric([hook, result], count)
+    return family
+
+
+def _waits(summary: HookSummary) -> HistogramMetricFamily:
+    buckets = [(_le(bound), float(count)) for bound, count in summary.wait_buckets]
+    if not buckets:
+        buckets = [("+Inf", 0.0)]
+    return HistogramMetricFamily(
+        PREFIX + "hook_wait_seconds",
+        "How long gating hooks waited for SSH keys before going on or giving up.",
+        buckets=buckets,
+        sum_value=summary.wait_sum,
+    )
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as prometheus_client writes it: "0.5", "1.0", "+Inf"."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _last_success(summary: HookSummary) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        PREFIX + "last_success_timestamp_seconds",
+        "When a hook for this client last ended ok (Unix time).",
+        labels=["client"],
+    )
+    for client, when in sorted(summary.last_success.items()):
+        family.add_metric([client], when)
+    return family
