@@ -1,0 +1,228 @@
+"""The running supervisor's metrics endpoint, with real ssh-agent, ssh-add, HTTP and TLS."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from backuppc_agent.events import EventStore, HookRecord
+from tests.helpers import Setup, cli, make_setup, running, ssh_add, wait_for
+
+
+def metrics_setup(root: Path, port: int, metrics: str = "", swap: str = "") -> Setup:
+    """A test installation whose supervisor serves metrics on 127.0.0.1:``port``."""
+    setup = make_setup(root)
+    text = setup.config.read_text().replace(
+        'listen = ""', f'listen = "127.0.0.1:{port}"\n{metrics}'
+    )
+    setup.config.write_text(f"{text}\n[swap]\n{swap}\n")
+    return setup
+
+
+def fetch(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
+    """GET ``url``; return (status, body) for any HTTP status."""
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as reply:  # noqa: S310
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def sample(body: str, series: str) -> float | None:
+    """The value of one exposition line that starts with ``series`` (name and labels)."""
+    for line in body.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_and_ready_follow_keys_coming_and_going(
+    tmp_path: Path, free_port: int, keys: dict[str, Path]
+) -> None:
+    setup = metrics_setup(tmp_path / "inst", free_port)
+    base = f"http://127.0.0.1:{free_port}"
+    with running(setup):
+        status, body = fetch(base + "/metrics")
+        assert status == 200
+        assert sample(body, "backuppc_agent_ready") == 0
+        assert sample(body, 'backuppc_agent_state{state="waiting"}') == 1
+        assert sample(body, "backuppc_agent_ssh_agent_up") == 1
+        assert fetch(base + "/ready")[0] == 503
+        assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
+        wait_for(lambda: sample(fetch(base + "/metrics")[1], "backuppc_agent_ready") == 1)
+        body = fetch(base + "/metrics")[1]
+        assert sample(body, 'backuppc_agent_state{state="ready"}') == 1
+        assert sample(body, "backuppc_agent_identities") == 1
+        status, text = fetch(base + "/ready")
+        assert (status, text.split(":")[0]) == (200, "ready")
+        assert ssh_add(setup.socket, "-D").returncode == 0
+        wait_for(lambda: fetch(base + "/ready")[0] == 503)
+        assert sample(fetch(base + "/metrics")[1], 'backuppc_agent_state{state="waiting"}') == 1
+
+
+def test_a_restarted_agent_is_counted_and_its_swap_reported(tmp_path: Path, free_port: int) -> None:
+    setup = metrics_setup(tmp_path / "inst", free_port)
+    url = f"http://127.0.0.1:{free_port}/metrics"
+    with running(setup) as sup:
+        body = fetch(url)[1]
+        assert sample(body, "backuppc_agent_ssh_agent_swap_bytes") == 0
+        assert sample(body, "backuppc_agent_ssh_agent_restarts_total") == 0
+        state = setup.state()
+        assert state is not None
+        subprocess.run(["kill", "-KILL", str(state["agent_pid"])], check=True)
+        wait_for(lambda: sample(fetch(url)[1], "backuppc_agent_ssh_agent_restarts_total") == 1)
+        assert sup.proc is not None and sup.proc.poll() is None
+
+
+def test_a_hook_run_shows_up_in_the_counters(tmp_path: Path, free_port: int) -> None:
+    setup = metrics_setup(tmp_path / "inst", free_port)
+    url = f"http://127.0.0.1:{free_port}/metrics"
+    with running(setup):
+        store = EventStore(setup.state_dir)
+        try:
+            store.record(HookRecord(1_700_000_000.0, "pre-dump", "client1", "ok", 0.3))
+            store.record(HookRecord(1_700_000_100.0, "pre-dump", "client2", "not-ready", 30.0))
+        finally:
+            store.close()
+        body = fetch(url)[1]
+    assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="ok"}') == 1
+    assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="not-ready"}') == 1
+    assert sample(body, 'backuppc_agent_hook_wait_seconds_bucket{le="0.5"}') == 1
+    assert sample(body, 'backuppc_agent_hook_wait_seconds_bucket{le="30.0"}') == 2
+    assert sample(body, "backuppc_agent_hook_wait_seconds_sum") == pytest.approx(30.3)
+    assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{client="client1"}') == (
+        1_700_000_000.0
+    )
+
+
+def test_swap_metrics_come_from_the_configured_procfs(
+    tmp_path: Path, free_port: int, procfs_trees: Path
+) -> None:
+    root = procfs_trees / "swapping"
+    setup = metrics_setup(
+        tmp_path / "inst", free_port, swap=f'procfs = "{root}"\ntop_processes = 2'
+    )
+    with running(setup):
+        body = fetch(f"http://127.0.0.1:{free_port}/metrics")[1]
+    assert sample(body, "backuppc_agent_swap_total_bytes") == 6291448 * 1024
+    assert sample(body, 'backuppc_agent_process_swap_bytes{comm="mysqld",pid="200"}') == (
+        512000 * 1024
+    )
+    assert body.count("backuppc_agent_process_swap_bytes{") == 2
+    # statvfs runs on this machine's paths: each fixture mountpoint missing here is counted
+    points = ("/dev/shm", "/sys/fs/cgroup", "/run", "/var/lib/backuppc tmp")
+    missing = sum(not Path(point).exists() for point in points)
+    assert sample(body, 'backuppc_agent_scrape_errors_total{collector="tmpfs"}') == missing
+    assert missing >= 1
+
+
+def test_sighup_applies_a_new_top_processes(
+    tmp_path: Path, free_port: int, procfs_trees: Path
+) -> None:
+    root = procfs_trees / "swapping"
+    setup = metrics_setup(
+        tmp_path / "inst", free_port, swap=f'procfs = "{root}"\ntop_processes = 1'
+    )
+    url = f"http://127.0.0.1:{free_port}/metrics"
+    with running(setup) as sup:
+        assert fetch(url)[1].count("backuppc_agent_process_swap_bytes{") == 1
+        setup.config.write_text(
+            setup.config.read_text().replace("top_processes = 1", "top_processes = 3")
+        )
+        sup.signal(signal.SIGHUP)
+        wait_for(lambda: fetch(url)[1].count("backuppc_agent_process_swap_bytes{") == 3)
+
+
+def test_a_taken_port_fails_the_start_with_one_line(tmp_path: Path, free_port: int) -> None:
+    setup = metrics_setup(tmp_path / "inst", free_port)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", free_port))
+        squatter.listen()
+        result = cli("run", config=setup.config, timeout=20)
+    assert result.returncode == 4
+    assert f"cannot serve metrics on 127.0.0.1:{free_port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_live_endpoint_passes_promtool_check_metrics(tmp_path: Path, free_port: int) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus; make system-deps)")
+    setup = metrics_setup(tmp_path / "inst", free_port)
+    with running(setup):
+        body = fetch(f"http://127.0.0.1:{free_port}/metrics")[1]
+    checked = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=body,
+        text=True,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (and its key file, mode 0600)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backuppc-agent test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    keyfile.chmod(0o600)
+    return certfile, keyfile
+
+
+def test_tls_serves_https_and_a_silent_client_does_not_stall_it(
+    tmp_path: Path, free_port: int
+) -> None:
+    certfile, keyfile = make_certificate(tmp_path)
+    tls = f'certfile = "{certfile}"\nkeyfile = "{keyfile}"'
+    setup = metrics_setup(tmp_path / "inst", free_port, metrics=tls)
+    trusted = ssl.create_default_context(cafile=str(certfile))
+    with running(setup), socket.create_connection(("127.0.0.1", free_port)):
+        # the connection above never says hello: a handshake in the accept loop would hang here
+        started = time.monotonic()
+        status, body = fetch(f"https://127.0.0.1:{free_port}/metrics", trusted)
+        assert status == 200
+        assert time.monotonic() - started < 3
+        assert sample(body, "backuppc_agent_ready") == 0
+        assert fetch(f"https://127.0.0.1:{free_port}/ready", trusted)[0] == 503
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            fetch(f"http://127.0.0.1:{free_port}/metrics")
