@@ -3,7 +3,7 @@
 # Not root: say what is missing; the tests that need it skip with a reason.
 set -eu
 
-PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo"
+PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo faketime"
 
 missing=""
 for pkg in $PACKAGES; do

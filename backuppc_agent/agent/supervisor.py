@@ -87,6 +87,7 @@ class Supervisor:
         self._wakeup_r = -1
         self._snapshot: Snapshot | None = None
         self._publish_error_at = -PUBLISH_ERROR_REPEAT_SECONDS
+        self._unpublished = False
         self._lock = state.SupervisorLock(config.state.dir)
         self._last_identities: tuple[Identity, ...] = ()
         self._last_fingerprints: tuple[str, ...] = ()
@@ -206,6 +207,8 @@ class Supervisor:
     def _publish(self, new: Snapshot, force: bool = False) -> None:
         old = self._snapshot
         if not force and old is not None and _same(old, new):
+            if self._unpublished:
+                self._write_state(new)
             return
         if old is None or old.state is not new.state:
             logger.info(
@@ -219,12 +222,18 @@ class Supervisor:
         self._notify(old, new)
 
     def _write_state(self, snap: Snapshot) -> None:
+        """Write the state file; on failure say so (once a minute) and retry each poll."""
         try:
             state.publish(self.config.state.dir, snap)
         except UnsafePathError as err:
+            self._unpublished = True
             if self._clock() - self._publish_error_at >= PUBLISH_ERROR_REPEAT_SECONDS:
                 self._publish_error_at = self._clock()
                 logger.error("cannot publish state (readers see stale state): %s", err)
+            return
+        if self._unpublished:
+            self._unpublished = False
+            logger.info("state published again after earlier write failures")
 
     def _notify(self, old: Snapshot | None, new: Snapshot) -> None:
         for listener in self._listeners:

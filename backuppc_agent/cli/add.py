@@ -17,13 +17,9 @@ SETTLE_SECONDS = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Everything after ``add`` goes to ssh-add unchanged."""
-    parser.add_argument(
-        "ssh_add_args",
-        nargs=argparse.REMAINDER,
-        metavar="ARGS",
-        help="arguments for ssh-add (e.g. a key file, -l, -D)",
-    )
+    """Everything after ``add`` goes to ssh-add unchanged (main() splits it off)."""
+    parser.usage = "backuppc-agent [--config PATH] add [ssh-add arguments ...]"
+    parser.epilog = "Global options go before 'add': everything after it is ssh-add's."
 
 
 def run(args: argparse.Namespace) -> int:

@@ -120,11 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     selected = _selected_command(args_list)
+    passthrough: list[str] = []
+    if selected == "add":
+        # Everything after "add" belongs to ssh-add, options included (-l, -D, -t 3600).
+        cut = args_list.index("add") + 1
+        args_list, passthrough = args_list[:cut], args_list[cut:]
     parser = build_parser(selected)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exit_:
         return exitcodes.USAGE if exit_.code not in (0, None) else exitcodes.OK
+    if selected == "add":
+        args.ssh_add_args = passthrough
     if args.command is None:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: a COMMAND is required (see {PROG} --help)", file=sys.stderr)

@@ -1,0 +1,151 @@
+"""Supervisor faults: a full state dir, wall-clock jumps, and the add command."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    CLI,
+    Setup,
+    Supervisor,
+    cli,
+    kill_agents_on,
+    make_setup,
+    running,
+    ssh_add,
+    wait_for,
+)
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str = "64k") -> Iterator[Path]:
+    """Mount a tiny tmpfs at ``path`` (root only) so it can be filled."""
+    path.mkdir(mode=0o700)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        check=True,
+        timeout=10,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False, timeout=10)
+
+
+def fill(directory: Path) -> Path:
+    """Fill the file system of ``directory``; return the filler file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount a small tmpfs")
+def test_a_full_state_dir_keeps_the_agent_and_says_so(
+    tmp_path: Path, keys: dict[str, Path]
+) -> None:
+    setup = make_setup(tmp_path / "inst")
+    with small_tmpfs(setup.state_dir), running(setup) as sup:
+        filler = fill(setup.state_dir)
+        assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
+        wait_for(lambda: "cannot publish state" in sup.logtext(), timeout=5)
+        status = cli("status", "--json", config=setup.config)
+        assert json.loads(status.stdout)["state"] == "ready"
+        assert sup.proc is not None
+        assert sup.proc.poll() is None
+        assert not setup.published("ready")
+        filler.unlink()
+        wait_for(lambda: setup.published("ready"), timeout=5)
+        assert sup.logtext().count("cannot publish state") == 1
+
+
+@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="needs Debian's faketime package")
+def test_wall_clock_jumps_do_not_disturb_polling(tmp_path: Path, keys: dict[str, Path]) -> None:
+    # libfaketime breaks time.sleep() when the monotonic clock is left real, and
+    # only the steady-state loop (select with a timeout) avoids it: so a normal
+    # supervisor starts the agent (kept on stop) and the faked one adopts it.
+    setup = make_setup(tmp_path / "inst", agent_extra='on_stop = "keep-agent"')
+    Supervisor(setup).start().stop()
+    clock = tmp_path / "faketime"
+    clock.write_text("+0\n")
+    env = dict(
+        os.environ,
+        LD_PRELOAD=str(LIBFAKETIME),
+        FAKETIME_TIMESTAMP_FILE=str(clock),
+        FAKETIME_NO_CACHE="1",
+        DONT_FAKE_MONOTONIC="1",
+    )
+    log = tmp_path / "faked.log"
+    with log.open("wb") as out:
+        faked = subprocess.Popen(
+            [CLI, "--config", str(setup.config), "run"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_for(lambda: (setup.state() or {}).get("supervisor_pid") == faked.pid)
+        clock.write_text("-3600\n")
+        assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
+        wait_for(lambda: setup.published("ready"), timeout=3)
+        since_back = (setup.state() or {})["since"]
+        clock.write_text("+86400\n")
+        assert ssh_add(setup.socket, "-D").returncode == 0
+        wait_for(lambda: setup.published("waiting"), timeout=3)
+        state = setup.state() or {}
+        assert state["since"] - since_back > 86400
+        assert state["agent_restarts"] == 0
+        assert faked.poll() is None, log.read_text()
+    finally:
+        faked.terminate()
+        faked.wait(timeout=10)
+        kill_agents_on(setup.socket)
+
+
+def test_add_runs_ssh_add_against_the_agent_and_reports(
+    setup: Setup, keys: dict[str, Path]
+) -> None:
+    with running(setup):
+        env = dict(
+            os.environ,
+            SSH_ASKPASS=str(keys["askpass"]),
+            SSH_ASKPASS_REQUIRE="force",
+            DISPLAY=":0",
+            SSH_AUTH_SOCK="/nonexistent",
+        )
+        result = subprocess.run(
+            [CLI, "--config", str(setup.config), "add", str(keys["a"])],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "backuppc-agent: ready: 1 key loaded" in result.stderr
+        listed = subprocess.run(
+            [CLI, "--config", str(setup.config), "add", "-l"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert "test-id_a" in listed.stdout
+        missing = cli("add", str(keys["a"]) + ".nope", config=setup.config)
+        assert missing.returncode != 0
