@@ -29,8 +29,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+PROMTOOL ?= promtool
+
+# Prometheus rules: syntax, promtool unit tests of every alert, the example scrape config.
+check-rules: system-deps
+	$(PROMTOOL) check rules metrics/backuppc-agent.rules.yml
+	$(PROMTOOL) test rules metrics/tests/*.test.yml
+	$(PROMTOOL) check config metrics/prometheus.example.yml
+
 # Set up and pass every test: exactly what CI runs.
-test: system-deps $(STAMP) lint
+test: system-deps $(STAMP) lint check-rules
 	$(BIN)/python -m pytest
 
 bench: system-deps $(STAMP)
