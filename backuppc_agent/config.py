@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from backuppc_agent.errors import ConfigError
+from backuppc_agent.ssh.limits import control_dir_problem
 
 CONFIG_ENV = "BACKUPPC_AGENT_CONFIG"
 SYSTEM_CONFIG = Path("/etc/backuppc-agent/config.toml")
@@ -73,6 +74,7 @@ class MuxConfig(NamedTuple):
     known_hosts: Path
     ssh: str
     server_alive_interval: int
+    identity_files: tuple[Path, ...]
 
 
 class SwapConfig(NamedTuple):
@@ -183,12 +185,13 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "post_master": _Key("keep", "str", _choice("keep", "close")),
     },
     "mux": {
-        "control_dir": _Key("~/.ssh/mux", "path"),
-        "persist_seconds": _Key(600, "int", _between(0, 7 * 86400)),
+        "control_dir": _Key("~/.ssh/mux", "path", control_dir_problem),
+        "persist_seconds": _Key(600, "int", _between(10, 7 * 86400)),
         "ssh_config": _Key("~/.ssh/backuppc-agent.conf", "path"),
         "known_hosts": _Key("~/.ssh/known_hosts", "path"),
         "ssh": _Key("ssh", "str", _program),
         "server_alive_interval": _Key(30, "int", _between(0, 3600)),
+        "identity_files": _Key((), "path_list"),
     },
     "swap": {
         "procfs": _Key("/proc", "path"),

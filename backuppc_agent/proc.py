@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from backuppc_agent.errors import BackupPCAgentError
 
@@ -82,6 +83,63 @@ def spawn(
             stderr=stderr,
             env=dict(env) if env is not None else base_env(),
             start_new_session=new_session,
+            close_fds=True,
+        )
+    except OSError as err:
+        raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
+
+
+def run_with_files(
+    argv: Sequence[str],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    stdin: Path | None = None,
+    output: Path | None = None,
+) -> int:
+    """Run ``argv`` with stdio from/to files (or /dev/null), never pipes; return its status.
+
+    For ssh masters and mux sessions: a master keeps whatever stdio it was
+    handed, so a pipe to us could stay open long after the command ended.
+    Raises CommandError if it cannot start or does not finish within ``timeout``
+    (its process group is killed first).
+    """
+    try:
+        with _open_or_null(stdin, "rb") as source, _open_or_null(output, "ab") as sink:
+            proc = subprocess.Popen(
+                tuple(argv),
+                stdin=source,
+                stdout=sink,
+                stderr=sink,
+                env=dict(env) if env is not None else base_env(),
+                start_new_session=True,
+                close_fds=True,
+            )
+    except OSError as err:
+        raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        proc.wait()
+        raise CommandError(f"{argv[0]} did not finish within {timeout:g} s") from None
+
+
+def _open_or_null(path: Path | None, mode: str) -> IO[bytes]:
+    return open(path or os.devnull, mode)
+
+
+def spawn_relay(
+    argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a child that shares our stdin and stdout but writes stderr to a pipe to us.
+
+    Raises CommandError if it cannot start.
+    """
+    try:
+        return subprocess.Popen(
+            tuple(argv),
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else base_env(),
             close_fds=True,
         )
     except OSError as err:

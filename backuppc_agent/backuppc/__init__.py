@@ -1,0 +1,1 @@
+"""BackupPC integration: hooks, server messages, config.pl snippets, the on-ready notifier."""

@@ -1,0 +1,54 @@
+"""Validation of names that come from BackupPC ($client, $host): untrusted input.
+
+A name reaches file paths (the control socket DIR/CLIENT) and ssh's argv, so it
+is checked before either: no path separators, no leading '-' (an ssh option),
+no whitespace or control characters (BackupPC splits commands on whitespace;
+log lines must stay one line), no '%' (ssh expands %-tokens in ControlPath),
+not '.' or '..', and bounded in length.
+"""
+
+from __future__ import annotations
+
+from backuppc_agent.errors import BadNameError
+
+#: DNS names are at most 253 characters; nothing BackupPC passes is longer.
+MAX_NAME_CHARS = 253
+_FORBIDDEN = {"/": "a '/'", "\\": "a '\\'", "%": "a '%'"}
+
+
+def problem(value: str, max_chars: int = MAX_NAME_CHARS) -> str | None:
+    """Return why ``value`` is not a safe name, or None if it is."""
+    if not value:
+        return "is empty"
+    if len(value) > max_chars:
+        return f"is {len(value)} characters long (at most {max_chars})"
+    if value.startswith("-"):
+        return "starts with '-'"
+    if value in (".", ".."):
+        return "is '.' or '..'"
+    return _bad_character(value)
+
+
+def _bad_character(value: str) -> str | None:
+    for char in value:
+        if char in _FORBIDDEN:
+            return f"contains {_FORBIDDEN[char]}"
+        if char.isspace():
+            return "contains whitespace"
+        if not char.isprintable():
+            return "contains a control character"
+    return None
+
+
+def check(value: str, what: str, max_chars: int = MAX_NAME_CHARS) -> str:
+    """Return ``value`` if it is a safe name; raise BadNameError (one line) if not."""
+    reason = problem(value, max_chars)
+    if reason is not None:
+        raise BadNameError(f"refusing {what} name {printable(value)}: it {reason}")
+    return value
+
+
+def printable(value: str, limit: int = 60) -> str:
+    """Quote a possibly hostile value for a one-line message: escaped and truncated."""
+    shown = value if len(value) <= limit else value[:limit] + "..."
+    return repr(shown)

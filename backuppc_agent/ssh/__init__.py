@@ -1,0 +1,1 @@
+"""OpenSSH master connections: the mux protocol, ssh options, masters, the transfer wrapper."""

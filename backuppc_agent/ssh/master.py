@@ -1,0 +1,251 @@
+"""One OpenSSH master connection per client: find it alive, or open it under a lock.
+
+The master is ``ssh -M -N -f`` with ControlPersist, its stdio on /dev/null and
+its log (``-E``) in ``STATE_DIR/masters/CLIENT.log``, so no caller (BackupPC
+reading the hook's output) can hang on a pipe the master inherited. A per-client
+flock makes concurrent hooks for one client end with one master while hooks for
+different clients never wait for each other. A stale socket (its master was
+SIGKILLed) is removed before opening, because ``ssh -M`` over an existing path
+silently runs without multiplexing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import stat
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from backuppc_agent import exitcodes, names, paths
+from backuppc_agent.config import Config
+from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.ssh import mux, sshconfig
+
+logger = logging.getLogger(__name__)
+
+MASTERS_DIR = "masters"
+#: A log above this size is rotated to CLIENT.log.old when the next master opens.
+LOG_MAX_BYTES = 256 * 1024
+#: Bound on one mux alive check while opening or listing.
+CHECK_SECONDS = 1.0
+#: ssh -f returns once authenticated; how long the socket may take to answer after that.
+SETTLE_SECONDS = 2.0
+#: ssh binds PATH + "." + 16 random characters, then renames it to PATH.
+_TEMP_SUFFIX_CHARS = 16
+
+
+class MasterError(BackupPCAgentError):
+    """The client's master could not be opened or reached."""
+
+    exit_code = exitcodes.HOOK_SSH_FAILED
+
+
+class MasterInfo(NamedTuple):
+    """One control socket in the control directory, as ``master list`` shows it."""
+
+    client: str
+    path: Path
+    alive: bool
+    pid: int | None
+    #: epoch seconds the master was opened (the socket's mtime: bind, then rename)
+    opened: float | None
+
+
+def _is_temp_name(name: str) -> bool:
+    base, dot, suffix = name.rpartition(".")
+    return bool(dot and base) and len(suffix) == _TEMP_SUFFIX_CHARS and suffix.isalnum()
+
+
+def list_masters(control_dir: Path, timeout: float = CHECK_SECONDS) -> list[MasterInfo]:
+    """Every control socket in ``control_dir``, checked over the mux protocol, by client."""
+    try:
+        entries = sorted(os.scandir(control_dir), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    masters = []
+    for entry in entries:
+        if names.problem(entry.name) or _is_temp_name(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISSOCK(info.st_mode):
+            continue
+        status = mux.check(Path(entry.path), timeout)
+        opened = info.st_mtime if status.alive else None
+        masters.append(MasterInfo(entry.name, Path(entry.path), status.alive, status.pid, opened))
+    return masters
+
+
+def make_master_command(config: Config, client: str, host: str, log: Path) -> tuple[str, ...]:
+    """argv that opens CLIENT's master to HOST in the background (returns once authenticated).
+
+    ControlMaster=yes and no ``-M``: ssh turns ``-M`` on top of ControlMaster=yes
+    into "ask", which BatchMode then answers with "Permission denied" for every
+    session.
+    """
+    path = sshconfig.control_path(config.mux.control_dir, client)
+    pairs = sshconfig.options(config, str(path), master="yes")
+    return (
+        config.mux.ssh,
+        *sshconfig.option_args(pairs),
+        "-E",
+        str(log),
+        "-N",
+        "-f",
+        "--",
+        names.check(host, "host"),
+    )
+
+
+def masters_dir(config: Config) -> Path:
+    """``STATE_DIR/masters`` (0700): per-client locks, logs and the last host used."""
+    directory = config.state.dir / MASTERS_DIR
+    paths.ensure_private_dir(config.state.dir, "state")
+    paths.ensure_private_dir(directory, "masters")
+    return directory
+
+
+class ClientLock:
+    """An exclusive flock on ``masters/CLIENT.lock``, taken with a deadline."""
+
+    def __init__(self, directory: Path, client: str) -> None:
+        self._path = directory / f"{client}.lock"
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> None:
+        """Take the lock within ``timeout``; raise MasterError if another holder keeps it."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self._path, flags, paths.PRIVATE_FILE_MODE)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise MasterError(f"timed out waiting for {self._path}") from None
+                time.sleep(0.01)
+                continue
+            self._fd = fd
+            return
+
+    def release(self) -> None:
+        """Drop the lock."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def clear_dead_socket(path: Path, status: mux.MuxStatus) -> None:
+    """Remove a control socket whose master is gone or wedged; refuse anything else."""
+    if status.status == "missing":
+        return
+    if status.status == "foreign":
+        raise MasterError(f"control socket {path}: {status.detail}")
+    paths.check_socket_path(path, "control socket")
+    logger.warning("removing dead control socket %s (%s)", path, status.detail)
+    paths.remove_socket(path)
+
+
+def _rotate_log(log: Path) -> None:
+    try:
+        if log.stat().st_size > LOG_MAX_BYTES:
+            log.replace(log.with_name(log.name + ".old"))
+    except OSError:
+        pass
+
+
+def _last_log_line(log: Path) -> str:
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - 4096))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    text = next((line for line in reversed(lines) if line.strip()), "")
+    return "".join(char if char.isprintable() else "?" for char in text.strip())[:300]
+
+
+def _wait_alive(path: Path, seconds: float) -> mux.MuxStatus:
+    deadline = time.monotonic() + seconds
+    while True:
+        status = mux.check(path, CHECK_SECONDS)
+        if status.alive or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.02)
+
+
+def open_master(config: Config, client: str, host: str) -> mux.MuxStatus:
+    """Start CLIENT's master to HOST (caller holds the lock); raise MasterError on failure."""
+    from backuppc_agent import proc  # noqa: PLC0415  (subprocess only when opening)
+
+    directory = masters_dir(config)
+    log = directory / f"{client}.log"
+    _rotate_log(log)
+    argv = make_master_command(config, client, host, log)
+    timeout = config.hooks.connect_timeout_seconds + 5.0
+    try:
+        code = proc.run_with_files(argv, timeout, env=proc.base_env())
+    except proc.CommandError as err:
+        raise MasterError(f"cannot open ssh master to {host} for {client}: {err}") from err
+    path = sshconfig.control_path(config.mux.control_dir, client)
+    status = _wait_alive(path, SETTLE_SECONDS) if code == 0 else None
+    if status is None or not status.alive:
+        why = _last_log_line(log) or (status.detail if status else f"ssh exited {code}")
+        raise MasterError(f"cannot open ssh master to {host} for {client}: {why}")
+    _remember_host(directory, client, host)
+    return status
+
+
+def _remember_host(directory: Path, client: str, host: str) -> None:
+    try:
+        paths.write_private_file(directory / f"{client}.host", host.encode() + b"\n")
+    except BackupPCAgentError as err:
+        logger.warning("cannot remember the host of %s: %s", client, err)
+
+
+def remembered_host(config: Config, client: str) -> str | None:
+    """The host the last master for CLIENT was opened to, if recorded and still valid."""
+    try:
+        raw = paths.read_private_file(config.state.dir / MASTERS_DIR / f"{client}.host", 4096)
+    except BackupPCAgentError:
+        return None
+    host = raw.decode("utf-8", "replace").strip() if raw else ""
+    return host if host and names.problem(host) is None else None
+
+
+def ensure_master(config: Config, client: str, host: str) -> tuple[mux.MuxStatus, bool]:
+    """Find CLIENT's master alive or open it; return (status, opened_now).
+
+    Raises MasterError (or BadNameError, UnsafePathError) if it cannot.
+    """
+    path = sshconfig.control_path(config.mux.control_dir, client)
+    names.check(host, "host")
+    status = mux.check(path, CHECK_SECONDS)
+    if status.alive:
+        return status, False
+    paths.ensure_private_dir(config.mux.control_dir, "control")
+    lock = ClientLock(masters_dir(config), client)
+    lock.acquire(config.hooks.connect_timeout_seconds + 10.0)
+    try:
+        status = mux.check(path, CHECK_SECONDS)  # another hook may have opened it meanwhile
+        if status.alive:
+            return status, False
+        clear_dead_socket(path, status)
+        return open_master(config, client, host), True
+    finally:
+        lock.release()
+
+
+def close_master(config: Config, client: str) -> mux.MuxStatus:
+    """Ask CLIENT's master to exit (like ``ssh -O exit``); remove its socket if it was dead."""
+    path = sshconfig.control_path(config.mux.control_dir, client)
+    status = mux.terminate(path, CHECK_SECONDS)
+    if status.status in ("stale", "timeout", "bad-reply"):
+        clear_dead_socket(path, status)
+    return status
