@@ -19,6 +19,7 @@ from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError
 from backuppc_agent.metrics.hooks import HookPart
 from backuppc_agent.metrics.http import MetricsServer, make_app, tls_context
+from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.memory import AgentSwapPart, ProcessSwapPart, StatVfs, TmpfsPart
 from backuppc_agent.metrics.readiness import ReadinessPart
 from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors
@@ -114,6 +115,7 @@ def build_parts(
         ProcessSwapPart(errors, root, config.swap.top_processes),
         AgentSwapPart(errors, root, snapshot),
         TmpfsPart(errors, root, statvfs),
+        MasterPart(errors, config.mux.control_dir),
         HookPart(errors, config.state.dir),
     ]
 

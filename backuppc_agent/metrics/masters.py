@@ -1,0 +1,72 @@
+"""SSH master connections: one control socket per client, checked over the mux protocol.
+
+Each check is one connect and two small frames (about 0.2 ms), never an
+``ssh -O check`` subprocess; a wedged master costs at most ``timeout``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
+from backuppc_agent.ssh.master import MasterInfo, list_masters
+
+#: Bound on one master's alive check during a scrape.
+CHECK_TIMEOUT_SECONDS = 0.5
+MasterLister = Callable[[Path, float], list[MasterInfo]]
+
+
+class MasterPart(Part):
+    """Live master count, and per client whether it answers and since when it is open."""
+
+    name = "masters"
+
+    def __init__(
+        self,
+        errors: ScrapeErrors,
+        control_dir: Path,
+        lister: MasterLister = list_masters,
+        timeout: float = CHECK_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__(errors)
+        self.control_dir = control_dir
+        self.lister = lister
+        self.timeout = timeout
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the master families; nothing (and a counted error) if the directory fails."""
+        if not self._listable():
+            return
+        masters = self.lister(self.control_dir, self.timeout)
+        live = sum(1 for master in masters if master.alive)
+        yield gauge("masters", "SSH master connections that answer the mux alive check.", live)
+        up = GaugeMetricFamily(
+            PREFIX + "master_up",
+            "1 when the client's master answers on its control socket, 0 for a dead socket.",
+            labels=["client"],
+        )
+        opened = GaugeMetricFamily(
+            PREFIX + "master_opened_timestamp_seconds",
+            "When the client's live master was opened (Unix time).",
+            labels=["client"],
+        )
+        for master in masters:
+            up.add_metric([master.client], 1 if master.alive else 0)
+            if master.opened is not None:
+                opened.add_metric([master.client], master.opened)
+        yield from (up, opened)
+
+    def _listable(self) -> bool:
+        """True if the control directory can be read; a missing one just has no masters."""
+        try:
+            with os.scandir(self.control_dir):
+                return True
+        except FileNotFoundError:
+            return True
+        except OSError as err:
+            self.fail(f"cannot list {self.control_dir}: {err.strerror}")
+            return False
