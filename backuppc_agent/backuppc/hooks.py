@@ -1,0 +1,205 @@
+"""What BackupPC's pre/post user commands do: gate on readiness, keep one master per client.
+
+Pre hooks wait up to ``[hooks] wait_seconds`` for the agent to be ready (a
+direct probe: the truth, not the state file's lag), then find the client's
+master alive over the mux protocol or open it. They exit non-zero with one
+line for BackupPC's XferLOG when they cannot, so the job fails fast and
+BackupPC retries at its next wakeup. Post hooks never fail a backup: they
+close the master if configured, kill what a failed job left on the client,
+and exit 0.
+
+This module is on the hot path of every dump: subprocess, logging and the
+master-opening code are imported only when a master has to be opened.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from backuppc_agent import exitcodes, names
+from backuppc_agent.agent.probe import probe
+from backuppc_agent.agent.readiness import evaluate
+from backuppc_agent.config import Config
+from backuppc_agent.errors import BackupPCAgentError, BadNameError
+from backuppc_agent.ssh import mux, sshconfig
+from backuppc_agent.state import State
+
+PRE_HOOKS = ("pre-dump", "pre-restore", "pre-archive")
+POST_HOOKS = ("post-dump", "post-restore", "post-archive")
+GATE_HOOKS = ("ping",)
+HOOKS = PRE_HOOKS + POST_HOOKS + GATE_HOOKS
+#: Hooks of jobs that pull from or push to the client over ssh (archives stay local).
+SSH_HOOKS = frozenset({"pre-dump", "pre-restore", "post-dump", "post-restore"})
+POLL_SECONDS = 0.2
+MASTER_CHECK_SECONDS = 1.0
+
+
+class Outcome(NamedTuple):
+    """How a hook run ended: the recorded result, the exit code, the lines to print."""
+
+    result: str
+    exit_code: int
+    lines: tuple[str, ...]
+    waited_seconds: float = 0.0
+    client: str = ""
+
+
+class Readiness(NamedTuple):
+    """The end of a wait for readiness."""
+
+    state: State
+    reason: str
+    waited_seconds: float
+    identities: int
+
+
+def wait_ready(
+    config: Config,
+    wait_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Readiness:
+    """Probe the agent until it is ready or ``wait_seconds`` have passed."""
+    started = clock()
+    deadline = started + wait_seconds
+    while True:
+        left = deadline - clock()
+        timeout = min(config.agent.probe_timeout_seconds, max(left, 0.05))
+        result = probe(config.agent.socket, timeout)
+        state, reason = evaluate(result, config.agent.required_keys)
+        left = deadline - clock()
+        if state is State.READY or left <= 0:
+            return Readiness(state, reason, clock() - started, len(result.identities))
+        sleep(min(POLL_SECONDS, left))
+
+
+def _user_name() -> str:
+    import pwd  # noqa: PLC0415  (only on the failure path)
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
+
+
+def not_ready_line(config: Config, ready: Readiness) -> str:
+    """The one line BackupPC's XferLOG shows when the keys are not there."""
+    sock = config.agent.socket
+    user = _user_name()
+    if ready.state is State.DOWN:
+        return (
+            f"ssh-agent is not running (agent socket {sock}: {ready.reason}); "
+            f"start 'backuppc-agent run', then run 'ssh-add' as {user}"
+        )
+    return (
+        f"SSH keys not loaded; run 'ssh-add' as {user} (agent socket {sock}); "
+        f"gave up after {ready.waited_seconds:.0f} s: {ready.reason}"
+    )
+
+
+def check_names(client: str, host: str, config: Config, hook: str) -> None:
+    """Validate $client and $host before either reaches a path or argv; raise BadNameError."""
+    if hook in SSH_HOOKS:
+        sshconfig.control_path(config.mux.control_dir, client)
+    elif hook != "ping":
+        names.check(client, "client")
+    if host or hook in SSH_HOOKS:
+        names.check(host, "host")
+
+
+def ensure_master_line(config: Config, client: str, host: str) -> str:
+    """Find CLIENT's master alive, or open it; return a status line. Raises on failure."""
+    path = sshconfig.control_path(config.mux.control_dir, client)
+    status = mux.check(path, MASTER_CHECK_SECONDS)
+    if status.alive:
+        return f"ssh master for {client} is up (pid {status.pid}, reused)"
+    from backuppc_agent.ssh import master  # noqa: PLC0415  (subprocess, logging: only to open)
+
+    status, opened = master.ensure_master(config, client, host)
+    how = "opened" if opened else "reused"
+    return f"ssh master for {client} is up (pid {status.pid}, {how})"
+
+
+def pre_hook(config: Config, hook: str, client: str, host: str) -> Outcome:
+    """Gate a dump/restore/archive: ready within wait_seconds, then the master up."""
+    try:
+        check_names(client, host, config, hook)
+    except BadNameError as err:
+        return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
+    ready = wait_ready(config, config.hooks.wait_seconds)
+    if ready.state is not State.READY:
+        line = not_ready_line(config, ready)
+        return Outcome("not-ready", exitcodes.HOOK_NOT_READY, (line,), ready.waited_seconds, client)
+    lines = [f"SSH auth ready ({ready.reason}) after {ready.waited_seconds:.2f} s"]
+    if hook in SSH_HOOKS:
+        try:
+            lines.append(ensure_master_line(config, client, host))
+        except BackupPCAgentError as err:
+            result = "bad-name" if isinstance(err, BadNameError) else "ssh-failed"
+            return Outcome(result, err.exit_code, (str(err),), ready.waited_seconds, client)
+    return Outcome("ok", exitcodes.OK, tuple(lines), ready.waited_seconds, client)
+
+
+def ping_gate(config: Config, host: str) -> Outcome:
+    """$Conf{PingCmd}: exit 0 with a ``time=`` BackupPC parses when ready; 1 ("no ping") if not."""
+    try:
+        names.check(host, "host")
+    except BadNameError as err:
+        return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
+    ready = wait_ready(config, config.hooks.wait_seconds)
+    if ready.state is not State.READY:
+        line = not_ready_line(config, ready)
+        return Outcome("not-ready", exitcodes.NOT_READY, (line,), ready.waited_seconds, host)
+    line = f"SSH auth ready for {host}: time={ready.waited_seconds * 1000:.3f} ms"
+    return Outcome("ok", exitcodes.OK, (line,), ready.waited_seconds, host)
+
+
+def post_hook(config: Config, hook: str, client: str, xfer_ok: str) -> Outcome:
+    """After a job: close the master if configured, clean the client up after a failure.
+
+    Always exit 0: a non-zero post command would mark a good backup as failed.
+    """
+    result = "ok" if xfer_ok.strip() == "1" else "failed"
+    if hook not in SSH_HOOKS:
+        return Outcome(result, exitcodes.OK, (), 0.0, client)
+    try:
+        sshconfig.control_path(config.mux.control_dir, client)
+    except BadNameError as err:
+        return Outcome("bad-name", exitcodes.OK, (str(err),))
+    lines = list(_post_actions(config, client, result))
+    return Outcome(result, exitcodes.OK, tuple(lines), 0.0, client)
+
+
+def _post_actions(config: Config, client: str, result: str) -> list[str]:
+    from backuppc_agent.ssh import master, remote  # noqa: PLC0415  (off the pre hook's path)
+
+    lines = []
+    try:
+        if result == "failed":
+            lines.append(remote.kill_remote(config, client, None).line)
+        if config.hooks.post_master == "close":
+            lines.append(master.close_master(config, client).detail)
+    except BackupPCAgentError as err:
+        lines.append(f"cleanup after {client} failed: {err}")
+    return lines
+
+
+def record(
+    config: Config, hook: str, outcome: Outcome, state_dir: Path | None = None
+) -> str | None:
+    """Store the run in the hook-run store; return a problem line if it could not."""
+    from backuppc_agent import events  # noqa: PLC0415  (sqlite3: after the work is done)
+
+    rec = events.HookRecord(
+        time.time(),
+        hook,
+        outcome.client,
+        outcome.result,
+        outcome.waited_seconds,
+        "; ".join(outcome.lines)[:1000],
+    )
+    return events.record_quietly(state_dir or config.state.dir, rec)

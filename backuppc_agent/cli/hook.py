@@ -1,0 +1,62 @@
+"""``backuppc-agent hook HOOK``: BackupPC's pre/post user commands (and the ping gate).
+
+Exit codes (pre hooks and ping): 0 ready (and the master is up), 5 not ready
+(ping: 1, BackupPC's "no ping"), 6 the master could not be opened, 7 a refused
+name. Post hooks always exit 0: a non-zero post command marks a good backup
+failed. Every line printed starts with "backuppc-agent: " (BackupPC's XferLOG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backuppc_agent import exitcodes
+from backuppc_agent.backuppc import hooks
+from backuppc_agent.cli.common import load_config
+from backuppc_agent.errors import BackupPCAgentError
+
+PREFIX = "backuppc-agent: "
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hook name and the BackupPC variables it uses."""
+    parser.add_argument("hook", choices=hooks.HOOKS, help="which user command this is")
+    parser.add_argument("--client", default="", help="$client: BackupPC's host name")
+    parser.add_argument("--host", default="", help="$host: the address to connect to")
+    parser.add_argument("--host-ip", default="", help="$hostIP (accepted, unused)")
+    parser.add_argument("--type", default="", help="$type (accepted, unused)")
+    parser.add_argument("--xfer-ok", default="", help="$xferOK: 1 if the transfer succeeded")
+    parser.add_argument("--share", default="", help="$share (accepted, unused)")
+
+
+def _say(lines: tuple[str, ...] | list[str]) -> None:
+    for line in lines:
+        sys.stdout.write(PREFIX + line.replace("\n", " ") + "\n")
+    sys.stdout.flush()
+
+
+def _outcome(args: argparse.Namespace) -> tuple[hooks.Outcome, object]:
+    config = load_config(args)
+    if args.hook == "ping":
+        return hooks.ping_gate(config, args.host or args.client), config
+    if args.hook in hooks.PRE_HOOKS:
+        return hooks.pre_hook(config, args.hook, args.client, args.host or args.client), config
+    return hooks.post_hook(config, args.hook, args.client, args.xfer_ok), config
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the hook, print its lines, record it; return the documented exit code."""
+    post = args.hook in hooks.POST_HOOKS
+    try:
+        outcome, config = _outcome(args)
+    except BackupPCAgentError as err:
+        if not post:
+            raise
+        _say([f"{args.hook}: {err} (post hooks never fail a backup)"])
+        return exitcodes.OK
+    _say(outcome.lines)
+    problem = hooks.record(config, args.hook, outcome)  # type: ignore[arg-type]
+    if problem:
+        _say([f"this hook run was not recorded: {problem}"])
+    return exitcodes.OK if post else outcome.exit_code

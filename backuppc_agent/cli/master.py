@@ -1,0 +1,108 @@
+"""``backuppc-agent master list|check|open|close|kill-remote|ssh``: the per-client masters.
+
+``list`` and ``check`` speak the mux protocol directly (no ssh subprocess).
+``ssh CLIENT [ssh args] HOST [command]`` is what ``$Conf{RsyncSshArgs}`` runs:
+a session on CLIENT's master that kills its remote job if it is aborted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from backuppc_agent import exitcodes
+from backuppc_agent.cli.common import load_config
+from backuppc_agent.config import Config
+from backuppc_agent.ssh import mux, sshconfig
+
+ACTIONS = ("list", "check", "open", "close", "kill-remote", "ssh")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """ACTION [CLIENT] and the options of each action."""
+    parser.add_argument("action", choices=ACTIONS)
+    parser.add_argument("client", nargs="?", default="", help="BackupPC's host name")
+    parser.add_argument("--host", default="", help="open/kill-remote: address to connect to")
+    parser.add_argument("--json", action="store_true", help="list/check: one JSON document")
+    parser.add_argument("--timeout", type=float, default=1.0, help="list/check: per socket")
+    parser.add_argument("ssh_args", nargs=argparse.REMAINDER, help="ssh: [options] HOST [command]")
+
+
+def _list(config: Config, args: argparse.Namespace) -> int:
+    from backuppc_agent.ssh.master import list_masters  # noqa: PLC0415
+
+    masters = list_masters(config.mux.control_dir, args.timeout)
+    if args.json:
+        rows = [{**m._asdict(), "path": str(m.path)} for m in masters]
+        print(json.dumps(rows, sort_keys=True))
+        return exitcodes.OK
+    now = time.time()
+    for info in masters:
+        state = f"up pid {info.pid}" if info.alive else "dead"
+        age = f"opened {now - info.opened:.0f} s ago" if info.opened else ""
+        print(f"{info.client}\t{state}\t{age}".rstrip())
+    if not masters:
+        print(f"no masters in {config.mux.control_dir}")
+    return exitcodes.OK
+
+
+def _check(config: Config, args: argparse.Namespace) -> int:
+    path = sshconfig.control_path(config.mux.control_dir, args.client)
+    status = mux.check(path, args.timeout)
+    if args.json:
+        print(json.dumps(status._asdict(), sort_keys=True))
+    else:
+        print(f"{args.client}: {status.detail}")
+    return exitcodes.OK if status.alive else exitcodes.NOT_READY
+
+
+def _open(config: Config, args: argparse.Namespace) -> int:
+    from backuppc_agent.ssh.master import ensure_master, remembered_host  # noqa: PLC0415
+
+    host = args.host or remembered_host(config, args.client) or args.client
+    status, opened = ensure_master(config, args.client, host)
+    print(f"{args.client}: master pid {status.pid} ({'opened' if opened else 'already up'})")
+    return exitcodes.OK
+
+
+def _close(config: Config, args: argparse.Namespace) -> int:
+    from backuppc_agent.ssh.master import close_master  # noqa: PLC0415
+
+    status = close_master(config, args.client)
+    print(f"{args.client}: {status.detail}")
+    return exitcodes.OK
+
+
+def _kill_remote(config: Config, args: argparse.Namespace) -> int:
+    from backuppc_agent.ssh.remote import kill_remote  # noqa: PLC0415
+
+    print(f"{args.client}: {kill_remote(config, args.client, None, args.host or None).line}")
+    return exitcodes.OK
+
+
+def _ssh(config: Config, args: argparse.Namespace) -> int:
+    from backuppc_agent.ssh.wrap import run_session  # noqa: PLC0415
+
+    return run_session(config, args.client, args.ssh_args)
+
+
+_RUN = {
+    "list": _list,
+    "check": _check,
+    "open": _open,
+    "close": _close,
+    "kill-remote": _kill_remote,
+    "ssh": _ssh,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch the action; CLIENT is required for all but list."""
+    from backuppc_agent.errors import UsageError  # noqa: PLC0415
+
+    if args.action != "list" and not args.client:
+        raise UsageError(f"master {args.action} needs a CLIENT")
+    if args.action != "ssh" and args.ssh_args:
+        raise UsageError(f"master {args.action}: unexpected arguments {args.ssh_args[:3]}")
+    return _RUN[args.action](load_config(args), args)

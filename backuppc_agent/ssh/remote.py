@@ -1,0 +1,104 @@
+"""Kill what a backup started on a client, through a second session on its master.
+
+The mux protocol cannot signal a remote process, and without a pty the remote
+command gets no signal when its ssh client dies. So every command the transfer
+wrapper runs is marked in its environment (``env BACKUPPC_AGENT_JOB=TAG.TOKEN
+CMD``, inherited by its children; TAG is derived from the client name), and a
+kill session runs a small sh script (kill_remote.sh, fed on stdin to ``sh -s``,
+so no quoting depends on the client's login shell) that finds the marked
+processes in /proc and ends their process groups: TERM, then KILL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from backuppc_agent import names, proc
+from backuppc_agent.config import Config
+from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.ssh import sshconfig
+
+JOB_VAR = "BACKUPPC_AGENT_JOB"
+SCRIPT = Path(__file__).with_name("kill_remote.sh")
+#: The script's own TERM-to-KILL grace is 3 s; the session gets this much on top.
+KILL_EXTRA_SECONDS = 10.0
+
+
+class KillResult(NamedTuple):
+    """The outcome of one kill session: how many processes were matched, one summary line."""
+
+    killed: int
+    line: str
+
+
+def client_tag(client: str) -> str:
+    """A short hex tag for a client: safe in any shell word and in a regex."""
+    return hashlib.sha256(client.encode()).hexdigest()[:12]
+
+
+def new_token(client: str) -> str:
+    """A fresh job token ``TAG.RANDOM`` (hex and one dot)."""
+    return f"{client_tag(client)}.{os.urandom(6).hex()}"
+
+
+def mark_command(token: str, command: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Prefix a remote command so the job and its children carry the token."""
+    return ("env", f"{JOB_VAR}={token}", *command)
+
+
+def make_kill_command(
+    config: Config, client: str, host: str, mode: str, ident: str
+) -> tuple[str, ...]:
+    """argv of the kill session: through CLIENT's master if alive, else a direct login."""
+    path = sshconfig.control_path(config.mux.control_dir, client)
+    pairs = sshconfig.options(config, str(path), master="no")
+    return (
+        config.mux.ssh,
+        *sshconfig.option_args(pairs),
+        "--",
+        names.check(host, "host"),
+        "sh",
+        "-s",
+        "--",
+        mode,
+        ident,
+    )
+
+
+def _parse(output: str) -> int | None:
+    for line in reversed(output.splitlines()):
+        if line.startswith("killed "):
+            tail = line.split()[1]
+            return int(tail) if tail.isdigit() else None
+    return None
+
+
+def kill_remote(
+    config: Config, client: str, token: str | None, host: str | None = None
+) -> KillResult:
+    """Kill one job (``token``) or every job of CLIENT (``token`` None) on the client.
+
+    Raises BackupPCAgentError (a bad name, or the session could not run).
+    """
+    from backuppc_agent.ssh.master import remembered_host  # noqa: PLC0415  (avoid a cycle)
+
+    target = host or remembered_host(config, client) or client
+    mode, ident = ("job", token) if token else ("client", client_tag(client))
+    argv = make_kill_command(config, client, target, mode, ident)
+    with tempfile.NamedTemporaryFile(prefix="kill-remote-", dir=config.state.dir) as out:
+        timeout = config.hooks.connect_timeout_seconds + KILL_EXTRA_SECONDS
+        try:
+            code = proc.run_with_files(argv, timeout, proc.base_env(), SCRIPT, Path(out.name))
+        except proc.CommandError as err:
+            raise BackupPCAgentError(f"kill-remote {client}: {err}") from err
+        output = Path(out.name).read_text(errors="replace")
+    killed = _parse(output)
+    if code != 0 or killed is None:
+        last = output.strip().splitlines()[-1:] or [f"ssh exited {code}"]
+        raise BackupPCAgentError(f"kill-remote {client}: {names.printable(last[0], 200)}")
+    what = "job" if token else "jobs"
+    return KillResult(killed, f"killed {killed} remote process(es) of {client}'s backup {what}")

@@ -1,0 +1,163 @@
+"""The ssh that rsync_bpc runs (``$Conf{RsyncSshArgs}``): a mux client that aborts cleanly.
+
+The trap (FACTS.md): a multiplexed ssh client hands its stdin, stdout and
+stderr to the master. If it is killed while the remote command runs, the
+master keeps those descriptors open until the remote command ends. rsync_bpc's
+stderr is the pipe BackupPC_dump reads, so after BackupPC's single SIGINT the
+dump would wait for an EOF that never comes, and never run DumpPostUserCmd.
+
+So the real ssh gets our stdin and stdout (the pipes to rsync_bpc: data flows
+with no copy through us) but its stderr is a pipe to this process, which relays
+it. The remote command is marked with a job token (remote.py). When our caller
+goes away (parent died) or we are signalled, we kill the remote job through a
+second session on the same master, stop our ssh, and exit: the only holder of
+the dump's pipe is gone, whatever the master still holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from backuppc_agent import names, proc
+from backuppc_agent.config import Config
+from backuppc_agent.errors import UsageError
+from backuppc_agent.ssh import remote, sshconfig
+
+if TYPE_CHECKING:
+    import subprocess
+
+#: ssh(1) options that take an argument (OpenSSH 9.x getopt string).
+SSH_OPTIONS_WITH_ARG = frozenset("bceilmopBDEFIJLOPQRSwW")
+POLL_SECONDS = 0.2
+DRAIN_SECONDS = 1.0
+ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SSH_FAILED = 255
+
+
+def split_ssh_args(args: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
+    """Split ssh arguments into (options, destination, command), as ssh's getopt does."""
+    options: list[str] = []
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if word == "--":
+            index += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        options.append(word)
+        letters = word[1:]
+        for position, letter in enumerate(letters):
+            if letter in SSH_OPTIONS_WITH_ARG:
+                if position == len(letters) - 1 and index + 1 < len(args):
+                    index += 1
+                    options.append(args[index])
+                break
+        index += 1
+    if index >= len(args):
+        return options, None, []
+    return options, args[index], list(args[index + 1 :])
+
+
+def make_session_command(
+    config: Config, client: str, args: Sequence[str], token: str
+) -> tuple[str, ...]:
+    """argv of the real ssh: our options, the caller's, the destination, the marked command."""
+    path = sshconfig.control_path(config.mux.control_dir, client)
+    options, host, command = split_ssh_args(args)
+    if host is None:
+        raise UsageError("master ssh: no destination host in the ssh arguments")
+    names.check(host, "host")
+    marked = remote.mark_command(token, command) if command else ()
+    pairs = sshconfig.options(config, str(path))
+    return (config.mux.ssh, *sshconfig.option_args(pairs), *options, "--", host, *marked)
+
+
+class Relay:
+    """Run the real ssh, relay its stderr, and abort cleanly when the caller goes away."""
+
+    def __init__(self, config: Config, client: str, argv: tuple[str, ...], token: str) -> None:
+        self.config = config
+        self.client = client
+        self.argv = argv
+        self.token = token
+        self.signals: list[int] = []
+        self.parent = os.getppid()
+
+    def run(self) -> int:
+        """Relay until ssh exits (its status) or we must abort (128 + signal, or 255)."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        for signum in ABORT_SIGNALS:
+            signal.signal(signum, self._record)
+        child = proc.spawn_relay(self.argv, env=proc.base_env())
+        assert child.stderr is not None
+        err_fd = child.stderr.fileno()
+        watched = [err_fd, wake_r]
+        while True:
+            if self.signals or os.getppid() != self.parent:
+                return self._abort(child)
+            readable, _, _ = select.select(watched, [], [], POLL_SECONDS)
+            if wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 64)
+            if err_fd in readable and not _relay_chunk(err_fd):
+                watched.remove(err_fd)  # the remote may close stderr and run on
+            if child.poll() is not None:
+                if err_fd in watched:
+                    _drain(err_fd, DRAIN_SECONDS)
+                return child.returncode
+
+    def _record(self, signum: int, _frame: object) -> None:
+        self.signals.append(signum)
+
+    def _abort(self, child: subprocess.Popen[bytes]) -> int:
+        why = f"signal {self.signals[0]}" if self.signals else "the caller went away"
+        _say(f"transfer for {self.client} aborted ({why}): ending the remote job")
+        try:
+            _say(remote.kill_remote(self.config, self.client, self.token).line)
+        except Exception as err:  # noqa: BLE001  (an abort must always finish)
+            _say(f"could not kill the remote job: {err}")
+        proc.stop_child(child, grace=1.0)
+        return 128 + self.signals[0] if self.signals else SSH_FAILED
+
+
+def _relay_chunk(fd: int) -> bool:
+    """Copy one chunk of ssh's stderr to ours; False at EOF."""
+    try:
+        data = os.read(fd, 65536)
+    except OSError:
+        return False
+    if not data:
+        return False
+    with contextlib.suppress(OSError):
+        os.write(2, data)
+    return True
+
+
+def _drain(fd: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not readable or not _relay_chunk(fd):
+            return
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"backuppc-agent: {line}\n")
+        sys.stderr.flush()
+
+
+def run_session(config: Config, client: str, args: Sequence[str]) -> int:
+    """Run one ssh session for CLIENT through its master; return ssh's exit status."""
+    token = remote.new_token(client)
+    argv = make_session_command(config, client, args, token)
+    return Relay(config, client, argv, token).run()
