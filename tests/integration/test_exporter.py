@@ -37,10 +37,11 @@ def metrics_setup(root: Path, port: int, metrics: str = "", swap: str = "") -> S
 def fetch(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
     """GET ``url``; return (status, body) for any HTTP status."""
     try:
-        with urllib.request.urlopen(url, timeout=5, context=context) as reply:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=5, context=context) as reply:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+        with err:
+            return err.code, err.read().decode()
 
 
 def sample(body: str, series: str) -> float | None:
@@ -86,7 +87,8 @@ def test_a_restarted_agent_is_counted_and_its_swap_reported(tmp_path: Path, free
         assert state is not None
         subprocess.run(["kill", "-KILL", str(state["agent_pid"])], check=True)
         wait_for(lambda: sample(fetch(url)[1], "backuppc_agent_ssh_agent_restarts_total") == 1)
-        assert sup.proc is not None and sup.proc.poll() is None
+        assert sup.proc is not None
+        assert sup.proc.poll() is None
 
 
 def test_a_hook_run_shows_up_in_the_counters(tmp_path: Path, free_port: int) -> None:

@@ -1,0 +1,117 @@
+"""A golden exposition of the whole endpoint on a fixture tree, checked with promtool.
+
+Set UPDATE_GOLDEN=1 to rewrite tests/fixtures/metrics/golden.prom after an
+intended change, and review the diff: metric names are an interface.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backuppc_agent import __version__, config
+from backuppc_agent.events import EventStore, HookRecord
+from backuppc_agent.metrics.exporter import Exporter
+from backuppc_agent.state import Snapshot, State
+from tests.helpers import private_dir
+
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "metrics" / "golden.prom"
+RECORDS = [
+    HookRecord(1_700_000_000.0, "pre-dump", "client1", "ok", 0.05),
+    HookRecord(1_700_000_060.0, "pre-dump", "client2", "ok", 1.5),
+    HookRecord(1_700_000_120.0, "pre-dump", "client3", "not-ready", 30.0),
+    HookRecord(1_700_000_180.0, "post-dump", "client1", "ok", 0.0),
+    HookRecord(1_700_000_240.0, "pre-dump", "client3", "ssh-failed", 0.2),
+]
+TMPFS = {"/dev/shm": (1000, 250), "/sys/fs/cgroup": (10, 10), "/run": (500, 499)}
+
+
+def fake_statvfs(path: str) -> os.statvfs_result:
+    """statvfs of the fixture's tmpfs mounts, 4 KiB blocks; the fourth one is gone."""
+    if path not in TMPFS:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+    blocks, free = TMPFS[path]
+    return os.statvfs_result((4096, 4096, blocks, free, free, 100, 50, 50, 0, 255))
+
+
+@pytest.fixture
+def exporter(tmp_path: Path, procfs_trees: Path, free_port: int) -> Iterator[Exporter]:
+    state_dir = private_dir(tmp_path / "state")
+    store = EventStore(state_dir)
+    try:
+        for record in RECORDS:
+            store.record(record)
+    finally:
+        store.close()
+    settings = config.from_mapping(
+        {
+            "metrics": {"listen": f"127.0.0.1:{free_port}"},
+            "state": {"dir": str(state_dir)},
+            # a control dir that was never created: no masters (paths must stay short)
+            "mux": {"control_dir": f"/tmp/bpa-golden-{os.getpid()}-none"},
+            "swap": {"procfs": str(procfs_trees / "swapping"), "top_processes": 3},
+        },
+        "golden",
+    )
+    served = Exporter(settings, statvfs=fake_statvfs)
+    served.on_snapshot(None, Snapshot(State.READY, "1 key loaded", "/s", 100, 1,
+                                      ("SHA256:" + "A" * 43,), 1_700_000_000.5, 7, 2))  # fmt: skip
+    try:
+        yield served
+    finally:
+        served.close()
+
+
+def get(exporter: Exporter, path: str) -> tuple[int, str]:
+    host, port = exporter.address
+    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as reply:
+        return reply.status, reply.read().decode()
+
+
+def normalize(body: str) -> str:
+    """Replace what changes from run to run: the scrape's duration and the version."""
+    body = re.sub(r"^(backuppc_agent_scrape_duration_seconds) \S+$", r"\1 DURATION", body,
+                  flags=re.MULTILINE)  # fmt: skip
+    return body.replace(f'version="{__version__}"', 'version="VERSION"')
+
+
+def test_the_whole_endpoint_matches_the_golden_exposition(exporter: Exporter) -> None:
+    status, body = get(exporter, "/metrics")
+    assert status == 200
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(normalize(body))
+    assert normalize(body) == GOLDEN.read_text()
+
+
+def test_the_exposition_passes_promtool_check_metrics(exporter: Exporter) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus; make system-deps)")
+    body = get(exporter, "/metrics")[1]
+    checked = subprocess.run([promtool, "check", "metrics"], input=body, text=True,
+                             capture_output=True, timeout=30, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_ready_answers_200_with_the_reason(exporter: Exporter) -> None:
+    assert get(exporter, "/ready") == (200, "ready: 1 key loaded\n")
+
+
+def test_other_paths_are_not_found(exporter: Exporter) -> None:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        get(exporter, "/metricsx")
+    caught.value.close()
+    assert caught.value.code == 404
+    status, index = get(exporter, "/")
+    assert status == 200
+    assert 'href="/metrics"' in index
