@@ -3,31 +3,38 @@
 Every problem in a file is reported at once, each with its key path
 ("agent.socket: ..."), so an operator fixes the file in one pass.
 
-The records are typed NamedTuples (immutable, like frozen dataclasses) because
-this module is on the hook's hot path: importing dataclasses pulls in inspect
-and each frozen dataclass costs about a millisecond to create, which a 40 ms
-budget for a whole command cannot afford.
+The records are typed NamedTuples (records.Record: immutable, like frozen
+dataclasses) because this module is on the hook's hot path: importing
+dataclasses pulls in inspect, each frozen dataclass costs about a millisecond
+to create, and typing costs ~4 ms to import, which a 40 ms budget for a whole
+command cannot afford.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
 
+from backuppc_agent import config_cache
 from backuppc_agent.errors import ConfigError
+from backuppc_agent.records import Record
 from backuppc_agent.ssh.limits import control_dir_problem
 
 CONFIG_ENV = "BACKUPPC_AGENT_CONFIG"
 SYSTEM_CONFIG = Path("/etc/backuppc-agent/config.toml")
 BUILTIN = "<built-in defaults>"
 
-_Check = Callable[[Any], str | None]
+TYPE_CHECKING = False  # see records.py: typing stays off the hot path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    _Check = Callable[[Any], str | None]
 
 
-class AgentConfig(NamedTuple):
+class AgentConfig(Record):
     """[agent]: the supervised ssh-agent and what makes it ready."""
 
     socket: Path
@@ -42,13 +49,13 @@ class AgentConfig(NamedTuple):
     keys: tuple[Path, ...]
 
 
-class StateConfig(NamedTuple):
+class StateConfig(Record):
     """[state]: where the supervisor publishes its state and the hooks record runs."""
 
     dir: Path
 
 
-class MetricsConfig(NamedTuple):
+class MetricsConfig(Record):
     """[metrics]: the Prometheus endpoint; listen = "" disables it."""
 
     listen: str
@@ -56,7 +63,7 @@ class MetricsConfig(NamedTuple):
     keyfile: Path | None
 
 
-class HooksConfig(NamedTuple):
+class HooksConfig(Record):
     """[hooks]: how BackupPC's pre/post commands behave."""
 
     wait_seconds: float
@@ -65,7 +72,7 @@ class HooksConfig(NamedTuple):
     post_master: str
 
 
-class MuxConfig(NamedTuple):
+class MuxConfig(Record):
     """[mux]: OpenSSH master connections, one per client."""
 
     control_dir: Path
@@ -77,21 +84,21 @@ class MuxConfig(NamedTuple):
     identity_files: tuple[Path, ...]
 
 
-class SwapConfig(NamedTuple):
+class SwapConfig(Record):
     """[swap]: where the swap collectors read procfs and how many processes to show."""
 
     procfs: Path
     top_processes: int
 
 
-class BackupPCConfig(NamedTuple):
+class BackupPCConfig(Record):
     """[backuppc]: where BackupPC's programs live."""
 
     bin_dir: Path
     user: str
 
 
-class Config(NamedTuple):
+class Config(Record):
     """The whole, validated configuration and the file it came from."""
 
     source: str
@@ -104,7 +111,7 @@ class Config(NamedTuple):
     backuppc: BackupPCConfig
 
 
-class _Key(NamedTuple):
+class _Key(Record):
     default: Any
     kind: str
     check: _Check | None = None
@@ -296,7 +303,7 @@ def _build_section(name: str, raw: Any, home: Path, problems: list[str]) -> dict
         problems.append(f"{name}: expected a table, got {type(raw).__name__}")
         raw = {}
     schema = SCHEMA[name]
-    problems.extend(f"{name}.{key}: unknown key" for key in raw if key not in schema)
+    problems.extend(f"{name}.{_shown(key)}: unknown key" for key in raw if key not in schema)
     values: dict[str, Any] = {}
     for key, spec in schema.items():
         value, problem = _value(spec, raw.get(key, spec.default), key in raw, home)
@@ -319,14 +326,26 @@ def _value(spec: _Key, raw: Any, given: bool, home: Path) -> tuple[Any, str | No
 
 def from_mapping(data: Mapping[str, Any], source: str, home: Path | None = None) -> Config:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
-    home = home if home is not None else home_dir()
-    problems = [f"{name}: unknown section" for name in data if name not in SCHEMA]
+    return _assemble(_validate(data, source, home if home is not None else home_dir()), source)
+
+
+def _validate(data: Mapping[str, Any], source: str, home: Path) -> dict[str, dict[str, Any]]:
+    problems = [f"{_shown(name)}: unknown section" for name in data if name not in SCHEMA]
     sections = {name: _build_section(name, data.get(name, {}), home, problems) for name in SCHEMA}
     problems.extend(_cross_checks(sections))
     if problems:
         raise ConfigError(source, problems)
+    return sections
+
+
+def _assemble(sections: dict[str, dict[str, Any]], source: str) -> Config:
     built = {name: _SECTIONS[name](**values) for name, values in sections.items()}
     return Config(source=source, **built)
+
+
+def _shown(name: str) -> str:
+    """A key name as written, or quoted if it holds anything unprintable or odd."""
+    return name if name.isprintable() and name and " " not in name else repr(name)
 
 
 def _cross_checks(sections: dict[str, dict[str, Any]]) -> list[str]:
@@ -351,20 +370,68 @@ def locate(explicit: str | None) -> Path | None:
 
 
 def load(explicit: str | None = None, home: Path | None = None) -> Config:
-    """Find, read and validate the configuration; raise ConfigError on any problem."""
+    """Find, read and validate the configuration; raise ConfigError on any problem.
+
+    A file already validated in this exact version is taken from the private
+    cache (config_cache) instead of being parsed again.
+    """
     path = locate(explicit)
+    home = home if home is not None else home_dir()
     if path is None:
         return from_mapping({}, BUILTIN, home)
+    key = config_cache.file_key(path, home, _schema_signature())
+    cached = config_cache.read(home, path, key) if key is not None else None
+    if cached is not None:
+        restored = _from_cache(cached)
+        if restored is not None:
+            return _assemble(restored, str(path))
+    sections = _validate(_parse(path), str(path), home)
+    if key is not None:
+        config_cache.write(home, path, key, sections)
+    return _assemble(sections, str(path))
+
+
+def _parse(path: Path) -> dict[str, Any]:
     try:
-        import tomllib  # noqa: PLC0415  (only when a file exists: it costs ~4 ms)
+        import tomllib  # noqa: PLC0415  (only on a cache miss: it costs ~10 ms)
 
         with path.open("rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except OSError as err:
         raise ConfigError(str(path), [f"cannot read: {err.strerror}"]) from err
     except ValueError as err:  # tomllib.TOMLDecodeError, and undecodable bytes
         raise ConfigError(str(path), [f"not valid TOML: {err}"]) from err
-    return from_mapping(data, str(path), home)
+
+
+def _schema_signature() -> str:
+    return ";".join(
+        f"{s}.{k}:{spec.kind}" for s, keys in SCHEMA.items() for k, spec in keys.items()
+    )
+
+
+def _from_cache(cached: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Rebuild validated sections from their JSON form; None if anything is off."""
+    try:
+        return {
+            name: {key: _revive(spec.kind, cached[name][key]) for key, spec in keys.items()}
+            for name, keys in SCHEMA.items()
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _revive(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind in ("path", "opt_path"):
+        return Path(value)
+    if kind == "path_list":
+        return tuple(Path(item) for item in value)
+    if kind == "str_list":
+        return tuple(str(item) for item in value)
+    if kind == "float":
+        return float(value)
+    return value
 
 
 def to_toml(config: Config) -> str:

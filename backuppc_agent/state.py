@@ -14,10 +14,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from backuppc_agent import paths
 from backuppc_agent.errors import AgentError, UnsafePathError
+from backuppc_agent.records import Record
+
+TYPE_CHECKING = False  # see records.py: typing stays off the hot path
+if TYPE_CHECKING:
+    from typing import Any
 
 STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
@@ -32,7 +36,7 @@ class State(enum.Enum):
     READY = "ready"  # keys loaded: backups can authenticate
 
 
-class Snapshot(NamedTuple):
+class Snapshot(Record):
     """Everything published about the agent at one moment."""
 
     state: State

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import enum
 import os
-import socket
-import struct
 import time
 from pathlib import Path
-from typing import NamedTuple
 
+from backuppc_agent import unixsock
 from backuppc_agent.agent import protocol
 from backuppc_agent.errors import ProtocolError
-
-_PEERCRED = struct.Struct("3i")
+from backuppc_agent.records import Record
 
 
 class ProbeStatus(enum.Enum):
@@ -32,7 +29,7 @@ class ProbeStatus(enum.Enum):
     ERROR = "error"  # any other failure (permissions, not a socket, ...)
 
 
-class ProbeResult(NamedTuple):
+class ProbeResult(Record):
     """One probe: status, identities if answered, the listener's pid/uid if known."""
 
     status: ProbeStatus
@@ -62,12 +59,12 @@ def probe(path: Path, timeout: float, expected_uid: int | None = None) -> ProbeR
 
 
 def _probe(path: Path, deadline: float, expected_uid: int) -> ProbeResult:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        failure = _connect(sock, path, deadline)
-        if failure is not None:
-            return failure
-        pid, uid = _peer_credentials(sock)
+        sock = unixsock.connect(path, deadline)
+    except OSError as err:
+        return _connect_failure(path, err)
+    try:
+        pid, uid = unixsock.peer_credentials(sock)
         if uid != expected_uid:
             detail = f"listener runs as uid {uid} (pid {pid}), not uid {expected_uid}"
             return ProbeResult(ProbeStatus.FOREIGN, peer_pid=pid, peer_uid=uid, detail=detail)
@@ -76,60 +73,29 @@ def _probe(path: Path, deadline: float, expected_uid: int) -> ProbeResult:
         sock.close()
 
 
-def _connect(sock: socket.socket, path: Path, deadline: float) -> ProbeResult | None:
-    try:
-        sock.settimeout(_remaining(deadline))
-        sock.connect(os.fsencode(path))
-    except FileNotFoundError:
+def _connect_failure(path: Path, err: OSError) -> ProbeResult:
+    if isinstance(err, FileNotFoundError):
         return ProbeResult(ProbeStatus.MISSING, detail=f"no socket at {path}")
-    except ConnectionRefusedError:
+    if isinstance(err, ConnectionRefusedError):
         return ProbeResult(ProbeStatus.REFUSED, detail=f"nothing listens on {path} (stale)")
-    except TimeoutError:
+    if isinstance(err, TimeoutError):
         return ProbeResult(ProbeStatus.TIMEOUT, detail=f"connect to {path} timed out")
-    except OSError as err:
-        return ProbeResult(ProbeStatus.ERROR, detail=f"cannot connect to {path}: {err.strerror}")
-    return None
+    return ProbeResult(ProbeStatus.ERROR, detail=f"cannot connect to {path}: {err.strerror}")
 
 
-def _peer_credentials(sock: socket.socket) -> tuple[int, int]:
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-    pid, uid, _gid = _PEERCRED.unpack(raw)
-    return pid, uid
-
-
-def _exchange(sock: socket.socket, deadline: float, pid: int, uid: int) -> ProbeResult:
+def _exchange(sock: unixsock.Socket, deadline: float, pid: int, uid: int) -> ProbeResult:
     try:
-        sock.sendall(protocol.request_identities())
-        header = _recv_exact(sock, 4, deadline)
-        body = _recv_exact(sock, protocol.reply_length(header), deadline)
+        unixsock.send_all(sock, protocol.request_identities(), deadline)
+        header = unixsock.recv_exact(sock, 4, deadline)
+        body = unixsock.recv_exact(sock, protocol.reply_length(header), deadline)
         identities = protocol.parse_identities(body)
     except TimeoutError:
         detail = f"listener (pid {pid}) accepted but did not answer in time"
         return ProbeResult(ProbeStatus.TIMEOUT, peer_pid=pid, peer_uid=uid, detail=detail)
-    except ProtocolError as err:
-        return ProbeResult(ProbeStatus.BAD_REPLY, peer_pid=pid, peer_uid=uid, detail=str(err))
+    except (ProtocolError, EOFError) as err:
+        detail = str(err).replace("peer", "agent")
+        return ProbeResult(ProbeStatus.BAD_REPLY, peer_pid=pid, peer_uid=uid, detail=detail)
     except OSError as err:
         detail = f"agent connection failed: {err.strerror or err}"
         return ProbeResult(ProbeStatus.BAD_REPLY, peer_pid=pid, peer_uid=uid, detail=detail)
     return ProbeResult(ProbeStatus.ANSWERED, identities, pid, uid)
-
-
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return left
-
-
-def _recv_exact(sock: socket.socket, size: int, deadline: float) -> memoryview:
-    """Read exactly ``size`` bytes before ``deadline``; raise TimeoutError or ProtocolError."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        sock.settimeout(_remaining(deadline))
-        count = sock.recv_into(view[got:])
-        if count == 0:
-            raise ProtocolError(f"agent closed the connection after {got} of {size} bytes")
-        got += count
-    return view

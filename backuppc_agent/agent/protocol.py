@@ -8,9 +8,9 @@ against the bytes actually present before anything is allocated.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from backuppc_agent.errors import ProtocolError
+from backuppc_agent.records import Record
 
 SSH_AGENT_FAILURE = 5
 SSH_AGENT_SUCCESS = 6
@@ -25,7 +25,7 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 _U32 = struct.Struct(">I")
 
 
-class Identity(NamedTuple):
+class Identity(Record):
     """One key the agent holds: its public blob and comment."""
 
     blob: bytes

@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 import time
-from typing import NamedTuple
 
 from backuppc_agent import exitcodes, state
 from backuppc_agent.agent import readiness
 from backuppc_agent.agent.probe import ProbeResult
 from backuppc_agent.cli.common import load_config, probe_agent
 from backuppc_agent.config import Config
+from backuppc_agent.records import Record
 from backuppc_agent.state import Snapshot, State
 
 
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-class Status(NamedTuple):
+class Status(Record):
     """What status reports: the live truth, with history from the published state."""
 
     state: State
