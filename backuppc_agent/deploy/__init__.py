@@ -1,0 +1,1 @@
+"""Deployment: the shipped service files, ``install``, ``doctor`` and ``trust``."""

@@ -1,0 +1,1 @@
+../backuppc_agent/deploy/files/profile/backuppc-agent.sh
