@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import NamedTuple
 
 from backuppc_agent import exitcodes, names
@@ -188,11 +187,9 @@ def _post_actions(config: Config, client: str, result: str) -> list[str]:
     return lines
 
 
-def record(
-    config: Config, hook: str, outcome: Outcome, state_dir: Path | None = None
-) -> str | None:
+def record(config: Config, hook: str, outcome: Outcome) -> str | None:
     """Store the run in the hook-run store; return a problem line if it could not."""
-    from backuppc_agent import events  # noqa: PLC0415  (sqlite3: after the work is done)
+    from backuppc_agent import events, paths  # noqa: PLC0415  (sqlite3: after the work is done)
 
     rec = events.HookRecord(
         time.time(),
@@ -202,4 +199,8 @@ def record(
         outcome.waited_seconds,
         "; ".join(outcome.lines)[:1000],
     )
-    return events.record_quietly(state_dir or config.state.dir, rec)
+    try:
+        paths.ensure_private_dir(config.state.dir, "state")
+    except BackupPCAgentError as err:
+        return str(err)
+    return events.record_quietly(config.state.dir, rec)

@@ -16,17 +16,31 @@ from backuppc_agent.cli.common import load_config
 from backuppc_agent.config import Config
 from backuppc_agent.ssh import mux, sshconfig
 
-ACTIONS = ("list", "check", "open", "close", "kill-remote", "ssh")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """ACTION [CLIENT] and the options of each action."""
-    parser.add_argument("action", choices=ACTIONS)
-    parser.add_argument("client", nargs="?", default="", help="BackupPC's host name")
-    parser.add_argument("--host", default="", help="open/kill-remote: address to connect to")
-    parser.add_argument("--json", action="store_true", help="list/check: one JSON document")
-    parser.add_argument("--timeout", type=float, default=1.0, help="list/check: per socket")
-    parser.add_argument("ssh_args", nargs=argparse.REMAINDER, help="ssh: [options] HOST [command]")
+    """One sub-action per verb, each with its own arguments."""
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True, prog="backuppc-agent master"
+    )
+    listing = actions.add_parser("list", help="every control socket, checked over mux")
+    listing.add_argument("--json", action="store_true", help="one JSON document")
+    listing.add_argument("--timeout", type=float, default=1.0, help="per socket (s)")
+    check = actions.add_parser("check", help="is CLIENT's master alive (exit 0) or not (1)")
+    check.add_argument("--json", action="store_true", help="one JSON document")
+    check.add_argument("--timeout", type=float, default=1.0, help="seconds")
+    for name, text in (
+        ("open", "open CLIENT's master (or find it alive)"),
+        ("close", "ask CLIENT's master to exit (like ssh -O exit)"),
+        ("kill-remote", "kill what backups started on CLIENT"),
+    ):
+        actions.add_parser(name, help=text).add_argument(
+            "--host", default="", help="address (default: the last one used, else CLIENT)"
+        )
+    ssh = actions.add_parser("ssh", help="$Conf{RsyncSshArgs}: an abort-safe session")
+    ssh.add_argument("client", help="BackupPC's host name")
+    ssh.add_argument("ssh_args", nargs=argparse.REMAINDER, help="[options] HOST [command]")
+    for name in ("check", "open", "close", "kill-remote"):
+        actions.choices[name].add_argument("client", help="BackupPC's host name")
 
 
 def _list(config: Config, args: argparse.Namespace) -> int:
@@ -98,11 +112,5 @@ _RUN = {
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch the action; CLIENT is required for all but list."""
-    from backuppc_agent.errors import UsageError  # noqa: PLC0415
-
-    if args.action != "list" and not args.client:
-        raise UsageError(f"master {args.action} needs a CLIENT")
-    if args.action != "ssh" and args.ssh_args:
-        raise UsageError(f"master {args.action}: unexpected arguments {args.ssh_args[:3]}")
+    """Dispatch the action."""
     return _RUN[args.action](load_config(args), args)

@@ -103,8 +103,12 @@ class _Conn:
     def __init__(self, path: Path, deadline: float) -> None:
         self.deadline = deadline
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self._left())
-        self.sock.connect(os.fsencode(path))
+        try:
+            self.sock.settimeout(self._left())
+            self.sock.connect(os.fsencode(path))
+        except BaseException:
+            self.sock.close()
+            raise
 
     def _left(self) -> float:
         left = self.deadline - time.monotonic()

@@ -4,7 +4,7 @@ The mux protocol cannot signal a remote process, and without a pty the remote
 command gets no signal when its ssh client dies. So every command the transfer
 wrapper runs is marked in its environment (``env BACKUPPC_AGENT_JOB=TAG.TOKEN
 CMD``, inherited by its children; TAG is derived from the client name), and a
-kill session runs a small sh script (kill_remote.sh, fed on stdin to ``sh -s``,
+kill session runs a small sh script (kill_script.py, fed on stdin to ``sh -s``,
 so no quoting depends on the client's login shell) that finds the marked
 processes in /proc and ends their process groups: TERM, then KILL.
 """
@@ -17,13 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from backuppc_agent import names, proc
+from backuppc_agent import names, paths, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
+from backuppc_agent.ssh.kill_script import KILL_SCRIPT
 
 JOB_VAR = "BACKUPPC_AGENT_JOB"
-SCRIPT = Path(__file__).with_name("kill_remote.sh")
 #: The script's own TERM-to-KILL grace is 3 s; the session gets this much on top.
 KILL_EXTRA_SECONDS = 10.0
 
@@ -89,13 +89,16 @@ def kill_remote(
     target = host or remembered_host(config, client) or client
     mode, ident = ("job", token) if token else ("client", client_tag(client))
     argv = make_kill_command(config, client, target, mode, ident)
-    with tempfile.NamedTemporaryFile(prefix="kill-remote-", dir=config.state.dir) as out:
-        timeout = config.hooks.connect_timeout_seconds + KILL_EXTRA_SECONDS
+    timeout = config.hooks.connect_timeout_seconds + KILL_EXTRA_SECONDS
+    paths.ensure_private_dir(config.state.dir, "state")
+    with tempfile.TemporaryDirectory(prefix="kill-remote-", dir=config.state.dir) as tmp:
+        script, out = Path(tmp) / "script.sh", Path(tmp) / "output"
+        script.write_text(KILL_SCRIPT)
         try:
-            code = proc.run_with_files(argv, timeout, proc.base_env(), SCRIPT, Path(out.name))
+            code = proc.run_with_files(argv, timeout, proc.base_env(), script, out)
         except proc.CommandError as err:
             raise BackupPCAgentError(f"kill-remote {client}: {err}") from err
-        output = Path(out.name).read_text(errors="replace")
+        output = out.read_text(errors="replace") if out.exists() else ""
     killed = _parse(output)
     if code != 0 or killed is None:
         last = output.strip().splitlines()[-1:] or [f"ssh exited {code}"]

@@ -1,4 +1,10 @@
-# backuppc-agent: end what a backup started on this client.
+"""The sh script a kill session runs on the client (fed on stdin to ``sh -s -- MODE ID``).
+
+Kept as a string, not a data file, so every install form ships it; the tests
+run shellcheck on it.
+"""
+
+KILL_SCRIPT = r"""# backuppc-agent: end what a backup started on this client.
 # Run as `sh -s -- MODE ID` with this script on stdin, through the client's master.
 # Jobs are marked in their environment (BACKUPPC_AGENT_JOB=TAG.TOKEN, set with env(1)
 # on the remote command), which their children inherit: MODE "job" matches one
@@ -52,3 +58,4 @@ if [ -n "$left" ]; then
     kill -s KILL $left 2>/dev/null
 fi
 echo "killed $count"
+"""

@@ -1,0 +1,63 @@
+"""The supervisor's on-ready notifier: tell BackupPC the moment the keys arrive.
+
+When the published state turns ready (from anything else, or at start), and
+``[hooks] on_ready = "backup-all"``, ask BackupPC to run its queue now
+(``BackupPC_serverMesg backup all``) and write a line to its log, instead of
+waiting for the next wakeup. It runs in a thread, each message bounded in
+time, so the supervisor's 0.2 s loop never waits for BackupPC.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from backuppc_agent.backuppc import servermesg
+from backuppc_agent.config import Config
+from backuppc_agent.state import Snapshot, State
+
+logger = logging.getLogger(__name__)
+
+LOG_LINE = "backuppc-agent: SSH keys loaded ({reason}); asked for queued backups to run now"
+JOIN_SECONDS = 2.0
+
+
+class OnReadyNotifier:
+    """A supervisor Listener that runs ``backup all`` when readiness arrives."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+
+    def on_snapshot(self, old: Snapshot | None, new: Snapshot) -> None:
+        """On a move into ready, start one notification (unless one still runs)."""
+        became_ready = new.state is State.READY and (old is None or old.state is not State.READY)
+        if not became_ready or self.config.hooks.on_ready != "backup-all":
+            return
+        if self._thread is not None and self._thread.is_alive():
+            logger.warning("on_ready: the previous BackupPC notification is still running")
+            return
+        self._thread = threading.Thread(
+            target=self._notify, args=(new.reason,), name="on-ready", daemon=True
+        )
+        self._thread.start()
+
+    def _notify(self, reason: str) -> None:
+        try:
+            servermesg.send(self.config, "backup", "all")
+            servermesg.send(self.config, "log", LOG_LINE.format(reason=reason))
+        except servermesg.ServerMesgError as err:
+            logger.error("on_ready: could not ask BackupPC to run queued backups: %s", err)
+            return
+        self.sent += 1
+        logger.info("on_ready: asked BackupPC to run queued backups (backup all)")
+
+    def on_reload(self, config: Config) -> None:
+        """Use the new [hooks] and [backuppc] settings from now on."""
+        self.config = config
+
+    def close(self) -> None:
+        """Give a running notification a moment to finish (it is bounded anyway)."""
+        if self._thread is not None:
+            self._thread.join(JOIN_SECONDS)
