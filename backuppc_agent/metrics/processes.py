@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 KIB = 1024
 STATUS_CHUNK_BYTES = 4096
 _SWAP_TAG = b"\nVmSwap:"
+_SWAP_LINE = re.compile(rb"\nVmSwap:[ \t]*(\d+) kB\n")
 _NAME_TAG = b"Name:"
 
 
@@ -44,15 +46,14 @@ def parse_status_swap(data: bytes) -> int | None:
 
     Kernel threads have no VmSwap line. Raises ValueError on a malformed one.
     """
+    match = _SWAP_LINE.search(data)
+    if match is not None:
+        return int(match.group(1)) * KIB
     at = data.find(_SWAP_TAG)
     if at < 0:
         return None
-    start = at + len(_SWAP_TAG)
-    end = data.find(b"\n", start)
-    fields = data[start : end if end >= 0 else len(data)].split()
-    if len(fields) != 2 or fields[1] != b"kB" or not fields[0].isdigit():
-        raise ValueError(f"malformed VmSwap line: {data[at + 1 : end]!r}")
-    return int(fields[0]) * KIB
+    end = data.find(b"\n", at + 1)
+    raise ValueError(f"malformed VmSwap line: {data[at + 1 : end if end >= 0 else None]!r}")
 
 
 def parse_status_name(data: bytes) -> str:

@@ -116,3 +116,9 @@ def test_status_vmswap_is_read_in_bytes(procfs_trees: Path) -> None:
 def test_a_malformed_vmswap_line_raises(procfs_trees: Path) -> None:
     with pytest.raises(ValueError, match="VmSwap"):
         parse_status_swap((procfs_trees / "malformed" / "200" / "status").read_bytes())
+
+
+@given(st.integers(min_value=0, max_value=2**50), st.sampled_from([" ", "\t", "\t  "]))
+def test_any_vmswap_value_is_read_back(kib: int, gap: str) -> None:
+    data = f"Name:\tx\nVmRSS:\t 1 kB\nVmSwap:{gap}{kib} kB\nThreads:\t1\n".encode()
+    assert parse_status_swap(data) == kib * 1024
