@@ -9,6 +9,7 @@ import os
 from backuppc_agent import __version__
 from backuppc_agent import config as config_mod
 from backuppc_agent.agent.supervisor import Listener, Supervisor
+from backuppc_agent.agent.unlock import KeyringUnlocker
 from backuppc_agent.backuppc.notify import OnReadyNotifier
 from backuppc_agent.cli.common import load_config, setup_logging
 from backuppc_agent.config import Config
@@ -23,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_listeners(config: Config) -> list[Listener]:
     """The components that follow the supervisor (on-ready notifier, exporter)."""
-    listeners: list[Listener] = []
+    # Always present: a SIGHUP can turn [agent] unlock = "keyring" on.
+    listeners: list[Listener] = [KeyringUnlocker(config)]
     # Always present: a SIGHUP can turn [hooks] on_ready = "backup-all" on.
     listeners.append(OnReadyNotifier(config))
     if config.metrics.listen:

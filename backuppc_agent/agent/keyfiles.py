@@ -1,0 +1,80 @@
+"""Fingerprints of key files, without their passphrase and without a subprocess.
+
+The public half is read from ``KEY.pub`` or, failing that, from the unencrypted
+header of an OpenSSH-format private key (``openssh-key-v1``). Used to skip keys
+the agent already holds; a key we cannot fingerprint is simply loaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import struct
+from pathlib import Path
+
+_MAGIC = b"openssh-key-v1\0"
+_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
+_END = "-----END OPENSSH PRIVATE KEY-----"
+MAX_KEY_FILE_BYTES = 1 << 20
+
+
+def blob_fingerprint(blob: bytes) -> str:
+    """``SHA256:...`` of a public key blob, as ssh-add -l prints it."""
+    digest = hashlib.sha256(blob).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def public_line_blob(line: str) -> bytes | None:
+    """The key blob of a ``TYPE BASE64 [COMMENT]`` line, or None if it is not one."""
+    fields = line.split()
+    if len(fields) < 2:
+        return None
+    try:
+        return base64.b64decode(fields[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def private_key_blob(text: str) -> bytes | None:
+    """The first public key blob in an OpenSSH private key's header, or None."""
+    start, end = text.find(_BEGIN), text.find(_END)
+    if start < 0 or end < start:
+        return None
+    try:
+        raw = base64.b64decode("".join(text[start + len(_BEGIN) : end].split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not raw.startswith(_MAGIC):
+        return None
+    return _first_public_blob(raw, len(_MAGIC))
+
+
+def _first_public_blob(raw: bytes, offset: int) -> bytes | None:
+    """Skip ciphername, kdfname, kdfoptions and the key count; return key 1's blob."""
+    try:
+        for _ in range(3):
+            (length,) = struct.unpack_from(">I", raw, offset)
+            offset += 4 + length
+        (count,) = struct.unpack_from(">I", raw, offset)
+        (length,) = struct.unpack_from(">I", raw, offset + 4)
+    except struct.error:
+        return None
+    blob = raw[offset + 8 : offset + 8 + length]
+    return blob if count >= 1 and len(blob) == length else None
+
+
+def key_fingerprint(key: Path) -> str | None:
+    """The SHA256 fingerprint of key file ``key``, or None if it cannot be read."""
+    blob = public_line_blob(_read(Path(f"{key}.pub")) or "")
+    if blob is None:
+        blob = private_key_blob(_read(key) or "")
+    return blob_fingerprint(blob) if blob else None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(MAX_KEY_FILE_BYTES).decode("ascii", errors="replace")
+    except OSError:
+        return None

@@ -1,0 +1,174 @@
+"""Key passphrases: kept in the keyring, handed to OpenSSH only through askpass.
+
+The keyring entry is (service "backuppc-agent", username = the key's absolute
+path). ssh-add and ssh-keygen read the passphrase from our askpass helper,
+which copies one line from the stdin it inherits from them; we feed that stdin
+through a pipe. So the passphrase is never in an argv, an environment, a file
+we write or a log line. ``keyring`` is imported only when needed (~50 ms).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+from backuppc_agent import exitcodes, proc
+from backuppc_agent.errors import BackupPCAgentError
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "backuppc-agent"
+ASKPASS_PROGRAM = "backuppc-agent-askpass"
+SSH_ADD_TIMEOUT_SECONDS = 15.0
+SSH_KEYGEN_TIMEOUT_SECONDS = 30.0
+
+
+class PassphraseError(BackupPCAgentError):
+    """A passphrase is missing or does not open its key."""
+
+    exit_code = exitcodes.BAD_PASSPHRASE
+
+
+class KeyringError(BackupPCAgentError):
+    """The keyring backend failed (none configured, locked, unreadable)."""
+
+    exit_code = exitcodes.NOT_READY
+
+
+# -- the keyring --------------------------------------------------------------
+
+
+def _keyring() -> Any:
+    import keyring  # noqa: PLC0415  (only unlock and `passphrase` pay for it)
+
+    return keyring
+
+
+def backend_name() -> str:
+    """The configured keyring backend's class, for messages."""
+    backend = _keyring().get_keyring()
+    return f"{type(backend).__module__}.{type(backend).__qualname__}"
+
+
+def key_path(key: str | Path) -> Path:
+    """A key file's absolute, normalized path, symlinks kept (as [agent] keys names it)."""
+    return Path(os.path.normpath(Path(key).absolute()))
+
+
+def entry_name(key: Path) -> str:
+    """The keyring username of a key: its absolute path."""
+    return str(key_path(key))
+
+
+def get(key: Path) -> str | None:
+    """The stored passphrase of ``key``, or None; raise KeyringError if the keyring fails."""
+    try:
+        return _keyring().get_password(SERVICE, entry_name(key))  # type: ignore[no-any-return]
+    except Exception as err:  # any backend, any plugin: report, never crash
+        raise KeyringError(f"keyring {backend_name()}: cannot read: {err}") from err
+
+
+def store(key: Path, passphrase: str) -> None:
+    """Store the passphrase of ``key``; raise KeyringError if the keyring refuses."""
+    try:
+        _keyring().set_password(SERVICE, entry_name(key), passphrase)
+    except Exception as err:  # any backend, any plugin
+        raise KeyringError(f"keyring {backend_name()}: cannot store: {err}") from err
+
+
+def delete(key: Path) -> bool:
+    """Delete the entry of ``key``; False if there was none."""
+    errors = _keyring().errors
+    try:
+        _keyring().delete_password(SERVICE, entry_name(key))
+    except errors.PasswordDeleteError:
+        return False
+    except Exception as err:  # any backend, any plugin
+        raise KeyringError(f"keyring {backend_name()}: cannot delete: {err}") from err
+    return True
+
+
+# -- OpenSSH through askpass ----------------------------------------------------
+
+
+def askpass_program() -> str:
+    """The installed askpass helper: next to this Python's scripts, ours, or on PATH."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / ASKPASS_PROGRAM,
+        Path(sys.argv[0]).absolute().parent / ASKPASS_PROGRAM,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which(ASKPASS_PROGRAM)
+    if found is None:
+        raise KeyringError(f"{ASKPASS_PROGRAM} is not installed (reinstall backuppc-agent)")
+    return found
+
+
+def askpass_env(socket: Path | None = None) -> dict[str, str]:
+    """The environment that makes ssh-add/ssh-keygen ask our helper, never a tty."""
+    extra = {"SSH_ASKPASS": askpass_program(), "SSH_ASKPASS_REQUIRE": "force"}
+    if socket is not None:
+        extra["SSH_AUTH_SOCK"] = str(socket)
+    return proc.base_env(extra)
+
+
+def make_add_command(key: Path) -> tuple[str, ...]:
+    """``ssh-add KEY``: the passphrase comes from askpass."""
+    return ("ssh-add", str(key))
+
+
+def make_public_command(key: Path) -> tuple[str, ...]:
+    """``ssh-keygen -y -f KEY``: prints the public key only if the passphrase opens it."""
+    return ("ssh-keygen", "-y", "-f", str(key))
+
+
+def _feed(passphrase: str) -> bytes:
+    return passphrase.encode("utf-8") + b"\n"
+
+
+def opens(key: Path, passphrase: str) -> bool:
+    """True if ``passphrase`` decrypts ``key`` (checked by ssh-keygen, through askpass)."""
+    result = proc.run(
+        make_public_command(key), SSH_KEYGEN_TIMEOUT_SECONDS, askpass_env(), None, _feed(passphrase)
+    )
+    return result.returncode == 0
+
+
+def is_encrypted(key: Path) -> bool:
+    """True if ``key`` needs a passphrase; raise BackupPCAgentError if it is not a usable key."""
+    if not Path(key).is_file():
+        raise BackupPCAgentError(f"{key}: no such key file")
+    result = proc.run(
+        make_public_command(key), SSH_KEYGEN_TIMEOUT_SECONDS, askpass_env(), None, b""
+    )
+    if result.returncode == 0:
+        return False
+    detail = result.stderr.decode(errors="replace").strip()
+    if "passphrase" in detail or not detail:
+        return True
+    raise BackupPCAgentError(f"{key}: not a usable private key: {detail.splitlines()[-1]}")
+
+
+def add(socket: Path, key: Path, passphrase: str) -> None:
+    """Load ``key`` into the agent on ``socket``.
+
+    Raises PassphraseError if the passphrase does not open it, BackupPCAgentError otherwise.
+    """
+    result = proc.run(
+        make_add_command(key), SSH_ADD_TIMEOUT_SECONDS, askpass_env(socket), None, _feed(passphrase)
+    )
+    if result.returncode == 0:
+        return
+    detail = result.stderr.decode(errors="replace").strip()
+    if result.returncode == 2:
+        raise BackupPCAgentError(f"ssh-add cannot reach the agent on {socket}: {detail}")
+    if not detail or "passphrase" in detail.lower():
+        raise PassphraseError(f"the stored passphrase does not open {key}")
+    raise BackupPCAgentError(f"ssh-add {key} failed: {detail.splitlines()[-1]}")

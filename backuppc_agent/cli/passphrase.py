@@ -1,0 +1,91 @@
+"""``backuppc-agent passphrase set|delete|check KEYFILE``: keyring entries for unattended unlock.
+
+``set`` prompts on a terminal (or reads one line from stdin), checks with
+ssh-keygen that the passphrase really opens the key, and only then stores it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from backuppc_agent import exitcodes
+from backuppc_agent.agent import passphrases
+from backuppc_agent.agent.passphrases import PassphraseError
+from backuppc_agent.cli.common import load_config
+from backuppc_agent.errors import BackupPCAgentError, ConfigError
+
+MAX_LINE_CHARS = 8192
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """ACTION KEYFILE."""
+    parser.add_argument("action", choices=("set", "delete", "check"), help="what to do")
+    parser.add_argument("key", metavar="KEYFILE", help="the private key file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to set, delete or check; every failure is one line on stderr."""
+    key = passphrases.key_path(args.key)
+    if args.action == "set":
+        return _set(key, args)
+    if args.action == "delete":
+        return _delete(key)
+    return _check(key)
+
+
+def _set(key: Path, args: argparse.Namespace) -> int:
+    if not passphrases.is_encrypted(key):
+        raise BackupPCAgentError(f"{key} has no passphrase: there is nothing to store")
+    secret = _read_passphrase(key)
+    if not passphrases.opens(key, secret):
+        raise BackupPCAgentError(f"that passphrase does not open {key}: nothing stored")
+    passphrases.store(key, secret)
+    print(f"stored the passphrase of {key} in keyring {passphrases.backend_name()}")
+    _config_notes(key, args)
+    return exitcodes.OK
+
+
+def _read_passphrase(key: Path) -> str:
+    """Prompt without echo on a terminal; otherwise read exactly one line from stdin."""
+    if sys.stdin.isatty():
+        try:
+            secret = getpass.getpass(f"Passphrase for {key}: ")
+        except EOFError:
+            secret = ""
+    else:
+        secret = sys.stdin.readline(MAX_LINE_CHARS).rstrip("\r\n")
+    if not secret:
+        raise BackupPCAgentError("no passphrase given: nothing stored")
+    return secret
+
+
+def _config_notes(key: Path, args: argparse.Namespace) -> None:
+    """Say when the configuration would not use the stored passphrase."""
+    try:
+        config = load_config(args)
+    except ConfigError:
+        return
+    if config.agent.unlock != "keyring":
+        print(f'note: {config.source}: set [agent] unlock = "keyring" to load it at agent start')
+    if key not in config.agent.keys:
+        print(f"note: {config.source}: add {key} to [agent] keys to load it at agent start")
+
+
+def _delete(key: Path) -> int:
+    if not passphrases.delete(key):
+        raise BackupPCAgentError(f"no passphrase of {key} is stored: nothing deleted")
+    print(f"deleted the passphrase of {key} from keyring {passphrases.backend_name()}")
+    return exitcodes.OK
+
+
+def _check(key: Path) -> int:
+    secret = passphrases.get(key)
+    if secret is None:
+        raise PassphraseError(f"no passphrase of {key} is stored in the keyring")
+    if passphrases.is_encrypted(key) and not passphrases.opens(key, secret):
+        raise PassphraseError(f"the stored passphrase does not open {key}")
+    print(f"ok: the stored passphrase opens {key}")
+    return exitcodes.OK

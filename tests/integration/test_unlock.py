@@ -1,0 +1,234 @@
+"""Unattended unlock against real ssh-agent, ssh-add, ssh-keygen and a file keyring.
+
+The keyring is keyrings.alt's PlaintextKeyring in a temp XDG_DATA_HOME, picked
+with PYTHON_KEYRING_BACKEND: a real backend, real files. A known passphrase is
+planted and every place it must never reach is searched for it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    PASSPHRASE,
+    Setup,
+    Supervisor,
+    cli,
+    key_fingerprint,
+    kill_agents_on,
+    make_key,
+    make_setup,
+    private_dir,
+    running,
+    ssh_add,
+    wait_for,
+)
+
+BACKEND = "keyrings.alt.file.PlaintextKeyring"
+
+
+@pytest.fixture
+def keyring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private file keyring for this test, seen by every child process."""
+    data = private_dir(tmp_path / "xdg-data")
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", BACKEND)
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(private_dir(tmp_path / "xdg-config")))
+    return data
+
+
+def plant(key: Path, secret: str) -> None:
+    """Store a passphrase directly in the keyring (set would refuse a wrong one)."""
+    code = "import keyring, sys; keyring.set_password('backuppc-agent', sys.argv[1], sys.argv[2])"
+    subprocess.run([sys.executable, "-c", code, str(key), secret], check=True, timeout=60)
+
+
+def passphrase(
+    *args: str, stdin: str = "", config: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "backuppc_agent"]
+    argv += (["--config", str(config)] if config else []) + ["passphrase", *args]
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def unlocking_setup(tmp_path: Path, *keys: Path) -> Setup:
+    listed = ", ".join(f'"{key}"' for key in keys)
+    return make_setup(tmp_path / "inst", agent_extra=f'unlock = "keyring"\nkeys = [{listed}]')
+
+
+# -- passphrase set / check / delete ------------------------------------------------
+
+
+def test_set_stores_only_a_passphrase_that_opens_the_key(
+    keyring_env: Path, keys: dict[str, Path]
+) -> None:
+    wrong = passphrase("set", str(keys["a"]), stdin="not it\n")
+    assert wrong.returncode == 1
+    assert "does not open" in wrong.stderr
+    assert passphrase("check", str(keys["a"])).returncode == 8
+    stored = passphrase("set", str(keys["a"]), stdin=PASSPHRASE + "\n")
+    assert stored.returncode == 0, stored.stderr
+    assert BACKEND in stored.stdout
+    checked = passphrase("check", str(keys["a"]))
+    assert checked.returncode == 0
+    assert PASSPHRASE not in stored.stdout + stored.stderr + checked.stdout + checked.stderr
+
+
+def test_check_reports_a_wrong_stored_passphrase_with_exit_8(
+    keyring_env: Path, keys: dict[str, Path]
+) -> None:
+    plant(keys["a"], "stale passphrase")
+    result = passphrase("check", str(keys["a"]))
+    assert result.returncode == 8
+    assert "does not open" in result.stderr
+
+
+def test_delete_removes_the_entry_and_says_when_there_is_none(
+    keyring_env: Path, keys: dict[str, Path]
+) -> None:
+    plant(keys["a"], PASSPHRASE)
+    assert passphrase("delete", str(keys["a"])).returncode == 0
+    again = passphrase("delete", str(keys["a"]))
+    assert again.returncode == 1
+    assert "nothing deleted" in again.stderr
+
+
+def test_a_key_without_passphrase_or_a_missing_file_is_refused(
+    keyring_env: Path, tmp_path: Path
+) -> None:
+    bare = make_key(private_dir(tmp_path / "k"), "bare", passphrase="")
+    result = passphrase("set", str(bare), stdin="anything\n")
+    assert result.returncode == 1
+    assert "has no passphrase" in result.stderr
+    missing = passphrase("set", str(tmp_path / "nope"), stdin="x\n")
+    assert missing.returncode == 1
+    assert "no such key file" in missing.stderr
+    assert "Traceback" not in result.stderr + missing.stderr
+
+
+def test_set_says_when_the_config_would_not_use_the_passphrase(
+    keyring_env: Path, keys: dict[str, Path], setup: Setup
+) -> None:
+    stored = passphrase("set", str(keys["a"]), stdin=PASSPHRASE + "\n", config=setup.config)
+    assert stored.returncode == 0
+    assert 'unlock = "keyring"' in stored.stdout
+    assert "[agent] keys" in stored.stdout
+
+
+# -- the supervisor unlocks ---------------------------------------------------------
+
+
+def test_the_supervisor_loads_every_configured_key_at_start(
+    keyring_env: Path, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    plant(keys["a"], PASSPHRASE)
+    plant(keys["b"], PASSPHRASE)
+    inst = unlocking_setup(tmp_path, keys["a"], keys["b"])
+    with running(inst, wait_state="ready") as sup:
+        wait_for(lambda: (inst.state() or {}).get("identities") == 2)
+        state = inst.state()
+        assert state is not None
+        assert sorted(state["fingerprints"]) == sorted(
+            [key_fingerprint(keys["a"]), key_fingerprint(keys["b"])]
+        )
+        assert "unattended unlock: loaded" in sup.logtext()
+
+
+def test_a_wrong_passphrase_leaves_it_waiting_and_ssh_add_still_works(
+    keyring_env: Path, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    plant(keys["a"], "stale passphrase")
+    inst = unlocking_setup(tmp_path, keys["a"])
+    with running(inst) as sup:
+        wait_for(lambda: "unattended unlock of" in sup.logtext(), timeout=15)
+        assert f"the stored passphrase does not open {keys['a']}" in sup.logtext()
+        assert "ERROR" in sup.logtext()
+        assert inst.published("waiting")
+        assert ssh_add(inst.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
+        wait_for(lambda: inst.published("ready"), timeout=5)
+
+
+def test_a_missing_passphrase_says_how_to_store_it(
+    keyring_env: Path, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    inst = unlocking_setup(tmp_path, keys["a"])
+    with running(inst) as sup:
+        wait_for(lambda: "unattended unlock of" in sup.logtext(), timeout=15)
+        assert f"backuppc-agent passphrase set {keys['a']}" in sup.logtext()
+        assert inst.published("waiting")
+
+
+def test_keys_come_back_after_an_agent_restart_and_are_not_reloaded_on_adoption(
+    keyring_env: Path, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    plant(keys["a"], PASSPHRASE)
+    inst = unlocking_setup(tmp_path, keys["a"])
+    first = Supervisor(inst).start(wait_state="ready")
+    try:
+        old_agent = (inst.state() or {})["agent_pid"]
+        os.kill(old_agent, signal.SIGKILL)
+        wait_for(lambda: (inst.state() or {}).get("agent_restarts") == 1, timeout=10)
+        wait_for(lambda: inst.published("ready"), timeout=10)
+        assert first.logtext().count("unattended unlock: loaded") == 2
+        first.signal(signal.SIGKILL)
+        first.wait()
+        second = Supervisor(inst).start(wait_state="ready")
+        second.stop()
+        assert "adopted running ssh-agent" in second.logtext()
+        assert "unattended unlock: loaded" not in second.logtext()
+    finally:
+        first.stop()
+        kill_agents_on(inst.socket)
+
+
+# -- the passphrase goes nowhere else ---------------------------------------------
+
+
+def _recording_ssh_add(directory: Path) -> Path:
+    """An ssh-add first on PATH that records its argv and environment, then runs the real one."""
+    bin_dir = private_dir(directory / "bin")
+    record = directory / "ssh-add.record"
+    wrapper = bin_dir / "ssh-add"
+    wrapper.write_text(
+        f'#!/bin/sh\n{{ printf "%s\\n" "$*"; env; }} >> "{record}"\nexec /usr/bin/ssh-add "$@"\n'
+    )
+    wrapper.chmod(0o700)
+    return record
+
+
+def _proc_texts(pid: int) -> bytes:
+    texts = b""
+    for name in ("cmdline", "environ"):
+        try:
+            texts += Path(f"/proc/{pid}/{name}").read_bytes()
+        except OSError:
+            pass
+    return texts
+
+
+def test_the_passphrase_never_reaches_argv_environment_logs_or_the_state_dir(
+    keyring_env: Path, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = _recording_ssh_add(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    plant(keys["a"], PASSPHRASE)
+    inst = unlocking_setup(tmp_path, keys["a"])
+    with running(inst, wait_state="ready") as sup:
+        state = inst.state()
+        assert state is not None
+        seen = [sup.logtext().encode(), record.read_bytes(), inst.env_file.read_bytes()]
+        seen += [path.read_bytes() for path in inst.state_dir.rglob("*") if path.is_file()]
+        seen += [_proc_texts(sup.pid), _proc_texts(state["agent_pid"])]
+        seen += [cli("status", "--json", config=inst.config).stdout.encode()]
+    assert str(keys["a"]).encode() in record.read_bytes()
+    assert b"SSH_ASKPASS_REQUIRE=force" in record.read_bytes()
+    for text in seen:
+        assert PASSPHRASE.encode() not in text
