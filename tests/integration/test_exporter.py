@@ -24,13 +24,15 @@ from backuppc_agent.events import EventStore, HookRecord
 from tests.helpers import Setup, cli, make_setup, running, ssh_add, wait_for
 
 
-def metrics_setup(root: Path, port: int, metrics: str = "", swap: str = "") -> Setup:
+def metrics_setup(
+    root: Path, port: int, metrics: str = "", swap: str = "", tail: str = ""
+) -> Setup:
     """A test installation whose supervisor serves metrics on 127.0.0.1:``port``."""
     setup = make_setup(root)
     text = setup.config.read_text().replace(
         'listen = ""', f'listen = "127.0.0.1:{port}"\n{metrics}'
     )
-    setup.config.write_text(f"{text}\n[swap]\n{swap}\n")
+    setup.config.write_text(f"{text}\n[swap]\n{swap}\n{tail}\n")
     return setup
 
 
@@ -110,6 +112,24 @@ def test_a_hook_run_shows_up_in_the_counters(tmp_path: Path, free_port: int) -> 
     assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{client="client1"}') == (
         1_700_000_000.0
     )
+
+
+def test_real_hook_runs_show_up_in_the_counters(tmp_path: Path, free_port: int) -> None:
+    setup = metrics_setup(tmp_path / "inst", free_port, tail="[hooks]\nwait_seconds = 0")
+    url = f"http://127.0.0.1:{free_port}/metrics"
+    with running(setup):
+        post = cli(
+            "hook", "post-dump", "--client", "client1", "--xfer-ok", "1", config=setup.config
+        )
+        assert post.returncode == 0, post.stdout + post.stderr
+        pre = cli("hook", "pre-dump", "--client", "client2", "--host", "127.0.0.1",
+                  config=setup.config)  # fmt: skip
+        assert pre.returncode == 5, pre.stdout + pre.stderr  # not ready: no keys loaded
+        body = fetch(url)[1]
+    assert sample(body, 'backuppc_agent_hook_runs_total{hook="post-dump",result="ok"}') == 1
+    assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="not-ready"}') == 1
+    assert sample(body, "backuppc_agent_hook_wait_seconds_count") == 1
+    assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{client="client1"}')
 
 
 def test_swap_metrics_come_from_the_configured_procfs(
