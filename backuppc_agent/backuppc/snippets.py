@@ -22,11 +22,12 @@ from backuppc_agent.errors import UsageError
 from backuppc_agent.ssh import sshconfig
 
 #: (BackupPC setting, hook, BackupPC variables passed as options)
+#: LOGIN is replaced by the client login user: the master must log in as the sessions do.
 USER_COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("DumpPreUserCmd", "pre-dump", "--client $client --host $host"),
-    ("DumpPostUserCmd", "post-dump", "--client $client --host $host --xfer-ok $xferOK"),
-    ("RestorePreUserCmd", "pre-restore", "--client $client --host $host"),
-    ("RestorePostUserCmd", "post-restore", "--client $client --host $host --xfer-ok $xferOK"),
+    ("DumpPreUserCmd", "pre-dump", "--client $client --host LOGIN@$host"),
+    ("DumpPostUserCmd", "post-dump", "--client $client --host LOGIN@$host --xfer-ok $xferOK"),
+    ("RestorePreUserCmd", "pre-restore", "--client $client --host LOGIN@$host"),
+    ("RestorePostUserCmd", "post-restore", "--client $client --host LOGIN@$host --xfer-ok $xferOK"),
     ("ArchivePreUserCmd", "pre-archive", "--client $client"),
     ("ArchivePostUserCmd", "post-archive", "--client $client --xfer-ok $xferOK"),
 )
@@ -92,6 +93,7 @@ def render(
     width = max(len(setting) for setting, _, _ in USER_COMMANDS) + 8
     for setting, hook, options in USER_COMMANDS:
         left = f"$Conf{{{setting}}}".ljust(width)
+        options = options.replace("LOGIN", login_user)
         lines.append(f"{left}= {_perl_string(f'{prefix} hook {hook} {options}')};")
     ssh = f"{prefix} master ssh $client -l {login_user}"
     lines.append(f"$Conf{{RsyncSshArgs}} = ['-e', {_perl_string(ssh)}];")

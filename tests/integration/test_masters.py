@@ -230,7 +230,7 @@ def test_kill_remote_kills_a_long_running_command_and_its_children(bed: Bed) -> 
 
 
 def test_hostile_names_are_refused_before_any_path_or_ssh(bed: Bed) -> None:
-    marker = Path("/tmp/bpa-pwned")  # noqa: S108
+    marker = Path("/tmp/bpa-pwned")
     before = bed.sshd.logtext().count("Connection from")
     cases = [
         ("--client", "../../etc", "--host", bed.host),
