@@ -1,0 +1,58 @@
+"""``backuppc-agent doctor``: check the setup, one line per check with a fix.
+
+Exit 0 when nothing FAILs (a "warn" is something doctor cannot decide and
+says so), 1 otherwise. Runs as root or as the BackupPC user; paths are those
+of the BackupPC user either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from backuppc_agent import exitcodes
+from backuppc_agent.deploy import checks_agent, checks_backuppc, context, doctor
+from backuppc_agent.deploy.bpconfig import CONFIG_DIR, BackupPCConfig
+
+CHECKS: list[doctor.Check] = [
+    checks_agent.check_running_user,
+    checks_agent.check_agent,
+    checks_agent.check_paths,
+    checks_agent.check_openssh,
+    checks_agent.check_control_paths,
+    checks_backuppc.check_backuppc_config,
+    checks_backuppc.check_known_hosts,
+    checks_backuppc.check_swap,
+    checks_backuppc.check_keyring,
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where BackupPC's config, /proc and /sys are (tests point them at fixtures)."""
+    parser.add_argument(
+        "--backuppc-dir",
+        metavar="DIR",
+        default=str(CONFIG_DIR),
+        help=f"BackupPC's config directory (default {CONFIG_DIR})",
+    )
+    parser.add_argument(
+        "--procfs", metavar="DIR", help="procfs root (default: [swap] procfs, /proc)"
+    )
+    parser.add_argument("--sysfs", metavar="DIR", default="/sys", help="sysfs root")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one line per finding; 0 if nothing failed, 1 otherwise."""
+    ctx = context.load(args.config)
+    env = doctor.Env(
+        ctx=ctx,
+        backuppc=BackupPCConfig(Path(args.backuppc_dir)),
+        procfs=Path(args.procfs) if args.procfs else ctx.config.swap.procfs,
+        sysfs=Path(args.sysfs),
+        running_uid=os.getuid(),
+    )
+    findings = doctor.run_checks(env, CHECKS)
+    for finding in findings:
+        print(finding.line())
+    return exitcodes.NOT_READY if doctor.failed(findings) else exitcodes.OK

@@ -1,0 +1,109 @@
+"""``backuppc-agent install [--dry-run]``: put config, ssh_config, service files in place.
+
+Writes the config file, the ssh_config, the supervisord program or the systemd
+units or the sysvinit script, the backuppc account's login snippet and a
+marked block in BackupPC's config.pl. Idempotent; an operator's edits are kept
+(our version then goes to FILE.backuppc-agent-new). Exit 0 when everything is
+in place, 1 when a file needs merging by hand or BackupPC is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from backuppc_agent import exitcodes
+from backuppc_agent.deploy import context, installer, sources, targets
+from backuppc_agent.deploy.managed import Action
+from backuppc_agent.deploy.templates import Values
+
+PROGRAM = "backuppc-agent"
+DEFAULT_PROGRAM = "/usr/bin/backuppc-agent"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dry-run, --init, --program, --root."""
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would change (unified diffs), write nothing",
+    )
+    parser.add_argument(
+        "--init",
+        choices=("auto", *targets.INITS),
+        default="auto",
+        help="service manager (default: supervisord if installed, else systemd if running, "
+        "else sysvinit)",
+    )
+    parser.add_argument(
+        "--program", metavar="PATH", help="the backuppc-agent the services run (default: this one)"
+    )
+    parser.add_argument(
+        "--client-user",
+        default=sources.CLIENT_LOGIN_USER,
+        help="the account BackupPC logs in as on clients (default root)",
+    )
+    parser.add_argument(
+        "--root", metavar="DIR", default="/", help="install into DIR instead of / (for testing)"
+    )
+
+
+def default_program() -> str:
+    """The backuppc-agent that is running now, else the one on PATH, else Debian's."""
+    running = Path(sys.argv[0])
+    if running.name == PROGRAM and running.exists():
+        return str(running.absolute())
+    return shutil.which(PROGRAM) or DEFAULT_PROGRAM
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan, report (with diffs on --dry-run), apply; return 0 or 1."""
+    ctx = context.load(args.config, Path(args.root).absolute())
+    init = targets.detect_init(ctx) if args.init == "auto" else args.init
+    vals = targets.values(ctx, args.program or default_program())
+    wanted, problems = _targets(ctx, init, vals, args.client_user)
+    steps = installer.plan(ctx, wanted)
+    dirs = installer.missing_dirs(ctx, targets.directories(ctx))
+    _report(steps, [ctx.under(d.path) for d in dirs], [d.what for d in dirs], args.dry_run)
+    if not args.dry_run:
+        installer.apply(ctx, steps, dirs)
+        _next_steps(init, ctx.user.pw_name, steps)
+    for problem in problems:
+        print(f"backuppc-agent: {problem}", file=sys.stderr)
+    conflicts = any(step.action is Action.CONFLICT for step in steps)
+    return exitcodes.NOT_READY if conflicts or problems else exitcodes.OK
+
+
+def _targets(
+    ctx: context.Context, init: str, vals: Values, client_user: str
+) -> tuple[list[targets.Target], list[str]]:
+    """Every target for ``init``; BackupPC's config.pl only if BackupPC is there."""
+    wanted = targets.common_targets(ctx, vals, client_user) + targets.init_targets(init, vals)
+    problems = []
+    if not ctx.under(targets.BACKUPPC_CONFIG).exists():
+        wanted = [target for target in wanted if target.path != targets.BACKUPPC_CONFIG]
+        problems.append(
+            f"{ctx.under(targets.BACKUPPC_CONFIG)} not found: is BackupPC installed? "
+            "(its lines: backuppc-agent backuppc-config)"
+        )
+    return wanted, problems
+
+
+def _report(steps: list[installer.Step], dirs: list[Path], whats: list[str], dry_run: bool) -> None:
+    verb = "would mkdir" if dry_run else "mkdir"
+    for directory, what in zip(dirs, whats, strict=True):
+        print(f"{verb:<10} {directory} ({what}, 0700)")
+    for step in steps:
+        print(installer.describe(step, dry_run))
+        if dry_run:
+            sys.stdout.write(installer.diff(step))
+
+
+def _next_steps(init: str, user: str, steps: list[installer.Step]) -> None:
+    if not any(step.writes for step in steps):
+        return
+    print("next:")
+    for line in targets.next_steps(init, user):
+        print(f"  {line}")

@@ -1,0 +1,147 @@
+"""doctor's checks of the agent side: agent and keys, paths, OpenSSH, control paths."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+from backuppc_agent import state
+from backuppc_agent.agent import readiness
+from backuppc_agent.deploy.doctor import Env, Finding, Verdict
+from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.state import State
+
+#: IdentityAgent arrived in OpenSSH 7.3; SSH_ASKPASS_REQUIRE (unattended unlock) in 8.4.
+IDENTITY_AGENT_VERSION = (7, 3)
+ASKPASS_REQUIRE_VERSION = (8, 4)
+_VERSION = re.compile(r"OpenSSH_(\d+)\.(\d+)")
+START_FIX = (
+    "start it: supervisorctl start backuppc-agent, systemctl start backuppc-agent "
+    "or service backuppc-agent start"
+)
+
+
+def check_agent(env: Env) -> list[Finding]:
+    """The agent answers on its socket and holds the keys that make it ready."""
+    config, user = env.ctx.config, env.ctx.user
+    result = env.probe_fn(config.agent.socket, config.agent.probe_timeout_seconds, user.pw_uid)
+    current, reason = readiness.evaluate(result, config.agent.required_keys)
+    supervised = state.supervisor_running(config.state.dir)
+    where = (
+        f"ssh-agent pid {result.peer_pid}, supervisor {'running' if supervised else 'NOT running'}"
+    )
+    if current is State.READY:
+        verdict = Verdict.OK if supervised else Verdict.FAIL
+        return [Finding("agent", verdict, f"ready: {reason} ({where})", START_FIX)]
+    if current is State.WAITING:
+        fix = f"su - {user.pw_name}, then ssh-add (or backuppc-agent add)"
+        return [Finding("agent", Verdict.FAIL, f"waiting: {reason} ({where})", fix)]
+    return [
+        Finding("agent", Verdict.FAIL, f"no agent on {config.agent.socket}: {reason}", START_FIX)
+    ]
+
+
+def _path_problem(path: Path, uid: int, want_dir: bool, max_mode: int) -> str | None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        return f"cannot inspect: {err.strerror}"
+    kind_ok = stat.S_ISDIR(info.st_mode) if want_dir else not stat.S_ISLNK(info.st_mode)
+    if not kind_ok:
+        return "is a symlink or the wrong kind of file"
+    if info.st_uid != uid:
+        return f"owned by uid {info.st_uid}, not {uid}"
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & ~max_mode:
+        return f"mode {mode:04o}, want {max_mode:04o} or tighter"
+    return None
+
+
+def check_paths(env: Env) -> list[Finding]:
+    """Socket, its directory, env file and state dir: ours, and private."""
+    config, user = env.ctx.config, env.ctx.user
+    wanted = [
+        ("socket directory", config.agent.socket.parent, True, 0o700),
+        ("socket", config.agent.socket, False, 0o600),
+        ("env file", config.agent.env_file, False, 0o600),
+        ("state dir", config.state.dir, True, 0o700),
+    ]
+    findings = []
+    for what, path, want_dir, max_mode in wanted:
+        problem = _path_problem(path, user.pw_uid, want_dir, max_mode)
+        if problem is None:
+            findings.append(Finding(what, Verdict.OK, f"{path}: {user.pw_name}, private"))
+            continue
+        fix = f"chown {user.pw_name} {path} && chmod {max_mode:o} {path}"
+        if problem == "missing":
+            fix = "start the supervisor (it creates it), or run backuppc-agent install"
+        findings.append(Finding(what, Verdict.FAIL, f"{path}: {problem}", fix))
+    return findings
+
+
+def parse_ssh_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) from ``ssh -V`` output such as ``OpenSSH_9.2p1 Debian-2``."""
+    match = _VERSION.search(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def check_openssh(env: Env) -> list[Finding]:
+    """OpenSSH is new enough for IdentityAgent (and SSH_ASKPASS_REQUIRE with unlock)."""
+    config = env.ctx.config
+    text = env.ssh_version(config.mux.ssh)
+    version = parse_ssh_version(text)
+    if version is None:
+        first = text.strip().splitlines()[0] if text.strip() else "no output"
+        message = f"cannot parse `{config.mux.ssh} -V`: {first}"
+        return [Finding("openssh", Verdict.FAIL, message, "install openssh-client")]
+    needed = IDENTITY_AGENT_VERSION
+    if config.agent.unlock == "keyring":
+        needed = max(needed, ASKPASS_REQUIRE_VERSION)
+    shown = f"OpenSSH {version[0]}.{version[1]}"
+    if version < needed:
+        message = f"{shown} is older than {needed[0]}.{needed[1]}"
+        return [Finding("openssh", Verdict.FAIL, message, "upgrade openssh-client")]
+    return [Finding("openssh", Verdict.OK, f"{shown}: IdentityAgent, ControlPersist supported")]
+
+
+def check_control_paths(env: Env) -> list[Finding]:
+    """Every BackupPC host's control socket path fits the Unix socket limit."""
+    from backuppc_agent.ssh import sshconfig  # noqa: PLC0415
+
+    control_dir = env.ctx.config.mux.control_dir
+    bad, longest = [], 0
+    for name in env.backuppc.host_names():
+        try:
+            longest = max(longest, len(str(sshconfig.control_path(control_dir, name))))
+        except BackupPCAgentError as err:
+            bad.append(
+                Finding(
+                    "control path",
+                    Verdict.FAIL,
+                    str(err),
+                    "shorten [mux] control_dir or rename the host",
+                )
+            )
+    if bad:
+        return bad
+    return [Finding("control path", Verdict.OK, f"longest is {longest} characters (limit 90)")]
+
+
+def check_running_user(env: Env) -> list[Finding]:
+    """Say which account's view the report is (root sees everything but the keyring)."""
+    uid = env.running_uid if env.running_uid >= 0 else os.getuid()
+    user = env.ctx.user
+    if uid in (user.pw_uid, 0):
+        return []
+    return [
+        Finding(
+            "user",
+            Verdict.WARN,
+            f"running as uid {uid}, not {user.pw_name} or root",
+            f"run: su -s /bin/sh {user.pw_name} -c 'backuppc-agent doctor'",
+        )
+    ]

@@ -1,0 +1,138 @@
+"""doctor's checks of the BackupPC side and the host: hooks, known_hosts, swap, keyring."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from backuppc_agent import proc
+from backuppc_agent.deploy import bpconfig, sources, swapcheck
+from backuppc_agent.deploy.doctor import Env, Finding, Verdict
+from backuppc_agent.errors import BackupPCAgentError
+
+KNOWN_HOSTS_TIMEOUT_SECONDS = 10.0
+
+
+def check_backuppc_config(env: Env) -> list[Finding]:
+    """config.pl runs our hooks with UserCmdCheckStatus = 1, and no host file undoes it."""
+    main = env.backuppc.main()
+    config_pl = env.backuppc.directory / "config.pl"
+    if main is None:
+        fix = "install BackupPC (apt install backuppc)"
+        return [Finding("backuppc config", Verdict.FAIL, f"{config_pl} not found", fix)]
+    findings = _problems(main, str(config_pl), every=True)
+    for name in env.backuppc.host_names():
+        findings += _problems(env.backuppc.host_overrides(name), f"{name}.pl", every=False)
+    if findings:
+        return findings
+    message = f"{config_pl}: our hooks and UserCmdCheckStatus = 1 are in effect"
+    return [Finding("backuppc config", Verdict.OK, message)]
+
+
+def _problems(settings: dict[str, str], where: str, every: bool) -> list[Finding]:
+    """What in ``settings`` breaks the gate; ``every``: a missing setting counts too."""
+    wanted = {"UserCmdCheckStatus": None, **sources.required_settings()}
+    findings = []
+    for key, marker in wanted.items():
+        value = settings.get(key)
+        if (value is None and not every) or _setting_ok(value, marker):
+            continue
+        shown = "is not set" if value is None else f"= {value[:100]}"
+        findings.append(
+            Finding(
+                "backuppc config",
+                Verdict.FAIL,
+                f"{where}: $Conf{{{key}}} {shown}",
+                "backuppc-agent install (or the lines of backuppc-agent backuppc-config)",
+            )
+        )
+    return findings
+
+
+def _setting_ok(value: str | None, marker: str | None) -> bool:
+    """UserCmdCheckStatus must be 1; a command must contain its marker (" hook pre-dump ")."""
+    if marker is None:
+        return value == "1"
+    return value is not None and marker in f" {value} "
+
+
+def _known(known_hosts: Path, address: str) -> bool:
+    argv = ("ssh-keygen", "-F", address, "-f", str(known_hosts))
+    return proc.run(argv, KNOWN_HOSTS_TIMEOUT_SECONDS).returncode == 0
+
+
+def check_known_hosts(env: Env) -> list[Finding]:
+    """Each host BackupPC reaches through ssh has a known_hosts entry (BatchMode needs it)."""
+    known_hosts = env.ctx.config.mux.known_hosts
+    main = env.backuppc.main() or {}
+    hosts = [env.backuppc.host(name, main) for name in env.backuppc.host_names()]
+    hosts = [host for host in hosts if host.uses_ssh]
+    if not hosts:
+        return [Finding("known_hosts", Verdict.SKIP, "no BackupPC host uses ssh")]
+    exists = known_hosts.is_file()
+    missing = [host for host in hosts if not (exists and _known(known_hosts, host.address))]
+    if not missing:
+        message = f"all {len(hosts)} ssh hosts are in {known_hosts}"
+        return [Finding("known_hosts", Verdict.OK, message)]
+    return [_unknown_host(host, known_hosts) for host in missing]
+
+
+def _unknown_host(host: bpconfig.Host, known_hosts: Path) -> Finding:
+    message = (
+        f"{host.name} ({host.address}) is not in {known_hosts}: "
+        "BatchMode fails with 'Host key verification failed'"
+    )
+    fix = f"backuppc-agent trust {host.name}"
+    if host.address != host.name:
+        fix += f" --host {host.address}"
+    return Finding("known_hosts", Verdict.FAIL, message, fix)
+
+
+SWAP_FIX = "encrypt swap (a 'swap' line in /etc/crypttab, or LVM on LUKS) or turn it off"
+
+
+def check_swap(env: Env) -> list[Finding]:
+    """No swap, or only encrypted swap: ssh-agent's keys can be paged out."""
+    verdicts = swapcheck.check(env.procfs, env.sysfs)
+    if verdicts is None:
+        return [Finding("swap", Verdict.WARN, f"cannot read {env.procfs / 'swaps'}")]
+    if not verdicts:
+        return [Finding("swap", Verdict.OK, "no swap in use: the agent's keys stay in RAM")]
+    findings = []
+    for item in verdicts:
+        where = f"{item.area.path} ({item.area.kind})"
+        if item.encrypted is True:
+            findings.append(Finding("swap", Verdict.OK, f"{where}: {item.why}"))
+        elif item.encrypted is False:
+            message = f"{where}: {item.why}: the agent's decrypted keys can be paged out to it"
+            findings.append(Finding("swap", Verdict.FAIL, message, SWAP_FIX))
+        else:
+            findings.append(Finding("swap", Verdict.WARN, f"{where}: {item.why}", SWAP_FIX))
+    return findings
+
+
+def check_keyring(env: Env) -> list[Finding]:
+    """With unlock = "keyring": every key has a stored passphrase that opens it."""
+    agent, user = env.ctx.config.agent, env.ctx.user
+    if agent.unlock != "keyring":
+        return []
+    uid = env.running_uid if env.running_uid >= 0 else os.getuid()
+    if uid != user.pw_uid:
+        fix = f"su -s /bin/sh {user.pw_name} -c 'backuppc-agent doctor'"
+        return [Finding("keyring", Verdict.SKIP, f"only {user.pw_name} can read its keyring", fix)]
+    return [_key_passphrase(key) for key in agent.keys]
+
+
+def _key_passphrase(key: Path) -> Finding:
+    """Does the keyring hold a passphrase that opens ``key``?"""
+    from backuppc_agent.agent import passphrases  # noqa: PLC0415  (keyring costs ~50 ms)
+
+    fix = f"backuppc-agent passphrase set {key}"
+    try:
+        secret = passphrases.get(key)
+        good = secret is not None and passphrases.opens(key, secret)
+    except BackupPCAgentError as err:
+        return Finding("keyring", Verdict.FAIL, f"{key}: {err}", fix)
+    if good:
+        return Finding("keyring", Verdict.OK, f"{key}: the stored passphrase opens it")
+    return Finding("keyring", Verdict.FAIL, f"{key}: no stored passphrase that opens it", fix)

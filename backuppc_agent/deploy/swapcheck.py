@@ -1,0 +1,135 @@
+"""Is swap encrypted? ssh-agent never mlocks its keys, so they can be paged out.
+
+Reads ``/proc/swaps`` and follows each swap area to a block device in
+``/sys``: a device-mapper device whose ``dm/uuid`` starts with ``CRYPT-``, or
+one stacked on such a device (LVM on LUKS), is encrypted; zram without a
+backing device never reaches a disk. A swap file is judged by the device of
+the file system holding it (``/proc/self/mountinfo``); where that device is
+anonymous (btrfs, for instance) we cannot tell, and say so. Both roots are
+parameters so tests use fixture trees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backuppc_agent.deploy import fsops
+
+
+@dataclass(frozen=True)
+class SwapArea:
+    """One line of /proc/swaps."""
+
+    path: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one swap area is encrypted: True, False, or None (cannot tell)."""
+
+    area: SwapArea
+    encrypted: bool | None
+    why: str
+
+
+def parse_swaps(text: str) -> list[SwapArea]:
+    """Parse /proc/swaps (header, then ``Filename Type Size Used Priority``)."""
+    areas = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 2:
+            path = fields[0].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+            areas.append(SwapArea(path.removesuffix("(deleted)"), fields[1]))
+    return areas
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def is_crypt(sysfs: Path, name: str, depth: int = 0) -> bool:
+    """True if block device ``name`` is dm-crypt or stacked on dm-crypt."""
+    block = sysfs / "block" / name
+    if _read(block / "dm" / "uuid").startswith("CRYPT-"):
+        return True
+    slaves = block / "slaves"
+    if depth > 8 or not slaves.is_dir():
+        return False
+    return any(is_crypt(sysfs, slave.name, depth + 1) for slave in slaves.iterdir())
+
+
+def device_name(sysfs: Path, dev_path: str) -> str | None:
+    """The kernel name (sda2, dm-1) of a /dev path, or None if unknown."""
+    name = Path(dev_path).name
+    if dev_path.startswith("/dev/mapper/"):
+        for dm_name in (sysfs / "block").glob("dm-*/dm/name"):
+            if _read(dm_name) == name:
+                return dm_name.parent.parent.name
+        return None
+    return name if (sysfs / "class" / "block" / name).exists() else None
+
+
+def mount_device(procfs: Path, file_path: str) -> str | None:
+    """MAJOR:MINOR of the file system holding ``file_path`` (longest mount prefix)."""
+    best: tuple[int, str] | None = None
+    for line in (fsops.read_text(procfs / "self" / "mountinfo") or "").splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        mount = fields[4].replace("\\040", " ")
+        inside = file_path == mount or file_path.startswith(mount.rstrip("/") + "/")
+        if inside and (best is None or len(mount) > best[0]):
+            best = (len(mount), fields[2])
+    return best[1] if best else None
+
+
+def _name_of_dev(sysfs: Path, majmin: str) -> str | None:
+    try:
+        return (sysfs / "dev" / "block" / majmin).readlink().name
+    except OSError:
+        return None
+
+
+def judge_device(sysfs: Path, area: SwapArea, name: str) -> Verdict:
+    """Encrypted or not, for swap on (or a swap file over) block device ``name``."""
+    if name.startswith("zram"):
+        backing = _read(sysfs / "block" / name / "backing_dev")
+        if backing in ("", "none"):
+            return Verdict(area, True, f"{name} is compressed RAM (zram), never written to disk")
+        return Verdict(area, False, f"{name} writes back to {backing}")
+    if is_crypt(sysfs, name):
+        return Verdict(area, True, f"{name} is dm-crypt (or stacked on it)")
+    return Verdict(area, False, f"{name} is not encrypted (no dm-crypt below it)")
+
+
+def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Verdict:
+    """Decide one swap area."""
+    if area.kind == "partition":
+        name = device_name(sysfs, area.path)
+        if name is None:
+            return Verdict(area, None, f"cannot find the block device of {area.path} in {sysfs}")
+        return judge_device(sysfs, area, name)
+    majmin = mount_device(procfs, area.path)
+    name = _name_of_dev(sysfs, majmin) if majmin and not majmin.startswith("0:") else None
+    if name is None:
+        return Verdict(
+            area,
+            None,
+            f"cannot tell whether the file system holding {area.path} "
+            f"(device {majmin or 'unknown'}) is encrypted: check with lsblk",
+        )
+    verdict = judge_device(sysfs, area, name)
+    return Verdict(area, verdict.encrypted, f"swap file on {verdict.why}")
+
+
+def check(procfs: Path, sysfs: Path) -> list[Verdict] | None:
+    """Judge every active swap area: [] means no swap, None that /proc/swaps is unreadable."""
+    text = fsops.read_text(procfs / "swaps")
+    if text is None:
+        return None
+    return [judge(area, procfs, sysfs) for area in parse_swaps(text)]

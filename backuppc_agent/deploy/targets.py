@@ -1,0 +1,155 @@
+"""What ``install`` puts where: the list of files, blocks and directories.
+
+Pure planning: paths here are the real ones (``/etc/...``); the installer maps
+them under ``--root`` and decides, file by file, what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backuppc_agent.deploy import configfile, sources, templates
+from backuppc_agent.deploy.context import Context
+
+INITS = ("supervisord", "systemd", "sysvinit")
+SUPERVISOR_CONF_DIR = Path("/etc/supervisor/conf.d")
+SYSTEMD_RUNNING = Path("/run/systemd/system")
+SYSTEMD_DIR = Path("/etc/systemd/system")
+BACKUPPC_CONFIG = Path("/etc/backuppc/config.pl")
+DEFAULT_BACKUPPC = Path("/etc/default/backuppc")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One file (or block in a shared file) install manages."""
+
+    path: Path
+    body: str
+    block: bool
+    mode: int
+    for_user: bool
+    what: str
+
+
+@dataclass(frozen=True)
+class Directory:
+    """A directory the supervisor needs: created for the BackupPC user, 0700."""
+
+    path: Path
+    what: str
+
+
+def detect_init(ctx: Context) -> str:
+    """supervisord if its conf.d exists, else systemd if it runs, else sysvinit."""
+    if ctx.under(SUPERVISOR_CONF_DIR).is_dir():
+        return "supervisord"
+    if ctx.under(SYSTEMD_RUNNING).is_dir():
+        return "systemd"
+    return "sysvinit"
+
+
+def values(ctx: Context, program: str) -> templates.Values:
+    """The literals of the shipped files, for this installation."""
+    agent, user = ctx.config.agent, ctx.user
+    writable = dict.fromkeys([agent.socket.parent, agent.env_file.parent, ctx.config.state.dir])
+    return templates.Values(
+        program=program,
+        config=str(ctx.config_path),
+        user=user.pw_name,
+        group=_group_name(user.pw_gid),
+        home=user.pw_dir,
+        socket=str(agent.socket),
+        env_file=str(agent.env_file),
+        writable_dirs=" ".join(str(path) for path in writable),
+    )
+
+
+def _group_name(gid: int) -> str:
+    import grp  # noqa: PLC0415
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def directories(ctx: Context) -> list[Directory]:
+    """Private directories the supervisor and the hooks write into."""
+    config = ctx.config
+    wanted = [
+        (config.agent.socket.parent, "agent socket"),
+        (config.agent.env_file.parent, "env file"),
+        (config.state.dir, "state"),
+        (config.mux.control_dir, "ssh control sockets"),
+        (config.mux.known_hosts.parent, "known_hosts"),
+    ]
+    seen: dict[Path, str] = {}
+    for path, what in wanted:
+        seen.setdefault(path, what)
+    return [Directory(path, what) for path, what in seen.items()]
+
+
+def common_targets(ctx: Context, vals: templates.Values, client_user: str) -> list[Target]:
+    """The config file, the ssh_config, the login snippet and BackupPC's lines."""
+    config = ctx.config
+    bp_lines = sources.backuppc_lines(config, vals.program, ctx.config_path, client_user)
+    return [
+        Target(ctx.config_path, configfile.render_default(), False, 0o644, False, "config"),
+        Target(config.mux.ssh_config, sources.ssh_config(config), False, 0o644, True, "ssh_config"),
+        Target(
+            profile_path(ctx), templates.render(templates.PROFILE, vals), True, 0o644, True, "login"
+        ),
+        Target(BACKUPPC_CONFIG, bp_lines, True, 0o644, False, "BackupPC config"),
+    ]
+
+
+def profile_path(ctx: Context) -> Path:
+    """~/.bash_profile if the account has one (bash then skips .profile), else ~/.profile."""
+    bash = ctx.home / ".bash_profile"
+    return bash if ctx.under(bash).exists() else ctx.home / ".profile"
+
+
+#: init -> (real path, shipped file, block in a shared file, mode, what)
+INIT_FILES: dict[str, tuple[tuple[Path, str, bool, int, str], ...]] = {
+    "supervisord": (
+        (SUPERVISOR_CONF_DIR / "backuppc-agent.conf", templates.SUPERVISOR, False, 0o644,
+         "supervisord program"),
+    ),
+    "systemd": (
+        (SYSTEMD_DIR / "backuppc-agent.service", templates.SYSTEMD_SERVICE, False, 0o644,
+         "systemd unit"),
+        (SYSTEMD_DIR / "backuppc.service.d" / "backuppc-agent.conf", templates.SYSTEMD_DROPIN,
+         False, 0o644, "BackupPC drop-in"),
+    ),
+    "sysvinit": (
+        (Path("/etc/init.d/backuppc-agent"), templates.SYSVINIT, False, 0o755, "init script"),
+        (DEFAULT_BACKUPPC, templates.SYSVINIT_DEFAULT, True, 0o644, "BackupPC environment"),
+    ),
+}  # fmt: skip
+
+
+def init_targets(init: str, vals: templates.Values) -> list[Target]:
+    """The service files for ``init``."""
+    return [
+        Target(path, templates.render(name, vals), block, mode, False, what)
+        for path, name, block, mode, what in INIT_FILES[init]
+    ]
+
+
+def next_steps(init: str, user: str) -> list[str]:
+    """What the operator runs after install, for ``init``."""
+    steps = {
+        "supervisord": ["supervisorctl reread", "supervisorctl update"],
+        "systemd": [
+            "systemctl daemon-reload",
+            "systemctl enable --now backuppc-agent",
+            "systemctl restart backuppc",
+        ],
+        "sysvinit": [
+            "update-rc.d backuppc-agent defaults",
+            "service backuppc-agent start",
+            "service backuppc restart",
+        ],
+    }[init]
+    return [*steps, f"su - {user}   # then: ssh-add", "backuppc-agent doctor"]

@@ -1,0 +1,96 @@
+"""Fetch a client's host key and add it to the known_hosts file our ssh options use.
+
+Under BatchMode an unknown host key fails ("Host key verification failed"),
+the most common first-day error. ``ssh-keyscan -t ed25519`` fetches the key
+(``-q`` prints nothing on OpenSSH 9.2); ``ssh-keygen -F`` finds what the file
+already holds, hashed entries included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backuppc_agent import proc
+from backuppc_agent.agent import keyfiles
+from backuppc_agent.deploy import fsops
+from backuppc_agent.errors import BackupPCAgentError
+
+KEY_TYPE = "ssh-ed25519"
+SCAN_TIMEOUT_SECONDS = 5
+DEFAULT_PORT = 22
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """One host key: its type and blob."""
+
+    key_type: str
+    blob: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        """``SHA256:...`` as ssh prints it."""
+        return keyfiles.blob_fingerprint(self.blob)
+
+
+def host_field(address: str, port: int) -> str:
+    """The known_hosts name of ADDRESS:PORT (``[addr]:port`` unless port 22)."""
+    return address if port == DEFAULT_PORT else f"[{address}]:{port}"
+
+
+def make_keyscan_command(address: str, port: int) -> tuple[str, ...]:
+    """``ssh-keyscan -t ed25519 -T 5 -p PORT -- ADDRESS``."""
+    timeout = str(SCAN_TIMEOUT_SECONDS)
+    return ("ssh-keyscan", "-t", "ed25519", "-T", timeout, "-p", str(port), "--", address)
+
+
+def parse_key_lines(text: str) -> list[HostKey]:
+    """Host keys from ssh-keyscan or known_hosts lines (comments and markers skipped)."""
+    keys = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#") or fields[0].startswith("@"):
+            continue
+        blob = keyfiles.public_line_blob(" ".join(fields[1:]))
+        if len(fields) >= 3 and blob is not None:
+            keys.append(HostKey(fields[1], blob))
+    return keys
+
+
+def scan(address: str, port: int) -> HostKey:
+    """The client's ed25519 host key; raise BackupPCAgentError if none answers."""
+    result = proc.run(make_keyscan_command(address, port), SCAN_TIMEOUT_SECONDS * 3)
+    keys = [
+        key
+        for key in parse_key_lines(result.stdout.decode(errors="replace"))
+        if key.key_type == KEY_TYPE
+    ]
+    if not keys:
+        detail = result.stderr.decode(errors="replace").strip().splitlines()
+        reason = next((line for line in detail if not line.startswith("#")), "no answer")
+        raise BackupPCAgentError(
+            f"no ed25519 host key from {address} port {port} (is sshd running there?): {reason}"
+        )
+    return keys[0]
+
+
+def known_keys(known_hosts: Path, name: str) -> list[HostKey]:
+    """The keys ``known_hosts`` holds for ``name`` (hashed entries too)."""
+    if not known_hosts.is_file():
+        return []
+    argv = ("ssh-keygen", "-F", name, "-f", str(known_hosts))
+    result = proc.run(argv, SCAN_TIMEOUT_SECONDS)
+    return parse_key_lines(result.stdout.decode(errors="replace"))
+
+
+def add(known_hosts: Path, name: str, key: HostKey, owner: fsops.Owner) -> None:
+    """Append ``name TYPE BASE64`` to known_hosts (created 0644 for ``owner``)."""
+    import base64  # noqa: PLC0415
+
+    fsops.ensure_dir(known_hosts.parent, 0o700, owner)
+    current = fsops.read_text(known_hosts) or ""
+    if current and not current.endswith("\n"):
+        current += "\n"
+    line = f"{name} {key.key_type} {base64.b64encode(key.blob).decode()}\n"
+    fsops.write_text(known_hosts, current + line, 0o644, owner)

@@ -1,0 +1,161 @@
+"""``backuppc-agent trust`` against a real sshd on loopback (addresses 127.0.0.41-60).
+
+After trust, ssh with BatchMode and our known_hosts gets past host key
+verification; before it, it fails with "Host key verification failed".
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli, make_setup, private_dir
+from tests.sshd import Sshd, needs_root, running_sshd
+
+ADDRESS = "127.0.0.41"
+NOBODY_LISTENS = "127.0.0.42"
+
+pytestmark = needs_root
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Sshd]:
+    with running_sshd(ADDRESS) as sshd:
+        yield sshd
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> tuple[Path, Path]:
+    """(config, known_hosts): a config whose [mux] known_hosts lives in the test dir."""
+    known_hosts = private_dir(tmp_path / "ssh") / "known_hosts"
+    setup = make_setup(
+        tmp_path / "inst",
+        extra=f'[mux]\nknown_hosts = "{known_hosts}"\n[backuppc]\nuser = "root"\n',
+    )
+    return setup.config, known_hosts
+
+
+def fingerprint(server: Sshd) -> str:
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", f"{server.host_key}.pub"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return out.split()[1]
+
+
+def batch_ssh(known_hosts: Path) -> str:
+    """stderr of a BatchMode ssh to the server using only our known_hosts."""
+    argv = [
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityFile=/dev/null",
+        f"nobody@{ADDRESS}",
+        "true",
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False).stderr
+
+
+def test_trust_adds_the_key_so_batch_mode_ssh_passes_host_verification(
+    server: Sshd, env: tuple[Path, Path]
+) -> None:
+    config, known_hosts = env
+    assert "Host key verification failed" in batch_ssh(known_hosts)
+    result = cli("trust", "client1", "--host", ADDRESS, "--yes", config=config)
+    assert result.returncode == 0, result.stderr
+    assert f"client1 ({ADDRESS}) ed25519 host key {fingerprint(server)}" in result.stdout
+    assert known_hosts.read_text().startswith(f"{ADDRESS} ssh-ed25519 AAAA")
+    assert "Host key verification failed" not in batch_ssh(known_hosts)
+    assert "Permission denied" in batch_ssh(known_hosts)
+
+
+def test_a_second_trust_changes_nothing(server: Sshd, env: tuple[Path, Path]) -> None:
+    config, known_hosts = env
+    assert cli("trust", "client1", "--host", ADDRESS, "--yes", config=config).returncode == 0
+    before = known_hosts.read_bytes()
+    again = cli("trust", "client1", "--host", ADDRESS, "--yes", config=config)
+    assert again.returncode == 0
+    assert "already trusted" in again.stdout
+    assert known_hosts.read_bytes() == before
+
+
+def test_a_hashed_entry_counts_as_trusted(server: Sshd, env: tuple[Path, Path]) -> None:
+    config, known_hosts = env
+    known_hosts.write_text(server.known_hosts_line())
+    subprocess.run(
+        ["ssh-keygen", "-H", "-f", str(known_hosts)], capture_output=True, timeout=30, check=True
+    )
+    assert ADDRESS not in known_hosts.read_text()
+    result = cli("trust", "client1", "--host", ADDRESS, "--yes", config=config)
+    assert result.returncode == 0
+    assert "already trusted" in result.stdout
+
+
+def test_without_yes_and_without_a_terminal_nothing_is_added(
+    server: Sshd, env: tuple[Path, Path]
+) -> None:
+    config, known_hosts = env
+    result = cli("trust", "client1", "--host", ADDRESS, config=config)
+    assert result.returncode == 1
+    assert "confirm with --yes" in result.stderr
+    assert not known_hosts.exists()
+
+
+def test_a_different_key_on_file_is_refused(
+    server: Sshd, env: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, known_hosts = env
+    other = tmp_path / "other"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], timeout=30, check=True
+    )
+    blob = Path(f"{other}.pub").read_text().split()[1]
+    known_hosts.write_text(f"{ADDRESS} ssh-ed25519 {blob}\n")
+    before = known_hosts.read_bytes()
+    result = cli("trust", "client1", "--host", ADDRESS, "--yes", config=config)
+    assert result.returncode == 1
+    assert "DIFFERENT ed25519 key" in result.stderr
+    assert f"ssh-keygen -R '{ADDRESS}'" in result.stderr
+    assert known_hosts.read_bytes() == before
+
+
+def test_the_address_comes_from_client_name_alias(
+    server: Sshd, env: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, known_hosts = env
+    backuppc_dir = private_dir(tmp_path / "etc-backuppc")
+    (backuppc_dir / "client2.pl").write_text(f"$Conf{{ClientNameAlias}} = '{ADDRESS}';\n")
+    result = cli("trust", "client2", "--backuppc-dir", str(backuppc_dir), "--yes", config=config)
+    assert result.returncode == 0, result.stderr
+    assert f"client2 ({ADDRESS})" in result.stdout
+    assert known_hosts.read_text().startswith(f"{ADDRESS} ")
+
+
+def test_no_server_or_a_hostile_name_is_one_clear_line(env: tuple[Path, Path]) -> None:
+    config, known_hosts = env
+    result = cli("trust", "client1", "--host", NOBODY_LISTENS, "--yes", config=config)
+    assert result.returncode == 1
+    assert f"no ed25519 host key from {NOBODY_LISTENS} port 22" in result.stderr
+    hostile = cli("trust", "-oProxyCommand=x", "--yes", config=config)
+    assert hostile.returncode != 0
+    dashed = cli("trust", "client1", "--host=-oProxyCommand=x", "--yes", config=config)
+    assert dashed.returncode == 7
+    assert "Traceback" not in result.stderr + hostile.stderr + dashed.stderr
+    assert not known_hosts.exists()

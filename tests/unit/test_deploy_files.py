@@ -1,0 +1,204 @@
+"""The shipped service files and install's bookkeeping of what it wrote (pure functions)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backuppc_agent import config as config_mod
+from backuppc_agent.deploy import configfile, managed, templates
+from backuppc_agent.deploy.managed import Action
+from tests.helpers import ROOT
+
+OTHER = templates.Values(
+    program="/opt/bpa/bin/backuppc-agent",
+    config="/srv/bpa.toml",
+    user="bkp",
+    group="bkpgrp",
+    home="/srv/home",
+    socket="/srv/home/s/agent.sock",
+    env_file="/srv/home/s/agent.env",
+    writable_dirs="/srv/home/s /srv/state",
+)
+
+
+# -- shipped files -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", templates.ALL)
+def test_rendering_with_the_defaults_gives_the_file_as_shipped(name: str) -> None:
+    assert templates.render(name, templates.SHIPPED) == templates.read(name)
+
+
+@pytest.mark.parametrize("name", templates.ALL)
+def test_rendering_replaces_every_default_path(name: str) -> None:
+    text = templates.render(name, OTHER)
+    for literal in ("/usr/bin/backuppc-agent", "/etc/backuppc-agent/config.toml", "/var/lib/"):
+        assert literal not in text, f"{name} still names {literal}"
+
+
+def test_a_replaced_value_is_never_replaced_again() -> None:
+    tricky = templates.Values(home="/var/lib/backuppc/x", socket="/var/lib/backuppc/.ssh/s")
+    text = templates.render_text(
+        'HOME="/var/lib/backuppc" /var/lib/backuppc/.ssh/agent.socket', tricky
+    )
+    assert text == 'HOME="/var/lib/backuppc/x" /var/lib/backuppc/.ssh/s'
+
+
+def test_the_user_is_replaced_only_where_it_names_the_account() -> None:
+    text = templates.render(templates.SUPERVISOR, OTHER)
+    assert "\nuser=bkp\n" in text
+    assert 'USER="bkp"' in text
+    assert "[program:backuppc-agent]" in text
+    unit = templates.render(templates.SYSTEMD_SERVICE, OTHER)
+    assert "User=bkp\nGroup=bkpgrp\n" in unit
+    assert "ReadWritePaths=/srv/home/s /srv/state\n" in unit
+
+
+def _settings(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^(\w+)=(.*)$", text, re.M))
+
+
+def test_supervisord_settings_are_the_deliberate_ones() -> None:
+    program = _settings(templates.read(templates.SUPERVISOR))
+    assert program["autorestart"] == "true"
+    assert program["exitcodes"] == "0"
+    assert program["stopsignal"] == "TERM"
+    assert program["stopasgroup"] == program["killasgroup"] == "false"
+    assert int(program["stopwaitsecs"]) > 5  # the supervisor stops within 5 s
+    assert program["redirect_stderr"] == "true"
+    assert program["command"].endswith(" run")
+
+
+def test_the_systemd_unit_never_kills_the_agent_on_restart_nor_hides_its_peers() -> None:
+    unit = templates.read(templates.SYSTEMD_SERVICE)
+    settings = _settings(unit)
+    assert settings["KillMode"] == "process"
+    assert settings["Restart"] == "always"
+    assert settings["Type"] == "exec"
+    assert "\nPrivateUsers=" not in unit  # ssh-agent checks peer uids
+    assert "\nMemoryDenyWriteExecute=" not in unit
+    assert settings["ProtectSystem"] == "strict"
+
+
+def test_the_backuppc_dropin_exports_the_socket_and_orders_after_the_agent() -> None:
+    settings = _settings(templates.read(templates.SYSTEMD_DROPIN))
+    assert settings["Environment"] == "SSH_AUTH_SOCK=/var/lib/backuppc/.ssh/agent.socket"
+    assert settings["Wants"] == settings["After"] == "backuppc-agent.service"
+
+
+def test_the_repository_paths_are_the_package_files() -> None:
+    pairs = {
+        "supervisor.d/backuppc-agent.conf": templates.SUPERVISOR,
+        "initscripts/backuppc-agent": templates.SYSVINIT,
+        "initscripts/backuppc-agent.service": templates.SYSTEMD_SERVICE,
+        "initscripts/backuppc.service.d/backuppc-agent.conf": templates.SYSTEMD_DROPIN,
+        "initscripts/default-backuppc": templates.SYSVINIT_DEFAULT,
+        "initscripts/profile-backuppc-agent.sh": templates.PROFILE,
+    }
+    for shown, name in pairs.items():
+        assert (ROOT / shown).read_text() == templates.read(name), shown
+
+
+# -- the config file install writes ------------------------------------------------
+
+
+def test_the_default_config_file_is_valid_toml_and_names_every_key() -> None:
+    text = configfile.render_default()
+    assert config_mod.from_mapping(tomllib.loads(text), "x").agent.unlock == "none"
+    for section, keys in config_mod.SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert f"\n# {key} = " in text
+    uncommented = tomllib.loads(
+        "\n".join(
+            line.removeprefix("# ")
+            for line in text.splitlines()
+            if not line.startswith("# ") or " = " in line
+        )
+    )
+    assert config_mod.from_mapping(uncommented, "x") == config_mod.from_mapping({}, "x")
+
+
+# -- managed files and blocks -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("current", "recorded", "new", "action"),
+    [
+        (None, None, "a", Action.CREATE),
+        ("a", managed.digest("a"), "a", Action.UNCHANGED),
+        ("a", managed.digest("a"), "b", Action.UPDATE),
+        ("edited", managed.digest("a"), "a", Action.KEPT),
+        ("edited", managed.digest("a"), "b", Action.CONFLICT),
+        ("theirs", None, "b", Action.CONFLICT),
+        ("b", None, "b", Action.CONFLICT),
+    ],
+)
+def test_decide(current: str | None, recorded: str | None, new: str, action: Action) -> None:
+    assert managed.decide(current, recorded, new) is action
+
+
+text_bodies = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
+
+
+@given(text_bodies)
+def test_a_stamped_file_parses_back_to_its_body(body: str) -> None:
+    parsed, recorded = managed.parse_file(managed.stamp_file(body))
+    assert parsed == body
+    assert recorded == managed.digest(body)
+
+
+def test_the_marker_goes_after_a_shebang() -> None:
+    stamped = managed.stamp_file("#!/bin/sh\necho hi\n")
+    assert stamped.startswith("#!/bin/sh\n# Written by backuppc-agent install (sha256:")
+    assert managed.parse_file(stamped)[0] == "#!/bin/sh\necho hi\n"
+
+
+def test_a_second_plan_of_the_same_file_changes_nothing() -> None:
+    first = managed.plan_file(None, "x = 1\n")
+    assert first.action is Action.CREATE
+    assert first.text is not None
+    assert managed.plan_file(first.text, "x = 1\n") == managed.Decision(Action.UNCHANGED, None)
+
+
+def test_an_edited_file_is_kept_then_conflicts_when_ours_changes() -> None:
+    ours = managed.plan_file(None, "x = 1\n").text
+    assert ours is not None
+    edited = ours + "y = 2\n"
+    assert managed.plan_file(edited, "x = 1\n").action is Action.KEPT
+    assert managed.plan_file(edited, "x = 3\n").action is Action.CONFLICT
+    assert managed.plan_file(ours, "x = 3\n").action is Action.UPDATE
+
+
+@given(text_bodies.map(lambda text: text.replace(">>>", "").replace("<<<", "")), text_bodies)
+def test_a_block_is_appended_once_and_the_rest_of_the_file_is_untouched(
+    before: str, body: str
+) -> None:
+    first = managed.plan_block(before, body)
+    assert first.text is not None
+    assert first.text.startswith(before)
+    again = managed.plan_block(first.text, body)
+    assert again.action is Action.UNCHANGED
+    updated = managed.plan_block(first.text, body + "more\n")
+    assert updated.action is Action.UPDATE
+    assert updated.text is not None
+    assert updated.text.startswith(before)
+    assert updated.text.count("# <<< backuppc-agent <<<") == 1
+
+
+def test_an_edited_block_is_kept_and_text_after_it_survives_an_update() -> None:
+    text = managed.plan_block("head\n", "one\n").text
+    assert text is not None
+    text += "tail\n"
+    assert managed.plan_block(text, "one\n").action is Action.UNCHANGED
+    changed = managed.plan_block(text, "two\n").text
+    assert changed is not None
+    assert changed.endswith("two\n# <<< backuppc-agent <<<\ntail\n")
+    edited = text.replace("one\n", "one, edited\n")
+    assert managed.plan_block(edited, "one\n").action is Action.KEPT
+    assert managed.plan_block(edited, "two\n").action is Action.CONFLICT

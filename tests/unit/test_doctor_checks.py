@@ -1,0 +1,191 @@
+"""doctor's readers and checks on fixture trees: BackupPC config, /proc/swaps with /sys, ssh -V."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from backuppc_agent.deploy import bpconfig, swapcheck
+from backuppc_agent.deploy.checks_agent import parse_ssh_version
+
+SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
+
+# -- BackupPC's config --------------------------------------------------------------
+
+
+def test_the_last_assignment_wins_and_multi_line_values_are_read() -> None:
+    text = (
+        "$Conf{XferMethod} = 'tar';\n"
+        "#$Conf{XferMethod} = 'smb';\n"
+        "$Conf{RsyncShareName} = [\n    '/etc',\n    '/home',\n];\n"
+        "$Conf{XferMethod}    =  'rsync';   # comment\n"
+    )
+    found = bpconfig.assignments(text)
+    assert found["XferMethod"] == "'rsync'"
+    assert found["RsyncShareName"] == "[ '/etc', '/home', ]"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("'a b'", "a b"), ('"x"', "x"), ("['10.0.0.1', 'h']", "10.0.0.1"), ("undef", None)],
+)
+def test_first_string(value: str, expected: str | None) -> None:
+    assert bpconfig.first_string(value) == expected
+
+
+def test_the_hosts_file_header_and_comments_are_skipped() -> None:
+    text = "#comment\nhost        dhcp    user    moreUsers\nalpha 0 backuppc\n\nbeta 0 x # c\n"
+    assert bpconfig.hosts(text) == ["alpha", "beta"]
+
+
+def test_a_host_file_overrides_the_alias_and_transfer_method(tmp_path: Path) -> None:
+    (tmp_path / "config.pl").write_text("$Conf{XferMethod} = 'rsync';\n")
+    (tmp_path / "hosts").write_text("host dhcp user\nweb 0 backuppc\nnas 0 backuppc\n")
+    (tmp_path / "pc").mkdir()
+    (tmp_path / "pc" / "web.pl").write_text("$Conf{ClientNameAlias} = '192.0.2.7';\n")
+    (tmp_path / "nas.pl").write_text("$Conf{XferMethod} = 'smb';\n")
+    conf = bpconfig.BackupPCConfig(tmp_path)
+    assert conf.host("web") == bpconfig.Host("web", "192.0.2.7", "rsync")
+    assert conf.host("nas").uses_ssh is False
+
+
+def test_debians_stock_config_is_read_with_our_block_winning(tmp_path: Path) -> None:
+    stock = Path("/etc/backuppc/config.pl")
+    if not stock.exists():
+        pytest.skip("BackupPC is not installed")
+    text = stock.read_text() + "\n$Conf{UserCmdCheckStatus} = 1;\n"
+    found = bpconfig.assignments(text)
+    assert found["UserCmdCheckStatus"] == "1"
+    assert found["DumpPreUserCmd"] == "undef"
+    assert "XferMethod" in found
+
+
+# -- swap -----------------------------------------------------------------------
+
+
+class Tree:
+    """A fixture /proc and /sys."""
+
+    def __init__(self, root: Path) -> None:
+        self.proc = root / "proc"
+        self.sys = root / "sys"
+        (self.proc / "self").mkdir(parents=True)
+        (self.sys / "block").mkdir(parents=True)
+        (self.sys / "class" / "block").mkdir(parents=True)
+        (self.sys / "dev" / "block").mkdir(parents=True)
+
+    def swaps(self, *lines: str) -> None:
+        (self.proc / "swaps").write_text(SWAPS_HEADER + "".join(line + "\n" for line in lines))
+
+    def device(self, name: str, majmin: str, uuid: str = "", slaves: tuple[str, ...] = ()) -> None:
+        block = self.sys / "block" / name
+        (block / "slaves").mkdir(parents=True)
+        if uuid:
+            (block / "dm").mkdir()
+            (block / "dm" / "uuid").write_text(uuid + "\n")
+            (block / "dm" / "name").write_text(name.upper() + "\n")
+        for slave in slaves:
+            (block / "slaves" / slave).mkdir()
+        (self.sys / "class" / "block" / name).mkdir()
+        os.symlink(f"../../devices/virtual/block/{name}", self.sys / "dev" / "block" / majmin)
+
+    def mounts(self, *entries: tuple[str, str]) -> None:
+        lines = [
+            f"{i} 1 {majmin} / {mount} rw - ext4 x rw" for i, (mount, majmin) in enumerate(entries)
+        ]
+        (self.proc / "self" / "mountinfo").write_text("\n".join(lines) + "\n")
+
+    def check(self) -> list[swapcheck.Verdict] | None:
+        return swapcheck.check(self.proc, self.sys)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Tree:
+    return Tree(tmp_path)
+
+
+def test_no_swap_is_fine(tree: Tree) -> None:
+    tree.swaps()
+    assert tree.check() == []
+
+
+def test_an_unreadable_proc_swaps_is_not_taken_for_no_swap(tree: Tree) -> None:
+    assert tree.check() is None
+
+
+def test_a_plain_partition_is_unencrypted(tree: Tree) -> None:
+    tree.device("sda3", "8:3")
+    tree.swaps("/dev/sda3                               partition\t1048572\t\t0\t\t-2")
+    [verdict] = tree.check() or []
+    assert verdict.encrypted is False
+    assert "sda3 is not encrypted" in verdict.why
+
+
+def test_dm_crypt_swap_by_dm_name_or_mapper_path_is_encrypted(tree: Tree) -> None:
+    tree.device("dm-1", "254:1", uuid="CRYPT-PLAIN-cryptswap")
+    tree.swaps("/dev/dm-1 partition 1000 0 -2", "/dev/mapper/DM-1 partition 1000 0 -3")
+    verdicts = tree.check() or []
+    assert [v.encrypted for v in verdicts] == [True, True]
+
+
+def test_lvm_on_luks_is_encrypted_and_plain_lvm_is_not(tree: Tree) -> None:
+    tree.device("dm-0", "254:0", uuid="CRYPT-LUKS2-abc-sda5_crypt")
+    tree.device("dm-2", "254:2", uuid="LVM-xyz", slaves=("dm-0",))
+    tree.device("dm-3", "254:3", uuid="LVM-plain", slaves=("sdb1",))
+    tree.device("sdb1", "8:17")
+    tree.swaps("/dev/dm-2 partition 1000 0 -2", "/dev/dm-3 partition 1000 0 -3")
+    assert [v.encrypted for v in tree.check() or []] == [True, False]
+
+
+def test_zram_is_ram_unless_it_writes_back_to_a_disk(tree: Tree) -> None:
+    tree.device("zram0", "252:0")
+    tree.device("zram1", "252:1")
+    (tree.sys / "block" / "zram0" / "backing_dev").write_text("none\n")
+    (tree.sys / "block" / "zram1" / "backing_dev").write_text("/dev/sdc1\n")
+    tree.swaps("/dev/zram0 partition 1000 0 100", "/dev/zram1 partition 1000 0 99")
+    assert [v.encrypted for v in tree.check() or []] == [True, False]
+
+
+def test_a_swap_file_is_judged_by_the_device_of_its_file_system(tree: Tree) -> None:
+    tree.device("dm-0", "254:0", uuid="CRYPT-LUKS2-abc-root")
+    tree.device("sda1", "8:1")
+    tree.mounts(("/", "254:0"), ("/data", "8:1"), ("/data/btrfs", "0:45"))
+    tree.swaps(
+        "/swapfile file 1000 0 -2",
+        "/data/swap\\040file file 1000 0 -3",
+        "/data/btrfs/swap file 1000 0 -4",
+    )
+    verdicts = tree.check() or []
+    assert [v.encrypted for v in verdicts] == [True, False, None]
+    assert verdicts[1].area.path == "/data/swap file"
+    assert "cannot tell" in verdicts[2].why
+
+
+def test_a_device_missing_from_sys_cannot_be_judged(tree: Tree) -> None:
+    tree.swaps("/dev/nvme0n1p9 partition 1000 0 -2")
+    [verdict] = tree.check() or []
+    assert verdict.encrypted is None
+
+
+def test_this_machines_swap_is_judged_without_error() -> None:
+    verdicts = swapcheck.check(Path("/proc"), Path("/sys"))
+    assert verdicts is not None
+    assert all(v.why for v in verdicts)
+
+
+# -- OpenSSH version -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.11 19 Sep 2023\n", (9, 2)),
+        ("OpenSSH_10.0p2 Debian-5, OpenSSL 3.5.0\n", (10, 0)),
+        ("OpenSSH_7.2p2 Ubuntu-4ubuntu2.10\n", (7, 2)),
+        ("ssh: not found\n", None),
+    ],
+)
+def test_parse_ssh_version(text: str, version: tuple[int, int] | None) -> None:
+    assert parse_ssh_version(text) == version
