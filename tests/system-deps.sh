@@ -3,7 +3,9 @@
 # Not root: say what is missing; the tests that need it skip with a reason.
 set -eu
 
-PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo faketime"
+# systemd: systemd-analyze verify of the units (no systemd needs to run);
+# sysvinit-utils: lsb's init-functions, which the sysvinit script sources.
+PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo faketime systemd sysvinit-utils"
 
 missing=""
 for pkg in $PACKAGES; do

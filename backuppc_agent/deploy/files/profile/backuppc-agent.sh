@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # backuppc-agent: the BackupPC account's login (sourced from ~/.profile).
 # After `su - backuppc` a plain `ssh-add` talks to the supervised agent.
 if [ -r /var/lib/backuppc/.ssh/agent.env ]; then
