@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from backuppc_agent.backuppc import servermesg
 from backuppc_agent.config import Config
@@ -25,8 +26,9 @@ JOIN_SECONDS = 2.0
 class OnReadyNotifier:
     """A supervisor Listener that runs ``backup all`` when readiness arrives."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, send: Callable[..., str] = servermesg.send) -> None:
         self.config = config
+        self._send = send
         self._thread: threading.Thread | None = None
         self.sent = 0
 
@@ -45,8 +47,8 @@ class OnReadyNotifier:
 
     def _notify(self, reason: str) -> None:
         try:
-            servermesg.send(self.config, "backup", "all")
-            servermesg.send(self.config, "log", LOG_LINE.format(reason=reason))
+            self._send(self.config, "backup", "all")
+            self._send(self.config, "log", LOG_LINE.format(reason=reason))
         except servermesg.ServerMesgError as err:
             logger.error("on_ready: could not ask BackupPC to run queued backups: %s", err)
             return

@@ -64,6 +64,13 @@ def program_words(explicit: str | None = None) -> list[str]:
     return [os.path.abspath(argv0)]  # noqa: PTH100 (not resolve(): keep a venv's bin/ path)
 
 
+def _assignment(entry: tuple[str, str, str], prefix: str, login_user: str, width: int) -> str:
+    setting, hook, options = entry
+    left = f"$Conf{{{setting}}}".ljust(width) if width else f"$Conf{{{setting}}} "
+    command = f"{prefix} hook {hook} {options.replace('LOGIN', login_user)}"
+    return f"{left}= {_perl_string(command)};"
+
+
 def render(
     config: Config,
     program: Sequence[str] | None = None,
@@ -88,13 +95,9 @@ def render(
     ]
     if gate == "ping":
         lines.append("# Gate: a job waits in PingCmd; not ready gives 'no ping', not a failure.")
-        setting, hook, options = PING_COMMAND
-        lines.append(f"$Conf{{{setting}}} = {_perl_string(f'{prefix} hook {hook} {options}')};")
+        lines.append(_assignment(PING_COMMAND, prefix, login_user, 0))
     width = max(len(setting) for setting, _, _ in USER_COMMANDS) + 8
-    for setting, hook, options in USER_COMMANDS:
-        left = f"$Conf{{{setting}}}".ljust(width)
-        options = options.replace("LOGIN", login_user)
-        lines.append(f"{left}= {_perl_string(f'{prefix} hook {hook} {options}')};")
+    lines += [_assignment(entry, prefix, login_user, width) for entry in USER_COMMANDS]
     ssh = f"{prefix} master ssh $client -l {login_user}"
     lines.append(f"$Conf{{RsyncSshArgs}} = ['-e', {_perl_string(ssh)}];")
     return "\n".join(lines) + "\n"

@@ -122,7 +122,12 @@ class _Conn:
 
     def send(self, data: bytes) -> None:
         self.sock.settimeout(self._left())
-        self.sock.sendall(data)
+        try:
+            self.sock.sendall(data)
+        except TimeoutError:
+            raise MuxError("timeout", "master did not read in time") from None
+        except OSError as err:
+            raise MuxError("bad-reply", f"master hung up: {err.strerror or err}") from err
 
     def read_frame(self) -> bytes:
         return self._exact(frame_length(self._exact(4)))
@@ -135,6 +140,8 @@ class _Conn:
                 chunk = self.sock.recv(size - len(chunks))
             except TimeoutError:
                 raise MuxError("timeout", "master did not answer in time") from None
+            except OSError as err:
+                raise MuxError("bad-reply", f"master hung up: {err.strerror or err}") from err
             if not chunk:
                 raise MuxError("bad-reply", "master closed the connection mid-reply")
             chunks += chunk

@@ -209,7 +209,7 @@ def _clean_pc_dirs() -> None:
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[Site]:  # noqa: PLR0915 (one set-up, in order)
+def site() -> Iterator[Site]:
     if server_running():
         pytest.skip("a BackupPC server is already running on this machine")
     root = Path(tempfile.mkdtemp(prefix="bpa-e2e-"))
@@ -275,7 +275,7 @@ def site() -> Iterator[Site]:  # noqa: PLR0915 (one set-up, in order)
                     start_new_session=True,
                 )
             procs.append(supervisor)
-            wait_for(lambda: (home / "agent.sock").exists(), timeout=15)
+            wait_for((home / "agent.sock").exists, timeout=15)
             yield Site(
                 root, program, config, home, key, askpass, {"a": sshd_a, "b": sshd_b}, offset
             )

@@ -1,0 +1,136 @@
+"""The mux protocol client: frames, and hostile control sockets that must not hang it."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from backuppc_agent.ssh import mux
+
+
+def test_encode_builds_length_type_and_words() -> None:
+    frame = mux.encode(mux.MUX_C_ALIVE_CHECK, 7)
+    assert frame == struct.pack(">III", 8, 0x10000004, 7)
+    hello = mux.encode(mux.MUX_MSG_HELLO, 4, strings=(b"ext",))
+    assert hello == struct.pack(">IIII", 15, 1, 4, 3) + b"ext"
+
+
+def test_frame_length_refuses_tiny_and_huge_frames() -> None:
+    assert mux.frame_length(struct.pack(">I", 12)) == 12
+    with pytest.raises(mux.MuxError, match="too short"):
+        mux.frame_length(struct.pack(">I", 2))
+    with pytest.raises(mux.MuxError, match="exceeds"):
+        mux.frame_length(struct.pack(">I", 0xFFFFFFFF))
+
+
+def test_parsers_check_type_version_and_request_id() -> None:
+    assert mux.parse_hello(struct.pack(">II", 1, 4)) == 4
+    with pytest.raises(mux.MuxError, match="version 3"):
+        mux.parse_hello(struct.pack(">II", 1, 3))
+    with pytest.raises(mux.MuxError, match="expected mux hello"):
+        mux.parse_hello(struct.pack(">II", 0x80000001, 4))
+    assert mux.parse_alive(struct.pack(">III", 0x80000005, 9, 1234), 9) == 1234
+    with pytest.raises(mux.MuxError, match="request 8"):
+        mux.parse_alive(struct.pack(">III", 0x80000005, 8, 1234), 9)
+    with pytest.raises(mux.MuxError, match="truncated"):
+        mux.parse_alive(struct.pack(">II", 0x80000005, 9), 9)
+
+
+@contextmanager
+def fake_master(path: Path, behave: Callable[[socket.socket], None]) -> Iterator[None]:
+    """A listener on ``path`` that treats each connection with ``behave``."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                behave(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def _read_frame(conn: socket.socket) -> bytes:
+    length = struct.unpack(">I", conn.recv(4))[0]
+    return conn.recv(length)
+
+
+def _good(conn: socket.socket) -> None:
+    conn.sendall(mux.encode(mux.MUX_MSG_HELLO, 4))
+    _read_frame(conn)
+    request = _read_frame(conn)
+    msg_type, request_id = struct.unpack(">II", request)
+    assert msg_type == mux.MUX_C_ALIVE_CHECK
+    conn.sendall(mux.encode(mux.MUX_S_ALIVE, request_id, 4242))
+
+
+def test_a_well_behaved_master_is_alive_with_its_pid(tmp_path: Path) -> None:
+    path = tmp_path / "m"
+    with fake_master(path, _good):
+        status = mux.check(path, 1.0)
+    assert status == mux.MuxStatus(True, 4242, "master running (pid 4242)", "alive")
+
+
+def _silent(conn: socket.socket) -> None:
+    time.sleep(1.0)
+
+
+def _huge(conn: socket.socket) -> None:
+    conn.sendall(struct.pack(">I", 0xFFFFFFFF) + b"\0" * 64)
+
+
+def _garbage(conn: socket.socket) -> None:
+    conn.sendall(b"SSH-2.0-not-a-master\r\n" * 4)
+
+
+def _hangs_up(conn: socket.socket) -> None:
+    conn.sendall(struct.pack(">I", 100) + b"\0\0")
+
+
+@pytest.mark.parametrize(
+    ("behave", "status"),
+    [(_silent, "timeout"), (_huge, "bad-reply"), (_garbage, "bad-reply"), (_hangs_up, "bad-reply")],
+)
+def test_hostile_listeners_are_not_alive_and_never_hang(
+    tmp_path: Path, behave: Callable[[socket.socket], None], status: str
+) -> None:
+    path = tmp_path / "m"
+    with fake_master(path, behave):
+        started = time.monotonic()
+        result = mux.check(path, 0.3)
+        elapsed = time.monotonic() - started
+    assert not result.alive
+    assert result.status == status
+    assert elapsed < 0.8
+
+
+def test_missing_and_stale_sockets_are_told_apart(tmp_path: Path) -> None:
+    assert mux.check(tmp_path / "none", 0.5).status == "missing"
+    stale = tmp_path / "stale"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(stale))
+    sock.close()  # bound, never listening: connect is refused, like a SIGKILLed master's
+    assert mux.check(stale, 0.5).status == "stale"
+    (tmp_path / "file").write_text("")
+    assert mux.check(tmp_path / "file", 0.5).status in ("stale", "error")
