@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from backuppc_agent.deploy import bpconfig, swapcheck
 from backuppc_agent.deploy.checks_agent import parse_ssh_version
+from backuppc_agent.deploy.doctor import Env, Finding, Verdict, failed, run_checks
 
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
 
@@ -189,3 +191,30 @@ def test_this_machines_swap_is_judged_without_error() -> None:
 )
 def test_parse_ssh_version(text: str, version: tuple[int, int] | None) -> None:
     assert parse_ssh_version(text) == version
+
+
+# -- the report ----------------------------------------------------------------------
+
+
+def test_a_check_that_crashes_is_a_fail_line_not_a_traceback() -> None:
+    def check_broken(env: Env) -> list[Finding]:
+        raise RuntimeError("boom")
+
+    def check_fine(env: Env) -> list[Finding]:
+        return [Finding("fine", Verdict.OK, "all good", "never shown")]
+
+    findings = run_checks(cast(Env, None), [check_broken, check_fine])
+    assert [f.line() for f in findings] == [
+        "FAIL broken: could not be checked: boom",
+        "ok   fine: all good",
+    ]
+    assert failed(findings)
+
+
+def test_warn_and_skip_do_not_fail_but_show_their_fix() -> None:
+    findings = [
+        Finding("swap", Verdict.WARN, "cannot tell", "check by hand"),
+        Finding("keyring", Verdict.SKIP, "not ours"),
+    ]
+    assert not failed(findings)
+    assert findings[0].line() == "warn swap: cannot tell; fix: check by hand"
