@@ -97,6 +97,8 @@ class Relay:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         for signum in ABORT_SIGNALS:
             signal.signal(signum, self._record)
+        # A handler (not SIG_DFL) so the child's exit writes to the wakeup fd.
+        signal.signal(signal.SIGCHLD, _ignore)
         child = proc.spawn_relay(self.argv, env=proc.base_env())
         assert child.stderr is not None
         err_fd = child.stderr.fileno()
@@ -127,6 +129,10 @@ class Relay:
             _say(f"could not kill the remote job: {err}")
         proc.stop_child(child, grace=1.0)
         return 128 + self.signals[0] if self.signals else SSH_FAILED
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    """SIGCHLD only needs to wake select() through the wakeup fd."""
 
 
 def _relay_chunk(fd: int) -> bool:
