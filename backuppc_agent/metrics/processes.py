@@ -4,7 +4,7 @@ VmSwap is cheap (the kernel keeps a counter per mm); smaps_rollup walks every
 page table and costs seconds on a busy host, so it is never read. The loop
 works on bytes with raw os.open/os.read: 5,000 processes fit in well under
 0.1 s. A process that exits between the directory listing and the read
-(ENOENT on open, ESRCH on read) has simply gone and is not an error.
+(ENOENT or ESRCH on open, ESRCH on read) has simply gone and is not an error.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def read_status(procfs: str, pid: str) -> bytes | None:
     """Read PROCFS/PID/status as bytes; None if the process is gone; raise other OSErrors."""
     try:
         fd = os.open(f"{procfs}/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # a dying task answers ESRCH
         return None
     try:
         data = os.read(fd, STATUS_CHUNK_BYTES)

@@ -123,3 +123,23 @@ def test_status_and_wait_never_import_prometheus_client() -> None:
         "sys.exit('prometheus_client' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=30).returncode == 0
+
+
+def test_processes_exiting_during_real_scans_are_never_errors() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    from backuppc_agent.metrics.processes import scan_process_swap  # noqa: PLC0415
+
+    churn = subprocess.Popen(  # ~ a thousand short-lived processes while we scan
+        ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"]
+    )
+    scans = 0
+    try:
+        while churn.poll() is None:
+            scan = scan_process_swap(Path("/proc"), 10)
+            assert scan.failures == ()  # found ESRCH on open() of a dying task once
+            scans += 1
+    finally:
+        churn.kill()
+        churn.wait()
+    assert scans > 0
