@@ -93,6 +93,7 @@ class Exporter:
         logger.debug("metrics endpoint closed")
 
     def _build_collector(self, config: Config) -> ScrapeCollector:
+        """A fresh ScrapeCollector over every part, sharing this exporter's error counts."""
         return ScrapeCollector(
             build_parts(config, self.errors, self.snapshot, self._statvfs), self.errors
         )
@@ -121,6 +122,7 @@ def build_parts(
 
 
 def _serve(config: Config, app: Callable[..., Any]) -> MetricsServer:
+    """Start the endpoint; raise ConfigError for bad TLS files, ExporterError if it can't bind."""
     metrics = config.metrics
     tls = None
     if metrics.certfile is not None and metrics.keyfile is not None:
@@ -140,4 +142,5 @@ def _serve(config: Config, app: Callable[..., Any]) -> MetricsServer:
 
 
 def _join(host: str, port: int) -> str:
+    """HOST:PORT for a log line, with brackets around an IPv6 host."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -59,6 +59,7 @@ class HookPart(Part):
 
 
 def _runs(summary: HookSummary) -> CounterMetricFamily:
+    """backuppc_agent_hook_runs_total, one sample per (hook, result) seen."""
     family = CounterMetricFamily(
         PREFIX + "hook_runs_total",
         "BackupPC hook runs by hook and result (ok, failed, not-ready, ssh-failed, ...).",
@@ -70,6 +71,7 @@ def _runs(summary: HookSummary) -> CounterMetricFamily:
 
 
 def _waits(summary: HookSummary) -> HistogramMetricFamily:
+    """backuppc_agent_hook_wait_seconds from the store's cumulative buckets."""
     buckets = [(_le(bound), float(count)) for bound, count in summary.wait_buckets]
     if not buckets:
         buckets = [("+Inf", 0.0)]
@@ -87,6 +89,7 @@ def _le(bound: float) -> str:
 
 
 def _last_success(summary: HookSummary) -> GaugeMetricFamily:
+    """backuppc_agent_last_success_timestamp_seconds per client."""
     family = GaugeMetricFamily(
         PREFIX + "last_success_timestamp_seconds",
         "When a hook for this client last ended ok (Unix time).",

@@ -105,6 +105,7 @@ def make_app(registry: CollectorRegistry, ready: ReadyCheck) -> Callable[..., It
 def _reply(
     start_response: StartResponse, status: str, body: bytes, kind: str = "text/plain; charset=utf-8"
 ) -> list[bytes]:
+    """Start a response with a body of known length; return the body."""
     start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
     return [body]
 

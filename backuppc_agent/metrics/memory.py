@@ -110,6 +110,7 @@ class TmpfsPart(ProcfsPart):
         yield from (size, used)
 
     def _add(self, mountpoint: str, size: GaugeMetricFamily, used: GaugeMetricFamily) -> None:
+        """Add one mountpoint's size and use, or count why it could not be statted."""
         try:
             stat = self.statvfs(mountpoint)
         except OSError as err:

@@ -128,6 +128,7 @@ def process_swap(procfs: Path, pid: int) -> int | None:
 
 
 def _describe(err: OSError | ValueError) -> str:
+    """A short reason for a failed read or parse."""
     if isinstance(err, OSError):
         return err.strerror or type(err).__name__
     return str(err)

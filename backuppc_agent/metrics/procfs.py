@@ -132,6 +132,7 @@ def parse_swaps(text: str) -> Swaps:
 
 
 def _swap_device(line: str) -> SwapDevice | None:
+    """One /proc/swaps line, or None if it does not have five valid fields."""
     parts = line.split()
     if len(parts) != 5:
         return None
@@ -161,6 +162,7 @@ def parse_pressure(text: str) -> Pressure:
 
 
 def _psi_total(fields: str) -> int | None:
+    """The total= field (microseconds) of a PSI line, or None if absent or bad."""
     for field in fields.split():
         name, _, value = field.partition("=")
         if name == "total":

@@ -50,6 +50,7 @@ class ReadinessPart(Part):
 
 
 def _state_family(current: State | None) -> GaugeMetricFamily:
+    """backuppc_agent_state: 1 for ``current``, 0 for every other state."""
     family = GaugeMetricFamily(
         PREFIX + "state", "1 for the current readiness state, 0 for the others.", labels=["state"]
     )
@@ -59,6 +60,7 @@ def _state_family(current: State | None) -> GaugeMetricFamily:
 
 
 def _build_info() -> GaugeMetricFamily:
+    """backuppc_agent_build_info{version} = 1."""
     family = GaugeMetricFamily(
         PREFIX + "build_info", "The running backuppc-agent version (always 1).", labels=["version"]
     )

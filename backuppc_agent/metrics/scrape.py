@@ -126,6 +126,7 @@ class ScrapeCollector:
         yield from families
 
     def _run(self, part: Part) -> list[Metric]:
+        """One part's families, or none (and a counted error) if it raised."""
         try:
             return list(part.collect())
         except Exception as err:
@@ -134,6 +135,7 @@ class ScrapeCollector:
             return []
 
     def _self_metrics(self, seconds: float) -> list[Metric]:
+        """The scrape's own duration and the error counts so far."""
         duration = gauge("scrape_duration_seconds", "Time this scrape took.", seconds)
         errors = CounterMetricFamily(
             PREFIX + "scrape_errors_total",
