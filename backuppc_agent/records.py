@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import collections
 
+__all__ = ["Record"]
+
 # mypy treats a name TYPE_CHECKING as true whatever it is bound to; at run time
 # this avoids importing typing just to read typing.TYPE_CHECKING.
 TYPE_CHECKING = False
