@@ -2,8 +2,9 @@
 
 Everything BackupPC runs (the supervisor, the hooks, rsync_bpc's ssh) runs as
 user backuppc with the lines printed by ``backuppc-config``. The venv's Python
-lives under /root (mode 0700), so the package is copied next to a launcher that
-Debian's /usr/bin/python3 runs: the hook path needs only the standard library.
+may live under /root (mode 0700), so the package is copied next to a launcher
+for a Python that backuppc can run (the venv's, else Debian's /usr/bin/python3):
+everything BackupPC runs needs only the standard library.
 Clients are sshds on 127.0.0.4 and 127.0.0.5 logging in user bpaclient.
 /etc/backuppc/hosts is saved and restored; host .pl files, pc/ directories and
 every process started here are removed afterwards.
@@ -15,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -121,19 +123,35 @@ class Site:
         return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def _install_program(root: Path) -> Path:
-    """Copy the package where backuppc can read it, with a launcher for /usr/bin/python3."""
+def _python_for_backuppc() -> str | None:
+    """A Python >= 3.11 that user backuppc can run (the venv's may sit under /root)."""
+    for candidate in (os.path.realpath(sys.executable), "/usr/bin/python3"):
+        # Through sh: the exec setpriv itself does still has root's capabilities.
+        check = subprocess.run(
+            as_backuppc("/bin/sh", "-c", f"exec '{candidate}' -c 'import sqlite3, tomllib'"),
+            env=ENV,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        if check.returncode == 0:
+            return candidate
+    return None
+
+
+def _install_program(root: Path, python: str) -> Path:
+    """Copy the package where backuppc can read it, with a launcher for ``python``."""
     lib = root / "lib"
     shutil.copytree(
         ROOT / "backuppc_agent",
         lib / "backuppc_agent",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    subprocess.run(["/usr/bin/python3", "-m", "compileall", "-q", str(lib)], check=True)
+    subprocess.run([python, "-m", "compileall", "-q", str(lib)], check=True)
     program = root / "bin" / "backuppc-agent"
     program.parent.mkdir()
     program.write_text(
-        "#!/usr/bin/python3 -s\nimport sys\n"
+        f"#!{python} -s\nimport sys\n"
         f"sys.path.insert(0, {str(lib)!r})\n"
         "from backuppc_agent.cli.main import main\nsys.exit(main())\n"
     )
@@ -212,12 +230,15 @@ def _clean_pc_dirs() -> None:
 def site() -> Iterator[Site]:
     if server_running():
         pytest.skip("a BackupPC server is already running on this machine")
+    python = _python_for_backuppc()
+    if python is None:
+        pytest.skip("no Python >= 3.11 that user backuppc may run")
     root = Path(tempfile.mkdtemp(prefix="bpa-e2e-"))
     root.chmod(0o755)
     hosts_saved = (CONF_DIR / "hosts").read_bytes()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        program = _install_program(root)
+        program = _install_program(root, python)
         shares = _make_shares(root)
         slow = root / "slow-rsync"
         slow.write_text(SLOW_RSYNC)
@@ -324,8 +345,10 @@ def test_without_keys_a_dump_fails_fast_and_ssh_add_runs_it_through_backup_all(
     failed = _dump(CLIENT_B)
     elapsed = time.monotonic() - started
     assert elapsed < WAIT_SECONDS + 5, failed.stdout[-2000:]
+    assert site.backups(CLIENT_B) == 0, failed.stdout[-4000:]
     assert site.backups(CLIENT_B) == 0
     xferlog = site.xferlog_bad(CLIENT_B)
+    assert "backuppc-agent: SSH keys not loaded" in xferlog, xferlog[:3000]
     assert "backuppc-agent: SSH keys not loaded; run 'ssh-add' as backuppc" in xferlog
     assert "DumpPreUserCmd returned error status" in xferlog
     # Keys arrive: the supervisor tells BackupPC, whose own queue now dumps client b.
