@@ -8,7 +8,6 @@ a session on CLIENT's master that kills its remote job if it is aborted.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from backuppc_agent import exitcodes
@@ -48,6 +47,8 @@ def _list(config: Config, args: argparse.Namespace) -> int:
 
     masters = list_masters(config.mux.control_dir, args.timeout)
     if args.json:
+        import json  # noqa: PLC0415
+
         rows = [{**m._asdict(), "path": str(m.path)} for m in masters]
         print(json.dumps(rows, sort_keys=True))
         return exitcodes.OK
@@ -65,6 +66,8 @@ def _check(config: Config, args: argparse.Namespace) -> int:
     path = sshconfig.control_path(config.mux.control_dir, args.client)
     status = mux.check(path, args.timeout)
     if args.json:
+        import json  # noqa: PLC0415
+
         print(json.dumps(status._asdict(), sort_keys=True))
     else:
         print(f"{args.client}: {status.detail}")
