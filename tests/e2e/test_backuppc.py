@@ -317,9 +317,13 @@ def site() -> Iterator[Site]:
 
 
 def _log_since(offset: int) -> str:
-    with LOG.open("rb") as handle:
-        handle.seek(offset)
-        return handle.read().decode(errors="replace")
+    """BackupPC's LOG from ``offset`` on ("" before a first server start creates it)."""
+    try:
+        with LOG.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def _kill_backuppc_leftovers(root: Path) -> None:
