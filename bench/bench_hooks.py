@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,13 +64,30 @@ def _master_pids(root: Path) -> list[int]:
     return [m.pid for m in list_masters(root / "mux", 0.5) if m.pid]
 
 
+def _interleaved(commands: dict[str, list[str]], runs: int = 31) -> dict[str, float]:
+    """Median wall seconds of each command, run in turns so load drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for turn in range(runs + 2):
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            if turn >= 2:  # two warm-up turns
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def _hook(config: Path, host: str) -> Result:
     argv = [CLI, "--config", str(config), "hook", "pre-dump", "--client", "c0", "--host", host]
     subprocess.run(argv, check=True, capture_output=True, timeout=60)  # opens the master
-    seconds = command_median(argv, runs=31)
-    # Same run, same load: bare Python and `status` (probe only) put the figure in context.
-    bare = command_median([sys.executable, "-c", "pass"], runs=31)
-    status = command_median([CLI, "--config", str(config), "status"], runs=31, expect=None)
+    # In turns with bare Python and `status` (probe only), which put the figure in context.
+    medians = _interleaved(
+        {
+            "hook": argv,
+            "bare": [sys.executable, "-c", "pass"],
+            "status": [CLI, "--config", str(config), "status"],
+        }
+    )
+    seconds, bare, status = medians["hook"], medians["bare"], medians["status"]
     peer = (
         f"keychain {KEYCHAIN_MS:g} ms; same run: python -c pass {bare * 1000:.1f} ms, "
         f"status {status * 1000:.1f} ms"
@@ -93,9 +111,14 @@ def _sessions(root: Path, config: Path, host: str) -> list[Result]:
         timeout=30,
     )
     sock = root / "mux" / "c0"
-    via_config = command_median(["ssh", "-F", str(conf), "-o", f"ControlPath={sock}", host, "true"])
-    raw = command_median(["ssh", "-S", str(sock), host, "true"])
-    wrapper = command_median([CLI, "--config", str(config), "master", "ssh", "c0", host, "true"])
+    medians = _interleaved(
+        {
+            "config": ["ssh", "-F", str(conf), "-o", f"ControlPath={sock}", host, "true"],
+            "raw": ["ssh", "-S", str(sock), host, "true"],
+            "wrapper": [CLI, "--config", str(config), "master", "ssh", "c0", host, "true"],
+        }
+    )
+    via_config, raw, wrapper = medians["config"], medians["raw"], medians["wrapper"]
     fresh = command_median(
         ["ssh", "-F", str(conf), "-o", "ControlMaster=no", "-o", "ControlPath=none", host, "true"],
         runs=11,
