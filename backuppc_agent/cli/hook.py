@@ -14,6 +14,7 @@ import sys
 from backuppc_agent import exitcodes
 from backuppc_agent.backuppc import hooks
 from backuppc_agent.cli.common import load_config
+from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 
 PREFIX = "backuppc-agent: "
@@ -36,7 +37,7 @@ def _say(lines: tuple[str, ...] | list[str]) -> None:
     sys.stdout.flush()
 
 
-def _outcome(args: argparse.Namespace) -> tuple[hooks.Outcome, object]:
+def _outcome(args: argparse.Namespace) -> tuple[hooks.Outcome, Config]:
     config = load_config(args)
     if args.hook == "ping":
         return hooks.ping_gate(config, args.host or args.client), config
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         _say([f"{args.hook}: {err} (post hooks never fail a backup)"])
         return exitcodes.OK
     _say(outcome.lines)
-    problem = hooks.record(config, args.hook, outcome)  # type: ignore[arg-type]
+    problem = hooks.record(config, args.hook, outcome)
     if problem:
         _say([f"this hook run was not recorded: {problem}"])
     return exitcodes.OK if post else outcome.exit_code
