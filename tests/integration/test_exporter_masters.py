@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import socket
 import subprocess
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,12 +52,7 @@ def scrape(control_dir: Path) -> tuple[dict[str, float], ScrapeErrors]:
     """One scrape of the master part; the master samples by name (and /client)."""
     errors = ScrapeErrors()
     collector = ScrapeCollector([MasterPart(errors, control_dir)], errors)
-    with warnings.catch_warnings():
-        # ssh/mux.py leaks its socket when connect() is refused (a dead master's stale
-        # socket) and the garbage collector warns; reported to its owner, not ours to fix.
-        warnings.simplefilter("ignore", ResourceWarning)
-        families = list(collector.collect())
-        gc.collect()
+    families = list(collector.collect())
     values = {}
     for family in families:
         for sample in family.samples:
