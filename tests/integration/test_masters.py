@@ -89,6 +89,7 @@ def agent(keys: dict[str, Path]) -> Iterator[Path]:
     finally:
         proc.kill()
         proc.wait()
+        subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 @pytest.fixture(scope="module")
