@@ -66,7 +66,7 @@ def decide(current: str | None, recorded: str | None, new: str) -> Action:
 def stamp_file(body: str) -> str:
     """Return ``body`` with the marker line (after a ``#!`` line, if any)."""
     mark = _FILE_MARK.format(digest=digest(body)) + _FILE_MARK_TAIL + "\n"
-    if body.startswith("#!"):
+    if body.startswith("#!") and "\n" in body:
         first, _, rest = body.partition("\n")
         return f"{first}\n{mark}{rest}"
     return mark + body
