@@ -29,9 +29,9 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.records import Record
 
 DB_FILE = "events.sqlite3"
 SCHEMA_VERSION = 1
@@ -67,7 +67,7 @@ class EventStoreError(BackupPCAgentError):
     """The hook-run store could not be opened, written or read."""
 
 
-class HookRecord(NamedTuple):
+class HookRecord(Record):
     """One hook run: when, which hook, for which client, how it ended, how long it waited."""
 
     time: float
@@ -78,7 +78,7 @@ class HookRecord(NamedTuple):
     detail: str = ""
 
 
-class HookSummary(NamedTuple):
+class HookSummary(Record):
     """Aggregates for the exporter; every count only ever goes up."""
 
     #: (hook, result) -> number of runs

@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 from backuppc_agent import exitcodes, names
 from backuppc_agent.agent.probe import probe
 from backuppc_agent.agent.readiness import evaluate
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, BadNameError
+from backuppc_agent.records import Record
 from backuppc_agent.ssh import mux, sshconfig
 from backuppc_agent.state import State
 
@@ -37,7 +37,7 @@ POLL_SECONDS = 0.2
 MASTER_CHECK_SECONDS = 1.0
 
 
-class Outcome(NamedTuple):
+class Outcome(Record):
     """How a hook run ended: the recorded result, the exit code, the lines to print."""
 
     result: str
@@ -47,7 +47,7 @@ class Outcome(NamedTuple):
     client: str = ""
 
 
-class Readiness(NamedTuple):
+class Readiness(Record):
     """The end of a wait for readiness."""
 
     state: State

@@ -18,7 +18,8 @@ import os
 import struct
 import time
 from pathlib import Path
-from typing import NamedTuple
+
+from backuppc_agent.records import Record
 
 MUX_MSG_HELLO = 0x00000001
 MUX_C_ALIVE_CHECK = 0x10000004
@@ -42,7 +43,7 @@ class MuxError(Exception):
         self.status = status
 
 
-class MuxStatus(NamedTuple):
+class MuxStatus(Record):
     """One check of a control socket.
 
     ``status`` is one of: alive, missing, stale (a socket nobody listens on),
