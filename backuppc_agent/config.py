@@ -393,9 +393,9 @@ def load(explicit: str | None = None, home: Path | None = None) -> Config:
 
 def _parse(path: Path) -> dict[str, Any]:
     try:
-        import tomllib  # noqa: PLC0415  (only on a cache miss: it costs ~10 ms)
-
         with path.open("rb") as handle:
+            import tomllib  # noqa: PLC0415  (only on a cache miss: it costs ~10 ms)
+
             return tomllib.load(handle)
     except OSError as err:
         raise ConfigError(str(path), [f"cannot read: {err.strerror}"]) from err
