@@ -54,7 +54,7 @@ def _list(config: Config, args: argparse.Namespace) -> int:
         return exitcodes.OK
     now = time.time()
     for info in masters:
-        state = f"up pid {info.pid}" if info.alive else "dead"
+        state = f"up pid {info.pid}" if info.alive else f"dead ({info.detail})"
         age = f"opened {now - info.opened:.0f} s ago" if info.opened else ""
         print(f"{info.client}\t{state}\t{age}".rstrip())
     if not masters:

@@ -17,6 +17,9 @@ from backuppc_agent.ssh.master import MasterInfo, list_masters
 
 #: Bound on one master's alive check during a scrape.
 CHECK_TIMEOUT_SECONDS = 0.5
+#: A dead master leaves a stale socket (or none): normal. Anything else on a control
+#: socket (silence, garbage, another user's listener) is a failed read.
+_DEAD_MASTER = frozenset({"alive", "stale", "missing"})
 MasterLister = Callable[[Path, float], list[MasterInfo]]
 
 
@@ -55,6 +58,8 @@ class MasterPart(Part):
             labels=["client"],
         )
         for master in masters:
+            if master.status not in _DEAD_MASTER:
+                self.fail(f"control socket {master.path}: {master.detail}")
             up.add_metric([master.client], 1 if master.alive else 0)
             if master.opened is not None:
                 opened.add_metric([master.client], master.opened)

@@ -52,6 +52,9 @@ class MasterInfo(NamedTuple):
     pid: int | None
     #: epoch seconds the master was opened (the socket's mtime: bind, then rename)
     opened: float | None
+    #: mux.check's status (alive, stale, timeout, bad-reply, foreign, ...) and why
+    status: str = "alive"
+    detail: str = ""
 
 
 def _is_temp_name(name: str) -> bool:
@@ -77,7 +80,17 @@ def list_masters(control_dir: Path, timeout: float = CHECK_SECONDS) -> list[Mast
             continue
         status = mux.check(Path(entry.path), timeout)
         opened = info.st_mtime if status.alive else None
-        masters.append(MasterInfo(entry.name, Path(entry.path), status.alive, status.pid, opened))
+        masters.append(
+            MasterInfo(
+                entry.name,
+                Path(entry.path),
+                status.alive,
+                status.pid,
+                opened,
+                status.status,
+                status.detail,
+            )
+        )
     return masters
 
 

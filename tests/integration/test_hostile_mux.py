@@ -1,0 +1,170 @@
+"""A control socket (CONTROL_DIR/CLIENT) that answers garbage or nothing, end to end.
+
+A real ssh-agent holds a key, so the pre-dump hook gets past readiness to the
+master; ``[mux] ssh`` is a stand-in that records its argv and fails, so no
+network is needed. Every command must end within its bound and say why.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backuppc_agent.events import EventStore
+from backuppc_agent.metrics.masters import MasterPart
+from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
+from tests.helpers import cli, private_dir, ssh_add, wait_for
+from tests.hostile_support import HOSTILE_BEHAVIOURS, listener, recording_program, runs_of
+
+CLIENT = "web01"
+#: What mux.check reports for each behaviour, and the words that say why (a peer that
+#: hangs up is seen as EOF or as a reset, depending on who is faster).
+EXPECTED = {
+    "silent": ("timeout", "did not answer in time"),
+    "garbage": ("bad-reply", "exceeds"),
+    "huge-length": ("bad-reply", "exceeds"),
+    "hangs-up": ("bad-reply", "closed the connection|hung up"),
+    "drip": ("timeout", "did not answer in time"),
+}
+
+
+def says_why(behaviour: str, text: str) -> bool:
+    return re.search(EXPECTED[behaviour][1], text) is not None
+
+
+@pytest.fixture(scope="module")
+def agent(keys: dict[str, Path]) -> Iterator[Path]:
+    """A real ssh-agent holding key "a": the hook is ready and goes on to the master."""
+    root = Path(tempfile.mkdtemp(prefix="bpa-hmux-"))
+    root.chmod(0o700)
+    sock = root / "agent.sock"
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(sock.exists)
+        assert ssh_add(sock, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
+        yield sock
+    finally:
+        proc.kill()
+        proc.wait()
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+class Bed:
+    """A config whose control dir is short and private and whose ssh only records."""
+
+    def __init__(self, root: Path, agent: Path) -> None:
+        self.root = root
+        self.control_dir = private_dir(root / "mux")
+        self.state_dir = root / "state"
+        self.ssh = recording_program(root / "bin")
+        self.config = root / "config.toml"
+        self.config.write_text(
+            f'[agent]\nsocket = "{agent}"\n[state]\ndir = "{self.state_dir}"\n'
+            '[metrics]\nlisten = ""\n[hooks]\nwait_seconds = 2\nconnect_timeout_seconds = 2\n'
+            f'[mux]\ncontrol_dir = "{self.control_dir}"\nssh = "{self.ssh}"\n'
+        )
+
+    @property
+    def socket(self) -> Path:
+        return self.control_dir / CLIENT
+
+
+@pytest.fixture
+def bed(agent: Path) -> Iterator[Bed]:
+    root = Path(tempfile.mkdtemp(prefix="bpa-hm-"))  # short: control paths <= 90 chars
+    root.chmod(0o700)
+    try:
+        yield Bed(root, agent)
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def timed(*args: str, config: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    done = cli(*args, config=config)
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize("behaviour", sorted(HOSTILE_BEHAVIOURS))
+def test_master_check_and_list_stay_bounded_and_say_why(bed: Bed, behaviour: str) -> None:
+    status = EXPECTED[behaviour][0]
+    with listener(bed.socket, HOSTILE_BEHAVIOURS[behaviour]):
+        check, check_seconds = timed(
+            "master", "check", CLIENT, "--timeout", "0.3", config=bed.config
+        )
+        listed, list_seconds = timed("master", "list", "--timeout", "0.3", config=bed.config)
+        as_json, _ = timed("master", "list", "--json", "--timeout", "0.3", config=bed.config)
+    assert check.returncode == 1
+    assert check.stdout.startswith(f"{CLIENT}: ")
+    assert says_why(behaviour, check.stdout)
+    assert check.stdout.count("\n") == 1
+    assert listed.returncode == 0
+    assert listed.stdout.startswith(f"{CLIENT}\tdead")
+    assert says_why(behaviour, listed.stdout)
+    rows = json.loads(as_json.stdout)
+    assert [(r["client"], r["alive"], r["status"]) for r in rows] == [(CLIENT, False, status)]
+    assert says_why(behaviour, rows[0]["detail"])
+    assert check_seconds < 5
+    assert list_seconds < 5
+    assert runs_of(bed.ssh) == []
+
+
+@pytest.mark.parametrize("behaviour", sorted(HOSTILE_BEHAVIOURS))
+def test_pre_dump_replaces_a_hostile_control_socket_within_its_bound(
+    bed: Bed, behaviour: str
+) -> None:
+    with listener(bed.socket, HOSTILE_BEHAVIOURS[behaviour]):
+        done, seconds = timed(
+            "hook", "pre-dump", "--client", CLIENT, "--host", "root@127.0.0.9", config=bed.config
+        )
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert done.stdout.startswith("backuppc-agent: cannot open ssh master to root@127.0.0.9")
+    assert done.stdout.count("\n") == 1
+    assert "removing dead control socket" in done.stderr
+    assert says_why(behaviour, done.stderr)
+    assert "Traceback" not in done.stderr
+    # bound: two 1 s mux checks, then ssh (connect_timeout + 5 s at most)
+    assert seconds < 2 * 1.0 + 2 + 5 + 3
+    runs = runs_of(bed.ssh)
+    assert len(runs) == 1
+    assert f"ControlPath={bed.socket}" in runs[0]
+    assert runs[0][-2:] == ["--", "root@127.0.0.9"]
+    summary = EventStore(bed.state_dir).summary()
+    assert summary.runs == {("pre-dump", "ssh-failed"): 1}
+
+
+@pytest.mark.parametrize("behaviour", sorted(HOSTILE_BEHAVIOURS))
+def test_the_master_metrics_show_it_down_and_count_why(
+    bed: Bed, behaviour: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors = ScrapeErrors()
+    collector = ScrapeCollector([MasterPart(errors, bed.control_dir, timeout=0.3)], errors)
+    with listener(bed.socket, HOSTILE_BEHAVIOURS[behaviour]):
+        started = time.monotonic()
+        families = list(collector.collect())
+        seconds = time.monotonic() - started
+    values = {(s.name, *s.labels.values()): s.value for f in families for s in f.samples}
+    assert values[("backuppc_agent_masters",)] == 0
+    assert values[("backuppc_agent_master_up", CLIENT)] == 0
+    assert values[("backuppc_agent_scrape_errors_total", "masters")] == 1
+    assert says_why(behaviour, caplog.text)
+    assert seconds < 2
+
+
+def test_a_stale_socket_is_a_dead_master_but_not_a_scrape_error(bed: Bed) -> None:
+    import socket  # noqa: PLC0415
+
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(bed.socket))
+    errors = ScrapeErrors()
+    list(ScrapeCollector([MasterPart(errors, bed.control_dir, timeout=0.3)], errors).collect())
+    assert errors.counts() == {"masters": 0}
+    listed = cli("master", "list", config=bed.config)
+    assert listed.stdout.startswith(f"{CLIENT}\tdead (nothing listens on")
