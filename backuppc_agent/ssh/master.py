@@ -224,6 +224,8 @@ def _remember_host(directory: Path, client: str, host: str) -> None:
 
 def remembered_host(config: Config, client: str) -> str | None:
     """The host the last master for CLIENT was opened to, if recorded and still valid."""
+    if names.problem(client) is not None:
+        return None  # never build a path from a bad name; the caller refuses it
     try:
         raw = paths.read_private_file(config.state.dir / MASTERS_DIR / f"{client}.host", 4096)
     except BackupPCAgentError:

@@ -91,6 +91,7 @@ def kill_remote(
 
     from backuppc_agent.ssh.master import remembered_host  # noqa: PLC0415  (avoid a cycle)
 
+    sshconfig.control_path(config.mux.control_dir, client)  # refuse a bad name before any use
     target = host or remembered_host(config, client) or client
     mode, ident = ("job", token) if token else ("client", client_tag(client))
     argv = make_kill_command(config, client, target, mode, ident)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from backuppc_agent import names, proc
 from backuppc_agent.config import Config
-from backuppc_agent.errors import UsageError
+from backuppc_agent.errors import BadNameError, UsageError
 from backuppc_agent.ssh import remote, sshconfig
 
 if TYPE_CHECKING:
@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 #: ssh(1) options that take an argument (OpenSSH 9.x getopt string).
 SSH_OPTIONS_WITH_ARG = frozenset("bceilmopBDEFIJLOPQRSwW")
+#: ssh_config keywords that make ssh run a local command. rsync_bpc puts BackupPC's
+#: $hostIP right after our options, so a $hostIP like "-oProxyCommand=..." would be
+#: read as one of them: such options are refused from the command line (use ~/.ssh/config).
+COMMAND_KEYWORDS = frozenset({"proxycommand", "localcommand", "permitlocalcommand",
+                              "knownhostscommand"})  # fmt: skip
 POLL_SECONDS = 0.2
 DRAIN_SECONDS = 1.0
 ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -66,6 +71,37 @@ def split_ssh_args(args: Sequence[str]) -> tuple[list[str], str | None, list[str
     return options, args[index], list(args[index + 1 :])
 
 
+def option_values(options: Sequence[str]) -> list[tuple[str, str]]:
+    """(letter, value) of each option in ``options`` (split_ssh_args' first part) with a value."""
+    pairs = []
+    index = 0
+    while index < len(options):
+        letters = options[index][1:]
+        for position, letter in enumerate(letters):
+            if letter in SSH_OPTIONS_WITH_ARG:
+                value = letters[position + 1 :]
+                if not value and index + 1 < len(options):
+                    index += 1
+                    value = options[index]
+                pairs.append((letter, value))
+                break
+        index += 1
+    return pairs
+
+
+def check_options(options: Sequence[str]) -> None:
+    """Refuse ``-o`` options that would run a local command; raise BadNameError."""
+    for letter, value in option_values(options):
+        # ssh reads "Keyword=value" or "Keyword value", the keyword possibly quoted
+        words = value.replace("=", " ").replace('"', " ").split()
+        if letter == "o" and words and words[0].lower() in COMMAND_KEYWORDS:
+            raise BadNameError(
+                f"refusing ssh option {names.printable('-o' + value)} before the destination: "
+                "an option that runs a command is never taken from the command line "
+                "(a $hostIP that starts with '-'?); set it in ~/.ssh/config"
+            )
+
+
 def make_session_command(
     config: Config, client: str, args: Sequence[str], token: str
 ) -> tuple[str, ...]:
@@ -75,6 +111,7 @@ def make_session_command(
     if host is None:
         raise UsageError("master ssh: no destination host in the ssh arguments")
     names.check(host, "host")
+    check_options(options)
     marked = remote.mark_command(token, command) if command else ()
     pairs = sshconfig.options(config, str(path))
     return (config.mux.ssh, *sshconfig.option_args(pairs), *options, "--", host, *marked)
@@ -164,6 +201,7 @@ def _say(line: str) -> None:
 
 def run_session(config: Config, client: str, args: Sequence[str]) -> int:
     """Run one ssh session for CLIENT through its master; return ssh's exit status."""
+    sshconfig.control_path(config.mux.control_dir, client)  # refuse a bad name before any use
     token = remote.new_token(client)
     argv = make_session_command(config, client, args, token)
     return Relay(config, client, argv, token).run()
