@@ -5,12 +5,28 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from backuppc_agent import __version__
 from backuppc_agent.cli.commands import COMMANDS, HIDDEN, PROG
 
 DESCRIPTION = "An ssh-agent supervisor and readiness-gated hooks for BackupPC."
+#: A usage error is one line: BackupPC copies a hook's output into its XferLOG.
+MAX_ERROR_CHARS = 500
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with each error on one line: no usage block, no raw control characters."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit 2."""
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` with control characters escaped (a hostile argument is echoed), cut short."""
+    shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -50,7 +66,8 @@ def _common() -> argparse.ArgumentParser:
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
     """Build the parser; only ``selected``'s module adds its own arguments."""
     common = _common()
-    parser = argparse.ArgumentParser(
+    # Subparsers are built with the parent's class: every level errs on one line.
+    parser = _Parser(
         prog=PROG, parents=[common], description=DESCRIPTION, formatter_class=_Formatter
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -82,7 +99,6 @@ def parse(argv: list[str], selected: str | None) -> argparse.Namespace | int:
     except SystemExit as exit_:
         return 2 if exit_.code not in (0, None) else 0
     if args.command is None:
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: a COMMAND is required (see {PROG} --help)", file=sys.stderr)
+        print(f"{PROG}: error: a COMMAND is required (see {PROG} --help)", file=sys.stderr)
         return 2
     return args
