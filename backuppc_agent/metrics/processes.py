@@ -20,6 +20,7 @@ STATUS_CHUNK_BYTES = 4096
 _SWAP_TAG = b"\nVmSwap:"
 _SWAP_LINE = re.compile(rb"\nVmSwap:[ \t]*(\d+) kB\n")
 _NAME_TAG = b"Name:"
+_THREADS_TAG = b"\nThreads:"
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,17 @@ class ProcessScan:
 def parse_status_swap(data: bytes) -> int | None:
     """VmSwap of a /proc/PID/status text in bytes; None if there is no VmSwap line.
 
-    Kernel threads have no VmSwap line. Raises ValueError on a malformed one.
+    Kernel threads (and zombies) have no VmSwap line, but every status has a
+    Threads line after it. Raises ValueError on a malformed VmSwap line, or on
+    a status with neither (empty, cut short, or not a status file).
     """
     match = _SWAP_LINE.search(data)
     if match is not None:
         return int(match.group(1)) * KIB
     at = data.find(_SWAP_TAG)
     if at < 0:
+        if _THREADS_TAG not in data:
+            raise ValueError(f"status of {len(data)} bytes has no VmSwap or Threads line")
         return None
     end = data.find(b"\n", at + 1)
     raise ValueError(f"malformed VmSwap line: {data[at + 1 : end if end >= 0 else None]!r}")

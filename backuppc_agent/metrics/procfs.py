@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 KIB = 1024
 USEC_PER_SECOND = 1_000_000
+SWAPS_HEADER = "Filename"
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 _MEMINFO_KEYS = {"SwapTotal": "total", "SwapFree": "free", "SwapCached": "cached"}
 
@@ -117,10 +118,17 @@ def parse_vmstat(text: str) -> SwapVmStat:
 
 
 def parse_swaps(text: str) -> Swaps:
-    """Parse /proc/swaps: a header, then ``Filename Type Size Used Priority`` (KiB)."""
+    """Parse /proc/swaps: a header, then ``Filename Type Size Used Priority`` (KiB).
+
+    A first line that is not the header is malformed: the file is cut short or
+    is not /proc/swaps, and "no swap" must not be read into it.
+    """
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith(SWAPS_HEADER):
+        return Swaps((), (lines[0] if lines else "",))
     devices = []
     malformed = []
-    for line in text.splitlines()[1:]:
+    for line in lines[1:]:
         if not line.strip():
             continue
         device = _swap_device(line)

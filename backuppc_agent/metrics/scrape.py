@@ -82,12 +82,17 @@ class Part(abc.ABC):
         self.errors.record(self.name, detail)
 
     def read_text(self, path: Path) -> str | None:
-        """Read a text file; on failure count it and return None."""
+        """Read a text file; count a failure (or an empty file) and return None."""
         try:
-            return path.read_text(encoding="utf-8", errors="replace")
+            text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as err:
             self.fail(f"cannot read {path}: {err.strerror}")
             return None
+        if not text.strip():
+            # no procfs file we read is ever empty: a broken mount or a stand-in file
+            self.fail(f"cannot read {path}: it is empty")
+            return None
+        return text
 
     def report_malformed(self, path: Path, lines: Sequence[str]) -> None:
         """Count each line a parser could not read."""

@@ -17,6 +17,11 @@ from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
 
 #: errnos meaning "this kernel has no PSI" (not built in, or booted with psi=0)
 NO_PSI_ERRNOS = frozenset({errno.ENOENT, errno.EOPNOTSUPP})
+#: PSI line -> (metric name part, help)
+_PSI_FAMILIES = {
+    "some": ("waiting", "Time some tasks stalled on memory (PSI some)."),
+    "full": ("stalled", "Time all tasks stalled on memory (PSI full)."),
+}
 
 
 class ProcfsPart(Part):
@@ -120,13 +125,18 @@ class PressurePart(ProcfsPart):
             if err.errno not in NO_PSI_ERRNOS:
                 self.fail(f"cannot read {path}: {err.strerror}")
             return
+        if not text.strip():
+            self.fail(f"cannot read {path}: it is empty")
+            return
         pressure = procfs.parse_pressure(text)
         self.report_malformed(path, pressure.malformed)
-        for kind, value, doc in (
-            ("waiting", pressure.some_seconds, "Time some tasks stalled on memory (PSI some)."),
-            ("stalled", pressure.full_seconds, "Time all tasks stalled on memory (PSI full)."),
-        ):
-            if value is not None:
-                yield CounterMetricFamily(
-                    f"{PREFIX}memory_pressure_{kind}_seconds_total", doc, value=value
-                )
+        values = {"some": pressure.some_seconds, "full": pressure.full_seconds}
+        for line, (kind, doc) in _PSI_FAMILIES.items():
+            value = values[line]
+            if value is None:
+                # memory pressure has had both lines since PSI began (Linux 4.20)
+                self.fail(f"{path}: no {line} line")
+                continue
+            yield CounterMetricFamily(
+                f"{PREFIX}memory_pressure_{kind}_seconds_total", doc, value=value
+            )
