@@ -75,8 +75,10 @@ def make_kill_command(
 def _parse(output: str) -> int | None:
     for line in reversed(output.splitlines()):
         if line.startswith("killed "):
-            tail = line.split()[1]
-            return int(tail) if tail.isdigit() else None
+            # the client's output is untrusted: "killed " alone, or "killed ²", is no count
+            fields = line.split()
+            tail = fields[1] if len(fields) > 1 else ""
+            return int(tail) if tail.isascii() and tail.isdigit() else None
     return None
 
 
