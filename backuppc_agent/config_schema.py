@@ -61,7 +61,7 @@ def _listen(value: Any) -> str | None:
     if value == "":
         return None
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         return f'{value!r} must be HOST:PORT (e.g. 127.0.0.1:9842) or "" to disable'
     return None
 

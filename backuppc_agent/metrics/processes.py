@@ -93,7 +93,7 @@ def read_status(procfs: str, pid: str) -> bytes | None:
 def list_pids(procfs: str) -> list[str]:
     """The numeric entries of the procfs root; raise OSError if it cannot be listed."""
     with os.scandir(procfs) as entries:
-        return [entry.name for entry in entries if entry.name.isdigit()]
+        return [entry.name for entry in entries if entry.name.isascii() and entry.name.isdigit()]
 
 
 def scan_process_swap(procfs: Path, limit: int) -> ProcessScan:

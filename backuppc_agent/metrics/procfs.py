@@ -81,6 +81,11 @@ class Mounts:
     malformed: tuple[str, ...] = ()
 
 
+def _is_count(text: str) -> bool:
+    """True for a plain decimal count: ASCII digits only (str.isdigit also takes '²')."""
+    return text.isascii() and text.isdigit()
+
+
 def unescape(field: str) -> str:
     """Decode the kernel's octal escapes (``\\040`` for a space) in a path field."""
     return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
@@ -95,7 +100,7 @@ def parse_meminfo(text: str) -> SwapMemInfo:
         if key not in _MEMINFO_KEYS:
             continue
         parts = rest.split()
-        if len(parts) != 2 or parts[1] != "kB" or not parts[0].isdigit():
+        if len(parts) != 2 or parts[1] != "kB" or not _is_count(parts[0]):
             malformed.append(line)
             continue
         found[_MEMINFO_KEYS[key]] = int(parts[0]) * KIB
@@ -110,7 +115,7 @@ def parse_vmstat(text: str) -> SwapVmStat:
         parts = line.split()
         if not parts or parts[0] not in ("pswpin", "pswpout"):
             continue
-        if len(parts) != 2 or not parts[1].isdigit():
+        if len(parts) != 2 or not _is_count(parts[1]):
             malformed.append(line)
             continue
         found[parts[0]] = int(parts[1])
@@ -174,7 +179,7 @@ def _psi_total(fields: str) -> int | None:
     for field in fields.split():
         name, _, value = field.partition("=")
         if name == "total":
-            return int(value) if value.isdigit() else None
+            return int(value) if _is_count(value) else None
     return None
 
 
