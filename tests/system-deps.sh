@@ -5,7 +5,7 @@ set -eu
 
 # systemd: systemd-analyze verify of the units (no systemd needs to run);
 # sysvinit-utils: lsb's init-functions, which the sysvinit script sources.
-PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo faketime systemd sysvinit-utils"
+PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3"
 
 missing=""
 for pkg in $PACKAGES; do
