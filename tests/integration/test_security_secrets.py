@@ -1,0 +1,183 @@
+"""No secret anywhere: a planted passphrase and a private key, through the whole path.
+
+Unattended unlock reads a known passphrase from a real file keyring and loads a
+real key; a pre-dump hook opens a real master to a loopback sshd (127.0.0.121);
+a transfer session runs through it; the metrics endpoint is scraped. Then every
+output is searched for the passphrase and for the private key's PEM body: the
+supervisor log, hook and session output, every file in the state dir (SQLite,
+its WAL, master logs), the env file, the config cache, the exposition, status,
+and the argv and environment of every process started (supervisor, agent,
+master; ssh-add and the askpass helper through recording wrappers on PATH).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backuppc_agent import config as config_mod
+from backuppc_agent import config_cache
+from backuppc_agent.ssh import mux
+from tests.helpers import cli, make_key, make_setup, private_dir, running
+from tests.sshd import CLIENT_USER, needs_root, running_sshd
+
+pytestmark = needs_root
+
+ADDRESS = "127.0.0.121"
+BACKEND = "keyrings.alt.file.PlaintextKeyring"
+SECRET = f"planted passphrase {secrets.token_hex(8)}"
+
+
+def _proc_texts(pid: int) -> bytes:
+    """argv and environment of a live process (NUL-separated, as the kernel keeps them)."""
+    found = b""
+    for name in ("cmdline", "environ"):
+        try:
+            found += Path(f"/proc/{pid}/{name}").read_bytes() + b"\n"
+        except OSError:
+            pass
+    return found
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process whose ancestry reaches ``root`` (root included)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[1])
+    found = []
+    for pid in parents:
+        walk = pid
+        while walk > 1 and walk != root:
+            walk = parents.get(walk, 1)
+        if walk == root:
+            found.append(pid)
+    return found
+
+
+def _recorders(directory: Path) -> tuple[Path, Path]:
+    """ssh-add and askpass wrappers first on PATH: each records its argv and environment."""
+    bin_dir = private_dir(directory / "bin")
+    add_record, ask_record = directory / "ssh-add.record", directory / "askpass.record"
+    ask = bin_dir / "askpass-recorder"
+    ask.write_text(
+        f'#!/bin/sh\n{{ tr "\\0" " " < /proc/$$/cmdline; echo; env; }} >> "{ask_record}"\n'
+        'exec "$BPA_REAL_ASKPASS" "$@"\n'
+    )
+    add = bin_dir / "ssh-add"
+    add.write_text(
+        f'#!/bin/sh\n{{ tr "\\0" " " < /proc/$$/cmdline; echo; env; }} >> "{add_record}"\n'
+        f'export BPA_REAL_ASKPASS="$SSH_ASKPASS" SSH_ASKPASS="{ask}"\n'
+        'exec /usr/bin/ssh-add "$@"\n'
+    )
+    ask.chmod(0o700)
+    add.chmod(0o700)
+    return add_record, ask_record
+
+
+@pytest.fixture
+def keyring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private file keyring, seen by every child."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", BACKEND)
+    monkeypatch.setenv("XDG_DATA_HOME", str(private_dir(tmp_path / "xdg-data")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(private_dir(tmp_path / "xdg-config")))
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short private directory: control paths must fit in 90 characters."""
+    root = Path(tempfile.mkdtemp(prefix="bpa-sec-"))
+    root.chmod(0o700)
+    try:
+        yield root
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def _pem_lines(key: Path) -> list[bytes]:
+    body = [line for line in key.read_bytes().splitlines() if not line.startswith(b"-----")]
+    assert len(body) >= 3
+    return [*body, b"".join(body)]
+
+
+def test_no_passphrase_or_key_material_in_any_output(
+    keyring_env: None,
+    tmp_path: Path,
+    short_dir: Path,
+    free_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = make_key(private_dir(tmp_path / "keys"), "id_secret", passphrase=SECRET)
+    code = "import keyring, sys; keyring.set_password('backuppc-agent', sys.argv[1], sys.argv[2])"
+    subprocess.run([sys.executable, "-c", code, str(key), SECRET], check=True, timeout=60)
+    add_record, ask_record = _recorders(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    known_hosts = short_dir / "known_hosts"
+    setup = make_setup(
+        tmp_path / "inst",
+        agent_extra=f'unlock = "keyring"\nkeys = ["{key}"]',
+        extra=(
+            f'\n[hooks]\nwait_seconds = 10\non_ready = "none"\n'
+            f'[mux]\ncontrol_dir = "{short_dir / "mux"}"\nknown_hosts = "{known_hosts}"\n'
+            f'identity_files = ["{key}.pub"]\n'
+        ),
+    )
+    setup.config.write_text(
+        setup.config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{free_port}"')
+    )
+    host = f"{CLIENT_USER}@{ADDRESS}"
+    outputs: dict[str, bytes] = {}
+    with running_sshd(ADDRESS, key) as sshd:
+        known_hosts.write_text(sshd.known_hosts_line())
+        with running(setup, wait_state="ready") as sup:
+            hook = cli("hook", "pre-dump", "--client", "web01", "--host", host, config=setup.config)
+            assert hook.returncode == 0, hook.stdout + hook.stderr
+            session = cli("master", "ssh", "web01", host, "echo", "hi", config=setup.config)
+            assert session.stdout == "hi\n", session.stderr
+            url = f"http://127.0.0.1:{free_port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                outputs["metrics"] = reply.read()
+            outputs["status"] = cli("status", "--json", config=setup.config).stdout.encode()
+            outputs["hook"] = (hook.stdout + hook.stderr).encode()
+            outputs["session"] = (session.stdout + session.stderr).encode()
+            master = mux.check(short_dir / "mux" / "web01", 1.0)
+            assert master.alive
+            assert master.pid is not None
+            state = setup.state() or {}
+            pids = {sup.pid, state["agent_pid"], master.pid, *_descendants(sup.pid)}
+            for pid in pids:
+                outputs[f"/proc/{pid}"] = _proc_texts(pid)
+            outputs["log"] = sup.logtext().encode()
+        try:
+            os.kill(master.pid, 9)
+        except ProcessLookupError:
+            pass
+    for path in [*setup.state_dir.rglob("*"), setup.env_file, add_record, ask_record]:
+        if path.is_file():
+            outputs[str(path)] = path.read_bytes()
+    cache = config_cache.cache_file(config_mod.home_dir(), setup.config)
+    outputs["cache"] = cache.read_bytes()
+    # the path worked: the key was loaded through askpass, the master rode the agent
+    assert b"SSH_ASKPASS_REQUIRE=force" in outputs[str(add_record)]
+    assert str(key).encode() in outputs[str(add_record)]
+    assert outputs[str(ask_record)]
+    assert "unattended unlock: loaded" in outputs["log"].decode()
+    assert any(name.endswith("events.sqlite3") for name in outputs)
+    assert len([name for name in outputs if name.startswith("/proc/")]) >= 3
+    leaks = [name for name, text in outputs.items() if SECRET.encode() in text]
+    assert leaks == []
+    pem = _pem_lines(key)
+    leaks = [name for name, text in outputs.items() if any(line in text for line in pem)]
+    assert leaks == []
