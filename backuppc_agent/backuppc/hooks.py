@@ -112,7 +112,7 @@ def check_names(client: str, host: str, config: Config, hook: str) -> None:
 
 def ensure_master_line(config: Config, client: str, host: str) -> str:
     """Find CLIENT's master alive, or open it; return a status line. Raises on failure."""
-    path = sshconfig.control_path(config.mux.control_dir, client)
+    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     status = mux.check(path, MASTER_CHECK_SECONDS)
     if status.alive:
         return f"ssh master for {client} is up (pid {status.pid}, reused)"

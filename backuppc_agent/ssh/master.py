@@ -239,7 +239,7 @@ def ensure_master(config: Config, client: str, host: str) -> tuple[mux.MuxStatus
 
     Raises MasterError (or BadNameError, UnsafePathError) if it cannot.
     """
-    path = sshconfig.control_path(config.mux.control_dir, client)
+    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     names.check(host, "host")
     status = mux.check(path, CHECK_SECONDS)
     if status.alive:

@@ -57,7 +57,7 @@ def make_kill_command(
     config: Config, client: str, host: str, mode: str, ident: str
 ) -> tuple[str, ...]:
     """argv of the kill session: through CLIENT's master if alive, else a direct login."""
-    path = sshconfig.control_path(config.mux.control_dir, client)
+    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     pairs = sshconfig.options(config, str(path), master="no")
     return (
         config.mux.ssh,

@@ -15,9 +15,10 @@ socket paths are limited to 108 bytes and the master first binds the path plus
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from backuppc_agent import names
+from backuppc_agent import names, paths
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BadNameError, ConfigError
 from backuppc_agent.ssh.limits import client_budget, control_dir_problem, unsafe_path_problem
@@ -33,6 +34,20 @@ def control_path(control_dir: Path, client: str) -> Path:
         hint = f" (control_dir {control_dir} leaves {budget})" if "long" in reason else ""
         raise BadNameError(f"refusing client name {names.printable(client)}: it {reason}{hint}")
     return control_dir / client
+
+
+def trusted_control_path(control_dir: Path, client: str) -> Path:
+    """``control_path()``, refusing a control directory others could have put a master in.
+
+    ssh does not check who owns the master socket it talks to, and a live
+    master answers our alive check whoever planted it: before a socket there is
+    used, its directory, if it exists, must be ours (or root's), private and no
+    symlink. Raises BadNameError or UnsafePathError.
+    """
+    path = control_path(control_dir, client)
+    if os.path.lexists(control_dir):
+        paths.check_dir(control_dir, "control")
+    return path
 
 
 def options(config: Config, path: str, master: str = "auto") -> tuple[tuple[str, str], ...]:

@@ -106,7 +106,7 @@ def make_session_command(
     config: Config, client: str, args: Sequence[str], token: str
 ) -> tuple[str, ...]:
     """argv of the real ssh: our options, the caller's, the destination, the marked command."""
-    path = sshconfig.control_path(config.mux.control_dir, client)
+    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     options, host, command = split_ssh_args(args)
     if host is None:
         raise UsageError("master ssh: no destination host in the ssh arguments")

@@ -1,0 +1,228 @@
+"""Control sockets and their directory: never trusted when others could have put them there.
+
+A real ssh-agent holds a key so the pre-dump hook gets to the master; ``[mux]
+ssh`` is a recording stand-in. The control directory is refused when it is a
+symlink, foreign-owned or writable by others, even when a master answers in
+it; a socket of another user is never adopted or removed. Listeners of another
+uid (SO_PEERCRED) bind as root, then drop to nobody before listen(): the socket
+file is ours, only the peer credentials tell.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backuppc_agent.events import EventStore
+from backuppc_agent.ssh import mux
+from tests.helpers import cli, make_setup, private_dir, ssh_add, wait_for
+from tests.hostile_support import listener, recording_program, runs_of
+
+NOBODY = 65534
+CLIENT = "web01"
+HOST = "root@127.0.0.9"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, setuid)")
+
+#: a well-behaved master (hello, then alive with its pid) that drops to nobody before listen()
+AS_NOBODY = r"""
+import os, socket, struct, sys
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1])
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+server.listen(8)
+print("listening", flush=True)
+def frame(*words):
+    body = b"".join(struct.pack(">I", w) for w in words)
+    return struct.pack(">I", len(body)) + body
+while True:
+    conn, _ = server.accept()
+    try:
+        conn.sendall(frame(1, 4))
+        conn.recv(64)
+        request = conn.recv(64)
+        if len(request) >= 12:
+            conn.sendall(frame(0x80000005, struct.unpack(">I", request[8:12])[0], os.getpid()))
+    except OSError:
+        pass
+    conn.close()
+"""
+
+
+def good_master(conn: object) -> None:
+    """A same-uid master that answers hello and alive checks."""
+    import socket  # noqa: PLC0415
+    import struct  # noqa: PLC0415
+
+    assert isinstance(conn, socket.socket)
+    conn.sendall(mux.encode(mux.MUX_MSG_HELLO, mux.MUX_VERSION))
+    conn.recv(64)
+    request = conn.recv(64)
+    if len(request) >= 12:
+        request_id = struct.unpack(">I", request[8:12])[0]
+        conn.sendall(mux.encode(mux.MUX_S_ALIVE, request_id, os.getpid()))
+
+
+class Bed:
+    def __init__(self, root: Path, agent: Path) -> None:
+        self.root = root
+        self.control_dir = root / "mux"
+        self.state_dir = root / "state"
+        self.ssh = recording_program(root / "bin")
+        self.config = root / "config.toml"
+        self.config.write_text(
+            f'[agent]\nsocket = "{agent}"\n[state]\ndir = "{self.state_dir}"\n'
+            '[metrics]\nlisten = ""\n[hooks]\nwait_seconds = 2\nconnect_timeout_seconds = 2\n'
+            f'[mux]\ncontrol_dir = "{self.control_dir}"\nssh = "{self.ssh}"\n'
+        )
+
+    @property
+    def socket(self) -> Path:
+        return self.control_dir / CLIENT
+
+    def pre_dump(self) -> subprocess.CompletedProcess[str]:
+        return cli("hook", "pre-dump", "--client", CLIENT, "--host", HOST, config=self.config)
+
+
+@pytest.fixture(scope="module")
+def agent(keys: dict[str, Path]) -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="bpa-sc-"))
+    root.chmod(0o700)
+    sock = root / "agent.sock"
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(sock.exists)
+        assert ssh_add(sock, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
+        yield sock
+    finally:
+        proc.kill()
+        proc.wait()
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+@pytest.fixture
+def bed(agent: Path) -> Iterator[Bed]:
+    root = Path(tempfile.mkdtemp(prefix="bpa-sc-"))
+    root.chmod(0o700)
+    try:
+        yield Bed(root, agent)
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def spoil(directory: Path, how: str) -> None:
+    """Make the control directory unsafe in one way (it exists afterwards)."""
+    if how == "symlink":
+        real = private_dir(directory.with_name("mux.real"))
+        directory.symlink_to(real)
+    elif how == "world-writable":
+        private_dir(directory).chmod(0o777)
+    else:
+        os.chown(private_dir(directory), NOBODY, NOBODY)
+
+
+NEEDLES = {
+    "symlink": "is a symlink",
+    "world-writable": "is writable by other users",
+    "foreign": f"is owned by uid {NOBODY}",
+}
+SPOILERS = ["symlink", "world-writable", pytest.param("foreign", marks=needs_root)]
+
+
+def assert_refused(bed: Bed, done: subprocess.CompletedProcess[str], how: str) -> None:
+    assert done.returncode == 3, done.stdout + done.stderr
+    text = done.stdout + done.stderr
+    assert f"control directory {bed.control_dir} {NEEDLES[how]}" in text
+    assert text.count("\n") == 1, text
+    assert runs_of(bed.ssh) == []
+
+
+@pytest.mark.parametrize("how", SPOILERS)
+def test_pre_dump_refuses_an_unsafe_control_dir(bed: Bed, how: str) -> None:
+    spoil(bed.control_dir, how)
+    done = bed.pre_dump()
+    assert_refused(bed, done, how)
+    assert EventStore(bed.state_dir).summary().runs == {("pre-dump", "ssh-failed"): 1}
+
+
+@pytest.mark.parametrize("how", SPOILERS)
+def test_a_master_that_answers_in_an_unsafe_control_dir_is_not_used(bed: Bed, how: str) -> None:
+    spoil(bed.control_dir, how)
+    with listener(bed.socket, good_master):
+        wait_for(lambda: mux.check(bed.socket, 1.0).alive)  # it would pass for a master
+        hook = bed.pre_dump()
+        session = cli("master", "ssh", CLIENT, HOST, "true", config=bed.config)
+    assert_refused(bed, hook, how)
+    assert_refused(bed, session, how)
+
+
+@needs_root
+def test_a_stale_control_socket_of_another_user_is_neither_used_nor_removed(bed: Bed) -> None:
+    import socket  # noqa: PLC0415
+
+    private_dir(bed.control_dir)
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(bed.socket))
+    os.chown(bed.socket, NOBODY, NOBODY)
+    done = bed.pre_dump()
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"is owned by uid {NOBODY}" in done.stdout
+    assert bed.socket.is_socket()
+    assert runs_of(bed.ssh) == []
+
+
+@needs_root
+def test_a_master_of_another_uid_is_foreign_everywhere(bed: Bed) -> None:
+    private_dir(bed.control_dir)
+    server = subprocess.Popen(
+        ["/usr/bin/python3", "-c", AS_NOBODY, str(bed.socket)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "listening\n"
+        assert bed.socket.stat().st_uid == 0  # the file is ours: only SO_PEERCRED tells
+        hook = bed.pre_dump()
+        check = cli("master", "check", CLIENT, config=bed.config)
+        listed = cli("master", "list", config=bed.config)
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    assert hook.returncode == 6, hook.stdout + hook.stderr
+    assert f"served by uid {NOBODY}" in hook.stdout
+    assert check.returncode == 1
+    assert f"served by uid {NOBODY}" in check.stdout
+    assert listed.stdout.startswith(f"{CLIENT}\tdead (control socket {bed.socket} is served by")
+    assert bed.socket.is_socket()  # never removed: it is not ours to clear
+    assert runs_of(bed.ssh) == []
+
+
+@needs_root
+def test_the_supervisor_never_adopts_an_agent_socket_served_by_another_uid(
+    tmp_path: Path,
+) -> None:
+    setup = make_setup(tmp_path / "inst")
+    server = subprocess.Popen(
+        ["/usr/bin/python3", "-c", AS_NOBODY, str(setup.socket)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "listening\n"
+        done = cli("run", config=setup.config, timeout=20)
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+    assert done.returncode == 3, done.stderr
+    assert f"listener runs as uid {NOBODY}" in done.stderr
+    assert setup.socket.is_socket()  # left alone
