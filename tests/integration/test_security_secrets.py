@@ -34,6 +34,8 @@ pytestmark = needs_root
 ADDRESS = "127.0.0.121"
 BACKEND = "keyrings.alt.file.PlaintextKeyring"
 SECRET = f"planted passphrase {secrets.token_hex(8)}"
+#: in the supervisor's own environment only: children get an explicit, minimal one
+CANARY = f"canary-{secrets.token_hex(8)}"
 
 
 def _proc_texts(pid: int) -> bytes:
@@ -124,6 +126,7 @@ def test_no_passphrase_or_key_material_in_any_output(
     subprocess.run([sys.executable, "-c", code, str(key), SECRET], check=True, timeout=60)
     add_record, ask_record = _recorders(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("BPA_CANARY", CANARY)
     known_hosts = short_dir / "known_hosts"
     setup = make_setup(
         tmp_path / "inst",
@@ -159,6 +162,7 @@ def test_no_passphrase_or_key_material_in_any_output(
             pids = {sup.pid, state["agent_pid"], master.pid, *_descendants(sup.pid)}
             for pid in pids:
                 outputs[f"/proc/{pid}"] = _proc_texts(pid)
+            supervisor = f"/proc/{sup.pid}"
             outputs["log"] = sup.logtext().encode()
         try:
             os.kill(master.pid, 9)
@@ -178,6 +182,8 @@ def test_no_passphrase_or_key_material_in_any_output(
     assert len([name for name in outputs if name.startswith("/proc/")]) >= 3
     leaks = [name for name, text in outputs.items() if SECRET.encode() in text]
     assert leaks == []
+    inherited = [name for name, text in outputs.items() if CANARY.encode() in text]
+    assert inherited == [supervisor]  # seen where it was planted, and in no child
     pem = _pem_lines(key)
     leaks = [name for name, text in outputs.items() if any(line in text for line in pem)]
     assert leaks == []
