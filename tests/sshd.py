@@ -12,6 +12,7 @@ modules pick distinct ones so runs in parallel never collide.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -165,18 +166,44 @@ class Sshd:
         return lines[0] + "\n"
 
     def stop(self) -> None:
-        """Stop the listener and every session process it forked."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        kill_user_processes(self.user, f"sshd: {self.user}")
+        """Stop the listener and every process it forked (connections, remote commands).
+
+        Only this server's: each connection runs in its own session, so they are
+        found by parentage, never by name (another test's sshd may be running).
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        forked = descendants(self.proc.pid)
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        for pid in forked:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from each process's parent in /proc/PID/stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def user_processes(user: str) -> list[tuple[int, str]]:

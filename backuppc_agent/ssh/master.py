@@ -234,27 +234,52 @@ def remembered_host(config: Config, client: str) -> str | None:
     return host if host and names.problem(host) is None else None
 
 
-def ensure_master(config: Config, client: str, host: str) -> tuple[mux.MuxStatus, bool]:
-    """Find CLIENT's master alive or open it; return (status, opened_now).
+def ensure_master(
+    config: Config, client: str, host: str, first: mux.MuxStatus | None = None
+) -> tuple[mux.MuxStatus, bool]:
+    """Find CLIENT's master alive (a session proves its connection) or open it.
 
-    Raises MasterError (or BadNameError, UnsafePathError) if it cannot.
+    ``first`` is the caller's own check_session of the socket, if it made one.
+    Returns (status, opened_now); raises MasterError (or BadNameError) if it cannot.
     """
     path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     names.check(host, "host")
-    status = mux.check(path, CHECK_SECONDS)
+    status = first or mux.check_session(path, CHECK_SECONDS, session_seconds(config))
     if status.alive:
         return status, False
     paths.ensure_private_dir(config.mux.control_dir, "control")
     lock = ClientLock(masters_dir(config), client)
     lock.acquire(config.hooks.connect_timeout_seconds + 10.0)
     try:
-        status = mux.check(path, CHECK_SECONDS)  # another hook may have opened it meanwhile
-        if status.alive:
-            return status, False
-        clear_dead_socket(path, status)
+        again = mux.check(path, CHECK_SECONDS)
+        if again.alive and again.pid != status.pid:  # another hook opened one meanwhile
+            return again, False
+        if again.alive:
+            retire_master(path, status)
+        else:
+            clear_dead_socket(path, again)
         return open_master(config, client, host), True
     finally:
         lock.release()
+
+
+def session_seconds(config: Config) -> float:
+    """How long a live master may take to open a session: what a new connection may take."""
+    return float(config.hooks.connect_timeout_seconds)
+
+
+def retire_master(path: Path, status: mux.MuxStatus) -> None:
+    """Free ``path`` from a master that runs but opens no sessions.
+
+    The master is asked to stop listening (``ssh -O stop``: it removes its
+    socket; whatever it still carries runs on until its connection dies), not
+    to exit; if it does not answer, its socket is removed.
+    """
+    logger.warning("retiring ssh master %s: %s", path, status.detail)
+    mux.stop_listening(path, CHECK_SECONDS)
+    if path.is_socket():  # it did not answer: take the path from it
+        paths.check_socket_path(path, "control socket")
+        paths.remove_socket(path)
 
 
 def close_master(config: Config, client: str) -> mux.MuxStatus:
