@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from backuppc_agent.errors import BackupPCAgentError
 
 STOP_GRACE_SECONDS = 3.0
+#: What a kill session may print (its script prints a line or two).
+OUTPUT_LIMIT_BYTES = 1 << 20
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -105,23 +108,88 @@ def run_with_files(
     """
     try:
         with _open_or_null(stdin, "rb") as source, _open_or_null(output, "ab") as sink:
-            proc = subprocess.Popen(
-                tuple(argv),
-                stdin=source,
-                stdout=sink,
-                stderr=sink,
-                env=dict(env) if env is not None else base_env(),
-                start_new_session=True,
-                close_fds=True,
-            )
+            return _run_on_fds(argv, timeout, env, source.fileno(), sink.fileno())
+    except OSError as err:
+        raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
+
+
+def run_in_memory(
+    argv: Sequence[str],
+    timeout: float,
+    env: Mapping[str, str] | None,
+    input_data: bytes,
+    limit: int = OUTPUT_LIMIT_BYTES,
+) -> tuple[int, bytes]:
+    """Run ``argv`` on ``input_data``; return its status and (up to ``limit`` bytes of) output.
+
+    Like run_with_files, but stdin and the output (stdout and stderr) are
+    anonymous memory files: never pipes, and never the disk, so a full or
+    read-only state directory cannot stop a kill session. Raises CommandError.
+    """
+    try:
+        with _memory_file("stdin", input_data) as source, _memory_file("output") as sink:
+            code = _run_on_fds(argv, timeout, env, source, sink)
+            return code, os.pread(sink, limit, 0)
+    except OSError as err:
+        raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
+
+
+@contextlib.contextmanager
+def _memory_file(name: str, data: bytes = b"") -> Iterator[int]:
+    """An anonymous file (memfd) holding ``data``, positioned at its start; closed after."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _run_on_fds(
+    argv: Sequence[str], timeout: float, env: Mapping[str, str] | None, stdin: int, output: int
+) -> int:
+    """Start ``argv`` in its own session on these descriptors and wait; raise CommandError."""
+    try:
+        proc = subprocess.Popen(
+            tuple(argv),
+            stdin=stdin,
+            stdout=output,
+            stderr=output,
+            env=dict(env) if env is not None else base_env(),
+            start_new_session=True,
+            close_fds=True,
+        )
     except OSError as err:
         raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
     try:
-        return proc.wait(timeout=timeout)
+        return wait_child(proc, timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc.pid)
         proc.wait()
         raise CommandError(f"{argv[0]} did not finish within {timeout:g} s") from None
+
+
+def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """Wait up to ``timeout`` for a child to exit; return its status.
+
+    Woken by the child's pidfd rather than Popen.wait's polling, whose sleeps
+    (time.sleep: an absolute CLOCK_MONOTONIC deadline) libfaketime breaks in the
+    clock-jump tests. Raises subprocess.TimeoutExpired.
+    """
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # a kernel before 5.3
+        return proc.wait(timeout=timeout)
+    try:
+        ready, _, _ = select.select([pidfd], [], [], max(timeout, 0.0))
+    finally:
+        os.close(pidfd)
+    if not ready:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return proc.wait()
 
 
 def _open_or_null(path: Path | None, mode: str) -> IO[bytes]:
@@ -191,6 +259,16 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return bool(fields) and fields[0] != b"Z"
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid`` from /proc/PID/stat, or None if it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[-1].split()
+    except OSError:
+        return None
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
 def process_name(pid: int) -> str | None:

@@ -26,6 +26,7 @@ from backuppc_agent.errors import BackupPCAgentError, BadNameError
 from backuppc_agent.records import Record
 from backuppc_agent.ssh import mux, sshconfig
 from backuppc_agent.state import State
+from backuppc_agent.waits import pause
 
 PRE_HOOKS = ("pre-dump", "pre-restore", "pre-archive")
 POST_HOOKS = ("post-dump", "post-restore", "post-archive")
@@ -60,7 +61,7 @@ def wait_ready(
     config: Config,
     wait_seconds: float,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = pause,
 ) -> Readiness:
     """Probe the agent until it is ready or ``wait_seconds`` have passed."""
     started = clock()

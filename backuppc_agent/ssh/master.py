@@ -21,8 +21,9 @@ from typing import NamedTuple
 
 from backuppc_agent import exitcodes, names, paths
 from backuppc_agent.config import Config
-from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 from backuppc_agent.ssh import mux, sshconfig
+from backuppc_agent.waits import pause
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +119,11 @@ def make_master_command(config: Config, client: str, host: str, log: Path) -> tu
 def masters_dir(config: Config) -> Path:
     """``STATE_DIR/masters`` (0700): per-client locks, logs and the last host used."""
     directory = config.state.dir / MASTERS_DIR
-    paths.ensure_private_dir(config.state.dir, "state")
-    paths.ensure_private_dir(directory, "masters")
+    try:
+        paths.ensure_private_dir(config.state.dir, "state")
+        paths.ensure_private_dir(directory, "masters")
+    except UnsafePathError as err:  # a read-only or full state dir: opening fails, says why
+        raise MasterError(f"cannot open a master: {err}") from err
     return directory
 
 
@@ -133,7 +137,10 @@ class ClientLock:
     def acquire(self, timeout: float) -> None:
         """Take the lock within ``timeout``; raise MasterError if another holder keeps it."""
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(self._path, flags, paths.PRIVATE_FILE_MODE)
+        try:
+            fd = os.open(self._path, flags, paths.PRIVATE_FILE_MODE)
+        except OSError as err:  # e.g. a read-only state dir
+            raise MasterError(f"cannot lock {self._path}: {err.strerror}") from err
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -142,7 +149,7 @@ class ClientLock:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise MasterError(f"timed out waiting for {self._path}") from None
-                time.sleep(0.01)
+                pause(0.01)
                 continue
             self._fd = fd
             return
@@ -190,7 +197,7 @@ def _wait_alive(path: Path, seconds: float) -> mux.MuxStatus:
         status = mux.check(path, CHECK_SECONDS)
         if status.alive or time.monotonic() >= deadline:
             return status
-        time.sleep(0.02)
+        pause(0.02)
 
 
 def open_master(config: Config, client: str, host: str) -> mux.MuxStatus:

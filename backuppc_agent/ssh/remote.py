@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 import zlib
-from pathlib import Path
 from typing import NamedTuple
 
-from backuppc_agent import names, paths, proc
+from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
@@ -87,10 +86,10 @@ def kill_remote(
 ) -> KillResult:
     """Kill one job (``token``) or every job of CLIENT (``token`` None) on the client.
 
-    Raises BackupPCAgentError (a bad name, or the session could not run).
+    The script and its output live in anonymous memory files, so a full or
+    read-only state directory never stops a kill. Raises BackupPCAgentError
+    (a bad name, or the session could not run).
     """
-    import tempfile  # noqa: PLC0415  (only when killing: it imports shutil, random)
-
     from backuppc_agent.ssh.master import remembered_host  # noqa: PLC0415  (avoid a cycle)
 
     sshconfig.control_path(config.mux.control_dir, client)  # refuse a bad name before any use
@@ -98,15 +97,11 @@ def kill_remote(
     mode, ident = ("job", token) if token else ("client", client_tag(client))
     argv = make_kill_command(config, client, target, mode, ident)
     timeout = config.hooks.connect_timeout_seconds + KILL_EXTRA_SECONDS
-    paths.ensure_private_dir(config.state.dir, "state")
-    with tempfile.TemporaryDirectory(prefix="kill-remote-", dir=config.state.dir) as tmp:
-        script, out = Path(tmp) / "script.sh", Path(tmp) / "output"
-        script.write_text(KILL_SCRIPT)
-        try:
-            code = proc.run_with_files(argv, timeout, proc.base_env(), script, out)
-        except proc.CommandError as err:
-            raise BackupPCAgentError(f"kill-remote {client}: {err}") from err
-        output = out.read_text(errors="replace") if out.exists() else ""
+    try:
+        code, raw = proc.run_in_memory(argv, timeout, proc.base_env(), KILL_SCRIPT.encode())
+    except proc.CommandError as err:
+        raise BackupPCAgentError(f"kill-remote {client}: {err}") from err
+    output = raw.decode("utf-8", "replace")
     killed = _parse(output)
     if code != 0 or killed is None:
         last = output.strip().splitlines()[-1:] or [f"ssh exited {code}"]
