@@ -55,6 +55,8 @@ class Readiness(Record):
     reason: str
     waited_seconds: float
     identities: int
+    #: how the last probe ended (ProbeStatus value): "timeout" = the agent was too slow
+    probe: str = "answered"
 
 
 def wait_ready(
@@ -73,7 +75,8 @@ def wait_ready(
         state, reason = evaluate(result, config.agent.required_keys)
         left = deadline - clock()
         if state is State.READY or left <= 0:
-            return Readiness(state, reason, clock() - started, len(result.identities))
+            waited = clock() - started
+            return Readiness(state, reason, waited, len(result.identities), result.status.value)
         sleep(min(POLL_SECONDS, left))
 
 
@@ -90,6 +93,11 @@ def not_ready_line(config: Config, ready: Readiness) -> str:
     """The one line BackupPC's XferLOG shows when the keys are not there."""
     sock = config.agent.socket
     user = _user_name()
+    if ready.state is State.DOWN and ready.probe == "timeout":
+        return (
+            f"ssh-agent did not answer in time (agent socket {sock}: {ready.reason}); "
+            f"gave up after {ready.waited_seconds:.0f} s: is the machine overloaded?"
+        )
     if ready.state is State.DOWN:
         return (
             f"ssh-agent is not running (agent socket {sock}: {ready.reason}); "
