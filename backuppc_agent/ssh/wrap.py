@@ -9,7 +9,8 @@ dump would wait for an EOF that never comes, and never run DumpPostUserCmd.
 So the real ssh gets our stdin and stdout (the pipes to rsync_bpc: data flows
 with no copy through us) but its stderr is a pipe to this process, which relays
 it. The remote command is marked with a job token (remote.py). When our caller
-goes away (parent died) or we are signalled, we kill the remote job through a
+goes away (parent died, or the parent's own parent: BackupPC_dump killed
+under rsync_bpc) or we are signalled, we kill the remote job through a
 second session on the same master, stop our ssh, and exit: the only holder of
 the dump's pipe is gone, whatever the master still holds.
 """
@@ -127,6 +128,10 @@ class Relay:
         self.token = token
         self.signals: list[int] = []
         self.parent = os.getppid()
+        # rsync_bpc (our parent) is run by BackupPC_dump: if the dump dies (SIGKILL,
+        # the OOM killer), rsync_bpc runs on, orphaned, pulling a backup nobody will
+        # finish; our parent's parent changing is the only sign we get.
+        self.grandparent = proc.parent_pid(self.parent)
 
     def run(self) -> int:
         """Relay until ssh exits (its status) or we must abort (128 + signal, or 255)."""
@@ -141,7 +146,7 @@ class Relay:
         err_fd = child.stderr.fileno()
         watched = [err_fd, wake_r]
         while True:
-            if self.signals or os.getppid() != self.parent:
+            if self.signals or self._orphaned():
                 return self._abort(child)
             readable, _, _ = select.select(watched, [], [], POLL_SECONDS)
             if wake_r in readable:
@@ -153,6 +158,12 @@ class Relay:
                 if err_fd in watched:
                     _drain(err_fd, DRAIN_SECONDS)
                 return child.returncode
+
+    def _orphaned(self) -> bool:
+        """True once our caller (rsync_bpc) or the caller's caller (the dump) is gone."""
+        if os.getppid() != self.parent:
+            return True
+        return self.grandparent is not None and proc.parent_pid(self.parent) != self.grandparent
 
     def _record(self, signum: int, _frame: object) -> None:
         self.signals.append(signum)

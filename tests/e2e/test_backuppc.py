@@ -12,6 +12,8 @@ every process started here are removed afterwards.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -32,6 +34,9 @@ BPC = Path("/usr/share/backuppc/bin")
 CONF_DIR = Path("/etc/backuppc")
 TOPDIR = Path("/var/lib/backuppc")
 LOG = TOPDIR / "log" / "LOG"
+#: One real BackupPC at a time on this machine (it owns /run/backuppc and TOPDIR):
+#: every test module that starts one holds an exclusive flock on this file.
+E2E_LOCK = Path("/tmp/backuppc-e2e.lock")
 CLIENT_A, CLIENT_B, CLIENT_SLOW = "bpa-e2e-a", "bpa-e2e-b", "bpa-e2e-slow"
 CLIENTS = (CLIENT_A, CLIENT_B, CLIENT_SLOW)
 WAIT_SECONDS = 2
@@ -226,8 +231,24 @@ def _clean_pc_dirs() -> None:
         (CONF_DIR / f"{client}.pl").unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def backuppc_lock() -> Iterator[None]:
+    """Hold the machine-wide BackupPC lock (blocks while another test run holds it)."""
+    fd = os.open(E2E_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
+    with backuppc_lock():
+        yield from _site()
+
+
+def _site() -> Iterator[Site]:
     if server_running():
         pytest.skip("a BackupPC server is already running on this machine")
     python = _python_for_backuppc()
