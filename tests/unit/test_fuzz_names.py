@@ -82,20 +82,24 @@ def _session(args: list[str]) -> tuple[str, ...] | str:
 @example(["-o", ' "LocalCommand" x', "host"])
 @example(["-qoproxycommand=x", "host"])
 @example(["-l", "root", "127.0.0.9", "-oProxyCommand=x"])  # after the host: the command
+@example(["-o", "--", "root"])  # make fuzz: an option's value may be "--" itself
 def test_the_wrapper_never_hands_ssh_a_bad_host_or_a_command_option(args: list[str]) -> None:
     argv = _session(args)
     if isinstance(argv, str):
         assert "\n" not in argv
         return
-    cut = argv.index("--")
-    host = argv[cut + 1]
+    options, host, _ = wrap.split_ssh_args(args)
+    assert host is not None
     assert names.problem(host) is None
-    options = list(argv[1:cut])
+    ours = len(sshconfig.option_args(sshconfig.options(CONFIG, str(CONTROL_DIR / "web01"))))
+    # ssh, our options, the caller's, "--", the host (an option's value may be "--" too)
+    assert list(argv[1 + ours : 1 + ours + len(options) + 2]) == [*options, "--", host]
     for letter, value in wrap.option_values(options):
         words_ = value.replace("=", " ").replace('"', " ").split()
         assert not (letter == "o" and words_ and words_[0].lower() in wrap.COMMAND_KEYWORDS)
     # our own options come first: ssh keeps the first value it reads for each keyword
-    assert options[:4] == ["-o", f"IdentityAgent={CONFIG.agent.socket}", "-o", "BatchMode=yes"]
+    first = ["-o", f"IdentityAgent={CONFIG.agent.socket}", "-o", "BatchMode=yes"]
+    assert list(argv[1:5]) == first
 
 
 @pytest.mark.parametrize(
