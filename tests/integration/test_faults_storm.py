@@ -41,8 +41,12 @@ from tests.sshd import Sshd, needs_root, running_sshd
 
 ADDRESSES = ("127.0.0.65", "127.0.0.66", "127.0.0.67", "127.0.0.68")
 CLIENTS = 100
-#: Measured on the 2-core development machine: 20-28 s for all 100 (see RELIABILITY.md).
+#: Measured on the 2-core development machine: 16-28 s for all 100 (see RELIABILITY.md).
 BOUND_SECONDS = 150
+#: Generous, so a CI machine slower than ours (or busy with other work) fails only on
+#: what the test is about: a login may take seconds when 100 start together.
+CONNECT_TIMEOUT = 30
+WAIT_SECONDS = 60
 
 
 @pytest.fixture
@@ -64,7 +68,7 @@ def test_a_hundred_pre_dumps_at_once_open_one_master_each_and_store_every_run(
     before = sum(server.accepted_publickey() for server in sshds)
     with (
         agent_holding(keys["a"], keys["askpass"]) as agent,
-        bed_for(agent, sshds[0], connect_timeout=10, wait=30) as bed,
+        bed_for(agent, sshds[0], connect_timeout=CONNECT_TIMEOUT, wait=WAIT_SECONDS) as bed,
     ):
         bed.config.parent.joinpath("known_hosts").write_text(
             "".join(server.known_hosts_line() for server in sshds)
