@@ -128,6 +128,8 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
         return f"ssh master for {client} is up (pid {status.pid}, reused)"
     from backuppc_agent.ssh import master  # noqa: PLC0415  (subprocess, logging: only to open)
 
+    _prefix_log_lines()
+
     status, opened = master.ensure_master(config, client, host, status)
     how = "opened" if opened else "reused"
     return f"ssh master for {client} is up (pid {status.pid}, {how})"
@@ -186,6 +188,8 @@ def post_hook(config: Config, hook: str, client: str, xfer_ok: str) -> Outcome:
 def _post_actions(config: Config, client: str, result: str) -> list[str]:
     from backuppc_agent.ssh import master, remote  # noqa: PLC0415  (off the pre hook's path)
 
+    _prefix_log_lines()
+
     lines = []
     try:
         if result == "failed":
@@ -214,3 +218,10 @@ def record(config: Config, hook: str, outcome: Outcome) -> str | None:
     except BackupPCAgentError as err:
         return str(err)
     return events.record_quietly(config.state.dir, rec)
+
+
+def _prefix_log_lines() -> None:
+    """Off the hot path: warnings (a dead socket removed, ...) read like the hook's lines."""
+    import logging  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.WARNING, format="backuppc-agent: %(message)s")
