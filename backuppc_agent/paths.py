@@ -6,7 +6,6 @@ users can write, because the files behind these paths guard root keys.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import stat
@@ -89,8 +88,7 @@ def check_socket_path(path: Path, what: str = "agent socket") -> SocketPath:
 
 def remove_socket(path: Path) -> None:
     """Remove a stale socket; a path that is gone already is fine."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    path.unlink(missing_ok=True)
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -109,9 +107,16 @@ def write_private_file(path: Path, data: bytes) -> None:
             os.close(fd)
         tmp.replace(path)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _discard(tmp)
         raise UnsafePathError(f"{path}: cannot write: {err.strerror}") from err
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file after a failed write, if it is there and we can."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        return
 
 
 def _write_all(fd: int, data: bytes) -> None:

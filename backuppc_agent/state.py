@@ -7,7 +7,6 @@ learns whether a supervisor runs without trusting a pid that may be reused.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import fcntl
 import json
@@ -142,6 +141,5 @@ def supervisor_running(state_dir: Path) -> bool:
     except OSError:
         return False
     finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        os.close(fd)
     return False

@@ -69,9 +69,9 @@ def _parse(args_list: list[str], selected: str | None) -> Any:
 
 
 def _dispatch(args: SimpleNamespace) -> int:
-    import importlib  # noqa: PLC0415
-
-    module = importlib.import_module(f"backuppc_agent.cli.{COMMANDS[args.command][0]}")
+    name = f"backuppc_agent.cli.{COMMANDS[args.command][0]}"
+    __import__(name)  # not importlib.import_module: importlib costs its own import
+    module = sys.modules[name]
     try:
         return int(module.run(args))
     except ConfigError as err:
