@@ -31,6 +31,9 @@ MASTERS_DIR = "masters"
 #: A log above this size is rotated to CLIENT.log.old when the next master opens.
 LOG_MAX_BYTES = 256 * 1024
 #: Bound on one mux alive check while opening or listing.
+#: Concurrent mux checks in list_masters: 8 halved the time for 200 masters here;
+#: more threads only fight over the GIL.
+LIST_WORKERS = 8
 CHECK_SECONDS = 1.0
 #: ssh -f returns once authenticated; how long the socket may take to answer after that.
 SETTLE_SECONDS = 2.0
@@ -64,12 +67,28 @@ def _is_temp_name(name: str) -> bool:
 
 
 def list_masters(control_dir: Path, timeout: float = CHECK_SECONDS) -> list[MasterInfo]:
-    """Every control socket in ``control_dir``, checked over the mux protocol, by client."""
+    """Every control socket in ``control_dir``, checked over the mux protocol, by client.
+
+    The checks run concurrently: each waits on a separate master process to be
+    scheduled (or on a wedged socket's deadline), so 200 masters, or a few
+    hung sockets, cost about one wait instead of the sum of all of them.
+    """
+    sockets = _control_sockets(control_dir)
+    if len(sockets) <= 1:
+        return [_check_one(entry, timeout) for entry in sockets]
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415  (only with many)
+
+    with ThreadPoolExecutor(max_workers=min(LIST_WORKERS, len(sockets))) as pool:
+        return list(pool.map(lambda entry: _check_one(entry, timeout), sockets))
+
+
+def _control_sockets(control_dir: Path) -> list[tuple[str, Path, float]]:
+    """(client, path, mtime) of each socket named like a client, sorted by client."""
     try:
         entries = sorted(os.scandir(control_dir), key=lambda entry: entry.name)
     except OSError:
         return []
-    masters = []
+    found = []
     for entry in entries:
         if names.problem(entry.name) or _is_temp_name(entry.name):
             continue
@@ -77,22 +96,16 @@ def list_masters(control_dir: Path, timeout: float = CHECK_SECONDS) -> list[Mast
             info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        if not stat.S_ISSOCK(info.st_mode):
-            continue
-        status = mux.check(Path(entry.path), timeout)
-        opened = info.st_mtime if status.alive else None
-        masters.append(
-            MasterInfo(
-                entry.name,
-                Path(entry.path),
-                status.alive,
-                status.pid,
-                opened,
-                status.status,
-                status.detail,
-            )
-        )
-    return masters
+        if stat.S_ISSOCK(info.st_mode):
+            found.append((entry.name, Path(entry.path), info.st_mtime))
+    return found
+
+
+def _check_one(entry: tuple[str, Path, float], timeout: float) -> MasterInfo:
+    client, path, mtime = entry
+    status = mux.check(path, timeout)
+    opened = mtime if status.alive else None
+    return MasterInfo(client, path, status.alive, status.pid, opened, status.status, status.detail)
 
 
 def make_master_command(config: Config, client: str, host: str, log: Path) -> tuple[str, ...]:
