@@ -30,10 +30,10 @@ logger = logging.getLogger(__name__)
 MASTERS_DIR = "masters"
 #: A log above this size is rotated to CLIENT.log.old when the next master opens.
 LOG_MAX_BYTES = 256 * 1024
-#: Bound on one mux alive check while opening or listing.
 #: Concurrent mux checks in list_masters: 8 halved the time for 200 masters here;
 #: more threads only fight over the GIL.
 LIST_WORKERS = 8
+#: Bound on one mux alive check while opening or listing.
 CHECK_SECONDS = 1.0
 #: ssh -f returns once authenticated; how long the socket may take to answer after that.
 SETTLE_SECONDS = 2.0
