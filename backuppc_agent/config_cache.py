@@ -2,17 +2,21 @@
 
 Parsing TOML costs about a quarter of a hook's 40 ms budget (tomllib imports
 datetime and compiles its regular expressions at import). The validated
-values are kept as JSON in ``~/.cache/backuppc-agent`` (0700, files 0600, never
-read through a symlink), keyed by the config file's identity (device, inode,
-size, mtime and ctime in nanoseconds), the home directory, the package version
-and the schema: any change to any of them misses the cache and the file is parsed again.
+values are kept in ``~/.cache/backuppc-agent`` (0700, files 0600, never read
+through a symlink), keyed by the config file's identity (device, inode, size,
+mtime and ctime in nanoseconds), the home directory, the package version, the
+schema and the Python version: any change to any of them misses the cache and
+the file is parsed again. The format is ``marshal``: even json's import costs a
+hook ~2 ms, and only this exact Python reads the file back; the file lives in
+our own private directory, so it is as trusted as the state files beside it.
 A cache that cannot be read or written is only a lost optimisation.
 """
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
+import sys
 from pathlib import Path
 
 from backuppc_agent import __version__, paths
@@ -31,7 +35,7 @@ def cache_file(home: Path, config_path: Path) -> Path:
     name = str(config_path).replace("%", "%25").replace("/", "%2F")
     if len(name) > MAX_NAME:
         name = name[-MAX_NAME:]
-    return home / CACHE_SUBDIR / f"config{name}.json"
+    return home / CACHE_SUBDIR / f"config{name}.marshal"
 
 
 def file_key(config_path: Path, home: Path, schema: str) -> list[Any] | None:
@@ -50,6 +54,7 @@ def file_key(config_path: Path, home: Path, schema: str) -> list[Any] | None:
         str(home),
         __version__,
         schema,
+        sys.version,
     ]
 
 
@@ -64,8 +69,8 @@ def read(home: Path, config_path: Path, key: list[Any]) -> dict[str, Any] | None
     if raw is None:
         return None
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = marshal.loads(raw)  # noqa: S302  (our own 0600 file in our 0700 dir)
+    except (ValueError, EOFError, TypeError):
         return None
     if not isinstance(data, dict) or data.get("key") != key:
         return None
@@ -80,7 +85,7 @@ def write(home: Path, config_path: Path, key: list[Any], sections: dict[str, Any
         return
     try:
         paths.ensure_private_dir(target.parent, "config cache")
-        data = json.dumps({"key": key, "sections": sections}, default=str).encode()
+        data = marshal.dumps({"key": key, "sections": _plain(sections)})
         paths.write_private_file(target, data)
     except UnsafePathError:
         return
@@ -91,3 +96,14 @@ def _owner(home: Path) -> int:
         return home.stat().st_uid
     except OSError:
         return -1
+
+
+def _plain(value: Any) -> Any:
+    """Paths as strings, tuples as lists: only types marshal keeps exactly."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

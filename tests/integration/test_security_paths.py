@@ -7,7 +7,7 @@ under umask 000. Foreign-owner cases chown to nobody and need root.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import stat
 import subprocess
@@ -183,9 +183,9 @@ def poisoned_cache(tmp_path: Path) -> tuple[Path, Path, Path]:
     cfg.write_text(CACHE_CONFIG)
     assert config_mod.load(str(cfg), home).mux.ssh == "ssh"
     cached = config_cache.cache_file(home, cfg)
-    data = json.loads(cached.read_text())
+    data = marshal.loads(cached.read_bytes())
     data["sections"]["mux"]["ssh"] = "/bin/evil"
-    cached.write_text(json.dumps(data))
+    cached.write_bytes(marshal.dumps(data))
     return home, cfg, cached
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import stat
 import subprocess
@@ -48,7 +49,9 @@ def test_a_tampered_or_symlinked_cache_is_ignored(tmp_path: Path) -> None:
     write(cfg_file, 0.5)
     config.load(str(cfg_file), home)
     cached = config_cache.cache_file(home, cfg_file)
-    cached.write_text('{"key": "wrong", "sections": {}}')
+    cached.write_bytes(marshal.dumps({"key": "wrong", "sections": {}}))
+    assert config.load(str(cfg_file), home).agent.poll_seconds == 0.5
+    cached.write_bytes(b"\xda\x00 not marshal")
     assert config.load(str(cfg_file), home).agent.poll_seconds == 0.5
     cached.unlink()
     decoy = tmp_path / "decoy.json"
