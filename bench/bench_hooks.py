@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import Result, at_most, command_median, median_seconds
+from bench.common import (
+    Result,
+    at_most,
+    command_median,
+    interleaved_medians,
+    median_seconds,
+    startup_context,
+)
 from tests.helpers import CLI, askpass_helper, make_key, ssh_add
 from tests.sshd import Sshd, running_sshd
 
@@ -64,23 +70,11 @@ def _master_pids(root: Path) -> list[int]:
     return [m.pid for m in list_masters(root / "mux", 0.5) if m.pid]
 
 
-def _interleaved(commands: dict[str, list[str]], runs: int = 31) -> dict[str, float]:
-    """Median wall seconds of each command, run in turns so load drift hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for turn in range(runs + 2):
-        for name, argv in commands.items():
-            started = time.perf_counter()
-            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-            if turn >= 2:  # two warm-up turns
-                times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def _hook(config: Path, host: str) -> Result:
     argv = [CLI, "--config", str(config), "hook", "pre-dump", "--client", "c0", "--host", host]
     subprocess.run(argv, check=True, capture_output=True, timeout=60)  # opens the master
     # In turns with bare Python and `status` (probe only), which put the figure in context.
-    medians = _interleaved(
+    medians = interleaved_medians(
         {
             "hook": argv,
             "bare": [sys.executable, "-c", "pass"],
@@ -89,7 +83,7 @@ def _hook(config: Path, host: str) -> Result:
     )
     seconds, bare, status = medians["hook"], medians["bare"], medians["status"]
     peer = (
-        f"keychain {KEYCHAIN_MS:g} ms; same run: python -c pass {bare * 1000:.1f} ms, "
+        f"keychain {KEYCHAIN_MS:g} ms; {startup_context(seconds, bare)}; "
         f"status {status * 1000:.1f} ms"
     )
     return Result(
@@ -111,7 +105,7 @@ def _sessions(root: Path, config: Path, host: str) -> list[Result]:
         timeout=30,
     )
     sock = root / "mux" / "c0"
-    medians = _interleaved(
+    medians = interleaved_medians(
         {
             "config": ["ssh", "-F", str(conf), "-o", f"ControlPath={sock}", host, "true"],
             "raw": ["ssh", "-S", str(sock), host, "true"],

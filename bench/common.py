@@ -50,3 +50,27 @@ def command_median(
 
 def at_most(value: float, limit: float) -> bool:
     return value <= limit
+
+
+BARE_START_MS = 11.0  # bare Python start on a quiet machine of this kind (FACTS.md)
+
+
+def interleaved_medians(commands: dict[str, list[str]], runs: int = 31) -> dict[str, float]:
+    """Median wall seconds of each command, run in turns so load drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for turn in range(runs + 2):
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            if turn >= 2:  # two warm-up turns
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def startup_context(seconds: float, bare: float) -> str:
+    """How a short command compares with a bare interpreter start measured in the same run."""
+    ratio = seconds / bare
+    return (
+        f"same run: python -c pass {bare * 1000:.1f} ms, ratio {ratio:.2f} "
+        f"(= {ratio * BARE_START_MS:.0f} ms at a quiet {BARE_START_MS:g} ms start)"
+    )
