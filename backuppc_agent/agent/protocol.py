@@ -7,6 +7,7 @@ against the bytes actually present before anything is allocated.
 
 from __future__ import annotations
 
+import binascii
 import struct
 
 from backuppc_agent.errors import ProtocolError
@@ -48,11 +49,19 @@ class Identity(Record):
 
 def fingerprint(blob: bytes) -> str:
     """Return ``SHA256:<unpadded base64>`` of a public key blob."""
-    # Imported here, not at the top: most short-lived callers never need one.
-    from base64 import b64encode  # noqa: PLC0415
-    from hashlib import sha256  # noqa: PLC0415
+    digest = _sha256(blob)
+    return "SHA256:" + binascii.b2a_base64(digest, newline=False).decode("ascii").rstrip("=")
 
-    return "SHA256:" + b64encode(sha256(blob).digest()).decode("ascii").rstrip("=")
+
+def _sha256(data: bytes) -> bytes:
+    # CPython's builtin SHA-256: hashlib would load OpenSSL's libcrypto (~3 ms)
+    # into every status call; a key fingerprint needs none of it.
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # noqa: PLC0415  (3.11)
+    except ImportError:  # 3.12+ calls it _sha2
+        from hashlib import sha256  # noqa: PLC0415
+    digest: bytes = sha256(data).digest()
+    return digest
 
 
 def frame(msg_type: int, payload: bytes = b"") -> bytes:
