@@ -10,11 +10,11 @@ from __future__ import annotations
 import enum
 import fcntl
 import os
-import time
 from pathlib import Path
 
 from backuppc_agent import paths
 from backuppc_agent.errors import AgentError, UnsafePathError
+from backuppc_agent.locks import FileLock
 from backuppc_agent.records import Record
 
 TYPE_CHECKING = False  # see records.py: typing stays off the hot path
@@ -94,41 +94,25 @@ class SupervisorLock:
     """The exclusive lock a running supervisor holds on its state directory."""
 
     def __init__(self, state_dir: Path) -> None:
-        self._path = state_dir / LOCK_FILE
-        self._fd: int | None = None
+        self._lock = FileLock(state_dir / LOCK_FILE)
 
     def acquire(self, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
-        """Take the lock; raise AgentError if another supervisor holds it."""
-        fd = _open_lock(self._path)
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                # A reader holds LOCK_SH for microseconds; a supervisor holds it for good.
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise AgentError(
-                        f"another backuppc-agent supervisor already runs on {self._path.parent}"
-                    ) from None
-                time.sleep(0.02)
-                continue
-            self._fd = fd
-            return
+        """Take the lock; raise AgentError if another supervisor holds it.
+
+        A reader (``supervisor_running``) holds it shared for microseconds, so a
+        short wait tells readers from a supervisor, which holds it for good.
+        """
+        path = self._lock.path
+        try:
+            taken = self._lock.acquire(wait_seconds)
+        except OSError as err:
+            raise UnsafePathError(f"{path}: cannot open lock file: {err.strerror}") from err
+        if not taken:
+            raise AgentError(f"another backuppc-agent supervisor already runs on {path.parent}")
 
     def release(self) -> None:
         """Drop the lock (closing the descriptor releases it)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def _open_lock(path: Path) -> int:
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(path, flags, paths.PRIVATE_FILE_MODE)
-    except OSError as err:
-        raise UnsafePathError(f"{path}: cannot open lock file: {err.strerror}") from err
+        self._lock.release()
 
 
 def supervisor_running(state_dir: Path) -> bool:

@@ -11,7 +11,6 @@ silently runs without multiplexing.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import stat
@@ -22,6 +21,7 @@ from typing import NamedTuple
 from backuppc_agent import exitcodes, names, paths
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
+from backuppc_agent.locks import FileLock
 from backuppc_agent.ssh import mux, sshconfig
 from backuppc_agent.waits import pause
 
@@ -144,34 +144,21 @@ class ClientLock:
     """An exclusive flock on ``masters/CLIENT.lock``, taken with a deadline."""
 
     def __init__(self, directory: Path, client: str) -> None:
-        self._path = directory / f"{client}.lock"
-        self._fd: int | None = None
+        self._lock = FileLock(directory / f"{client}.lock")
 
     def acquire(self, timeout: float) -> None:
         """Take the lock within ``timeout``; raise MasterError if another holder keeps it."""
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        path = self._lock.path
         try:
-            fd = os.open(self._path, flags, paths.PRIVATE_FILE_MODE)
+            taken = self._lock.acquire(timeout)
         except OSError as err:  # e.g. a read-only state dir
-            raise MasterError(f"cannot lock {self._path}: {err.strerror}") from err
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise MasterError(f"timed out waiting for {self._path}") from None
-                pause(0.01)
-                continue
-            self._fd = fd
-            return
+            raise MasterError(f"cannot lock {path}: {err.strerror}") from err
+        if not taken:
+            raise MasterError(f"timed out waiting for {path}")
 
     def release(self) -> None:
         """Drop the lock."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()
 
 
 def clear_dead_socket(path: Path, status: mux.MuxStatus) -> None:

@@ -1,0 +1,52 @@
+"""Exclusive flock on a private lock file, taken within a deadline.
+
+Used for the supervisor's lock on its state dir and for the per-client lock
+that makes concurrent hooks open one master. Closing the descriptor releases
+the lock, also when the holder dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from backuppc_agent import paths
+from backuppc_agent.waits import pause
+
+POLL_SECONDS = 0.01
+
+
+class FileLock:
+    """An exclusive flock on ``path`` (created 0600, never through a symlink)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock within ``timeout``; False if another holder keeps it.
+
+        Raises OSError if the lock file cannot be opened (e.g. a read-only dir).
+        """
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path, flags, paths.PRIVATE_FILE_MODE)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                pause(POLL_SECONDS)
+                continue
+            self._fd = fd
+            return True
+
+    def release(self) -> None:
+        """Drop the lock."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
