@@ -96,13 +96,27 @@ def write_private_file(path: Path, data: bytes) -> None:
 
     Raises UnsafePathError if the file cannot be written.
     """
+    replace_file(path, data, PRIVATE_FILE_MODE)
+
+
+def replace_file(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """Atomically replace ``path`` with ``data`` in ``mode`` (and ``owner``: uid, gid; -1 keeps).
+
+    The new content is written to a temporary file beside it (created
+    exclusively, never through a symlink), then renamed over ``path``, so a
+    reader sees the old file or the new one, never half of one.
+    Raises UnsafePathError if the file cannot be written.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    _discard(tmp)  # left by a crash of an earlier process with our pid
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(tmp, flags, PRIVATE_FILE_MODE)
         try:
-            _write_all(fd, data)
-            os.fchmod(fd, PRIVATE_FILE_MODE)
+            write_all(fd, data)
+            if owner is not None:
+                os.fchown(fd, *owner)
+            os.fchmod(fd, mode)
         finally:
             os.close(fd)
         tmp.replace(path)
@@ -119,7 +133,8 @@ def _discard(tmp: Path) -> None:
         return
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (os.write may write less than asked)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

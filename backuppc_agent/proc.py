@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from backuppc_agent import paths
 from backuppc_agent.errors import BackupPCAgentError
 
 STOP_GRACE_SECONDS = 3.0
@@ -139,9 +140,7 @@ def _memory_file(name: str, data: bytes = b"") -> Iterator[int]:
     """An anonymous file (memfd) holding ``data``, positioned at its start; closed after."""
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        paths.write_all(fd, data)
         os.lseek(fd, 0, os.SEEK_SET)
         yield fd
     finally:

@@ -7,15 +7,14 @@ Symlinks are never followed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent import exitcodes
-from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent import exitcodes, paths
+from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 
 MAX_TEXT_BYTES = 4 << 20
 
@@ -48,16 +47,10 @@ class Owner:
 def read_text(path: Path) -> str | None:
     """Return the text of ``path``, None if missing; refuse symlinks and huge files."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise InstallError(f"{path}: cannot read: {err.strerror}") from err
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(MAX_TEXT_BYTES + 1)
-    if len(data) > MAX_TEXT_BYTES:
-        raise InstallError(f"{path}: larger than {MAX_TEXT_BYTES} bytes")
-    return data.decode("utf-8", errors="surrogateescape")
+        data = paths.read_private_file(path, MAX_TEXT_BYTES)
+    except UnsafePathError as err:
+        raise InstallError(str(err)) from err
+    return None if data is None else data.decode("utf-8", errors="surrogateescape")
 
 
 def write_text(path: Path, text: str, mode: int, owner: Owner) -> None:
@@ -66,28 +59,11 @@ def write_text(path: Path, text: str, mode: int, owner: Owner) -> None:
     if existing is not None:
         mode = stat.S_IMODE(existing.st_mode)
         owner = Owner(existing.st_uid, existing.st_gid)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    ids = None if owner.uid is None else (owner.uid, -1 if owner.gid is None else owner.gid)
     try:
-        _write_new(tmp, text.encode("utf-8", errors="surrogateescape"), mode, owner)
-        tmp.replace(path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise InstallError(f"{path}: cannot write: {err.strerror}") from err
-
-
-def _write_new(path: Path, data: bytes, mode: int, owner: Owner) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if owner.uid is not None:
-            os.fchown(fd, owner.uid, owner.gid if owner.gid is not None else -1)
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
+        paths.replace_file(path, text.encode("utf-8", errors="surrogateescape"), mode, ids)
+    except UnsafePathError as err:
+        raise InstallError(str(err)) from err
 
 
 def _lstat(path: Path) -> os.stat_result | None:
