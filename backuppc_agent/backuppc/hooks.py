@@ -137,14 +137,11 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
 
 def pre_hook(config: Config, hook: str, client: str, host: str) -> Outcome:
     """Gate a dump/restore/archive: ready within wait_seconds, then the master up."""
-    try:
-        check_names(client, host, config, hook)
-    except BadNameError as err:
-        return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
-    ready = wait_ready(config, config.hooks.wait_seconds)
-    if ready.state is not State.READY:
-        line = not_ready_line(config, ready)
-        return Outcome("not-ready", exitcodes.HOOK_NOT_READY, (line,), ready.waited_seconds, client)
+    ready = _gate(
+        config, lambda: check_names(client, host, config, hook), client, exitcodes.HOOK_NOT_READY
+    )
+    if isinstance(ready, Outcome):
+        return ready
     lines = [f"SSH auth ready ({ready.reason}) after {ready.waited_seconds:.2f} s"]
     if hook in SSH_HOOKS:
         try:
@@ -157,16 +154,26 @@ def pre_hook(config: Config, hook: str, client: str, host: str) -> Outcome:
 
 def ping_gate(config: Config, host: str) -> Outcome:
     """$Conf{PingCmd}: exit 0 with a ``time=`` BackupPC parses when ready; 1 ("no ping") if not."""
+    ready = _gate(config, lambda: names.check(host, "host"), host, exitcodes.NOT_READY)
+    if isinstance(ready, Outcome):
+        return ready
+    line = f"SSH auth ready for {host}: time={ready.waited_seconds * 1000:.3f} ms"
+    return Outcome("ok", exitcodes.OK, (line,), ready.waited_seconds, host)
+
+
+def _gate(
+    config: Config, check: Callable[[], object], subject: str, not_ready_exit: int
+) -> Readiness | Outcome:
+    """Refuse bad names, then wait for keys; the Readiness, or the Outcome that ends the hook."""
     try:
-        names.check(host, "host")
+        check()
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
     ready = wait_ready(config, config.hooks.wait_seconds)
     if ready.state is not State.READY:
         line = not_ready_line(config, ready)
-        return Outcome("not-ready", exitcodes.NOT_READY, (line,), ready.waited_seconds, host)
-    line = f"SSH auth ready for {host}: time={ready.waited_seconds * 1000:.3f} ms"
-    return Outcome("ok", exitcodes.OK, (line,), ready.waited_seconds, host)
+        return Outcome("not-ready", not_ready_exit, (line,), ready.waited_seconds, subject)
+    return ready
 
 
 def post_hook(config: Config, hook: str, client: str, xfer_ok: str) -> Outcome:
