@@ -93,12 +93,10 @@ class TmpfsPart(ProcfsPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield size and used bytes per tmpfs mountpoint."""
-        path = self.root / "mounts"
-        text = self.read_text(path)
-        if text is None:
+        found = self.read_parsed("mounts", procfs.parse_mounts)
+        if found is None:
             return
-        mounts = procfs.parse_mounts(text)
-        self.report_malformed(path, mounts.malformed)
+        _, mounts = found
         size = GaugeMetricFamily(
             PREFIX + "tmpfs_size_bytes", "Size of a tmpfs mount.", labels=["mountpoint"]
         )

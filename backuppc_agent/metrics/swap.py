@@ -7,8 +7,9 @@ node_pressure_memory_*), under our own prefix, so one dashboard can mix them.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -24,12 +25,31 @@ _PSI_FAMILIES = {
 }
 
 
+class _Parsed(Protocol):
+    @property
+    def malformed(self) -> Sequence[str]:
+        """The lines the parser could not read."""
+
+
+_P = TypeVar("_P", bound=_Parsed)
+
+
 class ProcfsPart(Part):
     """A part that reads files under a procfs root."""
 
     def __init__(self, errors: ScrapeErrors, root: Path) -> None:
         super().__init__(errors)
         self.root = root
+
+    def read_parsed(self, name: str, parse: Callable[[str], _P]) -> tuple[Path, _P] | None:
+        """Read and parse PROCFS/NAME, counting a failed read and each malformed line."""
+        path = self.root / name
+        text = self.read_text(path)
+        if text is None:
+            return None
+        parsed = parse(text)
+        self.report_malformed(path, parsed.malformed)
+        return path, parsed
 
 
 class MemInfoPart(ProcfsPart):
@@ -39,12 +59,10 @@ class MemInfoPart(ProcfsPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the three swap gauges that meminfo has."""
-        path = self.root / "meminfo"
-        text = self.read_text(path)
-        if text is None:
+        found = self.read_parsed("meminfo", procfs.parse_meminfo)
+        if found is None:
             return
-        info = procfs.parse_meminfo(text)
-        self.report_malformed(path, info.malformed)
+        path, info = found
         for suffix, value, doc in (
             ("total", info.total_bytes, "Swap space configured (meminfo SwapTotal)."),
             ("free", info.free_bytes, "Swap space unused (meminfo SwapFree)."),
@@ -63,12 +81,10 @@ class VmStatPart(ProcfsPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the swap-in and swap-out page counters."""
-        path = self.root / "vmstat"
-        text = self.read_text(path)
-        if text is None:
+        found = self.read_parsed("vmstat", procfs.parse_vmstat)
+        if found is None:
             return
-        stat = procfs.parse_vmstat(text)
-        self.report_malformed(path, stat.malformed)
+        path, stat = found
         for direction, value in (("in", stat.pswpin), ("out", stat.pswpout)):
             if value is None:
                 self.fail(f"{path}: no pswp{direction} line")
@@ -87,12 +103,10 @@ class SwapsPart(ProcfsPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield one sample per swap device in each of three gauges."""
-        path = self.root / "swaps"
-        text = self.read_text(path)
-        if text is None:
+        found = self.read_parsed("swaps", procfs.parse_swaps)
+        if found is None:
             return
-        swaps = procfs.parse_swaps(text)
-        self.report_malformed(path, swaps.malformed)
+        _, swaps = found
         labels = ["device", "type"]
         size = GaugeMetricFamily(
             PREFIX + "swap_device_size_bytes", "Size of a swap area.", labels=labels
