@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from bench.common import (
     median_seconds,
     startup_context,
 )
-from tests.helpers import CLI, askpass_helper, make_key, ssh_add
+from tests.helpers import CLI, agent_holding, askpass_helper, make_key
 from tests.sshd import Sshd, running_sshd
 
 ADDRESS = "127.0.0.40"
@@ -41,13 +40,11 @@ def _bed() -> Iterator[tuple[Path, Path, Sshd]]:
     root = Path(tempfile.mkdtemp(prefix="bpa-bench-"))
     root.chmod(0o700)
     key = make_key(root)
-    sock = root / "agent.sock"
-    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
-        while not sock.exists():
-            time.sleep(0.01)
-        ssh_add(sock, str(key), askpass=askpass_helper(root))
-        with running_sshd(ADDRESS, key, max_startups="1000:30:2000") as server:
+        with (
+            agent_holding(key, askpass_helper(root)) as sock,
+            running_sshd(ADDRESS, key, max_startups="1000:30:2000") as server,
+        ):
             (root / "known_hosts").write_text(server.known_hosts_line())
             config = root / "config.toml"
             config.write_text(
@@ -59,8 +56,6 @@ def _bed() -> Iterator[tuple[Path, Path, Sshd]]:
     finally:
         for pid in _master_pids(root):
             os.kill(pid, signal.SIGKILL)
-        agent.kill()
-        agent.wait()
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.helpers import Setup, askpass_helper, kill_agents_on, make_key, make_setup
+from tests.helpers import (
+    Setup,
+    agent_holding,
+    askpass_helper,
+    kill_agents_on,
+    make_key,
+    make_setup,
+)
 
 
 @pytest.fixture
@@ -49,6 +56,13 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def agent(keys: dict[str, Path]) -> Iterator[Path]:
+    """A real ssh-agent (not supervised) holding the passphrase-protected key "a"."""
+    with agent_holding(keys["a"], keys["askpass"]) as sock:
+        yield sock
 
 
 # CI runs must be repeatable: hypothesis explores the same examples on every run

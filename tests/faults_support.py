@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.ssh.master import list_masters
-from tests.helpers import cli, ssh_add, wait_for
+from tests.helpers import cli
 from tests.sshd import Sshd, descendants
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
@@ -32,26 +32,6 @@ NETNS = "bpa-faults"
 VETH_HOST, VETH_NS = "bpa-flt0", "bpa-flt1"
 LINK_HOST, LINK_NS = "198.18.61.1/30", "198.18.61.2/30"
 DROPPED_RANGE, DROPPED_ADDRESS = "198.18.62.0/24", "198.18.62.1"
-
-
-@contextlib.contextmanager
-def agent_holding(key: Path, askpass: Path) -> Iterator[Path]:
-    """A real ssh-agent on a private socket holding ``key``; killed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix="bpa-fa-"))
-    root.chmod(0o700)
-    sock = root / "agent.sock"
-    # stderr too: a probe that gave up under load makes the agent log a reset connection
-    proc = subprocess.Popen(
-        ["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for(sock.exists)
-        assert ssh_add(sock, str(key), askpass=askpass).returncode == 0
-        yield sock
-    finally:
-        proc.kill()
-        proc.wait()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 def write_config(

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -262,3 +263,24 @@ def running(setup: Setup, wait_state: str | None = "waiting") -> Iterator[Superv
 
 def which(name: str) -> str | None:
     return shutil.which(name)
+
+
+@contextmanager
+def agent_holding(key: Path | None = None, askpass: Path | None = None) -> Iterator[Path]:
+    """A real ssh-agent on a private socket, holding ``key`` if given; killed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="bpa-agent-"))
+    root.chmod(0o700)
+    sock = root / "agent.sock"
+    # stderr too: a probe that gave up under load makes the agent log a reset connection
+    proc = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(sock.exists)
+        if key is not None:
+            assert ssh_add(sock, str(key), askpass=askpass).returncode == 0
+        yield sock
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(root, ignore_errors=True)

@@ -22,7 +22,6 @@ from backuppc_agent.ssh import mux
 from tests.faults_support import (
     LIBFAKETIME,
     Bed,
-    agent_holding,
     bed_for,
     dropped_address,
     faketime_env,
@@ -32,18 +31,21 @@ from tests.faults_support import (
     silent_listener,
     small_tmpfs,
 )
-from tests.helpers import CLI, Setup, Supervisor, cli, kill_agents_on, ssh_add, wait_for
+from tests.helpers import (
+    CLI,
+    Setup,
+    Supervisor,
+    agent_holding,
+    cli,
+    kill_agents_on,
+    ssh_add,
+    wait_for,
+)
 from tests.sshd import Sshd, needs_root, running_sshd, user_processes
 
 CONNECT_TIMEOUT = 3
 #: The documented bound on opening a master: ssh's ConnectTimeout, then 5 s more at most.
 OPEN_BOUND_SECONDS = CONNECT_TIMEOUT + 5
-
-
-@pytest.fixture(scope="module")
-def agent(keys: dict[str, Path]) -> Iterator[Path]:
-    with agent_holding(keys["a"], keys["askpass"]) as sock:
-        yield sock
 
 
 @pytest.fixture
@@ -276,22 +278,6 @@ needs_faketime = pytest.mark.skipif(
 )
 
 
-@contextlib.contextmanager
-def empty_agent() -> Iterator[Path]:
-    """A real ssh-agent with no keys: a pre hook waits its full wait_seconds."""
-    root = Path(tempfile.mkdtemp(prefix="bpa-fe-"))
-    root.chmod(0o700)
-    sock = root / "agent.sock"
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
-    try:
-        wait_for(sock.exists)
-        yield sock
-    finally:
-        proc.kill()
-        proc.wait()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
-
-
 def _hook_with_jump(bed: Bed, clock: Path, jump: str, host: str) -> tuple[int, str, float]:
     """Run pre-dump under libfaketime; one second in, the wall clock jumps by ``jump``."""
     clock.write_text("+0\n")
@@ -321,7 +307,7 @@ WAIT_SECONDS = 3
 def test_a_wall_clock_jump_neither_cuts_nor_stretches_the_wait_for_keys(
     tmp_path: Path, jump: str
 ) -> None:
-    with empty_agent() as sock, bed_for(sock, None, wait=WAIT_SECONDS) as bed:
+    with agent_holding() as sock, bed_for(sock, None, wait=WAIT_SECONDS) as bed:
         code, out, elapsed = _hook_with_jump(bed, tmp_path / "clock", jump, "bpaclient@127.0.0.64")
         assert code == 5, out
         assert f"gave up after {WAIT_SECONDS} s" in out

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.ssh import mux
-from tests.faults_support import Bed, agent_holding, bed_for, connection_processes
+from tests.faults_support import Bed, bed_for, connection_processes
 from tests.helpers import CLI, wait_for
 from tests.sshd import Sshd, needs_root, running_sshd, user_processes
 
@@ -28,12 +28,6 @@ pytestmark = needs_root
 ADDRESS = "127.0.0.61"
 CLIENT = "fm-client"
 CONNECT_TIMEOUT = 5
-
-
-@pytest.fixture(scope="module")
-def agent(keys: dict[str, Path]) -> Iterator[Path]:
-    with agent_holding(keys["a"], keys["askpass"]) as sock:
-        yield sock
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ import pytest
 from backuppc_agent.agent.probe import probe
 from backuppc_agent.events import EventStore
 from backuppc_agent.ssh.master import list_masters
-from tests.faults_support import agent_holding, bed_for
-from tests.helpers import CLI
+from tests.faults_support import bed_for
+from tests.helpers import CLI, agent_holding
 from tests.sshd import Sshd, needs_root, running_sshd
 
 ADDRESSES = ("127.0.0.65", "127.0.0.66", "127.0.0.67", "127.0.0.68")

@@ -20,7 +20,7 @@ import pytest
 from backuppc_agent.events import EventStore
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
-from tests.helpers import cli, private_dir, ssh_add, wait_for
+from tests.helpers import cli, private_dir
 from tests.hostile_support import HOSTILE_BEHAVIOURS, listener, recording_program, runs_of
 
 CLIENT = "web01"
@@ -37,23 +37,6 @@ EXPECTED = {
 
 def says_why(behaviour: str, text: str) -> bool:
     return re.search(EXPECTED[behaviour][1], text) is not None
-
-
-@pytest.fixture(scope="module")
-def agent(keys: dict[str, Path]) -> Iterator[Path]:
-    """A real ssh-agent holding key "a": the hook is ready and goes on to the master."""
-    root = Path(tempfile.mkdtemp(prefix="bpa-hmux-"))
-    root.chmod(0o700)
-    sock = root / "agent.sock"
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
-    try:
-        wait_for(sock.exists)
-        assert ssh_add(sock, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
-        yield sock
-    finally:
-        proc.kill()
-        proc.wait()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 class Bed:

@@ -18,7 +18,7 @@ import pytest
 from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh.master import list_masters
-from tests.helpers import CLI, cli, ssh_add, wait_for
+from tests.helpers import CLI, cli, wait_for
 from tests.sshd import Sshd, kill_user_processes, needs_root, running_sshd, user_processes
 
 pytestmark = needs_root
@@ -73,23 +73,6 @@ known_hosts = "{known_hosts}"
 persist_seconds = 120
 """)
     return path
-
-
-@pytest.fixture(scope="module")
-def agent(keys: dict[str, Path]) -> Iterator[Path]:
-    """A real ssh-agent holding the passphrase-protected key "a"."""
-    root = Path(tempfile.mkdtemp(prefix="bpa-agent-"))
-    root.chmod(0o700)
-    sock = root / "agent.sock"
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
-    try:
-        wait_for(sock.exists)
-        assert ssh_add(sock, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
-        yield sock
-    finally:
-        proc.kill()
-        proc.wait()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 
 from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
-from tests.helpers import cli, make_setup, private_dir, ssh_add, wait_for
+from tests.helpers import cli, make_setup, private_dir, wait_for
 from tests.hostile_support import listener, recording_program, runs_of
 
 NOBODY = 65534
@@ -86,22 +86,6 @@ class Bed:
 
     def pre_dump(self) -> subprocess.CompletedProcess[str]:
         return cli("hook", "pre-dump", "--client", CLIENT, "--host", HOST, config=self.config)
-
-
-@pytest.fixture(scope="module")
-def agent(keys: dict[str, Path]) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="bpa-sc-"))
-    root.chmod(0o700)
-    sock = root / "agent.sock"
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
-    try:
-        wait_for(sock.exists)
-        assert ssh_add(sock, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
-        yield sock
-    finally:
-        proc.kill()
-        proc.wait()
-        subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 @pytest.fixture
