@@ -4,51 +4,17 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from backuppc_agent.agent.probe import ProbeStatus, probe
 from tests.helpers import cli, make_setup
+from tests.hostile_support import listener
 
 Behaviour = Callable[[socket.socket], None]
-
-
-@contextmanager
-def listener(path: Path, behaviour: Behaviour) -> Iterator[None]:
-    """A real unix listener on ``path`` that treats each connection with ``behaviour``."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(8)
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                try:
-                    behaviour(conn)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
 
 
 def never_answers(conn: socket.socket) -> None:

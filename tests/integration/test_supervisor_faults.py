@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.faults_support import LIBFAKETIME, fill, small_tmpfs
 from tests.helpers import (
     CLI,
     Setup,
@@ -23,43 +22,13 @@ from tests.helpers import (
     wait_for,
 )
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
-
-
-@contextlib.contextmanager
-def small_tmpfs(path: Path, size: str = "64k") -> Iterator[Path]:
-    """Mount a tiny tmpfs at ``path`` (root only) so it can be filled."""
-    path.mkdir(mode=0o700)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-        check=True,
-        timeout=10,
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False, timeout=10)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the file system of ``directory``; return the filler file."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"\0" * 4096)
-    finally:
-        os.close(fd)
-    return filler
-
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount a small tmpfs")
 def test_a_full_state_dir_keeps_the_agent_and_says_so(
     tmp_path: Path, keys: dict[str, Path]
 ) -> None:
     setup = make_setup(tmp_path / "inst")
-    with small_tmpfs(setup.state_dir), running(setup) as sup:
+    with small_tmpfs(setup.state_dir, "64k"), running(setup) as sup:
         filler = fill(setup.state_dir)
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         wait_for(lambda: "cannot publish state" in sup.logtext(), timeout=5)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from backuppc_agent.ssh import mux
+from tests.hostile_support import listener
 
 
 def test_encode_builds_length_type_and_words() -> None:
@@ -43,34 +42,6 @@ def test_parsers_check_type_version_and_request_id() -> None:
         mux.parse_alive(struct.pack(">II", 0x80000005, 9), 9)
 
 
-@contextmanager
-def fake_master(path: Path, behave: Callable[[socket.socket], None]) -> Iterator[None]:
-    """A listener on ``path`` that treats each connection with ``behave``."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(4)
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                behave(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
-
-
 def _read_frame(conn: socket.socket) -> bytes:
     length = struct.unpack(">I", conn.recv(4))[0]
     return conn.recv(length)
@@ -87,7 +58,7 @@ def _good(conn: socket.socket) -> None:
 
 def test_a_well_behaved_master_is_alive_with_its_pid(tmp_path: Path) -> None:
     path = tmp_path / "m"
-    with fake_master(path, _good):
+    with listener(path, _good):
         status = mux.check(path, 1.0)
     assert status == mux.MuxStatus(True, 4242, "master running (pid 4242)", "alive")
 
@@ -116,7 +87,7 @@ def test_hostile_listeners_are_not_alive_and_never_hang(
     tmp_path: Path, behave: Callable[[socket.socket], None], status: str
 ) -> None:
     path = tmp_path / "m"
-    with fake_master(path, behave):
+    with listener(path, behave):
         started = time.monotonic()
         result = mux.check(path, 0.3)
         elapsed = time.monotonic() - started
