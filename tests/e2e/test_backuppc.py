@@ -394,14 +394,12 @@ def test_a_full_dump_of_three_shares_authenticates_exactly_once(site: Site) -> N
     assert "backuppc-agent: ssh master for bpa-e2e-a is up" in done.stdout
 
 
-def _remote_jobs() -> list[tuple[int, str]]:
+def remote_jobs() -> list[tuple[int, str]]:
     return [p for p in user_processes("bpaclient") if "rsync" in p[1] or p[1].startswith("sleep")]
 
 
-def test_an_aborted_dump_ends_within_seconds_and_leaves_nothing_on_the_client(
-    site: Site,
-) -> None:
-    assert site.ssh_add(str(site.key)).returncode == 0
+def start_slow_dump() -> subprocess.Popen[bytes]:
+    """A full dump of the slow client, returned once its transfer is under way."""
     dump = subprocess.Popen(
         as_backuppc(str(BPC / "BackupPC_dump"), "-f", "-v", CLIENT_SLOW),
         env=ENV,
@@ -410,13 +408,26 @@ def test_an_aborted_dump_ends_within_seconds_and_leaves_nothing_on_the_client(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: any("--server" in cmd for _, cmd in _remote_jobs()), timeout=30)
-        time.sleep(1.5)  # mid-transfer: the share takes ~100 s at the client's bandwidth
+        wait_for(lambda: any("--server" in cmd for _, cmd in remote_jobs()), timeout=30)
+    except AssertionError:
+        dump.kill()
+        dump.wait()
+        raise
+    time.sleep(1.5)  # mid-transfer: the share takes ~100 s at the client's bandwidth
+    return dump
+
+
+def test_an_aborted_dump_ends_within_seconds_and_leaves_nothing_on_the_client(
+    site: Site,
+) -> None:
+    assert site.ssh_add(str(site.key)).returncode == 0
+    dump = start_slow_dump()
+    try:
         dump.send_signal(signal.SIGINT)  # one SIGINT, as BackupPC's stop sends
         started = time.monotonic()
         dump.wait(timeout=30)
         assert time.monotonic() - started < 10
-        wait_for(lambda: not _remote_jobs(), timeout=5)
+        wait_for(lambda: not remote_jobs(), timeout=5)
     finally:
         if dump.poll() is None:
             dump.kill()

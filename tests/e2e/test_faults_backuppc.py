@@ -11,23 +11,17 @@ wrapper (rsync_bpc's ssh) watches its parent's parent and ends the remote job.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 from tests.e2e.test_backuppc import (
-    BPC,
     CLIENT_SLOW,
-    ENV,
     Site,
-    as_backuppc,
+    remote_jobs,
     site,  # noqa: F401  (the module-scoped BackupPC installation, shared)
+    start_slow_dump,
 )
 from tests.helpers import wait_for
 from tests.sshd import user_processes
-
-
-def _remote_jobs() -> list[tuple[int, str]]:
-    return [p for p in user_processes("bpaclient") if "rsync" in p[1] or p[1].startswith("sleep")]
 
 
 def _ours(needle: str) -> list[tuple[int, str]]:
@@ -39,21 +33,13 @@ def test_a_sigkilled_dump_leaves_nothing_running_on_the_client_or_the_server(
     site: Site,  # noqa: F811  (the imported fixture)
 ) -> None:
     assert site.ssh_add(str(site.key)).returncode == 0
-    dump = subprocess.Popen(
-        as_backuppc(str(BPC / "BackupPC_dump"), "-f", "-v", CLIENT_SLOW),
-        env=ENV,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    dump = start_slow_dump()
     try:
-        wait_for(lambda: any("--server" in cmd for _, cmd in _remote_jobs()), timeout=30)
-        time.sleep(1.5)  # mid-transfer: the share takes ~100 s at the client's bandwidth
         assert _ours("rsync_bpc")
         dump.send_signal(signal.SIGKILL)
         dump.wait(timeout=10)
         started = time.monotonic()
-        wait_for(lambda: not _remote_jobs(), timeout=15)
+        wait_for(lambda: not remote_jobs(), timeout=15)
         ended = time.monotonic() - started
         wait_for(lambda: not _ours("rsync_bpc"), timeout=10)
         wait_for(lambda: not _ours(f"master ssh {CLIENT_SLOW}"), timeout=5)
