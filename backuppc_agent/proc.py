@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from backuppc_agent import paths
 from backuppc_agent.errors import BackupPCAgentError
@@ -50,18 +50,15 @@ def run(
     non-zero exit is returned, not raised. On timeout the whole process
     group is killed, so no grandchild keeps a pipe open.
     """
-    try:
-        proc = subprocess.Popen(
-            tuple(argv),
-            stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else base_env(),
-            cwd=cwd,
-            start_new_session=True,
-        )
-    except OSError as err:
-        raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
+    proc = _start(
+        argv,
+        env,
+        stdin=subprocess.PIPE if input_data is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        start_new_session=True,
+    )
     try:
         out, errout = proc.communicate(input_data, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -79,18 +76,15 @@ def spawn(
     new_session: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start a long-running child with stdin from /dev/null; raise CommandError if it can't."""
-    try:
-        return subprocess.Popen(
-            tuple(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            env=dict(env) if env is not None else base_env(),
-            start_new_session=new_session,
-            close_fds=True,
-        )
-    except OSError as err:
-        raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
+    return _start(
+        argv,
+        env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=new_session,
+        close_fds=True,
+    )
 
 
 def run_with_files(
@@ -151,18 +145,15 @@ def _run_on_fds(
     argv: Sequence[str], timeout: float, env: Mapping[str, str] | None, stdin: int, output: int
 ) -> int:
     """Start ``argv`` in its own session on these descriptors and wait; raise CommandError."""
-    try:
-        proc = subprocess.Popen(
-            tuple(argv),
-            stdin=stdin,
-            stdout=output,
-            stderr=output,
-            env=dict(env) if env is not None else base_env(),
-            start_new_session=True,
-            close_fds=True,
-        )
-    except OSError as err:
-        raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
+    proc = _start(
+        argv,
+        env,
+        stdin=stdin,
+        stdout=output,
+        stderr=output,
+        start_new_session=True,
+        close_fds=True,
+    )
     try:
         return wait_child(proc, timeout)
     except subprocess.TimeoutExpired:
@@ -202,12 +193,21 @@ def spawn_relay(
 
     Raises CommandError if it cannot start.
     """
+    return _start(
+        argv,
+        env,
+        stderr=subprocess.PIPE,
+        close_fds=True,
+    )
+
+
+def _start(
+    argv: Sequence[str], env: Mapping[str, str] | None, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Popen ``argv`` with ``env`` (default: base_env()); raise CommandError if it cannot start."""
     try:
         return subprocess.Popen(
-            tuple(argv),
-            stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else base_env(),
-            close_fds=True,
+            tuple(argv), env=dict(env) if env is not None else base_env(), **popen
         )
     except OSError as err:
         raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
