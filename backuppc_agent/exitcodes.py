@@ -1,4 +1,4 @@
-"""Exit codes of every command: an interface, documented in the README."""
+"""Exit codes of every command: an interface, documented in docs/commands.md."""
 
 OK = 0
 #: status: not ready; wait: timed out; doctor: a check failed; generic failure.
