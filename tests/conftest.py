@@ -19,6 +19,13 @@ from tests.helpers import (
 )
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip tests marked ``root`` (``@pytest.mark.root("why")``) when not run as root."""
+    marker = item.get_closest_marker("root")
+    if marker is not None and os.geteuid() != 0:
+        pytest.skip(marker.args[0] if marker.args else "needs root")
+
+
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     """A private test installation; any agent left on its socket is killed afterwards."""

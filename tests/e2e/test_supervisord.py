@@ -35,7 +35,7 @@ SHIPPED_LOG = "/var/log/supervisor/backuppc-agent.log"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not SUPERVISORD.exists(), reason="supervisor is not installed in the venv"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="supervisord must be root to run as backuppc"),
+    pytest.mark.root("supervisord must be root to run as backuppc"),
 ]
 
 MAIN_CONF = """\

@@ -25,7 +25,7 @@ from tests.helpers import agent_pids_on, kill_agents_on, ssh_add, wait_for
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="init scripts run as root"),
+    pytest.mark.root("init scripts run as root"),
     pytest.mark.skipif(
         not shutil.which("start-stop-daemon") or not Path("/lib/lsb/init-functions").exists(),
         reason="needs Debian's start-stop-daemon and lsb-base",

@@ -113,7 +113,7 @@ def test_a_fresh_install_writes_everything_for_sysvinit(root: Path) -> None:
     assert "update-rc.d backuppc-agent defaults" in result.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+@pytest.mark.root("chown needs root")
 def test_files_in_the_home_belong_to_backuppc_and_shared_files_keep_their_owner(root: Path) -> None:
     config_pl = under(root, "/etc/backuppc/config.pl")
     os.chown(config_pl, pwd.getpwnam("backuppc").pw_uid, 0)

@@ -26,7 +26,7 @@ from tests.hostile_support import listener, recording_program, runs_of
 NOBODY = 65534
 CLIENT = "web01"
 HOST = "root@127.0.0.9"
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, setuid)")
+needs_root = pytest.mark.root("needs root (chown, setuid)")
 
 #: a well-behaved master (hello, then alive with its pid) that drops to nobody before listen()
 AS_NOBODY = r"""

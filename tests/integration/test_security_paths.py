@@ -31,7 +31,7 @@ from tests.helpers import (
 )
 
 NOBODY = 65534
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown to nobody")
+needs_root = pytest.mark.root("needs root to chown to nobody")
 
 
 def symlinked(path: Path) -> None:

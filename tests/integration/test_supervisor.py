@@ -158,7 +158,7 @@ def test_refuses_a_regular_file_at_the_socket_path(setup: Setup) -> None:
     assert setup.socket.read_text() == "not a socket"
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown to another user")
+@pytest.mark.root("needs root to chown to another user")
 def test_refuses_a_socket_owned_by_another_user(setup: Setup) -> None:
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     other.bind(str(setup.socket))

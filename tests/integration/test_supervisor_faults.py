@@ -23,7 +23,7 @@ from tests.helpers import (
 )
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to mount a small tmpfs")
+@pytest.mark.root("needs root to mount a small tmpfs")
 def test_a_full_state_dir_keeps_the_agent_and_says_so(
     tmp_path: Path, keys: dict[str, Path]
 ) -> None:
