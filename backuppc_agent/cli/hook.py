@@ -14,7 +14,6 @@ from backuppc_agent import exitcodes
 from backuppc_agent.backuppc import hooks
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.config import Config
-from backuppc_agent.errors import BackupPCAgentError
 
 TYPE_CHECKING = False  # see records.py: typing and argparse stay off the hot path
 if TYPE_CHECKING:
@@ -40,27 +39,41 @@ def _say(lines: tuple[str, ...] | list[str]) -> None:
     sys.stdout.flush()
 
 
-def _outcome(args: argparse.Namespace) -> tuple[hooks.Outcome, Config]:
-    config = load_config(args)
+def _outcome(args: argparse.Namespace, config: Config) -> hooks.Outcome:
     if args.hook == "ping":
-        return hooks.ping_gate(config, args.host or args.client), config
+        return hooks.ping_gate(config, args.host or args.client)
     if args.hook in hooks.PRE_HOOKS:
-        return hooks.pre_hook(config, args.hook, args.client, args.host or args.client), config
-    return hooks.post_hook(config, args.hook, args.client, args.xfer_ok), config
+        return hooks.pre_hook(config, args.hook, args.client, args.host or args.client)
+    return hooks.post_hook(config, args.hook, args.client, args.xfer_ok)
+
+
+def _record(config: Config, hook: str, outcome: hooks.Outcome) -> None:
+    problem = hooks.record(config, hook, outcome)
+    if problem:
+        _say([f"this hook run was not recorded: {problem}"])
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the hook, print its lines, record it; return the documented exit code."""
+    """Run the hook, print its lines, record it; return the documented exit code.
+
+    An unexpected failure is recorded as result "error" (not without a config:
+    the store lives in its state directory), then raised for a pre hook (main
+    prints it) and printed for a post hook, which never fails a backup.
+    """
     post = args.hook in hooks.POST_HOOKS
     try:
-        outcome, config = _outcome(args)
-    except BackupPCAgentError as err:
+        config = load_config(args)
+        try:
+            outcome = _outcome(args, config)
+        except Exception as err:
+            detail = f"{type(err).__name__}: {err}"
+            _record(config, args.hook, hooks.Outcome("error", 0, (detail,), 0.0, args.client))
+            raise
+    except Exception as err:
         if not post:
             raise
         _say([f"{args.hook}: {err} (post hooks never fail a backup)"])
         return exitcodes.OK
     _say(outcome.lines)
-    problem = hooks.record(config, args.hook, outcome)
-    if problem:
-        _say([f"this hook run was not recorded: {problem}"])
+    _record(config, args.hook, outcome)
     return exitcodes.OK if post else outcome.exit_code

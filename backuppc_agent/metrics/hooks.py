@@ -19,6 +19,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from backuppc_agent.backuppc.hooks import HOOK_RESULTS
 from backuppc_agent.events import EventStore, EventStoreError, HookSummary
 from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors
 
@@ -35,7 +36,7 @@ def read_summary(state_dir: Path) -> HookSummary:
 
 
 class HookPart(Part):
-    """Runs per hook and result, the readiness-wait histogram, last success per client."""
+    """Runs per hook and result, the readiness-wait histogram, last success per host."""
 
     name = "hooks"
 
@@ -59,13 +60,20 @@ class HookPart(Part):
 
 
 def _runs(summary: HookSummary) -> CounterMetricFamily:
-    """backuppc_agent_hook_runs_total, one sample per (hook, result) seen."""
+    """backuppc_agent_hook_runs_total: every (hook, result) a hook can record, 0 until seen.
+
+    A series born at 1 has increase() = 0 in Prometheus, so an alert on the first
+    failure of an instance would never fire: every known pair exists from the start.
+    """
     family = CounterMetricFamily(
         PREFIX + "hook_runs_total",
-        "BackupPC hook runs by hook and result (ok, failed, not-ready, ssh-failed, ...).",
+        "BackupPC hook runs by hook and result "
+        "(ok, failed, not-ready, ssh-failed, bad-name, error).",
         labels=["hook", "result"],
     )
-    for (hook, result), count in sorted(summary.runs.items()):
+    runs = {(hook, result): 0 for hook, results in HOOK_RESULTS.items() for result in results}
+    runs.update(summary.runs)
+    for (hook, result), count in sorted(runs.items()):
         family.add_metric([hook, result], count)
     return family
 
@@ -89,12 +97,12 @@ def _le(bound: float) -> str:
 
 
 def _last_success(summary: HookSummary) -> GaugeMetricFamily:
-    """backuppc_agent_last_success_timestamp_seconds per client."""
+    """backuppc_agent_last_success_timestamp_seconds per BackupPC host (label ``host``)."""
     family = GaugeMetricFamily(
         PREFIX + "last_success_timestamp_seconds",
-        "When a hook for this client last ended ok (Unix time).",
-        labels=["client"],
+        "When a hook for this BackupPC host last ended ok (Unix time).",
+        labels=["host"],
     )
-    for client, when in sorted(summary.last_success.items()):
-        family.add_metric([client], when)
+    for host, when in sorted(summary.last_success.items()):
+        family.add_metric([host], when)
     return family

@@ -24,7 +24,7 @@ MasterLister = Callable[[Path, float], list[MasterInfo]]
 
 
 class MasterPart(Part):
-    """Live master count, and per client whether it answers and since when it is open."""
+    """Live master count; per host (BackupPC's $client): does it answer, since when open."""
 
     name = "masters"
 
@@ -49,13 +49,13 @@ class MasterPart(Part):
         yield gauge("masters", "SSH master connections that answer the mux alive check.", live)
         up = GaugeMetricFamily(
             PREFIX + "master_up",
-            "1 when the client's master answers on its control socket, 0 for a dead socket.",
-            labels=["client"],
+            "1 when the host's master answers on its control socket, 0 for a dead socket.",
+            labels=["host"],
         )
         opened = GaugeMetricFamily(
             PREFIX + "master_opened_timestamp_seconds",
-            "When the client's live master was opened (Unix time).",
-            labels=["client"],
+            "When the host's live master was opened (Unix time).",
+            labels=["host"],
         )
         for master in masters:
             if master.status not in _DEAD_MASTER:

@@ -109,7 +109,7 @@ def test_a_hook_run_shows_up_in_the_counters(tmp_path: Path, free_port: int) -> 
     assert sample(body, 'backuppc_agent_hook_wait_seconds_bucket{le="0.5"}') == 1
     assert sample(body, 'backuppc_agent_hook_wait_seconds_bucket{le="30.0"}') == 2
     assert sample(body, "backuppc_agent_hook_wait_seconds_sum") == pytest.approx(30.3)
-    assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{client="client1"}') == (
+    assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{host="client1"}') == (
         1_700_000_000.0
     )
 
@@ -128,8 +128,12 @@ def test_real_hook_runs_show_up_in_the_counters(tmp_path: Path, free_port: int) 
         body = fetch(url)[1]
     assert sample(body, 'backuppc_agent_hook_runs_total{hook="post-dump",result="ok"}') == 1
     assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="not-ready"}') == 1
+    # never seen yet, exported at 0: increase() will see the first one
+    for result in ("bad-name", "ssh-failed", "error"):
+        series = f'backuppc_agent_hook_runs_total{{hook="pre-dump",result="{result}"}}'
+        assert sample(body, series) == 0, result
     assert sample(body, "backuppc_agent_hook_wait_seconds_count") == 1
-    assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{client="client1"}')
+    assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{host="client1"}')
 
 
 def test_swap_metrics_come_from_the_configured_procfs(

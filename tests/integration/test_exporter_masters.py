@@ -49,7 +49,7 @@ def open_master(control: Path, key: Path) -> int:
 
 
 def scrape(control_dir: Path) -> tuple[dict[str, float], ScrapeErrors]:
-    """One scrape of the master part; the master samples by name (and /client)."""
+    """One scrape of the master part; the master samples by name (and /host)."""
     errors = ScrapeErrors()
     collector = ScrapeCollector([MasterPart(errors, control_dir)], errors)
     families = list(collector.collect())
@@ -58,7 +58,7 @@ def scrape(control_dir: Path) -> tuple[dict[str, float], ScrapeErrors]:
         for sample in family.samples:
             if "master" not in sample.name:
                 continue
-            client = sample.labels.get("client")
+            client = sample.labels.get("host")
             values[sample.name + (f"/{client}" if client else "")] = sample.value
     return values, errors
 

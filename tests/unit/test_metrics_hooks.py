@@ -1,0 +1,77 @@
+"""The hook part's families from a summary, and the hook CLI recording unexpected failures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from prometheus_client.registry import CollectorRegistry
+
+from backuppc_agent.backuppc import hooks
+from backuppc_agent.cli import hook as hook_cli
+from backuppc_agent.cli.main import main
+from backuppc_agent.events import EventStore, HookSummary
+from backuppc_agent.metrics.hooks import HookPart
+from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
+from tests.helpers import make_setup
+
+EMPTY = HookSummary({}, ((math.inf, 0),), 0.0, 0, {})
+
+
+def scrape(summary: HookSummary) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    errors = ScrapeErrors()
+    registry = CollectorRegistry()
+    part = HookPart(errors, Path("/nonexistent"), reader=lambda _dir: summary)
+    registry.register(ScrapeCollector([part], errors))
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+    }
+
+
+def test_every_result_a_hook_can_record_is_exported_at_zero_before_any_run() -> None:
+    values = scrape(EMPTY)
+    runs = {labels: value for (name, labels), value in values.items()
+            if name == "backuppc_agent_hook_runs_total"}  # fmt: skip
+    expected = {
+        (("hook", hook), ("result", result))
+        for hook, results in hooks.HOOK_RESULTS.items()
+        for result in results
+    }
+    assert set(runs) == expected
+    assert set(runs.values()) == {0}
+    assert set(hooks.HOOK_RESULTS) == set(hooks.HOOKS)
+    assert (("hook", "pre-dump"), ("result", "ssh-failed")) in runs
+    assert (("hook", "pre-archive"), ("result", "ssh-failed")) not in runs  # archives stay local
+
+
+def test_recorded_runs_replace_the_zeros_and_last_success_is_labelled_host() -> None:
+    summary = HookSummary({("pre-dump", "bad-name"): 3}, EMPTY.wait_buckets, 0.0, 0, {"web1": 5.0})
+    values = scrape(summary)
+    key = ("backuppc_agent_hook_runs_total", (("hook", "pre-dump"), ("result", "bad-name")))
+    assert values[key] == 3
+    assert values[("backuppc_agent_last_success_timestamp_seconds", (("host", "web1"),))] == 5.0
+
+
+def _raise(*_args: object) -> hooks.Outcome:
+    raise RuntimeError("a bug")
+
+
+@pytest.mark.parametrize(("hook", "code"), [("pre-dump", 70), ("post-dump", 0)])
+def test_an_unexpected_failure_is_recorded_as_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: str, code: int
+) -> None:
+    setup = make_setup(tmp_path / "inst")
+    # the bug is injected: no real input makes a hook raise anything but its own errors
+    monkeypatch.setattr(hook_cli.hooks, "pre_hook", _raise)
+    monkeypatch.setattr(hook_cli.hooks, "post_hook", _raise)
+    argv = ["--config", str(setup.config), "hook", hook, "--client", "web1", "--xfer-ok", "1"]
+    assert main(argv) == code  # pre: internal error (70); post hooks never fail a backup
+    store = EventStore(setup.state_dir)
+    try:
+        assert store.summary().runs == {(hook, "error"): 1}
+        assert "RuntimeError: a bug" in store.recent(1)[0].detail
+    finally:
+        store.close()
