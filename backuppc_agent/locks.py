@@ -12,8 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from backuppc_agent import paths
-from backuppc_agent.waits import pause
+from backuppc_agent import paths, waits
 
 POLL_SECONDS = 0.01
 
@@ -32,21 +31,23 @@ class FileLock:
         """
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(self.path, flags, paths.PRIVATE_FILE_MODE)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                pause(POLL_SECONDS)
-                continue
-            self._fd = fd
-            return True
+        if not waits.until(lambda: _try_lock(fd), time.monotonic() + timeout, POLL_SECONDS):
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
 
     def release(self) -> None:
         """Drop the lock."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive flock on ``fd`` without blocking; False if another holder has it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -15,10 +15,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from backuppc_agent import paths
+from backuppc_agent import paths, waits
 from backuppc_agent.errors import BackupPCAgentError
 
 STOP_GRACE_SECONDS = 3.0
+#: How often stop_pid looks whether a process it signalled is gone.
+STOP_POLL_SECONDS = 0.02
 #: What a kill session may print (its script prints a line or two).
 OUTPUT_LIMIT_BYTES = 1 << 20
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -225,7 +227,7 @@ def stop_child(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS)
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=grace)
+            wait_child(proc, grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -240,11 +242,8 @@ def stop_pid(pid: int, grace: float = STOP_GRACE_SECONDS) -> bool:
         return True
     except PermissionError:
         return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.02)
+    if waits.until(lambda: not pid_alive(pid), time.monotonic() + grace, STOP_POLL_SECONDS):
+        return True
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     return True

@@ -1,20 +1,51 @@
-"""Pauses inside deadline loops, without time.sleep.
+"""Every wait in the package: poll a check until it passes or a deadline comes.
 
-Python 3.11's time.sleep sleeps until an absolute CLOCK_MONOTONIC deadline
-(clock_nanosleep with TIMER_ABSTIME). libfaketime, which the clock-jump tests
-preload to move the wall clock under a running hook, rewrites that deadline
-and time.sleep fails with EINVAL. select() takes a relative timeout, which
-every clock tool leaves alone, and a jump of the wall clock cannot stretch or
-cut it either. Every loop that pauses also checks a monotonic deadline.
+Pauses use select() on no descriptors, not time.sleep. Python 3.11's
+time.sleep sleeps until an absolute CLOCK_MONOTONIC deadline (clock_nanosleep
+with TIMER_ABSTIME); libfaketime, which the clock-jump tests preload to move
+the wall clock under a running hook, rewrites that deadline and time.sleep
+fails with EINVAL. select() takes a relative timeout, which every clock tool
+leaves alone, and a jump of the wall clock cannot stretch or cut it either.
 """
 
 from __future__ import annotations
 
+import select
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 def pause(seconds: float) -> None:
-    """Wait ``seconds`` (nothing if not positive): select() on no descriptors."""
-    if seconds <= 0:
-        return
-    import select  # noqa: PLC0415  (only loops that really wait pay for the import)
+    """Wait ``seconds`` (nothing if not positive)."""
+    if seconds > 0:
+        select.select([], [], [], seconds)
 
-    select.select([], [], [], seconds)
+
+def until(
+    check: Callable[[], T],
+    deadline: float | None,
+    interval: float,
+    *,
+    done: Callable[[T], bool] = bool,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = pause,
+) -> T:
+    """Call ``check`` every ``interval`` seconds until ``done(result)`` or the deadline.
+
+    ``deadline`` is a time on ``clock`` (None: no limit); ``check`` runs at
+    least once. Returns the last result, done or not.
+    """
+    while True:
+        result = check()
+        if done(result):
+            return result
+        if deadline is None:
+            sleep(interval)
+            continue
+        left = deadline - clock()
+        if left <= 0:
+            return result
+        sleep(min(interval, left))

@@ -17,16 +17,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, names
-from backuppc_agent.agent.probe import probe
-from backuppc_agent.agent.readiness import evaluate
+from backuppc_agent.agent.probe import ProbeStatus
+from backuppc_agent.agent.readiness import Readiness, wait_ready
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, BadNameError
-from backuppc_agent.records import Record
 from backuppc_agent.ssh import mux, sshconfig
 from backuppc_agent.state import State
-from backuppc_agent.waits import pause
 
 PRE_HOOKS = ("pre-dump", "pre-restore", "pre-archive")
 POST_HOOKS = ("post-dump", "post-restore", "post-archive")
@@ -48,7 +47,8 @@ POLL_SECONDS = 0.2
 MASTER_CHECK_SECONDS = 1.0
 
 
-class Outcome(Record):
+@dataclass(frozen=True, slots=True)
+class Outcome:
     """How a hook run ended: the recorded result, the exit code, the lines to print."""
 
     result: str
@@ -56,38 +56,6 @@ class Outcome(Record):
     lines: tuple[str, ...]
     waited_seconds: float = 0.0
     client: str = ""
-
-
-class Readiness(Record):
-    """The end of a wait for readiness."""
-
-    state: State
-    reason: str
-    waited_seconds: float
-    identities: int
-    #: how the last probe ended (ProbeStatus value): "timeout" = the agent was too slow
-    probe: str = "answered"
-
-
-def wait_ready(
-    config: Config,
-    wait_seconds: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = pause,
-) -> Readiness:
-    """Probe the agent until it is ready or ``wait_seconds`` have passed."""
-    started = clock()
-    deadline = started + wait_seconds
-    while True:
-        left = deadline - clock()
-        timeout = min(config.agent.probe_timeout_seconds, max(left, 0.05))
-        result = probe(config.agent.socket, timeout)
-        state, reason = evaluate(result, config.agent.required_keys)
-        left = deadline - clock()
-        if state is State.READY or left <= 0:
-            waited = clock() - started
-            return Readiness(state, reason, waited, len(result.identities), result.status.value)
-        sleep(min(POLL_SECONDS, left))
 
 
 def _user_name() -> str:
@@ -103,7 +71,7 @@ def not_ready_line(config: Config, ready: Readiness) -> str:
     """The one line BackupPC's XferLOG shows when the keys are not there."""
     sock = config.agent.socket
     user = _user_name()
-    if ready.state is State.DOWN and ready.probe == "timeout":
+    if ready.state is State.DOWN and ready.probe is ProbeStatus.TIMEOUT:
         return (
             f"ssh-agent did not answer in time (agent socket {sock}: {ready.reason}); "
             f"gave up after {ready.waited_seconds:.0f} s: is the machine overloaded?"
@@ -179,7 +147,7 @@ def _gate(
         check()
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
-    ready = wait_ready(config, config.hooks.wait_seconds)
+    ready = wait_ready(config.agent, config.hooks.wait_seconds, POLL_SECONDS)
     if ready.state is not State.READY:
         line = not_ready_line(config, ready)
         return Outcome("not-ready", not_ready_exit, (line,), ready.waited_seconds, subject)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from backuppc_agent import exitcodes, proc
 from backuppc_agent.agent import readiness
-from backuppc_agent.cli.common import load_config, probe_agent
-from backuppc_agent.config import Config
-from backuppc_agent.state import State
+from backuppc_agent.cli.common import load_config
 
 SETTLE_SECONDS = 1.0
+POLL_SECONDS = 0.05
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,16 +29,7 @@ def run(args: argparse.Namespace) -> int:
     status = proc.run_interactive(("ssh-add", *args.ssh_add_args), env)
     if status != 0:
         return status
-    current, reason = _settle(config)
-    print(f"backuppc-agent: {current.value}: {reason}", file=sys.stderr)
+    # A moment for the agent to settle, so the report reflects what ssh-add just did.
+    ready = readiness.wait_ready(config.agent, SETTLE_SECONDS, POLL_SECONDS)
+    print(f"backuppc-agent: {ready.state.value}: {ready.reason}", file=sys.stderr)
     return exitcodes.OK
-
-
-def _settle(config: Config) -> tuple[State, str]:
-    """Give the agent a moment, so the report reflects what ssh-add just did."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        current, reason = readiness.evaluate(probe_agent(config), config.agent.required_keys)
-        if current is State.READY or time.monotonic() >= deadline:
-            return current, reason
-        time.sleep(0.05)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-import time
 
 from backuppc_agent import exitcodes
 from backuppc_agent.agent import readiness
-from backuppc_agent.cli.common import load_config, probe_agent
+from backuppc_agent.cli.common import load_config
 from backuppc_agent.state import State
 
 TYPE_CHECKING = False  # see records.py: typing and argparse stay off the hot path
@@ -44,16 +43,10 @@ def _seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Poll the agent until ready (exit 0) or the deadline passes (exit 1)."""
     config = load_config(args)
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    while True:
-        current, reason = readiness.evaluate(probe_agent(config), config.agent.required_keys)
-        if current is State.READY:
-            return exitcodes.OK
-        if deadline is not None and time.monotonic() >= deadline:
-            if not args.quiet:
-                print(
-                    f"backuppc-agent: not ready after {args.timeout:g} s: {reason}", file=sys.stderr
-                )
-            return exitcodes.NOT_READY
-        pause = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - time.monotonic())
-        time.sleep(max(pause, 0.0))
+    ready = readiness.wait_ready(config.agent, args.timeout, POLL_SECONDS)
+    if ready.state is State.READY:
+        return exitcodes.OK
+    if not args.quiet:
+        line = f"backuppc-agent: not ready after {args.timeout:g} s: {ready.reason}"
+        print(line, file=sys.stderr)
+    return exitcodes.NOT_READY
