@@ -1,70 +1,210 @@
-"""Unix stream sockets with one deadline, for talking to untrusted local listeners.
+"""Unix stream sockets to untrusted local listeners, every step bounded by one deadline.
 
-Built on ``_socket`` rather than ``socket``: the public module converts its
-constants into enums at import, which costs about 4 ms on every hook and
-status call, and we need none of what it adds. Timeouts surface as
-TimeoutError, refusals as ConnectionRefusedError, like with ``socket``.
+The agent probe and the mux client both talk to a socket path that anyone of
+our uid (or a stale file, or a wedged process) may hold. Here is the one place
+that connects with a deadline, reads the listener's pid and uid (SO_PEERCRED),
+refuses a listener of another uid, bounds each read and write, and turns every
+way this can fail into a ``TransportError`` of one ``Failure`` kind, worded once.
+
+Both protocols frame messages as a uint32 big-endian length then the body, so
+``Connection.exchange`` sends one message and reads one framed reply; the
+caller's ``length_of`` and ``parse`` decide what a valid reply is (they raise
+ProtocolError, which becomes a BAD_REPLY failure).
 """
 
 from __future__ import annotations
 
-import _socket
+import contextlib
+import enum
 import os
+import socket
 import struct
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from backuppc_agent.errors import ProtocolError
 
 _PEERCRED = struct.Struct("3i")
+_HEADER_BYTES = 4
+T = TypeVar("T")
 
-Socket = _socket.socket
+
+class Failure(enum.Enum):
+    """How talking to a socket path failed."""
+
+    MISSING = "missing"  # nothing at the path
+    REFUSED = "refused"  # a socket nobody listens on: stale
+    TIMEOUT = "timeout"  # something accepted but did not answer in time
+    BAD_REPLY = "bad-reply"  # something answered, but not in the expected protocol
+    FOREIGN = "foreign"  # the listener runs as another user
+    ERROR = "error"  # any other failure (permissions, not a socket, ...)
 
 
-def remaining(deadline: float) -> float:
-    """Seconds left until ``deadline`` (monotonic); raise TimeoutError when none are."""
+class TransportError(Exception):
+    """Talking to a socket failed; ``peer_pid``/``peer_uid`` are set once known."""
+
+    def __init__(
+        self,
+        failure: Failure,
+        detail: str,
+        peer_pid: int | None = None,
+        peer_uid: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.failure = failure
+        self.detail = detail
+        self.peer_pid = peer_pid
+        self.peer_uid = peer_uid
+
+
+def connect_failure(path: Path, err: OSError, what: str = "socket") -> TransportError:
+    """The TransportError for a connect() to ``path`` that raised ``err``."""
+    if isinstance(err, FileNotFoundError):
+        return TransportError(Failure.MISSING, f"no {what} at {path}")
+    if isinstance(err, ConnectionRefusedError):
+        return TransportError(Failure.REFUSED, f"nothing listens on {path} (stale)")
+    if isinstance(err, TimeoutError):
+        return TransportError(Failure.TIMEOUT, f"connect to {path} timed out")
+    return TransportError(Failure.ERROR, f"cannot connect to {path}: {err.strerror or err}")
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline``; TimeoutError (an OSError) when none are left."""
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimeoutError
     return left
 
 
-def connect(path: Path, deadline: float) -> Socket:
-    """Connect to the unix socket at ``path`` before ``deadline``; raise OSError."""
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.settimeout(remaining(deadline))
-        sock.connect(os.fsencode(path))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def peer_credentials(sock: Socket) -> tuple[int, int]:
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
     """(pid, uid) of the process on the other end, from SO_PEERCRED."""
-    raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _PEERCRED.size)
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
     pid, uid, _gid = _PEERCRED.unpack(raw)
     return pid, uid
 
 
-def send_all(sock: Socket, data: bytes, deadline: float) -> None:
-    """Send everything before ``deadline``; raise TimeoutError or OSError."""
-    sock.settimeout(remaining(deadline))
-    sock.sendall(data)
+def connect(
+    path: Path,
+    deadline: float,
+    expected_uid: int | None = None,
+    what: str = "socket",
+    peer: str = "listener",
+) -> Connection:
+    """Connect to ``path`` before ``deadline`` (monotonic) and check the listener's uid.
 
-
-def recv_exact(sock: Socket, size: int, deadline: float) -> memoryview:
-    """Read exactly ``size`` bytes before ``deadline``.
-
-    Raises TimeoutError, or EOFError if the peer closes first (the message says
-    how many bytes came).
+    ``expected_uid`` defaults to ours. ``what`` names the path and ``peer`` the
+    listener in failure details. Raises TransportError.
     """
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        sock.settimeout(remaining(deadline))
-        count = sock.recv_into(view[got:])
-        if count == 0:
-            raise EOFError(f"peer closed the connection after {got} of {size} bytes")
-        got += count
-    return view
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(_left(deadline))
+        sock.connect(os.fsencode(path))
+        pid, uid = peer_credentials(sock)
+    except OSError as err:
+        sock.close()
+        raise connect_failure(path, err, what) from None
+    expected = os.getuid() if expected_uid is None else expected_uid
+    if uid != expected:
+        sock.close()
+        detail = f"{what} {path} is served by uid {uid} (pid {pid}), not uid {expected}"
+        raise TransportError(Failure.FOREIGN, detail, pid, uid)
+    return Connection(sock, deadline, peer, pid, uid)
+
+
+def request(
+    path: Path,
+    message: bytes,
+    deadline: float,
+    length_of: Callable[[bytes], int],
+    parse: Callable[[bytes], T],
+    what: str = "socket",
+    peer: str = "listener",
+) -> T:
+    """Connect, send ``message``, read and parse one framed reply. Raises TransportError."""
+    with connect(path, deadline, what=what, peer=peer) as conn:
+        return conn.exchange(message, length_of, parse)
+
+
+class Connection:
+    """One connection to a listener of our uid; ``deadline`` bounds every operation."""
+
+    def __init__(
+        self, sock: socket.socket, deadline: float, peer: str, peer_pid: int, peer_uid: int
+    ) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.peer = peer
+        self.peer_pid = peer_pid
+        self.peer_uid = peer_uid
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+    def fail(self, failure: Failure, detail: str) -> TransportError:
+        """A TransportError that names this connection's peer."""
+        return TransportError(failure, detail, self.peer_pid, self.peer_uid)
+
+    def exchange(
+        self, message: bytes, length_of: Callable[[bytes], int], parse: Callable[[bytes], T]
+    ) -> T:
+        """Send ``message``, then read and parse one framed reply. Raises TransportError."""
+        self.send(message)
+        return self.receive(length_of, parse)
+
+    def receive(self, length_of: Callable[[bytes], int], parse: Callable[[bytes], T]) -> T:
+        """Read one frame (header, then ``length_of(header)`` bytes) and parse its body."""
+        try:
+            body = self.recv_exact(length_of(self.recv_exact(_HEADER_BYTES)))
+            return parse(body)
+        except ProtocolError as err:
+            raise self.fail(Failure.BAD_REPLY, str(err)) from None
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data``. Raises TransportError."""
+        with self._bounded():
+            self.sock.sendall(data)
+
+    def send_fd(self, fd: int) -> None:
+        """Pass ``fd`` to the peer: one byte with SCM_RIGHTS, as ssh's mm_send_fd does."""
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+        with self._bounded():
+            self.sock.sendmsg([b"\0"], rights)
+
+    def recv_exact(self, size: int) -> bytes:
+        """Read exactly ``size`` bytes. Raises TransportError (also when the peer closes early)."""
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            with self._bounded():
+                count = self.sock.recv_into(view[got:])
+            if count == 0:
+                detail = f"{self.peer} closed the connection after {got} of {size} bytes"
+                raise self.fail(Failure.BAD_REPLY, detail)
+            got += count
+        return bytes(buffer)
+
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """Bound one socket call by the deadline; turn its OSError into a TransportError."""
+        try:
+            self.sock.settimeout(_left(self.deadline))
+            yield
+        except TimeoutError:
+            detail = f"{self.peer} (pid {self.peer_pid}) did not answer in time"
+            raise self.fail(Failure.TIMEOUT, detail) from None
+        except OSError as err:
+            detail = f"{self.peer} hung up: {err.strerror or err}"
+            raise self.fail(Failure.BAD_REPLY, detail) from None

@@ -118,7 +118,7 @@ class AgentKeeper:
         if result.status is ProbeStatus.MISSING:
             return
         if result.status is ProbeStatus.FOREIGN:
-            raise UnsafePathError(f"agent socket {sock}: {result.detail}")
+            raise UnsafePathError(result.detail)
         raise AgentError(
             f"agent socket {sock} is in use by something that is not a working ssh-agent "
             f"({result.detail}); stop it or set agent.socket elsewhere"

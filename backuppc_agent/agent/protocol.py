@@ -8,10 +8,11 @@ against the bytes actually present before anything is allocated.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import struct
+from dataclasses import dataclass
 
 from backuppc_agent.errors import ProtocolError
-from backuppc_agent.records import Record
 
 SSH_AGENT_FAILURE = 5
 SSH_AGENT_SUCCESS = 6
@@ -26,7 +27,8 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 _U32 = struct.Struct(">I")
 
 
-class Identity(Record):
+@dataclass(frozen=True, slots=True)
+class Identity:
     """One key the agent holds: its public blob and comment."""
 
     blob: bytes
@@ -49,19 +51,8 @@ class Identity(Record):
 
 def fingerprint(blob: bytes) -> str:
     """Return ``SHA256:<unpadded base64>`` of a public key blob."""
-    digest = _sha256(blob)
+    digest = hashlib.sha256(blob).digest()
     return "SHA256:" + binascii.b2a_base64(digest, newline=False).decode("ascii").rstrip("=")
-
-
-def _sha256(data: bytes) -> bytes:
-    # CPython's builtin SHA-256: hashlib would load OpenSSL's libcrypto (~3 ms)
-    # into every status call; a key fingerprint needs none of it.
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # noqa: PLC0415  (3.11)
-    except ImportError:  # 3.12+ calls it _sha2
-        from hashlib import sha256  # noqa: PLC0415
-    digest: bytes = sha256(data).digest()
-    return digest
 
 
 def frame(msg_type: int, payload: bytes = b"") -> bytes:

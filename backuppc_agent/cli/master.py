@@ -49,7 +49,7 @@ def _list(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         import json  # noqa: PLC0415
 
-        rows = [{**m._asdict(), "path": str(m.path)} for m in masters]
+        rows = [master.as_dict() for master in masters]
         print(json.dumps(rows, sort_keys=True))
         return exitcodes.OK
     now = time.time()
@@ -68,7 +68,7 @@ def _check(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         import json  # noqa: PLC0415
 
-        print(json.dumps(status._asdict(), sort_keys=True))
+        print(json.dumps(status.as_dict(), sort_keys=True))
     else:
         print(f"{args.client}: {status.detail}")
     return exitcodes.OK if status.alive else exitcodes.NOT_READY

@@ -15,8 +15,8 @@ import logging
 import os
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from backuppc_agent import exitcodes, names, paths
 from backuppc_agent.config import Config
@@ -37,6 +37,8 @@ LIST_WORKERS = 8
 CHECK_SECONDS = 1.0
 #: ssh -f returns once authenticated; how long the socket may take to answer after that.
 SETTLE_SECONDS = 2.0
+#: What close_master finds when the master is gone or wedged: its socket is removed.
+_DEAD_STATUSES = frozenset({mux.MuxStatus.STALE, mux.MuxStatus.TIMEOUT, mux.MuxStatus.BAD_REPLY})
 #: ssh binds PATH + "." + 16 random characters, then renames it to PATH.
 _TEMP_SUFFIX_CHARS = 16
 
@@ -47,18 +49,35 @@ class MasterError(BackupPCAgentError):
     exit_code = exitcodes.HOOK_SSH_FAILED
 
 
-class MasterInfo(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class MasterInfo:
     """One control socket in the control directory, as ``master list`` shows it."""
 
     client: str
     path: Path
-    alive: bool
+    #: what mux.check found (alive, stale, timeout, bad reply, foreign, ...) and why
+    status: mux.MuxStatus
     pid: int | None
+    detail: str
     #: epoch seconds the master was opened (the socket's mtime: bind, then rename)
     opened: float | None
-    #: mux.check's status (alive, stale, timeout, bad-reply, foreign, ...) and why
-    status: str = "alive"
-    detail: str = ""
+
+    @property
+    def alive(self) -> bool:
+        """True when the master answered."""
+        return self.status is mux.MuxStatus.ALIVE
+
+    def as_dict(self) -> dict[str, object]:
+        """The row as JSON-ready values (``path`` as text, ``status`` by its value)."""
+        return {
+            "client": self.client,
+            "path": str(self.path),
+            "alive": self.alive,
+            "pid": self.pid,
+            "opened": self.opened,
+            "status": self.status.value,
+            "detail": self.detail,
+        }
 
 
 def _is_temp_name(name: str) -> bool:
@@ -103,9 +122,9 @@ def _control_sockets(control_dir: Path) -> list[tuple[str, Path, float]]:
 
 def _check_one(entry: tuple[str, Path, float], timeout: float) -> MasterInfo:
     client, path, mtime = entry
-    status = mux.check(path, timeout)
-    opened = mtime if status.alive else None
-    return MasterInfo(client, path, status.alive, status.pid, opened, status.status, status.detail)
+    result = mux.check(path, timeout)
+    opened = mtime if result.alive else None
+    return MasterInfo(client, path, result.status, result.pid, result.detail, opened)
 
 
 def make_master_command(config: Config, client: str, host: str, log: Path) -> tuple[str, ...]:
@@ -161,11 +180,11 @@ class ClientLock:
         self._lock.release()
 
 
-def clear_dead_socket(path: Path, status: mux.MuxStatus) -> None:
+def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:
     """Remove a control socket whose master is gone or wedged; refuse anything else."""
-    if status.status == "missing":
+    if status.status is mux.MuxStatus.MISSING:
         return
-    if status.status == "foreign":
+    if status.status is mux.MuxStatus.FOREIGN:
         raise MasterError(f"control socket {path}: {status.detail}")
     paths.check_socket_path(path, "control socket")
     logger.warning("removing dead control socket %s (%s)", path, status.detail)
@@ -191,7 +210,7 @@ def _last_log_line(log: Path) -> str:
     return "".join(char if char.isprintable() else "?" for char in text.strip())[:300]
 
 
-def _wait_alive(path: Path, seconds: float) -> mux.MuxStatus:
+def _wait_alive(path: Path, seconds: float) -> mux.MuxResult:
     deadline = time.monotonic() + seconds
     while True:
         status = mux.check(path, CHECK_SECONDS)
@@ -200,7 +219,7 @@ def _wait_alive(path: Path, seconds: float) -> mux.MuxStatus:
         pause(0.02)
 
 
-def open_master(config: Config, client: str, host: str) -> mux.MuxStatus:
+def open_master(config: Config, client: str, host: str) -> mux.MuxResult:
     """Start CLIENT's master to HOST (caller holds the lock); raise MasterError on failure."""
     from backuppc_agent import proc  # noqa: PLC0415  (subprocess only when opening)
 
@@ -242,8 +261,8 @@ def remembered_host(config: Config, client: str) -> str | None:
 
 
 def ensure_master(
-    config: Config, client: str, host: str, first: mux.MuxStatus | None = None
-) -> tuple[mux.MuxStatus, bool]:
+    config: Config, client: str, host: str, first: mux.MuxResult | None = None
+) -> tuple[mux.MuxResult, bool]:
     """Find CLIENT's master alive (a session proves its connection) or open it.
 
     ``first`` is the caller's own check_session of the socket, if it made one.
@@ -275,7 +294,7 @@ def session_seconds(config: Config) -> float:
     return float(config.hooks.connect_timeout_seconds)
 
 
-def retire_master(path: Path, status: mux.MuxStatus) -> None:
+def retire_master(path: Path, status: mux.MuxResult) -> None:
     """Free ``path`` from a master that runs but opens no sessions.
 
     The master is asked to stop listening (``ssh -O stop``: it removes its
@@ -289,10 +308,10 @@ def retire_master(path: Path, status: mux.MuxStatus) -> None:
         paths.remove_socket(path)
 
 
-def close_master(config: Config, client: str) -> mux.MuxStatus:
+def close_master(config: Config, client: str) -> mux.MuxResult:
     """Ask CLIENT's master to exit (like ``ssh -O exit``); remove its socket if it was dead."""
     path = sshconfig.control_path(config.mux.control_dir, client)
     status = mux.terminate(path, CHECK_SECONDS)
-    if status.status in ("stale", "timeout", "bad-reply"):
+    if status.status in _DEAD_STATUSES:
         clear_dead_socket(path, status)
     return status

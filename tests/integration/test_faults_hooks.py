@@ -329,4 +329,4 @@ def test_a_wall_clock_jump_does_not_stretch_the_connect_timeout(
     assert code == 6, out
     assert "timed out" in out
     assert CONNECT_TIMEOUT - 0.5 <= elapsed <= OPEN_BOUND_SECONDS
-    assert mux.check(lone_bed.socket("fh-t"), 1.0).status == "missing"
+    assert mux.check(lone_bed.socket("fh-t"), 1.0).status is mux.MuxStatus.MISSING

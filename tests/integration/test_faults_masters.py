@@ -78,7 +78,7 @@ def _kill_master_mid_transfer(bed: Bed) -> int:
         os.kill(old, signal.SIGKILL)
         assert job.wait(timeout=10) == 255  # the session died with its master
     wait_for(lambda: not _remote("cat /dev/zero"), timeout=5)  # the client's side ended too
-    assert mux.check(bed.socket(CLIENT), 1.0).status == "stale"
+    assert mux.check(bed.socket(CLIENT), 1.0).status is mux.MuxStatus.STALE
     return old
 
 

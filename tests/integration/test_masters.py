@@ -144,7 +144,7 @@ def test_a_stale_socket_is_replaced_by_a_working_master(bed: Bed) -> None:
     old = mux.check(bed.socket(), 1.0)
     assert old.pid is not None
     os.kill(old.pid, signal.SIGKILL)
-    wait_for(lambda: mux.check(bed.socket(), 1.0).status == "stale")
+    wait_for(lambda: mux.check(bed.socket(), 1.0).status is mux.MuxStatus.STALE)
     before = bed.sshd.accepted_publickey()
     reopened = bed.pre_dump()
     assert reopened.returncode == 0, reopened.stdout

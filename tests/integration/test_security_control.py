@@ -20,6 +20,7 @@ import pytest
 
 from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
+from backuppc_agent.ssh import mux_framing as framing
 from tests.helpers import cli, make_setup, private_dir, wait_for
 from tests.hostile_support import listener, recording_program, runs_of
 
@@ -59,12 +60,12 @@ def good_master(conn: object) -> None:
     import struct  # noqa: PLC0415
 
     assert isinstance(conn, socket.socket)
-    conn.sendall(mux.encode(mux.MUX_MSG_HELLO, mux.MUX_VERSION))
+    conn.sendall(framing.encode(framing.MUX_MSG_HELLO, framing.MUX_VERSION))
     conn.recv(64)
     request = conn.recv(64)
     if len(request) >= 12:
         request_id = struct.unpack(">I", request[8:12])[0]
-        conn.sendall(mux.encode(mux.MUX_S_ALIVE, request_id, os.getpid()))
+        conn.sendall(framing.encode(framing.MUX_S_ALIVE, request_id, os.getpid()))
 
 
 class Bed:
@@ -208,5 +209,5 @@ def test_the_supervisor_never_adopts_an_agent_socket_served_by_another_uid(
         if server.stdout is not None:
             server.stdout.close()
     assert done.returncode == 3, done.stderr
-    assert f"listener runs as uid {NOBODY}" in done.stderr
+    assert f"is served by uid {NOBODY}" in done.stderr
     assert setup.socket.is_socket()  # left alone

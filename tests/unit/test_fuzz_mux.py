@@ -1,8 +1,8 @@
 """Fuzz the mux protocol client: any bytes from a control socket give a status, never a crash.
 
-The parsers (frame length, hello, alive) must return a value or raise MuxError;
+The parsers (frame length, hello, alive) must return a value or raise ProtocolError;
 ``mux.check`` against a listener that sends arbitrary bytes must return a
-MuxStatus within its deadline, alive only for a well-formed reply.
+MuxResult within its deadline, alive only for a well-formed reply.
 """
 
 from __future__ import annotations
@@ -20,9 +20,19 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from backuppc_agent.errors import ProtocolError
 from backuppc_agent.ssh import mux
+from backuppc_agent.ssh import mux_framing as framing
 
-STATUSES = {"alive", "missing", "stale", "timeout", "bad-reply", "foreign", "error"}
+STATUSES = {
+    mux.MuxStatus.ALIVE,
+    mux.MuxStatus.MISSING,
+    mux.MuxStatus.STALE,
+    mux.MuxStatus.TIMEOUT,
+    mux.MuxStatus.BAD_REPLY,
+    mux.MuxStatus.FOREIGN,
+    mux.MuxStatus.ERROR,
+}
 words = st.integers(min_value=0, max_value=2**32 - 1)
 
 
@@ -32,49 +42,49 @@ def frame(*values: int, tail: bytes = b"") -> bytes:
 
 
 def outcome(function: Callable[..., int], *args: object) -> tuple[int | None, str]:
-    """(value, "") or (None, "STATUS: message") of a parser that raises MuxError."""
+    """(value, "") or (None, "STATUS: message") of a parser that raises ProtocolError."""
     try:
         return function(*args), ""
-    except mux.MuxError as err:
-        return None, f"{err.status}: {err}"
+    except ProtocolError as err:  # what mux.check reports as a bad reply
+        return None, f"bad-reply: {err}"
 
 
 @given(st.binary(min_size=4, max_size=4))
 def test_any_frame_length_is_a_bounded_size_or_a_mux_error(header: bytes) -> None:
-    length, error = outcome(mux.frame_length, header)
+    length, error = outcome(framing.frame_length, header)
     if length is None:
         assert error.startswith("bad-reply: ")
     else:
-        assert 4 <= length <= mux.MAX_FRAME_BYTES
+        assert 4 <= length <= framing.MAX_FRAME_BYTES
 
 
 @given(st.binary(max_size=64))
 @example(b"")
-@example(struct.pack(">II", mux.MUX_MSG_HELLO, 3))
+@example(struct.pack(">II", framing.MUX_MSG_HELLO, 3))
 def test_any_hello_body_is_version_4_or_a_mux_error(body: bytes) -> None:
-    version, error = outcome(mux.parse_hello, body)
+    version, error = outcome(framing.parse_hello, body)
     if version is None:
         assert error.startswith("bad-reply: ")
         assert "\n" not in error
     else:
-        assert version == mux.MUX_VERSION
+        assert version == framing.MUX_VERSION
 
 
 @given(st.binary(max_size=64), words)
-@example(struct.pack(">III", mux.MUX_S_ALIVE, 7, 0), 7)
+@example(struct.pack(">III", framing.MUX_S_ALIVE, 7, 0), 7)
 def test_any_alive_body_is_a_pid_or_a_mux_error(body: bytes, request_id: int) -> None:
-    pid, error = outcome(mux.parse_alive, body, request_id)
+    pid, error = outcome(framing.parse_alive, body, request_id)
     if pid is None:
         assert error.startswith("bad-reply: ")
     else:
         assert 0 <= pid <= 2**32 - 1
-        assert body[:8] == struct.pack(">II", mux.MUX_S_ALIVE, request_id)
+        assert body[:8] == struct.pack(">II", framing.MUX_S_ALIVE, request_id)
 
 
 @given(words, words, st.binary(max_size=16))
 def test_a_well_formed_alive_reply_always_parses(request_id: int, pid: int, tail: bytes) -> None:
-    body = struct.pack(">III", mux.MUX_S_ALIVE, request_id, pid) + tail
-    assert mux.parse_alive(body, request_id) == pid
+    body = struct.pack(">III", framing.MUX_S_ALIVE, request_id, pid) + tail
+    assert framing.parse_alive(body, request_id) == pid
 
 
 class Replier:
@@ -127,7 +137,7 @@ def replier() -> Iterator[tuple[Replier, Path]]:
         directory.rmdir()
 
 
-HELLO = frame(mux.MUX_MSG_HELLO, mux.MUX_VERSION)
+HELLO = frame(framing.MUX_MSG_HELLO, framing.MUX_VERSION)
 #: mux.check's request id: our pid
 REQUEST_ID = os.getpid() & 0xFFFFFFFF
 replies = st.one_of(
@@ -139,9 +149,9 @@ replies = st.one_of(
 
 
 @given(replies)
-@example(HELLO + frame(mux.MUX_S_ALIVE, 0, 1))
+@example(HELLO + frame(framing.MUX_S_ALIVE, 0, 1))
 @example(struct.pack(">I", 0xFFFFFFFF))
-@example(HELLO + struct.pack(">I", mux.MAX_FRAME_BYTES) + b"\0" * 8)
+@example(HELLO + struct.pack(">I", framing.MAX_FRAME_BYTES) + b"\0" * 8)
 def test_any_reply_to_a_check_gives_a_status_within_the_deadline(
     replier: tuple[Replier, Path], reply: bytes
 ) -> None:
@@ -156,7 +166,7 @@ def test_any_reply_to_a_check_gives_a_status_within_the_deadline(
         # only a hello then an alive reply to our own request id is believed
         alive = reply[len(HELLO) + 4 : len(HELLO) + 12]
         assert reply.startswith(HELLO)
-        assert alive == struct.pack(">II", mux.MUX_S_ALIVE, REQUEST_ID)
+        assert alive == struct.pack(">II", framing.MUX_S_ALIVE, REQUEST_ID)
         assert status.pid is not None
 
 
@@ -165,5 +175,6 @@ def test_a_hello_and_an_alive_reply_to_our_request_is_alive(
     replier: tuple[Replier, Path], pid: int, tail: bytes
 ) -> None:
     served, path = replier
-    served.reply = HELLO + frame(mux.MUX_S_ALIVE, REQUEST_ID, pid, tail=tail)
-    assert mux.check(path, 0.5) == mux.MuxStatus(True, pid, f"master running (pid {pid})")
+    served.reply = HELLO + frame(framing.MUX_S_ALIVE, REQUEST_ID, pid, tail=tail)
+    expected = mux.MuxResult(mux.MuxStatus.ALIVE, pid, f"master running (pid {pid})")
+    assert mux.check(path, 0.5) == expected

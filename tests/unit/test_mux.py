@@ -10,36 +10,38 @@ from pathlib import Path
 
 import pytest
 
+from backuppc_agent.errors import ProtocolError
 from backuppc_agent.ssh import mux
+from backuppc_agent.ssh import mux_framing as framing
 from tests.hostile_support import listener
 
 
 def test_encode_builds_length_type_and_words() -> None:
-    frame = mux.encode(mux.MUX_C_ALIVE_CHECK, 7)
+    frame = framing.encode(framing.MUX_C_ALIVE_CHECK, 7)
     assert frame == struct.pack(">III", 8, 0x10000004, 7)
-    hello = mux.encode(mux.MUX_MSG_HELLO, 4, strings=(b"ext",))
+    hello = framing.encode(framing.MUX_MSG_HELLO, 4, strings=(b"ext",))
     assert hello == struct.pack(">IIII", 15, 1, 4, 3) + b"ext"
 
 
 def test_frame_length_refuses_tiny_and_huge_frames() -> None:
-    assert mux.frame_length(struct.pack(">I", 12)) == 12
-    with pytest.raises(mux.MuxError, match="too short"):
-        mux.frame_length(struct.pack(">I", 2))
-    with pytest.raises(mux.MuxError, match="exceeds"):
-        mux.frame_length(struct.pack(">I", 0xFFFFFFFF))
+    assert framing.frame_length(struct.pack(">I", 12)) == 12
+    with pytest.raises(ProtocolError, match="too short"):
+        framing.frame_length(struct.pack(">I", 2))
+    with pytest.raises(ProtocolError, match="exceeds"):
+        framing.frame_length(struct.pack(">I", 0xFFFFFFFF))
 
 
 def test_parsers_check_type_version_and_request_id() -> None:
-    assert mux.parse_hello(struct.pack(">II", 1, 4)) == 4
-    with pytest.raises(mux.MuxError, match="version 3"):
-        mux.parse_hello(struct.pack(">II", 1, 3))
-    with pytest.raises(mux.MuxError, match="expected mux hello"):
-        mux.parse_hello(struct.pack(">II", 0x80000001, 4))
-    assert mux.parse_alive(struct.pack(">III", 0x80000005, 9, 1234), 9) == 1234
-    with pytest.raises(mux.MuxError, match="request 8"):
-        mux.parse_alive(struct.pack(">III", 0x80000005, 8, 1234), 9)
-    with pytest.raises(mux.MuxError, match="truncated"):
-        mux.parse_alive(struct.pack(">II", 0x80000005, 9), 9)
+    assert framing.parse_hello(struct.pack(">II", 1, 4)) == 4
+    with pytest.raises(ProtocolError, match="version 3"):
+        framing.parse_hello(struct.pack(">II", 1, 3))
+    with pytest.raises(ProtocolError, match="expected mux hello"):
+        framing.parse_hello(struct.pack(">II", 0x80000001, 4))
+    assert framing.parse_alive(struct.pack(">III", 0x80000005, 9, 1234), 9) == 1234
+    with pytest.raises(ProtocolError, match="request 8"):
+        framing.parse_alive(struct.pack(">III", 0x80000005, 8, 1234), 9)
+    with pytest.raises(ProtocolError, match="truncated"):
+        framing.parse_alive(struct.pack(">II", 0x80000005, 9), 9)
 
 
 def _read_frame(conn: socket.socket) -> bytes:
@@ -48,19 +50,20 @@ def _read_frame(conn: socket.socket) -> bytes:
 
 
 def _good(conn: socket.socket) -> None:
-    conn.sendall(mux.encode(mux.MUX_MSG_HELLO, 4))
+    conn.sendall(framing.encode(framing.MUX_MSG_HELLO, 4))
     _read_frame(conn)
     request = _read_frame(conn)
     msg_type, request_id = struct.unpack(">II", request)
-    assert msg_type == mux.MUX_C_ALIVE_CHECK
-    conn.sendall(mux.encode(mux.MUX_S_ALIVE, request_id, 4242))
+    assert msg_type == framing.MUX_C_ALIVE_CHECK
+    conn.sendall(framing.encode(framing.MUX_S_ALIVE, request_id, 4242))
 
 
 def test_a_well_behaved_master_is_alive_with_its_pid(tmp_path: Path) -> None:
     path = tmp_path / "m"
     with listener(path, _good):
         status = mux.check(path, 1.0)
-    assert status == mux.MuxStatus(True, 4242, "master running (pid 4242)", "alive")
+    assert status == mux.MuxResult(mux.MuxStatus.ALIVE, 4242, "master running (pid 4242)")
+    assert status.alive
 
 
 def _silent(conn: socket.socket) -> None:
@@ -81,10 +84,15 @@ def _hangs_up(conn: socket.socket) -> None:
 
 @pytest.mark.parametrize(
     ("behave", "status"),
-    [(_silent, "timeout"), (_huge, "bad-reply"), (_garbage, "bad-reply"), (_hangs_up, "bad-reply")],
+    [
+        (_silent, mux.MuxStatus.TIMEOUT),
+        (_huge, mux.MuxStatus.BAD_REPLY),
+        (_garbage, mux.MuxStatus.BAD_REPLY),
+        (_hangs_up, mux.MuxStatus.BAD_REPLY),
+    ],
 )
 def test_hostile_listeners_are_not_alive_and_never_hang(
-    tmp_path: Path, behave: Callable[[socket.socket], None], status: str
+    tmp_path: Path, behave: Callable[[socket.socket], None], status: mux.MuxStatus
 ) -> None:
     path = tmp_path / "m"
     with listener(path, behave):
@@ -92,16 +100,16 @@ def test_hostile_listeners_are_not_alive_and_never_hang(
         result = mux.check(path, 0.3)
         elapsed = time.monotonic() - started
     assert not result.alive
-    assert result.status == status
+    assert result.status is status
     assert elapsed < 0.8
 
 
 def test_missing_and_stale_sockets_are_told_apart(tmp_path: Path) -> None:
-    assert mux.check(tmp_path / "none", 0.5).status == "missing"
+    assert mux.check(tmp_path / "none", 0.5).status is mux.MuxStatus.MISSING
     stale = tmp_path / "stale"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(stale))
     sock.close()  # bound, never listening: connect is refused, like a SIGKILLed master's
-    assert mux.check(stale, 0.5).status == "stale"
+    assert mux.check(stale, 0.5).status is mux.MuxStatus.STALE
     (tmp_path / "file").write_text("")
-    assert mux.check(tmp_path / "file", 0.5).status in ("stale", "error")
+    assert mux.check(tmp_path / "file", 0.5).status in (mux.MuxStatus.STALE, mux.MuxStatus.ERROR)

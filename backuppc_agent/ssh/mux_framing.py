@@ -1,0 +1,105 @@
+"""OpenSSH's ControlMaster protocol (PROTOCOL.mux) as pure functions: bytes in, values out.
+
+Frames are a uint32 big-endian length, then the payload, which starts with a
+uint32 message type. Both sides say hello (version 4) first. Everything read is
+untrusted: frames are bounded and every decoder raises ProtocolError (one line)
+on anything it does not expect.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from backuppc_agent.errors import ProtocolError
+
+MUX_MSG_HELLO = 0x00000001
+MUX_C_NEW_SESSION = 0x10000002
+MUX_C_ALIVE_CHECK = 0x10000004
+MUX_C_TERMINATE = 0x10000005
+MUX_C_STOP_LISTENING = 0x10000009
+MUX_S_OK = 0x80000001
+MUX_S_PERMISSION_DENIED = 0x80000002
+MUX_S_FAILURE = 0x80000003
+MUX_S_ALIVE = 0x80000005
+MUX_S_SESSION_OPENED = 0x80000006
+MUX_VERSION = 4
+#: Real replies are a few dozen bytes; a hostile length must not allocate gigabytes.
+MAX_FRAME_BYTES = 64 * 1024
+_NO_ESCAPE_CHAR = 0xFFFFFFFF
+_U32 = struct.Struct(">I")
+
+
+def encode(msg_type: int, *words: int, strings: tuple[bytes, ...] = ()) -> bytes:
+    """Build one frame: length, type, uint32 words, then SSH strings."""
+    body = _U32.pack(msg_type) + b"".join(_U32.pack(word) for word in words)
+    body += b"".join(_string(text) for text in strings)
+    return _U32.pack(len(body)) + body
+
+
+def encode_new_session(request_id: int, command: bytes) -> bytes:
+    """A MUX_C_NEW_SESSION frame: no tty, X11, agent or subsystem, no escape character."""
+    body = _U32.pack(MUX_C_NEW_SESSION) + _U32.pack(request_id) + _string(b"")
+    body += _U32.pack(0) * 4 + _U32.pack(_NO_ESCAPE_CHAR) + _string(b"") + _string(command)
+    return _U32.pack(len(body)) + body
+
+
+def _string(text: bytes) -> bytes:
+    return _U32.pack(len(text)) + text
+
+
+def frame_length(header: bytes, limit: int = MAX_FRAME_BYTES) -> int:
+    """Decode a 4-byte length; raise ProtocolError if it is too short or too large."""
+    length: int = _U32.unpack(header)[0]
+    if length < 4:
+        raise ProtocolError(f"mux frame of {length} bytes is too short")
+    if length > limit:
+        raise ProtocolError(f"mux frame of {length} bytes exceeds {limit}")
+    return length
+
+
+def parse_words(body: bytes, count: int) -> tuple[int, ...]:
+    """The first ``count`` uint32 words of a frame body; raise ProtocolError if short."""
+    if len(body) < 4 * count:
+        raise ProtocolError(f"mux reply of {len(body)} bytes is truncated")
+    return struct.unpack_from(f">{count}I", body)
+
+
+def parse_hello(body: bytes) -> int:
+    """Return the master's protocol version; raise ProtocolError if it is not a hello."""
+    msg_type, version = parse_words(body, 2)
+    if msg_type != MUX_MSG_HELLO:
+        raise ProtocolError(f"expected mux hello, got message type {msg_type:#010x}")
+    if version != MUX_VERSION:
+        raise ProtocolError(f"master speaks mux version {version}, not {MUX_VERSION}")
+    return int(version)
+
+
+def parse_alive(body: bytes, request_id: int) -> int:
+    """Return the master's pid from a MUX_S_ALIVE reply; raise ProtocolError otherwise."""
+    msg_type, reply_id, pid = parse_words(body, 3)
+    if msg_type != MUX_S_ALIVE:
+        raise ProtocolError(f"expected MUX_S_ALIVE, got message type {msg_type:#010x}")
+    _check_id(reply_id, request_id)
+    return int(pid)
+
+
+def parse_session_opened(body: bytes, request_id: int) -> None:
+    """Accept a MUX_S_SESSION_OPENED reply to ``request_id``; raise ProtocolError otherwise."""
+    msg_type, reply_id = parse_words(body, 2)
+    if msg_type in (MUX_S_FAILURE, MUX_S_PERMISSION_DENIED):
+        reason = body[12 : 12 + 200].decode("utf-8", "replace")
+        shown = "".join(char if char.isprintable() else "?" for char in reason)
+        raise ProtocolError(f"master refused a session: {shown}")
+    if msg_type != MUX_S_SESSION_OPENED:
+        raise ProtocolError(f"expected MUX_S_SESSION_OPENED, got {msg_type:#010x}")
+    _check_id(reply_id, request_id)
+
+
+def parse_type(body: bytes) -> int:
+    """The message type of a reply (the first word); raise ProtocolError if there is none."""
+    return parse_words(body, 1)[0]
+
+
+def _check_id(reply_id: int, request_id: int) -> None:
+    if reply_id != request_id:
+        raise ProtocolError(f"reply to request {reply_id}, expected {request_id}")
