@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint check-rules check-shell system-deps venv clean fuzz
+.PHONY: run test bench lint check-rules check-shell system-deps venv clean fuzz deb
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,8 +42,9 @@ check-rules: system-deps
 
 # Every shell script through shellcheck; the systemd units through systemd-analyze
 # verify (with a real ExecStart; any warning fails; skipped where not installed).
-SHELL_SCRIPTS = $(shell find . -path ./.venv -prune -o \( -name '*.sh' \
-	-o -path ./initscripts/backuppc-agent -o -path ./initscripts/default-backuppc \) -print)
+SHELL_SCRIPTS = $(shell find . \( -path ./.venv -o -path ./build \) -prune -o \( -name '*.sh' \
+	-o -path ./initscripts/backuppc-agent -o -path ./initscripts/default-backuppc \
+	-o -path ./debian/postinst -o -path ./debian/postrm -o -path ./debian/prerm \) -print)
 
 check-shell: system-deps $(STAMP)
 	shellcheck $(SHELL_SCRIPTS)
@@ -56,8 +57,29 @@ test: system-deps $(STAMP) lint check-rules check-shell
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench
 
+# The Debian package, from the tree as it is (also uncommitted edits): built in a
+# copy under build/deb (dpkg-buildpackage writes next to the source), checked
+# with lintian (errors fail; warnings are justified in debian/*.lintian-overrides).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+DEB := dist/backuppc-agent_$(VERSION)_all.deb
+DEB_SRC := build/deb/backuppc-agent-$(VERSION)
+
+deb:
+	@test "$$(dpkg-parsechangelog -S Version)" = "$(VERSION)" || \
+		{ echo "deb: debian/changelog's version is not pyproject's $(VERSION)" >&2; exit 1; }
+	rm -rf build/deb && mkdir -p $(DEB_SRC) dist
+	tar -c --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
+		--exclude='*.egg-info' --exclude=__pycache__ --exclude='.*_cache' . | tar -x -C $(DEB_SRC)
+	# Debian's own interpreters only (not a pyenv or venv python3 on PATH).
+	cd $(DEB_SRC) && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage --no-sign -b >../build.log 2>&1 || \
+		{ tail -40 ../build.log >&2; exit 1; }
+	mv build/deb/backuppc-agent_$(VERSION)_all.deb $(DEB)
+	lintian --fail-on error $(DEB) || \
+		{ echo "deb: lintian found errors" >&2; exit 1; }
+	@echo "built $(DEB)"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist
 
 # Explore the hypothesis fuzz tests afresh with many more examples (not part of make test).
 fuzz: $(STAMP)

@@ -5,7 +5,11 @@ set -eu
 
 # systemd: systemd-analyze verify of the units (no systemd needs to run);
 # sysvinit-utils: lsb's init-functions, which the sysvinit script sources.
-PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3"
+# debhelper ... lintian: `make deb` (tests/e2e/test_deb.py builds and installs the
+# package); python3-keyring, python3-prometheus-client: the package's Depends.
+PACKAGES="openssh-client openssh-server rsync backuppc prometheus shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3
+debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian
+python3-keyring python3-prometheus-client"
 
 missing=""
 for pkg in $PACKAGES; do

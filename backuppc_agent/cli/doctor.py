@@ -22,6 +22,7 @@ CHECKS: list[doctor.Check] = [
     checks_agent.check_openssh,
     checks_agent.check_control_paths,
     checks_backuppc.check_backuppc_config,
+    checks_backuppc.check_access,
     checks_backuppc.check_known_hosts,
     checks_backuppc.check_swap,
     checks_backuppc.check_keyring,

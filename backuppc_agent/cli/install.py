@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from backuppc_agent import exitcodes
-from backuppc_agent.deploy import context, installer, sources, targets
+from backuppc_agent.deploy import access, context, installer, sources, targets
 from backuppc_agent.deploy.managed import Action
 from backuppc_agent.deploy.templates import Values
 
@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     ctx = context.load(args.config, Path(args.root).absolute())
     init = targets.detect_init(ctx) if args.init == "auto" else args.init
     vals = targets.values(ctx, args.program or default_program())
+    if ctx.root == Path("/") and _refused(ctx, vals.program):
+        return exitcodes.NOT_READY
     wanted, problems = _targets(ctx, init, vals, args.client_user)
     steps = installer.plan(ctx, wanted)
     dirs = installer.missing_dirs(ctx, targets.directories(ctx))
@@ -74,6 +76,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"backuppc-agent: {problem}", file=sys.stderr)
     conflicts = any(step.action is Action.CONFLICT for step in steps)
     return exitcodes.NOT_READY if conflicts or problems else exitcodes.OK
+
+
+def _refused(ctx: context.Context, program: str) -> bool:
+    """Print what the BackupPC user cannot run or read (one line each); True if anything."""
+    found = access.problems(ctx.user, program, ctx.config_path, ctx.config)
+    for problem in found:
+        print(f"backuppc-agent: refused, nothing written: {problem.line()}", file=sys.stderr)
+    return bool(found)
 
 
 def _targets(

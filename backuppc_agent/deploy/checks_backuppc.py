@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from backuppc_agent import proc
-from backuppc_agent.deploy import bpconfig, sources, swapcheck
+from backuppc_agent.deploy import access, bpconfig, sources, swapcheck
 from backuppc_agent.deploy.doctor import Env, Finding, Verdict
 from backuppc_agent.errors import BackupPCAgentError
 
@@ -54,6 +54,24 @@ def _setting_ok(value: str | None, marker: str | None) -> bool:
     if marker is None:
         return value == "1"
     return value is not None and marker in f" {value} "
+
+
+def check_access(env: Env) -> list[Finding]:
+    """The BackupPC user runs the program config.pl names, reads the config and key files."""
+    user = env.ctx.user
+    uid = env.running_uid if env.running_uid >= 0 else os.getuid()
+    if uid not in (0, user.pw_uid):
+        message = f"only root or {user.pw_name} can run commands as {user.pw_name}"
+        return [Finding("access", Verdict.SKIP, message)]
+    pre = (env.backuppc.main() or {}).get("DumpPreUserCmd")
+    command = bpconfig.first_string(pre) or ""
+    program = command.split()[0] if " hook " in f" {command} " else None
+    config = env.ctx.config
+    found = access.problems(user, program, env.ctx.config_path, config, env.runner)
+    if found:
+        return [Finding("access", Verdict.FAIL, item.message, item.fix) for item in found]
+    what = f"runs {program} and reads" if program else "reads"
+    return [Finding("access", Verdict.OK, f"{user.pw_name} {what} {env.ctx.config_path}")]
 
 
 def _known(known_hosts: Path, address: str) -> bool:

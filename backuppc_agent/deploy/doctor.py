@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backuppc_agent import proc
 from backuppc_agent.agent.probe import ProbeResult, probe
+from backuppc_agent.deploy import access
 from backuppc_agent.deploy.bpconfig import BackupPCConfig
 from backuppc_agent.deploy.context import Context
 
@@ -66,6 +67,7 @@ class Env:
     probe_fn: Callable[[Path, float, int | None], ProbeResult] = probe
     ssh_version: Callable[[str], str] = _run_ssh_version
     running_uid: int = field(default=-1)
+    runner: access.Runner = access.run_as
 
 
 Check = Callable[[Env], list[Finding]]

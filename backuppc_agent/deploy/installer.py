@@ -41,6 +41,9 @@ class Step:
 
 def plan_target(ctx: Context, target: Target) -> Step:
     """Decide what to do with one target."""
+    for packaged in target.packaged:
+        if fsops.read_text(ctx.under(packaged)) == target.body:
+            return Step(target, ctx.under(packaged), Action.UNCHANGED, target.body, None, None)
     disk = ctx.under(target.path)
     current = fsops.read_text(disk)
     if target.block:
@@ -94,6 +97,8 @@ def describe(step: Step, dry_run: bool) -> str:
         Action.KEPT: "kept",
         Action.CONFLICT: "CONFLICT",
     }[step.action]
+    if step.action is Action.CREATE and step.target.block and step.old_text is not None:
+        verb = "append to"  # our block added to a file that was already there
     if dry_run and step.writes:
         verb = "would " + verb.lower()
     if step.action is Action.KEPT:

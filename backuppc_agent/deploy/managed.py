@@ -87,6 +87,9 @@ def plan_file(current_text: str | None, body: str) -> Decision:
     if current_text is None:
         return Decision(Action.CREATE, stamp_file(body))
     current, recorded = parse_file(current_text)
+    if recorded is None and current == body:
+        # Already exactly ours, unmarked: the Debian package's own copy (a conffile).
+        return Decision(Action.UNCHANGED, None)
     action = decide(current, recorded, body)
     if action in (Action.UNCHANGED, Action.KEPT):
         return Decision(action, None)

@@ -16,6 +16,10 @@ INITS = ("supervisord", "systemd", "sysvinit")
 SUPERVISOR_CONF_DIR = Path("/etc/supervisor/conf.d")
 SYSTEMD_RUNNING = Path("/run/systemd/system")
 SYSTEMD_DIR = Path("/etc/systemd/system")
+#: Where the Debian package's units are (/lib on Debian 12, /usr/lib from 13).
+PACKAGED_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+#: Present while the Debian package is installed: its service is the one to use.
+DPKG_LIST = Path("/var/lib/dpkg/info/backuppc-agent.list")
 BACKUPPC_CONFIG = Path("/etc/backuppc/config.pl")
 DEFAULT_BACKUPPC = Path("/etc/default/backuppc")
 
@@ -30,6 +34,8 @@ class Target:
     mode: int
     for_user: bool
     what: str
+    #: Where a packaged copy may already be, equal to ``body`` (then nothing is written).
+    packaged: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,13 @@ class Directory:
 
 
 def detect_init(ctx: Context) -> str:
-    """supervisord if its conf.d exists, else systemd if it runs, else sysvinit."""
-    if ctx.under(SUPERVISOR_CONF_DIR).is_dir():
+    """supervisord if its conf.d exists, else systemd if it runs, else sysvinit.
+
+    With the Debian package installed, its own (enabled) service runs the
+    supervisor: a supervisord program too would start a second one.
+    """
+    packaged = ctx.under(DPKG_LIST).exists()
+    if ctx.under(SUPERVISOR_CONF_DIR).is_dir() and not packaged:
         return "supervisord"
     if ctx.under(SYSTEMD_RUNNING).is_dir():
         return "systemd"
@@ -132,9 +143,16 @@ INIT_FILES: dict[str, tuple[tuple[Path, str, bool, int, str], ...]] = {
 def init_targets(init: str, vals: templates.Values) -> list[Target]:
     """The service files for ``init``."""
     return [
-        Target(path, templates.render(name, vals), block, mode, False, what)
+        Target(path, templates.render(name, vals), block, mode, False, what, _packaged(path))
         for path, name, block, mode, what in INIT_FILES[init]
     ]
+
+
+def _packaged(path: Path) -> tuple[Path, ...]:
+    """Where the Debian package ships the unit install would write to /etc/systemd/system."""
+    if not path.is_relative_to(SYSTEMD_DIR):
+        return ()
+    return tuple(unit_dir / path.relative_to(SYSTEMD_DIR) for unit_dir in PACKAGED_UNIT_DIRS)
 
 
 def next_steps(init: str, user: str) -> list[str]:

@@ -202,3 +202,10 @@ def test_an_edited_block_is_kept_and_text_after_it_survives_an_update() -> None:
     edited = text.replace("one\n", "one, edited\n")
     assert managed.plan_block(edited, "one\n").action is Action.KEPT
     assert managed.plan_block(edited, "two\n").action is Action.CONFLICT
+
+
+def test_an_identical_unmarked_file_is_unchanged_not_a_conflict() -> None:
+    # The Debian package's conffile (/etc/init.d/backuppc-agent) is exactly the shipped text.
+    body = templates.read(templates.SYSVINIT)
+    assert managed.plan_file(body, body) == managed.Decision(Action.UNCHANGED, None)
+    assert managed.plan_file(body + "# local\n", body).action is Action.CONFLICT

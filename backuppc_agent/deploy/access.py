@@ -1,0 +1,94 @@
+"""Can the BackupPC user run the program install writes, and read the files it names?
+
+Asked the only way that cannot be wrong: by running as that user (``runuser``,
+root only; directly when we already are that user). A program path into
+/root (a pyenv interpreter, a venv in a root-only checkout) passes every
+check made as root and fails every backup with "Permission denied".
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from backuppc_agent import proc
+from backuppc_agent.config import Config
+
+RUN_TIMEOUT_SECONDS = 30.0
+VENV_FIX = (
+    "install the Debian package (apt install ./backuppc-agent_*.deb), or a venv the user can "
+    "reach: /usr/bin/python3 -m venv /opt/backuppc-agent (README: Install), then run its "
+    "backuppc-agent install"
+)
+
+Runner = Callable[[pwd.struct_passwd, Sequence[str]], tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the BackupPC user cannot do, and the fix."""
+
+    message: str
+    fix: str
+
+    def line(self) -> str:
+        """The one line install prints."""
+        return f"{self.message}: {self.fix}"
+
+
+def run_as(user: pwd.struct_passwd, argv: Sequence[str]) -> tuple[int, str]:
+    """Run ``argv`` as ``user``: (exit status, last line of stderr); (-1, "") if we cannot."""
+    if os.geteuid() == user.pw_uid:
+        command = tuple(argv)
+    elif os.geteuid() == 0:
+        command = ("runuser", "-u", user.pw_name, "--", *argv)
+    else:
+        return -1, ""
+    try:
+        result = proc.run(command, RUN_TIMEOUT_SECONDS, cwd=Path("/"))
+    except proc.CommandError as err:
+        return 1, str(err)
+    lines = result.stderr.decode(errors="replace").strip().splitlines()
+    return result.returncode, lines[-1] if lines else ""
+
+
+def program_problem(user: pwd.struct_passwd, program: str, runner: Runner) -> Problem | None:
+    """None if ``user`` can run ``program --version``; else why not, with the fix."""
+    status, why = runner(user, (program, "--version"))
+    if status <= 0:
+        return None
+    reason = why or f"exit status {status}"
+    return Problem(f"user {user.pw_name} cannot run {program} ({reason})", VENV_FIX)
+
+
+def readable_problem(
+    user: pwd.struct_passwd, path: Path, what: str, fix: str, runner: Runner
+) -> Problem | None:
+    """None if ``user`` can read ``path`` (or it does not exist); else the problem."""
+    if not path.exists():
+        return None
+    status, _ = runner(user, ("test", "-r", str(path)))
+    if status <= 0:
+        return None
+    return Problem(f"user {user.pw_name} cannot read {what} {path}", fix)
+
+
+def problems(
+    user: pwd.struct_passwd,
+    program: str | None,
+    config_path: Path,
+    config: Config,
+    runner: Runner = run_as,
+) -> list[Problem]:
+    """What the BackupPC user needs and cannot do: run ``program`` (if given), read files."""
+    name = user.pw_name
+    found = [program_problem(user, program, runner) if program else None]
+    config_fix = f"chmod 0644 {config_path}"
+    found.append(readable_problem(user, config_path, "the config", config_fix, runner))
+    for key in (*config.agent.keys, *config.mux.identity_files):
+        fix = f"chown {name} {key} && chmod 0600 {key}"
+        found.append(readable_problem(user, key, "key file", fix, runner))
+    return [problem for problem in found if problem is not None]
