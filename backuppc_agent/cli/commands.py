@@ -1,4 +1,4 @@
-"""The table of subcommands: names, modules and help (no argparse here: it is slow)."""
+"""The table of subcommands: names, modules and help."""
 
 PROG = "backuppc-agent"
 HIDDEN = ""
@@ -21,6 +21,3 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "passphrase": ("passphrase", "store or delete a key passphrase in the keyring"),
     "askpass": ("askpass", HIDDEN),
 }
-
-#: The commands the fast parser knows (see fastpath.py); the others need argparse.
-FAST_COMMANDS = ("hook", "status", "wait")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from backuppc_agent import config as config_mod
 from backuppc_agent.agent.probe import ProbeResult, probe
 from backuppc_agent.config import Config
-
-TYPE_CHECKING = False  # see records.py: typing and argparse stay off the hot path
-if TYPE_CHECKING:
-    import argparse
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

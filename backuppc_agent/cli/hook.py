@@ -8,16 +8,13 @@ failed. Every line printed starts with "backuppc-agent: " (BackupPC's XferLOG).
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from backuppc_agent import exitcodes
 from backuppc_agent.backuppc import hooks
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.config import Config
-
-TYPE_CHECKING = False  # see records.py: typing and argparse stay off the hot path
-if TYPE_CHECKING:
-    import argparse
 
 PREFIX = "backuppc-agent: "
 

@@ -1,10 +1,11 @@
-"""The argparse parser of every command (the hot ones usually go through fastpath)."""
+"""The argparse parser: the global options, and the chosen subcommand's own arguments."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from types import ModuleType
 from typing import Any, NoReturn
 
 from backuppc_agent import __version__
@@ -29,25 +30,10 @@ def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
-class _Formatter(argparse.HelpFormatter):
-    """A help formatter with a fixed width.
-
-    argparse builds a formatter for every add_argument() call, and the default
-    one imports shutil (and with it bz2, lzma, zlib) to ask the terminal size.
-    """
-
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 30,
-        width: int | None = None,
-    ) -> None:
-        super().__init__(prog, indent_increment, max_help_position, width or 98)
-
-
 def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
+    """--config and --debug, accepted before and after the command name."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a value given before the command is not reset by the subparser's default.
     common.add_argument(
         "--config",
         metavar="PATH",
@@ -64,20 +50,16 @@ def _common() -> argparse.ArgumentParser:
 
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
-    """Build the parser; only ``selected``'s module adds its own arguments."""
+    """Build the parser; only ``selected``'s module is imported to add its own arguments."""
     common = _common()
     # Subparsers are built with the parent's class: every level errs on one line.
-    parser = _Parser(
-        prog=PROG, parents=[common], description=DESCRIPTION, formatter_class=_Formatter
-    )
+    parser = _Parser(prog=PROG, parents=[common], description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    # An explicit prog keeps argparse from building a formatter (and importing
-    # shutil, bz2, lzma) on every start.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
-    # With a command chosen, only its parser is built: 15 parsers cost ~2 ms.
+    # With a command chosen, only its parser is built (and only its module imported).
     chosen = {selected: COMMANDS[selected]} if selected else COMMANDS
     for name, (module, text) in chosen.items():
-        kwargs: dict[str, Any] = {"parents": [common], "formatter_class": _Formatter}
+        kwargs: dict[str, Any] = {"parents": [common]}
         if text != HIDDEN:
             kwargs["help"] = text
         child = sub.add_parser(name, description=text or None, **kwargs)
@@ -86,7 +68,7 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def load(module: str) -> Any:
+def load(module: str) -> ModuleType:
     """Import one subcommand module."""
     return importlib.import_module(f"backuppc_agent.cli.{module}")
 
@@ -94,8 +76,9 @@ def load(module: str) -> Any:
 def parse(argv: list[str], selected: str | None) -> argparse.Namespace | int:
     """Parse with argparse; return the namespace, or the exit code argparse asked for."""
     parser = build_parser(selected)
+    defaults = argparse.Namespace(config=None, debug=False)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(argv, namespace=defaults)
     except SystemExit as exit_:
         return 2 if exit_.code not in (0, None) else 0
     if args.command is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -13,10 +14,6 @@ from backuppc_agent.cli.common import load_config, probe_agent
 from backuppc_agent.config import Config
 from backuppc_agent.records import Record
 from backuppc_agent.state import Snapshot, State
-
-TYPE_CHECKING = False  # see records.py: typing and argparse stay off the hot path
-if TYPE_CHECKING:
-    import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

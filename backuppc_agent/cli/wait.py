@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from backuppc_agent import exitcodes
 from backuppc_agent.agent import readiness
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.state import State
-
-TYPE_CHECKING = False  # see records.py: typing and argparse stay off the hot path
-if TYPE_CHECKING:
-    import argparse
 
 POLL_SECONDS = 0.05
 
@@ -29,8 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _seconds(text: str) -> float:
-    import argparse  # noqa: PLC0415  (only argparse calls this: the fast path has its own)
-
     try:
         value = float(text)
     except ValueError:
