@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backuppc_agent.errors import ConfigError
-from backuppc_agent.records import Record
 from backuppc_agent.ssh.limits import control_dir_problem
 
-TYPE_CHECKING = False  # see records.py: typing stays off the hot path
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any
-
-    _Check = Callable[[Any], str | None]
+_Check = Callable[[Any], str | None]
 
 
-class _Key(Record):
+@dataclass(frozen=True, slots=True)
+class _Key:
     default: Any
     kind: str
     check: _Check | None = None

@@ -17,9 +17,6 @@ Results recorded (``HookRecord.result``):
 - ``ssh-failed``: a pre hook could not open or reach the client's master
 - ``bad-name``: a client/host name from BackupPC was refused
 - ``error``: anything else went wrong (details in ``detail``)
-
-The records are NamedTuples rather than dataclasses: this module is on the
-hook's hot path, where importing dataclasses costs milliseconds.
 """
 
 from __future__ import annotations
@@ -28,10 +25,10 @@ import math
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent.errors import BackupPCAgentError
-from backuppc_agent.records import Record
 
 DB_FILE = "events.sqlite3"
 SCHEMA_VERSION = 1
@@ -67,7 +64,8 @@ class EventStoreError(BackupPCAgentError):
     """The hook-run store could not be opened, written or read."""
 
 
-class HookRecord(Record):
+@dataclass(frozen=True, slots=True)
+class HookRecord:
     """One hook run: when, which hook, for which client, how it ended, how long it waited."""
 
     time: float
@@ -78,7 +76,8 @@ class HookRecord(Record):
     detail: str = ""
 
 
-class HookSummary(Record):
+@dataclass(frozen=True, slots=True)
+class HookSummary:
     """Aggregates for the exporter; every count only ever goes up."""
 
     #: (hook, result) -> number of runs

@@ -10,16 +10,13 @@ from __future__ import annotations
 import enum
 import fcntl
 import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from backuppc_agent import paths
 from backuppc_agent.errors import AgentError, UnsafePathError
 from backuppc_agent.locks import FileLock
-from backuppc_agent.records import Record
-
-TYPE_CHECKING = False  # see records.py: typing stays off the hot path
-if TYPE_CHECKING:
-    from typing import Any
 
 STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
@@ -34,7 +31,8 @@ class State(enum.Enum):
     READY = "ready"  # keys loaded: backups can authenticate
 
 
-class Snapshot(Record):
+@dataclass(frozen=True, slots=True)
+class Snapshot:
     """Everything published about the agent at one moment."""
 
     state: State
@@ -52,7 +50,7 @@ class Snapshot(Record):
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (state as its string value)."""
-        data = self._asdict()
+        data = asdict(self)
         data["state"] = self.state.value
         data["fingerprints"] = list(self.fingerprints)
         return data
@@ -60,7 +58,7 @@ class Snapshot(Record):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
         """Build a snapshot from ``to_json`` output; raise ValueError/KeyError/TypeError if bad."""
-        values = {name: data[name] for name in cls._fields if name in data}
+        values = {name: data[name] for name in (f.name for f in fields(cls)) if name in data}
         values["state"] = State(data["state"])
         values["fingerprints"] = tuple(str(item) for item in data["fingerprints"])
         return cls(**values)

@@ -7,6 +7,7 @@ fd; the loop acts. Every wait has a deadline (the poll interval).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import os
@@ -284,9 +285,10 @@ class Supervisor:
             self.keeper.stop()
         self._move(Phase.STOPPED)
         if self._snapshot is not None:
-            final = self._snapshot._replace(supervisor_pid=None, updated=time.time())
+            final = dataclasses.replace(self._snapshot, supervisor_pid=None, updated=time.time())
             if self.keeper.pid is None:
-                final = final._replace(
+                final = dataclasses.replace(
+                    final,
                     state=State.DOWN,
                     reason="supervisor stopped the agent",
                     agent_pid=None,
@@ -302,4 +304,4 @@ class Supervisor:
 
 
 def _same(old: Snapshot, new: Snapshot) -> bool:
-    return old._replace(updated=0.0) == new._replace(updated=0.0)
+    return dataclasses.replace(old, updated=0.0) == dataclasses.replace(new, updated=0.0)

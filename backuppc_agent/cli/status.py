@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
+from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, state
 from backuppc_agent.agent import readiness
 from backuppc_agent.agent.probe import ProbeResult
 from backuppc_agent.cli.common import load_config, probe_agent
 from backuppc_agent.config import Config
-from backuppc_agent.records import Record
 from backuppc_agent.state import Snapshot, State
 
 
@@ -21,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-class Status(Record):
+@dataclass(frozen=True, slots=True)
+class Status:
     """What status reports: the live truth, with history from the published state."""
 
     state: State
@@ -72,7 +74,7 @@ def _published(config: Config) -> Snapshot | None:
     if snap is None:
         return None
     if not state.supervisor_running(config.state.dir):
-        return snap._replace(supervisor_pid=None)
+        return dataclasses.replace(snap, supervisor_pid=None)
     return snap
 
 

@@ -8,6 +8,7 @@ on every path. ``root`` maps the real paths into a test tree (``--root DIR``).
 
 from __future__ import annotations
 
+import dataclasses
 import pwd
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,5 +64,5 @@ def load(explicit: str | None, root: Path = Path("/")) -> Context:
 
 def _load(on_disk: Path, path: Path, home: Path | None) -> Config:
     if on_disk.exists():
-        return config_mod.load(str(on_disk), home)._replace(source=str(path))
+        return dataclasses.replace(config_mod.load(str(on_disk), home), source=str(path))
     return config_mod.from_mapping({}, str(path), home)

@@ -1,4 +1,4 @@
-"""The paths we own: state dir, its lock and store, the env file, the config cache.
+"""The paths we own: state dir, its lock and store, the env file.
 
 Each one refuses a symlink, a foreign owner and a directory other users can
 write, and everything we create is private (directories 0700, files 0600) even
@@ -7,7 +7,6 @@ under umask 000. Foreign-owner cases chown to nobody and need root.
 
 from __future__ import annotations
 
-import marshal
 import os
 import stat
 import subprocess
@@ -16,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent import config as config_mod
-from backuppc_agent import config_cache
 from tests.helpers import (
     CLI,
     Setup,
@@ -170,52 +167,6 @@ def test_an_env_file_symlink_is_replaced_not_followed(setup: Setup) -> None:
     assert "SSH_AUTH_SOCK=" in setup.env_file.read_text()
 
 
-# -- the config cache -----------------------------------------------------------------
-
-
-CACHE_CONFIG = '[mux]\nssh = "ssh"\ncontrol_dir = "/run/bpa-mux"\n'
-
-
-def poisoned_cache(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """A validated config and its cache entry, rewritten to run /bin/evil as ssh."""
-    home = private_dir(tmp_path / "home")
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(CACHE_CONFIG)
-    assert config_mod.load(str(cfg), home).mux.ssh == "ssh"
-    cached = config_cache.cache_file(home, cfg)
-    data = marshal.loads(cached.read_bytes())
-    data["sections"]["mux"]["ssh"] = "/bin/evil"
-    cached.write_bytes(marshal.dumps(data))
-    return home, cfg, cached
-
-
-def test_a_poisoned_cache_entry_is_used_only_from_a_private_dir(tmp_path: Path) -> None:
-    home, cfg, _ = poisoned_cache(tmp_path)
-    # private: the cache is trusted (proves the poison would work)
-    assert config_mod.load(str(cfg), home).mux.ssh == "/bin/evil"
-
-
-@pytest.mark.parametrize("spoiler", ["world-writable", pytest.param("foreign", marks=needs_root)])
-def test_a_poisoned_cache_in_an_unsafe_dir_is_ignored(tmp_path: Path, spoiler: str) -> None:
-    home, cfg, cached = poisoned_cache(tmp_path)
-    SPOILERS[spoiler][0](cached.parent)
-    assert config_mod.load(str(cfg), home).mux.ssh == "ssh"
-
-
-def test_a_symlinked_cache_dir_is_neither_read_nor_written(tmp_path: Path) -> None:
-    home, cfg, cached = poisoned_cache(tmp_path)
-    decoy = private_dir(tmp_path / "decoy")
-    os.replace(cached, decoy / cached.name)
-    cached.parent.rmdir()
-    cached.parent.symlink_to(decoy)
-    before = (decoy / cached.name).read_bytes()
-    assert config_mod.load(str(cfg), home).mux.ssh == "ssh"
-    cfg.write_text(CACHE_CONFIG + "# changed\n")  # a miss: the cache would be rewritten
-    assert config_mod.load(str(cfg), home).mux.ssh == "ssh"
-    assert sorted(os.listdir(decoy)) == [cached.name]
-    assert (decoy / cached.name).read_bytes() == before
-
-
 # -- everything we create is private ----------------------------------------------------
 
 
@@ -243,8 +194,6 @@ def test_everything_created_is_private_even_under_umask_000(setup: Setup) -> Non
         assert hook.returncode == 0, hook.stdout + hook.stderr
         created = [setup.socket.parent, *setup.socket.parent.rglob("*")]
         created += [setup.state_dir, *setup.state_dir.rglob("*")]
-        cache = config_cache.cache_file(config_mod.home_dir(), setup.config)
-        created += [cache.parent, cache]
         modes = {str(path): stat.S_IMODE(path.lstat().st_mode) for path in created}
     finally:
         run.terminate()

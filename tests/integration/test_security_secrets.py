@@ -5,7 +5,7 @@ real key; a pre-dump hook opens a real master to a loopback sshd (127.0.0.121);
 a transfer session runs through it; the metrics endpoint is scraped. Then every
 output is searched for the passphrase and for the private key's PEM body: the
 supervisor log, hook and session output, every file in the state dir (SQLite,
-its WAL, master logs), the env file, the config cache, the exposition, status,
+its WAL, master logs), the env file, the exposition, status,
 and the argv and environment of every process started (supervisor, agent,
 master; ssh-add and the askpass helper through recording wrappers on PATH).
 """
@@ -23,8 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent import config as config_mod
-from backuppc_agent import config_cache
 from backuppc_agent.ssh import mux
 from tests.helpers import cli, make_key, make_setup, private_dir, running
 from tests.sshd import CLIENT_USER, needs_root, running_sshd
@@ -171,8 +169,6 @@ def test_no_passphrase_or_key_material_in_any_output(
     for path in [*setup.state_dir.rglob("*"), setup.env_file, add_record, ask_record]:
         if path.is_file():
             outputs[str(path)] = path.read_bytes()
-    cache = config_cache.cache_file(config_mod.home_dir(), setup.config)
-    outputs["cache"] = cache.read_bytes()
     # the path worked: the key was loaded through askpass, the master rode the agent
     assert b"SSH_ASKPASS_REQUIRE=force" in outputs[str(add_record)]
     assert str(key).encode() in outputs[str(add_record)]

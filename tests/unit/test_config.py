@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -146,4 +147,4 @@ def test_show_renders_toml_that_loads_back(tmp_path: Path) -> None:
     rendered = tmp_path / "shown.toml"
     rendered.write_text(config.to_toml(cfg))
     again = config.load(str(rendered), HOME)
-    assert again._replace(source="x") == cfg
+    assert dataclasses.replace(again, source="x") == cfg
