@@ -40,6 +40,8 @@ class AgentConfig:
     ssh_agent: str
     unlock: str
     keys: tuple[Path, ...]
+    sign_interval_seconds: float
+    expiry_warning_seconds: int
 
 
 @dataclass(frozen=True, slots=True)

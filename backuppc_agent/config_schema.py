@@ -88,6 +88,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "ssh_agent": _Key("ssh-agent", "str", _program),
         "unlock": _Key("none", "str", _choice("none", "keyring")),
         "keys": _Key((), "path_list"),
+        "sign_interval_seconds": _Key(60.0, "float", _between(1, 86400)),
+        "expiry_warning_seconds": _Key(3600, "int", _between(0, 30 * 86400)),
     },
     "state": {"dir": _Key("~/.local/state/backuppc-agent", "path")},
     "metrics": {

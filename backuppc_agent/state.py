@@ -47,12 +47,21 @@ class Snapshot:
     adopted: bool = False
     agent_up: bool = False
     updated: float = 0.0
+    #: (fingerprint, Unix time, "certificate" | "lifetime"), soonest first (at most 100)
+    expiries: tuple[tuple[str, float, str], ...] = ()
+    #: when authentication stops working as far as expiries tell (see agent/expiry.py)
+    expires: float | None = None
+    #: (fingerprint, why) for each key that counts but cannot be used: a SignStatus
+    #: value (refused, touch, timeout, garbage, error) or "expired" / "not-yet-valid"
+    unusable: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (state as its string value)."""
         data = asdict(self)
         data["state"] = self.state.value
         data["fingerprints"] = list(self.fingerprints)
+        data["expiries"] = [list(item) for item in self.expiries]
+        data["unusable"] = [list(item) for item in self.unusable]
         return data
 
     @classmethod
@@ -61,6 +70,10 @@ class Snapshot:
         values = {name: data[name] for name in (f.name for f in fields(cls)) if name in data}
         values["state"] = State(data["state"])
         values["fingerprints"] = tuple(str(item) for item in data["fingerprints"])
+        values["expiries"] = tuple(
+            (str(fp), float(when), str(source)) for fp, when, source in data.get("expiries", ())
+        )
+        values["unusable"] = tuple((str(fp), str(why)) for fp, why in data.get("unusable", ()))
         return cls(**values)
 
 

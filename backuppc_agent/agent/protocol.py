@@ -18,12 +18,18 @@ SSH_AGENT_FAILURE = 5
 SSH_AGENT_SUCCESS = 6
 SSH_AGENTC_REQUEST_IDENTITIES = 11
 SSH_AGENT_IDENTITIES_ANSWER = 12
+SSH_AGENTC_SIGN_REQUEST = 13
+SSH_AGENT_SIGN_RESPONSE = 14
 SSH_AGENTC_ADD_IDENTITY = 17
 SSH_AGENTC_REMOVE_ALL_IDENTITIES = 19
 
 #: ssh-add refuses replies over 256 KiB; 10,000 ed25519 keys need ~1 MiB, so allow
 #: more, but bound it: a hostile peer must not make us allocate gigabytes.
 MAX_REPLY_BYTES = 16 * 1024 * 1024
+#: A signature is a few hundred bytes (RSA 16384: 2 KiB); a sign reply needs far less.
+MAX_SIGN_REPLY_BYTES = 64 * 1024
+#: Ask RSA keys for rsa-sha2-256 signatures, as ssh does (PROTOCOL.agent flags).
+SSH_AGENT_RSA_SHA2_256 = 2
 _U32 = struct.Struct(">I")
 
 
@@ -68,6 +74,40 @@ def encode_string(data: bytes) -> bytes:
 def request_identities() -> bytes:
     """The frame that asks the agent for its identities."""
     return frame(SSH_AGENTC_REQUEST_IDENTITIES)
+
+
+def sign_request(blob: bytes, data: bytes, flags: int = 0) -> bytes:
+    """The frame that asks the agent to sign ``data`` with the key ``blob``."""
+    payload = encode_string(blob) + encode_string(data) + _U32.pack(flags)
+    return frame(SSH_AGENTC_SIGN_REQUEST, payload)
+
+
+def parse_sign_response(body: bytes | memoryview) -> tuple[str, bytes] | None:
+    """Parse a reply body to SIGN_REQUEST: (signature format, signature blob).
+
+    Returns None when the agent answered FAILURE (it refused to sign). Raises
+    ProtocolError on any other type, a malformed signature or trailing bytes.
+    The signature is only parsed, not verified (that would need a crypto library).
+    """
+    body = bytes(body)
+    if body[:1] == bytes((SSH_AGENT_FAILURE,)) and len(body) == 1:
+        return None
+    if body[:1] != bytes((SSH_AGENT_SIGN_RESPONSE,)):
+        kind = body[0] if body else "empty"
+        raise ProtocolError(f"agent answered a sign request with message type {kind}, expected 14")
+    signature, offset = _string(body, 1)
+    if offset != len(body):
+        raise ProtocolError(f"sign reply has {len(body) - offset} trailing bytes")
+    name, inner = _string(signature, 0)
+    blob, inner = _string(signature, inner)
+    if inner != len(signature) or not blob or not _is_name(name):
+        raise ProtocolError("agent sent a malformed signature")
+    return name.decode("ascii"), blob
+
+
+def _is_name(name: bytes) -> bool:
+    """An SSH algorithm name: 1-64 printable ASCII characters, no spaces or commas."""
+    return 0 < len(name) <= 64 and all(0x21 <= char <= 0x7E and char != 0x2C for char in name)
 
 
 def reply_length(header: bytes | memoryview, limit: int = MAX_REPLY_BYTES) -> int:

@@ -1,14 +1,22 @@
-"""Readiness: one probe of the agent turned into a state and a reason, and the wait for it."""
+"""Readiness: one probe of the agent (and its signing probe) judged, and the wait for it.
+
+Ready means: a live ssh-agent of our uid answered; every required key is
+loaded (or, with none required, at least one key is); each required key (or,
+with none required, at least one of the first keys) signed a challenge; and
+no certificate among them is expired or not yet valid.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import waits
 from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
+from backuppc_agent.agent.protocol import Identity
+from backuppc_agent.agent.signing import SAMPLE_KEYS, SignCheck, keys_to_sign, sign_keys
 from backuppc_agent.config import AgentConfig
 from backuppc_agent.state import State
 
@@ -30,8 +38,40 @@ class Readiness:
     probe: ProbeStatus = ProbeStatus.ANSWERED
 
 
-def evaluate(result: ProbeResult, required_keys: Sequence[str]) -> tuple[State, str]:
-    """Return (state, reason) for a probe, given the fingerprints that must be loaded."""
+#: Comments come from whoever added the key: shown printable and short.
+COMMENT_CHARS = 60
+
+
+def check_live(
+    agent: AgentConfig,
+    timeout: float | None = None,
+    probe_agent: Probe = probe,
+) -> tuple[ProbeResult, State, str]:
+    """List the agent's keys, sign with those that count, judge: (probe, state, reason).
+
+    Each of the two probes is bounded by ``timeout`` (default: probe_timeout_seconds).
+    """
+    seconds = agent.probe_timeout_seconds if timeout is None else timeout
+    result = probe_agent(agent.socket, seconds)
+    checks = None
+    if result.answered and result.identities and not missing_keys(result, agent.required_keys):
+        keys = keys_to_sign(result.identities, agent.required_keys)
+        checks = sign_keys(agent.socket, keys, seconds)
+    state, reason = evaluate(result, agent.required_keys, checks, time.time())
+    return result, state, reason
+
+
+def evaluate(
+    result: ProbeResult,
+    required_keys: Sequence[str],
+    checks: Mapping[str, SignCheck] | None = None,
+    now: float | None = None,
+) -> tuple[State, str]:
+    """Return (state, reason) for a probe, given the fingerprints that must be loaded.
+
+    ``checks`` are the signing probe's results by fingerprint (None: no signing
+    probe, a listed key counts); ``now`` (Unix time) enables certificate checks.
+    """
     if result.status is not ProbeStatus.ANSWERED:
         return State.DOWN, result.detail or result.status.value
     if not result.identities:
@@ -41,7 +81,13 @@ def evaluate(result: ProbeResult, required_keys: Sequence[str]) -> tuple[State, 
     if missing:
         return State.WAITING, "required key(s) not loaded: " + ", ".join(missing)
     count = len(result.identities)
-    return State.READY, f"{count} key{'s' if count != 1 else ''} loaded"
+    loaded = f"{count} key{'s' if count != 1 else ''} loaded"
+    usable, problems = _judge(result.identities, required_keys, checks, now)
+    if problems and (required_keys or not usable):
+        return State.WAITING, _problem_text(problems)
+    if problems:
+        return State.READY, f"{loaded}; " + _problem_text(problems)
+    return State.READY, loaded
 
 
 def missing_keys(result: ProbeResult, required_keys: Sequence[str]) -> list[str]:
@@ -50,6 +96,63 @@ def missing_keys(result: ProbeResult, required_keys: Sequence[str]) -> list[str]
         return []
     loaded = set(result.fingerprints)
     return [key for key in required_keys if key not in loaded]
+
+
+def _judge(
+    identities: Sequence[Identity],
+    required_keys: Sequence[str],
+    checks: Mapping[str, SignCheck] | None,
+    now: float | None,
+) -> tuple[int, list[str]]:
+    """(how many counting keys are usable, one "KEY: why" per counting key that is not).
+
+    With required keys, those count; without, every key counts for its
+    certificate, and the first SAMPLE_KEYS (those the signing probe signs) for
+    signing too.
+    """
+    wanted = set(required_keys)
+    usable, problems = 0, []
+    for index, identity in enumerate(identities):
+        signed = bool(wanted) or index < SAMPLE_KEYS
+        if not signed and now is None:
+            break  # past the sample there is nothing left to learn
+        fingerprint = identity.fingerprint if wanted else ""
+        if wanted and fingerprint not in wanted:
+            continue
+        why = _cert_problem(identity, now)
+        if why is None and checks is not None and signed:
+            check = checks.get(fingerprint or identity.fingerprint)
+            why = "not checked yet" if check is None else (check.reason or None)
+        if why is not None:
+            problems.append(f"{label(identity)}: {why}")
+        elif signed or checks is None:
+            usable += 1
+    return usable, problems
+
+
+def _cert_problem(identity: Identity, now: float | None) -> str | None:
+    """Why a certificate does not count at ``now`` (None for plain keys and valid certs)."""
+    if now is None or not identity.key_type.endswith("-cert-v01@openssh.com"):
+        return None
+    from backuppc_agent.agent.certs import parse_certificate  # noqa: PLC0415  (certs are rare)
+    from backuppc_agent.errors import ProtocolError  # noqa: PLC0415
+
+    try:
+        cert = parse_certificate(identity.blob)
+    except ProtocolError as err:
+        return f"unreadable certificate ({err})"
+    return None if cert is None else cert.validity_problem(now)
+
+
+def label(identity: Identity) -> str:
+    """``SHA256:... (comment)`` with the comment made printable and short."""
+    comment = "".join(c if c.isprintable() else "?" for c in identity.comment[:COMMENT_CHARS])
+    return f"{identity.fingerprint} ({comment})" if comment else identity.fingerprint
+
+
+def _problem_text(problems: list[str]) -> str:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"key {problems[0]}{more}"
 
 
 def wait_ready(
@@ -71,8 +174,7 @@ def wait_ready(
         timeout = agent.probe_timeout_seconds
         if deadline is not None:
             timeout = min(timeout, max(deadline - clock(), MIN_PROBE_SECONDS))
-        result = probe_agent(agent.socket, timeout)
-        state, reason = evaluate(result, agent.required_keys)
+        result, state, reason = check_live(agent, timeout, probe_agent)
         return Readiness(state, reason, clock() - started, len(result.identities), result.status)
 
     return waits.until(once, deadline, poll_seconds, done=_is_ready, clock=clock, sleep=sleep)

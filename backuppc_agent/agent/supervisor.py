@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from backuppc_agent import paths, state
-from backuppc_agent.agent import readiness
+from backuppc_agent.agent.authwatch import AuthView, AuthWatch
 from backuppc_agent.agent.keeper import AgentKeeper, StartedHook
 from backuppc_agent.agent.probe import ProbeResult, probe
 from backuppc_agent.agent.protocol import Identity
@@ -83,6 +83,7 @@ class Supervisor:
         self._loader = loader
         self._clock = clock
         self.keeper = AgentKeeper(config.agent, probe_fn, clock, on_agent_started)
+        self.auth = AuthWatch(config.agent, clock=clock)
         self._phase = Phase.STARTING
         self._signals: list[int] = []
         self._wakeup_r = -1
@@ -166,6 +167,7 @@ class Supervisor:
         if previous is not None and previous.agent_pid == agent_pid:
             self._snapshot = previous
             self.keeper.restarts = previous.agent_restarts
+            self.auth.lifetimes.seed(previous.expiries, self.config.agent.lifetime_seconds)
 
     def _refresh(self) -> float:
         """Probe the agent, let the keeper react, publish; return the probe's duration."""
@@ -176,8 +178,8 @@ class Supervisor:
         if self.keeper.pid is not None and self.keeper.pid != before:
             # The keeper has just started or adopted an agent: report that one.
             result = self._probe(agent_cfg.socket, agent_cfg.probe_timeout_seconds)
-        new_state, reason = readiness.evaluate(result, agent_cfg.required_keys)
-        self._publish(self._make_snapshot(result, new_state, reason))
+        view = self.auth.assess(result, self._fingerprints(result))
+        self._publish(self._make_snapshot(result, view))
         return result.seconds
 
     def _fingerprints(self, result: ProbeResult) -> tuple[str, ...]:
@@ -187,12 +189,12 @@ class Supervisor:
             self._last_fingerprints = result.fingerprints
         return self._last_fingerprints
 
-    def _make_snapshot(self, result: ProbeResult, new_state: State, reason: str) -> Snapshot:
+    def _make_snapshot(self, result: ProbeResult, view: AuthView) -> Snapshot:
         old = self._snapshot
-        since = old.since if old is not None and old.state is new_state else time.time()
+        since = old.since if old is not None and old.state is view.state else time.time()
         return Snapshot(
-            state=new_state,
-            reason=reason,
+            state=view.state,
+            reason=view.reason,
             socket=str(self.config.agent.socket),
             agent_pid=self.keeper.pid,
             identities=len(result.identities),
@@ -203,6 +205,9 @@ class Supervisor:
             adopted=self.keeper.adopted,
             agent_up=result.answered,
             updated=time.time(),
+            expiries=view.expiries,
+            expires=view.expires,
+            unusable=view.unusable,
         )
 
     def _publish(self, new: Snapshot, force: bool = False) -> None:
@@ -258,6 +263,7 @@ class Supervisor:
         self._warn_static_changes(new)
         self.config = new
         self.keeper.config = new.agent
+        self.auth.config = new.agent
         logger.info("SIGHUP: configuration reloaded from %s", new.source)
         for listener in self._listeners:
             try:
@@ -295,6 +301,9 @@ class Supervisor:
                     identities=0,
                     fingerprints=(),
                     agent_up=False,
+                    expiries=(),
+                    expires=None,
+                    unusable=(),
                 )
             self._publish(final, force=True)
         for listener in self._listeners:

@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, state
-from backuppc_agent.agent import readiness
+from backuppc_agent.agent import expiry, readiness
 from backuppc_agent.agent.probe import ProbeResult
-from backuppc_agent.cli.common import load_config, probe_agent
+from backuppc_agent.cli.common import load_config
 from backuppc_agent.config import Config
 from backuppc_agent.state import Snapshot, State
 
@@ -34,6 +34,10 @@ class Status:
     since: float | None
     supervisor_pid: int | None
     agent_restarts: int | None
+    #: (fingerprint, Unix time, "certificate" | "lifetime"), soonest first
+    expiries: tuple[tuple[str, float, str], ...] = ()
+    #: when authentication stops working as far as expiries tell (None: never)
+    expires: float | None = None
 
     def to_json(self) -> dict[str, object]:
         """The documented JSON shape."""
@@ -48,14 +52,32 @@ class Status:
             "since": self.since,
             "supervisor_pid": self.supervisor_pid,
             "agent_restarts": self.agent_restarts,
+            "expires": self.expires,
+            "expiries": [
+                {"fingerprint": fp, "expires": when, "source": source}
+                for fp, when, source in self.expiries
+            ],
         }
 
 
 def gather(config: Config) -> Status:
     """Probe the agent and merge in what the supervisor published."""
-    result = probe_agent(config)
-    live_state, reason = readiness.evaluate(result, config.agent.required_keys)
+    result, live_state, reason = readiness.check_live(config.agent)
     published = _published(config)
+    fingerprints = result.fingerprints
+    if (
+        published is not None
+        and live_state is State.WAITING
+        and published.state is State.WAITING
+        and published.fingerprints == fingerprints
+    ):
+        reason = published.reason  # the supervisor knows more (keys that expired)
+    found = expiry.certificate_expiries(result.identities, fingerprints)
+    loaded = set(fingerprints)
+    if published is not None:
+        found += [
+            item for item in published.expiries if item[2] == expiry.LIFETIME and item[0] in loaded
+        ]
     return Status(
         state=live_state,
         reason=reason,
@@ -65,6 +87,8 @@ def gather(config: Config) -> Status:
         since=published.since if published and published.state is live_state else None,
         supervisor_pid=published.supervisor_pid if published else None,
         agent_restarts=published.agent_restarts if published else None,
+        expiries=expiry.published(found),
+        expires=expiry.first_expiry(found, fingerprints, config.agent.required_keys),
     )
 
 
@@ -97,9 +121,15 @@ def render_text(status: Status, now: float) -> str:
         f"agent pid:   {status.agent_pid if status.agent_pid else '-'}",
         f"identities:  {len(status.identities)}",
     ]
-    lines += [f"  {fp} {kind} {comment}" for fp, kind, comment in status.identities[:50]]
+    ends = expiry.by_fingerprint(status.expiries)
+    lines += [
+        f"  {fp} {kind} {comment}{_ends(ends.get(fp), now)}"
+        for fp, kind, comment in status.identities[:50]
+    ]
     if len(status.identities) > 50:
         lines.append(f"  ... and {len(status.identities) - 50} more (use --json)")
+    if status.expires is not None:
+        lines.append(f"expires:     {_when(status.expires, now)}")
     lines.append(f"since:       {_since(status.since, now)}")
     supervisor = (
         f"pid {status.supervisor_pid}" if status.supervisor_pid else "supervisor not running"
@@ -115,6 +145,18 @@ def _since(since: float | None, now: float) -> str:
         return "unknown"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
     return f"{stamp} ({_ago(now - since)} ago)"
+
+
+def _ends(end: tuple[float, str] | None, now: float) -> str:
+    if end is None:
+        return ""
+    when, source = end
+    return f" [{source} expires {_when(when, now)}]"
+
+
+def _when(when: float, now: float) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+    return f"{stamp} (in {_ago(when - now)})" if when > now else f"{stamp} (passed)"
 
 
 def _ago(seconds: float) -> str:

@@ -1,0 +1,168 @@
+"""OpenSSH certificates (``*-cert-v01@openssh.com``) read from key blobs, as pure functions.
+
+The layout is PROTOCOL.certkeys: type name, nonce, the key's own public fields
+(how many depends on the type), serial, type, key id, principals, validity,
+critical options, extensions, reserved, signature key, signature. The blob
+comes from the agent socket and is untrusted: every length is checked against
+the bytes present, principals are capped, and nothing is verified (the CA's
+signature would need a crypto library; sshd checks it at login anyway).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from backuppc_agent.errors import ProtocolError
+
+CERT_SUFFIX = "-cert-v01@openssh.com"
+#: valid_before of a certificate that never expires.
+FOREVER = 2**64 - 1
+#: Principals kept from one certificate; more are counted, not stored.
+MAX_PRINCIPALS = 64
+MAX_KEY_ID_CHARS = 200
+USER_CERT = 1
+HOST_CERT = 2
+
+#: How many public-key fields (SSH strings or mpints) each certified key type carries.
+_KEY_FIELDS = {
+    "ssh-rsa": 2,
+    "ssh-dss": 4,
+    "ecdsa-sha2-nistp256": 2,
+    "ecdsa-sha2-nistp384": 2,
+    "ecdsa-sha2-nistp521": 2,
+    "ssh-ed25519": 1,
+    "sk-ecdsa-sha2-nistp256@openssh.com": 3,
+    "sk-ssh-ed25519@openssh.com": 2,
+}
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """What readiness needs from a certificate: who it names and when it is valid."""
+
+    key_type: str
+    serial: int
+    cert_type: int
+    key_id: str
+    principals: tuple[str, ...]
+    principal_count: int
+    valid_after: int
+    valid_before: int
+
+    @property
+    def expires(self) -> float | None:
+        """Unix time it stops being valid, or None if it never does."""
+        return None if self.valid_before == FOREVER else float(self.valid_before)
+
+    def validity(self, now: float) -> str:
+        """ "valid", "expired" or "not-yet-valid" at ``now`` (Unix time)."""
+        if now < self.valid_after:
+            return "not-yet-valid"
+        if self.valid_before != FOREVER and now >= self.valid_before:
+            return "expired"
+        return "valid"
+
+    def validity_problem(self, now: float) -> str | None:
+        """Why the certificate is not valid at ``now`` (Unix time), or None if it is."""
+        validity = self.validity(now)
+        if validity == "not-yet-valid":
+            return f"certificate {self.key_id!r} not valid until {_stamp(self.valid_after)}"
+        if validity == "expired":
+            return f"certificate {self.key_id!r} expired at {_stamp(self.valid_before)}"
+        return None
+
+
+def is_certificate(key_type: str) -> bool:
+    """True for an OpenSSH certificate type name."""
+    return key_type.endswith(CERT_SUFFIX)
+
+
+def parse_certificate(blob: bytes) -> Certificate | None:
+    """Parse a key blob; None if it is no certificate.
+
+    Raises ProtocolError if it claims to be a certificate but is malformed or of
+    a key type this parser does not know.
+    """
+    reader = _Reader(blob)
+    type_name = reader.text()
+    if not is_certificate(type_name):
+        return None
+    base = type_name.removesuffix(CERT_SUFFIX)
+    fields = _KEY_FIELDS.get(base)
+    if fields is None:
+        raise ProtocolError(f"unknown certificate key type {type_name[:80]!r}")
+    reader.skip_strings(1 + fields)  # the nonce, then the certified key itself
+    serial, cert_type = reader.uint64(), reader.uint32()
+    key_id = reader.text()[:MAX_KEY_ID_CHARS]
+    principals, count = _principals(reader.string())
+    valid_after, valid_before = reader.uint64(), reader.uint64()
+    # critical options, extensions, reserved, signature key, signature
+    reader.skip_strings(5)
+    reader.end()
+    return Certificate(
+        type_name, serial, cert_type, key_id, principals, count, valid_after, valid_before
+    )
+
+
+def _principals(packed: bytes) -> tuple[tuple[str, ...], int]:
+    reader = _Reader(packed)
+    kept: list[str] = []
+    count = 0
+    while not reader.done():
+        name = reader.text()
+        count += 1
+        if len(kept) < MAX_PRINCIPALS:
+            kept.append(name)
+    return tuple(kept), count
+
+
+def _stamp(epoch: int) -> str:
+    import time  # noqa: PLC0415  (only for the message)
+
+    if epoch >= 2**40:
+        return f"epoch {epoch}"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+class _Reader:
+    """Bounds-checked reads of SSH wire types from one buffer."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._offset = 0
+
+    def _take(self, size: int) -> bytes:
+        end = self._offset + size
+        if end > len(self._data):
+            raise ProtocolError("certificate truncated")
+        chunk = self._data[self._offset : end]
+        self._offset = end
+        return chunk
+
+    def uint32(self) -> int:
+        value: int = _U32.unpack(self._take(4))[0]
+        return value
+
+    def uint64(self) -> int:
+        value: int = _U64.unpack(self._take(8))[0]
+        return value
+
+    def string(self) -> bytes:
+        return self._take(self.uint32())
+
+    def text(self) -> str:
+        return self.string().decode("utf-8", "replace")
+
+    def skip_strings(self, count: int) -> None:
+        for _ in range(count):
+            self.string()
+
+    def done(self) -> bool:
+        return self._offset == len(self._data)
+
+    def end(self) -> None:
+        if not self.done():
+            raise ProtocolError(f"certificate has {len(self._data) - self._offset} trailing bytes")

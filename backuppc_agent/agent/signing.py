@@ -1,0 +1,211 @@
+"""The signing probe: ask the agent to sign a random challenge with each key that counts.
+
+A key the agent lists is not yet a key a backup can log in with: a key added
+with ``ssh-add -c`` is refused when nobody can confirm, a FIDO (``sk-*``) key
+waits for a touch. Only a sign request (message 13, answered 14 or 5) tells.
+The probe uses one connection and one deadline for all keys, so a slow or
+silent agent costs at most ``timeout`` seconds. Signatures are parsed (format
+name, non-empty blob, the algorithm the key type implies), not verified: that
+would need a crypto library, and sshd verifies at login anyway.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from backuppc_agent import unixsock
+from backuppc_agent.agent import protocol
+from backuppc_agent.agent.certs import CERT_SUFFIX
+from backuppc_agent.agent.protocol import Identity
+from backuppc_agent.errors import ProtocolError
+
+#: Keys signed when none are required: ssh offers the agent's keys in order, so
+#: the first ones are those a login uses; with 10,000 keys the probe stays small.
+SAMPLE_KEYS = 8
+#: Not an SSH userauth blob: those start with a 32- or 64-byte session id length.
+_CHALLENGE_PREFIX = b"backuppc-agent sign probe\0"
+
+
+class SignStatus(enum.Enum):
+    """How one sign request ended."""
+
+    OK = "ok"
+    REFUSED = "refused"  # FAILURE: confirm (ssh-add -c) with nobody to confirm, or restricted
+    TOUCH = "touch"  # FAILURE from a FIDO (sk-*) key: it needs a touch at each signature
+    TIMEOUT = "timeout"  # no answer before the deadline
+    GARBAGE = "garbage"  # an answer that is not a signature
+    ERROR = "error"  # the connection failed
+
+
+_WHY = {
+    SignStatus.REFUSED: "agent refused to sign: confirmation required (added with ssh-add -c, "
+    "and no askpass or display to confirm) or the key is restricted (ssh-add -h)",
+    SignStatus.TOUCH: "needs a touch: a FIDO (sk-*) key cannot sign unattended",
+    SignStatus.TIMEOUT: "agent did not sign in time",
+    SignStatus.GARBAGE: "agent answered the sign request with garbage",
+    SignStatus.ERROR: "sign request failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SignCheck:
+    """The outcome of one key's sign request."""
+
+    status: SignStatus
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the agent returned a well-formed signature."""
+        return self.status is SignStatus.OK
+
+    @property
+    def reason(self) -> str:
+        """One phrase saying why the key cannot sign ("" if it can)."""
+        if self.ok:
+            return ""
+        return _WHY[self.status] + (f" ({self.detail})" if self.detail else "")
+
+
+SignChecks = dict[str, SignCheck]
+
+
+def keys_to_sign(
+    identities: Sequence[Identity],
+    required_keys: Sequence[str],
+    fingerprints: Sequence[str] | None = None,
+) -> tuple[Identity, ...]:
+    """The keys that count: the required ones, or the first SAMPLE_KEYS when none are.
+
+    ``fingerprints`` (of ``identities``, same order) saves hashing them again.
+    """
+    if not required_keys:
+        return tuple(identities[:SAMPLE_KEYS])
+    wanted = set(required_keys)
+    prints = fingerprints if fingerprints is not None else [i.fingerprint for i in identities]
+    return tuple(key for key, fp in zip(identities, prints, strict=True) if fp in wanted)
+
+
+def sign_keys(
+    path: Path, keys: Sequence[Identity], timeout: float, expected_uid: int | None = None
+) -> SignChecks:
+    """Ask the agent at ``path`` to sign a challenge with each key; never past ``timeout``.
+
+    Returns fingerprint -> SignCheck for every key. Keys left when the agent
+    stops answering get the same status as the key that stopped it.
+    """
+    if not keys:
+        return {}
+    deadline = time.monotonic() + timeout
+    uid = os.getuid() if expected_uid is None else expected_uid
+    try:
+        sock = unixsock.connect(path, deadline)
+    except TimeoutError:
+        return _all(keys, SignCheck(SignStatus.TIMEOUT, "connect timed out"))
+    except OSError as err:
+        return _all(keys, SignCheck(SignStatus.ERROR, f"cannot connect: {err.strerror or err}"))
+    try:
+        if unixsock.peer_credentials(sock)[1] != uid:
+            return _all(keys, SignCheck(SignStatus.ERROR, "the listener is another user's"))
+        return _sign_each(sock, keys, deadline)
+    finally:
+        sock.close()
+
+
+def _sign_each(sock: unixsock.Socket, keys: Sequence[Identity], deadline: float) -> SignChecks:
+    checks: SignChecks = {}
+    for index, key in enumerate(keys):
+        check = sign_one(sock, key, deadline)
+        checks[key.fingerprint] = check
+        if check.status in (SignStatus.TIMEOUT, SignStatus.GARBAGE, SignStatus.ERROR):
+            # The connection is out of step or dead: the rest share this fate.
+            checks.update(_all(keys[index + 1 :], check))
+            break
+    return checks
+
+
+def sign_one(sock: unixsock.Socket, key: Identity, deadline: float) -> SignCheck:
+    """Send one sign request on ``sock`` and judge the reply."""
+    key_type = key.key_type
+    flags = protocol.SSH_AGENT_RSA_SHA2_256 if _base_type(key_type) == "ssh-rsa" else 0
+    request = protocol.sign_request(key.blob, _CHALLENGE_PREFIX + os.urandom(32), flags)
+    try:
+        unixsock.send_all(sock, request, deadline)
+        header = unixsock.recv_exact(sock, 4, deadline)
+        body = unixsock.recv_exact(
+            sock, protocol.reply_length(header, protocol.MAX_SIGN_REPLY_BYTES), deadline
+        )
+        signature = protocol.parse_sign_response(body)
+    except TimeoutError:
+        return SignCheck(SignStatus.TIMEOUT)
+    except (ProtocolError, EOFError) as err:
+        return SignCheck(SignStatus.GARBAGE, str(err).replace("peer", "agent"))
+    except OSError as err:
+        return SignCheck(SignStatus.ERROR, str(err.strerror or err))
+    if signature is None:
+        touch = _base_type(key_type).startswith("sk-")
+        return SignCheck(SignStatus.TOUCH if touch else SignStatus.REFUSED)
+    return judge_signature(key_type, *signature)
+
+
+def judge_signature(key_type: str, sig_format: str, sig_blob: bytes) -> SignCheck:
+    """OK if the signature's algorithm fits the key type (and an ed25519 one is 64 bytes)."""
+    base = _base_type(key_type)
+    expected = {"ssh-rsa": ("rsa-sha2-256", "rsa-sha2-512", "ssh-rsa")}.get(base, (base,))
+    if sig_format not in expected:
+        return SignCheck(
+            SignStatus.GARBAGE, f"a {sig_format[:64]!r} signature for a {base[:64]} key"
+        )
+    if base == "ssh-ed25519" and len(sig_blob) != 64:
+        return SignCheck(SignStatus.GARBAGE, f"a {len(sig_blob)}-byte ed25519 signature")
+    return SignCheck(SignStatus.OK)
+
+
+def _base_type(key_type: str) -> str:
+    return key_type.removesuffix(CERT_SUFFIX)
+
+
+def _all(keys: Sequence[Identity], check: SignCheck) -> SignChecks:
+    return {key.fingerprint: check for key in keys}
+
+
+class SignSchedule:
+    """The supervisor's signing probe: re-sign when the keys change or ``interval`` passes.
+
+    Signing at every poll would cost a round trip per key per poll (and, for a
+    confirm key with a working askpass, a dialog each time).
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        sign: Callable[[Path, Sequence[Identity], float], SignChecks] = sign_keys,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._sign = sign
+        self._clock = clock
+        self._keys: tuple[Identity, ...] | None = None
+        self._checks: SignChecks = {}
+        self._at = 0.0
+
+    def checks(
+        self,
+        path: Path,
+        identities: Sequence[Identity],
+        fingerprints: Sequence[str],
+        required: Sequence[str],
+        timeout: float,
+    ) -> SignChecks:
+        """The sign checks of the keys that count, fresh or from the last round."""
+        keys = keys_to_sign(identities, required, fingerprints)
+        now = self._clock()
+        if keys != self._keys or now - self._at >= self.interval:
+            self._checks = self._sign(path, keys, timeout)
+            self._keys, self._at = keys, now
+        return self._checks
