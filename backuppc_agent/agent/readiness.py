@@ -24,6 +24,7 @@ from backuppc_agent.state import State
 MIN_PROBE_SECONDS = 0.05
 
 Probe = Callable[[Path, float], ProbeResult]
+Signer = Callable[[Path, Sequence[Identity], float], Mapping[str, SignCheck]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ def check_live(
     agent: AgentConfig,
     timeout: float | None = None,
     probe_agent: Probe = probe,
+    sign_agent: Signer = sign_keys,
 ) -> tuple[ProbeResult, State, str]:
     """List the agent's keys, sign with those that count, judge: (probe, state, reason).
 
@@ -56,7 +58,7 @@ def check_live(
     checks = None
     if result.answered and result.identities and not missing_keys(result, agent.required_keys):
         keys = keys_to_sign(result.identities, agent.required_keys)
-        checks = sign_keys(agent.socket, keys, seconds)
+        checks = sign_agent(agent.socket, keys, seconds)
     state, reason = evaluate(result, agent.required_keys, checks, time.time())
     return result, state, reason
 
@@ -162,6 +164,7 @@ def wait_ready(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = waits.pause,
     probe_agent: Probe = probe,
+    sign_agent: Signer = sign_keys,
 ) -> Readiness:
     """Probe the agent every ``poll_seconds`` until it is ready or ``seconds`` (None: ever) pass.
 
@@ -174,7 +177,7 @@ def wait_ready(
         timeout = agent.probe_timeout_seconds
         if deadline is not None:
             timeout = min(timeout, max(deadline - clock(), MIN_PROBE_SECONDS))
-        result, state, reason = check_live(agent, timeout, probe_agent)
+        result, state, reason = check_live(agent, timeout, probe_agent, sign_agent)
         return Readiness(state, reason, clock() - started, len(result.identities), result.status)
 
     return waits.until(once, deadline, poll_seconds, done=_is_ready, clock=clock, sleep=sleep)

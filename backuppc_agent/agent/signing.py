@@ -21,8 +21,8 @@ from pathlib import Path
 from backuppc_agent import unixsock
 from backuppc_agent.agent import protocol
 from backuppc_agent.agent.certs import CERT_SUFFIX
+from backuppc_agent.agent.probe import connect
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.errors import ProtocolError
 
 #: Keys signed when none are required: ssh offers the agent's keys in order, so
 #: the first ones are those a login uses; with 10,000 keys the probe stays small.
@@ -102,25 +102,17 @@ def sign_keys(
     if not keys:
         return {}
     deadline = time.monotonic() + timeout
-    uid = os.getuid() if expected_uid is None else expected_uid
     try:
-        sock = unixsock.connect(path, deadline)
-    except TimeoutError:
-        return _all(keys, SignCheck(SignStatus.TIMEOUT, "connect timed out"))
-    except OSError as err:
-        return _all(keys, SignCheck(SignStatus.ERROR, f"cannot connect: {err.strerror or err}"))
-    try:
-        if unixsock.peer_credentials(sock)[1] != uid:
-            return _all(keys, SignCheck(SignStatus.ERROR, "the listener is another user's"))
-        return _sign_each(sock, keys, deadline)
-    finally:
-        sock.close()
+        with connect(path, deadline, expected_uid) as conn:
+            return _sign_each(conn, keys)
+    except unixsock.TransportError as err:  # the connect itself failed
+        return _all(keys, _failed(err))
 
 
-def _sign_each(sock: unixsock.Socket, keys: Sequence[Identity], deadline: float) -> SignChecks:
+def _sign_each(conn: unixsock.Connection, keys: Sequence[Identity]) -> SignChecks:
     checks: SignChecks = {}
     for index, key in enumerate(keys):
-        check = sign_one(sock, key, deadline)
+        check = sign_one(conn, key)
         checks[key.fingerprint] = check
         if check.status in (SignStatus.TIMEOUT, SignStatus.GARBAGE, SignStatus.ERROR):
             # The connection is out of step or dead: the rest share this fate.
@@ -129,28 +121,31 @@ def _sign_each(sock: unixsock.Socket, keys: Sequence[Identity], deadline: float)
     return checks
 
 
-def sign_one(sock: unixsock.Socket, key: Identity, deadline: float) -> SignCheck:
-    """Send one sign request on ``sock`` and judge the reply."""
+def sign_one(conn: unixsock.Connection, key: Identity) -> SignCheck:
+    """Send one sign request on ``conn`` and judge the reply."""
     key_type = key.key_type
     flags = protocol.SSH_AGENT_RSA_SHA2_256 if _base_type(key_type) == "ssh-rsa" else 0
     request = protocol.sign_request(key.blob, _CHALLENGE_PREFIX + os.urandom(32), flags)
     try:
-        unixsock.send_all(sock, request, deadline)
-        header = unixsock.recv_exact(sock, 4, deadline)
-        body = unixsock.recv_exact(
-            sock, protocol.reply_length(header, protocol.MAX_SIGN_REPLY_BYTES), deadline
-        )
-        signature = protocol.parse_sign_response(body)
-    except TimeoutError:
-        return SignCheck(SignStatus.TIMEOUT)
-    except (ProtocolError, EOFError) as err:
-        return SignCheck(SignStatus.GARBAGE, str(err).replace("peer", "agent"))
-    except OSError as err:
-        return SignCheck(SignStatus.ERROR, str(err.strerror or err))
+        signature = conn.exchange(request, _sign_reply_length, protocol.parse_sign_response)
+    except unixsock.TransportError as err:
+        return _failed(err)
     if signature is None:
         touch = _base_type(key_type).startswith("sk-")
         return SignCheck(SignStatus.TOUCH if touch else SignStatus.REFUSED)
     return judge_signature(key_type, *signature)
+
+
+def _sign_reply_length(header: bytes) -> int:
+    return protocol.reply_length(header, protocol.MAX_SIGN_REPLY_BYTES)
+
+
+def _failed(err: unixsock.TransportError) -> SignCheck:
+    if err.failure is unixsock.Failure.TIMEOUT:
+        return SignCheck(SignStatus.TIMEOUT)
+    if err.failure is unixsock.Failure.BAD_REPLY:
+        return SignCheck(SignStatus.GARBAGE, err.detail)
+    return SignCheck(SignStatus.ERROR, err.detail)
 
 
 def judge_signature(key_type: str, sig_format: str, sig_blob: bytes) -> SignCheck:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from backuppc_agent import waits
 from backuppc_agent.agent.probe import ProbeResult, ProbeStatus
 from backuppc_agent.agent.protocol import Identity, encode_string
 from backuppc_agent.agent.readiness import wait_ready
+from backuppc_agent.agent.signing import SignCheck, SignStatus
 from backuppc_agent.state import State
 from tests.unit.fakes import FakeClock
 
@@ -61,6 +63,10 @@ class FakeAgent:
         elapsed = self.clock() - self.start
         return [result for when, result in self.script if when <= elapsed][-1]
 
+    def sign(self, path: Path, keys: Sequence[Identity], timeout: float) -> dict[str, SignCheck]:
+        """Every key signs."""
+        return {key.fingerprint: SignCheck(SignStatus.OK) for key in keys}
+
 
 EMPTY = ProbeResult(ProbeStatus.ANSWERED, (), 1, 0)
 LOADED = ProbeResult(ProbeStatus.ANSWERED, (Identity(KEY, "k"),), 1, 0)
@@ -73,7 +79,7 @@ def _agent_config() -> config_mod.AgentConfig:
 def test_wait_ready_reports_the_time_the_keys_took_to_arrive() -> None:
     clock = FakeClock()
     agent = FakeAgent(clock, [(0, EMPTY), (3.0, LOADED)])
-    ready = wait_ready(_agent_config(), 30, 0.2, clock=clock, sleep=clock.sleep, probe_agent=agent)
+    ready = wait_ready(_agent_config(), 30, 0.2, clock, clock.sleep, agent, agent.sign)
     assert ready.state is State.READY
     assert ready.waited_seconds == pytest.approx(3.0)
     assert ready.identities == 1
@@ -97,3 +103,15 @@ def test_wait_ready_keeps_how_the_last_probe_ended() -> None:
     ready = wait_ready(_agent_config(), 1, 0.2, clock=clock, sleep=clock.sleep, probe_agent=agent)
     assert ready.state is State.DOWN
     assert ready.probe is ProbeStatus.TIMEOUT
+
+
+def test_wait_ready_is_not_ready_while_the_listed_key_cannot_sign() -> None:
+    clock = FakeClock()
+    agent = FakeAgent(clock, [(0, LOADED)])
+
+    def refuse(path: Path, keys: Sequence[Identity], timeout: float) -> dict[str, SignCheck]:
+        return {key.fingerprint: SignCheck(SignStatus.REFUSED) for key in keys}
+
+    ready = wait_ready(_agent_config(), 1, 0.2, clock, clock.sleep, agent, refuse)
+    assert ready.state is State.WAITING
+    assert "confirmation required" in ready.reason
