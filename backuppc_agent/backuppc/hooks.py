@@ -113,8 +113,36 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
     return f"ssh master for {client} is up (pid {status.pid}, {how})"
 
 
-def pre_hook(config: Config, hook: str, client: str, host: str) -> Outcome:
-    """Gate a dump/restore/archive: ready within wait_seconds, then the master up."""
+def no_ssh_line(hook: str, client: str, xfer_method: str) -> str | None:
+    """A line when this job's transfer never runs ssh ($XferMethod): it is then left alone.
+
+    rsync (and an old config.pl without --xfer-method) is the hot path: no file
+    is read. For tar, BackupPC's config tells whether its command runs $sshPath.
+    Raises BadNameError for a client name that must not become a file name.
+    """
+    if xfer_method in ("", "rsync") or hook not in SSH_HOOKS:
+        return None
+    from backuppc_agent.deploy import bpconfig  # noqa: PLC0415  (only off the rsync path)
+
+    names.check(client, "client")
+    restore = hook.endswith("-restore")
+    if bpconfig.BackupPCConfig().host_uses_ssh(client, xfer_method, restore):
+        return None
+    reason = bpconfig.no_ssh_reason(xfer_method)
+    return f"{client}: {reason} does not use ssh: not gated, no ssh master"
+
+
+def pre_hook(config: Config, hook: str, client: str, host: str, xfer_method: str = "") -> Outcome:
+    """Gate a dump/restore/archive: ready within wait_seconds, then the master up.
+
+    A job whose transfer never runs ssh passes at once (recorded as ok).
+    """
+    try:
+        skip = no_ssh_line(hook, client, xfer_method)
+    except BadNameError as err:
+        return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
+    if skip:
+        return Outcome("ok", exitcodes.OK, (skip,), 0.0, client)
     ready = _gate(
         config, lambda: check_names(client, host, config, hook), client, exitcodes.HOOK_NOT_READY
     )
@@ -154,7 +182,9 @@ def _gate(
     return ready
 
 
-def post_hook(config: Config, hook: str, client: str, xfer_ok: str) -> Outcome:
+def post_hook(
+    config: Config, hook: str, client: str, xfer_ok: str, xfer_method: str = ""
+) -> Outcome:
     """After a job: close the master if configured, clean the client up after a failure.
 
     Always exit 0: a non-zero post command would mark a good backup as failed.
@@ -162,6 +192,12 @@ def post_hook(config: Config, hook: str, client: str, xfer_ok: str) -> Outcome:
     result = "ok" if xfer_ok.strip() == "1" else "failed"
     if hook not in SSH_HOOKS:
         return Outcome(result, exitcodes.OK, (), 0.0, client)
+    try:
+        skip = no_ssh_line(hook, client, xfer_method)
+    except BadNameError as err:
+        return Outcome("bad-name", exitcodes.OK, (str(err),))
+    if skip:
+        return Outcome(result, exitcodes.OK, (skip,), 0.0, client)
     try:
         sshconfig.control_path(config.mux.control_dir, client)
     except BadNameError as err:

@@ -23,11 +23,13 @@ from backuppc_agent.ssh import sshconfig
 
 #: (BackupPC setting, hook, BackupPC variables passed as options)
 #: LOGIN is replaced by the client login user: the master must log in as the sessions do.
+#: $XferMethod lets the hooks leave hosts alone that never use ssh (rsyncd, smb, a local tar).
+_JOB = "--client $client --host LOGIN@$host --xfer-method $XferMethod"
 USER_COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("DumpPreUserCmd", "pre-dump", "--client $client --host LOGIN@$host"),
-    ("DumpPostUserCmd", "post-dump", "--client $client --host LOGIN@$host --xfer-ok $xferOK"),
-    ("RestorePreUserCmd", "pre-restore", "--client $client --host LOGIN@$host"),
-    ("RestorePostUserCmd", "post-restore", "--client $client --host LOGIN@$host --xfer-ok $xferOK"),
+    ("DumpPreUserCmd", "pre-dump", _JOB),
+    ("DumpPostUserCmd", "post-dump", f"{_JOB} --xfer-ok $xferOK"),
+    ("RestorePreUserCmd", "pre-restore", _JOB),
+    ("RestorePostUserCmd", "post-restore", f"{_JOB} --xfer-ok $xferOK"),
     ("ArchivePreUserCmd", "pre-archive", "--client $client"),
     ("ArchivePostUserCmd", "post-archive", "--client $client --xfer-ok $xferOK"),
 )

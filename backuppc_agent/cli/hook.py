@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host-ip", default="", help="$hostIP (accepted, unused)")
     parser.add_argument("--type", default="", help="$type (accepted, unused)")
     parser.add_argument("--xfer-ok", default="", help="$xferOK: 1 if the transfer succeeded")
+    parser.add_argument(
+        "--xfer-method",
+        default="",
+        help="$XferMethod: hosts whose transfer never runs ssh (rsyncd, smb, ftp, a local tar) "
+        "are not gated",
+    )
     parser.add_argument("--share", default="", help="$share (accepted, unused)")
 
 
@@ -40,8 +46,9 @@ def _outcome(args: argparse.Namespace, config: Config) -> hooks.Outcome:
     if args.hook == "ping":
         return hooks.ping_gate(config, args.host or args.client)
     if args.hook in hooks.PRE_HOOKS:
-        return hooks.pre_hook(config, args.hook, args.client, args.host or args.client)
-    return hooks.post_hook(config, args.hook, args.client, args.xfer_ok)
+        host = args.host or args.client
+        return hooks.pre_hook(config, args.hook, args.client, host, args.xfer_method)
+    return hooks.post_hook(config, args.hook, args.client, args.xfer_ok, args.xfer_method)
 
 
 def _record(config: Config, hook: str, outcome: hooks.Outcome) -> None:

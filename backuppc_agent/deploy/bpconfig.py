@@ -16,8 +16,29 @@ from backuppc_agent.deploy import fsops
 CONFIG_DIR = Path("/etc/backuppc")
 _ASSIGNMENT = re.compile(r"^[ \t]*\$Conf\{(\w+)\}\s*=\s*(.*?);[ \t]*(?:#[^\n]*)?$", re.M | re.S)
 _QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""")
-#: Transfer methods that reach the client through ssh (and so need known_hosts).
-SSH_XFER_METHODS = frozenset({"rsync", "tar"})
+#: tar reaches the client through ssh only when its command runs $sshPath: Debian's
+#: stock ``localhost`` host runs tar locally. rsyncd, smb, ftp never use ssh.
+TAR_COMMANDS = {False: "TarClientCmd", True: "TarClientRestoreCmd"}
+#: config.pl's default tar commands run ``$sshPath`` (an unset one counts as that).
+DEFAULT_TAR_COMMAND = "$sshPath"
+
+
+#: BackupPC 4's transfer methods that never run ssh (anything unknown is taken to).
+NO_SSH_METHODS = frozenset({"rsyncd", "smb", "ftp", "archive"})
+
+
+def uses_ssh(method: str, settings: dict[str, str], restore: bool = False) -> bool:
+    """True if transfer ``method`` with these settings runs ssh to the client."""
+    if method == "tar":
+        return "$sshPath" in settings.get(TAR_COMMANDS[restore], DEFAULT_TAR_COMMAND)
+    return method not in NO_SSH_METHODS
+
+
+def no_ssh_reason(method: str) -> str:
+    """Why a host is left alone: its transfer method (and command) does not use ssh."""
+    if method == "tar":
+        return "XferMethod tar with a TarClientCmd that does not run $sshPath"
+    return f"XferMethod {method}"
 
 
 def assignments(text: str) -> dict[str, str]:
@@ -60,11 +81,15 @@ class Host:
     name: str
     address: str
     xfer_method: str
+    #: For tar: whether its TarClientCmd runs $sshPath.
+    tar_over_ssh: bool = True
 
     @property
     def uses_ssh(self) -> bool:
         """True if BackupPC reaches this host through ssh."""
-        return self.xfer_method in SSH_XFER_METHODS
+        if self.xfer_method == "tar":
+            return self.tar_over_ssh
+        return uses_ssh(self.xfer_method, {})
 
 
 class BackupPCConfig:
@@ -95,4 +120,11 @@ class BackupPCConfig:
         merged = {**(main if main is not None else self.main() or {}), **self.host_overrides(name)}
         address = first_string(merged.get("ClientNameAlias")) or name
         method = first_string(merged.get("XferMethod")) or "tar"
-        return Host(name, address, method)
+        return Host(name, address, method, uses_ssh("tar", merged))
+
+    def host_uses_ssh(self, name: str, method: str, restore: bool) -> bool:
+        """Does ``method`` (BackupPC's $XferMethod) use ssh for host ``name``'s dump/restore?"""
+        if method != "tar":
+            return uses_ssh(method, {})
+        merged = {**(self.main() or {}), **self.host_overrides(name)}
+        return uses_ssh(method, merged, restore)

@@ -83,16 +83,23 @@ def check_known_hosts(env: Env) -> list[Finding]:
     """Each host BackupPC reaches through ssh has a known_hosts entry (BatchMode needs it)."""
     known_hosts = env.ctx.config.mux.known_hosts
     main = env.backuppc.main() or {}
-    hosts = [env.backuppc.host(name, main) for name in env.backuppc.host_names()]
-    hosts = [host for host in hosts if host.uses_ssh]
+    every = [env.backuppc.host(name, main) for name in env.backuppc.host_names()]
+    skipped = [_no_ssh(host) for host in every if not host.uses_ssh]
+    hosts = [host for host in every if host.uses_ssh]
     if not hosts:
-        return [Finding("known_hosts", Verdict.SKIP, "no BackupPC host uses ssh")]
+        return [*skipped, Finding("known_hosts", Verdict.SKIP, "no BackupPC host uses ssh")]
     exists = known_hosts.is_file()
     missing = [host for host in hosts if not (exists and _known(known_hosts, host.address))]
     if not missing:
         message = f"all {len(hosts)} ssh hosts are in {known_hosts}"
-        return [Finding("known_hosts", Verdict.OK, message)]
-    return [_unknown_host(host, known_hosts) for host in missing]
+        return [*skipped, Finding("known_hosts", Verdict.OK, message)]
+    return [*skipped, *(_unknown_host(host, known_hosts) for host in missing)]
+
+
+def _no_ssh(host: bpconfig.Host) -> Finding:
+    reason = bpconfig.no_ssh_reason(host.xfer_method)
+    message = f"{host.name}: {reason}: no ssh, so no known_hosts entry and no gate"
+    return Finding("known_hosts", Verdict.SKIP, message)
 
 
 def _unknown_host(host: bpconfig.Host, known_hosts: Path) -> Finding:

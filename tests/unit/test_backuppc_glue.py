@@ -27,8 +27,10 @@ def test_every_printed_command_carries_the_same_config_path() -> None:
     assert len(commands) == 8  # ping, six user commands, the ssh for rsync
     assert all(c.startswith(f"{PROGRAM[0]} --config /etc/bpa/c.toml ") for c in commands)
     assert "$Conf{UserCmdCheckStatus} = 1;" in text
-    assert "hook pre-dump --client $client --host root@$host'" in text
-    assert "hook post-dump --client $client --host root@$host --xfer-ok $xferOK'" in text
+    job = "--client $client --host root@$host --xfer-method $XferMethod"
+    assert f"hook pre-dump {job}'" in text
+    assert f"hook post-dump {job} --xfer-ok $xferOK'" in text
+    assert f"hook pre-restore {job}'" in text
 
 
 def test_rsync_ssh_args_are_exactly_dash_e_and_one_string() -> None:

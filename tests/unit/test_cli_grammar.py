@@ -16,12 +16,16 @@ from backuppc_agent.cli.main import _selected_command
 
 TOKENS = [
     "hook", "status", "wait", "pre-dump", "post-dump", "ping", "bogus", "--client", "--host",
-    "--xfer-ok", "--host-ip", "--type", "--share", "--config", "--debug", "--json", "--timeout",
+    "--xfer-ok", "--xfer-method", "--host-ip", "--type", "--share", "--config", "--debug",
+    "--json", "--timeout",
     "--quiet", "-q", "--help", "-h", "--", "-", "1", "0.5", "-1", "nan", "inf", "1e3", "c1",
     "127.0.0.2", "--client=c2", "--host=-oProxyCommand=x", "--timeout=2", "--json=1", "--cl",
     "/etc/x.toml", "", "a\nb", "\x1b[2J",
 ]  # fmt: skip
-HOOK_DEFAULTS = {"client": "", "host": "", "host_ip": "", "type": "", "xfer_ok": "", "share": ""}
+HOOK_DEFAULTS = {
+    "client": "", "host": "", "host_ip": "", "type": "", "xfer_ok": "", "share": "",
+    "xfer_method": "",
+}  # fmt: skip
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace | int, str]:

@@ -218,3 +218,43 @@ def test_warn_and_skip_do_not_fail_but_show_their_fix() -> None:
     ]
     assert not failed(findings)
     assert findings[0].line() == "warn swap: cannot tell; fix: check by hand"
+
+
+@pytest.mark.parametrize(
+    ("method", "settings", "restore", "expected"),
+    [
+        ("rsync", {}, False, True),
+        ("rsyncd", {}, False, False),
+        ("smb", {}, False, False),
+        ("ftp", {}, True, False),
+        ("tar", {}, False, True),  # config.pl's default TarClientCmd runs $sshPath
+        ("tar", {"TarClientCmd": "'/usr/bin/env LC_ALL=C $tarPath -c'"}, False, False),
+        ("tar", {"TarClientCmd": "'/usr/bin/env $tarPath'"}, True, True),
+        ("tar", {"TarClientRestoreCmd": "'$sshPath -q -x -l root $host'"}, True, True),
+        ("something-new", {}, False, True),  # unknown: gated, to be safe
+    ],
+)
+def test_which_transfers_use_ssh(
+    method: str, settings: dict[str, str], restore: bool, expected: bool
+) -> None:
+    assert bpconfig.uses_ssh(method, settings, restore) is expected
+
+
+def test_debians_stock_localhost_tar_is_a_host_without_ssh(tmp_path: Path) -> None:
+    (tmp_path / "config.pl").write_text(
+        "$Conf{XferMethod} = 'rsync';\n"
+        "$Conf{TarClientCmd} = '$sshPath -q -x -n -l root $host env LC_ALL=C $tarPath';\n"
+    )
+    (tmp_path / "hosts").write_text("host dhcp user\nlocalhost 0 backuppc\nweb 0 backuppc\n")
+    (tmp_path / "localhost.pl").write_text(
+        "$Conf{XferMethod} = 'tar';\n"
+        "$Conf{TarClientCmd} = '/usr/bin/env LC_ALL=C $tarPath -c -v -f - -C $shareName'\n"
+        "                        . ' --totals';\n"
+    )
+    (tmp_path / "web.pl").write_text("$Conf{XferMethod} = 'tar';\n")
+    conf = bpconfig.BackupPCConfig(tmp_path)
+    assert conf.host("localhost").uses_ssh is False
+    assert conf.host("web").uses_ssh is True
+    assert conf.host_uses_ssh("localhost", "tar", restore=False) is False
+    assert conf.host_uses_ssh("web", "tar", restore=False) is True
+    assert conf.host_uses_ssh("localhost", "smb", restore=False) is False

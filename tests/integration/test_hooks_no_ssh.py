@@ -1,0 +1,64 @@
+"""Hooks of jobs whose transfer never runs ssh ($XferMethod rsyncd, smb, ftp): left alone.
+
+No agent runs here at all: a gated hook would wait and fail; these pass at once,
+print why and record the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backuppc_agent import events
+from tests.helpers import Setup, cli, make_setup
+
+
+@pytest.fixture
+def quick(tmp_path: Path) -> Setup:
+    tmp_path.chmod(0o700)
+    return make_setup(tmp_path / "inst", extra="[hooks]\nwait_seconds = 0.2\n")
+
+
+@pytest.mark.parametrize("method", ["rsyncd", "smb", "ftp"])
+@pytest.mark.parametrize("hook", ["pre-dump", "pre-restore"])
+def test_a_pre_hook_of_a_transfer_without_ssh_passes_with_no_agent(
+    quick: Setup, hook: str, method: str
+) -> None:
+    done = cli("hook", hook, "--client", "nas", "--host", "root@nas", "--xfer-method", method,
+               config=quick.config)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == (
+        f"backuppc-agent: nas: XferMethod {method} does not use ssh: not gated, no ssh master\n"
+    )
+    rows = _runs(quick)
+    assert [(row[0], row[1], row[2]) for row in rows] == [(hook, "nas", "ok")]
+
+
+def test_the_same_hook_for_rsync_is_gated_and_fails_without_keys(quick: Setup) -> None:
+    done = cli("hook", "pre-dump", "--client", "web", "--host", "root@web",
+               "--xfer-method", "rsync", config=quick.config)  # fmt: skip
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "ssh-agent is not running" in done.stdout
+
+
+def test_a_post_hook_without_ssh_touches_no_master_and_exits_0(quick: Setup) -> None:
+    done = cli("hook", "post-dump", "--client", "nas", "--host", "root@nas",
+               "--xfer-method", "smb", "--xfer-ok", "0", config=quick.config)  # fmt: skip
+    assert done.returncode == 0
+    assert "XferMethod smb does not use ssh" in done.stdout
+    assert [(row[0], row[2]) for row in _runs(quick)] == [("post-dump", "failed")]
+
+
+def test_a_hostile_client_name_is_refused_before_any_file_is_read(quick: Setup) -> None:
+    done = cli("hook", "pre-dump", "--client", "../../etc/passwd", "--xfer-method", "tar",
+               config=quick.config)  # fmt: skip
+    assert done.returncode == 7, done.stdout + done.stderr
+
+
+def _runs(setup: Setup) -> list[tuple[str, str, str]]:
+    store = events.EventStore(setup.state_dir)
+    try:
+        return [(rec.hook, rec.client, rec.result) for rec in store.recent()]
+    finally:
+        store.close()
