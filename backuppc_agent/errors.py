@@ -6,7 +6,7 @@ from backuppc_agent import exitcodes
 class BackupPCAgentError(Exception):
     """An expected failure: ``main()`` prints it as one line and exits ``exit_code``."""
 
-    exit_code: int = exitcodes.NOT_READY
+    exit_code: int = exitcodes.FAILED
 
 
 class ConfigError(BackupPCAgentError):

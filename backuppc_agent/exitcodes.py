@@ -1,7 +1,7 @@
 """Exit codes of every command: an interface, documented in docs/commands.md."""
 
 OK = 0
-#: status: not ready; wait: timed out; doctor: a check failed; generic failure.
+#: status: not ready; wait: timed out; doctor: a check failed; install: a conflict to merge.
 NOT_READY = 1
 #: Bad command line or bad configuration file.
 USAGE = 2
@@ -17,5 +17,8 @@ HOOK_SSH_FAILED = 6
 BAD_NAME = 7
 #: Unattended unlock: the passphrase is wrong or missing.
 BAD_PASSPHRASE = 8
+#: The command failed: a program it ran (ssh-keygen, ssh-keyscan, ssh-add), the keyring
+#: or a file failed, or it refused (trust: a different host key). Never means "not ready".
+FAILED = 9
 #: An unexpected internal error (a bug): one line on stderr, details with --debug.
 INTERNAL = 70

@@ -37,8 +37,6 @@ class PassphraseError(BackupPCAgentError):
 class KeyringError(BackupPCAgentError):
     """The keyring backend failed (none configured, locked, unreadable)."""
 
-    exit_code = exitcodes.NOT_READY
-
 
 # -- the keyring --------------------------------------------------------------
 

@@ -22,7 +22,7 @@ MAX_TEXT_BYTES = 4 << 20
 class InstallError(BackupPCAgentError):
     """A file could not be read or written."""
 
-    exit_code = exitcodes.NOT_READY
+    exit_code = exitcodes.FAILED
 
 
 @dataclass(frozen=True)

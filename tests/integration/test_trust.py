@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from backuppc_agent import exitcodes
 from tests.helpers import cli, make_setup, private_dir
 from tests.sshd import Sshd, needs_root, running_sshd
 
@@ -113,7 +114,7 @@ def test_without_yes_and_without_a_terminal_nothing_is_added(
 ) -> None:
     config, known_hosts = env
     result = cli("trust", "client1", "--host", ADDRESS, config=config)
-    assert result.returncode == 1
+    assert result.returncode == exitcodes.FAILED
     assert "confirm with --yes" in result.stderr
     assert not known_hosts.exists()
 
@@ -130,7 +131,7 @@ def test_a_different_key_on_file_is_refused(
     known_hosts.write_text(f"{ADDRESS} ssh-ed25519 {blob}\n")
     before = known_hosts.read_bytes()
     result = cli("trust", "client1", "--host", ADDRESS, "--yes", config=config)
-    assert result.returncode == 1
+    assert result.returncode == exitcodes.FAILED
     assert "DIFFERENT ed25519 key" in result.stderr
     assert f"ssh-keygen -R '{ADDRESS}'" in result.stderr
     assert known_hosts.read_bytes() == before
@@ -151,7 +152,7 @@ def test_the_address_comes_from_client_name_alias(
 def test_no_server_or_a_hostile_name_is_one_clear_line(env: tuple[Path, Path]) -> None:
     config, known_hosts = env
     result = cli("trust", "client1", "--host", NOBODY_LISTENS, "--yes", config=config)
-    assert result.returncode == 1
+    assert result.returncode == exitcodes.FAILED
     assert f"no ed25519 host key from {NOBODY_LISTENS} port 22" in result.stderr
     hostile = cli("trust", "-oProxyCommand=x", "--yes", config=config)
     assert hostile.returncode != 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from backuppc_agent import exitcodes
 from tests.helpers import (
     PASSPHRASE,
     Setup,
@@ -71,7 +72,7 @@ def test_set_stores_only_a_passphrase_that_opens_the_key(
     keyring_env: Path, keys: dict[str, Path]
 ) -> None:
     wrong = passphrase("set", str(keys["a"]), stdin="not it\n")
-    assert wrong.returncode == 1
+    assert wrong.returncode == exitcodes.FAILED
     assert "does not open" in wrong.stderr
     assert passphrase("check", str(keys["a"])).returncode == 8
     stored = passphrase("set", str(keys["a"]), stdin=PASSPHRASE + "\n")
@@ -97,7 +98,7 @@ def test_delete_removes_the_entry_and_says_when_there_is_none(
     plant(keys["a"], PASSPHRASE)
     assert passphrase("delete", str(keys["a"])).returncode == 0
     again = passphrase("delete", str(keys["a"]))
-    assert again.returncode == 1
+    assert again.returncode == exitcodes.FAILED
     assert "nothing deleted" in again.stderr
 
 
@@ -106,10 +107,10 @@ def test_a_key_without_passphrase_or_a_missing_file_is_refused(
 ) -> None:
     bare = make_key(private_dir(tmp_path / "k"), "bare", passphrase="")
     result = passphrase("set", str(bare), stdin="anything\n")
-    assert result.returncode == 1
+    assert result.returncode == exitcodes.FAILED
     assert "has no passphrase" in result.stderr
     missing = passphrase("set", str(tmp_path / "nope"), stdin="x\n")
-    assert missing.returncode == 1
+    assert missing.returncode == exitcodes.FAILED
     assert "no such key file" in missing.stderr
     assert "Traceback" not in result.stderr + missing.stderr
 

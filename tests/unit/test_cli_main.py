@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from backuppc_agent import exitcodes
 from backuppc_agent.cli import main
+from backuppc_agent.errors import BackupPCAgentError
 
 
 @pytest.mark.parametrize(
@@ -60,3 +62,17 @@ def test_status_does_not_import_heavy_libraries() -> None:
         env={"PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_every_exit_code_means_one_thing_and_a_failure_is_not_not_ready() -> None:
+    codes = {name: value for name, value in vars(exitcodes).items() if name.isupper()}
+    assert len(set(codes.values())) == len(codes)
+    assert BackupPCAgentError.exit_code == exitcodes.FAILED != exitcodes.NOT_READY
+
+
+def test_a_failure_without_a_code_of_its_own_exits_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-key"
+    assert main.main(["passphrase", "set", str(missing)]) == exitcodes.FAILED
+    assert capsys.readouterr().err == f"backuppc-agent: {missing}: no such key file\n"
