@@ -93,10 +93,17 @@ class SwapConfig:
 
 @dataclass(frozen=True, slots=True)
 class BackupPCConfig:
-    """[backuppc]: where BackupPC's programs live."""
+    """[backuppc]: where BackupPC's programs and files live, how its status is read."""
 
     bin_dir: Path
     user: str
+    top_dir: Path
+    conf_dir: Path
+    log_dir: Path
+    run_dir: Path
+    status_timeout_seconds: float
+    #: a host's backup period when its config does not say it as a plain number
+    default_period_hours: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,12 @@ SCHEMA: dict[str, dict[str, _Key]] = {
     "backuppc": {
         "bin_dir": _Key("/usr/share/backuppc/bin", "path"),
         "user": _Key("backuppc", "str", _user),
+        "top_dir": _Key("/var/lib/backuppc", "path"),
+        "conf_dir": _Key("/etc/backuppc", "path"),
+        "log_dir": _Key("/var/lib/backuppc/log", "path"),
+        "run_dir": _Key("/run/backuppc", "path"),
+        "status_timeout_seconds": _Key(2.0, "float", _between(0.1, 30)),
+        "default_period_hours": _Key(24.0, "float", _between(0.01, 24 * 366)),
     },
 }
 

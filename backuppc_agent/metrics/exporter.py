@@ -17,6 +17,7 @@ from prometheus_client.registry import CollectorRegistry
 from backuppc_agent import exitcodes
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError
+from backuppc_agent.metrics.backuppc import BackupPCPart
 from backuppc_agent.metrics.hooks import HookPart
 from backuppc_agent.metrics.http import MetricsServer, make_app, tls_context
 from backuppc_agent.metrics.masters import MasterPart
@@ -118,6 +119,7 @@ def build_parts(
         TmpfsPart(errors, root, statvfs),
         MasterPart(errors, config.mux.control_dir),
         HookPart(errors, config.state.dir),
+        BackupPCPart(errors, config.backuppc),
     ]
 
 

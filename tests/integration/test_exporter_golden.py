@@ -22,6 +22,7 @@ from backuppc_agent import __version__, config
 from backuppc_agent.events import EventStore, HookRecord
 from backuppc_agent.metrics.exporter import Exporter
 from backuppc_agent.state import Snapshot, State
+from tests.bpc_tree import make_tree
 from tests.helpers import private_dir
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "metrics" / "golden.prom"
@@ -43,6 +44,19 @@ def fake_statvfs(path: str) -> os.statvfs_result:
     return os.statvfs_result((4096, 4096, blocks, free, free, 100, 50, 50, 0, 255))
 
 
+def _backuppc_tree(root: Path) -> dict[str, str]:
+    """A BackupPC with a backed-up host, a failing one and a new one; its server is down."""
+    settings = make_tree(
+        root,
+        {"web1": [("full", 1_699_990_000, 1_699_990_600), ("incr", 1_699_999_000, 1_699_999_100)],
+         "db": [("partial", 1_699_999_500, 1_699_999_900)], "new": []},
+        {"db": ("Reason_backup_failed", "DumpPreUserCmd returned error status 1280"),
+         "web1": ("Reason_backup_done", "")},
+    )  # fmt: skip
+    keys = ("top_dir", "conf_dir", "log_dir", "run_dir")
+    return {key: str(getattr(settings, key)) for key in keys}
+
+
 @pytest.fixture
 def exporter(tmp_path: Path, procfs_trees: Path, free_port: int) -> Iterator[Exporter]:
     state_dir = private_dir(tmp_path / "state")
@@ -59,6 +73,7 @@ def exporter(tmp_path: Path, procfs_trees: Path, free_port: int) -> Iterator[Exp
             # a control dir that was never created: no masters (paths must stay short)
             "mux": {"control_dir": f"/tmp/bpa-golden-{os.getpid()}-none"},
             "swap": {"procfs": str(procfs_trees / "swapping"), "top_processes": 3},
+            "backuppc": _backuppc_tree(tmp_path / "backuppc"),
         },
         "golden",
     )

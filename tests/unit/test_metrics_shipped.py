@@ -61,14 +61,35 @@ def test_the_dashboard_has_an_id_a_unique_panel_id_each_and_no_overlap() -> None
 def test_the_dashboard_covers_readiness_masters_hooks_and_swap() -> None:
     rows = [panel["title"] for panel in dashboard()["panels"] if panel["type"] == "row"]
     assert rows[:4] == ["Readiness", "SSH masters", "Hooks", "Swap and memory"]
+    assert "BackupPC" in rows
     used = " ".join(queries())
     for name in ("ready", "master_up", "hook_runs_total", "swap_in_pages_total",
-                 "ssh_agent_swap_bytes", "process_swap_bytes"):  # fmt: skip
+                 "ssh_agent_swap_bytes", "process_swap_bytes", "backuppc_up",
+                 "backuppc_last_backup_end_timestamp_seconds", "backuppc_last_attempt_info",
+                 "backuppc_queue_length", "backuppc_pool_bytes"):  # fmt: skip
         assert f"backuppc_agent_{name}" in used
 
 
+def test_readiness_over_time_sits_beside_the_overdue_hosts() -> None:
+    by_title = {panel["title"]: panel for panel in panels()}
+    ready, overdue = by_title["SSH auth ready over time"], by_title["BackupPC hosts overdue"]
+    assert ready["gridPos"]["y"] == overdue["gridPos"]["y"]
+    assert ready["gridPos"]["x"] + ready["gridPos"]["w"] == overdue["gridPos"]["x"]
+    rule = re.search(
+        r"alert: BackupPCHostOverdue\n\s+expr: >-\n(.*?)\n\s+for:", RULES.read_text(), re.S
+    )
+    assert rule is not None
+    # the panel counts exactly what the alert fires on
+    assert "2 * backuppc_agent_backuppc_host_backup_period_seconds" in rule.group(1)
+    assert (
+        "> bool 2 * backuppc_agent_backuppc_host_backup_period_seconds"
+        in (overdue["targets"][0]["expr"])
+    )
+
+
 def test_every_metric_the_dashboard_and_rules_use_is_exported() -> None:
-    exported = exported_names() | {"backuppc_agent_masters"}
+    # the queues exist only while a BackupPC server answers (tests/e2e/test_backuppc_status.py)
+    exported = exported_names() | {"backuppc_agent_masters", "backuppc_agent_backuppc_queue_length"}
     text = " ".join(queries()) + RULES.read_text()
     # a name inside a recorded series (instance:backuppc_agent_...:rate5m) is not a metric
     used = set(re.findall(r"(?<![:\w])backuppc_agent_[a-z_]+(?![:\w])", text))

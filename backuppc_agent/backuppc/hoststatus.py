@@ -1,0 +1,163 @@
+"""BackupPC's own files, parsed: the hosts list, each host's backups, a few config scalars.
+
+Pure functions (text in, records out) that follow BackupPC 4.4's readers
+(BackupPC::Storage::Text): ``ConfDir/hosts`` (header line, then one host per
+line, ``#`` comments), ``TopDir/pc/HOST/backups`` (one tab-separated line per
+backup: num, type, startTime, endTime, ...). A line BackupPC itself would not
+write raises MalformedError: the file is being rewritten or damaged. The
+server's free-text fields become a few bounded words (``state_word``,
+``result_word``, ``error_word``): label values, never the text itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from backuppc_agent import exitcodes
+from backuppc_agent.errors import BackupPCAgentError
+
+#: The backup types in a backups file; "active" is a dump still running.
+BACKUP_TYPES = ("full", "incr", "partial", "active")
+_HOST = re.compile(r"[\w.-]+", re.ASCII)
+_BACKUP_LINE = re.compile(r"(\d+)\t(full|incr|partial|active)\t(\d+)\t(\d*)(?:\t|$)")
+_CONF_NUMBER = r"\s*=\s*(-?(?:\d+\.?\d*|\.\d+))\s*;"
+#: What the server does for a host now (BackupPC's Status_* words, shortened).
+STATES = frozenset({"idle", "backup-starting", "backup-in-progress", "restore-starting",
+                    "restore-in-progress", "archive-in-progress", "admin-pending",
+                    "admin-running", "link-pending", "link-running"})  # fmt: skip
+#: How the last attempt ended (BackupPC's Reason_* words), plus "aborted", "none", "other".
+RESULTS = frozenset({"done", "failed", "aborted", "no-ping", "canceled", "idle", "none",
+                     "restore-done", "restore-failed", "restore-canceled", "archive-done",
+                     "archive-failed", "archive-canceled", "other"})  # fmt: skip
+_REASONS = {
+    "backup_done": "done",
+    "backup_failed": "failed",
+    "no_ping": "no-ping",
+    "backup_canceled_by_user": "canceled",
+    "nothing_to_do": "idle",
+    "restore_canceled_by_user": "restore-canceled",
+    "archive_canceled_by_user": "archive-canceled",
+}
+#: A pre hook's exit code (DumpPreUserCmd returned error status CODE*256) -> error word.
+_HOOK_EXITS = {
+    exitcodes.HOOK_NOT_READY: "keys-not-loaded",
+    exitcodes.HOOK_SSH_FAILED: "ssh-master-failed",
+    exitcodes.BAD_NAME: "bad-name",
+}
+_PRE_COMMAND = re.compile(r"(?:Dump|Restore|Archive)PreUserCmd returned error status (\d+)")
+_ERROR_WORDS = (
+    (re.compile(r"aborted by user"), "aborted-by-user"),
+    (re.compile(r"aborted|signal=", re.I), "aborted"),
+    (re.compile(r"^(?:no ping|ping too slow|host not found)"), "no-ping"),
+    (re.compile(r"No files dumped for share"), "no-files"),
+    (re.compile(r"PostUserCmd returned error"), "post-command-failed"),
+    (re.compile(r"rsync|[Tt]ar exited|smbclient|fileListReceive|fatal error"), "transfer-failed"),
+)  # fmt: skip
+
+
+class MalformedError(BackupPCAgentError):
+    """A BackupPC file holds something BackupPC would not have written."""
+
+
+@dataclass(frozen=True)
+class Backups:
+    """One host's backups file, summed up."""
+
+    counts: dict[str, int]
+    #: the full or incr backup with the latest start, as BackupPC's summary page picks it
+    last_number: int | None = None
+    last_type: str | None = None
+    last_end: float | None = None
+
+
+def parse_hosts(text: str) -> tuple[list[str], list[str]]:
+    """ConfDir/hosts -> (host names, lowercased as BackupPC does; lines refused as names)."""
+    hosts: list[str] = []
+    refused: list[str] = []
+    header = False
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if not header:
+            header = True
+            continue
+        name = fields[0].lower()
+        if _HOST.fullmatch(name) and name not in (".", ".."):
+            hosts.append(name)
+        else:
+            refused.append(line[:200])
+    return hosts, refused
+
+
+def parse_backups(text: str) -> Backups:
+    """TopDir/pc/HOST/backups -> Backups; raise MalformedError on a line BackupPC never writes."""
+    counts = dict.fromkeys(BACKUP_TYPES, 0)
+    last: tuple[int, int, str, float] | None = None
+    for line in text.splitlines():
+        if not line:
+            continue
+        match = _BACKUP_LINE.match(line)
+        if match is None or (match.group(2) != "active" and not match.group(4)):
+            raise MalformedError(f"malformed backups line {line[:80]!r}")
+        number, kind, start, end = match.groups()
+        counts[kind] += 1
+        if kind in ("full", "incr") and (last is None or int(start) > last[0]):
+            last = (int(start), int(number), kind, float(end))
+    if last is None:
+        return Backups(counts)
+    return Backups(counts, last[1], last[2], last[3])
+
+
+def config_number(text: str, key: str) -> float | None:
+    """The value of ``$Conf{KEY} = NUMBER;`` (the last one), or None if absent.
+
+    Raise MalformedError if KEY is set to anything but a plain number (an
+    expression, a variable): then only Perl knows the value.
+    """
+    assigned = re.findall(rf"^\s*\$Conf\{{{key}\}}\s*=", text, re.M)
+    if not assigned:
+        return None
+    values = re.findall(rf"^\s*\$Conf\{{{key}\}}{_CONF_NUMBER}\s*(?:#.*)?$", text, re.M)
+    if len(values) != len(assigned):
+        raise MalformedError(f"$Conf{{{key}}} is not set to a plain number")
+    return float(values[-1])
+
+
+def state_word(state: object) -> str:
+    """BackupPC's Status_* word for what it does now -> a STATES word, or "other"."""
+    word = str(state or "").removeprefix("Status_").replace("_", "-")
+    return word if word in STATES else "other"
+
+
+def result_word(reason: object, error: object) -> str:
+    """BackupPC's Reason_* word (and error) for the last attempt -> a RESULTS word."""
+    text = str(reason or "")
+    if not text:
+        return "none"
+    word = _REASONS.get(
+        text.removeprefix("Reason_"), text.removeprefix("Reason_").replace("_", "-")
+    )
+    if word == "failed" and error_word(error).startswith("aborted"):
+        return "aborted"
+    return word if word in RESULTS else "other"
+
+
+def error_word(error: object) -> str:
+    """BackupPC's free-text error of the last attempt -> one of a few words ("none" if none)."""
+    text = str(error or "")
+    if not text:
+        return "none"
+    pre = _PRE_COMMAND.search(text)
+    if pre:
+        return _HOOK_EXITS.get(int(pre.group(1)) >> 8, "pre-command-failed")
+    for pattern, word in _ERROR_WORDS:
+        if pattern.search(text):
+            return word
+    return "other"
+
+
+#: Every word error_word can return (documented; the rules' annotations use them).
+ERRORS = frozenset({"none", "other", "pre-command-failed", *_HOOK_EXITS.values(),
+                    *(word for _, word in _ERROR_WORDS)})  # fmt: skip

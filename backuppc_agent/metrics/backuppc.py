@@ -1,0 +1,168 @@
+"""BackupPC's own host status, read at scrape time from its files and its server.
+
+BackupPC 4.4's metrics page cannot be scraped (a sample without a value for a
+host with no incremental makes Prometheus drop the whole page, upstream issue
+#516; full_age holds a start time; it sits behind the CGI's basic auth). The
+supervisor runs as backuppc on the BackupPC server, so this part reads the
+same sources BackupPC's pages do (serverstatus) and exports them with
+``host`` labels, timestamps rather than ages, and bounded label values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from backuppc_agent.backuppc import hoststatus, serverstatus
+from backuppc_agent.backuppc.serverstatus import HostStatus, ServerStatus
+from backuppc_agent.config import BackupPCConfig
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
+
+Reader = Callable[[BackupPCConfig], ServerStatus | None]
+NAME = PREFIX + "backuppc_"
+#: (queue label, key of the server's %QueueLen)
+QUEUES = (("background", "BgQueue"), ("user", "UserQueue"), ("command", "CmdQueue"))
+#: (pool label, key prefix in %Info): BackupPC 4's pool and cpool, filled by BackupPC_nightly
+POOLS = (("pool", "pool4"), ("cpool", "cpool4"))
+COUNTED_TYPES = ("full", "incr", "partial")
+
+
+class BackupPCPart(Part):
+    """Per server: up, queues, pool; per host: last good backup, backups kept, last attempt."""
+
+    name = "backuppc"
+
+    def __init__(
+        self, errors: ScrapeErrors, config: BackupPCConfig, reader: Reader = serverstatus.read
+    ) -> None:
+        super().__init__(errors)
+        self.config = config
+        self.reader = reader
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the BackupPC families; nothing at all on a machine without BackupPC."""
+        status = self.reader(self.config)
+        if status is None:
+            return
+        for problem in status.problems:
+            self.fail(problem)
+        yield from _server(status)
+        yield from _hosts(status.hosts, live=status.up)
+
+
+def _server(status: ServerStatus) -> Iterator[Metric]:
+    yield gauge(
+        "backuppc_up",
+        "1 when the BackupPC server answered its status request at this scrape.",
+        float(status.up),
+    )
+    yield gauge("backuppc_hosts", "Hosts in BackupPC's hosts file.", len(status.hosts))
+    if status.up and isinstance(status.info.get("startTime"), int):
+        yield gauge(
+            "backuppc_server_start_timestamp_seconds",
+            "When the BackupPC server started (Unix time).",
+            status.info["startTime"],
+        )
+    if status.up:
+        queue = GaugeMetricFamily(
+            NAME + "queue_length", "Jobs waiting in a BackupPC server queue.", labels=["queue"]
+        )
+        for label, key in QUEUES:
+            queue.add_metric([label], _number(status.queues.get(key)))
+        yield queue
+    yield from _pool(status.info)
+
+
+def _pool(info: dict[str, object]) -> Iterator[Metric]:
+    """Pool size and files, as BackupPC_nightly last counted them (absent before its first run)."""
+    size = GaugeMetricFamily(
+        NAME + "pool_bytes", "Size of a BackupPC pool (last nightly count).", labels=["pool"]
+    )
+    files = GaugeMetricFamily(
+        NAME + "pool_files", "Files in a BackupPC pool (last nightly count).", labels=["pool"]
+    )
+    for label, prefix in POOLS:
+        if f"{prefix}FileCnt" in info:
+            size.add_metric([label], _number(info.get(f"{prefix}Kb")) * 1024)
+            files.add_metric([label], _number(info.get(f"{prefix}FileCnt")))
+    yield from (size, files)
+
+
+def _number(value: object) -> float:
+    """A number BackupPC wrote (maybe as a string); 0 for anything else."""
+    try:
+        return float(str(value))
+    except ValueError:
+        return 0.0
+
+
+def _hosts(hosts: list[HostStatus], live: bool) -> Iterator[Metric]:
+    """Per-host families; what the server does now only from a server that answered."""
+    families = _HostFamilies()
+    for host in hosts:
+        families.add(host, live)
+    yield from families.all()
+
+
+class _HostFamilies:
+    """The per-host families, filled host by host."""
+
+    def __init__(self) -> None:
+        def family(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(NAME + name, doc, labels=["host", *labels])
+
+        self.end = family(
+            "last_backup_end_timestamp_seconds",
+            "When the host's last good (full or incremental) backup ended (Unix time).",
+        )
+        self.number = family("last_backup_number", "Number of the host's last good backup.")
+        self.type = family(
+            "last_backup_type", "1 for the type (full, incr) of the last good backup.", "type"
+        )
+        self.kept = family("backups", "Backups kept for the host, by type.", "type")
+        self.attempt = family(
+            "last_attempt_info",
+            "The host's last attempt: result (done, failed, aborted, no-ping, ...) and "
+            "error (keys-not-loaded, transfer-failed, ...) as bounded words; always 1.",
+            "result",
+            "error",
+        )
+        self.attempt_time = family(
+            "last_attempt_timestamp_seconds",
+            "When the host's last attempt started (or its idle check ran; Unix time).",
+        )
+        self.state = family(
+            "host_state_info", "What the server does for the host now; always 1.", "state"
+        )
+        self.disabled = family(
+            "host_backups_disabled",
+            "BackupsDisable: 0 scheduled backups, 1 manual only, 2 none.",
+        )
+        self.period = family(
+            "host_backup_period_seconds",
+            "How often BackupPC backs the host up (the shorter of FullPeriod and IncrPeriod, "
+            "or [backuppc] default_period_hours).",
+        )
+
+    def add(self, host: HostStatus, live: bool) -> None:
+        name, backups, status = host.name, host.backups, host.status
+        if backups.last_end is not None and backups.last_type is not None:
+            self.end.add_metric([name], backups.last_end)
+            self.number.add_metric([name], float(backups.last_number or 0))
+            for kind in ("full", "incr"):
+                self.type.add_metric([name, kind], float(kind == backups.last_type))
+        for kind in COUNTED_TYPES:
+            self.kept.add_metric([name, kind], backups.counts.get(kind, 0))
+        result = hoststatus.result_word(status.get("reason"), status.get("error"))
+        self.attempt.add_metric([name, result, hoststatus.error_word(status.get("error"))], 1)
+        if isinstance(status.get("startTime"), int):
+            self.attempt_time.add_metric([name], status["startTime"])
+        if live and status:
+            self.state.add_metric([name, hoststatus.state_word(status.get("state"))], 1)
+        self.disabled.add_metric([name], host.settings.disabled())
+        self.period.add_metric([name], host.period_seconds)
+
+    def all(self) -> list[GaugeMetricFamily]:
+        return [self.end, self.number, self.type, self.kept, self.attempt, self.attempt_time,
+                self.state, self.disabled, self.period]  # fmt: skip
