@@ -9,14 +9,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from backuppc_agent import paths
 from backuppc_agent.agent import envfile
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
+from backuppc_agent.agent.probe import Probe, ProbeResult, ProbeStatus, probe
 from backuppc_agent.agent.process import (
     AdoptedAgent,
     AgentHandle,
+    AgentStarter,
     make_agent_command,
     start_agent,
 )
@@ -49,12 +49,14 @@ class AgentKeeper:
     def __init__(
         self,
         config: AgentConfig,
-        probe_fn: Callable[[Path, float], ProbeResult] = probe,
+        probe_fn: Probe = probe,
         clock: Callable[[], float] = time.monotonic,
         on_started: StartedHook | None = None,
+        starter: AgentStarter = start_agent,
     ) -> None:
         self.config = config
         self._probe = probe_fn
+        self._starter = starter
         self._clock = clock
         self._on_started = on_started
         self._agent: AgentHandle | None = None
@@ -127,7 +129,7 @@ class AgentKeeper:
     def _start(self) -> None:
         cfg = self.config
         argv = make_agent_command(cfg.ssh_agent, cfg.socket, cfg.lifetime_seconds)
-        self._agent = start_agent(argv, cfg.socket, cfg.probe_timeout_seconds)
+        self._agent = self._starter(argv, cfg.socket, cfg.probe_timeout_seconds, self._probe)
         self._restart.started = self._clock()
         self._write_env()
         if self._on_started is not None:

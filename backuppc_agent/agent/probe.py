@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,10 @@ class ProbeResult:
     def fingerprints(self) -> tuple[str, ...]:
         """SHA256 fingerprints of the identities, in the agent's order."""
         return tuple(protocol.fingerprint(identity.blob) for identity in self.identities)
+
+
+#: The probe's signature: the supervisor, the keeper and the starter take a fake in tests.
+Probe = Callable[[Path, float], ProbeResult]
 
 
 def probe(path: Path, timeout: float, expected_uid: int | None = None) -> ProbeResult:

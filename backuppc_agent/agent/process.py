@@ -5,20 +5,17 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from backuppc_agent import proc
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
+from backuppc_agent import proc, waits
+from backuppc_agent.agent.probe import Probe, probe
 from backuppc_agent.errors import AgentError
 
 logger = logging.getLogger(__name__)
 
 START_WAIT_SECONDS = 5.0
 START_POLL_SECONDS = 0.01
-
-Probe = Callable[[Path, float], ProbeResult]
 
 
 def make_agent_command(program: str, socket: Path, lifetime_seconds: int) -> tuple[str, ...]:
@@ -82,6 +79,15 @@ class AdoptedAgent:
             proc.stop_pid(self.pid)
 
 
+class AgentStarter(Protocol):
+    """Starts an ssh-agent and returns once it answers (``start_agent`` is the real one)."""
+
+    def __call__(
+        self, argv: tuple[str, ...], socket: Path, probe_timeout: float, probe_fn: Probe, /
+    ) -> AgentHandle:
+        """Start ``argv``; return the running agent or raise AgentError."""
+
+
 def start_agent(
     argv: tuple[str, ...],
     socket: Path,
@@ -95,15 +101,16 @@ def start_agent(
     except proc.CommandError as err:
         raise AgentError(f"cannot start ssh-agent: {err}") from err
     child = ChildAgent(popen)
-    deadline = time.monotonic() + wait_seconds
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         status = child.exit_status()
         if status is not None:
             raise AgentError(f"ssh-agent exited at start with status {status}")
         result = probe_fn(socket, probe_timeout)
-        if result.status is ProbeStatus.ANSWERED and result.peer_pid == child.pid:
-            logger.info("started ssh-agent pid %d on %s", child.pid, socket)
-            return child
-        time.sleep(START_POLL_SECONDS)
+        return result.answered and result.peer_pid == child.pid
+
+    if waits.until(answers, time.monotonic() + wait_seconds, START_POLL_SECONDS):
+        logger.info("started ssh-agent pid %d on %s", child.pid, socket)
+        return child
     child.stop()
     raise AgentError(f"ssh-agent did not answer on {socket} within {wait_seconds:g} s")

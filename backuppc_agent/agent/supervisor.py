@@ -1,7 +1,9 @@
 """The long-running supervisor: owns the ssh-agent, polls it, publishes readiness.
 
 Signal handlers only record the signal and wake the loop through the wakeup
-fd; the loop acts. Every wait has a deadline (the poll interval).
+fd; the loop acts. Every wait has a deadline (the poll interval). ``run`` is
+``start``, then ``poll`` and a wait until ``poll`` says stop, then ``stop``:
+tests drive those steps with a fake clock, probe and agent starter.
 """
 
 from __future__ import annotations
@@ -15,35 +17,24 @@ import select
 import signal
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Protocol
 
 from backuppc_agent import paths, state
 from backuppc_agent.agent.authwatch import AuthView, AuthWatch
 from backuppc_agent.agent.keeper import AgentKeeper, StartedHook
-from backuppc_agent.agent.probe import ProbeResult, probe
+from backuppc_agent.agent.probe import Probe, ProbeResult, probe
+from backuppc_agent.agent.process import AgentStarter, start_agent
 from backuppc_agent.agent.protocol import Identity
+from backuppc_agent.agent.publisher import Listener, Publisher
+from backuppc_agent.agent.signing import SignChecks, sign_keys
 from backuppc_agent.config import Config
-from backuppc_agent.errors import AgentError, ConfigError, UnsafePathError
+from backuppc_agent.errors import AgentError, ConfigError
 from backuppc_agent.state import Snapshot, State
+
+__all__ = ["Listener", "Phase", "Supervisor"]
 
 logger = logging.getLogger(__name__)
 
-PUBLISH_ERROR_REPEAT_SECONDS = 60.0
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
-
-
-class Listener(Protocol):
-    """Something that follows the supervisor: the on-ready notifier, the exporter."""
-
-    def on_snapshot(self, old: Snapshot | None, new: Snapshot) -> None:
-        """Called from the loop whenever the published snapshot changes."""
-
-    def on_reload(self, config: Config) -> None:
-        """Called after SIGHUP loaded a valid new configuration."""
-
-    def close(self) -> None:
-        """Called once when the supervisor stops."""
 
 
 class Phase(enum.Enum):
@@ -71,25 +62,23 @@ class Supervisor:
         config: Config,
         config_path: str | None = None,
         listeners: Sequence[Listener] = (),
-        probe_fn: Callable[[Path, float], ProbeResult] = probe,
+        probe_fn: Probe = probe,
         loader: Callable[[str | None], Config] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_agent_started: StartedHook | None = None,
+        agent_starter: AgentStarter = start_agent,
+        sign: Callable[..., SignChecks] = sign_keys,
     ) -> None:
         self.config = config
         self._config_path = config_path
-        self._listeners = list(listeners)
         self._probe = probe_fn
         self._loader = loader
-        self._clock = clock
-        self.keeper = AgentKeeper(config.agent, probe_fn, clock, on_agent_started)
-        self.auth = AuthWatch(config.agent, clock=clock)
+        self.keeper = AgentKeeper(config.agent, probe_fn, clock, on_agent_started, agent_starter)
+        self.auth = AuthWatch(config.agent, sign=sign, clock=clock)
+        self._publisher = Publisher(config.state.dir, listeners, clock)
         self._phase = Phase.STARTING
         self._signals: list[int] = []
         self._wakeup_r = -1
-        self._snapshot: Snapshot | None = None
-        self._publish_error_at = -PUBLISH_ERROR_REPEAT_SECONDS
-        self._unpublished = False
         self._lock = state.SupervisorLock(config.state.dir)
         self._last_identities: tuple[Identity, ...] = ()
         self._last_fingerprints: tuple[str, ...] = ()
@@ -97,24 +86,51 @@ class Supervisor:
     @property
     def snapshot(self) -> Snapshot | None:
         """The last published snapshot."""
-        return self._snapshot
+        return self._publisher.snapshot
+
+    @property
+    def phase(self) -> Phase:
+        """Where the supervisor is in its life cycle."""
+        return self._phase
 
     # -- life cycle -------------------------------------------------------
 
     def run(self) -> int:
         """Start or adopt the agent, supervise it until SIGTERM; return the exit code."""
+        self._install_signals()
+        self.start()
+        try:
+            while (seconds := self.poll()) is not None:
+                self._sleep(seconds)
+        finally:
+            self.stop()
+        return 0
+
+    def start(self) -> None:
+        """Lock the state dir, adopt a live agent or start one; stop again if that fails."""
         paths.ensure_private_dir(self.config.state.dir, "state")
         self._lock.acquire()
         try:
-            self._install_signals()
             adopted = self.keeper.attach()
             if adopted is not None and adopted.peer_pid is not None:
                 self._inherit_history(adopted.peer_pid)
             self._move(Phase.RUNNING)
-            self._loop()
-        finally:
-            self._shutdown()
-        return 0
+        except BaseException:
+            self.stop()
+            raise
+
+    def poll(self) -> float | None:
+        """Act on signals, probe, restart if due, publish; return seconds until the next poll.
+
+        Returns None once a SIGTERM or SIGINT asked the supervisor to stop.
+        """
+        self._handle_signals()
+        if self._phase is Phase.STOPPING:
+            return None
+        probe_seconds = self._refresh()
+        # A probe of an agent holding thousands of keys takes a noticeable
+        # fraction of a second: never spend more than a third of the time probing.
+        return max(self.config.agent.poll_seconds, 2 * probe_seconds)
 
     def _move(self, phase: Phase) -> None:
         if phase not in _PHASE_MOVES[self._phase]:
@@ -127,22 +143,14 @@ class Supervisor:
         self._wakeup_r = read_fd
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         for signum in _HANDLED:
-            signal.signal(signum, self._record_signal)
+            signal.signal(signum, self.record_signal)
 
-    def _record_signal(self, signum: int, _frame: object) -> None:
+    def record_signal(self, signum: int, _frame: object = None) -> None:
+        """The signal handler: remember ``signum`` for the loop to act on."""
         self._signals.append(signum)
 
-    def _loop(self) -> None:
-        while True:
-            self._handle_signals()
-            if self._phase is Phase.STOPPING:
-                return
-            probe_seconds = self._refresh()
-            # A probe of an agent holding thousands of keys takes a noticeable
-            # fraction of a second: never spend more than a third of the time probing.
-            self._sleep(max(self.config.agent.poll_seconds, 2 * probe_seconds))
-
     def _sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds``, less if a signal arrives (the wakeup fd becomes readable)."""
         with contextlib.suppress(InterruptedError):
             ready, _, _ = select.select([self._wakeup_r], [], [], seconds)
             if ready:
@@ -157,7 +165,7 @@ class Supervisor:
                 self._move(Phase.STOPPING)
                 return
             if signum == signal.SIGHUP:
-                self._reload()
+                self.reload()
 
     # -- readiness --------------------------------------------------------
 
@@ -165,7 +173,7 @@ class Supervisor:
         """Keep 'since' and the restart count of the supervisor that ran this agent."""
         previous = state.read(self.config.state.dir)
         if previous is not None and previous.agent_pid == agent_pid:
-            self._snapshot = previous
+            self._publisher.snapshot = previous
             self.keeper.restarts = previous.agent_restarts
             self.auth.lifetimes.seed(previous.expiries, self.config.agent.lifetime_seconds)
 
@@ -179,7 +187,7 @@ class Supervisor:
             # The keeper has just started or adopted an agent: report that one.
             result = self._probe(agent_cfg.socket, agent_cfg.probe_timeout_seconds)
         view = self.auth.assess(result, self._fingerprints(result))
-        self._publish(self._make_snapshot(result, view))
+        self._publisher.publish(self._make_snapshot(result, view))
         return result.seconds
 
     def _fingerprints(self, result: ProbeResult) -> tuple[str, ...]:
@@ -190,7 +198,7 @@ class Supervisor:
         return self._last_fingerprints
 
     def _make_snapshot(self, result: ProbeResult, view: AuthView) -> Snapshot:
-        old = self._snapshot
+        old = self.snapshot
         since = old.since if old is not None and old.state is view.state else time.time()
         return Snapshot(
             state=view.state,
@@ -210,47 +218,10 @@ class Supervisor:
             unusable=view.unusable,
         )
 
-    def _publish(self, new: Snapshot, force: bool = False) -> None:
-        old = self._snapshot
-        if not force and old is not None and _same(old, new):
-            if self._unpublished:
-                self._write_state(new)
-            return
-        if old is None or old.state is not new.state:
-            logger.info(
-                "state %s -> %s: %s",
-                old.state.value if old else "none",
-                new.state.value,
-                new.reason,
-            )
-        self._snapshot = new
-        self._write_state(new)
-        self._notify(old, new)
-
-    def _write_state(self, snap: Snapshot) -> None:
-        """Write the state file; on failure say so (once a minute) and retry each poll."""
-        try:
-            state.publish(self.config.state.dir, snap)
-        except UnsafePathError as err:
-            self._unpublished = True
-            if self._clock() - self._publish_error_at >= PUBLISH_ERROR_REPEAT_SECONDS:
-                self._publish_error_at = self._clock()
-                logger.error("cannot publish state (readers see stale state): %s", err)
-            return
-        if self._unpublished:
-            self._unpublished = False
-            logger.info("state published again after earlier write failures")
-
-    def _notify(self, old: Snapshot | None, new: Snapshot) -> None:
-        for listener in self._listeners:
-            try:
-                listener.on_snapshot(old, new)
-            except Exception:
-                logger.exception("listener %s failed", type(listener).__name__)
-
     # -- reload and stop ----------------------------------------------------
 
-    def _reload(self) -> None:
+    def reload(self) -> None:
+        """Load the configuration again (SIGHUP); keep the old one if the new one has errors."""
         if self._loader is None:
             return
         try:
@@ -264,12 +235,9 @@ class Supervisor:
         self.config = new
         self.keeper.config = new.agent
         self.auth.config = new.agent
+        self._publisher.state_dir = new.state.dir
         logger.info("SIGHUP: configuration reloaded from %s", new.source)
-        for listener in self._listeners:
-            try:
-                listener.on_reload(new)
-            except Exception:
-                logger.exception("listener %s failed on reload", type(listener).__name__)
+        self._publisher.reload(new)
 
     def _warn_static_changes(self, new: Config) -> None:
         old = self.config
@@ -284,33 +252,33 @@ class Supervisor:
         if old.agent.socket != new.agent.socket or old.state.dir != new.state.dir:
             logger.warning("restart the supervisor to move the socket or state dir")
 
-    def _shutdown(self) -> None:
+    def stop(self) -> None:
+        """Stop the agent if on_stop says so, publish the final state, release everything."""
+        if self._phase is Phase.STOPPED:
+            return
         if self._phase is not Phase.STOPPING:
             self._move(Phase.STOPPING)
         if self.config.agent.on_stop == "stop-agent":
             self.keeper.stop()
         self._move(Phase.STOPPED)
-        if self._snapshot is not None:
-            final = dataclasses.replace(self._snapshot, supervisor_pid=None, updated=time.time())
-            if self.keeper.pid is None:
-                final = dataclasses.replace(
-                    final,
-                    state=State.DOWN,
-                    reason="supervisor stopped the agent",
-                    agent_pid=None,
-                    identities=0,
-                    fingerprints=(),
-                    agent_up=False,
-                    expiries=(),
-                    expires=None,
-                    unusable=(),
-                )
-            self._publish(final, force=True)
-        for listener in self._listeners:
-            with contextlib.suppress(Exception):
-                listener.close()
+        if self.snapshot is not None:
+            self._publisher.publish(self._final_snapshot(self.snapshot), force=True)
+        self._publisher.close()
         self._lock.release()
 
-
-def _same(old: Snapshot, new: Snapshot) -> bool:
-    return dataclasses.replace(old, updated=0.0) == dataclasses.replace(new, updated=0.0)
+    def _final_snapshot(self, last: Snapshot) -> Snapshot:
+        final = dataclasses.replace(last, supervisor_pid=None, updated=time.time())
+        if self.keeper.pid is not None:
+            return final
+        return dataclasses.replace(
+            final,
+            state=State.DOWN,
+            reason="supervisor stopped the agent",
+            agent_pid=None,
+            identities=0,
+            fingerprints=(),
+            agent_up=False,
+            expiries=(),
+            expires=None,
+            unusable=(),
+        )

@@ -11,6 +11,7 @@ silently runs without multiplexing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -18,12 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent import exitcodes, names, paths
+from backuppc_agent import exitcodes, names, paths, waits
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 from backuppc_agent.locks import FileLock
 from backuppc_agent.ssh import mux, sshconfig
-from backuppc_agent.waits import pause
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ LIST_WORKERS = 8
 CHECK_SECONDS = 1.0
 #: ssh -f returns once authenticated; how long the socket may take to answer after that.
 SETTLE_SECONDS = 2.0
+SETTLE_POLL_SECONDS = 0.02
 #: What close_master finds when the master is gone or wedged: its socket is removed.
 _DEAD_STATUSES = frozenset({mux.MuxStatus.STALE, mux.MuxStatus.TIMEOUT, mux.MuxStatus.BAD_REPLY})
 #: ssh binds PATH + "." + 16 random characters, then renames it to PATH.
@@ -211,12 +212,10 @@ def _last_log_line(log: Path) -> str:
 
 
 def _wait_alive(path: Path, seconds: float) -> mux.MuxResult:
+    """Check the master on ``path`` until it answers or ``seconds`` pass; return the last check."""
     deadline = time.monotonic() + seconds
-    while True:
-        status = mux.check(path, CHECK_SECONDS)
-        if status.alive or time.monotonic() >= deadline:
-            return status
-        pause(0.02)
+    check = functools.partial(mux.check, path, CHECK_SECONDS)
+    return waits.until(check, deadline, SETTLE_POLL_SECONDS, done=lambda result: result.alive)
 
 
 def open_master(config: Config, client: str, host: str) -> mux.MuxResult:
