@@ -40,6 +40,8 @@ E2E_LOCK = Path("/tmp/backuppc-e2e.lock")
 CLIENT_A, CLIENT_B, CLIENT_SLOW = "bpa-e2e-a", "bpa-e2e-b", "bpa-e2e-slow"
 CLIENTS = (CLIENT_A, CLIENT_B, CLIENT_SLOW)
 WAIT_SECONDS = 2
+#: The site's supervisor serves metrics here (e2e runs in its own network namespace).
+METRICS_LISTEN = "127.0.0.1:19842"
 PASSPHRASE = "e2e passphrase 0815"
 ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -203,7 +205,7 @@ poll_seconds = 0.1
 [state]
 dir = "{home / "state"}"
 [metrics]
-listen = ""
+listen = "{METRICS_LISTEN}"
 [hooks]
 wait_seconds = {WAIT_SECONDS}
 connect_timeout_seconds = 5
