@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.OK
     if not _confirmed(args.yes, known_hosts):
         raise BackupPCAgentError("not added: confirm with --yes (or answer y on a terminal)")
-    trust.add(known_hosts, name, key, fsops.Owner.of_user(ctx.user.pw_name))
+    user = ctx.user.pw_name
+    trust.add(known_hosts, name, key, fsops.Owner.of_user(user), user)
     print(f"added {name} to {known_hosts}")
     return exitcodes.OK
 

@@ -53,12 +53,16 @@ def read_text(path: Path) -> str | None:
     return None if data is None else data.decode("utf-8", errors="surrogateescape")
 
 
-def write_text(path: Path, text: str, mode: int, owner: Owner) -> None:
-    """Atomically replace ``path``; an existing file keeps its mode and owner."""
+def write_text(path: Path, text: str, mode: int, owner: Owner, keep_owner: bool = True) -> None:
+    """Atomically replace ``path``; an existing file keeps its mode (and owner if ``keep_owner``).
+
+    ``keep_owner=False`` gives the file to ``owner`` (Owner() = whoever runs this).
+    """
     existing = _lstat(path)
     if existing is not None:
         mode = stat.S_IMODE(existing.st_mode)
-        owner = Owner(existing.st_uid, existing.st_gid)
+        if keep_owner:
+            owner = Owner(existing.st_uid, existing.st_gid)
     ids = None if owner.uid is None else (owner.uid, -1 if owner.gid is None else owner.gid)
     try:
         paths.replace_file(path, text.encode("utf-8", errors="surrogateescape"), mode, ids)

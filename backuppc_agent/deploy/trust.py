@@ -84,8 +84,14 @@ def known_keys(known_hosts: Path, name: str) -> list[HostKey]:
     return parse_key_lines(result.stdout.decode(errors="replace"))
 
 
-def add(known_hosts: Path, name: str, key: HostKey, owner: fsops.Owner) -> None:
-    """Append ``name TYPE BASE64`` to known_hosts (created 0644 for ``owner``)."""
+def add(known_hosts: Path, name: str, key: HostKey, owner: fsops.Owner, user: str) -> None:
+    """Append ``name TYPE BASE64`` to known_hosts, which then belongs to ``owner``.
+
+    known_hosts is the BackupPC user's: rewritten as root it goes to ``owner``
+    (one made by ``sudo ssh-keyscan >>`` was root's); as that user, to the user
+    and its own group (a foreign group could not be kept: fchown is refused).
+    Raises BackupPCAgentError naming the directory's owner and the fix.
+    """
     import base64  # noqa: PLC0415
 
     fsops.ensure_dir(known_hosts.parent, 0o700, owner)
@@ -93,4 +99,22 @@ def add(known_hosts: Path, name: str, key: HostKey, owner: fsops.Owner) -> None:
     if current and not current.endswith("\n"):
         current += "\n"
     line = f"{name} {key.key_type} {base64.b64encode(key.blob).decode()}\n"
-    fsops.write_text(known_hosts, current + line, 0o644, owner)
+    try:
+        fsops.write_text(known_hosts, current + line, 0o644, owner, keep_owner=False)
+    except fsops.InstallError as err:
+        raise BackupPCAgentError(f"{err}; {_write_fix(known_hosts.parent, user)}") from err
+
+
+def _write_fix(directory: Path, user: str) -> str:
+    """Who owns ``directory`` and how to get past it."""
+    import pwd  # noqa: PLC0415
+
+    try:
+        uid = directory.stat().st_uid
+        who = pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        who = "someone else"
+    return (
+        f"{directory} belongs to {who}: run trust as root (sudo backuppc-agent trust ...), "
+        f"or give it to {user}: chown {user} {directory}"
+    )

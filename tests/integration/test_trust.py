@@ -6,6 +6,9 @@ verification; before it, it fails with "Host key verification failed".
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import exitcodes
+from tests.e2e.deploy_support import Tree, make_tree
 from tests.helpers import cli, make_setup, private_dir
 from tests.sshd import Sshd, needs_root, running_sshd
 
@@ -160,3 +164,76 @@ def test_no_server_or_a_hostile_name_is_one_clear_line(env: tuple[Path, Path]) -
     assert dashed.returncode == 7
     assert "Traceback" not in result.stderr + hostile.stderr + dashed.stderr
     assert not known_hosts.exists()
+
+
+# -- known_hosts that root made, or with a group backuppc is not in -------------------
+
+
+@pytest.fixture
+def tree() -> Iterator[Tree]:
+    """A tree of the backuppc account (root's when backuppc cannot run our code)."""
+    made = make_tree()
+    if made.user != "backuppc":
+        made.remove()
+        pytest.skip("needs the backuppc account and a Python it can run")
+    ssh = made.root / "ssh"
+    made.write_config(extra="")
+    with made.config.open("a") as handle:
+        handle.write(f'[mux]\nknown_hosts = "{ssh / "known_hosts"}"\n')
+    try:
+        yield made
+    finally:
+        made.remove()
+
+
+def trust_as(user: str, tree: Tree) -> subprocess.CompletedProcess[str]:
+    argv = [str(tree.program), "--config", str(tree.config), "trust", "client1",
+            "--host", ADDRESS, "--yes"]  # fmt: skip
+    if user != "root":
+        argv = ["runuser", "-u", user, "--", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def owner(path: Path) -> tuple[str, str]:
+    info = path.stat()
+    return pwd.getpwuid(info.st_uid).pw_name, grp.getgrgid(info.st_gid).gr_name
+
+
+BACKUPPC = ("backuppc", "backuppc")
+
+
+def test_as_root_a_root_owned_known_hosts_goes_to_backuppc_with_the_key(
+    server: Sshd, tree: Tree
+) -> None:
+    known_hosts = tree.root / "ssh" / "known_hosts"
+    known_hosts.write_text("192.0.2.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt5\n")  # sudo >>
+    done = trust_as("root", tree)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert owner(known_hosts) == BACKUPPC
+    assert known_hosts.read_text().startswith("192.0.2.1 ")
+    assert f"{ADDRESS} ssh-ed25519 " in known_hosts.read_text()
+
+
+def test_as_backuppc_a_known_hosts_with_a_foreign_group_is_rewritten(
+    server: Sshd, tree: Tree
+) -> None:
+    known_hosts = tree.root / "ssh" / "known_hosts"
+    known_hosts.write_text("192.0.2.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHt5\n")
+    os.chown(known_hosts, pwd.getpwnam("backuppc").pw_uid, 0)  # group root: not backuppc's
+    done = trust_as("backuppc", tree)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert owner(known_hosts) == BACKUPPC
+    assert f"{ADDRESS} ssh-ed25519 " in known_hosts.read_text()
+
+
+def test_as_backuppc_a_root_owned_directory_is_one_line_naming_owner_and_fix(
+    server: Sshd, tree: Tree
+) -> None:
+    ssh = tree.root / "ssh"
+    os.chown(ssh, 0, 0)
+    ssh.chmod(0o755)
+    done = trust_as("backuppc", tree)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"{ssh} belongs to root: run trust as root" in done.stderr
+    assert f"chown backuppc {ssh}" in done.stderr
