@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, state
 from backuppc_agent.agent import expiry, readiness
-from backuppc_agent.agent.probe import ProbeResult
+from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
+from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.config import Config
 from backuppc_agent.state import Snapshot, State
@@ -60,9 +62,26 @@ class Status:
         }
 
 
-def gather(config: Config) -> Status:
-    """Probe the agent and merge in what the supervisor published."""
-    result, live_state, reason = readiness.check_live(config.agent)
+def listener_uid(config: Config, trusted_uid: int | None) -> int | None:
+    """``trusted_uid`` if the agent socket is served by that user (else None: ours only)."""
+    if trusted_uid is None:
+        return None
+    first = probe(config.agent.socket, config.agent.probe_timeout_seconds)
+    if first.status is ProbeStatus.FOREIGN and first.peer_uid == trusted_uid:
+        return trusted_uid
+    return None
+
+
+def gather(config: Config, uid: int | None = None) -> Status:
+    """Probe the agent (served by ``uid``, default ours) and merge in what was published."""
+    if uid is None:
+        result, live_state, reason = readiness.check_live(config.agent)
+    else:
+        result, live_state, reason = readiness.check_live(
+            config.agent,
+            probe_agent=lambda path, seconds: probe(path, seconds, uid),
+            sign_agent=lambda path, keys, seconds: sign_keys(path, keys, seconds, uid),
+        )
     published = _published(config)
     fingerprints = result.fingerprints
     if (
@@ -170,12 +189,35 @@ def _ago(seconds: float) -> str:
     return f"{whole // 86400}d {whole % 86400 // 3600}h"
 
 
+def _for_caller(args: argparse.Namespace) -> tuple[Config, int | None, str | None]:
+    """The config, and for root the BackupPC user: (config, its uid, its name).
+
+    Root is trusted: it reads the paths as the service user has them, and an
+    agent that user serves is shown as that user's instead of "foreign".
+    """
+    if os.geteuid() != 0:
+        return load_config(args), None, None
+    from backuppc_agent.deploy import context  # noqa: PLC0415  (root only: pwd, more config)
+    from backuppc_agent.errors import BackupPCAgentError  # noqa: PLC0415
+
+    try:
+        ctx = context.load(args.config)
+    except BackupPCAgentError:  # no such account: root's own view
+        return load_config(args), None, None
+    return ctx.config, ctx.user.pw_uid, ctx.user.pw_name
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the status; exit 0 when ready, 1 otherwise."""
-    config = load_config(args)
-    status = gather(config)
+    config, owner_uid, owner = _for_caller(args)
+    uid = listener_uid(config, owner_uid)
+    owner = owner if uid is not None else None
+    status = gather(config, uid)
     if args.json:
-        sys.stdout.write(json.dumps(status.to_json(), sort_keys=True) + "\n")
+        shown = status.to_json() | ({"user": owner} if owner else {})
+        sys.stdout.write(json.dumps(shown, sort_keys=True) + "\n")
     else:
+        if owner:
+            sys.stdout.write(f"agent of:    {owner} (uid {owner_uid})\n")
         sys.stdout.write(render_text(status, time.time()))
     return exitcodes.OK if status.state is State.READY else exitcodes.NOT_READY

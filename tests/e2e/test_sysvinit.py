@@ -183,3 +183,28 @@ def test_restart_with_keep_agent_keeps_the_keys(
     wait_for(lambda: '"state": "ready"' in state(tree), timeout=10)
     assert agent_pids_on(tree.socket) == agents
     assert init("stop").returncode == 0
+
+
+def test_status_as_root_shows_the_service_users_agent_not_a_foreign_one(
+    script: tuple[InitScript, Tree], keys: dict[str, Path]
+) -> None:
+    init, tree = script
+    if tree.user == "root":
+        pytest.skip("the supervisor runs as root here: nothing foreign to see")
+    assert init("start").returncode == 0
+    pid = init.pid()
+    wait_for(lambda: f'"supervisor_pid": {pid}' in state(tree), timeout=15)
+    argv = [str(tree.program), "--config", str(tree.config), "status"]
+    shown = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert shown.returncode == 1, shown.stdout + shown.stderr  # no keys yet: waiting
+    uid = pwd.getpwnam(tree.user).pw_uid
+    assert shown.stdout.startswith(f"agent of:    {tree.user} (uid {uid})\n"), shown.stdout
+    assert "state:       waiting" in shown.stdout
+    assert "foreign" not in shown.stdout
+    assert ssh_add(tree.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
+    wait_for(lambda: '"state": "ready"' in state(tree), timeout=10)
+    argv.append("--json")
+    ready = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    assert '"user": "backuppc"' in ready.stdout
+    assert init("stop").returncode == 0
