@@ -233,7 +233,7 @@ def test_as_backuppc_a_root_owned_directory_is_one_line_naming_owner_and_fix(
     os.chown(ssh, 0, 0)
     ssh.chmod(0o755)
     done = trust_as("backuppc", tree)
-    assert done.returncode == 1
+    assert done.returncode == exitcodes.FAILED
     assert done.stderr.count("\n") == 1, done.stderr
     assert f"{ssh} belongs to root: run trust as root" in done.stderr
     assert f"chown backuppc {ssh}" in done.stderr
