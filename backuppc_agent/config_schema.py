@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backuppc_agent.errors import ConfigError
-from backuppc_agent.ssh.limits import control_dir_problem
+from backuppc_agent.ssh.limits import control_dir_problem, socket_path_problem, unsafe_path_problem
 
 _Check = Callable[[Any], str | None]
 
@@ -78,7 +78,7 @@ def _user(value: Any) -> str | None:
 
 SCHEMA: dict[str, dict[str, _Key]] = {
     "agent": {
-        "socket": _Key("~/.ssh/agent.socket", "path"),
+        "socket": _Key("~/.ssh/agent.socket", "path", socket_path_problem),
         "env_file": _Key("~/.ssh/agent.env", "path"),
         "lifetime_seconds": _Key(0, "int", _between(0, 2**31 - 1)),
         "required_keys": _Key((), "str_list", _fingerprints),
@@ -138,7 +138,7 @@ def home_dir() -> Path:
 
 
 def expand_path(text: str, home: Path) -> tuple[Path | None, str | None]:
-    """Expand a leading ``~`` and require an absolute path without ``..``."""
+    """Expand a leading ``~``; require an absolute path without ``..`` that ssh reads as is."""
     if text == "~" or text.startswith("~/"):
         text = str(home) + text[1:]
     if "\0" in text:
@@ -148,7 +148,8 @@ def expand_path(text: str, home: Path) -> tuple[Path | None, str | None]:
         return None, f"{text!r} must be absolute (or start with ~/)"
     if ".." in path.parts:
         return None, f"{text!r} must not contain '..'"
-    return path, None
+    problem = unsafe_path_problem(path)
+    return (None, problem) if problem else (path, None)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -19,7 +19,6 @@ from pathlib import Path
 from backuppc_agent import names
 from backuppc_agent.config import Config
 from backuppc_agent.errors import UsageError
-from backuppc_agent.ssh import sshconfig
 
 #: (BackupPC setting, hook, BackupPC variables passed as options)
 #: LOGIN is replaced by the client login user: the master must log in as the sessions do.
@@ -88,7 +87,6 @@ def render(
     """
     if names.problem(login_user) or "@" in login_user:
         raise UsageError(f"login user {names.printable(login_user)} is not a plain user name")
-    sshconfig.check_paths(config)
     prefix = command_prefix(program or program_words(), config_path)
     lines = [
         "# backuppc-agent: readiness-gated jobs and one ssh master per client.",

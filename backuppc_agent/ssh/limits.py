@@ -1,20 +1,32 @@
-"""Control socket path limits, shared by config validation and the ssh options.
+"""What a configured path may hold: the limits of Unix sockets and what ssh would misread.
 
-Unix socket paths hold at most 108 bytes on Linux (104 on BSD), and an ssh
-master first binds its ControlPath plus '.' and 16 random characters, so a
-control path may be at most 90 characters: CONTROL_DIR + '/' + CLIENT.
+Config validation applies these to every path key, so every command that loads
+the configuration reaches the same verdict.
+
+Unix socket paths hold at most 108 bytes on Linux (104 on BSD) with the
+terminating NUL, and an ssh master first binds its ControlPath plus '.' and 16
+random characters, so a control path may be at most 90 characters:
+CONTROL_DIR + '/' + CLIENT.
+
+ssh reads paths in ssh_config and in ``-o Keyword=value`` through one word
+splitter: whitespace ends the word, quotes and backslashes are unquoted, '#'
+starts a comment, '%' starts a token (%h, %C, ...) and '$' an environment
+variable, so a path holding any of them reaches ssh as something else.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 #: Longest control socket path we create.
 CONTROL_PATH_MAX_CHARS = 90
 #: control_dir must leave room for client names of at least this many characters.
 MIN_CLIENT_CHARS = 32
-#: Characters ssh expands or misreads in a path given in ssh_config or with -o.
-SSH_UNSAFE_CHARS = '%"$\n'
+#: Longest agent socket path (sun_path is 108 bytes on Linux, the NUL included).
+SOCKET_PATH_MAX_BYTES = 107
+#: Characters ssh expands, unquotes or cuts at in a path (besides whitespace and control).
+SSH_UNSAFE_CHARS = "%$\"'\\#"
 
 
 def client_budget(control_dir: Path) -> int:
@@ -32,12 +44,23 @@ def control_dir_problem(control_dir: Path) -> str | None:
             f"{MIN_CLIENT_CHARS}-character client names in a {CONTROL_PATH_MAX_CHARS}-character "
             "socket path"
         )
-    return unsafe_path_problem(control_dir)
+    return None
+
+
+def socket_path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be bound as a Unix socket (too long), or None."""
+    size = len(os.fsencode(path))
+    if size > SOCKET_PATH_MAX_BYTES:
+        return f"{str(path)!r} is {size} bytes; a socket path holds {SOCKET_PATH_MAX_BYTES}"
+    return None
 
 
 def unsafe_path_problem(path: Path) -> str | None:
-    """Why ssh would misread ``path`` (a '%' token, '$' variable, quote), or None."""
+    """Why ssh would misread ``path`` (whitespace, a quote, '%', '$', '#', control), or None."""
     text = str(path)
-    if any(char in text for char in SSH_UNSAFE_CHARS):
-        return f"{text!r} must not contain '%', '$', '\"' or a newline (ssh expands them)"
+    if any(char in SSH_UNSAFE_CHARS or char.isspace() or not char.isprintable() for char in text):
+        return (
+            f"{text!r} must not contain whitespace, control characters, quotes, backslashes, "
+            "'%', '$' or '#' (ssh would misread it)"
+        )
     return None
