@@ -34,11 +34,13 @@ lint: $(STAMP)
 
 PROMTOOL ?= promtool
 
-# Prometheus rules: syntax, promtool unit tests of every alert, the example scrape config.
+# Prometheus rules: syntax, promtool unit tests of every alert, the example Prometheus and
+# Alertmanager configs.
 check-rules: system-deps
 	$(PROMTOOL) check rules metrics/backuppc-agent.rules.yml
 	$(PROMTOOL) test rules metrics/tests/*.test.yml
 	$(PROMTOOL) check config metrics/prometheus.example.yml
+	amtool check-config metrics/alertmanager.example.yml
 
 # Every shell script through shellcheck; the systemd units through systemd-analyze
 # verify (with a real ExecStart; any warning fails; skipped where not installed).
@@ -54,7 +56,9 @@ check-shell: system-deps $(STAMP)
 test: system-deps $(STAMP) lint check-rules check-shell
 	$(BIN)/python -m pytest
 
+# process-exporter is measured beside our exporter when Debian has it (optional).
 bench: system-deps $(STAMP)
+	sh tests/system-deps.sh prometheus-process-exporter
 	$(BIN)/python -m bench
 
 # The Debian package, from the tree as it is (also uncommitted edits): built in a
