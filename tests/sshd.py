@@ -63,6 +63,7 @@ class Sshd:
     user: str = CLIENT_USER
     max_sessions: int = 64
     max_startups: str = "300:30:600"
+    extra_config: str = ""  # more sshd_config lines (e.g. TrustedUserCAKeys)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bpa-sshd-")))
     proc: subprocess.Popen[bytes] | None = None
 
@@ -106,7 +107,7 @@ class Sshd:
             "UseDNS no\n"
             "PrintMotd no\n"
             "X11Forwarding no\n"
-            "AllowTcpForwarding no\n"
+            "AllowTcpForwarding no\n" + self.extra_config
         )
 
     def start(self) -> Sshd:

@@ -15,7 +15,13 @@ from backuppc_agent.agent import expiry, readiness
 from backuppc_agent.agent.certs import is_certificate, parse_certificate
 from backuppc_agent.agent.probe import ProbeResult
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SignCheck, SignChecks, SignSchedule, sign_keys
+from backuppc_agent.agent.signing import (
+    SignCheck,
+    SignChecks,
+    SignSchedule,
+    counting_keys,
+    sign_keys,
+)
 from backuppc_agent.config import AgentConfig
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
@@ -61,7 +67,7 @@ class AuthWatch:
             checks = self._schedule.checks(
                 cfg.socket, result.identities, fingerprints, cfg.required_keys, timeout
             )
-        state, reason = readiness.evaluate(result, cfg.required_keys, checks, now)
+        state, reason = readiness.evaluate(result, cfg.required_keys, checks, now, fingerprints)
         if result.answered:
             slack = 2 * cfg.poll_seconds + 1.0
             self.lifetimes.observe(fingerprints, cfg.lifetime_seconds, now, slack)
@@ -69,35 +75,32 @@ class AuthWatch:
                 reason = self.lifetimes.note
         found = expiry.certificate_expiries(result.identities, fingerprints)
         found += self.lifetimes.expiries(cfg.lifetime_seconds)
+        keys = counting_keys(result.identities, cfg.required_keys, fingerprints)
+        counting = [key.fingerprint for key in keys]
         return AuthView(
             state,
             reason,
             expiry.published(found),
-            expiry.first_expiry(found, fingerprints, cfg.required_keys),
-            unusable_keys(result.identities, fingerprints, checks or {}, now, cfg.required_keys),
+            expiry.first_expiry(found, counting, bool(cfg.required_keys)),
+            unusable_keys(keys, checks or {}, now),
         )
 
 
 def unusable_keys(
-    identities: Sequence[Identity],
-    fingerprints: Sequence[str],
-    checks: Mapping[str, SignCheck],
-    now: float,
-    required: Sequence[str],
+    keys: Sequence[Identity], checks: Mapping[str, SignCheck], now: float
 ) -> tuple[tuple[str, str], ...]:
-    """(fingerprint, why) for the keys that count but cannot be used, at most MAX_UNUSABLE."""
+    """(fingerprint, why) for the counting keys that cannot be used, at most MAX_UNUSABLE."""
     found = {fp: check.status.value for fp, check in checks.items() if not check.ok}
-    wanted = set(required)
-    for identity, fingerprint in zip(identities, fingerprints, strict=True):
+    for identity in keys:
         if len(found) >= MAX_UNUSABLE:
             break
-        if (wanted and fingerprint not in wanted) or not is_certificate(identity.key_type):
+        if not is_certificate(identity.key_type):
             continue
         try:
             cert = parse_certificate(identity.blob)
         except ProtocolError:
-            found[fingerprint] = "garbage"
+            found[identity.fingerprint] = "garbage"
             continue
         if cert is not None and cert.validity(now) != "valid":
-            found[fingerprint] = cert.validity(now)
+            found[identity.fingerprint] = cert.validity(now)
     return tuple(sorted(found.items()))[:MAX_UNUSABLE]

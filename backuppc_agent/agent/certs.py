@@ -51,6 +51,8 @@ class Certificate:
     principal_count: int
     valid_after: int
     valid_before: int
+    #: the certified key's own public blob: what ``ssh-add -l`` fingerprints
+    key_blob: bytes = b""
 
     @property
     def expires(self) -> float | None:
@@ -94,7 +96,8 @@ def parse_certificate(blob: bytes) -> Certificate | None:
     fields = _KEY_FIELDS.get(base)
     if fields is None:
         raise ProtocolError(f"unknown certificate key type {type_name[:80]!r}")
-    reader.skip_strings(1 + fields)  # the nonce, then the certified key itself
+    reader.skip_strings(1)  # the nonce
+    key_fields = reader.skip_strings(fields)
     serial, cert_type = reader.uint64(), reader.uint32()
     key_id = reader.text()[:MAX_KEY_ID_CHARS]
     principals, count = _principals(reader.string())
@@ -102,8 +105,9 @@ def parse_certificate(blob: bytes) -> Certificate | None:
     # critical options, extensions, reserved, signature key, signature
     reader.skip_strings(5)
     reader.end()
+    key_blob = _U32.pack(len(base)) + base.encode("ascii") + key_fields
     return Certificate(
-        type_name, serial, cert_type, key_id, principals, count, valid_after, valid_before
+        type_name, serial, cert_type, key_id, principals, count, valid_after, valid_before, key_blob
     )
 
 
@@ -156,9 +160,12 @@ class _Reader:
     def text(self) -> str:
         return self.string().decode("utf-8", "replace")
 
-    def skip_strings(self, count: int) -> None:
+    def skip_strings(self, count: int) -> bytes:
+        """Skip ``count`` strings; return the raw bytes they took."""
+        start = self._offset
         for _ in range(count):
             self.string()
+        return self._data[start : self._offset]
 
     def done(self) -> bool:
         return self._offset == len(self._data)

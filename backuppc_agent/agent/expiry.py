@@ -43,22 +43,23 @@ def certificate_expiries(
 
 
 def first_expiry(
-    expiries: Iterable[Expiry], fingerprints: Sequence[str], required: Sequence[str]
+    expiries: Iterable[Expiry], counting: Sequence[str], required: bool
 ) -> float | None:
     """When backups stop authenticating, as far as expiries tell; None if never.
 
-    With required keys: the first of them to expire. Without: the last key to
-    expire (any key will do), or None if one of them never expires.
+    ``counting`` are the fingerprints of the keys that count. With required
+    keys: the first of them to expire. Without: the last to expire (any key
+    will do), or None if one of them never expires.
     """
     soonest: dict[str, float] = {}
     for fingerprint, when, _source in expiries:
         soonest[fingerprint] = min(when, soonest.get(fingerprint, when))
     if required:
-        times = [soonest[fp] for fp in required if fp in soonest]
+        times = [soonest[fp] for fp in counting if fp in soonest]
         return min(times) if times else None
-    if not fingerprints or any(fp not in soonest for fp in fingerprints):
+    if not counting or any(fp not in soonest for fp in counting):
         return None
-    return max(soonest.values())
+    return max(soonest[fp] for fp in counting)
 
 
 def published(expiries: Sequence[Expiry]) -> tuple[Expiry, ...]:

@@ -14,10 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import waits
+from backuppc_agent.agent.certs import is_certificate, parse_certificate
 from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SAMPLE_KEYS, SignCheck, keys_to_sign, sign_keys
+from backuppc_agent.agent.signing import (
+    SAMPLE_KEYS,
+    SignCheck,
+    counting_keys,
+    keys_to_sign,
+    listed_fingerprint,
+    sign_keys,
+)
 from backuppc_agent.config import AgentConfig
+from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
 
 #: Shortest probe timeout near the end of a wait: a probe always gets a chance to answer.
@@ -39,6 +48,8 @@ class Readiness:
     probe: ProbeStatus = ProbeStatus.ANSWERED
 
 
+#: How the reason for a required key that is not loaded starts.
+MISSING_PREFIX = "required key(s) not loaded: "
 #: Comments come from whoever added the key: shown printable and short.
 COMMENT_CHARS = 60
 
@@ -68,23 +79,26 @@ def evaluate(
     required_keys: Sequence[str],
     checks: Mapping[str, SignCheck] | None = None,
     now: float | None = None,
+    fingerprints: Sequence[str] | None = None,
 ) -> tuple[State, str]:
     """Return (state, reason) for a probe, given the fingerprints that must be loaded.
 
     ``checks`` are the signing probe's results by fingerprint (None: no signing
-    probe, a listed key counts); ``now`` (Unix time) enables certificate checks.
+    probe, a listed key counts); ``now`` (Unix time) enables certificate checks;
+    ``fingerprints`` (the identities', in order) saves hashing them again.
     """
     if result.status is not ProbeStatus.ANSWERED:
         return State.DOWN, result.detail or result.status.value
     if not result.identities:
         # A locked agent answers with an empty list too: they cannot be told apart.
         return State.WAITING, "no keys loaded (or the agent is locked); run ssh-add"
-    missing = missing_keys(result, required_keys)
+    missing = missing_keys(result, required_keys, fingerprints)
     if missing:
-        return State.WAITING, "required key(s) not loaded: " + ", ".join(missing)
+        return State.WAITING, MISSING_PREFIX + ", ".join(missing)
     count = len(result.identities)
     loaded = f"{count} key{'s' if count != 1 else ''} loaded"
-    usable, problems = _judge(result.identities, required_keys, checks, now)
+    keys = counting_keys(result.identities, required_keys, fingerprints)
+    usable, problems = _judge(keys, bool(required_keys), checks, now)
     if problems and (required_keys or not usable):
         return State.WAITING, _problem_text(problems)
     if problems:
@@ -92,38 +106,40 @@ def evaluate(
     return State.READY, loaded
 
 
-def missing_keys(result: ProbeResult, required_keys: Sequence[str]) -> list[str]:
-    """Return the required fingerprints the agent does not hold, in config order."""
+def missing_keys(
+    result: ProbeResult, required_keys: Sequence[str], fingerprints: Sequence[str] | None = None
+) -> list[str]:
+    """Return the required fingerprints the agent does not hold, in config order.
+
+    A certificate holds the fingerprint of its key, as ``ssh-add -l`` shows it.
+    """
     if not required_keys:
         return []
-    loaded = set(result.fingerprints)
+    prints = result.fingerprints if fingerprints is None else fingerprints
+    loaded = {
+        listed_fingerprint(identity, known)
+        for identity, known in zip(result.identities, prints, strict=True)
+    }
     return [key for key in required_keys if key not in loaded]
 
 
 def _judge(
-    identities: Sequence[Identity],
-    required_keys: Sequence[str],
+    keys: Sequence[Identity],
+    required: bool,
     checks: Mapping[str, SignCheck] | None,
     now: float | None,
 ) -> tuple[int, list[str]]:
     """(how many counting keys are usable, one "KEY: why" per counting key that is not).
 
-    With required keys, those count; without, every key counts for its
-    certificate, and the first SAMPLE_KEYS (those the signing probe signs) for
-    signing too.
+    Every counting key is judged for its certificate; the required ones, or
+    else the first SAMPLE_KEYS (those the signing probe signs), for signing.
     """
-    wanted = set(required_keys)
     usable, problems = 0, []
-    for index, identity in enumerate(identities):
-        signed = bool(wanted) or index < SAMPLE_KEYS
-        if not signed and now is None:
-            break  # past the sample there is nothing left to learn
-        fingerprint = identity.fingerprint if wanted else ""
-        if wanted and fingerprint not in wanted:
-            continue
+    for index, identity in enumerate(keys):
+        signed = required or index < SAMPLE_KEYS
         why = _cert_problem(identity, now)
         if why is None and checks is not None and signed:
-            check = checks.get(fingerprint or identity.fingerprint)
+            check = checks.get(identity.fingerprint)
             why = "not checked yet" if check is None else (check.reason or None)
         if why is not None:
             problems.append(f"{label(identity)}: {why}")
@@ -134,11 +150,8 @@ def _judge(
 
 def _cert_problem(identity: Identity, now: float | None) -> str | None:
     """Why a certificate does not count at ``now`` (None for plain keys and valid certs)."""
-    if now is None or not identity.key_type.endswith("-cert-v01@openssh.com"):
+    if now is None or not is_certificate(identity.key_type):
         return None
-    from backuppc_agent.agent.certs import parse_certificate  # noqa: PLC0415  (certs are rare)
-    from backuppc_agent.errors import ProtocolError  # noqa: PLC0415
-
     try:
         cert = parse_certificate(identity.blob)
     except ProtocolError as err:

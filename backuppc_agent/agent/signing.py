@@ -14,15 +14,21 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import unixsock
 from backuppc_agent.agent import protocol
-from backuppc_agent.agent.certs import CERT_SUFFIX
+from backuppc_agent.agent.certs import (
+    CERT_SUFFIX,
+    Certificate,
+    is_certificate,
+    parse_certificate,
+)
 from backuppc_agent.agent.probe import connect
 from backuppc_agent.agent.protocol import Identity
+from backuppc_agent.errors import ProtocolError
 
 #: Keys signed when none are required: ssh offers the agent's keys in order, so
 #: the first ones are those a login uses; with 10,000 keys the probe stays small.
@@ -80,15 +86,61 @@ def keys_to_sign(
     required_keys: Sequence[str],
     fingerprints: Sequence[str] | None = None,
 ) -> tuple[Identity, ...]:
-    """The keys that count: the required ones, or the first SAMPLE_KEYS when none are.
+    """The keys that count (see ``counting_keys``), the first SAMPLE_KEYS when none are required.
 
     ``fingerprints`` (of ``identities``, same order) saves hashing them again.
     """
-    if not required_keys:
-        return tuple(identities[:SAMPLE_KEYS])
+    keys = counting_keys(identities, required_keys, fingerprints)
+    return tuple(keys if required_keys else keys[:SAMPLE_KEYS])
+
+
+def counting_keys(
+    identities: Sequence[Identity],
+    required_keys: Sequence[str],
+    fingerprints: Sequence[str] | None = None,
+) -> list[Identity]:
+    """The identities readiness judges, in the agent's order.
+
+    A certificate stands for its key: the plain key loaded beside it (ssh-add
+    loads both) does not count on its own, so an expired certificate is not
+    hidden by its still-working key. Required keys match the fingerprint
+    ``ssh-add -l`` prints, which for a certificate is its key's.
+    """
+    certified = {cert.key_blob for cert in _certificates(identities)}
     wanted = set(required_keys)
-    prints = fingerprints if fingerprints is not None else [i.fingerprint for i in identities]
-    return tuple(key for key, fp in zip(identities, prints, strict=True) if fp in wanted)
+    found = []
+    for index, identity in enumerate(identities):
+        if identity.blob in certified:
+            continue
+        if wanted:
+            known = fingerprints[index] if fingerprints is not None else None
+            if listed_fingerprint(identity, known) not in wanted:
+                continue
+        found.append(identity)
+    return found
+
+
+def listed_fingerprint(identity: Identity, fingerprint: str | None = None) -> str:
+    """The fingerprint ``ssh-add -l`` shows: for a certificate, that of its key."""
+    if is_certificate(identity.key_type):
+        try:
+            cert = parse_certificate(identity.blob)
+        except ProtocolError:
+            cert = None
+        if cert is not None:
+            return protocol.fingerprint(cert.key_blob)
+    return fingerprint or identity.fingerprint
+
+
+def _certificates(identities: Sequence[Identity]) -> Iterator[Certificate]:
+    for identity in identities:
+        if is_certificate(identity.key_type):
+            try:
+                cert = parse_certificate(identity.blob)
+            except ProtocolError:
+                continue
+            if cert is not None:
+                yield cert
 
 
 def sign_keys(

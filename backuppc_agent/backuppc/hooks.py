@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, names
 from backuppc_agent.agent.probe import ProbeStatus
-from backuppc_agent.agent.readiness import Readiness, wait_ready
+from backuppc_agent.agent.readiness import MISSING_PREFIX, Readiness, wait_ready
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, BadNameError
 from backuppc_agent.ssh import mux, sshconfig
@@ -80,6 +80,11 @@ def not_ready_line(config: Config, ready: Readiness) -> str:
         return (
             f"ssh-agent is not running (agent socket {sock}: {ready.reason}); "
             f"start 'backuppc-agent run', then run 'ssh-add' as {user}"
+        )
+    if ready.identities and not ready.reason.startswith(MISSING_PREFIX):
+        return (
+            f"SSH keys loaded but not usable (agent socket {sock}); "
+            f"gave up after {ready.waited_seconds:.0f} s: {ready.reason}"
         )
     return (
         f"SSH keys not loaded; run 'ssh-add' as {user} (agent socket {sock}); "

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, state
-from backuppc_agent.agent import expiry, readiness
+from backuppc_agent.agent import expiry, readiness, signing
 from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
 from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.cli.common import load_config
@@ -97,6 +97,8 @@ def gather(config: Config, uid: int | None = None) -> Status:
         found += [
             item for item in published.expiries if item[2] == expiry.LIFETIME and item[0] in loaded
         ]
+    keys = signing.counting_keys(result.identities, config.agent.required_keys, fingerprints)
+    counting = [key.fingerprint for key in keys]
     return Status(
         state=live_state,
         reason=reason,
@@ -107,7 +109,7 @@ def gather(config: Config, uid: int | None = None) -> Status:
         supervisor_pid=published.supervisor_pid if published else None,
         agent_restarts=published.agent_restarts if published else None,
         expiries=expiry.published(found),
-        expires=expiry.first_expiry(found, fingerprints, config.agent.required_keys),
+        expires=expiry.first_expiry(found, counting, bool(config.agent.required_keys)),
     )
 
 

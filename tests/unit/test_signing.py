@@ -16,6 +16,7 @@ from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import SignCheck, SignStatus
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
+from tests.unit.test_certs import cert_blob
 
 s = protocol.encode_string
 ED25519 = Identity(s(b"ssh-ed25519") + s(bytes(32)), "backup key")
@@ -163,9 +164,9 @@ def test_without_a_signing_probe_a_listed_key_still_counts() -> None:
 
 def test_first_expiry_is_the_soonest_required_or_the_last_of_any() -> None:
     found = [("A", 100.0, "certificate"), ("B", 200.0, "lifetime")]
-    assert expiry.first_expiry(found, ["A", "B"], ["A", "B"]) == 100.0
-    assert expiry.first_expiry(found, ["A", "B"], ()) == 200.0
-    assert expiry.first_expiry(found, ["A", "B", "C"], ()) is None
+    assert expiry.first_expiry(found, ["A", "B"], required=True) == 100.0
+    assert expiry.first_expiry(found, ["A", "B"], required=False) == 200.0
+    assert expiry.first_expiry(found, ["A", "B", "C"], required=False) is None
 
 
 def test_keys_that_vanish_at_their_lifetime_are_said_to_have_expired() -> None:
@@ -181,3 +182,16 @@ def test_keys_that_vanish_at_their_lifetime_are_said_to_have_expired() -> None:
     assert "agent.lifetime_seconds = 3" in tracker.note
     tracker.observe(["B"], 3, now=1020.0, slack=1.0)
     assert tracker.note is None
+
+
+def test_a_certificate_stands_for_its_key_and_is_required_by_its_keys_fingerprint() -> None:
+    plain = Identity(s(b"ssh-ed25519") + s(bytes(32)), "key")
+    cert = Identity(cert_blob(valid_before=1_700_000_000), "key")
+    assert signing.counting_keys([plain, cert], ()) == [cert]
+    assert signing.listed_fingerprint(cert) == plain.fingerprint
+    assert signing.counting_keys([plain, cert], [plain.fingerprint]) == [cert]
+    ok = {key.fingerprint: SignCheck(SignStatus.OK) for key in (plain, cert)}
+    assert readiness.evaluate(answered(plain, cert), (), ok, 1_650_000_000.0)[0] is State.READY
+    state, reason = readiness.evaluate(answered(plain, cert), (), ok, 1_800_000_000.0)
+    assert state is State.WAITING
+    assert "certificate 'host-42' expired at 2023-11-14" in reason
