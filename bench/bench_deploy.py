@@ -13,44 +13,37 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench.common import Result, at_most
-from tests.helpers import CLI, PASSPHRASE, kill_agents_on, make_key, private_dir
+from tests.helpers import (
+    CLI,
+    PASSPHRASE,
+    keyring_env,
+    kill_agents_on,
+    make_key,
+    plant_passphrase,
+    private_dir,
+    write_config,
+)
 
 RUNS = 7
 TARGET_SECONDS = 2.0
 TIMEOUT_SECONDS = 10.0
 
 
-def _keyring_env(root: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-        "XDG_DATA_HOME": str(private_dir(root / "xdg-data")),
-        "XDG_CONFIG_HOME": str(private_dir(root / "xdg-config")),
-    }
-
-
-def _plant(key: Path, env: dict[str, str]) -> None:
-    code = "import keyring, sys; keyring.set_password('backuppc-agent', sys.argv[1], sys.argv[2])"
-    subprocess.run(
-        [sys.executable, "-c", code, str(key), PASSPHRASE], env=env, check=True, timeout=60
-    )
-
-
 def _config(root: Path, key: Path) -> Path:
     ssh = private_dir(root / "ssh")
-    config = root / "config.toml"
-    config.write_text(
-        f'[agent]\nsocket = "{ssh / "agent.socket"}"\nenv_file = "{ssh / "agent.env"}"\n'
-        f'unlock = "keyring"\nkeys = ["{key}"]\n'
-        f'[state]\ndir = "{root / "state"}"\n[metrics]\nlisten = ""\n'
-    )
-    return config
+    agent = {
+        "socket": ssh / "agent.socket",
+        "env_file": ssh / "agent.env",
+        "unlock": "keyring",
+        "keys": [key],
+    }
+    state = {"dir": root / "state"}
+    return write_config(root / "config.toml", agent=agent, state=state, metrics={"listen": ""})
 
 
 def _state(root: Path) -> str:
@@ -88,8 +81,8 @@ def run() -> list[Result]:
         root = Path(tmp)
         root.chmod(0o700)
         key = make_key(private_dir(root / "keys"), "id_bench")
-        env = _keyring_env(root)
-        _plant(key, env)
+        env = {**os.environ, **keyring_env(root)}
+        plant_passphrase(key, PASSPHRASE, env)
         config = _config(root, key)
         times = [_boot_once(root, config, env) for _ in range(RUNS)]
     median = statistics.median(times)

@@ -27,7 +27,7 @@ from bench.common import (
     median_seconds,
     startup_context,
 )
-from tests.helpers import CLI, agent_holding, askpass_helper, make_key
+from tests.helpers import CLI, agent_holding, askpass_helper, make_key, write_config
 from tests.sshd import Sshd, running_sshd
 
 ADDRESS = "127.0.0.40"
@@ -46,11 +46,12 @@ def _bed() -> Iterator[tuple[Path, Path, Sshd]]:
             running_sshd(ADDRESS, key, max_startups="1000:30:2000") as server,
         ):
             (root / "known_hosts").write_text(server.known_hosts_line())
-            config = root / "config.toml"
-            config.write_text(
-                f'[agent]\nsocket = "{sock}"\n[state]\ndir = "{root / "state"}"\n'
-                f'[metrics]\nlisten = ""\n[mux]\ncontrol_dir = "{root / "mux"}"\n'
-                f'known_hosts = "{root / "known_hosts"}"\n'
+            config = write_config(
+                root / "config.toml",
+                agent={"socket": sock},
+                state={"dir": root / "state"},
+                metrics={"listen": ""},
+                mux={"control_dir": root / "mux", "known_hosts": root / "known_hosts"},
             )
             yield root, config, server
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests import helpers
 from tests.helpers import (
     Setup,
     agent_holding,
@@ -47,6 +48,14 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "b": make_key(directory, "id_b"),
         "askpass": askpass_helper(directory),
     }
+
+
+@pytest.fixture
+def keyring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private file keyring for this test, seen by every child process; its data dir."""
+    for name, value in helpers.keyring_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    return tmp_path / "xdg-data"
 
 
 @pytest.fixture(scope="session")

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from backuppc_agent.ssh.master import list_masters
-from tests.helpers import cli
+from tests.beds import Bed, bed_for
 from tests.sshd import Sshd, descendants
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
@@ -34,112 +30,12 @@ LINK_HOST, LINK_NS = "198.18.61.1/30", "198.18.61.2/30"
 DROPPED_RANGE, DROPPED_ADDRESS = "198.18.62.0/24", "198.18.62.1"
 
 
-def write_config(
-    root: Path,
-    agent: Path,
-    known_hosts: Path,
-    *,
-    wait: float = 5,
-    connect_timeout: int = 5,
-    extra: str = "",
-    metrics: str = "",
-) -> Path:
-    """A config with everything under ``root`` (short: control paths stay under 90 chars)."""
-    path = root / "config.toml"
-    path.write_text(f"""
-[agent]
-socket = "{agent}"
-[state]
-dir = "{root / "state"}"
-[metrics]
-listen = "{metrics}"
-[hooks]
-wait_seconds = {wait}
-connect_timeout_seconds = {connect_timeout}
-[mux]
-control_dir = "{root / "mux"}"
-known_hosts = "{known_hosts}"
-persist_seconds = 120
-{extra}
-""")
-    return path
-
-
-@dataclass
-class Bed:
-    """One installation in a private temp dir: config, state and control dirs, maybe an sshd."""
-
-    root: Path
-    config: Path
-    sshd: Sshd | None
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "state"
-
-    @property
-    def control_dir(self) -> Path:
-        return self.root / "mux"
-
-    @property
-    def host(self) -> str:
-        assert self.sshd is not None
-        return f"bpaclient@{self.sshd.address}"
-
-    def socket(self, client: str) -> Path:
-        return self.control_dir / client
-
-    def hook(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return cli("hook", *args, config=self.config, timeout=timeout)
-
-    def pre_dump(self, client: str, host: str = "") -> subprocess.CompletedProcess[str]:
-        return self.hook("pre-dump", "--client", client, "--host", host or self.host)
-
-    def session(
-        self, client: str, *command: str, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        """``master ssh CLIENT HOST COMMAND``: a session as rsync_bpc runs it."""
-        argv = ("master", "ssh", client, self.host, *command)
-        return cli(*argv, config=self.config, timeout=timeout)
-
-
-@contextlib.contextmanager
-def bed_for(agent: Path, sshd: Sshd | None, **config: object) -> Iterator[Bed]:
-    """A Bed whose known_hosts trusts ``sshd``; every ssh process it started is killed after."""
-    root = Path(tempfile.mkdtemp(prefix="bpa-f-"))
-    root.chmod(0o700)
-    known = root / "known_hosts"
-    known.write_text(sshd.known_hosts_line() if sshd else "")
-    try:
-        yield Bed(root, write_config(root, agent, known, **config), sshd)  # type: ignore[arg-type]
-    finally:
-        kill_masters(root)
-        subprocess.run(["rm", "-rf", str(root)], check=False)
-
-
-def kill_masters(root: Path) -> None:
-    """SIGKILL every master under ``root``: listed ones, and any that left its socket."""
-    for info in list_masters(root / "mux"):
-        if info.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(info.pid, signal.SIGKILL)
-    for pid, cmdline in processes():
-        if cmdline.startswith("ssh ") and f"ControlPath={root}/" in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def processes() -> list[tuple[int, str]]:
-    """(pid, command line) of every live process."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                raw = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            found.append((int(entry.name), raw.replace(b"\0", b" ").decode(errors="replace")))
-    return found
+def fault_bed(
+    agent: Path, sshd: Sshd | None, *, wait: float = 5, connect_timeout: int = 5
+) -> contextlib.AbstractContextManager[Bed]:
+    """A Bed for fault tests: short waits, masters persist 120 s; cleaned up after."""
+    hooks = {"wait_seconds": wait, "connect_timeout_seconds": connect_timeout}
+    return bed_for(agent, sshd, hooks=hooks, mux={"persist_seconds": 120})
 
 
 def connection_processes(sshd: Sshd) -> list[int]:

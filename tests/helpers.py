@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +86,26 @@ def askpass_helper(directory: Path, passphrase: str = PASSPHRASE) -> Path:
     return helper
 
 
+#: A real keyring backend that opens without a person: plain files under XDG_DATA_HOME.
+KEYRING_BACKEND = "keyrings.alt.file.PlaintextKeyring"
+_PLANT = "import keyring, sys; keyring.set_password('backuppc-agent', sys.argv[1], sys.argv[2])"
+
+
+def keyring_env(root: Path) -> dict[str, str]:
+    """Environment variables of a private file keyring under ``root`` (dirs made 0700)."""
+    return {
+        "PYTHON_KEYRING_BACKEND": KEYRING_BACKEND,
+        "XDG_DATA_HOME": str(private_dir(root / "xdg-data")),
+        "XDG_CONFIG_HOME": str(private_dir(root / "xdg-config")),
+    }
+
+
+def plant_passphrase(key: Path, secret: str, env: dict[str, str] | None = None) -> None:
+    """Store ``secret`` as ``key``'s passphrase in the keyring, as `passphrase set` would."""
+    argv = [sys.executable, "-c", _PLANT, str(key), secret]
+    subprocess.run(argv, env=env, check=True, timeout=60)
+
+
 def ssh_add(
     socket: Path, *args: str, askpass: Path | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
@@ -114,9 +134,42 @@ def cli(
     )
 
 
-def write_config(path: Path, text: str) -> Path:
-    """Write a TOML config file."""
-    path.write_text(text)
+Section = Mapping[str, object]
+
+
+def toml_value(value: object) -> str:
+    """One TOML value: bool, int, float, str or Path (a basic string), or a list of them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # JSON string escapes are valid TOML basic strings
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def toml_text(sections: Mapping[str, Section]) -> str:
+    """A TOML document of one table per section (what our config needs, no more)."""
+    lines = []
+    for name, keys in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in keys.items())
+    return "\n".join(lines) + "\n"
+
+
+def merged(base: Mapping[str, Section], overrides: Mapping[str, Section]) -> dict[str, Section]:
+    """``base`` with each section's keys updated from ``overrides`` (new sections added)."""
+    out = {name: dict(keys) for name, keys in base.items()}
+    for name, keys in overrides.items():
+        out[name] = {**out.get(name, {}), **keys}
+    return out
+
+
+def write_config(path: Path, **sections: Section) -> Path:
+    """Write a config file: ``write_config(p, agent={"socket": s}, hooks={...})``."""
+    path.write_text(toml_text(sections))
     return path
 
 
@@ -143,28 +196,21 @@ class Setup:
         return bool(current and current["state"] == name)
 
 
-def make_setup(root: Path, extra: str = "", agent_extra: str = "") -> Setup:
-    """A private tree and a config pointing everything into it."""
+def make_setup(root: Path, **sections: Section) -> Setup:
+    """A private tree and a config pointing everything into it; ``sections`` add or override."""
     private_dir(root)
     sock_dir = private_dir(root / "ssh")
     state_dir = root / "state"
-    config = write_config(
-        root / "config.toml",
-        f"""
-[agent]
-socket = "{sock_dir / "agent.socket"}"
-env_file = "{sock_dir / "agent.env"}"
-poll_seconds = 0.05
-{agent_extra}
-
-[state]
-dir = "{state_dir}"
-
-[metrics]
-listen = ""
-{extra}
-""",
-    )
+    base: dict[str, Section] = {
+        "agent": {
+            "socket": sock_dir / "agent.socket",
+            "env_file": sock_dir / "agent.env",
+            "poll_seconds": 0.05,
+        },
+        "state": {"dir": state_dir},
+        "metrics": {"listen": ""},
+    }
+    config = write_config(root / "config.toml", **merged(base, sections))
     return Setup(root, sock_dir / "agent.socket", sock_dir / "agent.env", state_dir, config)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent.deploy import templates
-from tests.helpers import CLI, ROOT
+from tests.helpers import CLI, ROOT, write_config
 
 SERVICE_USER = "backuppc"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -71,12 +71,15 @@ class Tree:
     def config(self) -> Path:
         return self.root / "config.toml"
 
-    def write_config(self, on_stop: str = "stop-agent", extra: str = "") -> None:
-        self.config.write_text(
-            f'[agent]\nsocket = "{self.socket}"\nenv_file = "{self.env_file}"\n'
-            f'on_stop = "{on_stop}"\npoll_seconds = 0.05\n{extra}\n'
-            f'[state]\ndir = "{self.state_dir}"\n[metrics]\nlisten = ""\n'
-        )
+    def write_config(self, on_stop: str = "stop-agent") -> None:
+        agent = {
+            "socket": self.socket,
+            "env_file": self.env_file,
+            "on_stop": on_stop,
+            "poll_seconds": 0.05,
+        }
+        state = {"dir": self.state_dir}
+        write_config(self.config, agent=agent, state=state, metrics={"listen": ""})
         self.config.chmod(0o644)
 
     def values(self) -> templates.Values:

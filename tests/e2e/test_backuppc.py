@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, make_key, wait_for
+from tests.helpers import ROOT, make_key, wait_for, write_config
 from tests.sshd import Sshd, kill_user_processes, needs_root, running_sshd, user_processes
 
 BPC = Path("/usr/share/backuppc/bin")
@@ -196,24 +196,18 @@ sleep 600
 
 
 def _write_config(site_root: Path, home: Path) -> Path:
-    config = site_root / "config.toml"
-    config.write_text(f"""
-[agent]
-socket = "{home / "agent.sock"}"
-env_file = "{home / "agent.env"}"
-poll_seconds = 0.1
-[state]
-dir = "{home / "state"}"
-[metrics]
-listen = "{METRICS_LISTEN}"
-[hooks]
-wait_seconds = {WAIT_SECONDS}
-connect_timeout_seconds = 5
-on_ready = "backup-all"
-[mux]
-control_dir = "{home / "mux"}"
-known_hosts = "{home / "known_hosts"}"
-""")
+    config = write_config(
+        site_root / "config.toml",
+        agent={"socket": home / "agent.sock", "env_file": home / "agent.env", "poll_seconds": 0.1},
+        state={"dir": home / "state"},
+        metrics={"listen": METRICS_LISTEN},
+        hooks={
+            "wait_seconds": WAIT_SECONDS,
+            "connect_timeout_seconds": 5,
+            "on_ready": "backup-all",
+        },
+        mux={"control_dir": home / "mux", "known_hosts": home / "known_hosts"},
+    )
     config.chmod(0o644)
     return config
 

@@ -25,7 +25,8 @@ class Fixture:
         self.known_hosts = private_dir(tmp_path / "kh") / "known_hosts"
         self.setup: Setup = make_setup(
             tmp_path / "inst",
-            extra=f'[mux]\nknown_hosts = "{self.known_hosts}"\n[backuppc]\nuser = "root"\n',
+            mux={"known_hosts": self.known_hosts},
+            backuppc={"user": "root"},
         )
         self.backuppc = private_dir(tmp_path / "etc-backuppc")
         self.procfs = private_dir(tmp_path / "proc")

@@ -21,19 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from backuppc_agent.events import EventStore, HookRecord
-from tests.helpers import Setup, cli, make_setup, running, ssh_add, wait_for
+from tests.helpers import Section, Setup, cli, make_setup, running, ssh_add, wait_for
 
 
-def metrics_setup(
-    root: Path, port: int, metrics: str = "", swap: str = "", tail: str = ""
-) -> Setup:
+def metrics_setup(root: Path, port: int, **sections: Section) -> Setup:
     """A test installation whose supervisor serves metrics on 127.0.0.1:``port``."""
-    setup = make_setup(root)
-    text = setup.config.read_text().replace(
-        'listen = ""', f'listen = "127.0.0.1:{port}"\n{metrics}'
-    )
-    setup.config.write_text(f"{text}\n[swap]\n{swap}\n{tail}\n")
-    return setup
+    metrics = {"listen": f"127.0.0.1:{port}", **sections.pop("metrics", {})}
+    return make_setup(root, metrics=metrics, **sections)
 
 
 def fetch(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
@@ -115,7 +109,7 @@ def test_a_hook_run_shows_up_in_the_counters(tmp_path: Path, free_port: int) -> 
 
 
 def test_real_hook_runs_show_up_in_the_counters(tmp_path: Path, free_port: int) -> None:
-    setup = metrics_setup(tmp_path / "inst", free_port, tail="[hooks]\nwait_seconds = 0")
+    setup = metrics_setup(tmp_path / "inst", free_port, hooks={"wait_seconds": 0})
     url = f"http://127.0.0.1:{free_port}/metrics"
     with running(setup):
         post = cli(
@@ -140,9 +134,7 @@ def test_swap_metrics_come_from_the_configured_procfs(
     tmp_path: Path, free_port: int, procfs_trees: Path
 ) -> None:
     root = procfs_trees / "swapping"
-    setup = metrics_setup(
-        tmp_path / "inst", free_port, swap=f'procfs = "{root}"\ntop_processes = 2'
-    )
+    setup = metrics_setup(tmp_path / "inst", free_port, swap={"procfs": root, "top_processes": 2})
     with running(setup):
         body = fetch(f"http://127.0.0.1:{free_port}/metrics")[1]
     assert sample(body, "backuppc_agent_swap_total_bytes") == 6291448 * 1024
@@ -161,9 +153,7 @@ def test_sighup_applies_a_new_top_processes(
     tmp_path: Path, free_port: int, procfs_trees: Path
 ) -> None:
     root = procfs_trees / "swapping"
-    setup = metrics_setup(
-        tmp_path / "inst", free_port, swap=f'procfs = "{root}"\ntop_processes = 1'
-    )
+    setup = metrics_setup(tmp_path / "inst", free_port, swap={"procfs": root, "top_processes": 1})
     url = f"http://127.0.0.1:{free_port}/metrics"
     with running(setup) as sup:
         assert fetch(url)[1].count("backuppc_agent_process_swap_bytes{") == 1
@@ -239,7 +229,7 @@ def test_tls_serves_https_and_a_silent_client_does_not_stall_it(
     tmp_path: Path, free_port: int
 ) -> None:
     certfile, keyfile = make_certificate(tmp_path)
-    tls = f'certfile = "{certfile}"\nkeyfile = "{keyfile}"'
+    tls = {"certfile": certfile, "keyfile": keyfile}
     setup = metrics_setup(tmp_path / "inst", free_port, metrics=tls)
     trusted = ssl.create_default_context(cafile=str(certfile))
     with running(setup), socket.create_connection(("127.0.0.1", free_port)):

@@ -19,15 +19,13 @@ import pytest
 
 from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
+from tests.beds import Bed, kill_masters, processes
 from tests.faults_support import (
     LIBFAKETIME,
-    Bed,
-    bed_for,
     dropped_address,
     faketime_env,
+    fault_bed,
     fill,
-    kill_masters,
-    processes,
     silent_listener,
     small_tmpfs,
 )
@@ -38,6 +36,7 @@ from tests.helpers import (
     agent_holding,
     cli,
     kill_agents_on,
+    make_setup,
     ssh_add,
     wait_for,
 )
@@ -51,7 +50,7 @@ OPEN_BOUND_SECONDS = CONNECT_TIMEOUT + 5
 @pytest.fixture
 def lone_bed(agent: Path) -> Iterator[Bed]:
     """A ready agent and no sshd: the client is whatever address a test points at."""
-    with bed_for(agent, None, connect_timeout=CONNECT_TIMEOUT) as bed:
+    with fault_bed(agent, None, connect_timeout=CONNECT_TIMEOUT) as bed:
         yield bed
 
 
@@ -97,31 +96,15 @@ def supervised_state_on_tmpfs(
 ) -> Iterator[tuple[Setup, Supervisor]]:
     """A supervisor (agent, metrics on ``port``) whose state dir is a 1 MiB tmpfs, ready."""
     root = Path(tempfile.mkdtemp(prefix=SHORT_ROOT))
-    root.chmod(0o700)
-    (root / "ssh").mkdir(mode=0o700)
     known = root / "known_hosts"
     known.write_text(sshd.known_hosts_line())
-    state = root / "state"
-    config = root / "config.toml"
-    config.write_text(f"""
-[agent]
-socket = "{root / "ssh" / "agent.socket"}"
-env_file = "{root / "ssh" / "agent.env"}"
-poll_seconds = 0.05
-[state]
-dir = "{state}"
-[metrics]
-listen = "127.0.0.1:{port}"
-[hooks]
-wait_seconds = 5
-connect_timeout_seconds = {CONNECT_TIMEOUT}
-on_ready = "none"
-[mux]
-control_dir = "{root / "mux"}"
-known_hosts = "{known}"
-persist_seconds = 120
-""")
-    setup = Setup(root, root / "ssh" / "agent.socket", root / "ssh" / "agent.env", state, config)
+    setup = make_setup(
+        root,
+        metrics={"listen": f"127.0.0.1:{port}"},
+        hooks={"wait_seconds": 5, "connect_timeout_seconds": CONNECT_TIMEOUT, "on_ready": "none"},
+        mux={"control_dir": root / "mux", "known_hosts": known, "persist_seconds": 120},
+    )
+    state = setup.state_dir
     sup = Supervisor(setup)
     try:
         with small_tmpfs(state, "1m"):
@@ -307,7 +290,7 @@ WAIT_SECONDS = 3
 def test_a_wall_clock_jump_neither_cuts_nor_stretches_the_wait_for_keys(
     tmp_path: Path, jump: str
 ) -> None:
-    with agent_holding() as sock, bed_for(sock, None, wait=WAIT_SECONDS) as bed:
+    with agent_holding() as sock, fault_bed(sock, None, wait=WAIT_SECONDS) as bed:
         code, out, elapsed = _hook_with_jump(bed, tmp_path / "clock", jump, "bpaclient@127.0.0.64")
         assert code == 5, out
         assert f"gave up after {WAIT_SECONDS} s" in out

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.ssh import mux
-from tests.faults_support import Bed, bed_for, connection_processes
+from tests.beds import Bed
+from tests.faults_support import connection_processes, fault_bed
 from tests.helpers import CLI, wait_for
 from tests.sshd import Sshd, needs_root, running_sshd, user_processes
 
@@ -38,7 +39,7 @@ def sshd(keys: dict[str, Path]) -> Iterator[Sshd]:
 
 @pytest.fixture
 def bed(agent: Path, sshd: Sshd) -> Iterator[Bed]:
-    with bed_for(agent, sshd, connect_timeout=CONNECT_TIMEOUT) as installation:
+    with fault_bed(agent, sshd, connect_timeout=CONNECT_TIMEOUT) as installation:
         yield installation
 
 

@@ -35,7 +35,7 @@ import pytest
 from backuppc_agent.agent.probe import probe
 from backuppc_agent.events import EventStore
 from backuppc_agent.ssh.master import list_masters
-from tests.faults_support import bed_for
+from tests.faults_support import fault_bed
 from tests.helpers import CLI, agent_holding
 from tests.sshd import Sshd, needs_root, running_sshd
 
@@ -68,7 +68,7 @@ def test_a_hundred_pre_dumps_at_once_open_one_master_each_and_store_every_run(
     before = sum(server.accepted_publickey() for server in sshds)
     with (
         agent_holding(keys["a"], keys["askpass"]) as agent,
-        bed_for(agent, sshds[0], connect_timeout=CONNECT_TIMEOUT, wait=WAIT_SECONDS) as bed,
+        fault_bed(agent, sshds[0], connect_timeout=CONNECT_TIMEOUT, wait=WAIT_SECONDS) as bed,
     ):
         bed.config.parent.joinpath("known_hosts").write_text(
             "".join(server.known_hosts_line() for server in sshds)
@@ -112,7 +112,7 @@ def test_a_hundred_pre_dumps_at_once_open_one_master_each_and_store_every_run(
 def test_an_agent_too_slow_to_answer_is_not_reported_as_not_running(
     keys: dict[str, Path],
 ) -> None:
-    with agent_holding(keys["a"], keys["askpass"]) as agent, bed_for(agent, None, wait=2) as bed:
+    with agent_holding(keys["a"], keys["askpass"]) as agent, fault_bed(agent, None, wait=2) as bed:
         pid = probe(agent, 2.0).peer_pid  # SO_PEERCRED: the agent itself
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)  # as good as starved of CPU

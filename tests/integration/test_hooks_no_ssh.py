@@ -17,7 +17,7 @@ from tests.helpers import Setup, cli, make_setup
 @pytest.fixture
 def quick(tmp_path: Path) -> Setup:
     tmp_path.chmod(0o700)
-    return make_setup(tmp_path / "inst", extra="[hooks]\nwait_seconds = 0.2\n")
+    return make_setup(tmp_path / "inst", hooks={"wait_seconds": 0.2})
 
 
 @pytest.mark.parametrize("method", ["rsyncd", "smb", "ftp"])

@@ -26,8 +26,8 @@ def wedge_setup(tmp_path: Path) -> Setup:
     """A supervisor that probes every 50 ms with a 0.3 s deadline; hooks wait 1 s."""
     return make_setup(
         tmp_path / "inst",
-        agent_extra=f"probe_timeout_seconds = {PROBE_TIMEOUT}",
-        extra="[hooks]\nwait_seconds = 1",
+        agent={"probe_timeout_seconds": PROBE_TIMEOUT},
+        hooks={"wait_seconds": 1},
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from backuppc_agent import exitcodes
 from backuppc_agent.events import EventStore
+from tests.beds import Bed, make_bed
 from tests.helpers import cli, private_dir
 
 ANSWERS = {
@@ -28,29 +29,17 @@ ANSWERS = {
 }
 
 
-class Bed:
-    def __init__(self, root: Path, answer: bytes) -> None:
-        self.root = root
-        self.state_dir = root / "state"
-        answer_file = root / "answer"
-        answer_file.write_bytes(answer)
-        ssh = private_dir(root / "bin") / "ssh"
-        ssh.write_text(f"#!/bin/sh\ncat > /dev/null\ncat '{answer_file}'\nexit 0\n")
-        ssh.chmod(0o700)
-        self.config = root / "config.toml"
-        self.config.write_text(
-            f'[agent]\nsocket = "{root / "agent.socket"}"\n[state]\ndir = "{self.state_dir}"\n'
-            '[metrics]\nlisten = ""\n[hooks]\nconnect_timeout_seconds = 2\n'
-            f'[mux]\ncontrol_dir = "{root / "mux"}"\nssh = "{ssh}"\n'
-        )
-
-
 @pytest.fixture(params=sorted(ANSWERS))
 def bed(request: pytest.FixtureRequest) -> Iterator[Bed]:
+    """A bed whose ssh swallows its input and answers ANSWERS[param]."""
     root = Path(tempfile.mkdtemp(prefix="bpa-hc-"))
-    root.chmod(0o700)
+    answer = root / "answer"
+    answer.write_bytes(ANSWERS[request.param])
+    ssh = private_dir(root / "bin") / "ssh"
+    ssh.write_text(f"#!/bin/sh\ncat > /dev/null\ncat '{answer}'\nexit 0\n")
+    ssh.chmod(0o700)
     try:
-        yield Bed(root, ANSWERS[request.param])
+        yield make_bed(root, root / "agent.socket", ssh=ssh, hooks={"connect_timeout_seconds": 2})
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
 

@@ -20,6 +20,7 @@ import pytest
 from backuppc_agent.events import EventStore
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
+from tests.beds import Bed, make_bed
 from tests.helpers import cli, private_dir
 from tests.hostile_support import HOSTILE_BEHAVIOURS, listener, recording_program, runs_of
 
@@ -39,32 +40,14 @@ def says_why(behaviour: str, text: str) -> bool:
     return re.search(EXPECTED[behaviour][1], text) is not None
 
 
-class Bed:
-    """A config whose control dir is short and private and whose ssh only records."""
-
-    def __init__(self, root: Path, agent: Path) -> None:
-        self.root = root
-        self.control_dir = private_dir(root / "mux")
-        self.state_dir = root / "state"
-        self.ssh = recording_program(root / "bin")
-        self.config = root / "config.toml"
-        self.config.write_text(
-            f'[agent]\nsocket = "{agent}"\n[state]\ndir = "{self.state_dir}"\n'
-            '[metrics]\nlisten = ""\n[hooks]\nwait_seconds = 2\nconnect_timeout_seconds = 2\n'
-            f'[mux]\ncontrol_dir = "{self.control_dir}"\nssh = "{self.ssh}"\n'
-        )
-
-    @property
-    def socket(self) -> Path:
-        return self.control_dir / CLIENT
-
-
 @pytest.fixture
 def bed(agent: Path) -> Iterator[Bed]:
     root = Path(tempfile.mkdtemp(prefix="bpa-hm-"))  # short: control paths <= 90 chars
-    root.chmod(0o700)
+    private_dir(root / "mux")
+    ssh = recording_program(root / "bin")
+    hooks = {"wait_seconds": 2, "connect_timeout_seconds": 2}
     try:
-        yield Bed(root, agent)
+        yield make_bed(root, agent, ssh=ssh, hooks=hooks)
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
@@ -78,7 +61,7 @@ def timed(*args: str, config: Path) -> tuple[subprocess.CompletedProcess[str], f
 @pytest.mark.parametrize("behaviour", sorted(HOSTILE_BEHAVIOURS))
 def test_master_check_and_list_stay_bounded_and_say_why(bed: Bed, behaviour: str) -> None:
     status = EXPECTED[behaviour][0]
-    with listener(bed.socket, HOSTILE_BEHAVIOURS[behaviour]):
+    with listener(bed.socket(CLIENT), HOSTILE_BEHAVIOURS[behaviour]):
         check, check_seconds = timed(
             "master", "check", CLIENT, "--timeout", "0.3", config=bed.config
         )
@@ -103,7 +86,7 @@ def test_master_check_and_list_stay_bounded_and_say_why(bed: Bed, behaviour: str
 def test_pre_dump_replaces_a_hostile_control_socket_within_its_bound(
     bed: Bed, behaviour: str
 ) -> None:
-    with listener(bed.socket, HOSTILE_BEHAVIOURS[behaviour]):
+    with listener(bed.socket(CLIENT), HOSTILE_BEHAVIOURS[behaviour]):
         done, seconds = timed(
             "hook", "pre-dump", "--client", CLIENT, "--host", "root@127.0.0.9", config=bed.config
         )
@@ -117,7 +100,7 @@ def test_pre_dump_replaces_a_hostile_control_socket_within_its_bound(
     assert seconds < 2 * 1.0 + 2 + 5 + 3
     runs = runs_of(bed.ssh)
     assert len(runs) == 1
-    assert f"ControlPath={bed.socket}" in runs[0]
+    assert f"ControlPath={bed.socket(CLIENT)}" in runs[0]
     assert runs[0][-2:] == ["--", "root@127.0.0.9"]
     summary = EventStore(bed.state_dir).summary()
     assert summary.runs == {("pre-dump", "ssh-failed"): 1}
@@ -129,7 +112,7 @@ def test_the_master_metrics_show_it_down_and_count_why(
 ) -> None:
     errors = ScrapeErrors()
     collector = ScrapeCollector([MasterPart(errors, bed.control_dir, timeout=0.3)], errors)
-    with listener(bed.socket, HOSTILE_BEHAVIOURS[behaviour]):
+    with listener(bed.socket(CLIENT), HOSTILE_BEHAVIOURS[behaviour]):
         started = time.monotonic()
         families = list(collector.collect())
         seconds = time.monotonic() - started
@@ -145,7 +128,7 @@ def test_a_stale_socket_is_a_dead_master_but_not_a_scrape_error(bed: Bed) -> Non
     import socket  # noqa: PLC0415
 
     with socket.socket(socket.AF_UNIX) as stale:
-        stale.bind(str(bed.socket))
+        stale.bind(str(bed.socket(CLIENT)))
     errors = ScrapeErrors()
     list(ScrapeCollector([MasterPart(errors, bed.control_dir, timeout=0.3)], errors).collect())
     assert errors.counts() == {"masters": 0}

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.events import EventStore
-from tests.helpers import cli, private_dir
+from tests.beds import Bed, make_bed
+from tests.helpers import private_dir
 from tests.hostile_support import recording_program, runs_of, tree_snapshot
 
 MARKER = Path(tempfile.gettempdir()) / "bpa-hostile-names-pwned"
@@ -52,77 +53,72 @@ OPTION_LIKE = frozenset({"option-word"})
 NOT_A_HOST = frozenset({"empty"})
 
 
-class Bed:
-    """A private tree, a config pointing into it, and a recording ssh."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ssh = recording_program(root / "bin")
-        self.state_dir = root / "state"
-        self.config = root / "config.toml"
-        self.config.write_text(
-            f'[agent]\nsocket = "{private_dir(root / "agent")}/agent.socket"\n'
-            f'[state]\ndir = "{self.state_dir}"\n[metrics]\nlisten = ""\n'
-            "[hooks]\nwait_seconds = 0\n"
-            f'[mux]\ncontrol_dir = "{root / "mux"}"\nssh = "{self.ssh}"\n'
-        )
-        self.before = tree_snapshot(root)
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return cli(*args, config=self.config)
-
-    def new_paths(self) -> set[str]:
-        store = {"state", *(f"state/events.sqlite3{tail}" for tail in ("", "-wal", "-shm"))}
-        return tree_snapshot(self.root) - self.before - store
-
-    def bad_name_runs(self) -> dict[tuple[str, str], int]:
-        if not self.state_dir.exists():
-            return {}
-        return EventStore(self.state_dir).summary().runs
+STORE = {"state", *(f"state/events.sqlite3{tail}" for tail in ("", "-wal", "-shm"))}
 
 
 @pytest.fixture
 def bed() -> Iterator[Bed]:
+    """A private tree, a config pointing into it, and a recording ssh; no agent."""
     root = Path(tempfile.mkdtemp(prefix="bpa-hn-"))
-    root.chmod(0o700)
+    agent = private_dir(root / "agent") / "agent.socket"
+    ssh = recording_program(root / "bin")
     try:
-        yield Bed(root)
+        yield make_bed(root, agent, ssh=ssh, hooks={"wait_seconds": 0})
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
         MARKER.unlink(missing_ok=True)
 
 
-def assert_refused(bed: Bed, done: subprocess.CompletedProcess[str], code: int, out: str) -> None:
+@pytest.fixture
+def before(bed: Bed) -> set[str]:
+    """Every path in the bed's tree before the test ran a command."""
+    return tree_snapshot(bed.root)
+
+
+def bad_name_runs(bed: Bed) -> dict[tuple[str, str], int]:
+    if not bed.state_dir.exists():
+        return {}
+    return EventStore(bed.state_dir).summary().runs
+
+
+def assert_refused(
+    bed: Bed, before: set[str], done: subprocess.CompletedProcess[str], code: int, out: str
+) -> None:
     """Refused with one line on ``out``, nothing ran, nothing new on disk."""
     text = done.stdout if out == "stdout" else done.stderr
     assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
     assert text.count("\n") == 1, text
     assert text.startswith("backuppc-agent")
     assert "Traceback" not in done.stdout + done.stderr
+    assert bed.ssh is not None
     assert runs_of(bed.ssh) == []
     assert not MARKER.exists()
-    assert bed.new_paths() == set()
+    assert tree_snapshot(bed.root) - before - STORE == set()
 
 
 @pytest.mark.parametrize("hook", ["pre-dump", "pre-restore"])
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_a_pre_hook_refuses_a_hostile_client_or_host(bed: Bed, hook: str, name: str) -> None:
+def test_a_pre_hook_refuses_a_hostile_client_or_host(
+    bed: Bed, before: set[str], hook: str, name: str
+) -> None:
     value = HOSTILE[name]
     runs = [bed.run("hook", hook, "--client", value, "--host", GOOD_HOST)]
     if name not in NOT_A_HOST:
         runs.append(bed.run("hook", hook, "--client", GOOD_CLIENT, "--host", value))
     for done in runs:
         if name in OPTION_LIKE:
-            assert_refused(bed, done, 2, "stderr")
+            assert_refused(bed, before, done, 2, "stderr")
             continue
-        assert_refused(bed, done, 7, "stdout")
+        assert_refused(bed, before, done, 7, "stdout")
         assert "refusing" in done.stdout
     if name not in OPTION_LIKE:
-        assert bed.bad_name_runs() == {(hook, "bad-name"): len(runs)}
+        assert bad_name_runs(bed) == {(hook, "bad-name"): len(runs)}
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_archive_ping_and_post_hooks_refuse_hostile_names(bed: Bed, name: str) -> None:
+def test_archive_ping_and_post_hooks_refuse_hostile_names(
+    bed: Bed, before: set[str], name: str
+) -> None:
     value = HOSTILE[name]
     runs = [
         (bed.run("hook", "pre-archive", "--client", value), 7, "stdout"),
@@ -133,14 +129,14 @@ def test_archive_ping_and_post_hooks_refuse_hostile_names(bed: Bed, name: str) -
     ]
     for done, code, out in runs:
         if name in OPTION_LIKE:
-            assert_refused(bed, done, 2, "stderr")
+            assert_refused(bed, before, done, 2, "stderr")
         else:
-            assert_refused(bed, done, code, out)
+            assert_refused(bed, before, done, code, out)
             assert "refusing" in done.stdout
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_master_commands_refuse_hostile_names(bed: Bed, name: str) -> None:
+def test_master_commands_refuse_hostile_names(bed: Bed, before: set[str], name: str) -> None:
     value = HOSTILE[name]
     runs = [
         bed.run("master", "check", "--", value),
@@ -155,5 +151,5 @@ def test_master_commands_refuse_hostile_names(bed: Bed, name: str) -> None:
         runs.append(bed.run("master", "open", f"--host={value}", GOOD_CLIENT))
         runs.append(bed.run("master", "kill-remote", f"--host={value}", GOOD_CLIENT))
     for done in runs:
-        assert_refused(bed, done, 7, "stderr")
+        assert_refused(bed, before, done, 7, "stderr")
         assert "refusing" in done.stderr

@@ -6,11 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh.master import list_masters
+from tests.beds import Bed, bed_for, make_bed
 from tests.helpers import CLI, cli, wait_for
 from tests.sshd import Sshd, kill_user_processes, needs_root, running_sshd, user_processes
 
@@ -28,53 +27,6 @@ OTHER_ADDRESS = "127.0.0.3"
 CLIENT = "clienta"
 
 
-@dataclass
-class Bed:
-    """One test installation: agent with a key, sshd, config, control dir."""
-
-    root: Path
-    agent_socket: Path
-    config: Path
-    control_dir: Path
-    state_dir: Path
-    sshd: Sshd
-
-    @property
-    def host(self) -> str:
-        return f"bpaclient@{self.sshd.address}"
-
-    def hook(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return cli("hook", *args, config=self.config, timeout=timeout)
-
-    def pre_dump(self, client: str = CLIENT) -> subprocess.CompletedProcess[str]:
-        return self.hook("pre-dump", "--client", client, "--host", self.host)
-
-    def socket(self, client: str = CLIENT) -> Path:
-        return self.control_dir / client
-
-
-def _config(
-    root: Path, agent_socket: Path, control: Path, known_hosts: Path, wait: float = 5
-) -> Path:
-    path = root / "config.toml"
-    path.write_text(f"""
-[agent]
-socket = "{agent_socket}"
-[state]
-dir = "{root / "state"}"
-[metrics]
-listen = ""
-[hooks]
-wait_seconds = {wait}
-connect_timeout_seconds = 5
-[mux]
-control_dir = "{control}"
-known_hosts = "{known_hosts}"
-persist_seconds = 120
-""")
-    return path
-
-
 @pytest.fixture(scope="module")
 def server(keys: dict[str, Path]) -> Iterator[Sshd]:
     with running_sshd(ADDRESS, keys["a"]) as srv:
@@ -83,36 +35,24 @@ def server(keys: dict[str, Path]) -> Iterator[Sshd]:
 
 @pytest.fixture
 def bed(agent: Path, server: Sshd) -> Iterator[Bed]:
-    root = Path(tempfile.mkdtemp(prefix="bpa-it-"))
-    root.chmod(0o700)
-    control = root / "mux"
-    known = root / "known_hosts"
-    known.write_text(server.known_hosts_line())
-    config = _config(root, agent, control, known)
-    try:
-        yield Bed(root, agent, config, control, root / "state", server)
-    finally:
-        for info in list_masters(control):
-            if info.pid:
-                os.kill(info.pid, signal.SIGKILL)
-        kill_user_processes("bpaclient", "sleep")
-        subprocess.run(["rm", "-rf", str(root)], check=False)
-
-
-def _session(bed: Bed, *command: str, client: str = CLIENT) -> subprocess.CompletedProcess[str]:
-    return cli("master", "ssh", client, bed.host, *command, config=bed.config)
+    hooks = {"wait_seconds": 5, "connect_timeout_seconds": 5}
+    with bed_for(agent, server, hooks=hooks, mux={"persist_seconds": 120}) as installation:
+        try:
+            yield installation
+        finally:
+            kill_user_processes("bpaclient", "sleep")
 
 
 def test_pre_dump_opens_a_master_and_later_sessions_authenticate_no_more(bed: Bed) -> None:
     before = bed.sshd.accepted_publickey()
-    first = bed.pre_dump()
+    first = bed.pre_dump(CLIENT)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "opened" in first.stdout
     assert all(line.startswith("backuppc-agent: ") for line in first.stdout.splitlines())
-    status = mux.check(bed.socket(), 1.0)
+    status = mux.check(bed.socket(CLIENT), 1.0)
     assert status.alive
     for _ in range(5):
-        assert _session(bed, "true").returncode == 0
+        assert bed.session(CLIENT, "true").returncode == 0
     generated = bed.root / "ssh_config"
     assert cli("ssh-config", "--write", str(generated), config=bed.config).returncode == 0
     for _ in range(3):
@@ -122,7 +62,7 @@ def test_pre_dump_opens_a_master_and_later_sessions_authenticate_no_more(bed: Be
                 "-F",
                 str(generated),
                 "-o",
-                f"ControlPath={bed.socket()}",
+                f"ControlPath={bed.socket(CLIENT)}",
                 bed.host,
                 "echo",
                 "hi",
@@ -133,32 +73,32 @@ def test_pre_dump_opens_a_master_and_later_sessions_authenticate_no_more(bed: Be
             check=False,
         )
         assert done.stdout == "hi\n", done.stderr
-    again = bed.pre_dump()
+    again = bed.pre_dump(CLIENT)
     assert "reused" in again.stdout
     assert bed.sshd.accepted_publickey() - before == 1
-    assert mux.check(bed.socket(), 1.0).pid == status.pid
+    assert mux.check(bed.socket(CLIENT), 1.0).pid == status.pid
 
 
 def test_a_stale_socket_is_replaced_by_a_working_master(bed: Bed) -> None:
-    assert bed.pre_dump().returncode == 0
-    old = mux.check(bed.socket(), 1.0)
+    assert bed.pre_dump(CLIENT).returncode == 0
+    old = mux.check(bed.socket(CLIENT), 1.0)
     assert old.pid is not None
     os.kill(old.pid, signal.SIGKILL)
-    wait_for(lambda: mux.check(bed.socket(), 1.0).status is mux.MuxStatus.STALE)
+    wait_for(lambda: mux.check(bed.socket(CLIENT), 1.0).status is mux.MuxStatus.STALE)
     before = bed.sshd.accepted_publickey()
-    reopened = bed.pre_dump()
+    reopened = bed.pre_dump(CLIENT)
     assert reopened.returncode == 0, reopened.stdout
-    new = mux.check(bed.socket(), 1.0)
+    new = mux.check(bed.socket(CLIENT), 1.0)
     assert new.alive
     assert new.pid != old.pid
-    assert _session(bed, "true").returncode == 0
+    assert bed.session(CLIENT, "true").returncode == 0
     assert bed.sshd.accepted_publickey() - before == 1  # the session rode the new master
 
 
 def test_concurrent_pre_dumps_for_one_client_end_with_one_master(bed: Bed) -> None:
     before = bed.sshd.accepted_publickey()
     with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(lambda _: bed.pre_dump(), range(6)))
+        results = list(pool.map(lambda _: bed.pre_dump(CLIENT), range(6)))
     assert [r.returncode for r in results] == [0] * 6, [r.stdout for r in results]
     assert sum("opened" in r.stdout for r in results) == 1
     masters = [m for m in list_masters(bed.control_dir) if m.alive]
@@ -186,7 +126,7 @@ def _remote_sleeps() -> list[tuple[int, str]]:
 
 
 def test_kill_remote_kills_a_long_running_command_and_its_children(bed: Bed) -> None:
-    assert bed.pre_dump().returncode == 0
+    assert bed.pre_dump(CLIENT).returncode == 0
     job = subprocess.Popen(
         [
             CLI,
@@ -241,7 +181,8 @@ def test_not_ready_fails_fast_with_one_clear_line(bed: Bed, tmp_path: Path) -> N
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(empty)], stdout=subprocess.DEVNULL)
     try:
         wait_for(empty.exists)
-        config = _config(bed.root, empty, bed.control_dir, bed.root / "known_hosts", wait=1)
+        hooks = {"wait_seconds": 1, "connect_timeout_seconds": 5}
+        config = make_bed(bed.root, empty, bed.sshd, hooks=hooks).config
         started = time.monotonic()
         done = cli("hook", "pre-dump", "--client", CLIENT, "--host", bed.host, config=config)
         elapsed = time.monotonic() - started
@@ -252,11 +193,11 @@ def test_not_ready_fails_fast_with_one_clear_line(bed: Bed, tmp_path: Path) -> N
     assert done.stdout.startswith("backuppc-agent: SSH keys not loaded; run 'ssh-add' as root")
     assert str(empty) in done.stdout
     assert 1.0 <= elapsed < 6
-    assert not bed.socket().exists()
+    assert not bed.socket(CLIENT).exists()
 
 
 def test_post_dump_after_a_failure_kills_leftovers_and_still_exits_zero(bed: Bed) -> None:
-    assert bed.pre_dump().returncode == 0
+    assert bed.pre_dump(CLIENT).returncode == 0
     job = subprocess.Popen(
         [CLI, "--config", str(bed.config), "master", "ssh", CLIENT, bed.host, "sleep 303"],
         stdin=subprocess.DEVNULL,
@@ -289,7 +230,7 @@ def test_an_aborted_transfer_closes_the_callers_pipe_and_leaves_nothing_running(
     bed: Bed,
 ) -> None:
     """Like rsync_bpc killed by BackupPC's SIGINT: its stderr pipe must reach EOF at once."""
-    assert bed.pre_dump().returncode == 0
+    assert bed.pre_dump(CLIENT).returncode == 0
     # The remote command ignores end-of-input and TERM-less signals: only a kill ends it.
     command = "sh -c 'trap \"\" HUP INT; sleep 304 & sleep 305'"
     parent = subprocess.Popen(

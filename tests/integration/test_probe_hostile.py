@@ -81,7 +81,7 @@ def test_a_hostile_listener_gives_a_bounded_answer(
 def test_status_and_wait_stay_bounded_against_a_listener_that_never_answers(
     tmp_path: Path,
 ) -> None:
-    setup = make_setup(tmp_path / "inst", agent_extra="probe_timeout_seconds = 0.3")
+    setup = make_setup(tmp_path / "inst", agent={"probe_timeout_seconds": 0.3})
     with listener(setup.socket, never_answers):
         started = time.monotonic()
         status = cli("status", "--json", config=setup.config)

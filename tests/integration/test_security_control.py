@@ -21,6 +21,7 @@ import pytest
 from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh import mux_framing as framing
+from tests.beds import Bed, make_bed
 from tests.helpers import cli, make_setup, private_dir, wait_for
 from tests.hostile_support import listener, recording_program, runs_of
 
@@ -68,33 +69,13 @@ def good_master(conn: object) -> None:
         conn.sendall(framing.encode(framing.MUX_S_ALIVE, request_id, os.getpid()))
 
 
-class Bed:
-    def __init__(self, root: Path, agent: Path) -> None:
-        self.root = root
-        self.control_dir = root / "mux"
-        self.state_dir = root / "state"
-        self.ssh = recording_program(root / "bin")
-        self.config = root / "config.toml"
-        self.config.write_text(
-            f'[agent]\nsocket = "{agent}"\n[state]\ndir = "{self.state_dir}"\n'
-            '[metrics]\nlisten = ""\n[hooks]\nwait_seconds = 2\nconnect_timeout_seconds = 2\n'
-            f'[mux]\ncontrol_dir = "{self.control_dir}"\nssh = "{self.ssh}"\n'
-        )
-
-    @property
-    def socket(self) -> Path:
-        return self.control_dir / CLIENT
-
-    def pre_dump(self) -> subprocess.CompletedProcess[str]:
-        return cli("hook", "pre-dump", "--client", CLIENT, "--host", HOST, config=self.config)
-
-
 @pytest.fixture
 def bed(agent: Path) -> Iterator[Bed]:
     root = Path(tempfile.mkdtemp(prefix="bpa-sc-"))
-    root.chmod(0o700)
+    ssh = recording_program(root / "bin")
+    hooks = {"wait_seconds": 2, "connect_timeout_seconds": 2}
     try:
-        yield Bed(root, agent)
+        yield make_bed(root, agent, ssh=ssh, hooks=hooks)
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)
 
@@ -129,7 +110,7 @@ def assert_refused(bed: Bed, done: subprocess.CompletedProcess[str], how: str) -
 @pytest.mark.parametrize("how", SPOILERS)
 def test_pre_dump_refuses_an_unsafe_control_dir(bed: Bed, how: str) -> None:
     spoil(bed.control_dir, how)
-    done = bed.pre_dump()
+    done = bed.pre_dump(CLIENT, HOST)
     assert_refused(bed, done, how)
     assert EventStore(bed.state_dir).summary().runs == {("pre-dump", "ssh-failed"): 1}
 
@@ -137,9 +118,9 @@ def test_pre_dump_refuses_an_unsafe_control_dir(bed: Bed, how: str) -> None:
 @pytest.mark.parametrize("how", SPOILERS)
 def test_a_master_that_answers_in_an_unsafe_control_dir_is_not_used(bed: Bed, how: str) -> None:
     spoil(bed.control_dir, how)
-    with listener(bed.socket, good_master):
-        wait_for(lambda: mux.check(bed.socket, 1.0).alive)  # it would pass for a master
-        hook = bed.pre_dump()
+    with listener(bed.socket(CLIENT), good_master):
+        wait_for(lambda: mux.check(bed.socket(CLIENT), 1.0).alive)  # it would pass for a master
+        hook = bed.pre_dump(CLIENT, HOST)
         session = cli("master", "ssh", CLIENT, HOST, "true", config=bed.config)
     assert_refused(bed, hook, how)
     assert_refused(bed, session, how)
@@ -151,12 +132,12 @@ def test_a_stale_control_socket_of_another_user_is_neither_used_nor_removed(bed:
 
     private_dir(bed.control_dir)
     with socket.socket(socket.AF_UNIX) as stale:
-        stale.bind(str(bed.socket))
-    os.chown(bed.socket, NOBODY, NOBODY)
-    done = bed.pre_dump()
+        stale.bind(str(bed.socket(CLIENT)))
+    os.chown(bed.socket(CLIENT), NOBODY, NOBODY)
+    done = bed.pre_dump(CLIENT, HOST)
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"is owned by uid {NOBODY}" in done.stdout
-    assert bed.socket.is_socket()
+    assert bed.socket(CLIENT).is_socket()
     assert runs_of(bed.ssh) == []
 
 
@@ -164,15 +145,15 @@ def test_a_stale_control_socket_of_another_user_is_neither_used_nor_removed(bed:
 def test_a_master_of_another_uid_is_foreign_everywhere(bed: Bed) -> None:
     private_dir(bed.control_dir)
     server = subprocess.Popen(
-        ["/usr/bin/python3", "-c", AS_NOBODY, str(bed.socket)],
+        ["/usr/bin/python3", "-c", AS_NOBODY, str(bed.socket(CLIENT))],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None
         assert server.stdout.readline() == "listening\n"
-        assert bed.socket.stat().st_uid == 0  # the file is ours: only SO_PEERCRED tells
-        hook = bed.pre_dump()
+        assert bed.socket(CLIENT).stat().st_uid == 0  # the file is ours: only SO_PEERCRED tells
+        hook = bed.pre_dump(CLIENT, HOST)
         check = cli("master", "check", CLIENT, config=bed.config)
         listed = cli("master", "list", config=bed.config)
     finally:
@@ -184,8 +165,10 @@ def test_a_master_of_another_uid_is_foreign_everywhere(bed: Bed) -> None:
     assert f"served by uid {NOBODY}" in hook.stdout
     assert check.returncode == 1
     assert f"served by uid {NOBODY}" in check.stdout
-    assert listed.stdout.startswith(f"{CLIENT}\tdead (control socket {bed.socket} is served by")
-    assert bed.socket.is_socket()  # never removed: it is not ours to clear
+    assert listed.stdout.startswith(
+        f"{CLIENT}\tdead (control socket {bed.socket(CLIENT)} is served by"
+    )
+    assert bed.socket(CLIENT).is_socket()  # never removed: it is not ours to clear
     assert runs_of(bed.ssh) == []
 
 

@@ -66,7 +66,7 @@ def test_every_address_only_when_configured(tmp_path: Path, free_port: int) -> N
 
 def test_tls_refuses_clients_older_than_tls_1_2(tmp_path: Path, free_port: int) -> None:
     certfile, keyfile = make_certificate(tmp_path)
-    tls = f'certfile = "{certfile}"\nkeyfile = "{keyfile}"'
+    tls = {"certfile": certfile, "keyfile": keyfile}
     setup = metrics_setup(tmp_path / "inst", free_port, metrics=tls)
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     old.check_hostname = False
@@ -105,7 +105,7 @@ def test_unusable_tls_files_stop_the_start_with_one_line(
         other = tmp_path / "other"
         other.mkdir()
         keyfile = make_certificate(other)[1]
-    tls = f'certfile = "{certfile}"\nkeyfile = "{keyfile}"'
+    tls = {"certfile": certfile, "keyfile": keyfile}
     setup = metrics_setup(tmp_path / "inst", free_port, metrics=tls)
     done = cli("run", config=setup.config, timeout=30)
     assert done.returncode == 2, done.stderr

@@ -60,7 +60,7 @@ SPOILERS: dict[str, tuple[Callable[[Path], None], str]] = {
 def setup(tmp_path: Path) -> Iterator[Setup]:
     """A private installation whose hooks give up at once (no agent runs for them)."""
     tmp_path.chmod(0o700)
-    installation = make_setup(tmp_path / "inst", extra="[hooks]\nwait_seconds = 0")
+    installation = make_setup(tmp_path / "inst", hooks={"wait_seconds": 0})
     try:
         yield installation
     finally:

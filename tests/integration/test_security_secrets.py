@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -24,13 +23,12 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.ssh import mux
-from tests.helpers import cli, make_key, make_setup, private_dir, running
+from tests.helpers import cli, make_key, make_setup, plant_passphrase, private_dir, running
 from tests.sshd import CLIENT_USER, needs_root, running_sshd
 
 pytestmark = needs_root
 
 ADDRESS = "127.0.0.121"
-BACKEND = "keyrings.alt.file.PlaintextKeyring"
 SECRET = f"planted passphrase {secrets.token_hex(8)}"
 #: in the supervisor's own environment only: children get an explicit, minimal one
 CANARY = f"canary-{secrets.token_hex(8)}"
@@ -88,14 +86,6 @@ def _recorders(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def keyring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private file keyring, seen by every child."""
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", BACKEND)
-    monkeypatch.setenv("XDG_DATA_HOME", str(private_dir(tmp_path / "xdg-data")))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(private_dir(tmp_path / "xdg-config")))
-
-
-@pytest.fixture
 def short_dir() -> Iterator[Path]:
     """A short private directory: control paths must fit in 90 characters."""
     root = Path(tempfile.mkdtemp(prefix="bpa-sec-"))
@@ -113,30 +103,28 @@ def _pem_lines(key: Path) -> list[bytes]:
 
 
 def test_no_passphrase_or_key_material_in_any_output(
-    keyring_env: None,
+    keyring_env: Path,
     tmp_path: Path,
     short_dir: Path,
     free_port: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key = make_key(private_dir(tmp_path / "keys"), "id_secret", passphrase=SECRET)
-    code = "import keyring, sys; keyring.set_password('backuppc-agent', sys.argv[1], sys.argv[2])"
-    subprocess.run([sys.executable, "-c", code, str(key), SECRET], check=True, timeout=60)
+    plant_passphrase(key, SECRET)
     add_record, ask_record = _recorders(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     monkeypatch.setenv("BPA_CANARY", CANARY)
     known_hosts = short_dir / "known_hosts"
     setup = make_setup(
         tmp_path / "inst",
-        agent_extra=f'unlock = "keyring"\nkeys = ["{key}"]',
-        extra=(
-            f'\n[hooks]\nwait_seconds = 10\non_ready = "none"\n'
-            f'[mux]\ncontrol_dir = "{short_dir / "mux"}"\nknown_hosts = "{known_hosts}"\n'
-            f'identity_files = ["{key}.pub"]\n'
-        ),
-    )
-    setup.config.write_text(
-        setup.config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{free_port}"')
+        agent={"unlock": "keyring", "keys": [key]},
+        metrics={"listen": f"127.0.0.1:{free_port}"},
+        hooks={"wait_seconds": 10, "on_ready": "none"},
+        mux={
+            "control_dir": short_dir / "mux",
+            "known_hosts": known_hosts,
+            "identity_files": [f"{key}.pub"],
+        },
     )
     host = f"{CLIENT_USER}@{ADDRESS}"
     outputs: dict[str, bytes] = {}

@@ -60,7 +60,7 @@ def test_ssh_add_makes_it_ready_and_removing_the_key_makes_it_wait_again(
 
 def test_required_keys_must_all_be_loaded(tmp_path: Path, keys: dict[str, Path]) -> None:
     wanted = key_fingerprint(keys["b"])
-    setup = make_setup(tmp_path / "inst", agent_extra=f'required_keys = ["{wanted}"]')
+    setup = make_setup(tmp_path / "inst", agent={"required_keys": [wanted]})
     with running(setup):
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         wait_for(lambda: (setup.state() or {}).get("identities") == 1)
@@ -73,7 +73,7 @@ def test_required_keys_must_all_be_loaded(tmp_path: Path, keys: dict[str, Path])
 
 
 def test_expired_keys_turn_ready_back_to_waiting(tmp_path: Path, keys: dict[str, Path]) -> None:
-    setup = make_setup(tmp_path / "inst", agent_extra="lifetime_seconds = 1")
+    setup = make_setup(tmp_path / "inst", agent={"lifetime_seconds": 1})
     with running(setup):
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         wait_for(lambda: setup.published("ready"), timeout=2)
@@ -193,7 +193,7 @@ def test_refuses_a_listener_that_is_not_an_agent(setup: Setup) -> None:
 def test_sigterm_stops_within_five_seconds_as_configured(
     tmp_path: Path, keys: dict[str, Path], on_stop: str
 ) -> None:
-    setup = make_setup(tmp_path / "inst", agent_extra=f'on_stop = "{on_stop}"')
+    setup = make_setup(tmp_path / "inst", agent={"on_stop": on_stop})
     sup = Supervisor(setup).start()
     try:
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0

@@ -47,7 +47,7 @@ def test_wall_clock_jumps_do_not_disturb_polling(tmp_path: Path, keys: dict[str,
     # libfaketime breaks time.sleep() when the monotonic clock is left real, and
     # only the steady-state loop (select with a timeout) avoids it: so a normal
     # supervisor starts the agent (kept on stop) and the faked one adopts it.
-    setup = make_setup(tmp_path / "inst", agent_extra='on_stop = "keep-agent"')
+    setup = make_setup(tmp_path / "inst", agent={"on_stop": "keep-agent"})
     Supervisor(setup).start().stop()
     clock = tmp_path / "faketime"
     clock.write_text("+0\n")

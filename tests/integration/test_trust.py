@@ -38,7 +38,8 @@ def env(tmp_path: Path) -> tuple[Path, Path]:
     known_hosts = private_dir(tmp_path / "ssh") / "known_hosts"
     setup = make_setup(
         tmp_path / "inst",
-        extra=f'[mux]\nknown_hosts = "{known_hosts}"\n[backuppc]\nuser = "root"\n',
+        mux={"known_hosts": known_hosts},
+        backuppc={"user": "root"},
     )
     return setup.config, known_hosts
 

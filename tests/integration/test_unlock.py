@@ -17,6 +17,7 @@ import pytest
 
 from backuppc_agent import exitcodes
 from tests.helpers import (
+    KEYRING_BACKEND,
     PASSPHRASE,
     Setup,
     Supervisor,
@@ -25,29 +26,12 @@ from tests.helpers import (
     kill_agents_on,
     make_key,
     make_setup,
+    plant_passphrase,
     private_dir,
     running,
     ssh_add,
     wait_for,
 )
-
-BACKEND = "keyrings.alt.file.PlaintextKeyring"
-
-
-@pytest.fixture
-def keyring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private file keyring for this test, seen by every child process."""
-    data = private_dir(tmp_path / "xdg-data")
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", BACKEND)
-    monkeypatch.setenv("XDG_DATA_HOME", str(data))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(private_dir(tmp_path / "xdg-config")))
-    return data
-
-
-def plant(key: Path, secret: str) -> None:
-    """Store a passphrase directly in the keyring (set would refuse a wrong one)."""
-    code = "import keyring, sys; keyring.set_password('backuppc-agent', sys.argv[1], sys.argv[2])"
-    subprocess.run([sys.executable, "-c", code, str(key), secret], check=True, timeout=60)
 
 
 def passphrase(
@@ -61,8 +45,7 @@ def passphrase(
 
 
 def unlocking_setup(tmp_path: Path, *keys: Path) -> Setup:
-    listed = ", ".join(f'"{key}"' for key in keys)
-    return make_setup(tmp_path / "inst", agent_extra=f'unlock = "keyring"\nkeys = [{listed}]')
+    return make_setup(tmp_path / "inst", agent={"unlock": "keyring", "keys": list(keys)})
 
 
 # -- passphrase set / check / delete ------------------------------------------------
@@ -77,7 +60,7 @@ def test_set_stores_only_a_passphrase_that_opens_the_key(
     assert passphrase("check", str(keys["a"])).returncode == 8
     stored = passphrase("set", str(keys["a"]), stdin=PASSPHRASE + "\n")
     assert stored.returncode == 0, stored.stderr
-    assert BACKEND in stored.stdout
+    assert KEYRING_BACKEND in stored.stdout
     checked = passphrase("check", str(keys["a"]))
     assert checked.returncode == 0
     assert PASSPHRASE not in stored.stdout + stored.stderr + checked.stdout + checked.stderr
@@ -86,7 +69,7 @@ def test_set_stores_only_a_passphrase_that_opens_the_key(
 def test_check_reports_a_wrong_stored_passphrase_with_exit_8(
     keyring_env: Path, keys: dict[str, Path]
 ) -> None:
-    plant(keys["a"], "stale passphrase")
+    plant_passphrase(keys["a"], "stale passphrase")
     result = passphrase("check", str(keys["a"]))
     assert result.returncode == 8
     assert "does not open" in result.stderr
@@ -95,7 +78,7 @@ def test_check_reports_a_wrong_stored_passphrase_with_exit_8(
 def test_delete_removes_the_entry_and_says_when_there_is_none(
     keyring_env: Path, keys: dict[str, Path]
 ) -> None:
-    plant(keys["a"], PASSPHRASE)
+    plant_passphrase(keys["a"], PASSPHRASE)
     assert passphrase("delete", str(keys["a"])).returncode == 0
     again = passphrase("delete", str(keys["a"]))
     assert again.returncode == exitcodes.FAILED
@@ -130,8 +113,8 @@ def test_set_says_when_the_config_would_not_use_the_passphrase(
 def test_the_supervisor_loads_every_configured_key_at_start(
     keyring_env: Path, keys: dict[str, Path], tmp_path: Path
 ) -> None:
-    plant(keys["a"], PASSPHRASE)
-    plant(keys["b"], PASSPHRASE)
+    plant_passphrase(keys["a"], PASSPHRASE)
+    plant_passphrase(keys["b"], PASSPHRASE)
     inst = unlocking_setup(tmp_path, keys["a"], keys["b"])
     with running(inst, wait_state="ready") as sup:
         wait_for(lambda: (inst.state() or {}).get("identities") == 2)
@@ -146,7 +129,7 @@ def test_the_supervisor_loads_every_configured_key_at_start(
 def test_a_wrong_passphrase_leaves_it_waiting_and_ssh_add_still_works(
     keyring_env: Path, keys: dict[str, Path], tmp_path: Path
 ) -> None:
-    plant(keys["a"], "stale passphrase")
+    plant_passphrase(keys["a"], "stale passphrase")
     inst = unlocking_setup(tmp_path, keys["a"])
     with running(inst) as sup:
         wait_for(lambda: "unattended unlock of" in sup.logtext(), timeout=15)
@@ -170,7 +153,7 @@ def test_a_missing_passphrase_says_how_to_store_it(
 def test_keys_come_back_after_an_agent_restart_and_are_not_reloaded_on_adoption(
     keyring_env: Path, keys: dict[str, Path], tmp_path: Path
 ) -> None:
-    plant(keys["a"], PASSPHRASE)
+    plant_passphrase(keys["a"], PASSPHRASE)
     inst = unlocking_setup(tmp_path, keys["a"])
     first = Supervisor(inst).start(wait_state="ready")
     try:
@@ -220,7 +203,7 @@ def test_the_passphrase_never_reaches_argv_environment_logs_or_the_state_dir(
 ) -> None:
     record = _recording_ssh_add(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    plant(keys["a"], PASSPHRASE)
+    plant_passphrase(keys["a"], PASSPHRASE)
     inst = unlocking_setup(tmp_path, keys["a"])
     with running(inst, wait_state="ready") as sup:
         state = inst.state()

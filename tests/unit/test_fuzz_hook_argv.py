@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from backuppc_agent import names
 from backuppc_agent.cli import main
+from tests.beds import Bed, make_bed
 from tests.hostile_support import recording_program, runs_of
 
 HOOK_CODES = {0, 1, 2, 5, 6, 7}
@@ -32,27 +33,21 @@ OPTIONS = ["--client", "--host", "--host-ip", "--type", "--xfer-ok", "--share"]
 _NOT_FUZZED = ("--help", "--version", "--debug", "--config")
 
 
-class Bed:
-    """A config with no agent (hooks are never ready), a recording ssh, short paths."""
-
-    def __init__(self, root: Path) -> None:
-        self.ssh = recording_program(root / "bin")
-        self.config = root / "config.toml"
-        self.config.write_text(
-            f'[agent]\nsocket = "{root / "agent.socket"}"\n[state]\ndir = "{root / "state"}"\n'
-            '[metrics]\nlisten = ""\n[hooks]\nwait_seconds = 0\nconnect_timeout_seconds = 1\n'
-            f'[mux]\ncontrol_dir = "{root / "mux"}"\nssh = "{self.ssh}"\n'
-        )
-
-
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Bed]:
+    """A config with no agent (hooks are never ready), a recording ssh, short paths."""
     root = Path(tempfile.mkdtemp(prefix="bpa-fh-"))
-    root.chmod(0o700)
+    ssh = recording_program(root / "bin")
+    hooks = {"wait_seconds": 0, "connect_timeout_seconds": 1}
     try:
-        yield Bed(root)
+        yield make_bed(root, root / "agent.socket", ssh=ssh, hooks=hooks)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def ssh_of(bed: Bed) -> Path:
+    assert bed.ssh is not None
+    return bed.ssh
 
 
 def _fuzzable(word: str) -> bool:
@@ -97,7 +92,7 @@ def test_any_hook_argv_gives_an_exit_code_and_one_line_messages(
     bed: Bed, argv: tuple[str, list[str]]
 ) -> None:
     hook, rest = argv
-    before = len(runs_of(bed.ssh))
+    before = len(runs_of(ssh_of(bed)))
     code, out, err = run_main(bed, [hook, *rest])
     assert code in HOOK_CODES, (code, out, err)
     for line in out.splitlines():
@@ -107,6 +102,6 @@ def test_any_hook_argv_gives_an_exit_code_and_one_line_messages(
     assert err.count("\n") <= 1, err
     assert err.isprintable() or err[:-1].isprintable()
     assert "Traceback" not in err
-    for run in runs_of(bed.ssh)[before:]:
+    for run in runs_of(ssh_of(bed))[before:]:
         host = run[run.index("--") + 1]
         assert names.problem(host) is None, run
