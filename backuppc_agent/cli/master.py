@@ -75,7 +75,8 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 
 
 def _open(config: Config, args: argparse.Namespace) -> int:
-    from backuppc_agent.ssh.master import ensure_master, remembered_host  # noqa: PLC0415
+    from backuppc_agent.ssh.master import ensure_master  # noqa: PLC0415
+    from backuppc_agent.ssh.masterfiles import remembered_host  # noqa: PLC0415
 
     host = args.host or remembered_host(config, args.client) or args.client
     status, opened = ensure_master(config, args.client, host)

@@ -2,7 +2,7 @@
 
 Each parser keeps what it could read and lists the lines it could not
 (``malformed``), so one odd line is reported without hiding the rest. File
-reading lives elsewhere (``sources``, ``processes``).
+reading lives elsewhere (``swap.ProcfsPart.read_parsed``, ``processes``).
 """
 
 from __future__ import annotations

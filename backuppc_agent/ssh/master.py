@@ -19,17 +19,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent import exitcodes, names, paths, waits
+from backuppc_agent import names, paths, waits
 from backuppc_agent.config import Config
-from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
-from backuppc_agent.locks import FileLock
-from backuppc_agent.ssh import mux, sshconfig
+from backuppc_agent.ssh import masterfiles, mux, sshconfig
+from backuppc_agent.ssh.masterfiles import MasterError
 
 logger = logging.getLogger(__name__)
 
-MASTERS_DIR = "masters"
-#: A log above this size is rotated to CLIENT.log.old when the next master opens.
-LOG_MAX_BYTES = 256 * 1024
 #: Concurrent mux checks in list_masters: 8 halved the time for 200 masters here;
 #: more threads only fight over the GIL.
 LIST_WORKERS = 8
@@ -42,12 +38,6 @@ SETTLE_POLL_SECONDS = 0.02
 _DEAD_STATUSES = frozenset({mux.MuxStatus.STALE, mux.MuxStatus.TIMEOUT, mux.MuxStatus.BAD_REPLY})
 #: ssh binds PATH + "." + 16 random characters, then renames it to PATH.
 _TEMP_SUFFIX_CHARS = 16
-
-
-class MasterError(BackupPCAgentError):
-    """The client's master could not be opened or reached."""
-
-    exit_code = exitcodes.HOOK_SSH_FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,38 +139,6 @@ def make_master_command(config: Config, client: str, host: str, log: Path) -> tu
     )
 
 
-def masters_dir(config: Config) -> Path:
-    """``STATE_DIR/masters`` (0700): per-client locks, logs and the last host used."""
-    directory = config.state.dir / MASTERS_DIR
-    try:
-        paths.ensure_private_dir(config.state.dir, "state")
-        paths.ensure_private_dir(directory, "masters")
-    except UnsafePathError as err:  # a read-only or full state dir: opening fails, says why
-        raise MasterError(f"cannot open a master: {err}") from err
-    return directory
-
-
-class ClientLock:
-    """An exclusive flock on ``masters/CLIENT.lock``, taken with a deadline."""
-
-    def __init__(self, directory: Path, client: str) -> None:
-        self._lock = FileLock(directory / f"{client}.lock")
-
-    def acquire(self, timeout: float) -> None:
-        """Take the lock within ``timeout``; raise MasterError if another holder keeps it."""
-        path = self._lock.path
-        try:
-            taken = self._lock.acquire(timeout)
-        except OSError as err:  # e.g. a read-only state dir
-            raise MasterError(f"cannot lock {path}: {err.strerror}") from err
-        if not taken:
-            raise MasterError(f"timed out waiting for {path}")
-
-    def release(self) -> None:
-        """Drop the lock."""
-        self._lock.release()
-
-
 def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:
     """Remove a control socket whose master is gone or wedged; refuse anything else."""
     if status.status is mux.MuxStatus.MISSING:
@@ -190,25 +148,6 @@ def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:
     paths.check_socket_path(path, "control socket")
     logger.warning("removing dead control socket %s (%s)", path, status.detail)
     paths.remove_socket(path)
-
-
-def _rotate_log(log: Path) -> None:
-    try:
-        if log.stat().st_size > LOG_MAX_BYTES:
-            log.replace(log.with_name(log.name + ".old"))
-    except OSError:
-        pass
-
-
-def _last_log_line(log: Path) -> str:
-    try:
-        with log.open("rb") as handle:
-            handle.seek(max(0, log.stat().st_size - 4096))
-            lines = handle.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    text = next((line for line in reversed(lines) if line.strip()), "")
-    return "".join(char if char.isprintable() else "?" for char in text.strip())[:300]
 
 
 def _wait_alive(path: Path, seconds: float) -> mux.MuxResult:
@@ -222,9 +161,9 @@ def open_master(config: Config, client: str, host: str) -> mux.MuxResult:
     """Start CLIENT's master to HOST (caller holds the lock); raise MasterError on failure."""
     from backuppc_agent import proc  # noqa: PLC0415  (subprocess only when opening)
 
-    directory = masters_dir(config)
+    directory = masterfiles.masters_dir(config)
     log = directory / f"{client}.log"
-    _rotate_log(log)
+    masterfiles.rotate_log(log)
     argv = make_master_command(config, client, host, log)
     timeout = config.hooks.connect_timeout_seconds + 5.0
     try:
@@ -234,29 +173,10 @@ def open_master(config: Config, client: str, host: str) -> mux.MuxResult:
     path = sshconfig.control_path(config.mux.control_dir, client)
     status = _wait_alive(path, SETTLE_SECONDS) if code == 0 else None
     if status is None or not status.alive:
-        why = _last_log_line(log) or (status.detail if status else f"ssh exited {code}")
+        why = masterfiles.last_log_line(log) or (status.detail if status else f"ssh exited {code}")
         raise MasterError(f"cannot open ssh master to {host} for {client}: {why}")
-    _remember_host(directory, client, host)
+    masterfiles.remember_host(directory, client, host)
     return status
-
-
-def _remember_host(directory: Path, client: str, host: str) -> None:
-    try:
-        paths.write_private_file(directory / f"{client}.host", host.encode() + b"\n")
-    except BackupPCAgentError as err:
-        logger.warning("cannot remember the host of %s: %s", client, err)
-
-
-def remembered_host(config: Config, client: str) -> str | None:
-    """The host the last master for CLIENT was opened to, if recorded and still valid."""
-    if names.problem(client) is not None:
-        return None  # never build a path from a bad name; the caller refuses it
-    try:
-        raw = paths.read_private_file(config.state.dir / MASTERS_DIR / f"{client}.host", 4096)
-    except BackupPCAgentError:
-        return None
-    host = raw.decode("utf-8", "replace").strip() if raw else ""
-    return host if host and names.problem(host) is None else None
 
 
 def ensure_master(
@@ -273,7 +193,7 @@ def ensure_master(
     if status.alive:
         return status, False
     paths.ensure_private_dir(config.mux.control_dir, "control")
-    lock = ClientLock(masters_dir(config), client)
+    lock = masterfiles.ClientLock(masterfiles.masters_dir(config), client)
     lock.acquire(config.hooks.connect_timeout_seconds + 10.0)
     try:
         again = mux.check(path, CHECK_SECONDS)

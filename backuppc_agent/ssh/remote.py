@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
 from backuppc_agent.ssh.kill_script import KILL_SCRIPT
+from backuppc_agent.ssh.masterfiles import remembered_host
 
 JOB_VAR = "BACKUPPC_AGENT_JOB"
 #: The script's own TERM-to-KILL grace is 3 s; the session gets this much on top.
 KILL_EXTRA_SECONDS = 10.0
 
 
-class KillResult(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class KillResult:
     """The outcome of one kill session: how many processes were matched, one summary line."""
 
     killed: int
@@ -36,8 +38,8 @@ class KillResult(NamedTuple):
 def client_tag(client: str) -> str:
     """A short hex tag for a client: safe in any shell word and in a regex.
 
-    CRC-32 rather than a cryptographic hash: it only keeps clients that share a
-    machine apart, and hashlib's import costs every transfer ~2 ms.
+    CRC-32 is enough: the tag only keeps apart the clients that share a machine;
+    the random part of the job token is what makes a job's marker unique.
     """
     return f"{zlib.crc32(client.encode()):08x}"
 
@@ -90,8 +92,6 @@ def kill_remote(
     read-only state directory never stops a kill. Raises BackupPCAgentError
     (a bad name, or the session could not run).
     """
-    from backuppc_agent.ssh.master import remembered_host  # noqa: PLC0415  (avoid a cycle)
-
     sshconfig.control_path(config.mux.control_dir, client)  # refuse a bad name before any use
     target = host or remembered_host(config, client) or client
     mode, ident = ("job", token) if token else ("client", client_tag(client))

@@ -1,8 +1,9 @@
 """The ssh that rsync_bpc runs (``$Conf{RsyncSshArgs}``): a mux client that aborts cleanly.
 
-The trap (FACTS.md): a multiplexed ssh client hands its stdin, stdout and
-stderr to the master. If it is killed while the remote command runs, the
-master keeps those descriptors open until the remote command ends. rsync_bpc's
+The trap (measured with OpenSSH 9.2): a multiplexed ssh client hands its
+stdin, stdout and stderr to the master. If it is killed while the remote
+command runs, the master keeps those descriptors open until the remote
+command ends (a plain, non-multiplexed client closes them at once). rsync_bpc's
 stderr is the pipe BackupPC_dump reads, so after BackupPC's single SIGINT the
 dump would wait for an EOF that never comes, and never run DumpPostUserCmd.
 
