@@ -33,6 +33,19 @@ RECORDS = [
     HookRecord(1_700_000_180.0, "post-dump", "client1", "ok", 0.0),
     HookRecord(1_700_000_240.0, "pre-dump", "client3", "ssh-failed", 0.2),
 ]
+#: What the supervisor publishes when ready: the agent answers and holds the key.
+READY = Snapshot(
+    state=State.READY,
+    reason="1 key loaded",
+    socket="/s",
+    agent_pid=100,
+    identities=1,
+    fingerprints=("SHA256:" + "A" * 43,),
+    since=1_700_000_000.5,
+    supervisor_pid=7,
+    agent_restarts=2,
+    agent_up=True,
+)
 TMPFS = {"/dev/shm": (1000, 250), "/sys/fs/cgroup": (10, 10), "/run": (500, 499)}
 
 
@@ -78,8 +91,7 @@ def exporter(tmp_path: Path, procfs_trees: Path, free_port: int) -> Iterator[Exp
         "golden",
     )
     served = Exporter(settings, statvfs=fake_statvfs)
-    served.on_snapshot(None, Snapshot(State.READY, "1 key loaded", "/s", 100, 1,
-                                      ("SHA256:" + "A" * 43,), 1_700_000_000.5, 7, 2))  # fmt: skip
+    served.on_snapshot(None, READY)
     try:
         yield served
     finally:
@@ -106,6 +118,16 @@ def test_the_whole_endpoint_matches_the_golden_exposition(exporter: Exporter) ->
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(normalize(body))
     assert normalize(body) == GOLDEN.read_text()
+
+
+def test_the_golden_readiness_is_a_state_the_supervisor_can_publish(exporter: Exporter) -> None:
+    """Ready means the agent answers and holds a key: the golden must not freeze less."""
+    body = get(exporter, "/metrics")[1]
+    samples = dict(line.rsplit(" ", 1) for line in body.splitlines() if line[:1] != "#")
+    assert samples["backuppc_agent_ready"] == "1.0"
+    assert samples['backuppc_agent_state{state="ready"}'] == "1.0"
+    assert samples["backuppc_agent_ssh_agent_up"] == "1.0"
+    assert float(samples["backuppc_agent_identities"]) >= 1
 
 
 def test_the_exposition_passes_promtool_check_metrics(exporter: Exporter) -> None:

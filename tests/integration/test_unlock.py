@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import exitcodes
+from backuppc_agent.agent import passphrases
 from tests.helpers import (
     KEYRING_BACKEND,
     PASSPHRASE,
     Setup,
     Supervisor,
+    agent_holding,
     cli,
     key_fingerprint,
     kill_agents_on,
@@ -176,13 +178,13 @@ def test_keys_come_back_after_an_agent_restart_and_are_not_reloaded_on_adoption(
 # -- the passphrase goes nowhere else ---------------------------------------------
 
 
-def _recording_ssh_add(directory: Path) -> Path:
-    """An ssh-add first on PATH that records its argv and environment, then runs the real one."""
+def _recording(directory: Path, program: str = "ssh-add") -> Path:
+    """A PROGRAM first on PATH that records its argv and environment, then runs the real one."""
     bin_dir = private_dir(directory / "bin")
-    record = directory / "ssh-add.record"
-    wrapper = bin_dir / "ssh-add"
+    record = directory / f"{program}.record"
+    wrapper = bin_dir / program
     wrapper.write_text(
-        f'#!/bin/sh\n{{ printf "%s\\n" "$*"; env; }} >> "{record}"\nexec /usr/bin/ssh-add "$@"\n'
+        f'#!/bin/sh\n{{ printf "%s\\n" "$*"; env; }} >> "{record}"\nexec /usr/bin/{program} "$@"\n'
     )
     wrapper.chmod(0o700)
     return record
@@ -201,7 +203,7 @@ def _proc_texts(pid: int) -> bytes:
 def test_the_passphrase_never_reaches_argv_environment_logs_or_the_state_dir(
     keyring_env: Path, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record = _recording_ssh_add(tmp_path)
+    record = _recording(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     plant_passphrase(keys["a"], PASSPHRASE)
     inst = unlocking_setup(tmp_path, keys["a"])
@@ -216,3 +218,21 @@ def test_the_passphrase_never_reaches_argv_environment_logs_or_the_state_dir(
     assert b"SSH_ASKPASS_REQUIRE=force" in record.read_bytes()
     for text in seen:
         assert PASSPHRASE.encode() not in text
+
+
+def test_ssh_keygen_and_ssh_add_get_the_passphrase_only_on_stdin(
+    keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `passphrase set/check` and the unlock run: neither argv nor environment holds it."""
+    records = [_recording(tmp_path, "ssh-keygen"), _recording(tmp_path, "ssh-add")]
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    with agent_holding() as sock:
+        assert passphrases.opens(keys["a"], PASSPHRASE)
+        assert not passphrases.opens(keys["a"], "wrong")
+        passphrases.add(sock, keys["a"], PASSPHRASE)
+        assert ssh_add(sock, "-l").returncode == 0
+    seen = [record.read_text() for record in records]
+    for text in seen:  # the wrappers ran, with the key and through askpass
+        assert str(keys["a"]) in text
+        assert "SSH_ASKPASS_REQUIRE=force" in text
+        assert PASSPHRASE not in text

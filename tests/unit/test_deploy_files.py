@@ -29,9 +29,41 @@ OTHER = templates.Values(
 # -- shipped files -------------------------------------------------------------
 
 
+#: Where OTHER's values must appear, and the shipped text each stands for. Spelled out
+#: here, not taken from templates, so a substitution added, lost or misplaced fails.
+BACK_TO_SHIPPED = {
+    "/opt/bpa/bin/backuppc-agent": "/usr/bin/backuppc-agent",
+    "/srv/bpa.toml": "/etc/backuppc-agent/config.toml",
+    "/srv/home/s/agent.sock": "/var/lib/backuppc/.ssh/agent.socket",
+    "/srv/home/s/agent.env": "/var/lib/backuppc/.ssh/agent.env",
+    "/srv/home/s /srv/state": (
+        "/var/lib/backuppc/.ssh /var/lib/backuppc/.local/state/backuppc-agent"
+    ),
+    'HOME="/srv/home"': 'HOME="/var/lib/backuppc"',
+    "user=bkp": "user=backuppc",
+    "User=bkp": "User=backuppc",
+    "RUN_AS=bkp": "RUN_AS=backuppc",
+    'USER="bkp"': 'USER="backuppc"',
+    'LOGNAME="bkp"': 'LOGNAME="backuppc"',
+    "Group=bkpgrp": "Group=backuppc",
+}
+
+
+def _back_to_shipped(text: str) -> str:
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(BACK_TO_SHIPPED, key=len)[::-1]))
+    return pattern.sub(lambda match: BACK_TO_SHIPPED[match.group(0)], text)
+
+
 @pytest.mark.parametrize("name", templates.ALL)
-def test_rendering_with_the_defaults_gives_the_file_as_shipped(name: str) -> None:
-    assert templates.render(name, templates.SHIPPED) == templates.read(name)
+def test_rendering_changes_only_the_installation_values(name: str) -> None:
+    shipped = templates.read(name)
+    assert "/srv/" not in shipped
+    assert "bkp" not in shipped
+    rendered = templates.render(name, OTHER)
+    for other, default in BACK_TO_SHIPPED.items():  # every default replaced, nothing else
+        assert rendered.count(other) == shipped.count(default), other
+    assert "bkp" not in re.sub("|".join(map(re.escape, BACK_TO_SHIPPED)), "", rendered)
+    assert _back_to_shipped(rendered) == shipped
 
 
 @pytest.mark.parametrize("name", templates.ALL)
@@ -100,8 +132,14 @@ def test_the_repository_paths_are_the_package_files() -> None:
         "initscripts/default-backuppc": templates.SYSVINIT_DEFAULT,
         "initscripts/profile-backuppc-agent.sh": templates.PROFILE,
     }
+    package = ROOT / "backuppc_agent" / "deploy" / templates.FILES
     for shown, name in pairs.items():
+        # a symlink, so the two can never drift apart; to the file install renders
+        assert (ROOT / shown).is_symlink(), shown
+        assert (ROOT / shown).resolve() == (package / name).resolve(), shown
         assert (ROOT / shown).read_text() == templates.read(name), shown
+    shipped = {str(p.relative_to(package)) for p in package.rglob("*") if p.is_file()}
+    assert shipped == set(templates.ALL) == set(pairs.values())
 
 
 # -- the config file install writes ------------------------------------------------

@@ -14,7 +14,7 @@ from backuppc_agent.agent import keyfiles, passphrases
 from backuppc_agent.agent.unlock import KeyringUnlocker
 from backuppc_agent.config import Config, from_mapping
 from backuppc_agent.state import Snapshot, State
-from tests.helpers import PASSPHRASE, key_fingerprint
+from tests.helpers import key_fingerprint
 
 
 def make_config(
@@ -112,11 +112,13 @@ def test_askpass_refuses_to_read_a_terminal() -> None:
 # -- what reaches OpenSSH -------------------------------------------------------
 
 
-def test_no_command_line_or_environment_carries_the_passphrase(tmp_path: Path) -> None:
+def test_ssh_add_and_ssh_keygen_ask_our_helper_and_never_a_tty(tmp_path: Path) -> None:
+    # that the passphrase reaches neither argv nor environment is checked on the real
+    # children: tests/integration/test_unlock.py::test_ssh_keygen_and_ssh_add_get_the_...
     key = tmp_path / "id"
-    argv = passphrases.make_add_command(key) + passphrases.make_public_command(key)
+    assert passphrases.make_add_command(key) == ("ssh-add", str(key))
+    assert passphrases.make_public_command(key) == ("ssh-keygen", "-y", "-f", str(key))
     env = passphrases.askpass_env(tmp_path / "sock")
-    assert PASSPHRASE not in " ".join(argv) + " ".join(f"{k}={v}" for k, v in env.items())
     assert env["SSH_ASKPASS_REQUIRE"] == "force"
     assert env["SSH_ASKPASS"].endswith("backuppc-agent-askpass")
     assert env["SSH_AUTH_SOCK"] == str(tmp_path / "sock")
