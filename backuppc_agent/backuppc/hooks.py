@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from backuppc_agent import exitcodes, names
 from backuppc_agent.agent.probe import ProbeStatus
 from backuppc_agent.agent.readiness import MISSING_PREFIX, Readiness, wait_ready
-from backuppc_agent.config import Config
+from backuppc_agent.config import AgentConfig, Config
 from backuppc_agent.errors import BackupPCAgentError, BadNameError
 from backuppc_agent.ssh import mux, sshconfig
 from backuppc_agent.state import State
@@ -137,7 +137,40 @@ def no_ssh_line(hook: str, client: str, xfer_method: str) -> str | None:
     return f"{client}: {reason} does not use ssh: not gated, no ssh master"
 
 
-def pre_hook(config: Config, hook: str, client: str, host: str, xfer_method: str = "") -> Outcome:
+def _post_actions(config: Config, client: str, result: str) -> list[str]:
+    from backuppc_agent.ssh import master, remote  # noqa: PLC0415  (off the pre hook's path)
+
+    _prefix_log_lines()
+
+    lines = []
+    try:
+        if result == "failed":
+            lines.append(remote.kill_remote(config, client, None).line)
+        if config.hooks.post_master == "close":
+            lines.append(master.close_master(config, client).detail)
+    except BackupPCAgentError as err:
+        lines.append(f"cleanup after {client} failed: {err}")
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Seams:
+    """A hook's side effects, real by default; unit tests pass fakes (clock, probe, master)."""
+
+    #: (agent config, seconds, poll seconds) -> Readiness: the readiness wait
+    wait: Callable[[AgentConfig, float, float], Readiness] = wait_ready
+    #: (config, client, host) -> status line: find the master alive or open it
+    ensure_master: Callable[[Config, str, str], str] = ensure_master_line
+    #: (config, client, result) -> lines: a post hook's cleanup on the client
+    post_actions: Callable[[Config, str, str], list[str]] = _post_actions
+
+
+REAL = Seams()
+
+
+def pre_hook(
+    config: Config, hook: str, client: str, host: str, xfer_method: str = "", seams: Seams = REAL
+) -> Outcome:
     """Gate a dump/restore/archive: ready within wait_seconds, then the master up.
 
     A job whose transfer never runs ssh passes at once (recorded as ok).
@@ -149,23 +182,27 @@ def pre_hook(config: Config, hook: str, client: str, host: str, xfer_method: str
     if skip:
         return Outcome("ok", exitcodes.OK, (skip,), 0.0, client)
     ready = _gate(
-        config, lambda: check_names(client, host, config, hook), client, exitcodes.HOOK_NOT_READY
+        config,
+        lambda: check_names(client, host, config, hook),
+        client,
+        exitcodes.HOOK_NOT_READY,
+        seams,
     )
     if isinstance(ready, Outcome):
         return ready
     lines = [f"SSH auth ready ({ready.reason}) after {ready.waited_seconds:.2f} s"]
     if hook in SSH_HOOKS:
         try:
-            lines.append(ensure_master_line(config, client, host))
+            lines.append(seams.ensure_master(config, client, host))
         except BackupPCAgentError as err:
             result = "bad-name" if isinstance(err, BadNameError) else "ssh-failed"
             return Outcome(result, err.exit_code, (str(err),), ready.waited_seconds, client)
     return Outcome("ok", exitcodes.OK, tuple(lines), ready.waited_seconds, client)
 
 
-def ping_gate(config: Config, host: str) -> Outcome:
+def ping_gate(config: Config, host: str, seams: Seams = REAL) -> Outcome:
     """$Conf{PingCmd}: exit 0 with a ``time=`` BackupPC parses when ready; 1 ("no ping") if not."""
-    ready = _gate(config, lambda: names.check(host, "host"), host, exitcodes.NOT_READY)
+    ready = _gate(config, lambda: names.check(host, "host"), host, exitcodes.NOT_READY, seams)
     if isinstance(ready, Outcome):
         return ready
     line = f"SSH auth ready for {host}: time={ready.waited_seconds * 1000:.3f} ms"
@@ -173,14 +210,18 @@ def ping_gate(config: Config, host: str) -> Outcome:
 
 
 def _gate(
-    config: Config, check: Callable[[], object], subject: str, not_ready_exit: int
+    config: Config,
+    check: Callable[[], object],
+    subject: str,
+    not_ready_exit: int,
+    seams: Seams,
 ) -> Readiness | Outcome:
     """Refuse bad names, then wait for keys; the Readiness, or the Outcome that ends the hook."""
     try:
         check()
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
-    ready = wait_ready(config.agent, config.hooks.wait_seconds, POLL_SECONDS)
+    ready = seams.wait(config.agent, config.hooks.wait_seconds, POLL_SECONDS)
     if ready.state is not State.READY:
         line = not_ready_line(config, ready)
         return Outcome("not-ready", not_ready_exit, (line,), ready.waited_seconds, subject)
@@ -188,7 +229,7 @@ def _gate(
 
 
 def post_hook(
-    config: Config, hook: str, client: str, xfer_ok: str, xfer_method: str = ""
+    config: Config, hook: str, client: str, xfer_ok: str, xfer_method: str = "", seams: Seams = REAL
 ) -> Outcome:
     """After a job: close the master if configured, clean the client up after a failure.
 
@@ -207,24 +248,8 @@ def post_hook(
         sshconfig.control_path(config.mux.control_dir, client)
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.OK, (str(err),))
-    lines = list(_post_actions(config, client, result))
+    lines = seams.post_actions(config, client, result)
     return Outcome(result, exitcodes.OK, tuple(lines), 0.0, client)
-
-
-def _post_actions(config: Config, client: str, result: str) -> list[str]:
-    from backuppc_agent.ssh import master, remote  # noqa: PLC0415  (off the pre hook's path)
-
-    _prefix_log_lines()
-
-    lines = []
-    try:
-        if result == "failed":
-            lines.append(remote.kill_remote(config, client, None).line)
-        if config.hooks.post_master == "close":
-            lines.append(master.close_master(config, client).detail)
-    except BackupPCAgentError as err:
-        lines.append(f"cleanup after {client} failed: {err}")
-    return lines
 
 
 def record(config: Config, hook: str, outcome: Outcome) -> str | None:

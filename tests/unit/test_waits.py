@@ -14,7 +14,7 @@ from backuppc_agent.agent.protocol import Identity, encode_string
 from backuppc_agent.agent.readiness import wait_ready
 from backuppc_agent.agent.signing import SignCheck, SignStatus
 from backuppc_agent.state import State
-from tests.unit.fakes import FakeClock
+from tests.unit.fakes import FakeAgent, FakeClock
 
 KEY = encode_string(b"ssh-ed25519") + encode_string(b"k" * 32)
 
@@ -49,23 +49,6 @@ def test_until_takes_a_predicate_for_results_that_are_always_truthy() -> None:
 def test_pause_returns_at_once_for_nothing_to_wait() -> None:
     waits.pause(0)
     waits.pause(-1)
-
-
-class FakeAgent:
-    """A probe that answers from a script: (seconds from the start, probe result)."""
-
-    def __init__(self, clock: FakeClock, script: list[tuple[float, ProbeResult]]) -> None:
-        self.clock, self.start, self.script = clock, clock(), script
-        self.timeouts: list[float] = []
-
-    def __call__(self, path: Path, timeout: float) -> ProbeResult:
-        self.timeouts.append(timeout)
-        elapsed = self.clock() - self.start
-        return [result for when, result in self.script if when <= elapsed][-1]
-
-    def sign(self, path: Path, keys: Sequence[Identity], timeout: float) -> dict[str, SignCheck]:
-        """Every key signs."""
-        return {key.fingerprint: SignCheck(SignStatus.OK) for key in keys}
 
 
 EMPTY = ProbeResult(ProbeStatus.ANSWERED, (), 1, 0)
