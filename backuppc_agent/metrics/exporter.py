@@ -109,7 +109,7 @@ def build_parts(
     """Every collector part, in exposition order."""
     root = config.swap.procfs
     return [
-        ReadinessPart(errors, snapshot),
+        ReadinessPart(errors, snapshot, config.agent.expiry_warning_seconds),
         MemInfoPart(errors, root),
         VmStatPart(errors, root),
         SwapsPart(errors, root),

@@ -11,6 +11,8 @@ from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
 from backuppc_agent.state import Snapshot, State
 
 SnapshotSource = Callable[[], Snapshot | None]
+#: Why a key that counts cannot be used (SignStatus values, then certificate validity).
+UNUSABLE_REASONS = ("refused", "touch", "timeout", "garbage", "error", "expired", "not-yet-valid")
 
 
 class ReadinessPart(Part):
@@ -18,9 +20,12 @@ class ReadinessPart(Part):
 
     name = "readiness"
 
-    def __init__(self, errors: ScrapeErrors, snapshot: SnapshotSource) -> None:
+    def __init__(
+        self, errors: ScrapeErrors, snapshot: SnapshotSource, expiry_warning_seconds: float = 3600
+    ) -> None:
         super().__init__(errors)
         self.snapshot = snapshot
+        self.expiry_warning_seconds = expiry_warning_seconds
 
     def collect(self) -> Iterator[Metric]:
         """Yield the readiness families; before the first snapshot only ready=0 and build info."""
@@ -47,6 +52,37 @@ class ReadinessPart(Part):
             "Times the supervisor restarted a lost ssh-agent (its keys were lost each time).",
             value=current.agent_restarts,
         )
+        yield from self._expiry(current)
+
+    def _expiry(self, current: Snapshot) -> Iterator[Metric]:
+        """Unusable keys by reason, when identities expire and how early to warn."""
+        yield _unusable_family(current.unusable)
+        yield gauge(
+            "identity_expiry_warning_seconds",
+            "How long before identity_expiry_timestamp_seconds the expiry alert fires "
+            "(agent.expiry_warning_seconds).",
+            self.expiry_warning_seconds,
+        )
+        if current.expires is not None:
+            yield gauge(
+                "identity_expiry_timestamp_seconds",
+                "When the first required identity (or, with none required, the last "
+                "identity) expires: certificate valid_before or agent lifetime (Unix time).",
+                current.expires,
+            )
+
+
+def _unusable_family(unusable: tuple[tuple[str, str], ...]) -> GaugeMetricFamily:
+    """backuppc_agent_identities_unusable{reason}: keys that count but cannot be used."""
+    family = GaugeMetricFamily(
+        PREFIX + "identities_unusable",
+        "Keys that count for readiness but cannot be used, by reason "
+        "(refused: confirm or restricted; touch: FIDO; expired/not-yet-valid: certificate).",
+        labels=["reason"],
+    )
+    for reason in UNUSABLE_REASONS:
+        family.add_metric([reason], sum(1 for _fp, why in unusable if why == reason))
+    return family
 
 
 def _state_family(current: State | None) -> GaugeMetricFamily:

@@ -45,6 +45,7 @@ READY = Snapshot(
     supervisor_pid=7,
     agent_restarts=2,
     agent_up=True,
+    expires=1_700_003_600.0,
 )
 TMPFS = {"/dev/shm": (1000, 250), "/sys/fs/cgroup": (10, 10), "/run": (500, 499)}
 

@@ -118,11 +118,13 @@ def test_a_confirm_key_lists_but_is_not_ready_and_the_pre_dump_says_why(
 
 
 def test_a_valid_certificate_is_ready_logs_in_and_shows_its_expiry(
-    tmp_path: Path, ca: Path, server: Sshd
+    tmp_path: Path, ca: Path, server: Sshd, free_port: int
 ) -> None:
     key = plain_key(private_dir(tmp_path / "k"), "certified")
     cert = certify(ca, key, "-5m:+1h")
     setup = make_setup(tmp_path / "inst")
+    text = setup.config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{free_port}"')
+    setup.config.write_text(text)
     with running(setup):
         assert ssh_add(setup.socket, str(key)).returncode == 0  # the key and its certificate
         wait_for(lambda: setup.published("ready"))
@@ -138,6 +140,14 @@ def test_a_valid_certificate_is_ready_logs_in_and_shows_its_expiry(
             f"[certificate expires {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(expires))}"
             in text
         )
+        metrics = _get(f"http://127.0.0.1:{free_port}/metrics")
+        [exported] = [
+            float(line.split()[1])
+            for line in metrics.splitlines()
+            if line.startswith("backuppc_agent_identity_expiry_timestamp_seconds ")
+        ]
+        assert exported == expires
+        assert 'backuppc_agent_identities_unusable{reason="expired"} 0.0' in metrics
         before = server.logtext().count("ED25519-CERT")
         assert login(setup.socket).returncode == 0
         assert server.logtext().count("ED25519-CERT") > before
@@ -199,3 +209,11 @@ def _valid_before(cert: Path) -> float:
     assert parsed is not None
     assert parsed.expires is not None
     return parsed.expires
+
+
+def _get(url: str) -> str:
+    import urllib.request  # noqa: PLC0415
+
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        body: str = reply.read().decode()
+        return body
