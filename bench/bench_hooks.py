@@ -32,6 +32,8 @@ from tests.sshd import Sshd, running_sshd
 
 ADDRESS = "127.0.0.40"
 MASTERS = 200
+#: issue 9: median of the pre-dump hook, agent ready, master alive, on a 2-core machine
+HOOK_TARGET_MS = 120.0
 KEYCHAIN_MS = 29.0  # keychain --eval --quiet --noask, measured on this machine (FACTS.md)
 
 
@@ -86,9 +88,9 @@ def _hook(config: Path, host: str) -> Result:
         "pre-dump hook, ready + master alive",
         seconds * 1000,
         "ms",
-        "<= 40 ms",
+        f"<= {HOOK_TARGET_MS:g} ms",
         peer,
-        at_most(seconds * 1000, 40),
+        at_most(seconds * 1000, HOOK_TARGET_MS),
     )
 
 
