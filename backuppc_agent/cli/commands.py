@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "master": ("master", "list, open, check, close ssh master connections"),
     "install": ("install", "install config, ssh_config, service files and BackupPC lines"),
     "doctor": ("doctor", "check the setup and explain each problem with a fix"),
+    "swap": ("swap", "show swap use, swapping rates and the processes in swap"),
     "trust": ("trust", "add a client's host key to known_hosts"),
     "passphrase": ("passphrase", "store or delete a key passphrase in the keyring"),
     "askpass": ("askpass", HIDDEN),
