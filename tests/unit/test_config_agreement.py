@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from hypothesis import strategies as st
 from backuppc_agent import exitcodes
 from backuppc_agent.cli import main
 from backuppc_agent.config import SCHEMA
+from tests import helpers
 
 COMMANDS = {
     "config check": ["config", "check"],
@@ -54,13 +54,7 @@ def write_config(root: Path, section: str, key: str, kind: str, value: str) -> P
     if section == "metrics":  # TLS needs both files
         other = "keyfile" if key == "certfile" else "certfile"
         tables["metrics"][other] = "/srv/tls/other.pem"
-    text = "".join(
-        f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
-        for name, table in tables.items()
-    )
-    path = root / "config.toml"
-    path.write_text(text)
-    return path
+    return helpers.write_config(root / "config.toml", **tables)
 
 
 def run(config: Path, argv: list[str]) -> tuple[int, str]:
