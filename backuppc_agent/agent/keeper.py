@@ -33,7 +33,7 @@ STABLE_SECONDS = 60.0
 StartedHook = Callable[[int], None]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Restart:
     """Backoff bookkeeping for agent restarts."""
 
