@@ -95,9 +95,7 @@ def test_a_key_that_lists_but_does_not_sign_is_not_ready_and_the_probe_is_bounde
 ) -> None:
     blob = base64.b64decode(Path(f"{keys['a']}.pub").read_text().split()[1])
     setup = make_setup(
-        tmp_path / "inst",
-        agent_extra="probe_timeout_seconds = 0.5",
-        extra="[hooks]\nwait_seconds = 1\n",
+        tmp_path / "inst", agent={"probe_timeout_seconds": 0.5}, hooks={"wait_seconds": 1}
     )
     with listener(setup.socket, fake_agent(blob, on_sign)):
         status = cli("status", config=setup.config)

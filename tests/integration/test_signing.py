@@ -96,7 +96,7 @@ def reason_contains(setup: Setup, text: str) -> bool:
 def test_a_confirm_key_lists_but_is_not_ready_and_the_pre_dump_says_why(
     tmp_path: Path, keys: dict[str, Path], server: Sshd
 ) -> None:
-    setup = make_setup(tmp_path / "inst", extra="[hooks]\nwait_seconds = 0.5\n")
+    setup = make_setup(tmp_path / "inst", hooks={"wait_seconds": 0.5})
     with running(setup):
         assert ssh_add(setup.socket, "-c", str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         assert ssh_add(setup.socket, "-l").returncode == 0  # it lists like any key
@@ -122,9 +122,7 @@ def test_a_valid_certificate_is_ready_logs_in_and_shows_its_expiry(
 ) -> None:
     key = plain_key(private_dir(tmp_path / "k"), "certified")
     cert = certify(ca, key, "-5m:+1h")
-    setup = make_setup(tmp_path / "inst")
-    text = setup.config.read_text().replace('listen = ""', f'listen = "127.0.0.1:{free_port}"')
-    setup.config.write_text(text)
+    setup = make_setup(tmp_path / "inst", metrics={"listen": f"127.0.0.1:{free_port}"})
     with running(setup):
         assert ssh_add(setup.socket, str(key)).returncode == 0  # the key and its certificate
         wait_for(lambda: setup.published("ready"))
@@ -180,7 +178,7 @@ def test_a_certificate_outside_its_validity_is_not_ready_and_cannot_log_in(
 def test_keys_under_an_agent_lifetime_are_reported_as_expired_at_their_deadline(
     tmp_path: Path, keys: dict[str, Path]
 ) -> None:
-    setup = make_setup(tmp_path / "inst", agent_extra="lifetime_seconds = 3")
+    setup = make_setup(tmp_path / "inst", agent={"lifetime_seconds": 3})
     with running(setup):
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         wait_for(lambda: setup.published("ready"))
