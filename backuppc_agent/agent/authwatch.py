@@ -62,7 +62,7 @@ class AuthWatch:
         self._schedule.interval = cfg.sign_interval_seconds
         now = self._wall()
         checks: SignChecks | None = None
-        if result.answered and result.identities:
+        if result.answered:  # also with no keys: the next key to appear is signed at once
             timeout = cfg.probe_timeout_seconds
             checks = self._schedule.checks(
                 cfg.socket, result.identities, fingerprints, cfg.required_keys, timeout

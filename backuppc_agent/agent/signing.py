@@ -33,6 +33,8 @@ from backuppc_agent.errors import ProtocolError
 #: Keys signed when none are required: ssh offers the agent's keys in order, so
 #: the first ones are those a login uses; with 10,000 keys the probe stays small.
 SAMPLE_KEYS = 8
+#: How soon the supervisor signs again while a key that counts does not sign.
+RETRY_SECONDS = 5.0
 #: Not an SSH userauth blob: those start with a 32- or 64-byte session id length.
 _CHALLENGE_PREFIX = b"backuppc-agent sign probe\0"
 
@@ -252,7 +254,10 @@ class SignSchedule:
         """The sign checks of the keys that count, fresh or from the last round."""
         keys = keys_to_sign(identities, required, fingerprints)
         now = self._clock()
-        if keys != self._keys or now - self._at >= self.interval:
+        failed = any(not check.ok for check in self._checks.values())
+        # A refused key may be re-added without -c: the list does not change, so retry soon.
+        interval = min(self.interval, RETRY_SECONDS) if failed else self.interval
+        if keys != self._keys or now - self._at >= interval:
             self._checks = self._sign(path, keys, timeout)
             self._keys, self._at = keys, now
         return self._checks

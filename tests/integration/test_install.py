@@ -267,9 +267,15 @@ def test_the_login_snippet_exports_the_socket_quietly_and_says_when_keys_are_mis
         assert quiet.stdout == f"sock={setup.socket}\n"
         waiting = login(setup, interactive=True)
         assert waiting.stdout == (
-            "backuppc-agent: no SSH keys loaded, backups are held: run ssh-add\n"
-            f"sock={setup.socket}\n"
+            "backuppc-agent: backups are held: no keys loaded (or the agent is locked); "
+            f"run ssh-add\nsock={setup.socket}\n"
         )
+        assert ssh_add(setup.socket, "-c", str(keys["a"]), askpass=keys["askpass"]).returncode == 0
+        wait_for(lambda: "confirmation required" in (setup.state() or {}).get("reason", ""))
+        confirm = login(setup, interactive=True).stdout
+        assert confirm.startswith("backuppc-agent: backups are held: key SHA256:")
+        assert "confirmation required (added with ssh-add -c" in confirm
+        assert ssh_add(setup.socket, "-D").returncode == 0
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         wait_for(lambda: setup.published("ready"), timeout=5)
         assert login(setup, interactive=True).stdout == f"sock={setup.socket}\n"

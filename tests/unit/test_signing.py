@@ -195,3 +195,18 @@ def test_a_certificate_stands_for_its_key_and_is_required_by_its_keys_fingerprin
     state, reason = readiness.evaluate(answered(plain, cert), (), ok, 1_800_000_000.0)
     assert state is State.WAITING
     assert "certificate 'host-42' expired at 2023-11-14" in reason
+
+
+def test_the_schedule_retries_a_refused_key_soon_though_the_keys_did_not_change() -> None:
+    now = [0.0]
+    rounds: list[float] = []
+
+    def refuse(path: Path, keys: Sequence[Identity], timeout: float) -> signing.SignChecks:
+        rounds.append(now[0])
+        return {key.fingerprint: SignCheck(SignStatus.REFUSED) for key in keys}
+
+    schedule = signing.SignSchedule(60.0, refuse, lambda: now[0])
+    for step in range(13):
+        now[0] = step * 1.0
+        schedule.checks(Path("/s"), [ED25519], [ED25519.fingerprint], (), 1.0)
+    assert rounds == [0.0, signing.RETRY_SECONDS, 2 * signing.RETRY_SECONDS]

@@ -9,14 +9,17 @@ else
     SSH_AUTH_SOCK=/var/lib/backuppc/.ssh/agent.socket
     export SSH_AUTH_SOCK
 fi
-# Interactive logins only: one line when backups are held for want of keys.
+# Interactive logins only: one line when backups are held, with status's reason.
 case $- in
     *i*)
-        case $(/usr/bin/backuppc-agent --config /etc/backuppc-agent/config.toml status --json 2>/dev/null) in
-            *'"state": "waiting"'*)
-                echo "backuppc-agent: no SSH keys loaded, backups are held: run ssh-add" ;;
-            *'"state": "down"'*)
+        _bpa_state=$(/usr/bin/backuppc-agent --config /etc/backuppc-agent/config.toml status 2>/dev/null | sed -n '1s/^state: *//p')
+        case $_bpa_state in
+            'waiting ('*)
+                _bpa_why=${_bpa_state#waiting (}
+                echo "backuppc-agent: backups are held: ${_bpa_why%)}" ;;
+            'down ('*)
                 echo "backuppc-agent: no agent on $SSH_AUTH_SOCK, backups are held: start the backuppc-agent service" ;;
         esac
+        unset _bpa_state _bpa_why
         ;;
 esac
