@@ -35,6 +35,8 @@ MASTERS = 200
 #: issue 9: median of the pre-dump hook, agent ready, master alive, on a 2-core machine
 HOOK_TARGET_MS = 120.0
 KEYCHAIN_MS = 29.0  # keychain --eval --quiet --noask, measured on this machine (FACTS.md)
+#: A hook runs once per backup, next to a transfer of minutes: well below what anyone notices.
+HOOK_TARGET_MS = 120.0
 
 
 @contextmanager
