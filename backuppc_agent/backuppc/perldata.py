@@ -17,12 +17,23 @@ from backuppc_agent.errors import BackupPCAgentError
 
 #: BackupPC's status data nests 3 deep (%Status -> host -> field); allow some slack.
 MAX_DEPTH = 8
-_SPACE = re.compile(r"\s*")
-_NAME = re.compile(r"([%$@])(\w+)\s*=\s*")
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_BAREWORD = re.compile(r"-?[A-Za-z_]\w*")
-_SINGLE = re.compile(r"'((?:[^'\\]|\\.)*)'", re.S)
-_DOUBLE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+#: One token of Data::Dumper output; a bare word is only a hash key (followed by =>).
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<assign>[%$@]\w+\s*=(?!>))
+    | (?P<open>[({\[])
+    | (?P<close>[)}\]])
+    | (?P<sep>=>|,)
+    | (?P<semi>;)
+    | '(?P<single>(?:[^'\\]|\\.)*)'
+    | "(?P<double>(?:[^"\\]|\\.)*)"
+    | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.])
+    | (?P<undef>undef)\b
+    | (?P<bare>-?[A-Za-z_]\w*)(?=\s*=>)
+    )""",
+    re.S | re.X,
+)
+_TRAILING_SPACE = re.compile(r"\s*\Z")
 _DOUBLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "b": "\b", "a": "\a", "e": "\x1b"}
 _ESCAPE = re.compile(r"\\(x\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)", re.S)
 _CLOSERS = {"(": ")", "{": "}", "[": "]"}
@@ -34,111 +45,88 @@ class PerlDataError(BackupPCAgentError):
 
 def parse_statements(text: str) -> dict[str, Any]:
     """``%Name = (...); $Other = {...};`` -> {"Name": ..., "Other": ...}; raise PerlDataError."""
-    reader = _Reader(text)
     result: dict[str, Any] = {}
-    while not reader.at_end():
-        match = reader.expect(_NAME, "a %Name = or $Name = assignment")
-        result[match.group(2)] = reader.value(0)
-        reader.literal(";")
+    name: str | None = None
+    # each open container: (its opening bracket, the items read so far)
+    stack: list[tuple[str, list[Any]]] = []
+    pos = 0
+    while not _TRAILING_SPACE.match(text, pos):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise _error(text, pos, "plain Perl data")
+        pos = match.end()
+        kind = match.lastgroup
+        if kind == "sep":
+            continue
+        if kind in {"assign", "semi"}:
+            name = _statement(kind, match.group(kind), name, stack, text, pos)
+            continue
+        if name is None or (not stack and name in result):
+            raise _error(text, pos, "a %Name = or $Name = assignment")
+        value = _push_or_value(kind, match, stack, text, pos)
+        if value is _OPENED:
+            continue
+        if stack:
+            stack[-1][1].append(value)
+        else:
+            result[name] = value
+    if stack or name is not None:
+        raise _error(text, pos, "the rest of the data (the text is cut short)")
     return result
 
 
-class _Reader:
-    """A cursor over the text; every method raises PerlDataError on anything unexpected."""
+_OPENED = object()
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
 
-    def at_end(self) -> bool:
-        self.skip_space()
-        return self.pos >= len(self.text)
+def _statement(
+    kind: str, token: str, name: str | None, stack: list[Any], text: str, pos: int
+) -> str | None:
+    """Start (``%Name =``) or end (``;``) a statement; return the name now being assigned."""
+    if stack or (kind == "assign") == (name is not None):
+        raise _error(text, pos, "';' after a complete value" if kind == "semi" else "';'")
+    return token[1:].rstrip("= \t\r\n") if kind == "assign" else None
 
-    def skip_space(self) -> None:
-        match = _SPACE.match(self.text, self.pos)
-        self.pos = match.end() if match else self.pos
 
-    def fail(self, wanted: str) -> PerlDataError:
-        found = self.text[self.pos : self.pos + 20] or "the end"
-        return PerlDataError(f"at offset {self.pos}: expected {wanted}, found {found!r}")
+def _push_or_value(kind: str | None, match: re.Match[str], stack: list[tuple[str, list[Any]]],
+                   text: str, pos: int) -> Any:  # fmt: skip
+    """Open a container (return _OPENED), close one (return it) or read a scalar."""
+    if kind == "open":
+        if len(stack) >= MAX_DEPTH:
+            raise _error(text, pos, f"at most {MAX_DEPTH} levels of nesting")
+        stack.append((match.group(kind), []))
+        return _OPENED
+    if kind == "close":
+        if not stack or _CLOSERS[stack[-1][0]] != match.group(kind):
+            raise _error(text, pos, "a matching bracket")
+        opener, items = stack.pop()
+        return _container(opener, items, text, pos)
+    return _scalar(kind, match)
 
-    def expect(self, pattern: re.Pattern[str], wanted: str) -> re.Match[str]:
-        self.skip_space()
-        match = pattern.match(self.text, self.pos)
-        if match is None:
-            raise self.fail(wanted)
-        self.pos = match.end()
-        return match
 
-    def literal(self, token: str) -> None:
-        self.skip_space()
-        if not self.text.startswith(token, self.pos):
-            raise self.fail(repr(token))
-        self.pos += len(token)
-
-    def peek(self, token: str) -> bool:
-        self.skip_space()
-        return self.text.startswith(token, self.pos)
-
-    def value(self, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise self.fail(f"at most {MAX_DEPTH} levels of nesting")
-        self.skip_space()
-        char = self.text[self.pos : self.pos + 1]
-        if char in _CLOSERS:
-            return self.container(char, depth)
-        if char in ("'", '"'):
-            return self.string()
-        if self.text.startswith("undef", self.pos):
-            self.pos += len("undef")
-            return None
-        return self.number()
-
-    def container(self, opener: str, depth: int) -> Any:
-        self.pos += 1
-        items = self.items(_CLOSERS[opener], depth)
-        if opener == "[":
-            return items
-        if len(items) % 2:
-            raise self.fail("key => value pairs")
-        return {str(items[i]): items[i + 1] for i in range(0, len(items), 2)}
-
-    def items(self, closer: str, depth: int) -> list[Any]:
-        items: list[Any] = []
-        while not self.peek(closer):
-            items.append(self.key_or_value(depth + 1))
-            if self.peek("=>"):
-                self.pos += 2
-            elif self.peek(","):
-                self.pos += 1
-            elif not self.peek(closer):
-                raise self.fail(f"',', '=>' or {closer!r}")
-        self.pos += 1
+def _container(opener: str, items: list[Any], text: str, pos: int) -> Any:
+    if opener == "[":
         return items
+    if len(items) % 2:
+        raise _error(text, pos, "key => value pairs")
+    return {str(items[i]): items[i + 1] for i in range(0, len(items), 2)}
 
-    def key_or_value(self, depth: int) -> Any:
-        self.skip_space()
-        bare = _BAREWORD.match(self.text, self.pos)
-        if bare and bare.group() != "undef":
-            self.pos = bare.end()
-            return bare.group()  # a hash key Data::Dumper left unquoted
-        return self.value(depth)
 
-    def string(self) -> str:
-        double = self.text[self.pos] == '"'
-        match = (_DOUBLE if double else _SINGLE).match(self.text, self.pos)
-        if match is None:
-            raise self.fail("a closing quote")
-        self.pos = match.end()
-        body = match.group(1)
-        if not double:
-            return body.replace("\\\\", "\\").replace("\\'", "'")
-        return _ESCAPE.sub(_unescape, body)
+def _scalar(kind: str | None, match: re.Match[str]) -> Any:
+    if kind == "single":
+        return match.group(kind).replace("\\\\", "\\").replace("\\'", "'")
+    if kind == "double":
+        return _ESCAPE.sub(_unescape, match.group(kind))
+    if kind == "number":
+        number = match.group(kind)
+        return float(number) if any(c in number for c in ".eE") else int(number)
+    if kind == "undef":
+        return None
+    return match.group("bare")  # a hash key Data::Dumper left unquoted
 
-    def number(self) -> int | float:
-        match = self.expect(_NUMBER, "a value")
-        text = match.group()
-        return float(text) if any(c in text for c in ".eE") else int(text)
+
+def _error(text: str, pos: int, wanted: str) -> PerlDataError:
+    found = text[pos : pos + 20] or "the end"
+    return PerlDataError(f"at offset {pos}: expected {wanted}, found {found!r}")
 
 
 def _unescape(match: re.Match[str]) -> str:

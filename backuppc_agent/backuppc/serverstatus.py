@@ -11,6 +11,7 @@ last known status. A host whose files cannot be read is skipped and named in
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +77,21 @@ class ServerStatus:
     problems: list[str] = field(default_factory=list)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path | str) -> str:
     """A BackupPC file's text, at most MAX_FILE_BYTES; raise OSError or MalformedError."""
-    with path.open("rb") as handle:
-        data = handle.read(MAX_FILE_BYTES + 1)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
+    try:
+        chunks = []
+        size = 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, 1024 * 1024)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > MAX_FILE_BYTES:
         raise MalformedError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
     return data.decode("utf-8", "replace")
@@ -102,14 +114,16 @@ def read(config: BackupPCConfig) -> ServerStatus | None:
     except MalformedError as err:
         status.problems.append(f"{config.conf_dir / 'config.pl'}: {err}")
         defaults = HostSettings()
+    host_files = _host_config_files(config.conf_dir)
     for name in names:
-        host = _host(config, name, defaults, status.server_hosts.get(name), status.problems)
+        host = _host(config, name, defaults, status.server_hosts.get(name), status.problems,
+                     host_files)  # fmt: skip
         if host is not None:
             status.hosts.append(host)
     return status
 
 
-def _optional_text(path: Path) -> str:
+def _optional_text(path: Path | str) -> str:
     try:
         return read_text(path)
     except (OSError, MalformedError):
@@ -155,9 +169,11 @@ def _host(
     defaults: HostSettings,
     status: Any,
     problems: list[str],
+    host_files: frozenset[str],
 ) -> HostStatus | None:
     """One host's files read and parsed, or None (and a problem) if they are unreadable."""
-    path = config.top_dir / "pc" / name / "backups"
+    pc = f"{config.top_dir}/pc/{name}"
+    path = f"{pc}/backups"
     try:
         backups = hoststatus.parse_backups(read_text(path))
     except FileNotFoundError:
@@ -166,7 +182,7 @@ def _host(
         problems.append(f"{path}: {_why(err)}")
         return None
     try:
-        settings = _settings(_host_config(config, name), defaults)
+        settings = _settings(_host_config(config, name, pc, host_files), defaults)
     except MalformedError as err:
         problems.append(f"{name}'s config: {err}")
         settings = defaults
@@ -174,10 +190,22 @@ def _host(
     return HostStatus(name, backups, settings, status if isinstance(status, dict) else {}, period)
 
 
-def _host_config(config: BackupPCConfig, name: str) -> str:
+def _host_config_files(conf_dir: Path) -> frozenset[str]:
+    """The HOST.pl names in ConfDir, listed once per scrape (most hosts have none)."""
+    try:
+        return frozenset(name for name in os.listdir(conf_dir) if name.endswith(".pl"))  # noqa: PTH208  (names only: the hot path of a scrape)
+    except OSError:
+        return frozenset()
+
+
+def _host_config(config: BackupPCConfig, name: str, pc: str, host_files: frozenset[str]) -> str:
     """The host's own config text, where BackupPC looks for it (non-FHS layout)."""
-    old_style = config.top_dir / "pc" / name / "config.pl"
-    return _optional_text(old_style if old_style.is_file() else config.conf_dir / f"{name}.pl")
+    old_style = f"{pc}/config.pl"
+    if os.path.isfile(old_style):  # noqa: PTH113  (a str path: 500 hosts per scrape)
+        return _optional_text(old_style)
+    if f"{name}.pl" not in host_files:
+        return ""
+    return _optional_text(f"{config.conf_dir}/{name}.pl")
 
 
 def _settings(text: str, base: HostSettings) -> HostSettings:
