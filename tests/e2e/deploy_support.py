@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent.deploy import templates
-from tests.helpers import CLI, ROOT, write_config
+from tests.helpers import CLI, ROOT, Section, merged, write_config
 
 SERVICE_USER = "backuppc"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -71,15 +71,16 @@ class Tree:
     def config(self) -> Path:
         return self.root / "config.toml"
 
-    def write_config(self, on_stop: str = "stop-agent") -> None:
+    def write_config(self, on_stop: str = "stop-agent", **sections: Section) -> None:
+        """The tree's config; ``sections`` add or override keys."""
         agent = {
             "socket": self.socket,
             "env_file": self.env_file,
             "on_stop": on_stop,
             "poll_seconds": 0.05,
         }
-        state = {"dir": self.state_dir}
-        write_config(self.config, agent=agent, state=state, metrics={"listen": ""})
+        base = {"agent": agent, "state": {"dir": self.state_dir}, "metrics": {"listen": ""}}
+        write_config(self.config, **merged(base, sections))
         self.config.chmod(0o644)
 
     def values(self) -> templates.Values:

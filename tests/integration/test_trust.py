@@ -178,9 +178,7 @@ def tree() -> Iterator[Tree]:
         made.remove()
         pytest.skip("needs the backuppc account and a Python it can run")
     ssh = made.root / "ssh"
-    made.write_config(extra="")
-    with made.config.open("a") as handle:
-        handle.write(f'[mux]\nknown_hosts = "{ssh / "known_hosts"}"\n')
+    made.write_config(mux={"known_hosts": ssh / "known_hosts"})
     try:
         yield made
     finally:
