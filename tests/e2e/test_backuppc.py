@@ -431,3 +431,22 @@ def test_an_aborted_dump_ends_within_seconds_and_leaves_nothing_on_the_client(
     xferlog = site.xferlog_bad(CLIENT_SLOW)
     assert "aborted" in xferlog, xferlog[-3000:]
     assert "backuppc-agent: killed" in xferlog  # the post hook ran and found nothing left
+
+
+def test_a_confirm_key_fails_the_dump_with_the_reason_not_permission_denied(
+    site: Site,
+) -> None:
+    """ssh-add -c lists the key, but nobody can confirm: the pre-dump says so."""
+    assert site.ssh_add("-D").returncode == 0
+    try:
+        assert site.ssh_add("-c", str(site.key)).returncode == 0
+        failed = _dump(CLIENT_B)
+        out = failed.stdout
+        assert "backuppc-agent: SSH keys loaded but not usable" in out, out[-3000:]
+        assert "confirmation required (added with ssh-add -c" in out
+        assert "DumpPreUserCmd returned error status" in out
+        assert "Permission denied" not in out
+        assert "confirmation required" in site.xferlog_bad(CLIENT_B)
+    finally:
+        site.ssh_add("-D")
+        site.ssh_add(str(site.key))
