@@ -7,6 +7,7 @@ validity and the expected expiry of keys under agent.lifetime_seconds.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from backuppc_agent.agent.signing import (
 from backuppc_agent.config import AgentConfig
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
+
+logger = logging.getLogger(__name__)
 
 #: Unusable keys kept in the published state.
 MAX_UNUSABLE = 100
@@ -70,7 +73,14 @@ class AuthWatch:
         state, reason = readiness.evaluate(result, cfg.required_keys, checks, now, fingerprints)
         if result.answered:
             slack = 2 * cfg.poll_seconds + 1.0
-            self.lifetimes.observe(fingerprints, cfg.lifetime_seconds, now, slack)
+            new = self.lifetimes.observe(fingerprints, cfg.lifetime_seconds, now, slack)
+            if new:
+                logger.info(
+                    "%d key(s) appeared; with agent.lifetime_seconds = %d they expire at %s",
+                    len(new),
+                    cfg.lifetime_seconds,
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now + cfg.lifetime_seconds)),
+                )
             if state is State.WAITING and self.lifetimes.note:
                 reason = self.lifetimes.note
         found = expiry.certificate_expiries(result.identities, fingerprints)

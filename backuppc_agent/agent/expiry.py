@@ -80,12 +80,17 @@ class LifetimeTracker:
             if source == LIFETIME and lifetime > 0:
                 self._seen[fingerprint] = when - lifetime
 
-    def observe(self, fingerprints: Sequence[str], lifetime: int, now: float, slack: float) -> None:
-        """Note keys that appeared and keys that vanished at (about) their deadline."""
+    def observe(
+        self, fingerprints: Sequence[str], lifetime: int, now: float, slack: float
+    ) -> list[str]:
+        """Note keys that appeared and keys that vanished at (about) their deadline.
+
+        Returns the fingerprints that appeared (their expected expiry: now + lifetime).
+        """
         if lifetime <= 0:
             self._seen.clear()
             self.note = None
-            return
+            return []
         current = set(fingerprints)
         gone = [fp for fp in self._seen if fp not in current]
         expired = [fp for fp in gone if now >= self._seen[fp] + lifetime - slack]
@@ -103,6 +108,7 @@ class LifetimeTracker:
             self.note = None
         for fingerprint in new:
             self._seen[fingerprint] = now
+        return new
 
     def expiries(self, lifetime: int) -> list[Expiry]:
         """Expected expiry of every key seen, from when it was first seen."""

@@ -179,7 +179,7 @@ def test_keys_under_an_agent_lifetime_are_reported_as_expired_at_their_deadline(
     tmp_path: Path, keys: dict[str, Path]
 ) -> None:
     setup = make_setup(tmp_path / "inst", agent={"lifetime_seconds": 3})
-    with running(setup):
+    with running(setup) as supervisor:
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         wait_for(lambda: setup.published("ready"))
         ready = setup.state()
@@ -191,6 +191,9 @@ def test_keys_under_an_agent_lifetime_are_reported_as_expired_at_their_deadline(
         waiting = setup.state()
         assert waiting is not None
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))
+        assert f"1 key(s) appeared; with agent.lifetime_seconds = 3 they expire at {stamp}" in (
+            supervisor.logtext()
+        )
         assert waiting["reason"] == (
             f"1 key expired at {stamp} (agent.lifetime_seconds = 3); run ssh-add again"
         )
