@@ -26,8 +26,12 @@ START_FIX = (
 def check_agent(env: Env) -> list[Finding]:
     """The agent answers on its socket and holds the keys that make it ready."""
     config, user = env.ctx.config, env.ctx.user
-    result = env.probe_fn(config.agent.socket, config.agent.probe_timeout_seconds, user.pw_uid)
-    current, reason = readiness.evaluate(result, config.agent.required_keys)
+    uid = user.pw_uid
+    result, current, reason = readiness.check_live(
+        config.agent,
+        probe_agent=lambda path, seconds: env.probe_fn(path, seconds, uid),
+        sign_agent=lambda path, keys, seconds: env.sign_fn(path, keys, seconds, uid),
+    )
     supervised = state.supervisor_running(config.state.dir)
     where = (
         f"ssh-agent pid {result.peer_pid}, supervisor {'running' if supervised else 'NOT running'}"
@@ -35,6 +39,13 @@ def check_agent(env: Env) -> list[Finding]:
     if current is State.READY:
         verdict = Verdict.OK if supervised else Verdict.FAIL
         return [Finding("agent", verdict, f"ready: {reason} ({where})", START_FIX)]
+    unusable = result.identities and not reason.startswith(readiness.MISSING_PREFIX)
+    if current is State.WAITING and unusable:
+        fix = (
+            "re-add the key without -c (ssh-add KEY), use a key that needs no touch, "
+            "or load a valid certificate"
+        )
+        return [Finding("agent", Verdict.FAIL, f"waiting: {reason} ({where})", fix)]
     if current is State.WAITING:
         fix = f"su - {user.pw_name}, then ssh-add (or backuppc-agent add)"
         return [Finding("agent", Verdict.FAIL, f"waiting: {reason} ({where})", fix)]

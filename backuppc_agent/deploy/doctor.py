@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backuppc_agent import proc
 from backuppc_agent.agent.probe import ProbeResult, probe
+from backuppc_agent.agent.protocol import Identity
+from backuppc_agent.agent.signing import SignChecks, sign_keys
 from backuppc_agent.deploy import access
 from backuppc_agent.deploy.bpconfig import BackupPCConfig
 from backuppc_agent.deploy.context import Context
@@ -65,6 +67,7 @@ class Env:
     procfs: Path
     sysfs: Path
     probe_fn: Callable[[Path, float, int | None], ProbeResult] = probe
+    sign_fn: Callable[[Path, Sequence[Identity], float, int | None], SignChecks] = sign_keys
     ssh_version: Callable[[str], str] = _run_ssh_version
     running_uid: int = field(default=-1)
     runner: access.Runner = access.run_as

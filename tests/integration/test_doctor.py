@@ -103,6 +103,20 @@ def test_everything_passes_once_keys_are_loaded(fixture: Fixture, keys: dict[str
     assert "supervisor running" in result.stdout
 
 
+def test_a_key_that_lists_but_cannot_sign_fails_with_the_reason(
+    fixture: Fixture, keys: dict[str, Path]
+) -> None:
+    with running(fixture.setup):
+        confirm = ssh_add(fixture.setup.socket, "-c", str(keys["a"]), askpass=keys["askpass"])
+        assert confirm.returncode == 0
+        result = fixture.doctor()
+    assert result.returncode == 1
+    [line] = fail_lines(result)
+    assert line.startswith("FAIL agent: waiting: key SHA256:")
+    assert "confirmation required" in line
+    assert "; fix: re-add the key without -c" in line
+
+
 def test_no_supervisor_is_a_failure_with_the_command_to_start_it(fixture: Fixture) -> None:
     result = fixture.doctor()
     assert result.returncode == 1
