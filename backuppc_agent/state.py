@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -79,8 +80,6 @@ class Snapshot:
 
 def publish(state_dir: Path, snapshot: Snapshot) -> None:
     """Atomically replace the state file; raise UnsafePathError if it cannot be written."""
-    import json  # noqa: PLC0415  (hooks import this module for State alone)
-
     data = json.dumps(snapshot.to_json(), sort_keys=True).encode() + b"\n"
     paths.write_private_file(state_dir / STATE_FILE, data)
 
@@ -94,8 +93,6 @@ def read(state_dir: Path) -> Snapshot | None:
     if raw is None:
         return None
     try:
-        import json  # noqa: PLC0415
-
         return Snapshot.from_json(json.loads(raw))
     except (ValueError, KeyError, TypeError):
         return None

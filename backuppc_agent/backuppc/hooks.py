@@ -8,18 +8,20 @@ BackupPC retries at its next wakeup. Post hooks never fail a backup: they
 close the master if configured, kill what a failed job left on the client,
 and exit 0.
 
-This module is on the hot path of every dump: subprocess, logging and the
-master-opening code are imported only when a master has to be opened.
+The master-opening and cleanup code (ssh.master, ssh.remote) is imported only
+when a master has to be opened or a client cleaned up.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backuppc_agent import exitcodes, names
+from backuppc_agent import events, exitcodes, names, paths
 from backuppc_agent.agent.probe import ProbeStatus
 from backuppc_agent.agent.readiness import MISSING_PREFIX, Readiness, wait_ready
 from backuppc_agent.config import AgentConfig, Config
@@ -59,8 +61,6 @@ class Outcome:
 
 
 def _user_name() -> str:
-    import pwd  # noqa: PLC0415  (only on the failure path)
-
     try:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
@@ -109,7 +109,7 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
     status = mux.check_session(path, MASTER_CHECK_SECONDS, session_seconds)
     if status.alive:
         return f"ssh master for {client} is up (pid {status.pid}, reused)"
-    from backuppc_agent.ssh import master  # noqa: PLC0415  (subprocess, logging: only to open)
+    from backuppc_agent.ssh import master  # noqa: PLC0415  (only to open one)
 
     _prefix_log_lines()
 
@@ -121,8 +121,8 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
 def no_ssh_line(hook: str, client: str, xfer_method: str) -> str | None:
     """A line when this job's transfer never runs ssh ($XferMethod): it is then left alone.
 
-    rsync (and an old config.pl without --xfer-method) is the hot path: no file
-    is read. For tar, BackupPC's config tells whether its command runs $sshPath.
+    rsync (and an old config.pl without --xfer-method) reads no file. For tar,
+    BackupPC's config tells whether its command runs $sshPath.
     Raises BadNameError for a client name that must not become a file name.
     """
     if xfer_method in ("", "rsync") or hook not in SSH_HOOKS:
@@ -254,8 +254,6 @@ def post_hook(
 
 def record(config: Config, hook: str, outcome: Outcome) -> str | None:
     """Store the run in the hook-run store; return a problem line if it could not."""
-    from backuppc_agent import events, paths  # noqa: PLC0415  (sqlite3: after the work is done)
-
     rec = events.HookRecord(
         time.time(),
         hook,
@@ -272,7 +270,5 @@ def record(config: Config, hook: str, outcome: Outcome) -> str | None:
 
 
 def _prefix_log_lines() -> None:
-    """Off the hot path: warnings (a dead socket removed, ...) read like the hook's lines."""
-    import logging  # noqa: PLC0415
-
+    """Warnings of the master code (a dead socket removed, ...) read like the hook's lines."""
     logging.basicConfig(level=logging.WARNING, format="backuppc-agent: %(message)s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from backuppc_agent import config as config_mod
@@ -19,8 +20,6 @@ def load_config(args: argparse.Namespace) -> Config:
 
 def setup_logging(debug: bool, level_name: str = "INFO", fmt: str = LOG_FORMAT) -> None:
     """Log to stderr, one line per event (supervisord and journald capture it)."""
-    import logging  # noqa: PLC0415  (kept off the import path of status/wait)
-
     level = logging.DEBUG if debug else getattr(logging, level_name)
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
 
