@@ -73,7 +73,8 @@ class MuxResult:
         }
 
 
-def _failed(err: TransportError, pid: int | None = None) -> MuxResult:
+def failed_result(err: TransportError, pid: int | None = None) -> MuxResult:
+    """The result for a failed request (``pid``: the master's, if an earlier reply gave it)."""
     return MuxResult(_FROM_FAILURE[err.failure], pid, err.detail)
 
 
@@ -122,7 +123,7 @@ def _check(path: Path, timeout: float, session_timeout: float | None) -> MuxResu
                 _open_session(conn, (request_id + 1) & 0xFFFFFFFF)
     except TransportError as err:
         if pid is None or session_timeout is None:
-            return _failed(err)
+            return failed_result(err)
         why = (
             f"master pid {pid} runs but its connection opened no session within "
             f"{session_timeout:g} s ({err.detail})"
@@ -151,7 +152,7 @@ def terminate(path: Path, timeout: float) -> MuxResult:
     try:
         reply_type = _request(path, timeout, framing.MUX_C_TERMINATE)
     except TransportError as err:
-        return _failed(err, before.pid)
+        return failed_result(err, before.pid)
     if reply_type != framing.MUX_S_OK:
         return MuxResult(
             MuxStatus.ALIVE, before.pid, f"master refused to exit ({reply_type:#010x})"
@@ -167,7 +168,7 @@ def stop_listening(path: Path, timeout: float) -> MuxResult:
     try:
         reply_type = _request(path, timeout, framing.MUX_C_STOP_LISTENING)
     except TransportError as err:
-        return _failed(err)
+        return failed_result(err)
     if reply_type != framing.MUX_S_OK:
         return MuxResult(MuxStatus.ALIVE, None, f"master refused to stop ({reply_type:#010x})")
     return MuxResult(MuxStatus.STOPPED, None, "master stopped listening")

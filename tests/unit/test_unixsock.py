@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import unixsock
+from backuppc_agent.agent.probe import ProbeStatus
 from backuppc_agent.errors import ProtocolError
+from backuppc_agent.ssh import mux
 from backuppc_agent.unixsock import Failure, TransportError
 from tests.hostile_support import listener, silent
 
@@ -113,3 +115,11 @@ def test_a_deadline_already_past_is_a_timeout_without_connecting(tmp_path: Path)
     with pytest.raises(TransportError) as caught:
         unixsock.connect(tmp_path / "none", time.monotonic() - 1.0)
     assert caught.value.failure is Failure.TIMEOUT
+
+
+def test_every_transport_failure_has_a_probe_status_and_a_mux_status() -> None:
+    for failure in Failure:
+        assert ProbeStatus(failure.value).name == failure.name
+        result = mux.failed_result(TransportError(failure, "why"), 42)
+        assert (result.alive, result.pid, result.detail) == (False, 42, "why")
+    assert mux.failed_result(TransportError(Failure.REFUSED, "")).status is mux.MuxStatus.STALE
