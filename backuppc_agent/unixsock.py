@@ -1,10 +1,11 @@
 """Unix stream sockets to untrusted local listeners, every step bounded by one deadline.
 
-The agent probe and the mux client both talk to a socket path that anyone of
-our uid (or a stale file, or a wedged process) may hold. Here is the one place
-that connects with a deadline, reads the listener's pid and uid (SO_PEERCRED),
-refuses a listener of another uid, bounds each read and write, and turns every
-way this can fail into a ``TransportError`` of one ``Failure`` kind, worded once.
+The agent probe, the signing probe and the mux client talk to socket paths that
+anyone of our uid (or a stale file, or a wedged process) may hold. Here is the
+one place that connects with a deadline, reads the listener's pid and uid
+(SO_PEERCRED), refuses a listener of another uid, bounds each read and write,
+and turns every way this can fail into a ``TransportError`` of one ``Failure``
+kind, worded once.
 
 Both protocols frame messages as a uint32 big-endian length then the body, so
 ``Connection.exchange`` sends one message and reads one framed reply; the
@@ -60,7 +61,7 @@ class TransportError(Exception):
         self.peer_uid = peer_uid
 
 
-def connect_failure(path: Path, err: OSError, what: str = "socket") -> TransportError:
+def _connect_failure(path: Path, err: OSError, what: str = "socket") -> TransportError:
     """The TransportError for a connect() to ``path`` that raised ``err``."""
     if isinstance(err, FileNotFoundError):
         return TransportError(Failure.MISSING, f"no {what} at {path}")
@@ -79,7 +80,7 @@ def _left(deadline: float) -> float:
     return left
 
 
-def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+def _peer_credentials(sock: socket.socket) -> tuple[int, int]:
     """(pid, uid) of the process on the other end, from SO_PEERCRED."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
     pid, uid, _gid = _PEERCRED.unpack(raw)
@@ -102,30 +103,16 @@ def connect(
     try:
         sock.settimeout(_left(deadline))
         sock.connect(os.fsencode(path))
-        pid, uid = peer_credentials(sock)
+        pid, uid = _peer_credentials(sock)
     except OSError as err:
         sock.close()
-        raise connect_failure(path, err, what) from None
+        raise _connect_failure(path, err, what) from None
     expected = os.getuid() if expected_uid is None else expected_uid
     if uid != expected:
         sock.close()
         detail = f"{what} {path} is served by uid {uid} (pid {pid}), not uid {expected}"
         raise TransportError(Failure.FOREIGN, detail, pid, uid)
     return Connection(sock, deadline, peer, pid, uid)
-
-
-def request(
-    path: Path,
-    message: bytes,
-    deadline: float,
-    length_of: Callable[[bytes], int],
-    parse: Callable[[bytes], T],
-    what: str = "socket",
-    peer: str = "listener",
-) -> T:
-    """Connect, send ``message``, read and parse one framed reply. Raises TransportError."""
-    with connect(path, deadline, what=what, peer=peer) as conn:
-        return conn.exchange(message, length_of, parse)
 
 
 class Connection:
@@ -152,7 +139,7 @@ class Connection:
         """Close the socket."""
         self.sock.close()
 
-    def fail(self, failure: Failure, detail: str) -> TransportError:
+    def _fail(self, failure: Failure, detail: str) -> TransportError:
         """A TransportError that names this connection's peer."""
         return TransportError(failure, detail, self.peer_pid, self.peer_uid)
 
@@ -166,10 +153,10 @@ class Connection:
     def receive(self, length_of: Callable[[bytes], int], parse: Callable[[bytes], T]) -> T:
         """Read one frame (header, then ``length_of(header)`` bytes) and parse its body."""
         try:
-            body = self.recv_exact(length_of(self.recv_exact(_HEADER_BYTES)))
+            body = self._recv_exact(length_of(self._recv_exact(_HEADER_BYTES)))
             return parse(body)
         except ProtocolError as err:
-            raise self.fail(Failure.BAD_REPLY, str(err)) from None
+            raise self._fail(Failure.BAD_REPLY, str(err)) from None
 
     def send(self, data: bytes) -> None:
         """Send all of ``data``. Raises TransportError."""
@@ -182,7 +169,7 @@ class Connection:
         with self._bounded():
             self.sock.sendmsg([b"\0"], rights)
 
-    def recv_exact(self, size: int) -> bytes:
+    def _recv_exact(self, size: int) -> bytes:
         """Read exactly ``size`` bytes. Raises TransportError (also when the peer closes early)."""
         buffer = bytearray(size)
         view = memoryview(buffer)
@@ -192,7 +179,7 @@ class Connection:
                 count = self.sock.recv_into(view[got:])
             if count == 0:
                 detail = f"{self.peer} closed the connection after {got} of {size} bytes"
-                raise self.fail(Failure.BAD_REPLY, detail)
+                raise self._fail(Failure.BAD_REPLY, detail)
             got += count
         return bytes(buffer)
 
@@ -204,7 +191,7 @@ class Connection:
             yield
         except TimeoutError:
             detail = f"{self.peer} (pid {self.peer_pid}) did not answer in time"
-            raise self.fail(Failure.TIMEOUT, detail) from None
+            raise self._fail(Failure.TIMEOUT, detail) from None
         except OSError as err:
             detail = f"{self.peer} hung up: {err.strerror or err}"
-            raise self.fail(Failure.BAD_REPLY, detail) from None
+            raise self._fail(Failure.BAD_REPLY, detail) from None

@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from backuppc_agent.unixsock import Failure, TransportError
 from tests.hostile_support import listener, silent
 
 _U32 = struct.Struct(">I")
+Parse = Callable[[bytes], object]
 
 
 def length(header: bytes) -> int:
@@ -29,6 +31,14 @@ def length(header: bytes) -> int:
 
 def frame(body: bytes) -> bytes:
     return _U32.pack(len(body)) + body
+
+
+def request(
+    path: Path, message: bytes, deadline: float, length_of: Callable[[bytes], int], parse: Parse
+) -> object:
+    """One round trip on a fresh connection."""
+    with unixsock.connect(path, deadline) as conn:
+        return conn.exchange(message, length_of, parse)
 
 
 def echo_upper(conn: socket.socket) -> None:
@@ -46,10 +56,10 @@ def test_one_connection_carries_several_round_trips(tmp_path: Path) -> None:
         assert (conn.peer_pid, conn.peer_uid) == (os.getpid(), os.getuid())
 
 
-def test_request_is_one_round_trip_and_parse_decides_the_value(tmp_path: Path) -> None:
+def test_parse_decides_the_value_of_a_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with listener(path, echo_upper):
-        reply = unixsock.request(path, frame(b"abc"), time.monotonic() + 2.0, length, len)
+        reply = request(path, frame(b"abc"), time.monotonic() + 2.0, length, len)
     assert reply == 3
 
 
@@ -57,7 +67,7 @@ def test_a_reply_the_caller_cannot_decode_is_a_bad_reply(tmp_path: Path) -> None
     path = tmp_path / "s"
     with listener(path, lambda conn: conn.sendall(_U32.pack(5000))):
         with pytest.raises(TransportError, match="5000 bytes is too long") as caught:
-            unixsock.request(path, frame(b"x"), time.monotonic() + 2.0, length, bytes)
+            request(path, frame(b"x"), time.monotonic() + 2.0, length, bytes)
     assert caught.value.failure is Failure.BAD_REPLY
     assert caught.value.peer_pid == os.getpid()
 
@@ -72,7 +82,7 @@ def test_a_peer_that_hangs_up_mid_frame_says_how_much_came(tmp_path: Path) -> No
     path = tmp_path / "s"
     with listener(path, reads_then_hangs_up_midway):
         with pytest.raises(TransportError, match="closed the connection after 2 of 100") as caught:
-            unixsock.request(path, frame(b"x"), time.monotonic() + 2.0, length, bytes)
+            request(path, frame(b"x"), time.monotonic() + 2.0, length, bytes)
     assert caught.value.failure is Failure.BAD_REPLY
 
 
@@ -80,7 +90,7 @@ def test_a_silent_peer_times_out_at_the_deadline(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with listener(path, silent):
         with pytest.raises(TransportError, match=r"listener \(pid \d+\) did not answer") as caught:
-            unixsock.request(path, frame(b"x"), time.monotonic() + 0.2, length, bytes)
+            request(path, frame(b"x"), time.monotonic() + 0.2, length, bytes)
     assert caught.value.failure is Failure.TIMEOUT
 
 
