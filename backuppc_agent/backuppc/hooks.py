@@ -88,8 +88,18 @@ def not_ready_line(config: Config, ready: Readiness) -> str:
         )
     return (
         f"SSH keys not loaded; run 'ssh-add' as {user} (agent socket {sock}); "
-        f"gave up after {ready.waited_seconds:.0f} s: {ready.reason}"
+        f"gave up after {ready.waited_seconds:.0f} s: {_supervisors_reason(config, ready)}"
     )
+
+
+def _supervisors_reason(config: Config, ready: Readiness) -> str:
+    """The supervisor's reason when it too sees no keys: it knows whether they expired."""
+    from backuppc_agent import state as published  # noqa: PLC0415  (json: failure path only)
+
+    snap = published.read(config.state.dir)
+    if snap is None or ready.identities or snap.identities or not snap.agent_up:
+        return ready.reason
+    return snap.reason if snap.state is State.WAITING else ready.reason
 
 
 def check_names(client: str, host: str, config: Config, hook: str) -> None:

@@ -178,7 +178,9 @@ def test_a_certificate_outside_its_validity_is_not_ready_and_cannot_log_in(
 def test_keys_under_an_agent_lifetime_are_reported_as_expired_at_their_deadline(
     tmp_path: Path, keys: dict[str, Path]
 ) -> None:
-    setup = make_setup(tmp_path / "inst", agent={"lifetime_seconds": 3})
+    setup = make_setup(
+        tmp_path / "inst", agent={"lifetime_seconds": 3}, hooks={"wait_seconds": 0.5}
+    )
     with running(setup) as supervisor:
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         wait_for(lambda: setup.published("ready"))
@@ -199,6 +201,10 @@ def test_keys_under_an_agent_lifetime_are_reported_as_expired_at_their_deadline(
         )
         # The supervisor saw the key vanish no earlier than a second before its deadline.
         assert waiting["since"] >= expires - 1.0
+        hook = cli("hook", "pre-dump", "--client", "c1", "--host", ADDRESS, config=setup.config)
+        assert hook.returncode == exitcodes.HOOK_NOT_READY
+        assert "SSH keys not loaded; run 'ssh-add'" in hook.stdout
+        assert f"1 key expired at {stamp} (agent.lifetime_seconds = 3)" in hook.stdout
 
 
 def _valid_before(cert: Path) -> float:
