@@ -86,7 +86,7 @@ class HookSummary:
     wait_buckets: tuple[tuple[float, int], ...]
     wait_sum: float
     wait_count: int
-    #: client -> epoch seconds of its last run that ended "ok"
+    #: client -> epoch seconds of its last run that ended "ok" (not the ping gate's)
     last_success: dict[str, float]
 
 
@@ -192,7 +192,9 @@ def _insert(conn: sqlite3.Connection, rec: HookRecord) -> int:
     )
     if rec.hook in GATING_HOOKS:
         _observe_wait(conn, rec.waited_seconds)
-    if rec.result == "ok":
+    # Only hooks given BackupPC's host name ($client) feed last_success: BackupPC runs
+    # the ping gate with $host alone, the ClientNameAlias or address, not the host's name.
+    if rec.result == "ok" and rec.hook != "ping":
         conn.execute(
             "INSERT INTO last_success VALUES (?, ?) "
             "ON CONFLICT (client) DO UPDATE SET time = max(time, excluded.time)",

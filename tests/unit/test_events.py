@@ -133,3 +133,16 @@ def test_a_symlinked_database_is_refused(tmp_path: Path) -> None:
     (tmp_path / DB_FILE).symlink_to(tmp_path / "elsewhere")
     with pytest.raises(EventStoreError):
         EventStore(tmp_path).record(_rec())
+
+
+def test_a_ping_gate_run_is_counted_but_is_no_hosts_last_success(tmp_path: Path) -> None:
+    """PingCmd gets $host (an alias or address), never BackupPC's host name."""
+    store = EventStore(tmp_path)
+    try:
+        store.record(_rec(hook="ping", client="192.0.2.7", when=100.0))
+        store.record(_rec(hook="pre-dump", client="web1", when=200.0))
+        summary = store.summary()
+    finally:
+        store.close()
+    assert summary.runs == {("ping", "ok"): 1, ("pre-dump", "ok"): 1}
+    assert summary.last_success == {"web1": 200.0}
