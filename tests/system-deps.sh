@@ -5,9 +5,10 @@ set -eu
 
 # systemd: systemd-analyze verify of the units (no systemd needs to run);
 # sysvinit-utils: lsb's init-functions, which the sysvinit script sources.
+# iputils-ping: BackupPC's default PingCmd (the stock localhost host, tests/e2e/test_deb.py).
 # debhelper ... lintian: `make deb` (tests/e2e/test_deb.py builds and installs the
 # package); python3-keyring, python3-prometheus-client: the package's Depends.
-PACKAGES="openssh-client openssh-server rsync backuppc prometheus prometheus-alertmanager shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3
+PACKAGES="openssh-client openssh-server rsync backuppc prometheus prometheus-alertmanager shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3 iputils-ping
 debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian
 python3-keyring python3-prometheus-client"
 
