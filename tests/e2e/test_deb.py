@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,6 +351,15 @@ def test_doctor_is_all_ok(machine: Machine) -> None:
     assert not [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
     assert "skip known_hosts: localhost: XferMethod tar" in done.stdout
     assert "ok   access: backuppc runs /usr/bin/backuppc-agent" in done.stdout
+
+
+def test_the_packaged_exporter_serves_metrics_on_debians_prometheus_client(
+    machine: Machine,
+) -> None:
+    # The supervisor's default [metrics] listen, from python3-prometheus-client (0.16 on 12).
+    with urllib.request.urlopen("http://127.0.0.1:9842/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    assert "\nbackuppc_agent_ready 1.0\n" in text, text[:2000]
 
 
 def _request_restore(machine: Machine) -> None:
