@@ -2,7 +2,7 @@
 
 When the published state turns ready (from anything else, or at start), and
 ``[hooks] on_ready = "backup-all"``, ask BackupPC to run its queue now
-(``BackupPC_serverMesg backup all``) and write a line to its log, instead of
+(``backup all``, over the server's socket) and write a line to its log, instead of
 waiting for the next wakeup. It runs in a thread, each message bounded in
 time, so the supervisor's 0.2 s loop never waits for BackupPC.
 """

@@ -1,59 +1,39 @@
-"""Messages to the BackupPC server through ``BackupPC_serverMesg``, bounded in time.
+"""Messages to the BackupPC server (``backup all``, ``log TEXT``), bounded in time.
 
-BackupPC's tools refuse to run as any user but BackupPC's own. As that user
-we run them directly; as root we run them as ``[backuppc] user`` through
-runuser(1); as anyone else we do not try (and say why).
+They go over the server's socket as BackupPC_serverMesg sends them, but without
+running that program: a BackupPC_serverMesg killed at a timeout hangs up on a
+server that has not answered yet, and the server dies of the SIGPIPE.
+serversock never hangs up before the server has written. The socket needs no
+particular user: the message is signed with $Conf{ServerMesgSecret}.
 """
 
 from __future__ import annotations
 
-import os
-import pwd
-
-from backuppc_agent import proc
+from backuppc_agent.backuppc import serversock
+from backuppc_agent.backuppc.hoststatus import MalformedError
+from backuppc_agent.backuppc.serverstatus import read_text
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 
-SERVERMESG = "BackupPC_serverMesg"
 TIMEOUT_SECONDS = 10.0
+#: The reply is logged; BackupPC's replies to these messages are one short line.
+MAX_REPLY_CHARS = 300
 
 
 class ServerMesgError(BackupPCAgentError):
-    """BackupPC_serverMesg could not be run or failed."""
-
-
-def _current_user() -> str:
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return str(os.geteuid())
-
-
-def make_command(config: Config, *words: str, euid: int | None = None) -> tuple[str, ...]:
-    """argv running BackupPC_serverMesg WORDS as BackupPC's user; raise ServerMesgError."""
-    program = str(config.backuppc.bin_dir / SERVERMESG)
-    user = config.backuppc.user
-    uid = os.geteuid() if euid is None else euid
-    if uid == 0 and user != "root":
-        return ("runuser", "-u", user, "--", program, *words)
-    current = _current_user() if euid is None else str(uid)
-    if current != user and uid != 0:
-        raise ServerMesgError(
-            f"BackupPC's tools only run as {user!r} and we run as {current!r}; "
-            "run the supervisor as that user (or as root)"
-        )
-    return (program, *words)
+    """The BackupPC server could not be asked, or did not answer in time."""
 
 
 def send(config: Config, *words: str) -> str:
-    """Send one message; return the server's reply line. Raises ServerMesgError."""
-    argv = make_command(config, *words)
+    """Send one message (words joined by spaces); return the reply line. Raises ServerMesgError."""
+    config_pl = config.backuppc.conf_dir / "config.pl"
     try:
-        done = proc.run(argv, TIMEOUT_SECONDS, env=proc.base_env())
-    except proc.CommandError as err:
+        secret = serversock.secret_in(read_text(config_pl))
+    except (OSError, MalformedError) as err:
+        why = getattr(err, "strerror", None) or err
+        raise ServerMesgError(f"cannot read {config_pl}: {why}") from err
+    try:
+        reply = serversock.query(config.backuppc.run_dir, secret, " ".join(words), TIMEOUT_SECONDS)
+    except serversock.ServerError as err:
         raise ServerMesgError(str(err)) from err
-    reply = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
-    last = reply.splitlines()[-1] if reply else ""
-    if done.returncode != 0:
-        raise ServerMesgError(f"{SERVERMESG} {words[0]} exited {done.returncode}: {last[:300]}")
-    return last[:300]
+    return reply[:MAX_REPLY_CHARS]

@@ -12,7 +12,6 @@ last known status. A host whose files cannot be read is skipped and named in
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ STATUS_MESSAGE = "status info hosts queueLen"
 #: Bound on any one BackupPC file read at a scrape (a backups file of 10,000 dumps is ~1.5 MB).
 MAX_FILE_BYTES = 16 * 1024 * 1024
 DAY_SECONDS = 86400.0
-_SECRET = re.compile(r"^\s*\$Conf\{ServerMesgSecret\}\s*=\s*'([^'\\]*)'\s*;", re.M)
 
 
 @dataclass(frozen=True)
@@ -136,8 +134,7 @@ def _why(err: BaseException) -> str:
 
 def _live_status(config: BackupPCConfig, main_conf: str) -> ServerStatus:
     """The server's own answer; else status.pl's last known state (up = False)."""
-    secret_match = _SECRET.search(main_conf)
-    secret = secret_match.group(1) if secret_match else ""
+    secret = serversock.secret_in(main_conf)
     try:
         reply = serversock.query(
             config.run_dir, secret, STATUS_MESSAGE, config.status_timeout_seconds

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.backuppc import serversock
+from backuppc_agent import config as config_mod
+from backuppc_agent.backuppc import servermesg, serversock
 
 SEED = b"1700000000,1,4242,0\n"
 
@@ -102,3 +103,29 @@ def test_no_server_is_a_server_error(run_dir: Path) -> None:
     stale.close()  # a socket file nobody listens on, as after a crash
     with pytest.raises(serversock.ServerError, match="cannot connect"):
         serversock.query(run_dir, "", "status info", 1)
+
+
+def test_a_server_message_is_signed_with_config_pls_secret(tmp_path: Path, run_dir: Path) -> None:
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    (conf_dir / "config.pl").write_text("$Conf{ServerMesgSecret} = 'xyzzy';\n")
+    section = {"conf_dir": str(conf_dir), "run_dir": str(run_dir)}
+    config = config_mod.from_mapping({"backuppc": section}, "t.toml", tmp_path)
+    server = StandIn(run_dir, b"ok\n")
+    server.seed_gate.set()
+    server.reply_gate.set()
+    assert servermesg.send(config, "log", "keys", "loaded") == "ok"
+    signed, message = server.received.decode().rstrip("\n").split(" ", 1)
+    assert message == "log keys loaded"
+    assert signed == serversock.digest(SEED, 0, "xyzzy", message)
+
+
+def test_a_server_message_without_a_server_is_one_error(tmp_path: Path, run_dir: Path) -> None:
+    section = {"conf_dir": str(tmp_path / "none"), "run_dir": str(run_dir)}
+    config = config_mod.from_mapping({"backuppc": section}, "t.toml", tmp_path)
+    with pytest.raises(servermesg.ServerMesgError, match="cannot read"):
+        servermesg.send(config, "backup", "all")
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "config.pl").write_text("")
+    with pytest.raises(servermesg.ServerMesgError, match="cannot connect"):
+        servermesg.send(config, "backup", "all")

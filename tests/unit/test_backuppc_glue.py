@@ -50,20 +50,6 @@ def test_words_with_whitespace_or_a_bad_login_are_refused() -> None:
         snippets.render(make_config(), PROGRAM, None, "root@x", "hooks")
 
 
-def test_server_messages_run_directly_as_backuppc_and_through_runuser_as_root() -> None:
-    cfg = make_config()
-    as_root = servermesg.make_command(cfg, "backup", "all", euid=0)
-    assert as_root == (
-        "runuser",
-        "-u",
-        "backuppc",
-        "--",
-        "/usr/share/backuppc/bin/BackupPC_serverMesg",
-        "backup",
-        "all",
-    )
-
-
 def _snap(state: State) -> Snapshot:
     return Snapshot(
         state=state,
