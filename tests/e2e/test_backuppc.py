@@ -404,13 +404,22 @@ def start_slow_dump() -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: any("--server" in cmd for _, cmd in remote_jobs()), timeout=30)
+        wait_mid_transfer()
     except AssertionError:
         dump.kill()
         dump.wait()
         raise
-    time.sleep(1.5)  # mid-transfer: the share takes ~100 s at the client's bandwidth
     return dump
+
+
+def wait_mid_transfer(timeout: float = 30) -> None:
+    """Return once the slow client's rsync runs on the client and has sent for a while.
+
+    A stop that comes earlier (in the pre-dump hook, or while rsync_bpc starts) is
+    not the abort under test: BackupPC_dump then goes on to the whole transfer.
+    """
+    wait_for(lambda: any("--server" in cmd for _, cmd in remote_jobs()), timeout=timeout)
+    time.sleep(1.5)  # mid-transfer: the share takes ~100 s at the client's bandwidth
 
 
 def test_an_aborted_dump_ends_within_seconds_and_leaves_nothing_on_the_client(

@@ -31,6 +31,7 @@ from tests.e2e.test_backuppc import (  # noqa: F401  (site: the shared BackupPC 
     as_backuppc,
     run_bpc,
     site,
+    wait_mid_transfer,
 )
 from tests.helpers import wait_for
 
@@ -131,6 +132,7 @@ def dumped(site: Site) -> Dumped:  # noqa: F811  (the imported fixture)
     wait_for(lambda: f"Started full backup on {CLIENT_SLOW}" in site.new_log(), timeout=60)
     wait_for(lambda: labelled(samples(scrape()), "host_state_info", CLIENT_SLOW)
              == {"state": "backup-in-progress"}, timeout=30)  # fmt: skip
+    wait_mid_transfer()
     assert "ok" in server_mesg("stop", CLIENT_SLOW, "backuppc", "0")
     wait_for(lambda: f"Backup canceled on {CLIENT_SLOW}" in site.new_log(), timeout=60)
     return Dumped(site, failed)
