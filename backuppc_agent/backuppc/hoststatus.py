@@ -99,7 +99,9 @@ def parse_backups(text: str) -> Backups:
         if not line:
             continue
         match = _BACKUP_LINE.match(line)
-        if match is None or (match.group(2) != "active" and not match.group(4)):
+        # only a finished full or incr is sure to have an end time: BackupPC 4.4
+        # keeps a stopped dump as "partial" with its end time (and sizes) empty
+        if match is None or (match.group(2) in ("full", "incr") and not match.group(4)):
             raise MalformedError(f"malformed backups line {line[:80]!r}")
         number, kind, start, end = match.groups()
         counts[kind] += 1

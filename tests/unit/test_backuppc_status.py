@@ -36,6 +36,16 @@ def test_the_last_good_backup_is_the_full_or_incr_that_started_last() -> None:
     assert backups.counts == {"full": 1, "incr": 1, "partial": 1, "active": 1}
 
 
+def test_a_stopped_dump_kept_as_partial_has_no_end_time() -> None:
+    # the line BackupPC 4.4.0 wrote for a full stopped mid-transfer by the server
+    fields = ["0", "partial", "1795976153", *[""] * 11, "3", "", "", "0", "", "1", "rsync", "0",
+              "", "4.4.0", "4", "0", "", ""]  # fmt: skip
+    line = "\t".join(fields) + "\n"
+    backups = hoststatus.parse_backups(line)
+    assert backups.counts["partial"] == 1
+    assert backups.last_number is None
+
+
 @pytest.mark.parametrize("line", ["0\tful", "0\tfull\t100", "x\tfull\t1\t2\t", "0\tfull\t1\t\t"])
 def test_a_half_written_backups_line_is_malformed(line: str) -> None:
     with pytest.raises(MalformedError):
