@@ -110,7 +110,7 @@ def test_a_server_message_is_signed_with_config_pls_secret(tmp_path: Path, run_d
     conf_dir.mkdir()
     (conf_dir / "config.pl").write_text("$Conf{ServerMesgSecret} = 'xyzzy';\n")
     section = {"conf_dir": str(conf_dir), "run_dir": str(run_dir)}
-    config = config_mod.from_mapping({"backuppc": section}, "t.toml", tmp_path)
+    config = config_mod.from_mapping({"backuppc": section}, "t.toml", Path("/home/bk"))
     server = StandIn(run_dir, b"ok\n")
     server.seed_gate.set()
     server.reply_gate.set()
@@ -122,7 +122,7 @@ def test_a_server_message_is_signed_with_config_pls_secret(tmp_path: Path, run_d
 
 def test_a_server_message_without_a_server_is_one_error(tmp_path: Path, run_dir: Path) -> None:
     section = {"conf_dir": str(tmp_path / "none"), "run_dir": str(run_dir)}
-    config = config_mod.from_mapping({"backuppc": section}, "t.toml", tmp_path)
+    config = config_mod.from_mapping({"backuppc": section}, "t.toml", Path("/home/bk"))
     with pytest.raises(servermesg.ServerMesgError, match="cannot read"):
         servermesg.send(config, "backup", "all")
     (tmp_path / "none").mkdir()
