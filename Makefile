@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint check-rules check-shell system-deps venv clean fuzz deb
+.PHONY: run test test-debian-libs bench lint check-rules check-shell system-deps venv clean fuzz deb
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ check-rules: system-deps
 
 # Every shell script through shellcheck; the systemd units through systemd-analyze
 # verify (with a real ExecStart; any warning fails; skipped where not installed).
-SHELL_SCRIPTS = $(shell find . \( -path ./.venv -o -path ./build \) -prune -o \( -name '*.sh' \
+SHELL_SCRIPTS = $(shell find . \( -path ./.venv -o -path ./.venv-debian -o -path ./build \) -prune -o \( -name '*.sh' \
 	-o -path ./initscripts/backuppc-agent -o -path ./initscripts/default-backuppc \
 	-o -path ./debian/postinst -o -path ./debian/postrm -o -path ./debian/prerm \) -print)
 
@@ -55,6 +55,17 @@ check-shell: system-deps $(STAMP)
 # Set up and pass every test: exactly what CI runs.
 test: system-deps $(STAMP) lint check-rules check-shell
 	$(BIN)/python -m pytest
+	$(MAKE) test-debian-libs
+
+# The unit tests and the integration tests that import keyring or prometheus_client,
+# again on Debian's python3-keyring and python3-prometheus-client (the .deb's Depends;
+# .venv has PyPI's current ones): fails if the venv imports any other copy of them.
+DEBIAN_LIB_TESTS = tests/unit tests/integration/test_exporter*.py \
+	tests/integration/test_unlock.py tests/integration/test_security_secrets.py \
+	tests/integration/test_security_metrics.py tests/integration/test_hostile_procfs.py
+
+test-debian-libs: system-deps
+	sh tests/debian-libs.sh .venv-debian $(DEBIAN_LIB_TESTS)
 
 # process-exporter is measured beside our exporter when Debian has it (optional).
 bench: system-deps $(STAMP)
@@ -72,7 +83,7 @@ deb:
 	@test "$$(dpkg-parsechangelog -S Version)" = "$(VERSION)" || \
 		{ echo "deb: debian/changelog's version is not pyproject's $(VERSION)" >&2; exit 1; }
 	rm -rf build/deb && mkdir -p $(DEB_SRC) dist
-	tar -c --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
+	tar -c --exclude=./.git --exclude=./.venv --exclude=./.venv-debian --exclude=./build --exclude=./dist \
 		--exclude='*.egg-info' --exclude=__pycache__ --exclude='.*_cache' . | tar -x -C $(DEB_SRC)
 	# Debian's own interpreters only (not a pyenv or venv python3 on PATH).
 	cd $(DEB_SRC) && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage --no-sign -b >../build.log 2>&1 || \
@@ -83,7 +94,7 @@ deb:
 	@echo "built $(DEB)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist
+	rm -rf $(VENV) .venv-debian .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist
 
 # Explore the hypothesis fuzz tests afresh with many more examples (not part of make test).
 fuzz: $(STAMP)
