@@ -128,7 +128,7 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
     return f"ssh master for {client} is up (pid {status.pid}, {how})"
 
 
-def no_ssh_line(hook: str, client: str, xfer_method: str) -> str | None:
+def no_ssh_line(config: Config, hook: str, client: str, xfer_method: str) -> str | None:
     """A line when this job's transfer never runs ssh ($XferMethod): it is then left alone.
 
     rsync (and an old config.pl without --xfer-method) reads no file. For tar,
@@ -141,7 +141,8 @@ def no_ssh_line(hook: str, client: str, xfer_method: str) -> str | None:
 
     names.check(client, "client")
     restore = hook.endswith("-restore")
-    if bpconfig.BackupPCConfig().host_uses_ssh(client, xfer_method, restore):
+    reader = bpconfig.BackupPCConfig(config.backuppc.conf_dir)
+    if reader.host_uses_ssh(client, xfer_method, restore):
         return None
     reason = bpconfig.no_ssh_reason(xfer_method)
     return f"{client}: {reason} does not use ssh: not gated, no ssh master"
@@ -186,7 +187,7 @@ def pre_hook(
     A job whose transfer never runs ssh passes at once (recorded as ok).
     """
     try:
-        skip = no_ssh_line(hook, client, xfer_method)
+        skip = no_ssh_line(config, hook, client, xfer_method)
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
     if skip:
@@ -249,7 +250,7 @@ def post_hook(
     if hook not in SSH_HOOKS:
         return Outcome(result, exitcodes.OK, (), 0.0, client)
     try:
-        skip = no_ssh_line(hook, client, xfer_method)
+        skip = no_ssh_line(config, hook, client, xfer_method)
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.OK, (str(err),))
     if skip:

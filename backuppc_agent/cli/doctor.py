@@ -13,7 +13,7 @@ from pathlib import Path
 
 from backuppc_agent import exitcodes
 from backuppc_agent.deploy import checks_agent, checks_backuppc, context, doctor
-from backuppc_agent.deploy.bpconfig import CONFIG_DIR, BackupPCConfig
+from backuppc_agent.deploy.bpconfig import BackupPCConfig
 
 CHECKS: list[doctor.Check] = [
     checks_agent.check_running_user,
@@ -34,8 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backuppc-dir",
         metavar="DIR",
-        default=str(CONFIG_DIR),
-        help=f"BackupPC's config directory (default {CONFIG_DIR})",
+        help="BackupPC's config directory (default: [backuppc] conf_dir, /etc/backuppc)",
     )
     parser.add_argument(
         "--procfs", metavar="DIR", help="procfs root (default: [swap] procfs, /proc)"
@@ -48,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = context.load(args.config)
     env = doctor.Env(
         ctx=ctx,
-        backuppc=BackupPCConfig(Path(args.backuppc_dir)),
+        backuppc=BackupPCConfig(Path(args.backuppc_dir or ctx.config.backuppc.conf_dir)),
         procfs=Path(args.procfs) if args.procfs else ctx.config.swap.procfs,
         sysfs=Path(args.sysfs),
         running_uid=os.getuid(),

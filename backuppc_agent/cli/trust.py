@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from backuppc_agent import exitcodes, names
+from backuppc_agent.config import Config
 from backuppc_agent.deploy import context, fsops, trust
-from backuppc_agent.deploy.bpconfig import CONFIG_DIR, BackupPCConfig
+from backuppc_agent.deploy.bpconfig import BackupPCConfig
 from backuppc_agent.errors import BackupPCAgentError
 
 
@@ -26,16 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=trust.DEFAULT_PORT, help="ssh port (22)")
     parser.add_argument("--yes", action="store_true", help="add without asking")
-    parser.add_argument(
-        "--backuppc-dir", metavar="DIR", default=str(CONFIG_DIR), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--backuppc-dir", metavar="DIR", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Scan, show, compare, confirm, add; 0 when the key is (now) trusted."""
     ctx = context.load(args.config)
     client = names.check(args.client, "client")
-    address = names.check(args.host or _alias(args, client), "host")
+    address = names.check(args.host or _alias(args, ctx.config, client), "host")
     if not 0 < args.port < 65536:
         raise BackupPCAgentError(f"--port {args.port}: not a TCP port")
     name = trust.host_field(address, args.port)
@@ -53,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _alias(args: argparse.Namespace, client: str) -> str:
+def _alias(args: argparse.Namespace, config: Config, client: str) -> str:
     """The ClientNameAlias BackupPC connects to, else the client name."""
-    return BackupPCConfig(Path(args.backuppc_dir)).host(client).address
+    directory = Path(args.backuppc_dir or config.backuppc.conf_dir)
+    return BackupPCConfig(directory).host(client).address
 
 
 def _already_known(known_hosts: Path, name: str, key: trust.HostKey) -> bool:

@@ -50,6 +50,28 @@ def test_a_post_hook_without_ssh_touches_no_master_and_exits_0(quick: Setup) -> 
     assert [(row[0], row[2]) for row in _runs(quick)] == [("post-dump", "failed")]
 
 
+@pytest.mark.parametrize(("command", "gated"), [
+    ("$tarPath -c -v -f - -C $shareName --totals", False),  # Debian's stock localhost host
+    ("$sshPath -q -x -n -l root $host env LC_ALL=C $tarPath -c -v -f - -C $shareName", True),
+])  # fmt: skip
+def test_tar_is_gated_only_when_backuppcs_tar_command_runs_ssh(
+    tmp_path: Path, command: str, gated: bool
+) -> None:
+    conf_dir = tmp_path / "etc-backuppc"
+    conf_dir.mkdir()
+    (conf_dir / "config.pl").write_text(f"$Conf{{TarClientCmd}} = '{command}';\n")
+    setup = make_setup(tmp_path / "inst", hooks={"wait_seconds": 0.2},
+                       backuppc={"conf_dir": str(conf_dir)})  # fmt: skip
+    done = cli("hook", "pre-dump", "--client", "localhost", "--host", "root@localhost",
+               "--xfer-method", "tar", config=setup.config)  # fmt: skip
+    if gated:
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert "ssh-agent is not running" in done.stdout
+    else:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "TarClientCmd that does not run $sshPath does not use ssh" in done.stdout
+
+
 def test_a_hostile_client_name_is_refused_before_any_file_is_read(quick: Setup) -> None:
     done = cli("hook", "pre-dump", "--client", "../../etc/passwd", "--xfer-method", "tar",
                config=quick.config)  # fmt: skip
