@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from backuppc_agent import config as config_mod
@@ -29,15 +26,6 @@ def _cycle(socket: Path, watch: AuthWatch) -> State:
     return watch.assess(result, result.fingerprints).state
 
 
-def _median(action: Callable[[], object], runs: int = 7) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def _one_key(root: Path) -> Result:
     key = make_key(root, "id_sign")
     with agent_holding(key, askpass_helper(root)) as socket:
@@ -59,10 +47,12 @@ def _many_keys() -> list[Result]:
         _load_many_keys(socket, KEY_COUNT)
         steady = _watch(socket)
         assert _cycle(socket, steady) is State.READY
-        steady_s = _median(lambda: _cycle(socket, steady))
-        fresh_s = _median(lambda: _cycle(socket, _watch(socket)))
+        steady_s = median_seconds(lambda: _cycle(socket, steady), runs=7, warmup=0)
+        fresh_s = median_seconds(lambda: _cycle(socket, _watch(socket)), runs=7, warmup=0)
         wanted = probe(socket, 10.0).fingerprints[KEY_COUNT // 2]
-        required_s = _median(lambda: _cycle(socket, _watch(socket, (wanted,))))
+        required_s = median_seconds(
+            lambda: _cycle(socket, _watch(socket, (wanted,))), runs=7, warmup=0
+        )
     rows = [
         ("probe cycle, keys unchanged (no signing)", steady_s),
         (f"probe cycle, keys changed: signs the first 8 of {KEY_COUNT}", fresh_s),
