@@ -21,7 +21,7 @@ from backuppc_agent.errors import BackupPCAgentError
 BACKUP_TYPES = ("full", "incr", "partial", "active")
 _HOST = re.compile(r"[\w.-]+", re.ASCII)
 _BACKUP_LINE = re.compile(r"(\d+)\t(full|incr|partial|active)\t(\d+)\t(\d*)(?:\t|$)")
-_CONF_NUMBER = r"\s*=\s*(-?(?:\d+\.?\d*|\.\d+))\s*;"
+_CONF_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
 #: What the server does for a host now (BackupPC's Status_* words, shortened).
 STATES = frozenset({"idle", "backup-starting", "backup-in-progress", "restore-starting",
                     "restore-in-progress", "archive-in-progress", "admin-pending",
@@ -112,19 +112,18 @@ def parse_backups(text: str) -> Backups:
     return Backups(counts, last[1], last[2], last[3])
 
 
-def config_number(text: str, key: str) -> float | None:
-    """The value of ``$Conf{KEY} = NUMBER;`` (the last one), or None if absent.
+def config_number(settings: dict[str, str], key: str) -> float | None:
+    """The number ``$Conf{KEY}`` is set to in ``settings`` (bpconfig.assignments), or None.
 
     Raise MalformedError if KEY is set to anything but a plain number (an
     expression, a variable): then only Perl knows the value.
     """
-    assigned = re.findall(rf"^\s*\$Conf\{{{key}\}}\s*=", text, re.M)
-    if not assigned:
+    value = settings.get(key)
+    if value is None:
         return None
-    values = re.findall(rf"^\s*\$Conf\{{{key}\}}{_CONF_NUMBER}\s*(?:#.*)?$", text, re.M)
-    if len(values) != len(assigned):
+    if _CONF_NUMBER.fullmatch(value) is None:
         raise MalformedError(f"$Conf{{{key}}} is not set to a plain number")
-    return float(values[-1])
+    return float(value)
 
 
 def state_word(state: object) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from backuppc_agent.backuppc import hoststatus, perldata, serversock
 from backuppc_agent.backuppc.hoststatus import Backups, MalformedError
 from backuppc_agent.config import BackupPCConfig
+from backuppc_agent.deploy import bpconfig
 
 STATUS_MESSAGE = "status info hosts queueLen"
 #: Bound on any one BackupPC file read at a scrape (a backups file of 10,000 dumps is ~1.5 MB).
@@ -207,8 +208,9 @@ def _host_config(config: BackupPCConfig, name: str, pc: str, host_files: frozens
 
 def _settings(text: str, base: HostSettings) -> HostSettings:
     """``base`` with what ``text`` sets as plain numbers; raise MalformedError."""
+    settings = bpconfig.assignments(text)
     values = {
-        key: hoststatus.config_number(text, name)
+        key: hoststatus.config_number(settings, name)
         for key, name in (("full_days", "FullPeriod"), ("incr_days", "IncrPeriod"),
                           ("disable", "BackupsDisable"))
     }  # fmt: skip

@@ -9,6 +9,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from backuppc_agent.backuppc import hoststatus, perldata
 from backuppc_agent.backuppc.hoststatus import MalformedError
+from backuppc_agent.deploy import bpconfig
 from backuppc_agent.metrics.backuppc import BackupPCPart
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
 from tests.bpc_tree import backups_line, make_tree
@@ -58,12 +59,13 @@ def test_the_hosts_file_skips_its_header_and_comments_and_lowercases() -> None:
 
 
 def test_config_numbers_are_read_only_when_plain() -> None:
-    text = "$Conf{FullPeriod} = 6.97;  # weekly\n$Conf{IncrPeriod}=0.5;\n"
-    assert hoststatus.config_number(text, "FullPeriod") == 6.97
-    assert hoststatus.config_number(text, "IncrPeriod") == 0.5
-    assert hoststatus.config_number(text, "BackupsDisable") is None
+    settings = bpconfig.assignments("$Conf{FullPeriod} = 6.97;  # weekly\n$Conf{IncrPeriod}=0.5;\n")
+    assert hoststatus.config_number(settings, "FullPeriod") == 6.97
+    assert hoststatus.config_number(settings, "IncrPeriod") == 0.5
+    assert hoststatus.config_number(settings, "BackupsDisable") is None
+    expression = bpconfig.assignments("$Conf{FullPeriod} = 7 * 0.99;\n")
     with pytest.raises(MalformedError):
-        hoststatus.config_number("$Conf{FullPeriod} = 7 * 0.99;\n", "FullPeriod")
+        hoststatus.config_number(expression, "FullPeriod")
 
 
 @pytest.mark.parametrize(
