@@ -8,16 +8,31 @@ against them in milliseconds, with no ssh-agent and no subprocess.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from backuppc_agent.agent.probe import Probe, ProbeResult, ProbeStatus
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import SignCheck, SignChecks, SignStatus
 from backuppc_agent.config import Config, from_mapping
 from backuppc_agent.errors import AgentError
+
+
+@pytest.fixture(name="root")
+def short_root() -> Iterator[Path]:
+    """A fresh directory under /tmp, short enough for socket paths (<= 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="bpa-u-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
 
 #: Above Linux's largest pid_max: no real process has these pids.
 FIRST_FAKE_PID = 5_000_000

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,17 +10,14 @@ import pytest
 from backuppc_agent.agent.keeper import BACKOFF_MAX_SECONDS, STABLE_SECONDS, AgentKeeper
 from backuppc_agent.agent.probe import ProbeStatus
 from backuppc_agent.errors import AgentError, UnsafePathError
-from tests.unit.agent_fakes import FakeSocket, bind_socket, key, make_config
+from tests.unit.agent_fakes import (
+    FakeSocket,
+    bind_socket,
+    key,
+    make_config,
+    short_root,  # noqa: F401  (the root fixture)
+)
 from tests.unit.fakes import FakeClock
-
-
-@pytest.fixture
-def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bpa-k-"))  # short: socket paths <= 108 bytes
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 class Bed:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,17 +16,15 @@ from backuppc_agent.agent.supervisor import Phase, Supervisor
 from backuppc_agent.config import Config
 from backuppc_agent.errors import ConfigError, UnsafePathError
 from backuppc_agent.state import Snapshot, State
-from tests.unit.agent_fakes import FakeAgent, FakeSocket, bind_socket, key, make_config
+from tests.unit.agent_fakes import (
+    FakeAgent,
+    FakeSocket,
+    bind_socket,
+    key,
+    make_config,
+    short_root,  # noqa: F401  (the root fixture)
+)
 from tests.unit.fakes import FakeClock
-
-
-@pytest.fixture
-def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bpa-s-"))  # short: socket paths <= 108 bytes
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 class Recorder:
