@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -330,3 +331,15 @@ def agent_holding(key: Path | None = None, askpass: Path | None = None) -> Itera
         proc.kill()
         proc.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def statvfs_of(mounts: Mapping[str, tuple[int, int]]) -> Callable[[str], os.statvfs_result]:
+    """A statvfs for fixture tmpfs mounts (path -> (blocks, free), 4 KiB blocks); others ENOENT."""
+
+    def statvfs(path: str) -> os.statvfs_result:
+        if path not in mounts:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        blocks, free = mounts[path]
+        return os.statvfs_result((4096, 4096, blocks, free, free, 100, 50, 50, 0, 255))
+
+    return statvfs

@@ -6,7 +6,6 @@ intended change, and review the diff: metric names are an interface.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from backuppc_agent.events import EventStore, HookRecord
 from backuppc_agent.metrics.exporter import Exporter
 from backuppc_agent.state import Snapshot, State
 from tests.bpc_tree import make_tree
-from tests.helpers import private_dir
+from tests.helpers import private_dir, statvfs_of
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "metrics" / "golden.prom"
 RECORDS = [
@@ -49,13 +48,7 @@ READY = Snapshot(
 )
 TMPFS = {"/dev/shm": (1000, 250), "/sys/fs/cgroup": (10, 10), "/run": (500, 499)}
 
-
-def fake_statvfs(path: str) -> os.statvfs_result:
-    """statvfs of the fixture's tmpfs mounts, 4 KiB blocks; the fourth one is gone."""
-    if path not in TMPFS:
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-    blocks, free = TMPFS[path]
-    return os.statvfs_result((4096, 4096, blocks, free, free, 100, 50, 50, 0, 255))
+fake_statvfs = statvfs_of(TMPFS)
 
 
 def _backuppc_tree(root: Path) -> dict[str, str]:

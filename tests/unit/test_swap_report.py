@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from pathlib import Path
@@ -15,17 +14,13 @@ from backuppc_agent.metrics.memory import ProcessSwapPart
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
 from backuppc_agent.metrics.swap import MemInfoPart, SwapsPart
 from backuppc_agent.swapreport import Sources, gather
+from tests.helpers import statvfs_of
 
 KIB = 1024
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TMPFS = {"/dev/shm": (1000, 750), "/run": (500, 500), "/sys/fs/cgroup": (10, 10)}
 
-
-def fake_statvfs(path: str) -> os.statvfs_result:
-    if path not in TMPFS:
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-    blocks, free = TMPFS[path]
-    return os.statvfs_result((4096, 4096, blocks, free, free, 100, 50, 50, 0, 255))
+fake_statvfs = statvfs_of(TMPFS)
 
 
 @pytest.fixture
