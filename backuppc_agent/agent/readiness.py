@@ -15,7 +15,7 @@ from pathlib import Path
 
 from backuppc_agent import waits
 from backuppc_agent.agent.certs import is_certificate, parse_certificate
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
+from backuppc_agent.agent.probe import Probe, ProbeResult, ProbeStatus, probe
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import (
     SAMPLE_KEYS,
@@ -32,7 +32,6 @@ from backuppc_agent.state import State
 #: Shortest probe timeout near the end of a wait: a probe always gets a chance to answer.
 MIN_PROBE_SECONDS = 0.05
 
-Probe = Callable[[Path, float], ProbeResult]
 Signer = Callable[[Path, Sequence[Identity], float], Mapping[str, SignCheck]]
 
 
