@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import sys
 from types import ModuleType
@@ -15,10 +14,6 @@ from backuppc_agent.cli.commands import COMMANDS, HIDDEN, PROG
 DESCRIPTION = "An ssh-agent supervisor and readiness-gated hooks for BackupPC."
 #: A usage error is one line: BackupPC copies a hook's output into its XferLOG.
 MAX_ERROR_CHARS = 500
-#: Help is laid out for this width (argparse would otherwise ask the terminal, through
-#: shutil, on every start: even a hook's parser builds a formatter to check metavars).
-HELP_WIDTH = 98
-_FORMATTER = functools.partial(argparse.HelpFormatter, width=HELP_WIDTH)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +32,7 @@ def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
 
 def _common() -> argparse.ArgumentParser:
     """--config and --debug, accepted before and after the command name."""
-    common = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
+    common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a value given before the command is not reset by the subparser's default.
     common.add_argument(
         "--config",
@@ -58,15 +53,13 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
     """Build the parser; only ``selected``'s module is imported to add its own arguments."""
     common = _common()
     # Subparsers are built with the parent's class: every level errs on one line.
-    parser = _Parser(
-        prog=PROG, parents=[common], description=DESCRIPTION, formatter_class=_FORMATTER
-    )
+    parser = _Parser(prog=PROG, parents=[common], description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
     # With a command chosen, only its parser is built (and only its module imported).
     chosen = {selected: COMMANDS[selected]} if selected else COMMANDS
     for name, (module, text) in chosen.items():
-        kwargs: dict[str, Any] = {"parents": [common], "formatter_class": _FORMATTER}
+        kwargs: dict[str, Any] = {"parents": [common]}
         if text != HIDDEN:
             kwargs["help"] = text
         child = sub.add_parser(name, description=text or None, **kwargs)
