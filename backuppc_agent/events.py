@@ -28,12 +28,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backuppc_agent import waits
 from backuppc_agent.errors import BackupPCAgentError
 
 DB_FILE = "events.sqlite3"
 SCHEMA_VERSION = 1
 #: How long a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT_SECONDS = 5.0
+#: How often a first opener retries the switch to WAL while another holds the lock.
+WAL_RETRY_SECONDS = 0.01
 #: Detail rows older than this are pruned (aggregates are kept for ever).
 RETENTION_SECONDS = 90 * 86400
 #: Prune once every this many inserts (by row id), so the hook path stays cheap.
@@ -170,12 +173,30 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     except OSError as err:
         raise sqlite3.OperationalError(err.strerror) from err
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        conn.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + busy_timeout
+    if not waits.until(lambda: _switched_to_wal(conn), deadline, WAL_RETRY_SECONDS):
+        raise sqlite3.OperationalError("database is locked (switching to WAL)")
     conn.execute("PRAGMA synchronous=NORMAL")
     if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
         conn.executescript(f"{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};")
     return conn
+
+
+def _switched_to_wal(conn: sqlite3.Connection) -> bool:
+    """Put a new store in WAL mode; False while a concurrent first opener holds the lock.
+
+    The switch needs the database to itself, and SQLite fails it at once with
+    "database is locked" (the busy timeout does not cover it) when several
+    hooks open a store that does not exist yet at the same moment.
+    """
+    try:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return True
+        return bool(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal")
+    except sqlite3.OperationalError as err:
+        if "locked" not in str(err):
+            raise
+        return False
 
 
 def _insert(conn: sqlite3.Connection, rec: HookRecord) -> int:
