@@ -27,6 +27,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 from backuppc_agent import waits
 from backuppc_agent.errors import BackupPCAgentError
@@ -102,12 +103,27 @@ def bucket_index(seconds: float) -> int:
 
 
 class EventStore:
-    """The SQLite store at ``STATE_DIR/events.sqlite3`` (mode 0600, WAL)."""
+    """The SQLite store at ``STATE_DIR/events.sqlite3`` (mode 0600, WAL).
+
+    Use it as a context manager (or call ``close()``): the connection is closed
+    on leaving, never left to the garbage collector (Python 3.13 warns of that).
+    """
 
     def __init__(self, state_dir: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         self.path = state_dir / DB_FILE
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -173,13 +189,22 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     except OSError as err:
         raise sqlite3.OperationalError(err.strerror) from err
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        _prepare(conn, busy_timeout)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch a fresh connection to WAL and create the schema if it is missing."""
     deadline = time.monotonic() + busy_timeout
     if not waits.until(lambda: _switched_to_wal(conn), deadline, WAL_RETRY_SECONDS):
         raise sqlite3.OperationalError("database is locked (switching to WAL)")
     conn.execute("PRAGMA synchronous=NORMAL")
     if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
         conn.executescript(f"{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};")
-    return conn
 
 
 def _switched_to_wal(conn: sqlite3.Connection) -> bool:
@@ -249,11 +274,9 @@ def _cumulative(per_bucket: dict[int, int]) -> tuple[tuple[float, int], ...]:
 
 def record_quietly(state_dir: Path, rec: HookRecord) -> str | None:
     """Record ``rec``; return None, or a one-line problem if it could not be stored."""
-    store = EventStore(state_dir)
     try:
-        store.record(rec)
+        with EventStore(state_dir) as store:
+            store.record(rec)
     except EventStoreError as err:
         return str(err)
-    finally:
-        store.close()
     return None

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backuppc_agent.events import EventStore, HookRecord, HookSummary
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "backuppc-agent") if (BIN / "backuppc-agent").exists() else "backuppc-agent"
@@ -33,6 +35,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, every: float =
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {timeout} s: {predicate}")
         time.sleep(every)
+
+
+def stored_summary(state_dir: Path) -> HookSummary:
+    """The hook store's aggregates, read on a connection that is closed at once."""
+    with EventStore(state_dir) as store:
+        return store.summary()
+
+
+def stored_recent(state_dir: Path, limit: int = 20) -> list[HookRecord]:
+    """The hook store's latest runs, newest first, read on a connection closed at once."""
+    with EventStore(state_dir) as store:
+        return store.recent(limit)
 
 
 def private_dir(path: Path) -> Path:
@@ -218,16 +232,19 @@ def make_setup(root: Path, **sections: Section) -> Setup:
 class Supervisor:
     """A real ``backuppc-agent run`` subprocess."""
 
-    def __init__(self, setup: Setup, log: Path | None = None) -> None:
+    def __init__(
+        self, setup: Setup, log: Path | None = None, run_args: tuple[str, ...] = ()
+    ) -> None:
         self.setup = setup
         self.log = log or setup.root / f"supervisor-{time.monotonic_ns()}.log"
+        self.run_args = run_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_state: str | None = "waiting") -> Supervisor:
         """Start it and wait until it publishes ``wait_state``."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [CLI, "--config", str(self.setup.config), "run"],
+                [CLI, "--config", str(self.setup.config), "run", *self.run_args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -1,6 +1,9 @@
 """Keep one ssh-agent alive on the fixed socket: adopt, start, notice death, restart.
 
 The supervisor owns the loop and readiness; the keeper owns the agent process.
+Under systemd another unit runs the agent: the keeper then only adopts it
+(``starter=None``), waits while there is none, and never starts one itself, so
+the agent never lives in the supervisor's cgroup.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class AgentKeeper:
         probe_fn: Probe = probe,
         clock: Callable[[], float] = time.monotonic,
         on_started: StartedHook | None = None,
-        starter: AgentStarter = start_agent,
+        starter: AgentStarter | None = start_agent,
     ) -> None:
         self.config = config
         self._probe = probe_fn
@@ -81,20 +84,41 @@ class AgentKeeper:
     def restarts(self, count: int) -> None:
         self._restart.count = count
 
+    @property
+    def adopt_only(self) -> bool:
+        """True if another service runs the agent: adopt it, never start one."""
+        return self._starter is None
+
     def attach(self) -> ProbeResult | None:
         """Adopt a live agent on the socket or start one; raise if the path is unsafe.
 
-        Returns the probe that found an agent to adopt, or None if one was started.
+        Returns the probe that found an agent to adopt, or None if one was
+        started (or, adopting only, there is none yet).
+        """
+        found = self.find_agent()
+        if found is not None:
+            self.adopt(found)
+            return found
+        if self.adopt_only:
+            logger.info("no ssh-agent on %s yet: waiting for one to adopt", self.config.socket)
+            return None
+        self._start()
+        return None
+
+    def find_agent(self) -> ProbeResult | None:
+        """Return the probe of a live agent on the socket, after removing a stale socket.
+
+        Returns None when the path is free; raises UnsafePathError or AgentError
+        when something that is not our working agent holds it.
         """
         sock = self.config.socket
         paths.ensure_private_dir(sock.parent, "agent socket")
-        if paths.check_socket_path(sock) is paths.SocketPath.SOCKET:
-            result = self._probe(sock, self.config.probe_timeout_seconds)
-            if result.answered and result.peer_pid:
-                self.adopt(result)
-                return result
-            self._clear_socket(result)
-        self._start()
+        if paths.check_socket_path(sock) is not paths.SocketPath.SOCKET:
+            return None
+        result = self._probe(sock, self.config.probe_timeout_seconds)
+        if result.answered and result.peer_pid:
+            return result
+        self._clear_socket(result)
         return None
 
     def adopt(self, result: ProbeResult) -> None:
@@ -127,6 +151,7 @@ class AgentKeeper:
         )
 
     def _start(self) -> None:
+        assert self._starter is not None
         cfg = self.config
         argv = make_agent_command(cfg.ssh_agent, cfg.socket, cfg.lifetime_seconds)
         self._agent = self._starter(argv, cfg.socket, cfg.probe_timeout_seconds, self._probe)
@@ -155,6 +180,9 @@ class AgentKeeper:
             elif result.answered and result.peer_pid != self._agent.pid:
                 logger.warning("agent socket now answered by pid %s; adopting it", result.peer_pid)
                 self.adopt(result)
+        elif self.adopt_only and result.answered and result.peer_pid:
+            self.adopt(result)
+            return
         due = self._restart.due
         if self._agent is None and due is not None and self._clock() >= due:
             self._try_restart()
@@ -162,16 +190,22 @@ class AgentKeeper:
     def _lost(self, how: str) -> None:
         assert self._agent is not None
         pid = self._agent.pid
-        self._agent.stop()
+        if self.adopt_only:
+            # Another service runs the agent: ending or replacing it is its job.
+            self._restart.count += 1
+            then = "waiting for its service to start another"
+        else:
+            self._agent.stop()
+            delay = self._next_backoff()
+            self._restart.due = self._clock() + delay
+            then = f"restarting it in {delay:.1f} s"
         self._agent = None
-        delay = self._next_backoff()
-        self._restart.due = self._clock() + delay
         logger.warning(
-            "ssh-agent pid %d %s: its loaded keys are lost; restarting it in %.1f s. "
+            "ssh-agent pid %d %s: its loaded keys are lost; %s. "
             "Re-add keys with: SSH_AUTH_SOCK=%s ssh-add",
             pid,
             how,
-            delay,
+            then,
             self.config.socket,
         )
 

@@ -66,7 +66,7 @@ class Supervisor:
         loader: Callable[[str | None], Config] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_agent_started: StartedHook | None = None,
-        agent_starter: AgentStarter = start_agent,
+        agent_starter: AgentStarter | None = start_agent,
         sign: Callable[..., SignChecks] = sign_keys,
     ) -> None:
         self.config = config

@@ -6,6 +6,7 @@ HIDDEN = ""
 #: name -> (module under backuppc_agent.cli, one-line help; HIDDEN keeps it out of --help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run the supervisor (foreground; for supervisord, systemd, sysvinit)"),
+    "agent": ("agent_cmd", "run ssh-agent itself on the socket (systemd's backuppc-ssh-agent)"),
     "status": ("status", "show agent readiness; exit 0 when ready, 1 when not"),
     "wait": ("wait", "wait until SSH auth is ready; exit 1 on timeout"),
     "env": ("env", "print SSH_AUTH_SOCK for sh, csh or fish"),

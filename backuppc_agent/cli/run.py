@@ -8,6 +8,7 @@ import os
 
 from backuppc_agent import __version__
 from backuppc_agent import config as config_mod
+from backuppc_agent.agent.process import start_agent
 from backuppc_agent.agent.supervisor import Listener, Supervisor
 from backuppc_agent.agent.unlock import KeyringUnlocker
 from backuppc_agent.backuppc.notify import OnReadyNotifier
@@ -18,8 +19,13 @@ logger = logging.getLogger("backuppc_agent")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options beyond the global ones."""
-    parser.set_defaults()
+    """--adopt: another service runs the ssh-agent."""
+    parser.add_argument(
+        "--adopt",
+        action="store_true",
+        help="never start an ssh-agent: adopt the one on the socket and wait while there is "
+        "none (systemd runs it as backuppc-ssh-agent.service, `backuppc-agent agent`)",
+    )
 
 
 def build_listeners(config: Config) -> list[Listener]:
@@ -50,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
         config_path=args.config,
         listeners=build_listeners(config),
         loader=config_mod.load,
+        agent_starter=None if args.adopt else start_agent,
     )
     return supervisor.run()

@@ -28,11 +28,8 @@ SummaryReader = Callable[[Path], HookSummary]
 
 def read_summary(state_dir: Path) -> HookSummary:
     """Open the store, read its aggregates, close it; raise EventStoreError."""
-    store = EventStore(state_dir)
-    try:
+    with EventStore(state_dir) as store:
         return store.summary()
-    finally:
-        store.close()
 
 
 class HookPart(Part):

@@ -91,12 +91,9 @@ def test_a_hook_run_shows_up_in_the_counters(tmp_path: Path, free_port: int) -> 
     setup = metrics_setup(tmp_path / "inst", free_port)
     url = f"http://127.0.0.1:{free_port}/metrics"
     with running(setup):
-        store = EventStore(setup.state_dir)
-        try:
+        with EventStore(setup.state_dir) as store:
             store.record(HookRecord(1_700_000_000.0, "pre-dump", "client1", "ok", 0.3))
             store.record(HookRecord(1_700_000_100.0, "pre-dump", "client2", "not-ready", 30.0))
-        finally:
-            store.close()
         body = fetch(url)[1]
     assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="ok"}') == 1
     assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="not-ready"}') == 1

@@ -67,12 +67,9 @@ def _backuppc_tree(root: Path) -> dict[str, str]:
 @pytest.fixture
 def exporter(tmp_path: Path, procfs_trees: Path, free_port: int) -> Iterator[Exporter]:
     state_dir = private_dir(tmp_path / "state")
-    store = EventStore(state_dir)
-    try:
+    with EventStore(state_dir) as store:
         for record in RECORDS:
             store.record(record)
-    finally:
-        store.close()
     settings = config.from_mapping(
         {
             "metrics": {"listen": f"127.0.0.1:{free_port}"},

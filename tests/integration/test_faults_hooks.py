@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
 from tests.beds import Bed, kill_masters, processes
 from tests.faults_support import (
@@ -38,6 +37,8 @@ from tests.helpers import (
     kill_agents_on,
     make_setup,
     ssh_add,
+    stored_recent,
+    stored_summary,
     wait_for,
 )
 from tests.sshd import Sshd, needs_root, running_sshd, user_processes
@@ -65,7 +66,7 @@ def _gives_up_in_bound(bed: Bed, host: str) -> None:
     assert "timed out" in done.stdout
     assert "did not finish within" not in done.stdout
     assert CONNECT_TIMEOUT - 0.5 <= elapsed <= OPEN_BOUND_SECONDS
-    assert EventStore(bed.state_dir).summary().runs == {("pre-dump", "ssh-failed"): 1}
+    assert stored_summary(bed.state_dir).runs == {("pre-dump", "ssh-failed"): 1}
     assert not [p for p in processes() if f"ControlPath={bed.root}/" in p[1]]
 
 
@@ -251,7 +252,7 @@ def test_a_read_only_state_dir_fails_only_what_needs_it_and_says_why(
         assert sup.proc is not None
         assert sup.proc.poll() is None
         # what was stored before is still there once the file system is writable again
-        assert EventStore(setup.state_dir).summary().runs[("pre-dump", "ok")] == 1
+        assert stored_summary(setup.state_dir).runs[("pre-dump", "ok")] == 1
 
 
 # --- clock jumps -------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def test_a_wall_clock_jump_neither_cuts_nor_stretches_the_wait_for_keys(
         assert code == 5, out
         assert f"gave up after {WAIT_SECONDS} s" in out
         assert WAIT_SECONDS - 0.2 <= elapsed <= WAIT_SECONDS + 3
-        [run] = EventStore(bed.state_dir).recent()
+        [run] = stored_recent(bed.state_dir)
         assert WAIT_SECONDS - 0.2 <= run.waited_seconds <= WAIT_SECONDS + 1
         assert abs(run.time - (time.time() + int(jump))) < 60  # stamped with the wall clock
 

@@ -33,10 +33,9 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.agent.probe import probe
-from backuppc_agent.events import EventStore
 from backuppc_agent.ssh.master import list_masters
 from tests.faults_support import fault_bed
-from tests.helpers import CLI, agent_holding
+from tests.helpers import CLI, agent_holding, stored_recent
 from tests.sshd import Sshd, needs_root, running_sshd
 
 ADDRESSES = ("127.0.0.65", "127.0.0.66", "127.0.0.67", "127.0.0.68")
@@ -103,7 +102,7 @@ def test_a_hundred_pre_dumps_at_once_open_one_master_each_and_store_every_run(
         assert sorted(m.client for m in masters) == names
         assert len({m.pid for m in masters}) == CLIENTS
         assert sum(server.accepted_publickey() for server in sshds) - before == CLIENTS
-        stored = EventStore(bed.state_dir).recent(limit=2 * CLIENTS)
+        stored = stored_recent(bed.state_dir, 2 * CLIENTS)
         assert sorted(r.client for r in stored) == names
         assert {(r.hook, r.result) for r in stored} == {("pre-dump", "ok")}
         assert elapsed < BOUND_SECONDS

@@ -79,8 +79,5 @@ def test_a_hostile_client_name_is_refused_before_any_file_is_read(quick: Setup) 
 
 
 def _runs(setup: Setup) -> list[tuple[str, str, str]]:
-    store = events.EventStore(setup.state_dir)
-    try:
+    with events.EventStore(setup.state_dir) as store:
         return [(rec.hook, rec.client, rec.result) for rec in store.recent()]
-    finally:
-        store.close()

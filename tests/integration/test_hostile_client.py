@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import exitcodes
-from backuppc_agent.events import EventStore
 from tests.beds import Bed, make_bed
-from tests.helpers import cli, private_dir
+from tests.helpers import cli, private_dir, stored_summary
 
 ANSWERS = {
     "no-count": b"killed \n",
@@ -57,7 +56,7 @@ def test_a_post_hook_survives_any_answer_from_the_client(bed: Bed) -> None:
     assert lines[0].startswith("backuppc-agent: ")
     assert lines[0].isprintable()
     assert len(lines[0]) < 1000
-    assert EventStore(bed.state_dir).summary().runs == {("post-dump", "failed"): 1}
+    assert stored_summary(bed.state_dir).runs == {("post-dump", "failed"): 1}
 
 
 def test_kill_remote_reports_a_bad_answer_in_one_line(bed: Bed) -> None:

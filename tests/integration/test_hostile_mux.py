@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.events import EventStore
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
 from tests.beds import Bed, make_bed
-from tests.helpers import cli, private_dir
+from tests.helpers import cli, private_dir, stored_summary
 from tests.hostile_support import HOSTILE_BEHAVIOURS, listener, recording_program, runs_of
 
 CLIENT = "web01"
@@ -102,7 +101,7 @@ def test_pre_dump_replaces_a_hostile_control_socket_within_its_bound(
     assert len(runs) == 1
     assert f"ControlPath={bed.socket(CLIENT)}" in runs[0]
     assert runs[0][-2:] == ["--", "root@127.0.0.9"]
-    summary = EventStore(bed.state_dir).summary()
+    summary = stored_summary(bed.state_dir)
     assert summary.runs == {("pre-dump", "ssh-failed"): 1}
 
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.events import EventStore
 from tests.beds import Bed, make_bed
-from tests.helpers import private_dir
+from tests.helpers import private_dir, stored_summary
 from tests.hostile_support import recording_program, runs_of, tree_snapshot
 
 MARKER = Path(tempfile.gettempdir()) / "bpa-hostile-names-pwned"
@@ -78,7 +77,7 @@ def before(bed: Bed) -> set[str]:
 def bad_name_runs(bed: Bed) -> dict[tuple[str, str], int]:
     if not bed.state_dir.exists():
         return {}
-    return EventStore(bed.state_dir).summary().runs
+    return stored_summary(bed.state_dir).runs
 
 
 def assert_refused(

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh.master import list_masters
 from tests.beds import Bed, bed_for, make_bed
-from tests.helpers import CLI, cli, wait_for
+from tests.helpers import CLI, cli, stored_summary, wait_for
 from tests.sshd import Sshd, kill_user_processes, needs_root, running_sshd, user_processes
 
 pytestmark = needs_root
@@ -173,7 +172,7 @@ def test_hostile_names_are_refused_before_any_path_or_ssh(bed: Bed) -> None:
     assert not marker.exists()
     assert not bed.control_dir.exists() or list(bed.control_dir.iterdir()) == []
     assert bed.sshd.logtext().count("Connection from") == before
-    summary = EventStore(bed.state_dir).summary()
+    summary = stored_summary(bed.state_dir)
     assert summary.runs[("pre-dump", "bad-name")] == len(cases)
 
 
@@ -215,7 +214,7 @@ def test_post_dump_after_a_failure_kills_leftovers_and_still_exits_zero(bed: Bed
         assert bad.returncode == 0
     finally:
         job.kill()
-    summary = EventStore(bed.state_dir).summary()
+    summary = stored_summary(bed.state_dir)
     assert summary.runs[("post-dump", "failed")] == 1
 
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.events import EventStore
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh import mux_framing as framing
 from tests.beds import Bed, make_bed
-from tests.helpers import cli, make_setup, private_dir, wait_for
+from tests.helpers import cli, make_setup, private_dir, stored_summary, wait_for
 from tests.hostile_support import listener, recording_program, runs_of
 
 NOBODY = 65534
@@ -112,7 +111,7 @@ def test_pre_dump_refuses_an_unsafe_control_dir(bed: Bed, how: str) -> None:
     spoil(bed.control_dir, how)
     done = bed.pre_dump(CLIENT, HOST)
     assert_refused(bed, done, how)
-    assert EventStore(bed.state_dir).summary().runs == {("pre-dump", "ssh-failed"): 1}
+    assert stored_summary(bed.state_dir).runs == {("pre-dump", "ssh-failed"): 1}
 
 
 @pytest.mark.parametrize("how", SPOILERS)

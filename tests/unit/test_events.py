@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
+import os
 import sqlite3
 import stat
 import time
@@ -33,32 +35,31 @@ def _rec(
 
 
 def test_a_fresh_store_summarises_to_zero_with_an_inf_bucket(tmp_path: Path) -> None:
-    store = EventStore(tmp_path)
-    summary = store.summary()
+    with EventStore(tmp_path) as store:
+        summary = store.summary()
     assert summary.runs == {}
     assert summary.wait_buckets[-1] == (math.inf, 0)
     assert [bound for bound, _ in summary.wait_buckets[:-1]] == list(WAIT_BUCKETS_SECONDS)
     assert (summary.wait_sum, summary.wait_count) == (0.0, 0)
-    store.close()
 
 
 def test_the_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
-    store = EventStore(tmp_path)
-    store.record(_rec())
-    store.close()
+    with EventStore(tmp_path) as store:
+        store.record(_rec())
     assert stat.S_IMODE((tmp_path / DB_FILE).stat().st_mode) == 0o600
-    conn = sqlite3.connect(tmp_path / DB_FILE)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
+    # sqlite3.Connection's own context manager commits but does not close.
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_counts_buckets_and_last_success_follow_the_records(tmp_path: Path) -> None:
-    store = EventStore(tmp_path)
-    store.record(_rec(waited=0.05, when=100.0))
-    store.record(_rec(waited=3.0, result="not-ready", when=200.0))
-    store.record(_rec(hook="post-dump", result="failed", when=300.0))
-    store.record(_rec(client="b", waited=400.0, when=400.0))
-    summary = store.summary()
+    with EventStore(tmp_path) as store:
+        store.record(_rec(waited=0.05, when=100.0))
+        store.record(_rec(waited=3.0, result="not-ready", when=200.0))
+        store.record(_rec(hook="post-dump", result="failed", when=300.0))
+        store.record(_rec(client="b", waited=400.0, when=400.0))
+        summary = store.summary()
+        recent = store.recent(2)
     assert summary.runs == {
         ("pre-dump", "ok"): 2,
         ("pre-dump", "not-ready"): 1,
@@ -72,8 +73,7 @@ def test_counts_buckets_and_last_success_follow_the_records(tmp_path: Path) -> N
     assert summary.wait_count == 3
     assert summary.wait_sum == pytest.approx(403.05)
     assert summary.last_success == {"a": 100.0, "b": 400.0}
-    assert [r.result for r in store.recent(2)] == ["ok", "failed"]
-    store.close()
+    assert [r.result for r in recent] == ["ok", "failed"]
 
 
 def test_bucket_index_puts_bounds_in_their_own_bucket() -> None:
@@ -83,20 +83,19 @@ def test_bucket_index_puts_bounds_in_their_own_bucket() -> None:
 
 
 def test_pruning_old_detail_rows_never_lowers_the_counters(tmp_path: Path) -> None:
-    store = EventStore(tmp_path)
-    for index in range(600):
-        store.record(_rec(when=1000.0 + index))  # ancient: pruned at row 500
-    store.record(_rec())
-    assert len(store.recent(1000)) < 601
-    assert store.summary().runs[("pre-dump", "ok")] == 601
-    store.close()
+    with EventStore(tmp_path) as store:
+        for index in range(600):
+            store.record(_rec(when=1000.0 + index))  # ancient: pruned at row 500
+        store.record(_rec())
+        assert len(store.recent(1000)) < 601
+        assert store.summary().runs[("pre-dump", "ok")] == 601
 
 
 def _writer(state_dir: str, worker: int, count: int) -> None:
-    store = EventStore(Path(state_dir))
-    for index in range(count):
-        store.record(HookRecord(time.time(), "pre-dump", f"c{worker}", "ok", 0.01, f"run {index}"))
-    store.close()
+    with EventStore(Path(state_dir)) as store:
+        for index in range(count):
+            rec = HookRecord(time.time(), "pre-dump", f"c{worker}", "ok", 0.01, f"run {index}")
+            store.record(rec)
 
 
 def test_concurrent_writers_in_several_processes_lose_no_record(tmp_path: Path) -> None:
@@ -108,21 +107,21 @@ def test_concurrent_writers_in_several_processes_lose_no_record(tmp_path: Path) 
     for proc in workers:
         proc.join(60)
         assert proc.exitcode == 0
-    store = EventStore(tmp_path)
-    summary = store.summary()
+    with EventStore(tmp_path) as store:
+        summary = store.summary()
+        recent = store.recent(1000)
     assert summary.runs[("pre-dump", "ok")] == 300
     assert summary.wait_count == 300
-    assert len(store.recent(1000)) == 300
+    assert len(recent) == 300
     assert set(summary.last_success) == {f"c{n}" for n in range(6)}
-    store.close()
 
 
 def test_an_unwritable_store_raises_one_error_and_record_quietly_reports_it(
     tmp_path: Path,
 ) -> None:
     missing = tmp_path / "no-such-dir"
-    with pytest.raises(EventStoreError, match="cannot open"):
-        EventStore(missing).record(_rec())
+    with pytest.raises(EventStoreError, match="cannot open"), EventStore(missing) as store:
+        store.record(_rec())
     problem = record_quietly(missing, _rec())
     assert problem is not None
     assert "no-such-dir" in problem
@@ -131,18 +130,45 @@ def test_an_unwritable_store_raises_one_error_and_record_quietly_reports_it(
 def test_a_symlinked_database_is_refused(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").write_text("")
     (tmp_path / DB_FILE).symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(EventStoreError):
-        EventStore(tmp_path).record(_rec())
+    with pytest.raises(EventStoreError), EventStore(tmp_path) as store:
+        store.record(_rec())
 
 
 def test_a_ping_gate_run_is_counted_but_is_no_hosts_last_success(tmp_path: Path) -> None:
     """PingCmd gets $host (an alias or address), never BackupPC's host name."""
-    store = EventStore(tmp_path)
-    try:
+    with EventStore(tmp_path) as store:
         store.record(_rec(hook="ping", client="192.0.2.7", when=100.0))
         store.record(_rec(hook="pre-dump", client="web1", when=200.0))
         summary = store.summary()
-    finally:
-        store.close()
     assert summary.runs == {("ping", "ok"): 1, ("pre-dump", "ok"): 1}
     assert summary.last_success == {"web1": 200.0}
+
+
+def _open_fds_on(path: Path) -> list[str]:
+    """This process's file descriptors open on ``path`` (from /proc/self/fd)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == str(path):
+                found.append(fd.name)
+    return found
+
+
+def test_a_store_that_fails_to_open_leaves_no_connection_open(tmp_path: Path) -> None:
+    """SQLite opens the file, then the first PRAGMA finds it is no database: close it.
+
+    The error's traceback still references the opener's frame; only an explicit
+    close frees the file (Python 3.13 also warns of connections left to the GC).
+    """
+    (tmp_path / DB_FILE).write_bytes(b"not a database, " * 64)
+    with pytest.raises(EventStoreError, match="cannot open") as caught:
+        EventStore(tmp_path).record(_rec())
+    assert caught.value.__cause__ is not None
+    assert _open_fds_on(tmp_path / DB_FILE) == []
+
+
+def test_leaving_the_with_block_closes_the_store(tmp_path: Path) -> None:
+    with EventStore(tmp_path) as store:
+        store.record(_rec())
+        assert _open_fds_on(tmp_path / DB_FILE) != []
+    assert _open_fds_on(tmp_path / DB_FILE) == []

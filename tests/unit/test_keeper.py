@@ -186,3 +186,56 @@ def test_stop_ends_the_agent_and_removes_its_socket(bed: Bed) -> None:
     assert agent.stopped
     assert bed.keeper.pid is None
     assert not bed.config.agent.socket.exists()
+
+
+@pytest.fixture
+def adopting(root: Path) -> Bed:
+    """A keeper that only adopts: another service (systemd's unit) runs the agent."""
+    bed = Bed(root)
+    bed.keeper = AgentKeeper(bed.config.agent, bed.socket.probe, bed.clock, starter=None)
+    return bed
+
+
+def test_adopting_only_starts_nothing_while_no_agent_is_on_the_socket(adopting: Bed) -> None:
+    assert adopting.keeper.adopt_only
+    assert adopting.keeper.attach() is None
+    adopting.clock.sleep(BACKOFF_MAX_SECONDS)
+    adopting.check()
+    assert adopting.keeper.pid is None
+    assert adopting.socket.starts == []
+
+
+def test_adopting_only_adopts_the_agent_its_service_starts_later(adopting: Bed) -> None:
+    adopting.keeper.attach()
+    agent = adopting.socket.serve(keys=(key("a"),))
+    adopting.check()
+    assert (adopting.keeper.pid, adopting.keeper.adopted) == (agent.pid, True)
+    env = adopting.config.agent.env_file.read_text()
+    assert f"SSH_AGENT_PID={agent.pid}" in env
+
+
+def test_adopting_only_leaves_a_lost_agent_to_its_service_and_adopts_the_next(
+    adopting: Bed, caplog: pytest.LogCaptureFixture
+) -> None:
+    bind_socket(adopting.config.agent.socket)
+    first = adopting.socket.serve()
+    assert adopting.keeper.attach() is not None
+    first.dies(stale=True)
+    with caplog.at_level(logging.WARNING):
+        adopting.check()
+    assert adopting.keeper.pid is None
+    assert not first.stopped  # not signalled: the service ends or replaces it
+    assert "waiting for its service to start another" in caplog.text
+    second = adopting.socket.serve()
+    adopting.check()
+    assert adopting.keeper.pid == second.pid
+    assert adopting.keeper.restarts == 1
+    assert adopting.socket.starts == []
+
+
+def test_find_agent_removes_a_stale_socket_and_starts_nothing(adopting: Bed) -> None:
+    bind_socket(adopting.config.agent.socket)
+    adopting.socket.stale = True
+    assert adopting.keeper.find_agent() is None
+    assert not adopting.config.agent.socket.exists()
+    assert adopting.socket.starts == []

@@ -69,9 +69,6 @@ def test_an_unexpected_failure_is_recorded_as_error(
     monkeypatch.setattr(hook_cli.hooks, "post_hook", _raise)
     argv = ["--config", str(setup.config), "hook", hook, "--client", "web1", "--xfer-ok", "1"]
     assert main(argv) == code  # pre: internal error (70); post hooks never fail a backup
-    store = EventStore(setup.state_dir)
-    try:
+    with EventStore(setup.state_dir) as store:
         assert store.summary().runs == {(hook, "error"): 1}
         assert "RuntimeError: a bug" in store.recent(1)[0].detail
-    finally:
-        store.close()

@@ -1,0 +1,45 @@
+"""``backuppc-agent agent``: ssh-agent itself, for an init system that runs it as a service.
+
+Under systemd the agent is a unit of its own (backuppc-ssh-agent.service), so
+that restarting the supervisor (``run --adopt``) or upgrading the package never
+touches the loaded keys and leaves no process behind in the supervisor's unit.
+This command prepares the configured socket as the supervisor would (private
+directory, a stale socket removed, a live one refused) and then becomes
+``ssh-agent -D`` on it: the service's main process is the agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from backuppc_agent.agent.keeper import AgentKeeper
+from backuppc_agent.agent.process import make_agent_command
+from backuppc_agent.cli.common import load_config, setup_logging
+from backuppc_agent.errors import AgentError
+
+logger = logging.getLogger("backuppc_agent")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options beyond the global ones."""
+    parser.set_defaults()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exec ssh-agent in the foreground on the configured socket; return only on failure."""
+    setup_logging(args.debug)
+    agent = load_config(args).agent
+    live = AgentKeeper(agent, starter=None).find_agent()
+    if live is not None:
+        raise AgentError(
+            f"an ssh-agent (pid {live.peer_pid}) already answers on {agent.socket}: "
+            "stop it first (its keys end), or let `backuppc-agent run` adopt it"
+        )
+    argv = make_agent_command(agent.ssh_agent, agent.socket, agent.lifetime_seconds)
+    logger.info("running %s", " ".join(argv))
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 (the argv tuple; no shell)
+    except OSError as err:
+        raise AgentError(f"cannot run {argv[0]}: {err.strerror}") from err
