@@ -13,6 +13,7 @@ modules pick distinct ones so runs in parallel never collide.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -27,9 +28,16 @@ from pathlib import Path
 
 import pytest
 
+from backuppc_agent.deploy.checks_agent import parse_ssh_version
+
 SSHD = "/usr/sbin/sshd"
 CLIENT_USER = "bpaclient"
 START_SECONDS = 10.0
+#: sshd 9.8 added PerSourcePenalties: each connection that never authenticates (our
+#: readiness connects, ssh-keyscan's, the hostile tests' probes) earns its source a
+#: penalty, and after about 15 sshd refuses 127.0.0.1 for a while. Older sshd refuses
+#: the exemption keyword itself.
+PENALTIES_SINCE = (9, 8)
 
 # conftest skips tests marked root when not root; as root, a missing sshd fails them
 # (`make test` installs openssh-server through tests/system-deps.sh).
@@ -48,6 +56,20 @@ def ensure_client_user(name: str = CLIENT_USER) -> str:
     # A locked account ('!' in shadow) is refused by sshd when PAM is off.
     subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True, timeout=30)
     return name
+
+
+@functools.cache
+def sshd_version() -> tuple[int, int]:
+    """(major, minor) of the installed sshd, from ``sshd -V``."""
+    done = subprocess.run([SSHD, "-V"], capture_output=True, text=True, timeout=30, check=False)
+    version = parse_ssh_version(done.stderr + done.stdout)
+    assert version is not None, f"cannot parse `{SSHD} -V`: {done.stderr!r}"
+    return version
+
+
+def penalty_exemption() -> str:
+    """The sshd_config line that exempts loopback from PerSourcePenalties, where sshd has them."""
+    return "PerSourcePenaltyExemptList 127.0.0.0/8\n" if sshd_version() >= PENALTIES_SINCE else ""
 
 
 def public_key_line(key: Path) -> str:
@@ -107,7 +129,7 @@ class Sshd:
             "UseDNS no\n"
             "PrintMotd no\n"
             "X11Forwarding no\n"
-            "AllowTcpForwarding no\n" + self.extra_config
+            "AllowTcpForwarding no\n" + penalty_exemption() + self.extra_config
         )
 
     def start(self) -> Sshd:
