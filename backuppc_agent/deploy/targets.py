@@ -73,6 +73,7 @@ def values(ctx: Context, program: str) -> templates.Values:
         socket=str(agent.socket),
         env_file=str(agent.env_file),
         writable_dirs=" ".join(str(path) for path in writable),
+        socket_dir=str(agent.socket.parent),
     )
 
 
@@ -130,6 +131,8 @@ INIT_FILES: dict[str, tuple[tuple[Path, str, bool, int, str], ...]] = {
     "systemd": (
         (SYSTEMD_DIR / "backuppc-agent.service", templates.SYSTEMD_SERVICE, False, 0o644,
          "systemd unit"),
+        (SYSTEMD_DIR / "backuppc-ssh-agent.service", templates.SYSTEMD_AGENT, False, 0o644,
+         "systemd unit of the agent"),
         (SYSTEMD_DIR / "backuppc.service.d" / "backuppc-agent.conf", templates.SYSTEMD_DROPIN,
          False, 0o644, "BackupPC drop-in"),
     ),

@@ -20,10 +20,19 @@ SUPERVISOR = "supervisor/backuppc-agent.conf"
 SYSVINIT = "sysvinit/backuppc-agent"
 SYSVINIT_DEFAULT = "sysvinit/default-backuppc"
 SYSTEMD_SERVICE = "systemd/backuppc-agent.service"
+SYSTEMD_AGENT = "systemd/backuppc-ssh-agent.service"
 SYSTEMD_DROPIN = "systemd/backuppc.service.d/backuppc-agent.conf"
 PROFILE = "profile/backuppc-agent.sh"
 
-ALL = (SUPERVISOR, SYSVINIT, SYSVINIT_DEFAULT, SYSTEMD_SERVICE, SYSTEMD_DROPIN, PROFILE)
+ALL = (
+    SUPERVISOR,
+    SYSVINIT,
+    SYSVINIT_DEFAULT,
+    SYSTEMD_SERVICE,
+    SYSTEMD_AGENT,
+    SYSTEMD_DROPIN,
+    PROFILE,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,8 @@ class Values:
     socket: str = "/var/lib/backuppc/.ssh/agent.socket"
     env_file: str = "/var/lib/backuppc/.ssh/agent.env"
     writable_dirs: str = "/var/lib/backuppc/.ssh /var/lib/backuppc/.local/state/backuppc-agent"
+    #: The one directory the agent's own unit writes (its socket's).
+    socket_dir: str = "/var/lib/backuppc/.ssh"
 
 
 SHIPPED = Values()
@@ -48,6 +59,7 @@ def _substitutions(values: Values) -> dict[str, str]:
     old, new = asdict(SHIPPED), asdict(values)
     table = {old[name]: new[name] for name in ("program", "config", "socket", "env_file")}
     table[old["writable_dirs"]] = new["writable_dirs"]
+    table[f"ReadWritePaths={old['socket_dir']}\n"] = f"ReadWritePaths={new['socket_dir']}\n"
     table[f'HOME="{old["home"]}"'] = f'HOME="{new["home"]}"'
     for key in ("user=", "User=", "RUN_AS="):
         table[key + old["user"]] = key + new["user"]

@@ -200,18 +200,26 @@ def test_systemd_units_are_written_and_verify(root: Path, tmp_path: Path) -> Non
     unit_dir = under(root, "/etc/systemd/system")
     unit = (unit_dir / "backuppc-agent.service").read_text()
     assert f"ReadWritePaths={HOME}/.ssh {HOME}/.local/state/backuppc-agent\n" in unit
+    agent_unit = (unit_dir / "backuppc-ssh-agent.service").read_text()
+    assert f"ReadWritePaths={HOME}/.ssh\n" in agent_unit
     dropin = unit_dir / "backuppc.service.d" / "backuppc-agent.conf"
     assert f"Environment=SSH_AUTH_SOCK={HOME}/.ssh/agent.socket" in dropin.read_text()
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    stock = Path("/lib/systemd/system/backuppc.service")
-    if stock.exists():
+    # BackupPC's own unit: /lib on Debian 12, /usr/lib on Debian 13.
+    stocks = [
+        Path(d) / "backuppc.service" for d in ("/usr/lib/systemd/system", "/lib/systemd/system")
+    ]
+    stock = next((path for path in stocks if path.exists()), None)
+    if stock is not None:
         shutil.copy(stock, unit_dir / "backuppc.service")
     env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"}
-    names = ["backuppc-agent.service"] + (["backuppc.service"] if stock.exists() else [])
+    names = ["backuppc-agent.service", "backuppc-ssh-agent.service"]
+    names += ["backuppc.service"] if stock is not None else []
+    # --man=no: backuppc-agent(1) comes with the package build, not with install.
     verify = subprocess.run(
-        [analyze, "verify", *names],
+        [analyze, "verify", "--man=no", *names],
         capture_output=True,
         text=True,
         timeout=60,

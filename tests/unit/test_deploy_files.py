@@ -23,6 +23,7 @@ OTHER = templates.Values(
     socket="/srv/home/s/agent.sock",
     env_file="/srv/home/s/agent.env",
     writable_dirs="/srv/home/s /srv/state",
+    socket_dir="/srv/home/s",
 )
 
 
@@ -39,6 +40,7 @@ BACK_TO_SHIPPED = {
     "/srv/home/s /srv/state": (
         "/var/lib/backuppc/.ssh /var/lib/backuppc/.local/state/backuppc-agent"
     ),
+    "ReadWritePaths=/srv/home/s\n": "ReadWritePaths=/var/lib/backuppc/.ssh\n",
     'HOME="/srv/home"': 'HOME="/var/lib/backuppc"',
     "user=bkp": "user=backuppc",
     "User=bkp": "User=backuppc",
@@ -106,15 +108,33 @@ def test_supervisord_settings_are_the_deliberate_ones() -> None:
     assert program["command"].endswith(" run")
 
 
-def test_the_systemd_unit_never_kills_the_agent_on_restart_nor_hides_its_peers() -> None:
+def test_the_systemd_supervisor_adopts_the_agent_of_its_own_unit_and_hides_no_peers() -> None:
     unit = templates.read(templates.SYSTEMD_SERVICE)
     settings = _settings(unit)
-    assert settings["KillMode"] == "process"
+    # The agent lives in backuppc-ssh-agent.service: the whole supervisor unit may be
+    # stopped (no KillMode=process leaving an agent behind in its cgroup).
+    assert "KillMode" not in settings
+    assert settings["ExecStart"].endswith(" run --adopt")
+    assert settings["Wants"] == "backuppc-ssh-agent.service"
+    assert settings["After"].startswith("backuppc-ssh-agent.service ")
+    assert settings["ConditionPathExists"] == "/etc/backuppc-agent/config.toml"
     assert settings["Restart"] == "always"
     assert settings["Type"] == "exec"
     assert "\nPrivateUsers=" not in unit  # ssh-agent checks peer uids
     assert "\nMemoryDenyWriteExecute=" not in unit
     assert settings["ProtectSystem"] == "strict"
+
+
+def test_the_agent_unit_runs_ssh_agent_stops_cleanly_and_is_only_pulled_in() -> None:
+    unit = templates.read(templates.SYSTEMD_AGENT)
+    settings = _settings(unit)
+    assert settings["ExecStart"].endswith(" agent")
+    assert settings["SuccessExitStatus"] == "2"  # ssh-agent's exit after TERM
+    assert settings["Restart"] == "on-failure"
+    assert settings["ConditionPathExists"] == "/etc/backuppc-agent/config.toml"
+    assert settings["User"] == "backuppc"
+    assert "[Install]" not in unit  # static: backuppc-agent.service wants it
+    assert "\nPrivateUsers=" not in unit
 
 
 def test_the_backuppc_dropin_exports_the_socket_and_orders_after_the_agent() -> None:
@@ -128,6 +148,7 @@ def test_the_repository_paths_are_the_package_files() -> None:
         "supervisor.d/backuppc-agent.conf": templates.SUPERVISOR,
         "initscripts/backuppc-agent": templates.SYSVINIT,
         "initscripts/backuppc-agent.service": templates.SYSTEMD_SERVICE,
+        "initscripts/backuppc-ssh-agent.service": templates.SYSTEMD_AGENT,
         "initscripts/backuppc.service.d/backuppc-agent.conf": templates.SYSTEMD_DROPIN,
         "initscripts/default-backuppc": templates.SYSVINIT_DEFAULT,
         "initscripts/profile-backuppc-agent.sh": templates.PROFILE,
