@@ -3,7 +3,9 @@
 Under BatchMode an unknown host key fails ("Host key verification failed"),
 the most common first-day error. ``ssh-keyscan -t ed25519`` fetches the key
 (``-q`` prints nothing on OpenSSH 9.2); ``ssh-keygen -F`` finds what the file
-already holds, hashed entries included.
+already holds, hashed entries included. When no key comes back, ``ssh.reach``
+says why: nothing listens, no answer, or an sshd >= 9.8 dropping this server
+for its PerSourcePenalties (which ssh-keyscan's own connections earn).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from backuppc_agent import proc
 from backuppc_agent.agent import keyfiles
 from backuppc_agent.deploy import fsops
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.ssh import reach
 
 KEY_TYPE = "ssh-ed25519"
 SCAN_TIMEOUT_SECONDS = 5
@@ -39,10 +42,11 @@ def host_field(address: str, port: int) -> str:
     return address if port == DEFAULT_PORT else f"[{address}]:{port}"
 
 
-def make_keyscan_command(address: str, port: int) -> tuple[str, ...]:
+def make_keyscan_command(
+    address: str, port: int, timeout: int = SCAN_TIMEOUT_SECONDS
+) -> tuple[str, ...]:
     """``ssh-keyscan -t ed25519 -T 5 -p PORT -- ADDRESS``."""
-    timeout = str(SCAN_TIMEOUT_SECONDS)
-    return ("ssh-keyscan", "-t", "ed25519", "-T", timeout, "-p", str(port), "--", address)
+    return ("ssh-keyscan", "-t", "ed25519", "-T", str(timeout), "-p", str(port), "--", address)
 
 
 def parse_key_lines(text: str) -> list[HostKey]:
@@ -58,21 +62,18 @@ def parse_key_lines(text: str) -> list[HostKey]:
     return keys
 
 
-def scan(address: str, port: int) -> HostKey:
-    """The client's ed25519 host key; raise BackupPCAgentError if none answers."""
-    result = proc.run(make_keyscan_command(address, port), SCAN_TIMEOUT_SECONDS * 3)
-    keys = [
-        key
-        for key in parse_key_lines(result.stdout.decode(errors="replace"))
-        if key.key_type == KEY_TYPE
-    ]
-    if not keys:
-        detail = result.stderr.decode(errors="replace").strip().splitlines()
-        reason = next((line for line in detail if not line.startswith("#")), "no answer")
-        raise BackupPCAgentError(
-            f"no ed25519 host key from {address} port {port} (is sshd running there?): {reason}"
-        )
-    return keys[0]
+def scan(address: str, port: int, timeout: int = SCAN_TIMEOUT_SECONDS) -> HostKey:
+    """The client's ed25519 host key; raise BackupPCAgentError saying why none came."""
+    result = proc.run(make_keyscan_command(address, port, timeout), timeout * 3)
+    output = result.stdout.decode(errors="replace")
+    keys = [key for key in parse_key_lines(output) if key.key_type == KEY_TYPE]
+    if keys:
+        return keys[0]
+    said = reach.classify(result.stderr.decode(errors="replace") + "\n" + output)
+    # ssh-keyscan is silent when refused or timed out: only a connect tells those apart.
+    kind = said or reach.probe(address, port, timeout)
+    why = reach.explain(kind, address, port, timeout, reach.source_address(address, port))
+    raise BackupPCAgentError(f"no ed25519 host key from {address} port {port}: {why}")
 
 
 def known_keys(known_hosts: Path, name: str) -> list[HostKey]:
