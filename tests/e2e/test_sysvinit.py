@@ -208,3 +208,16 @@ def test_status_as_root_shows_the_service_users_agent_not_a_foreign_one(
     assert ready.returncode == 0, ready.stdout + ready.stderr
     assert '"user": "backuppc"' in ready.stdout
     assert init("stop").returncode == 0
+
+
+def test_start_before_install_wrote_the_config_is_quiet_and_starts_nothing(
+    script: tuple[InitScript, Tree],
+) -> None:
+    init, tree = script
+    tree.config.unlink()
+    started = init("start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    out = started.stdout + started.stderr
+    assert f"no {tree.config} yet (run: backuppc-agent install)" in out
+    assert not init.pidfile.exists()
+    assert agent_pids_on(tree.socket) == []
