@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from backuppc_agent import config as config_mod
@@ -16,6 +17,25 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def load_config(args: argparse.Namespace) -> Config:
     """Load the config named by --config or the usual places; raise ConfigError."""
     return config_mod.load(args.config)
+
+
+def load_config_for_caller(args: argparse.Namespace) -> tuple[Config, int | None, str | None]:
+    """The config, and for root the BackupPC user: (config, its uid, its name).
+
+    Root is trusted: it reads the paths as the service user has them (its agent,
+    its masters) instead of root's own ``~``. Others get their own view and
+    (config, None, None).
+    """
+    if os.geteuid() != 0:
+        return load_config(args), None, None
+    from backuppc_agent.deploy import context  # noqa: PLC0415  (root only: pwd, more config)
+    from backuppc_agent.errors import BackupPCAgentError  # noqa: PLC0415
+
+    try:
+        ctx = context.load(args.config)
+    except BackupPCAgentError:  # no such account: root's own view
+        return load_config(args), None, None
+    return ctx.config, ctx.user.pw_uid, ctx.user.pw_name
 
 
 def setup_logging(debug: bool, level_name: str = "INFO", fmt: str = LOG_FORMAT) -> None:

@@ -11,7 +11,7 @@ import argparse
 import time
 
 from backuppc_agent import exitcodes
-from backuppc_agent.cli.common import load_config
+from backuppc_agent.cli.common import load_config, load_config_for_caller
 from backuppc_agent.config import Config
 from backuppc_agent.ssh import mux, sshconfig
 
@@ -42,9 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         actions.choices[name].add_argument("client", help="BackupPC's host name")
 
 
-def _list(config: Config, args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace) -> int:
     from backuppc_agent.ssh.master import list_masters  # noqa: PLC0415
 
+    # As root: the BackupPC user's masters (root's own ~ has none worth listing).
+    config, owner_uid, owner = load_config_for_caller(args)
     masters = list_masters(config.mux.control_dir, args.timeout)
     if args.json:
         import json  # noqa: PLC0415
@@ -52,6 +54,8 @@ def _list(config: Config, args: argparse.Namespace) -> int:
         rows = [master.as_dict() for master in masters]
         print(json.dumps(rows, sort_keys=True))
         return exitcodes.OK
+    if owner:
+        print(f"masters of: {owner} (uid {owner_uid})")
     now = time.time()
     for info in masters:
         state = f"up pid {info.pid}" if info.alive else f"dead ({info.detail})"
@@ -106,7 +110,6 @@ def _ssh(config: Config, args: argparse.Namespace) -> int:
 
 
 _RUN = {
-    "list": _list,
     "check": _check,
     "open": _open,
     "close": _close,
@@ -117,4 +120,6 @@ _RUN = {
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch the action."""
+    if args.action == "list":
+        return _list(args)
     return _RUN[args.action](load_config(args), args)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from backuppc_agent import exitcodes, state
 from backuppc_agent.agent import expiry, readiness, signing
 from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
 from backuppc_agent.agent.signing import sign_keys
-from backuppc_agent.cli.common import load_config
+from backuppc_agent.cli.common import load_config_for_caller
 from backuppc_agent.config import Config
 from backuppc_agent.state import Snapshot, State
 
@@ -191,27 +190,9 @@ def _ago(seconds: float) -> str:
     return f"{whole // 86400}d {whole % 86400 // 3600}h"
 
 
-def _for_caller(args: argparse.Namespace) -> tuple[Config, int | None, str | None]:
-    """The config, and for root the BackupPC user: (config, its uid, its name).
-
-    Root is trusted: it reads the paths as the service user has them, and an
-    agent that user serves is shown as that user's instead of "foreign".
-    """
-    if os.geteuid() != 0:
-        return load_config(args), None, None
-    from backuppc_agent.deploy import context  # noqa: PLC0415  (root only: pwd, more config)
-    from backuppc_agent.errors import BackupPCAgentError  # noqa: PLC0415
-
-    try:
-        ctx = context.load(args.config)
-    except BackupPCAgentError:  # no such account: root's own view
-        return load_config(args), None, None
-    return ctx.config, ctx.user.pw_uid, ctx.user.pw_name
-
-
 def run(args: argparse.Namespace) -> int:
     """Print the status; exit 0 when ready, 1 otherwise."""
-    config, owner_uid, owner = _for_caller(args)
+    config, owner_uid, owner = load_config_for_caller(args)
     uid = listener_uid(config, owner_uid)
     owner = owner if uid is not None else None
     status = gather(config, uid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -118,6 +119,16 @@ def test_masters_of_different_clients_are_listed_by_client(bed: Bed) -> None:
     assert cli("master", "close", "c2", config=bed.config).returncode == 0
     wait_for(lambda: not mux.check(bed.socket("c2"), 1.0).alive)
     assert cli("master", "check", "c2", config=bed.config).returncode == 1
+
+
+def test_master_list_as_root_shows_the_backuppc_users_masters_and_says_whose(bed: Bed) -> None:
+    assert bed.pre_dump(CLIENT).returncode == 0
+    listed = cli("master", "list", config=bed.config)
+    assert listed.returncode == 0, listed.stderr
+    account = pwd.getpwnam("backuppc")
+    whose, row = listed.stdout.splitlines()
+    assert whose == f"masters of: backuppc (uid {account.pw_uid})"
+    assert row.startswith(f"{CLIENT}\tup pid ")
 
 
 def _remote_sleeps() -> list[tuple[int, str]]:
