@@ -1,9 +1,8 @@
 """Ask whatever listens on the agent socket for its identities, within a deadline.
 
-paramiko.Agent() would be the obvious client, but it reads only SSH_AUTH_SOCK,
-has no timeout (a wedged listener hangs it forever) and swallows connection
-errors (it reports no keys). This probe owns its socket, bounds every step by
-one deadline and reports what it saw.
+This probe owns its socket (not SSH_AUTH_SOCK), bounds every step by one
+deadline (a wedged listener must not hang a hook) and reports what it saw,
+connection errors included, instead of "no keys".
 """
 
 from __future__ import annotations

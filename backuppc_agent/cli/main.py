@@ -1,8 +1,8 @@
 """Command-line entry point: parse, dispatch to one subcommand module, print errors.
 
 Only the chosen subcommand's module is imported (and only its parser built), so
-short-lived commands (status, wait, hook) never pay for paramiko,
-prometheus_client or keyring. ``main()`` is the one place that prints errors:
+short-lived commands (status, wait, hook) never pay for prometheus_client or
+keyring. ``main()`` is the one place that prints errors:
 one line each, documented exit codes.
 """
 
