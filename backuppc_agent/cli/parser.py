@@ -19,6 +19,9 @@ MAX_ERROR_CHARS = 500
 class _Parser(argparse.ArgumentParser):
     """argparse, with each error on one line: no usage block, no raw control characters."""
 
+    #: The NAME line of the man page that argparse-manpage builds from this parser.
+    man_short_description = "ssh-agent supervisor and readiness-gated hooks for BackupPC"
+
     def error(self, message: str) -> NoReturn:
         """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit 2."""
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -51,19 +54,35 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
     """Build the parser; only ``selected``'s module is imported to add its own arguments."""
+    # With a command chosen, only its parser is built (and only its module imported).
+    chosen = {selected: COMMANDS[selected]} if selected else COMMANDS
+    return _build(chosen, with_arguments={selected} if selected else set())
+
+
+def build_manual_parser() -> argparse.ArgumentParser:
+    """Build every public subcommand with its own arguments: the man page's source.
+
+    debian/rules runs argparse-manpage on it when the package is built.
+    """
+    public = {name: entry for name, entry in COMMANDS.items() if entry[1] != HIDDEN}
+    return _build(public, with_arguments=set(public))
+
+
+def _build(
+    commands: dict[str, tuple[str, str]], with_arguments: set[str]
+) -> argparse.ArgumentParser:
+    """The global options and ``commands``; those in ``with_arguments`` get their own."""
     common = _common()
     # Subparsers are built with the parent's class: every level errs on one line.
     parser = _Parser(prog=PROG, parents=[common], description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
-    # With a command chosen, only its parser is built (and only its module imported).
-    chosen = {selected: COMMANDS[selected]} if selected else COMMANDS
-    for name, (module, text) in chosen.items():
+    for name, (module, text) in commands.items():
         kwargs: dict[str, Any] = {"parents": [common]}
         if text != HIDDEN:
             kwargs["help"] = text
         child = sub.add_parser(name, description=text or None, **kwargs)
-        if name == selected:
+        if name in with_arguments:
             load(module).add_arguments(child)
     return parser
 

@@ -353,6 +353,21 @@ def test_doctor_is_all_ok(machine: Machine) -> None:
     assert "ok   access: backuppc runs /usr/bin/backuppc-agent" in done.stdout
 
 
+def test_man_shows_the_page_built_from_the_parser_with_each_commands_options(
+    machine: Machine,
+) -> None:
+    located = run("man", "-w", "backuppc-agent", "backuppc-agent-askpass")
+    assert located.returncode == 0, located.stdout + located.stderr
+    assert "/usr/share/man/man1/backuppc-agent.1.gz" in located.stdout.split()
+    # Wide, so that no option is hyphenated at a line end.
+    env = {"PATH": bpc.ENV["PATH"], "LANG": "C.UTF-8", "MANWIDTH": "200"}
+    page = run("man", "-P", "cat", "backuppc-agent", env=env)
+    assert page.returncode == 0, page.stderr
+    # The section of one command: its usage line has the global and its own options.
+    assert "usage: backuppc-agent doctor [-h] [--config PATH]" in page.stdout, page.stdout[:3000]
+    assert "--procfs DIR" in page.stdout
+
+
 def test_the_packaged_exporter_serves_metrics_on_debians_prometheus_client(
     machine: Machine,
 ) -> None:
