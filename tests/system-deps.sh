@@ -6,12 +6,15 @@ set -eu
 # systemd: systemd-analyze verify of the units (no systemd needs to run);
 # sysvinit-utils: lsb's init-functions, which the sysvinit script sources.
 # iputils-ping: BackupPC's default PingCmd (the stock localhost host, tests/e2e/test_deb.py).
+# smbclient, samba-common-bin: only Recommends of backuppc, but its server exits at start
+# ("$Conf{SmbClientPath} = ... is not a valid executable program") without them, as on a
+# machine that installs without recommends.
 # debhelper ... lintian: `make deb` (tests/e2e/test_deb.py builds and installs the
 # package; python3-argparse-manpage renders its man page); man-db: test_deb.py reads
 # that page with man; python3-keyring, python3-prometheus-client: the package's Depends,
 # also under the tests of `make test-debian-libs` (a venv of Debian's python3:
 # python3-venv; its file keyring: python3-keyrings.alt).
-PACKAGES="openssh-client openssh-server rsync backuppc prometheus prometheus-alertmanager shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3 iputils-ping
+PACKAGES="openssh-client openssh-server rsync backuppc smbclient samba-common-bin prometheus prometheus-alertmanager shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3 iputils-ping
 debhelper dh-python pybuild-plugin-pyproject python3-all python3-argparse-manpage python3-setuptools lintian man-db
 python3-keyring python3-prometheus-client python3-keyrings.alt python3-venv"
 
