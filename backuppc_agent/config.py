@@ -1,109 +1,168 @@
 """Find, load and validate the TOML configuration, into frozen typed dataclasses.
 
-The file is parsed and checked on every run. Every problem in a file is
-reported at once, each with its key path ("agent.socket: ..."), so an operator
-fixes the file in one pass; the keys and their checks are in config_schema.py.
+Each key is declared once, as a field of its section's dataclass: the annotation
+says how the TOML value is converted, ``setting(default, check)`` gives the
+default as written in the file and the check of the converted value. Every
+problem in a file is reported at once, each with its key path ("agent.socket:
+..."), so an operator fixes the file in one pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import pwd
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
-from backuppc_agent import config_schema
-from backuppc_agent.config_schema import SCHEMA, expand_path, home_dir
 from backuppc_agent.errors import ConfigError
-
-__all__ = ["SCHEMA", "Config", "expand_path", "from_mapping", "home_dir", "load", "locate"]
+from backuppc_agent.ssh.limits import control_dir_problem, socket_path_problem, unsafe_path_problem
 
 CONFIG_ENV = "BACKUPPC_AGENT_CONFIG"
 SYSTEM_CONFIG = Path("/etc/backuppc-agent/config.toml")
 BUILTIN = "<built-in defaults>"
+
+Check = Callable[[Any], str | None]
+Tables = Mapping[str, Mapping[str, object]]
+
+
+def setting(default: object, check: Check | None = None) -> dict[str, Any]:
+    """A key's field metadata: its default as written in the file, the check of its value."""
+    return {"default": default, "check": check}
+
+
+# -- checks of converted values -----------------------------------------------------
+
+
+def _choice(*allowed: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else "must be one of " + ", ".join(map(repr, allowed))
+
+    return check
+
+
+def _between(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low:g} and {high:g}"
+
+    return check
+
+
+def _fingerprints(value: Any) -> str | None:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    for item in value:
+        body = item.removeprefix("SHA256:")
+        if not item.startswith("SHA256:") or len(body) != 43 or not set(body) <= set(alphabet):
+            return f"{item!r} is not a SHA256:... fingerprint (as ssh-add -l prints it)"
+    return None
+
+
+def _listen(value: Any) -> str | None:
+    if value == "":
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        return f'{value!r} must be HOST:PORT (e.g. 127.0.0.1:9842) or "" to disable'
+    return None
+
+
+def _program(value: Any) -> str | None:
+    if not value or value.startswith("-") or any(c.isspace() for c in value):
+        return f"{value!r} must be a program name or absolute path"
+    if "/" in value and not value.startswith("/"):
+        return f"{value!r} must be a program name or an absolute path"
+    return None
+
+
+def _user(value: Any) -> str | None:
+    ok = value and not value.startswith("-") and all(c.isalnum() or c in "._-" for c in value)
+    return None if ok else f"{value!r} is not a valid user name"
+
+
+# -- the keys -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     """[agent]: the supervised ssh-agent and what makes it ready."""
 
-    socket: Path
-    env_file: Path
-    lifetime_seconds: int
-    required_keys: tuple[str, ...]
-    on_stop: str
-    poll_seconds: float
-    probe_timeout_seconds: float
-    ssh_agent: str
-    unlock: str
-    keys: tuple[Path, ...]
-    sign_interval_seconds: float
-    expiry_warning_seconds: int
+    socket: Path = field(metadata=setting("~/.ssh/agent.socket", socket_path_problem))
+    env_file: Path = field(metadata=setting("~/.ssh/agent.env"))
+    lifetime_seconds: int = field(metadata=setting(0, _between(0, 2**31 - 1)))
+    required_keys: tuple[str, ...] = field(metadata=setting((), _fingerprints))
+    on_stop: str = field(metadata=setting("stop-agent", _choice("stop-agent", "keep-agent")))
+    poll_seconds: float = field(metadata=setting(0.2, _between(0.01, 60)))
+    probe_timeout_seconds: float = field(metadata=setting(2.0, _between(0.05, 60)))
+    ssh_agent: str = field(metadata=setting("ssh-agent", _program))
+    unlock: str = field(metadata=setting("none", _choice("none", "keyring")))
+    keys: tuple[Path, ...] = field(metadata=setting(()))
+    sign_interval_seconds: float = field(metadata=setting(60.0, _between(1, 86400)))
+    expiry_warning_seconds: int = field(metadata=setting(3600, _between(0, 30 * 86400)))
 
 
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     """[state]: where the supervisor publishes its state and the hooks record runs."""
 
-    dir: Path
+    dir: Path = field(metadata=setting("~/.local/state/backuppc-agent"))
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """[metrics]: the Prometheus endpoint; listen = "" disables it."""
 
-    listen: str
-    certfile: Path | None
-    keyfile: Path | None
+    listen: str = field(metadata=setting("127.0.0.1:9842", _listen))
+    certfile: Path | None = field(metadata=setting(None))
+    keyfile: Path | None = field(metadata=setting(None))
 
 
 @dataclass(frozen=True, slots=True)
 class HooksConfig:
     """[hooks]: how BackupPC's pre/post commands behave."""
 
-    wait_seconds: float
-    on_ready: str
-    connect_timeout_seconds: float
-    post_master: str
+    wait_seconds: float = field(metadata=setting(30.0, _between(0, 3600)))
+    on_ready: str = field(metadata=setting("backup-all", _choice("backup-all", "none")))
+    connect_timeout_seconds: float = field(metadata=setting(10.0, _between(1, 300)))
+    post_master: str = field(metadata=setting("keep", _choice("keep", "close")))
 
 
 @dataclass(frozen=True, slots=True)
 class MuxConfig:
     """[mux]: OpenSSH master connections, one per client."""
 
-    control_dir: Path
-    persist_seconds: int
-    ssh_config: Path
-    known_hosts: Path
-    ssh: str
-    server_alive_interval: int
-    identity_files: tuple[Path, ...]
+    control_dir: Path = field(metadata=setting("~/.ssh/mux", control_dir_problem))
+    persist_seconds: int = field(metadata=setting(600, _between(10, 7 * 86400)))
+    ssh_config: Path = field(metadata=setting("~/.ssh/backuppc-agent.conf"))
+    known_hosts: Path = field(metadata=setting("~/.ssh/known_hosts"))
+    ssh: str = field(metadata=setting("ssh", _program))
+    server_alive_interval: int = field(metadata=setting(30, _between(0, 3600)))
+    identity_files: tuple[Path, ...] = field(metadata=setting(()))
 
 
 @dataclass(frozen=True, slots=True)
 class SwapConfig:
     """[swap]: where the swap collectors read procfs and how many processes to show."""
 
-    procfs: Path
-    top_processes: int
+    procfs: Path = field(metadata=setting("/proc"))
+    top_processes: int = field(metadata=setting(10, _between(0, 1000)))
 
 
 @dataclass(frozen=True, slots=True)
 class BackupPCConfig:
     """[backuppc]: where BackupPC's programs and files live, how its status is read."""
 
-    bin_dir: Path
-    user: str
-    top_dir: Path
-    conf_dir: Path
-    log_dir: Path
-    run_dir: Path
-    status_timeout_seconds: float
+    bin_dir: Path = field(metadata=setting("/usr/share/backuppc/bin"))
+    user: str = field(metadata=setting("backuppc", _user))
+    top_dir: Path = field(metadata=setting("/var/lib/backuppc"))
+    conf_dir: Path = field(metadata=setting("/etc/backuppc"))
+    log_dir: Path = field(metadata=setting("/var/lib/backuppc/log"))
+    run_dir: Path = field(metadata=setting("/run/backuppc"))
+    status_timeout_seconds: float = field(metadata=setting(2.0, _between(0.1, 30)))
     #: a host's backup period when its config does not say it as a plain number
-    default_period_hours: float
+    default_period_hours: float = field(metadata=setting(24.0, _between(0.01, 24 * 366)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,27 +179,142 @@ class Config:
     backuppc: BackupPCConfig
 
 
-_SECTIONS: dict[str, type[Any]] = {
-    "agent": AgentConfig,
-    "state": StateConfig,
-    "metrics": MetricsConfig,
-    "hooks": HooksConfig,
-    "mux": MuxConfig,
-    "swap": SwapConfig,
-    "backuppc": BackupPCConfig,
+def sections() -> dict[str, type[Any]]:
+    """Each [section] name and the dataclass it fills, in file order."""
+    hints = get_type_hints(Config)
+    return {spec.name: hints[spec.name] for spec in dataclasses.fields(Config)[1:]}
+
+
+def defaults() -> dict[str, dict[str, object]]:
+    """Every key's default as written in the file, section by section."""
+    return {
+        name: {spec.name: spec.metadata["default"] for spec in dataclasses.fields(cls)}
+        for name, cls in sections().items()
+    }
+
+
+# -- conversion following the annotation ------------------------------------------------
+
+_SCALARS: dict[object, tuple[tuple[type[Any], ...], str]] = {
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string"),
+    Path: ((str,), "a path string"),
 }
+
+
+def home_dir() -> Path:
+    """Return the running user's home from the password database (not $HOME)."""
+    try:
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        return Path(os.environ.get("HOME", "/"))
+
+
+def expand_path(text: str, home: Path) -> tuple[Path | None, str | None]:
+    """Expand a leading ``~``; require an absolute path without ``..`` that ssh reads as is."""
+    if text == "~" or text.startswith("~/"):
+        text = str(home) + text[1:]
+    if "\0" in text:
+        return None, "must not contain NUL"
+    path = Path(text)
+    if not path.is_absolute():
+        return None, f"{text!r} must be absolute (or start with ~/)"
+    if ".." in path.parts:
+        return None, f"{text!r} must not contain '..'"
+    problem = unsafe_path_problem(path)
+    return (None, problem) if problem else (path, None)
+
+
+def _convert(hint: Any, raw: Any, home: Path) -> tuple[Any, str | None]:
+    """Type-check one raw TOML value against an annotation and convert it: (value, problem)."""
+    if get_origin(hint) is tuple:  # tuple[X, ...]: a TOML list of strings
+        return _convert_list(get_args(hint)[0], raw, home)
+    if type(None) in get_args(hint):  # X | None: "" leaves it unset
+        if raw == "":
+            return None, None
+        hint = get_args(hint)[0]
+    accepted, what = _SCALARS[hint]
+    if isinstance(raw, bool) or not isinstance(raw, accepted):
+        return None, f"expected {what}, got {type(raw).__name__} {raw!r}"
+    return expand_path(raw, home) if hint is Path else (hint(raw), None)
+
+
+def _convert_list(item: Any, raw: Any, home: Path) -> tuple[Any, str | None]:
+    what = "a list of " + _SCALARS[item][1].removeprefix("a ") + "s"
+    if not isinstance(raw, list):
+        return None, f"expected {what}, got {type(raw).__name__} {raw!r}"
+    if not all(isinstance(value, str) for value in raw):
+        return None, "expected a list of strings"
+    converted = [_convert(item, value, home) for value in raw]
+    problems = [problem for _, problem in converted if problem]
+    return (None, problems[0]) if problems else (tuple(value for value, _ in converted), None)
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _build_section(name: str, cls: type[Any], raw: Any, home: Path, problems: list[str]) -> Any:
+    """Validate one [section] table into its dataclass, adding each problem to ``problems``."""
+    if not isinstance(raw, Mapping):
+        problems.append(f"{name}: expected a table, got {type(raw).__name__}")
+        raw = {}
+    hints = get_type_hints(cls)
+    specs = {spec.name: spec.metadata for spec in dataclasses.fields(cls)}
+    problems.extend(f"{name}.{_shown(key)}: unknown key" for key in raw if key not in specs)
+    values: dict[str, Any] = {}
+    for key, spec in specs.items():
+        value, problem = _value(hints[key], spec, raw, key, home)
+        if problem:
+            problems.append(f"{name}.{key}: {problem}")
+        values[key] = value
+    return cls(**values)
+
+
+def _value(
+    hint: Any, spec: Mapping[str, Any], raw: Mapping[str, Any], key: str, home: Path
+) -> tuple[Any, str | None]:
+    default = spec["default"]
+    if key not in raw and default is None:
+        return None, None
+    given = raw.get(key, list(default) if isinstance(default, tuple) else default)
+    value, problem = _convert(hint, given, home)
+    if problem is None and spec["check"] is not None and value is not None:
+        problem = spec["check"](value)
+    return value, problem
+
+
+def _shown(name: str) -> str:
+    """A key name as written, or quoted if it holds anything unprintable or odd."""
+    return name if name.isprintable() and name and " " not in name else repr(name)
+
+
+def _cross_checks(config: Config) -> list[str]:
+    problems = []
+    if (config.metrics.certfile is None) != (config.metrics.keyfile is None):
+        problems.append("metrics.certfile, metrics.keyfile: set both for TLS, or neither")
+    if config.agent.unlock == "keyring" and not config.agent.keys:
+        problems.append('agent.keys: unlock = "keyring" needs at least one key file')
+    return problems
 
 
 def from_mapping(data: Mapping[str, Any], source: str, home: Path | None = None) -> Config:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
-    return _assemble(
-        config_schema.validate(data, source, home if home is not None else home_dir()), source
-    )
+    home = home if home is not None else home_dir()
+    known = sections()
+    problems = [f"{_shown(name)}: unknown section" for name in data if name not in known]
+    built = {
+        name: _build_section(name, cls, data.get(name, {}), home, problems)
+        for name, cls in known.items()
+    }
+    config = Config(source=source, **built)
+    problems.extend(_cross_checks(config))
+    if problems:
+        raise ConfigError(source, problems)
+    return config
 
 
-def _assemble(sections: dict[str, dict[str, Any]], source: str) -> Config:
-    built = {name: _SECTIONS[name](**values) for name, values in sections.items()}
-    return Config(source=source, **built)
+# -- files ------------------------------------------------------------------------------------
 
 
 def locate(explicit: str | None) -> Path | None:
@@ -171,23 +345,44 @@ def _parse(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"not valid TOML: {err}"]) from err
 
 
-def to_toml(config: Config) -> str:
-    """Render the effective configuration as TOML (for ``config show``)."""
-    lines = [f"# effective configuration (source: {config.source})"]
-    for name in SCHEMA:
-        lines.append(f"\n[{name}]")
-        section = getattr(config, name)
-        for name_, value in dataclasses.asdict(section).items():
-            lines.append(f"{name_} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"
+# -- the one TOML writer -------------------------------------------------------------------------
 
 
-def _toml_value(value: Any) -> str:
-    if value is None:
-        return '""'
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+def toml_document(tables: Tables, key_prefix: str = "") -> str:
+    """Tables as TOML, one blank line after each; ``key_prefix="# "`` comments the keys out."""
+    lines = []
+    for name, keys in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key_prefix}{key} = {toml_value(value)}" for key, value in keys.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def toml_value(value: object) -> str:
+    """One value as TOML: bool, number, str or Path (a basic string), None as "", or a list."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    if value is None:
+        return '""'
+    if isinstance(value, str | Path):
+        return '"' + "".join(_toml_char(char) for char in str(value)) + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def _toml_char(char: str) -> str:
+    """A character as a TOML basic string holds it: quotes, backslashes, the unprintable escaped."""
+    if char in '"\\':
+        return "\\" + char
+    if char.isprintable():
+        return char
+    return f"\\u{ord(char):04x}" if ord(char) < 0x10000 else f"\\U{ord(char):08x}"
+
+
+def to_toml(config: Config) -> str:
+    """Render the effective configuration as TOML (for ``config show``)."""
+    tables = {name: dataclasses.asdict(getattr(config, name)) for name in sections()}
+    return f"# effective configuration (source: {config.source})\n\n" + toml_document(tables)

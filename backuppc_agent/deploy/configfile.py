@@ -1,12 +1,10 @@
 """The config file ``install`` writes: every key, commented out at its default.
 
-Rendered from ``config.SCHEMA`` itself, so a key added there shows up here
-without a second list to keep in step.
+Rendered from the config dataclasses themselves, so a key added there shows up
+here without a second list to keep in step.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from backuppc_agent import config as config_mod
 
@@ -19,25 +17,6 @@ HEADER = """\
 """
 
 
-def toml_value(value: Any) -> str:
-    """A default value as TOML text."""
-    if value is None:
-        return '""'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    if isinstance(value, int | float):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
 def render_default() -> str:
     """The commented default configuration."""
-    lines = [HEADER]
-    for section, keys in config_mod.SCHEMA.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"# {name} = {toml_value(spec.default)}" for name, spec in keys.items())
-        lines.append("")
-    return "\n".join(lines)
+    return HEADER + "\n" + config_mod.toml_document(config_mod.defaults(), key_prefix="# ")

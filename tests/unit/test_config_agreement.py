@@ -12,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
+from typing import get_args, get_origin, get_type_hints
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backuppc_agent import config as config_mod
 from backuppc_agent import exitcodes
 from backuppc_agent.cli import main
-from backuppc_agent.config import SCHEMA
 from tests import helpers
 
 COMMANDS = {
@@ -32,10 +33,10 @@ COMMANDS = {
 #: What commands that run nothing (no probe, no ssh) print for any config.
 PURE = ("config check", "ssh-config", "backuppc-config")
 PATH_KEYS = [
-    (section, key, spec.kind)
-    for section, keys in SCHEMA.items()
-    for key, spec in keys.items()
-    if spec.kind in ("path", "opt_path", "path_list")
+    (section, key, "path_list" if get_origin(hint) is tuple else "path")
+    for section, cls in config_mod.sections().items()
+    for key, hint in get_type_hints(cls).items()
+    if Path in (hint, *get_args(hint))
 ]
 BAD_PATHS = [
     "/srv/with space", "/srv/tab\there", "/srv/new\nline", "/srv/esc\x1b[2J", "/srv/quo\"te",

@@ -40,8 +40,8 @@ values = st.recursive(
     ),
     max_leaves=8,
 )
-keys = st.sampled_from([k for section in config.SCHEMA.values() for k in section] + ["bogus"])
-sections = st.sampled_from([*config.SCHEMA, "bogus"])
+keys = st.sampled_from([k for section in config.defaults().values() for k in section] + ["bogus"])
+sections = st.sampled_from([*config.sections(), "bogus"])
 documents = st.dictionaries(
     sections, st.one_of(st.dictionaries(keys, values, max_size=6), values), max_size=5
 )

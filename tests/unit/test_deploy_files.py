@@ -169,7 +169,7 @@ def test_the_repository_paths_are_the_package_files() -> None:
 def test_the_default_config_file_is_valid_toml_and_names_every_key() -> None:
     text = configfile.render_default()
     assert config_mod.from_mapping(tomllib.loads(text), "x").agent.unlock == "none"
-    for section, keys in config_mod.SCHEMA.items():
+    for section, keys in config_mod.defaults().items():
         assert f"[{section}]" in text
         for key in keys:
             assert f"\n# {key} = " in text
