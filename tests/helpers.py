@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backuppc_agent import config as config_mod
 from backuppc_agent.events import EventStore, HookRecord, HookSummary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,26 +153,9 @@ def cli(
 Section = Mapping[str, object]
 
 
-def toml_value(value: object) -> str:
-    """One TOML value: bool, int, float, str or Path (a basic string), or a list of them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))  # JSON string escapes are valid TOML basic strings
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
-
-
 def toml_text(sections: Mapping[str, Section]) -> str:
-    """A TOML document of one table per section (what our config needs, no more)."""
-    lines = []
-    for name, keys in sections.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in keys.items())
-    return "\n".join(lines) + "\n"
+    """A TOML document of one table per section, written by the product's own writer."""
+    return config_mod.toml_document(sections)
 
 
 def merged(base: Mapping[str, Section], overrides: Mapping[str, Section]) -> dict[str, Section]:
