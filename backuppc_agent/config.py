@@ -115,8 +115,8 @@ class MetricsConfig:
     """[metrics]: the Prometheus endpoint; listen = "" disables it."""
 
     listen: str = field(metadata=setting("127.0.0.1:9842", _listen))
-    certfile: Path | None = field(metadata=setting(None))
-    keyfile: Path | None = field(metadata=setting(None))
+    certfile: Path | None = field(metadata=setting(""))
+    keyfile: Path | None = field(metadata=setting(""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +242,7 @@ def _convert(hint: Any, raw: Any, home: Path) -> tuple[Any, str | None]:
 
 def _convert_list(item: Any, raw: Any, home: Path) -> tuple[Any, str | None]:
     what = "a list of " + _SCALARS[item][1].removeprefix("a ") + "s"
-    if not isinstance(raw, list):
+    if not isinstance(raw, list | tuple):  # a tuple only as a default
         return None, f"expected {what}, got {type(raw).__name__} {raw!r}"
     if not all(isinstance(value, str) for value in raw):
         return None, "expected a list of strings"
@@ -264,21 +264,16 @@ def _build_section(name: str, cls: type[Any], raw: Any, home: Path, problems: li
     problems.extend(f"{name}.{_shown(key)}: unknown key" for key in raw if key not in specs)
     values: dict[str, Any] = {}
     for key, spec in specs.items():
-        value, problem = _value(hints[key], spec, raw, key, home)
+        value, problem = _value(hints[key], spec, raw.get(key, spec["default"]), home)
         if problem:
             problems.append(f"{name}.{key}: {problem}")
         values[key] = value
     return cls(**values)
 
 
-def _value(
-    hint: Any, spec: Mapping[str, Any], raw: Mapping[str, Any], key: str, home: Path
-) -> tuple[Any, str | None]:
-    default = spec["default"]
-    if key not in raw and default is None:
-        return None, None
-    given = raw.get(key, list(default) if isinstance(default, tuple) else default)
-    value, problem = _convert(hint, given, home)
+def _value(hint: Any, spec: Mapping[str, Any], raw: Any, home: Path) -> tuple[Any, str | None]:
+    """Convert and check one key's value: (value, problem)."""
+    value, problem = _convert(hint, raw, home)
     if problem is None and spec["check"] is not None and value is not None:
         problem = spec["check"](value)
     return value, problem
