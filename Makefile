@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-debian-libs bench lint check-rules check-shell system-deps venv clean fuzz deb
+.PHONY: run test test-debian-libs test-systemd bench lint check-rules check-shell system-deps venv clean fuzz deb
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,8 +49,16 @@ check-shell: system-deps $(STAMP)
 
 # Set up and pass every test: exactly what CI runs.
 test: system-deps $(STAMP) lint check-rules check-shell
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/systemd
 	$(MAKE) test-debian-libs
+	$(MAKE) test-systemd
+
+# The package's systemd units under a real systemd, on Debian 13 and Debian 12: each
+# release's tree (tests/systemd/build-tree.sh, cached in /var/cache/backuppc-agent-tests,
+# ~3 min the first time) is copied and booted with systemd-nspawn on a private network.
+# As root; skipped without systemd-nspawn or debootstrap.
+test-systemd: system-deps $(STAMP)
+	$(BIN)/python -m pytest tests/systemd
 
 # The unit tests and the integration tests that import keyring or prometheus_client,
 # again on Debian's python3-keyring and python3-prometheus-client (the .deb's Depends;

@@ -13,10 +13,12 @@ set -eu
 # package; python3-argparse-manpage renders its man page); man-db: test_deb.py reads
 # that page with man; python3-keyring, python3-prometheus-client: the package's Depends,
 # also under the tests of `make test-debian-libs` (a venv of Debian's python3:
-# python3-venv; its file keyring: python3-keyrings.alt).
+# python3-venv; its file keyring: python3-keyrings.alt). debootstrap, systemd-container:
+# the Debian trees tests/systemd builds and boots with systemd-nspawn (make test-systemd).
 PACKAGES="openssh-client openssh-server rsync backuppc smbclient samba-common-bin prometheus prometheus-alertmanager shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3 iputils-ping
 debhelper dh-python pybuild-plugin-pyproject python3-all python3-argparse-manpage python3-setuptools lintian man-db
-python3-keyring python3-prometheus-client python3-keyrings.alt python3-venv"
+python3-keyring python3-prometheus-client python3-keyrings.alt python3-venv
+debootstrap systemd-container"
 
 # With arguments: install those optional packages (make bench) when this Debian has them;
 # never fail for them.
