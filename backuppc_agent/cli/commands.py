@@ -1,9 +1,7 @@
 """The table of subcommands: names, modules and help."""
 
 PROG = "backuppc-agent"
-HIDDEN = ""
-
-#: name -> (module under backuppc_agent.cli, one-line help; HIDDEN keeps it out of --help)
+#: name -> (module under backuppc_agent.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run the supervisor (foreground; for supervisord, systemd, sysvinit)"),
     "agent": ("agent_cmd", "run ssh-agent itself on the socket (systemd's backuppc-ssh-agent)"),
@@ -21,5 +19,4 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "swap": ("swap", "show swap use, swapping rates and the processes in swap"),
     "trust": ("trust", "add a client's host key to known_hosts"),
     "passphrase": ("passphrase", "store or delete a key passphrase in the keyring"),
-    "askpass": ("askpass", HIDDEN),
 }

@@ -21,7 +21,12 @@ PREFIX = "backuppc-agent: "
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The hook name and the BackupPC variables it uses."""
-    parser.add_argument("hook", choices=hooks.HOOKS, help="which user command this is")
+    parser.add_argument(
+        "hook",
+        choices=hooks.HOOKS,
+        metavar="HOOK",
+        help=f"which user command this is: {', '.join(hooks.HOOKS)}",
+    )
     parser.add_argument("--client", default="", help="$client: BackupPC's host name")
     parser.add_argument("--host", default="", help="$host: the address to connect to")
     parser.add_argument("--host-ip", default="", help="$hostIP (accepted, unused)")

@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from backuppc_agent import __version__
-from backuppc_agent.cli.commands import COMMANDS, HIDDEN, PROG
+from backuppc_agent.cli.commands import COMMANDS, PROG
 
 DESCRIPTION = "An ssh-agent supervisor and readiness-gated hooks for BackupPC."
 #: A usage error is one line: BackupPC copies a hook's output into its XferLOG.
@@ -60,12 +60,11 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
 
 
 def build_manual_parser() -> argparse.ArgumentParser:
-    """Build every public subcommand with its own arguments: the man page's source.
+    """Build every subcommand with its own arguments: the man page's source.
 
     debian/rules runs argparse-manpage on it when the package is built.
     """
-    public = {name: entry for name, entry in COMMANDS.items() if entry[1] != HIDDEN}
-    return _build(public, with_arguments=set(public))
+    return _build(COMMANDS, with_arguments=set(COMMANDS))
 
 
 def _build(
@@ -78,10 +77,9 @@ def _build(
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
     for name, (module, text) in commands.items():
-        kwargs: dict[str, Any] = {"parents": [common]}
-        if text != HIDDEN:
-            kwargs["help"] = text
-        child = sub.add_parser(name, description=text or None, **kwargs)
+        # A dict: typeshed wants parents of the subparsers' own class (_Parser).
+        kwargs: dict[str, Any] = {"parents": [common], "help": text, "description": text}
+        child = sub.add_parser(name, **kwargs)
         if name in with_arguments:
             load(module).add_arguments(child)
     return parser

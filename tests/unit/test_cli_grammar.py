@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from backuppc_agent.backuppc import hooks
 from backuppc_agent.cli import parser
+from backuppc_agent.cli.commands import COMMANDS
 from backuppc_agent.cli.main import _selected_command
 
 TOKENS = [
@@ -110,3 +111,12 @@ def test_any_argv_parses_or_fails_in_one_printable_line(argv: list[str]) -> None
             assert err[:-1].isprintable(), err
     else:
         assert parsed.command in ("hook", "status", "wait")
+
+
+def test_the_manual_parser_has_every_command_with_its_own_options() -> None:
+    manual = parser.build_manual_parser()
+    [sub] = [a for a in manual._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) == set(COMMANDS)
+    args = manual.parse_args(["doctor", "--procfs", "/x"])
+    assert (args.command, args.procfs) == ("doctor", "/x")
+    assert manual.parse_args(["hook", "pre-dump"]).hook == "pre-dump"
