@@ -21,7 +21,7 @@ from pathlib import Path
 
 from backuppc_agent import names, paths, waits
 from backuppc_agent.config import Config
-from backuppc_agent.ssh import masterfiles, mux, sshconfig
+from backuppc_agent.ssh import masterfiles, mux, reach, sshconfig
 from backuppc_agent.ssh.masterfiles import MasterError
 
 logger = logging.getLogger(__name__)
@@ -174,9 +174,26 @@ def open_master(config: Config, client: str, host: str) -> mux.MuxResult:
     status = _wait_alive(path, SETTLE_SECONDS) if code == 0 else None
     if status is None or not status.alive:
         why = masterfiles.last_log_line(log) or (status.detail if status else f"ssh exited {code}")
-        raise MasterError(f"cannot open ssh master to {host} for {client}: {why}")
+        raise MasterError(f"cannot open ssh master to {host} for {client}: {_explained(why, host)}")
     masterfiles.remember_host(directory, client, host)
     return status
+
+
+def _explained(why: str, host: str) -> str:
+    """``why``, plus sshd's PerSourcePenalties and their fix when the client dropped us.
+
+    Under ``-E`` ssh logs only "Connection closed by ADDR port N" for a connection
+    closed before sshd's greeting: what an sshd >= 9.8 does to a penalised address,
+    which every backup from this server then meets.
+    """
+    if reach.classify(why) is not reach.Reach.DROPPED:
+        return why
+    address = host.rpartition("@")[2]
+    source = reach.source_address(address, 22)
+    return (
+        f"{why} (before sshd's greeting: an OpenSSH >= 9.8 sshd dropping this server for "
+        f"PerSourcePenalties, or MaxStartups full; {reach.penalty_fix(address, source)})"
+    )
 
 
 def ensure_master(

@@ -1,8 +1,9 @@
 """``trust`` says why it got no host key: sshd's penalty, nothing listening, or no answer.
 
-The penalty test runs a real sshd >= 9.8 on 127.0.0.51 with a low PerSourcePenalties
-threshold, scans it until it really drops 127.0.0.1 (its log says so), then runs the
-CLI. An older sshd has no penalties: that test skips. 127.0.0.52 carries plain
+The penalty tests run a real sshd >= 9.8 on 127.0.0.51 with a low PerSourcePenalties
+threshold, scan it until it really drops 127.0.0.1 (its log says so), then run the
+CLI, or open a master as the pre hook does. An older sshd has no penalties: those
+tests skip. 127.0.0.52 carries plain
 sockets in the other states (nothing listening, a full accept queue, a silent one).
 """
 
@@ -16,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from backuppc_agent import config as config_mod
 from backuppc_agent import exitcodes
 from backuppc_agent.deploy import trust
 from backuppc_agent.deploy.checks_agent import parse_ssh_version
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.ssh import master
+from backuppc_agent.ssh.masterfiles import MasterError
 from tests.helpers import cli, make_setup, private_dir
-from tests.sshd import SSHD, Sshd, ensure_client_user, needs_root
+from tests.sshd import CLIENT_USER, SSHD, Sshd, ensure_client_user, needs_root
 
 PENALISING = "127.0.0.51"
 SOCKETS = "127.0.0.52"
@@ -120,6 +124,21 @@ def test_the_exemption_trust_names_stops_the_penalty(penalising: Sshd, tmp_path:
     penalising.start()
     for _ in range(MAX_SCANS):
         assert trust.scan(PENALISING, 22).key_type == "ssh-ed25519"
+
+
+@needs_root
+def test_a_master_the_penalty_refuses_says_why_in_the_hook_error(
+    penalising: Sshd, tmp_path: Path
+) -> None:
+    scan_until_dropped(penalising)
+    config = config_mod.load(str(config_file(tmp_path)))
+    with pytest.raises(MasterError) as failed:
+        master.open_master(config, "client1", f"{CLIENT_USER}@{PENALISING}")
+    text = str(failed.value)
+    assert f"cannot open ssh master to {CLIENT_USER}@{PENALISING} for client1: Connection" in text
+    assert "PerSourcePenalties" in text
+    assert f"on {PENALISING}, add 'PerSourcePenaltyExemptList " in text
+    assert DROP_LOG in penalising.logtext()
 
 
 # -- plain sockets: refused, timed out, silent -----------------------------------
