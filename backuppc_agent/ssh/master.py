@@ -126,6 +126,7 @@ def make_master_command(config: Config, client: str, host: str, log: Path) -> tu
     session.
     """
     path = sshconfig.control_path(config.mux.control_dir, client)
+    destination = names.check(host, "host")  # before options(), which may run ssh -G
     pairs = sshconfig.options(config, str(path), master="yes")
     return (
         config.mux.ssh,
@@ -135,7 +136,7 @@ def make_master_command(config: Config, client: str, host: str, log: Path) -> tu
         "-N",
         "-f",
         "--",
-        names.check(host, "host"),
+        destination,
     )
 
 

@@ -11,10 +11,16 @@ Control sockets are named ``CONTROL_DIR/CLIENT`` (BackupPC's host name), so
 ``master list`` maps a socket back to its client without a side table. Unix
 socket paths are limited to 108 bytes and the master first binds the path plus
 '.' and 16 random characters, so a control path may be at most 90 characters.
+
+OpenSSH 10.1's ssh warns on stderr when a connection uses no post-quantum key
+exchange (an older server), and that warning would land in every XferLOG:
+``WarnWeakCrypto no`` silences it, but ssh before 10.1 refuses the unknown
+keyword, so it is added only when the installed ssh accepts it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -24,6 +30,30 @@ from backuppc_agent.errors import BadNameError
 from backuppc_agent.ssh.limits import client_budget
 
 CONNECT_TIMEOUT_OPTION = "ConnectTimeout"
+#: Only where ssh knows it (OpenSSH >= 10.1): see the module docstring.
+QUIET_WEAK_CRYPTO = ("WarnWeakCrypto", "no")
+OPTION_CHECK_SECONDS = 10.0
+
+
+def make_option_check_command(ssh: str, keyword: str, value: str) -> tuple[str, ...]:
+    """``ssh -F none -G -o KEYWORD=VALUE -- localhost``: exits 0 only if ssh knows KEYWORD.
+
+    ``-G`` prints the configuration and connects nowhere; ``-F none`` keeps a
+    broken ~/.ssh/config from deciding the answer.
+    """
+    return (ssh, "-F", "none", "-G", "-o", f"{keyword}={value}", "--", "localhost")
+
+
+@functools.cache  # once per process: the installed ssh does not change under one command
+def accepts_option(ssh: str, keyword: str, value: str) -> bool:
+    """True if ``ssh`` accepts ``-o KEYWORD=VALUE``; False if it refuses it or cannot run."""
+    from backuppc_agent import proc  # noqa: PLC0415  (subprocess only when building options)
+
+    try:
+        result = proc.run(make_option_check_command(ssh, keyword, value), OPTION_CHECK_SECONDS)
+    except proc.CommandError:
+        return False
+    return result.returncode == 0
 
 
 def control_path(control_dir: Path, client: str) -> Path:
@@ -51,7 +81,10 @@ def trusted_control_path(control_dir: Path, client: str) -> Path:
 
 
 def options(config: Config, path: str, master: str = "auto") -> tuple[tuple[str, str], ...]:
-    """The (keyword, value) pairs of our ssh options, for ControlPath ``path``."""
+    """The (keyword, value) pairs of our ssh options, for ControlPath ``path``.
+
+    Includes ``WarnWeakCrypto no`` when ``config.mux.ssh`` accepts it.
+    """
     mux = config.mux
     pairs = [
         ("IdentityAgent", str(config.agent.socket)),
@@ -67,6 +100,8 @@ def options(config: Config, path: str, master: str = "auto") -> tuple[tuple[str,
     if mux.identity_files:
         pairs.append(("IdentitiesOnly", "yes"))
         pairs.extend(("IdentityFile", str(key)) for key in mux.identity_files)
+    if accepts_option(mux.ssh, *QUIET_WEAK_CRYPTO):
+        pairs.append(QUIET_WEAK_CRYPTO)
     return tuple(pairs)
 
 
