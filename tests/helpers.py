@@ -50,6 +50,12 @@ def stored_recent(state_dir: Path, limit: int = 20) -> list[HookRecord]:
         return store.recent(limit)
 
 
+def listed_rows(stdout: str) -> list[str]:
+    """``master list``'s rows; as root a first line says whose masters they are."""
+    lines = stdout.splitlines()
+    return lines[1:] if lines and lines[0].startswith("masters of: ") else lines
+
+
 def private_dir(path: Path) -> Path:
     """Create a 0700 directory (tests run under a private tmp_path)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)

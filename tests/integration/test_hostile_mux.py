@@ -20,7 +20,7 @@ import pytest
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
 from tests.beds import Bed, make_bed
-from tests.helpers import cli, private_dir, stored_summary
+from tests.helpers import cli, listed_rows, private_dir, stored_summary
 from tests.hostile_support import HOSTILE_BEHAVIOURS, listener, recording_program, runs_of
 
 CLIENT = "web01"
@@ -33,12 +33,6 @@ EXPECTED = {
     "hangs-up": ("bad-reply", "closed the connection|hung up"),
     "drip": ("timeout", "did not answer in time"),
 }
-
-
-def listed_rows(stdout: str) -> list[str]:
-    """``master list``'s rows; as root a first line says whose masters they are."""
-    lines = stdout.splitlines()
-    return lines[1:] if lines and lines[0].startswith("masters of: ") else lines
 
 
 def says_why(behaviour: str, text: str) -> bool:

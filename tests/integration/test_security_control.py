@@ -21,7 +21,7 @@ import pytest
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh import mux_framing as framing
 from tests.beds import Bed, make_bed
-from tests.helpers import cli, make_setup, private_dir, stored_summary, wait_for
+from tests.helpers import cli, listed_rows, make_setup, private_dir, stored_summary, wait_for
 from tests.hostile_support import listener, recording_program, runs_of
 
 NOBODY = 65534
@@ -164,7 +164,7 @@ def test_a_master_of_another_uid_is_foreign_everywhere(bed: Bed) -> None:
     assert f"served by uid {NOBODY}" in hook.stdout
     assert check.returncode == 1
     assert f"served by uid {NOBODY}" in check.stdout
-    assert listed.stdout.startswith(
+    assert listed_rows(listed.stdout)[0].startswith(
         f"{CLIENT}\tdead (control socket {bed.socket(CLIENT)} is served by"
     )
     assert bed.socket(CLIENT).is_socket()  # never removed: it is not ours to clear
