@@ -144,9 +144,8 @@ class MuxConfig:
 
 @dataclass(frozen=True, slots=True)
 class SwapConfig:
-    """[swap]: where the swap collectors read procfs and how many processes to show."""
+    """[swap]: how many of the most-swapped processes to show."""
 
-    procfs: Path = field(metadata=setting("/proc"))
     top_processes: int = field(metadata=setting(10, _between(0, 1000)))
 
 

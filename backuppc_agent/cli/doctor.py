@@ -36,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="BackupPC's config directory (default: [backuppc] conf_dir, /etc/backuppc)",
     )
-    parser.add_argument(
-        "--procfs", metavar="DIR", help="procfs root (default: [swap] procfs, /proc)"
-    )
+    parser.add_argument("--procfs", metavar="DIR", default="/proc", help="procfs root")
     parser.add_argument("--sysfs", metavar="DIR", default="/sys", help="sysfs root")
 
 
@@ -48,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     env = doctor.Env(
         ctx=ctx,
         backuppc=BackupPCConfig(Path(args.backuppc_dir or ctx.config.backuppc.conf_dir)),
-        procfs=Path(args.procfs) if args.procfs else ctx.config.swap.procfs,
+        procfs=Path(args.procfs),
         sysfs=Path(args.sysfs),
         running_uid=os.getuid(),
     )

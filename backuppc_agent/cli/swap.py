@@ -4,8 +4,10 @@ Swap in use (total and per device, encrypted or not as ``doctor`` judges it),
 pages swapped in and out per second over ``--interval`` (vmstat's si/so),
 memory pressure stall, the processes with most memory in swap (pid, user,
 command: to end one by hand), tmpfs use and the supervised ssh-agent's own
-VmSwap. The same numbers as the metrics. Exit 0; 9 (FAILED) when
-/proc/meminfo cannot be read at all.
+VmSwap. The numbers come from the metrics' own reader (metrics.swapread), so
+the screen and the dashboard agree. Rates are taken over an interval as
+vmstat's si/so are: two readings of /proc/vmstat (and of the PSI totals)
+``interval`` apart. Exit 0; 9 (FAILED) when /proc/meminfo cannot be read at all.
 """
 
 from __future__ import annotations
@@ -13,14 +15,68 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import pwd
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backuppc_agent import exitcodes, state
 from backuppc_agent.cli.common import load_config
-from backuppc_agent.swapreport import Sources, SwapReport, gather
+from backuppc_agent.deploy import swapcheck
+from backuppc_agent.metrics import procfs
+from backuppc_agent.metrics.swapread import (
+    PROC,
+    ProcessSwap,
+    StatVfs,
+    SwapReader,
+    Tmpfs,
+    read_status,
+)
+from backuppc_agent.waits import pause
 
 MAX_INTERVAL_SECONDS = 3600.0
+MAX_COMMAND_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Per second over the interval: pages swapped in and out, and PSI stall shares."""
+
+    interval_seconds: float
+    in_pages: float | None
+    out_pages: float | None
+    page_bytes: int
+    #: share of the interval (0..1) some / all tasks stalled on memory; None without PSI
+    pressure_some: float | None
+    pressure_full: float | None
+
+
+@dataclass
+class SwapReport:
+    """Everything the swap command prints."""
+
+    total_bytes: int | None = None
+    free_bytes: int | None = None
+    cached_bytes: int | None = None
+    devices: list[swapcheck.Verdict] = field(default_factory=list)
+    rates: Rates | None = None
+    processes: list[ProcessSwap] = field(default_factory=list)
+    tmpfs: list[Tmpfs] = field(default_factory=list)
+    agent_pid: int | None = None
+    agent_swap_bytes: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where to read (tests point these at fixture trees) and how to wait and statvfs."""
+
+    procfs: Path = PROC
+    sysfs: Path = Path("/sys")
+    statvfs: StatVfs = os.statvfs
+    sleep: Callable[[float], None] = pause
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how many processes to list (default: [swap] top_processes)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--procfs", metavar="DIR", help="procfs root (default: [swap] procfs)")
+    parser.add_argument("--procfs", metavar="DIR", default=str(PROC), help="procfs root")
     parser.add_argument("--sysfs", metavar="DIR", default="/sys", help="sysfs root")
 
 
@@ -46,19 +102,91 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.USAGE
     config = load_config(args)
     snapshot = state.read(config.state.dir)
-    sources = Sources(procfs=Path(args.procfs) if args.procfs else config.swap.procfs,
-                      sysfs=Path(args.sysfs))  # fmt: skip
+    sources = Sources(procfs=Path(args.procfs), sysfs=Path(args.sysfs))
     top = config.swap.top_processes if args.top is None else args.top
     report = gather(sources, args.interval, top, snapshot.agent_pid if snapshot else None)
     print(json.dumps(to_json(report), indent=2) if args.json else render(report))
     return exitcodes.FAILED if report.total_bytes is None else exitcodes.OK
 
 
+def gather(sources: Sources, interval: float, top: int, agent_pid: int | None) -> SwapReport:
+    """Read everything once (and vmstat/PSI again after ``interval`` seconds)."""
+    report = SwapReport(agent_pid=agent_pid)
+    read = SwapReader(sources.procfs, report.problems.append, sources.statvfs)
+    first = read.vmstat(), read.pressure()
+    meminfo = read.meminfo()
+    if meminfo is not None:
+        report.total_bytes, report.free_bytes = meminfo.total_bytes, meminfo.free_bytes
+        report.cached_bytes = meminfo.cached_bytes
+    report.devices = [swapcheck.judge(area, sources.procfs, sources.sysfs)
+                      for area in read.swaps() or ()]  # fmt: skip
+    report.processes = [_shown(sources.procfs, p) for p in read.processes(top) or ()]
+    report.tmpfs = read.tmpfs() or []
+    if agent_pid is not None:
+        report.agent_swap_bytes = read.process_swap(agent_pid)
+    if interval > 0:
+        sources.sleep(interval)
+        report.rates = _rates_between(first, (read.vmstat(), read.pressure()), interval)
+    return report
+
+
+Counters = tuple[procfs.SwapVmStat | None, procfs.Pressure | None]
+
+
+def _rates_between(first: Counters, second: Counters, interval: float) -> Rates:
+    """Per-second rates between two readings, as Prometheus's rate() would give them."""
+    (vm1, psi1), (vm2, psi2) = first, second
+
+    def per_second(name: str, one: object, two: object) -> float | None:
+        a, b = getattr(one, name, None), getattr(two, name, None)
+        return None if a is None or b is None else max(b - a, 0) / interval
+
+    return Rates(
+        interval,
+        per_second("pswpin", vm1, vm2),
+        per_second("pswpout", vm1, vm2),
+        os.sysconf("SC_PAGE_SIZE"),
+        per_second("some_seconds", psi1, psi2),
+        per_second("full_seconds", psi1, psi2),
+    )
+
+
+def _shown(root: Path, process: ProcessSwap) -> ProcessSwap:
+    """``process`` with its owner and command line, for a person to end it by hand."""
+    user, command = _user(root, process.pid), _command(root, process.pid, process.comm)
+    return dataclasses.replace(process, user=user, command=command)
+
+
+def _user(root: Path, pid: int) -> str:
+    """The owner (real uid) of PID, by name where the password database knows it."""
+    try:
+        uid = procfs.parse_status_uid(read_status(str(root), str(pid)) or b"")
+    except OSError:
+        return "?"
+    if uid is None:
+        return "?"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _command(root: Path, pid: int, comm: str) -> str:
+    """PID's command line (NULs as spaces, cut short), or [comm] for a kernel thread."""
+    try:
+        raw = (root / str(pid) / "cmdline").read_bytes()[: MAX_COMMAND_CHARS * 4]
+    except OSError:
+        raw = b""
+    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+    text = "".join(char if char.isprintable() else "?" for char in text)
+    return text[:MAX_COMMAND_CHARS] if text else f"[{comm}]"
+
+
 def to_json(report: SwapReport) -> dict[str, object]:
     """The documented JSON shape (dataclass fields, bytes and per-second values)."""
     data = dataclasses.asdict(report)
-    data["tmpfs"] = [{"mountpoint": m, "size_bytes": s, "used_bytes": u}
-                     for m, s, u in report.tmpfs]  # fmt: skip
+    data["devices"] = [{**dataclasses.asdict(v.area), "encrypted": v.encrypted, "why": v.why}
+                       for v in report.devices]  # fmt: skip
     return data
 
 
@@ -88,11 +216,12 @@ def _totals(report: SwapReport) -> list[str]:
     share = f"{100 * used / report.total_bytes:.0f}%"
     cached = size(report.cached_bytes)
     lines = [f"Swap: {size(used)} used of {size(report.total_bytes)} ({share}), {cached} cached"]
-    for dev in report.devices:
-        crypt = {True: "encrypted", False: "NOT encrypted", None: "encrypted: cannot tell"}
+    crypt = {True: "encrypted", False: "NOT encrypted", None: "encrypted: cannot tell"}
+    for verdict in report.devices:
+        dev = verdict.area
         lines.append(f"  {dev.device}  {dev.type}  {size(dev.used_bytes)} used of "
                      f"{size(dev.size_bytes)}  prio {dev.priority}  "
-                     f"{crypt[dev.encrypted]} ({dev.why})")  # fmt: skip
+                     f"{crypt[verdict.encrypted]} ({verdict.why})")  # fmt: skip
     return lines
 
 
@@ -125,8 +254,8 @@ def _processes(report: SwapReport) -> list[str]:
 
 
 def _tmpfs(report: SwapReport) -> list[str]:
-    return [f"tmpfs {mount}: {size(used)} used of {size(total)}"
-            for mount, total, used in report.tmpfs]  # fmt: skip
+    return [f"tmpfs {mount.mountpoint}: {size(mount.used_bytes)} used of {size(mount.size_bytes)}"
+            for mount in report.tmpfs]  # fmt: skip
 
 
 def _agent(report: SwapReport) -> list[str]:

@@ -15,14 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent.deploy import fsops
+from backuppc_agent.metrics.procfs import SwapArea, parse_swaps, unescape
 
-
-@dataclass(frozen=True)
-class SwapArea:
-    """One line of /proc/swaps."""
-
-    path: str
-    kind: str
+#: what the kernel appends to the path of a swap file deleted while in use
+DELETED = " (deleted)"
 
 
 @dataclass(frozen=True)
@@ -32,17 +28,6 @@ class Verdict:
     area: SwapArea
     encrypted: bool | None
     why: str
-
-
-def parse_swaps(text: str) -> list[SwapArea]:
-    """Parse /proc/swaps (header, then ``Filename Type Size Used Priority``)."""
-    areas = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 2:
-            path = fields[0].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-            areas.append(SwapArea(path.removesuffix("(deleted)"), fields[1]))
-    return areas
 
 
 def _read(path: Path) -> str:
@@ -81,7 +66,7 @@ def mount_device(procfs: Path, file_path: str) -> str | None:
         fields = line.split()
         if len(fields) < 5:
             continue
-        mount = fields[4].replace("\\040", " ")
+        mount = unescape(fields[4])
         inside = file_path == mount or file_path.startswith(mount.rstrip("/") + "/")
         if inside and (best is None or len(mount) > best[0]):
             best = (len(mount), fields[2])
@@ -109,18 +94,19 @@ def judge_device(sysfs: Path, area: SwapArea, name: str) -> Verdict:
 
 def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Verdict:
     """Decide one swap area."""
-    if area.kind == "partition":
-        name = device_name(sysfs, area.path)
+    path = area.device.removesuffix(DELETED)
+    if area.type == "partition":
+        name = device_name(sysfs, path)
         if name is None:
-            return Verdict(area, None, f"cannot find the block device of {area.path} in {sysfs}")
+            return Verdict(area, None, f"cannot find the block device of {path} in {sysfs}")
         return judge_device(sysfs, area, name)
-    majmin = mount_device(procfs, area.path)
+    majmin = mount_device(procfs, path)
     name = _name_of_dev(sysfs, majmin) if majmin and not majmin.startswith("0:") else None
     if name is None:
         return Verdict(
             area,
             None,
-            f"cannot tell whether the file system holding {area.path} "
+            f"cannot tell whether the file system holding {path} "
             f"(device {majmin or 'unknown'}) is encrypted: check with lsblk",
         )
     verdict = judge_device(sysfs, area, name)
@@ -132,4 +118,4 @@ def check(procfs: Path, sysfs: Path) -> list[Verdict] | None:
     text = fsops.read_text(procfs / "swaps")
     if text is None:
         return None
-    return [judge(area, procfs, sysfs) for area in parse_swaps(text)]
+    return [judge(area, procfs, sysfs) for area in parse_swaps(text).areas]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
@@ -21,10 +22,18 @@ from backuppc_agent.metrics.backuppc import BackupPCPart
 from backuppc_agent.metrics.hooks import HookPart
 from backuppc_agent.metrics.http import MetricsServer, make_app, tls_context
 from backuppc_agent.metrics.masters import MasterPart
-from backuppc_agent.metrics.memory import AgentSwapPart, ProcessSwapPart, StatVfs, TmpfsPart
 from backuppc_agent.metrics.readiness import ReadinessPart
 from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors
-from backuppc_agent.metrics.swap import MemInfoPart, PressurePart, SwapsPart, VmStatPart
+from backuppc_agent.metrics.swap import (
+    AgentSwapPart,
+    MemInfoPart,
+    PressurePart,
+    ProcessSwapPart,
+    SwapsPart,
+    TmpfsPart,
+    VmStatPart,
+)
+from backuppc_agent.metrics.swapread import PROC, StatVfs
 from backuppc_agent.state import Snapshot, State
 
 logger = logging.getLogger(__name__)
@@ -39,12 +48,14 @@ class ExporterError(BackupPCAgentError):
 class Exporter:
     """Serve /metrics and /ready from the moment it is created until ``close()``.
 
+    Swap is read under ``procfs`` with ``statvfs`` (tests: a fixture tree and its mounts).
     Raises ExporterError if it cannot listen, ConfigError if the TLS files are bad.
     """
 
-    def __init__(self, config: Config, statvfs: StatVfs = os.statvfs) -> None:
+    def __init__(self, config: Config, statvfs: StatVfs = os.statvfs, procfs: Path = PROC) -> None:
         self._snapshot: Snapshot | None = None
         self._statvfs = statvfs
+        self._procfs = procfs
         self.errors = ScrapeErrors()
         self.registry = CollectorRegistry()
         self._collector = self._build_collector(config)
@@ -96,7 +107,8 @@ class Exporter:
     def _build_collector(self, config: Config) -> ScrapeCollector:
         """A fresh ScrapeCollector over every part, sharing this exporter's error counts."""
         return ScrapeCollector(
-            build_parts(config, self.errors, self.snapshot, self._statvfs), self.errors
+            build_parts(config, self.errors, self.snapshot, self._statvfs, self._procfs),
+            self.errors,
         )
 
 
@@ -105,9 +117,9 @@ def build_parts(
     errors: ScrapeErrors,
     snapshot: Callable[[], Snapshot | None],
     statvfs: StatVfs = os.statvfs,
+    root: Path = PROC,
 ) -> list[Part]:
-    """Every collector part, in exposition order."""
-    root = config.swap.procfs
+    """Every collector part, in exposition order; swap is read under the procfs ``root``."""
     return [
         ReadinessPart(errors, snapshot, config.agent.expiry_warning_seconds),
         MemInfoPart(errors, root),

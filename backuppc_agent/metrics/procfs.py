@@ -1,8 +1,9 @@
-"""Pure parsers for the procfs files the swap collectors read: text in, dataclass out.
+"""Pure parsers for the procfs files swap is read from: text in, dataclass out.
 
 Each parser keeps what it could read and lists the lines it could not
 (``malformed``), so one odd line is reported without hiding the rest. File
-reading lives elsewhere (``swap.ProcfsPart.read_parsed``, ``processes``).
+reading lives in ``swap.SwapReader`` and ``processes``; the metrics, the
+``swap`` command and doctor's swap check all parse through here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ USEC_PER_SECOND = 1_000_000
 SWAPS_HEADER = "Filename"
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 _MEMINFO_KEYS = {"SwapTotal": "total", "SwapFree": "free", "SwapCached": "cached"}
+_SWAP_TAG = b"\nVmSwap:"
+_SWAP_LINE = re.compile(rb"\nVmSwap:[ \t]*(\d+) kB\n")
+_NAME_TAG = b"Name:"
+_UID_TAG = b"\nUid:"
+_THREADS_TAG = b"\nThreads:"
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,8 @@ class SwapVmStat:
 
 
 @dataclass(frozen=True)
-class SwapDevice:
-    """One line of /proc/swaps."""
+class SwapArea:
+    """One active swap area: a line of /proc/swaps, the path unescaped."""
 
     device: str
     type: str
@@ -51,7 +57,7 @@ class SwapDevice:
 class Swaps:
     """Every active swap area in /proc/swaps."""
 
-    devices: tuple[SwapDevice, ...]
+    areas: tuple[SwapArea, ...]
     malformed: tuple[str, ...] = ()
 
 
@@ -131,27 +137,27 @@ def parse_swaps(text: str) -> Swaps:
     lines = text.splitlines()
     if not lines or not lines[0].startswith(SWAPS_HEADER):
         return Swaps((), (lines[0] if lines else "",))
-    devices = []
+    areas = []
     malformed = []
     for line in lines[1:]:
         if not line.strip():
             continue
-        device = _swap_device(line)
-        if device is None:
+        area = _swap_area(line)
+        if area is None:
             malformed.append(line)
         else:
-            devices.append(device)
-    return Swaps(tuple(devices), tuple(malformed))
+            areas.append(area)
+    return Swaps(tuple(areas), tuple(malformed))
 
 
-def _swap_device(line: str) -> SwapDevice | None:
+def _swap_area(line: str) -> SwapArea | None:
     """One /proc/swaps line, or None if it does not have five valid fields."""
     parts = line.split()
     if len(parts) != 5:
         return None
     name, kind, size, used, priority = parts
     try:
-        return SwapDevice(unescape(name), kind, int(size) * KIB, int(used) * KIB, int(priority))
+        return SwapArea(unescape(name), kind, int(size) * KIB, int(used) * KIB, int(priority))
     except ValueError:
         return None
 
@@ -205,3 +211,37 @@ def tmpfs_mountpoints(mounts: Mounts) -> tuple[str, ...]:
         if entry.fstype == "tmpfs":
             seen[entry.mountpoint] = None
     return tuple(seen)
+
+
+def parse_status_swap(data: bytes) -> int | None:
+    """VmSwap of a /proc/PID/status text in bytes; None if there is no VmSwap line.
+
+    Kernel threads (and zombies) have no VmSwap line, but every status has a
+    Threads line after it. Raises ValueError on a malformed VmSwap line, or on
+    a status with neither (empty, cut short, or not a status file).
+    """
+    match = _SWAP_LINE.search(data)
+    if match is not None:
+        return int(match.group(1)) * KIB
+    at = data.find(_SWAP_TAG)
+    if at < 0:
+        if _THREADS_TAG not in data:
+            raise ValueError(f"status of {len(data)} bytes has no VmSwap or Threads line")
+        return None
+    end = data.find(b"\n", at + 1)
+    raise ValueError(f"malformed VmSwap line: {data[at + 1 : end if end >= 0 else None]!r}")
+
+
+def parse_status_name(data: bytes) -> str:
+    """The Name: field (the comm) of a /proc/PID/status text; "" if absent."""
+    if not data.startswith(_NAME_TAG):
+        return ""
+    end = data.find(b"\n")
+    return data[len(_NAME_TAG) : end if end >= 0 else len(data)].strip().decode("utf-8", "replace")
+
+
+def parse_status_uid(data: bytes) -> int | None:
+    """The real uid (first Uid: field) of a /proc/PID/status text; None if absent or bad."""
+    at = data.find(_UID_TAG)
+    fields = data[at + len(_UID_TAG) :].split(b"\n", 1)[0].split() if at >= 0 else []
+    return int(fields[0]) if fields and fields[0].isascii() and fields[0].isdigit() else None

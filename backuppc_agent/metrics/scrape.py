@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import ClassVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -80,24 +79,6 @@ class Part(abc.ABC):
     def fail(self, detail: str) -> None:
         """Count and log a failed read of this part."""
         self.errors.record(self.name, detail)
-
-    def read_text(self, path: Path) -> str | None:
-        """Read a text file; count a failure (or an empty file) and return None."""
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError as err:
-            self.fail(f"cannot read {path}: {err.strerror}")
-            return None
-        if not text.strip():
-            # no procfs file we read is ever empty: a broken mount or a stand-in file
-            self.fail(f"cannot read {path}: it is empty")
-            return None
-        return text
-
-    def report_malformed(self, path: Path, lines: Sequence[str]) -> None:
-        """Count each line a parser could not read."""
-        for line in lines:
-            self.fail(f"{path}: malformed line {line!r}")
 
 
 def gauge(name: str, doc: str, value: float | None = None) -> GaugeMetricFamily:

@@ -76,12 +76,12 @@ def exporter(tmp_path: Path, procfs_trees: Path, free_port: int) -> Iterator[Exp
             "state": {"dir": str(state_dir)},
             # a control dir that was never created: no masters (paths must stay short)
             "mux": {"control_dir": f"/tmp/bpa-golden-{os.getpid()}-none"},
-            "swap": {"procfs": str(procfs_trees / "swapping"), "top_processes": 3},
+            "swap": {"top_processes": 3},
             "backuppc": _backuppc_tree(tmp_path / "backuppc"),
         },
         "golden",
     )
-    served = Exporter(settings, statvfs=fake_statvfs)
+    served = Exporter(settings, statvfs=fake_statvfs, procfs=procfs_trees / "swapping")
     served.on_snapshot(None, READY)
     try:
         yield served

@@ -118,7 +118,7 @@ def test_close_releases_the_port() -> None:
 def test_processes_exiting_during_real_scans_are_never_errors() -> None:
     from pathlib import Path  # noqa: PLC0415
 
-    from backuppc_agent.metrics.processes import scan_process_swap  # noqa: PLC0415
+    from backuppc_agent.metrics.swapread import scan_process_swap  # noqa: PLC0415
 
     churn = subprocess.Popen(  # ~ a thousand short-lived processes while we scan
         ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"]

@@ -80,7 +80,7 @@ def scrape(root: Path, tmp_path: Path) -> tuple[int, dict[tuple[str, str], float
     state_dir.mkdir(mode=0o700, exist_ok=True)
     config = from_mapping(
         {
-            "swap": {"procfs": str(root), "top_processes": 5},
+            "swap": {"top_processes": 5},
             "state": {"dir": str(state_dir)},
             "mux": {"control_dir": "/nonexistent/bpa-mux"},  # no masters, and short
         },
@@ -91,7 +91,7 @@ def scrape(root: Path, tmp_path: Path) -> tuple[int, dict[tuple[str, str], float
     errors = ScrapeErrors()
     registry = CollectorRegistry()
     registry.register(
-        ScrapeCollector(build_parts(config, errors, lambda: snapshot, _statvfs), errors)
+        ScrapeCollector(build_parts(config, errors, lambda: snapshot, _statvfs, root), errors)
     )
     server = MetricsServer("127.0.0.1:0", make_app(registry, lambda: (True, "ready")))
     try:

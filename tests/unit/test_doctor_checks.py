@@ -161,8 +161,18 @@ def test_a_swap_file_is_judged_by_the_device_of_its_file_system(tree: Tree) -> N
     )
     verdicts = tree.check() or []
     assert [v.encrypted for v in verdicts] == [True, False, None]
-    assert verdicts[1].area.path == "/data/swap file"
+    assert verdicts[1].area.device == "/data/swap file"
     assert "cannot tell" in verdicts[2].why
+
+
+def test_a_swap_file_deleted_in_use_is_judged_by_its_file_system(tree: Tree) -> None:
+    tree.device("sda1", "8:1")
+    tree.mounts(("/", "8:1"))
+    tree.swaps("/swap\\134file\\040(deleted) file 1000 0 -2")
+    [verdict] = tree.check() or []
+    assert verdict.area.device == "/swap\\file (deleted)"
+    assert verdict.encrypted is False
+    assert "swap file on sda1" in verdict.why
 
 
 def test_a_device_missing_from_sys_cannot_be_judged(tree: Tree) -> None:

@@ -15,10 +15,17 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from backuppc_agent.metrics import procfs
-from backuppc_agent.metrics.memory import AgentSwapPart, ProcessSwapPart, TmpfsPart
-from backuppc_agent.metrics.processes import parse_status_name, parse_status_swap
+from backuppc_agent.metrics.procfs import parse_status_name, parse_status_swap
 from backuppc_agent.metrics.scrape import Part, ScrapeErrors
-from backuppc_agent.metrics.swap import MemInfoPart, PressurePart, SwapsPart, VmStatPart
+from backuppc_agent.metrics.swap import (
+    AgentSwapPart,
+    MemInfoPart,
+    PressurePart,
+    ProcessSwapPart,
+    SwapsPart,
+    TmpfsPart,
+    VmStatPart,
+)
 from backuppc_agent.state import Snapshot, State
 
 #: text as a hostile or broken procfs might hand it over (after utf-8 "replace" decoding)
@@ -61,9 +68,9 @@ def test_any_vmstat_text_parses(text: str) -> None:
 @example("Filename Type Size Used Priority\n/dev/x partition 1 2 x\n")
 def test_any_swaps_text_parses(text: str) -> None:
     swaps = procfs.parse_swaps(text)
-    assert all(isinstance(device.priority, int) for device in swaps.devices)
+    assert all(isinstance(device.priority, int) for device in swaps.areas)
     if not text.startswith(procfs.SWAPS_HEADER):
-        assert swaps.devices == ()
+        assert swaps.areas == ()
         assert len(swaps.malformed) == 1  # no header: the file is cut short or wrong
 
 
@@ -96,7 +103,7 @@ def test_well_formed_swaps_lines_parse_back(size: int, used: int, priority: int)
     text = f"Filename\tType\tSize\tUsed\tPriority\n/swap\\040file file {size} {used} {priority}\n"
     swaps = procfs.parse_swaps(text)
     assert swaps == procfs.Swaps(
-        (procfs.SwapDevice("/swap file", "file", size * 1024, used * 1024, priority),)
+        (procfs.SwapArea("/swap file", "file", size * 1024, used * 1024, priority),)
     )
 
 

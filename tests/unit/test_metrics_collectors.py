@@ -14,10 +14,17 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
 from backuppc_agent import __version__
-from backuppc_agent.metrics.memory import AgentSwapPart, ProcessSwapPart, TmpfsPart
 from backuppc_agent.metrics.readiness import ReadinessPart
 from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors
-from backuppc_agent.metrics.swap import MemInfoPart, PressurePart, SwapsPart, VmStatPart
+from backuppc_agent.metrics.swap import (
+    AgentSwapPart,
+    MemInfoPart,
+    PressurePart,
+    ProcessSwapPart,
+    SwapsPart,
+    TmpfsPart,
+    VmStatPart,
+)
 from backuppc_agent.state import Snapshot, State
 
 KIB = 1024

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backuppc_agent.metrics import procfs
-from backuppc_agent.metrics.processes import parse_status_name, parse_status_swap
+from backuppc_agent.metrics.procfs import parse_status_name, parse_status_swap
 
 
 def read(tree: Path, name: str) -> str:
@@ -50,16 +50,16 @@ def test_proc_swaps_lists_a_partition_and_a_file_with_an_escaped_name(
     procfs_trees: Path,
 ) -> None:
     swaps = procfs.parse_swaps(read(procfs_trees / "swapping", "swaps"))
-    assert swaps.devices == (
-        procfs.SwapDevice("/dev/vdb2", "partition", 4194300 * 1024, 1048576 * 1024, -2),
-        procfs.SwapDevice("/var/swap file", "file", 2097148 * 1024, 0, 10),
+    assert swaps.areas == (
+        procfs.SwapArea("/dev/vdb2", "partition", 4194300 * 1024, 1048576 * 1024, -2),
+        procfs.SwapArea("/var/swap file", "file", 2097148 * 1024, 0, 10),
     )
     assert swaps.malformed == ()
 
 
 def test_a_short_proc_swaps_line_is_reported(procfs_trees: Path) -> None:
     swaps = procfs.parse_swaps(read(procfs_trees / "malformed", "swaps"))
-    assert len(swaps.devices) == 2
+    assert len(swaps.areas) == 2
     assert swaps.malformed == ("/dev/vdc1 partition 1024",)
 
 

@@ -10,10 +10,13 @@ import pytest
 from prometheus_client.registry import CollectorRegistry
 
 from backuppc_agent.cli import swap as swap_cli
-from backuppc_agent.metrics.memory import ProcessSwapPart
+from backuppc_agent.cli.swap import Sources, gather
+from backuppc_agent.config import from_mapping
+from backuppc_agent.metrics.exporter import build_parts
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
-from backuppc_agent.metrics.swap import MemInfoPart, SwapsPart
-from backuppc_agent.swapreport import Sources, gather
+from backuppc_agent.metrics.swap import MemInfoPart, ProcessSwapPart, SwapPart, SwapsPart
+from backuppc_agent.metrics.swapread import Tmpfs
+from backuppc_agent.state import Snapshot, State
 from tests.helpers import statvfs_of
 
 KIB = 1024
@@ -52,11 +55,11 @@ def test_the_report_of_a_swapping_host_has_the_known_answers(tree: Path) -> None
     assert (report.total_bytes, report.free_bytes) == (6291448 * KIB, 5242872 * KIB)
     assert report.cached_bytes == 2048 * KIB
     partition, swapfile = report.devices
-    assert (partition.device, partition.type, partition.used_bytes) == (
+    assert (partition.area.device, partition.area.type, partition.area.used_bytes) == (
         "/dev/vdb2", "partition", 1048576 * KIB,
     )  # fmt: skip
     assert partition.encrypted is False  # as doctor judges it: no dm-crypt below vdb2
-    assert (swapfile.device, swapfile.encrypted) == ("/var/swap file", None)
+    assert (swapfile.area.device, swapfile.encrypted) == ("/var/swap file", None)
     assert report.rates is not None
     assert report.rates.in_pages == 250.0  # 500 pages over 2 s
     assert report.rates.out_pages == 0.0
@@ -66,8 +69,11 @@ def test_the_report_of_a_swapping_host_has_the_known_answers(tree: Path) -> None
         (500, "root", "[python3]", 4096 * KIB),
         (300, "root", "[BackupPC]", 2048 * KIB),
     ]
-    assert report.tmpfs == [("/dev/shm", 1000 * 4096, 250 * 4096), ("/sys/fs/cgroup", 10 * 4096, 0),
-                            ("/run", 500 * 4096, 0)]  # fmt: skip
+    assert report.tmpfs == [
+        Tmpfs("/dev/shm", 1000 * 4096, 250 * 4096),
+        Tmpfs("/sys/fs/cgroup", 10 * 4096, 0),
+        Tmpfs("/run", 500 * 4096, 0),
+    ]
     assert report.agent_swap_bytes == 64 * KIB
     assert report.problems == ["cannot statvfs /var/lib/backuppc tmp: No such file or directory"]
 
@@ -82,9 +88,9 @@ def test_the_report_shows_the_same_numbers_as_the_metrics(tree: Path) -> None:
                for family in registry.collect() for s in family.samples}  # fmt: skip
     assert metrics[("backuppc_agent_swap_total_bytes", "")] == report.total_bytes
     assert metrics[("backuppc_agent_swap_free_bytes", "")] == report.free_bytes
-    for device in report.devices:
-        assert metrics[("backuppc_agent_swap_device_used_bytes", device.device)] == (
-            device.used_bytes
+    for verdict in report.devices:
+        assert metrics[("backuppc_agent_swap_device_used_bytes", verdict.area.device)] == (
+            verdict.area.used_bytes
         )
     for proc in report.processes:
         assert metrics[("backuppc_agent_process_swap_bytes", str(proc.pid))] == proc.swap_bytes
@@ -113,3 +119,17 @@ def test_without_psi_or_swap_it_says_so(procfs_trees: Path) -> None:
     assert "not available (kernel without PSI)" in swap_cli.render(report)
     captured = gather(Sources(procfs_trees / "captured", statvfs=fake_statvfs), 0, 2, None)
     assert swap_cli.render(captured).splitlines()[0] == "Swap: none configured"
+
+
+def test_the_report_names_every_problem_the_scrape_counts(procfs_trees: Path) -> None:
+    root = procfs_trees / "malformed"
+    report = gather(Sources(root, statvfs=fake_statvfs), 0, 3, agent_pid=200)
+    config = from_mapping({"swap": {"top_processes": 3}}, "t", Path("/h"))
+    errors = ScrapeErrors()
+    agent = Snapshot(State.READY, "1 key loaded", "/s", 200, 1, (), 0.0, 1)
+    parts = build_parts(config, errors, lambda: agent, fake_statvfs, root)
+    swap_parts = [part for part in parts if isinstance(part, SwapPart)]
+    assert len(swap_parts) == 7
+    list(ScrapeCollector(swap_parts, errors).collect())
+    assert report.problems
+    assert len(report.problems) == sum(errors.counts().values())
