@@ -125,7 +125,7 @@ def check_swap(env: Env) -> list[Finding]:
         return [Finding("swap", Verdict.OK, "no swap in use: the agent's keys stay in RAM")]
     findings = []
     for item in verdicts:
-        where = f"{item.area.path} ({item.area.kind})"
+        where = f"{item.area.device} ({item.area.type})"
         if item.encrypted is True:
             findings.append(Finding("swap", Verdict.OK, f"{where}: {item.why}"))
         elif item.encrypted is False:
