@@ -8,6 +8,7 @@ planted and every place it must never reach is searched for it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from backuppc_agent.agent import passphrases
 from tests.helpers import (
     KEYRING_BACKEND,
     PASSPHRASE,
+    ROOT,
     Setup,
     Supervisor,
     agent_holding,
@@ -107,6 +109,62 @@ def test_set_says_when_the_config_would_not_use_the_passphrase(
     assert stored.returncode == 0
     assert 'unlock = "keyring"' in stored.stdout
     assert "[agent] keys" in stored.stdout
+
+
+#: deployment.md's lines that choose the keyring backend for the backuppc account.
+_DOCUMENTED_KEYRINGRC = re.compile(
+    r"^mkdir -p ~/\.config/python_keyring\n.*?keyringrc\.cfg\n", re.M | re.S
+)
+
+#: The backend keyring's config file names (None: no config file found).
+_CONFIGURED_BACKEND = (
+    "import keyring.core; b = keyring.core.load_config(); "
+    "print(b and f'{type(b).__module__}.{type(b).__qualname__}')"
+)
+
+
+def test_the_keyringrc_that_deployment_md_writes_picks_the_backend(
+    tmp_path: Path, keys: dict[str, Path]
+) -> None:
+    """keyring reads keyringrc.cfg from its config dir: 25 ignores one in the data dir, 23.9
+    refuses to run with one only there.
+
+    The documented setup, run as written in a bare HOME (no XDG variables, no
+    PYTHON_KEYRING_BACKEND), must choose the backend for whichever keyring is installed.
+    """
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    found = _DOCUMENTED_KEYRINGRC.search(docs)
+    assert found, "deployment.md no longer shows where keyringrc.cfg goes"
+    home = private_dir(tmp_path / "home")
+    env = {"HOME": str(home), "PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+    subprocess.run(["/bin/sh", "-eu", "-c", found.group(0)], env=env, check=True, timeout=30)
+    # Without a config keyring falls back to the best backend it finds, which may be
+    # this same one: ask keyring which backend its config file names.
+    configured = subprocess.run(
+        [sys.executable, "-c", _CONFIGURED_BACKEND],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert configured.stdout.strip() == KEYRING_BACKEND, configured.stdout + configured.stderr
+    argv = [sys.executable, "-m", "backuppc_agent", "passphrase"]
+    stored = subprocess.run(
+        [*argv, "set", str(keys["a"])],
+        input=PASSPHRASE + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert stored.returncode == 0, stored.stdout + stored.stderr
+    assert KEYRING_BACKEND in stored.stdout
+    checked = subprocess.run(
+        [*argv, "check", str(keys["a"])], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert checked.returncode == 0, checked.stderr
 
 
 # -- the supervisor unlocks ---------------------------------------------------------
