@@ -2,14 +2,16 @@
 
 The layout is PROTOCOL.certkeys: type name, nonce, the key's own public fields
 (how many depends on the type), serial, type, key id, principals, validity,
-critical options, extensions, reserved, signature key, signature. The blob
-comes from the agent socket and is untrusted: every length is checked against
-the bytes present, principals are capped, and nothing is verified (the CA's
-signature would need a crypto library; sshd checks it at login anyway).
+critical options, extensions, reserved, signature key, signature. Readiness
+needs the key id, the validity and the certified key; the rest is skipped. The
+blob comes from the agent socket and is untrusted: every length is checked
+against the bytes present, and nothing is verified (the CA's signature would
+need a crypto library; sshd checks it at login anyway).
 """
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass
 
@@ -18,11 +20,7 @@ from backuppc_agent.errors import ProtocolError
 CERT_SUFFIX = "-cert-v01@openssh.com"
 #: valid_before of a certificate that never expires.
 FOREVER = 2**64 - 1
-#: Principals kept from one certificate; more are counted, not stored.
-MAX_PRINCIPALS = 64
 MAX_KEY_ID_CHARS = 200
-USER_CERT = 1
-HOST_CERT = 2
 
 #: How many public-key fields (SSH strings or mpints) each certified key type carries.
 _KEY_FIELDS = {
@@ -39,16 +37,19 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
 
+class Validity(enum.Enum):
+    """Where ``now`` falls in a certificate's validity window (values: metric labels)."""
+
+    VALID = "valid"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not-yet-valid"
+
+
 @dataclass(frozen=True, slots=True)
 class Certificate:
-    """What readiness needs from a certificate: who it names and when it is valid."""
+    """What readiness needs from a certificate: its name and when it is valid."""
 
-    key_type: str
-    serial: int
-    cert_type: int
     key_id: str
-    principals: tuple[str, ...]
-    principal_count: int
     valid_after: int
     valid_before: int
     #: the certified key's own public blob: what ``ssh-add -l`` fingerprints
@@ -59,20 +60,20 @@ class Certificate:
         """Unix time it stops being valid, or None if it never does."""
         return None if self.valid_before == FOREVER else float(self.valid_before)
 
-    def validity(self, now: float) -> str:
-        """ "valid", "expired" or "not-yet-valid" at ``now`` (Unix time)."""
+    def validity(self, now: float) -> Validity:
+        """Whether the certificate is valid at ``now`` (Unix time)."""
         if now < self.valid_after:
-            return "not-yet-valid"
+            return Validity.NOT_YET_VALID
         if self.valid_before != FOREVER and now >= self.valid_before:
-            return "expired"
-        return "valid"
+            return Validity.EXPIRED
+        return Validity.VALID
 
     def validity_problem(self, now: float) -> str | None:
         """Why the certificate is not valid at ``now`` (Unix time), or None if it is."""
         validity = self.validity(now)
-        if validity == "not-yet-valid":
+        if validity is Validity.NOT_YET_VALID:
             return f"certificate {self.key_id!r} not valid until {_stamp(self.valid_after)}"
-        if validity == "expired":
+        if validity is Validity.EXPIRED:
             return f"certificate {self.key_id!r} expired at {_stamp(self.valid_before)}"
         return None
 
@@ -98,29 +99,16 @@ def parse_certificate(blob: bytes) -> Certificate | None:
         raise ProtocolError(f"unknown certificate key type {type_name[:80]!r}")
     reader.skip_strings(1)  # the nonce
     key_fields = reader.skip_strings(fields)
-    serial, cert_type = reader.uint64(), reader.uint32()
+    reader.uint64()  # serial
+    reader.uint32()  # certificate type
     key_id = reader.text()[:MAX_KEY_ID_CHARS]
-    principals, count = _principals(reader.string())
+    reader.skip_strings(1)  # principals
     valid_after, valid_before = reader.uint64(), reader.uint64()
     # critical options, extensions, reserved, signature key, signature
     reader.skip_strings(5)
     reader.end()
     key_blob = _U32.pack(len(base)) + base.encode("ascii") + key_fields
-    return Certificate(
-        type_name, serial, cert_type, key_id, principals, count, valid_after, valid_before, key_blob
-    )
-
-
-def _principals(packed: bytes) -> tuple[tuple[str, ...], int]:
-    reader = _Reader(packed)
-    kept: list[str] = []
-    count = 0
-    while not reader.done():
-        name = reader.text()
-        count += 1
-        if len(kept) < MAX_PRINCIPALS:
-            kept.append(name)
-    return tuple(kept), count
+    return Certificate(key_id, valid_after, valid_before, key_blob)
 
 
 def _stamp(epoch: int) -> str:
@@ -167,9 +155,6 @@ class _Reader:
             self.string()
         return self._data[start : self._offset]
 
-    def done(self) -> bool:
-        return self._offset == len(self._data)
-
     def end(self) -> None:
-        if not self.done():
+        if self._offset != len(self._data):
             raise ProtocolError(f"certificate has {len(self._data) - self._offset} trailing bytes")

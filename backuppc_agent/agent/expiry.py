@@ -12,10 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from backuppc_agent.agent.certs import is_certificate, parse_certificate
-from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.errors import ProtocolError
-
 #: Expiries kept in the published state (the earliest); the rest are summed up.
 MAX_PUBLISHED = 100
 CERTIFICATE = "certificate"
@@ -23,23 +19,6 @@ LIFETIME = "lifetime"
 
 #: (fingerprint, Unix time it expires, "certificate" or "lifetime")
 Expiry = tuple[str, float, str]
-
-
-def certificate_expiries(
-    identities: Sequence[Identity], fingerprints: Sequence[str]
-) -> list[Expiry]:
-    """The expiry of every certificate among the identities that has one."""
-    found = []
-    for identity, fingerprint in zip(identities, fingerprints, strict=True):
-        if not is_certificate(identity.key_type):
-            continue
-        try:
-            cert = parse_certificate(identity.blob)
-        except ProtocolError:
-            continue
-        if cert is not None and cert.expires is not None:
-            found.append((fingerprint, cert.expires, CERTIFICATE))
-    return found
 
 
 def first_expiry(

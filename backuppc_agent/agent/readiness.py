@@ -1,161 +1,243 @@
-"""Readiness: one probe of the agent (and its signing probe) judged, and the wait for it.
+"""Readiness: one probe of the agent (and its signing probe) judged once, and the wait for it.
 
 Ready means: a live ssh-agent of our uid answered; every required key is
 loaded (or, with none required, at least one key is); each required key (or,
 with none required, at least one of the first keys) signed a challenge; and
-no certificate among them is expired or not yet valid.
+no certificate among them is expired or not yet valid. ``judge`` makes that
+call once per probe, into a ``Readiness`` that the supervisor, ``status``, the
+hooks, doctor and (through the published state) the metrics all read.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import waits
-from backuppc_agent.agent.certs import is_certificate, parse_certificate
+from backuppc_agent.agent import expiry, protocol
+from backuppc_agent.agent.certs import Certificate, is_certificate, parse_certificate
 from backuppc_agent.agent.probe import Probe, ProbeResult, ProbeStatus, probe
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import (
-    SAMPLE_KEYS,
-    SignCheck,
-    counting_keys,
-    keys_to_sign,
-    listed_fingerprint,
-    sign_keys,
-)
+from backuppc_agent.agent.signing import SignCheck, sign_keys
 from backuppc_agent.config import AgentConfig
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
 
 #: Shortest probe timeout near the end of a wait: a probe always gets a chance to answer.
 MIN_PROBE_SECONDS = 0.05
+#: Keys signed when none are required: ssh offers the agent's keys in order, so
+#: the first ones are those a login uses; with 10,000 keys the probe stays small.
+SAMPLE_KEYS = 8
+#: Comments come from whoever added the key: shown printable and short.
+COMMENT_CHARS = 60
+#: Unusable keys kept in a verdict (and so in the published state).
+MAX_UNUSABLE = 100
 
 Signer = Callable[[Path, Sequence[Identity], float], Mapping[str, SignCheck]]
 
 
+class Cause(enum.Enum):
+    """Why readiness is what it is."""
+
+    READY = "ready"  # the keys that count are usable (any others that are not are named)
+    AGENT_DOWN = "agent-down"  # no ssh-agent of our uid answers on the socket
+    AGENT_SLOW = "agent-slow"  # something accepted but did not answer in time
+    NO_KEYS = "no-keys"  # the agent lists nothing (or is locked)
+    MISSING_KEY = "missing-key"  # a required key is not loaded
+    UNUSABLE = "unusable"  # keys listed, but those that count do not sign or are not valid
+    EXPIRED = "expired"  # keys vanished at their agent.lifetime_seconds deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One identity the agent lists, its certificate (if it is one) parsed once."""
+
+    identity: Identity
+    fingerprint: str
+    #: the fingerprint ``ssh-add -l`` shows: for a certificate, that of its key
+    listed: str
+    cert: Certificate | None = None
+    #: why a certificate blob does not parse ("" when it does, or is no certificate)
+    unreadable: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Readiness:
-    """The end of a wait for readiness."""
+    """One probe judged: the state, its cause and reason, and the facts behind them."""
 
     state: State
+    cause: Cause
     reason: str
-    waited_seconds: float
-    identities: int
-    #: how the last probe ended: TIMEOUT means the agent was too slow, not gone
-    probe: ProbeStatus = ProbeStatus.ANSWERED
+    probe: ProbeResult
+    fingerprints: tuple[str, ...] = ()
+    #: (fingerprint, why) for the keys that count but cannot be used, by fingerprint;
+    #: why is a sign check's label or a certificate's validity
+    unusable: tuple[tuple[str, str], ...] = ()
+    #: expiries of the loaded keys, soonest first (see agent/expiry.py)
+    expiries: tuple[expiry.Expiry, ...] = ()
+    #: when authentication stops working as far as expiries tell (None: never)
+    expires: float | None = None
+    #: how long the wait that ended with this verdict took
+    waited_seconds: float = 0.0
+
+    @property
+    def identities(self) -> int:
+        """How many keys the agent lists."""
+        return len(self.probe.identities)
 
 
-#: How the reason for a required key that is not loaded starts.
-MISSING_PREFIX = "required key(s) not loaded: "
-#: Comments come from whoever added the key: shown printable and short.
-COMMENT_CHARS = 60
+def parse_keys(identities: Sequence[Identity], fingerprints: Sequence[str]) -> tuple[Key, ...]:
+    """The identities (``fingerprints``: theirs, same order) with their certificates parsed."""
+    return tuple(_key(identity, fp) for identity, fp in zip(identities, fingerprints, strict=True))
 
 
-def check_live(
-    agent: AgentConfig,
-    timeout: float | None = None,
-    probe_agent: Probe = probe,
-    sign_agent: Signer = sign_keys,
-) -> tuple[ProbeResult, State, str]:
-    """List the agent's keys, sign with those that count, judge: (probe, state, reason).
+def _key(identity: Identity, fingerprint: str) -> Key:
+    if not is_certificate(identity.key_type):
+        return Key(identity, fingerprint, fingerprint)
+    try:
+        cert = parse_certificate(identity.blob)
+    except ProtocolError as err:
+        return Key(identity, fingerprint, fingerprint, unreadable=str(err))
+    listed = protocol.fingerprint(cert.key_blob) if cert else fingerprint
+    return Key(identity, fingerprint, listed, cert)
 
-    Each of the two probes is bounded by ``timeout`` (default: probe_timeout_seconds).
+
+def counting(keys: Sequence[Key], required_keys: Sequence[str]) -> list[Key]:
+    """The keys readiness judges, in the agent's order: the required ones, or all.
+
+    A certificate stands for its key: the plain key loaded beside it (ssh-add
+    loads both) does not count on its own, so an expired certificate is not
+    hidden by its still-working key. Required keys match the fingerprint
+    ``ssh-add -l`` prints, which for a certificate is its key's.
     """
-    seconds = agent.probe_timeout_seconds if timeout is None else timeout
-    result = probe_agent(agent.socket, seconds)
-    checks = None
-    if result.answered and result.identities and not missing_keys(result, agent.required_keys):
-        keys = keys_to_sign(result.identities, agent.required_keys)
-        checks = sign_agent(agent.socket, keys, seconds)
-    state, reason = evaluate(result, agent.required_keys, checks, time.time())
-    return result, state, reason
+    certified = {key.cert.key_blob for key in keys if key.cert is not None}
+    wanted = set(required_keys)
+    return [
+        key
+        for key in keys
+        if key.identity.blob not in certified and (not wanted or key.listed in wanted)
+    ]
 
 
-def evaluate(
+def to_sign(keys: Sequence[Key], required_keys: Sequence[str]) -> tuple[Identity, ...]:
+    """The keys that count, only the first SAMPLE_KEYS of them when none are required."""
+    found = counting(keys, required_keys)
+    return tuple(key.identity for key in (found if required_keys else found[:SAMPLE_KEYS]))
+
+
+def missing(keys: Sequence[Key], required_keys: Sequence[str]) -> list[str]:
+    """The required fingerprints the agent does not hold, in config order."""
+    loaded = {key.listed for key in keys}
+    return [fp for fp in required_keys if fp not in loaded]
+
+
+def judge(
     result: ProbeResult,
+    keys: Sequence[Key],
     required_keys: Sequence[str],
-    checks: Mapping[str, SignCheck] | None = None,
-    now: float | None = None,
-    fingerprints: Sequence[str] | None = None,
-) -> tuple[State, str]:
-    """Return (state, reason) for a probe, given the fingerprints that must be loaded.
+    checks: Mapping[str, SignCheck] | None,
+    now: float,
+    lifetimes: Sequence[expiry.Expiry] = (),
+    vanished: str | None = None,
+) -> Readiness:
+    """Judge one probe whose identities are ``keys`` (see ``parse_keys``).
 
-    ``checks`` are the signing probe's results by fingerprint (None: no signing
-    probe, a listed key counts); ``now`` (Unix time) enables certificate checks;
-    ``fingerprints`` (the identities', in order) saves hashing them again.
+    ``checks``: the signing probe's results by fingerprint (None: no signing
+    probe, a listed key counts); ``now``: Unix time, for certificates;
+    ``lifetimes``: expected expiries under agent.lifetime_seconds; ``vanished``:
+    the supervisor's word that keys expired, the reason while waiting.
     """
-    if result.status is not ProbeStatus.ANSWERED:
-        return State.DOWN, result.detail or result.status.value
-    if not result.identities:
+    found = counting(keys, required_keys)
+    usable, problems = _judge(found, bool(required_keys), checks, now)
+    state, cause, reason = _verdict(result, keys, required_keys, usable, problems)
+    if vanished and state is State.WAITING:
+        cause, reason = Cause.EXPIRED, vanished
+    loaded = {key.fingerprint for key in keys}
+    times = [
+        (key.fingerprint, key.cert.expires, expiry.CERTIFICATE)
+        for key in keys
+        if key.cert is not None and key.cert.expires is not None
+    ]
+    times += [item for item in lifetimes if item[0] in loaded]
+    unusable = sorted((key.fingerprint, why) for key, why, _text in problems if why)
+    return Readiness(
+        state,
+        cause,
+        reason,
+        result,
+        tuple(key.fingerprint for key in keys),
+        tuple(unusable[:MAX_UNUSABLE]),
+        expiry.published(times),
+        expiry.first_expiry(times, [key.fingerprint for key in found], bool(required_keys)),
+    )
+
+
+def _verdict(
+    result: ProbeResult,
+    keys: Sequence[Key],
+    required_keys: Sequence[str],
+    usable: int,
+    problems: list[tuple[Key, str, str]],
+) -> tuple[State, Cause, str]:
+    if not result.answered:
+        slow = result.status is ProbeStatus.TIMEOUT
+        cause = Cause.AGENT_SLOW if slow else Cause.AGENT_DOWN
+        return State.DOWN, cause, result.detail or result.status.value
+    if not keys:
         # A locked agent answers with an empty list too: they cannot be told apart.
-        return State.WAITING, "no keys loaded (or the agent is locked); run ssh-add"
-    missing = missing_keys(result, required_keys, fingerprints)
-    if missing:
-        return State.WAITING, MISSING_PREFIX + ", ".join(missing)
-    count = len(result.identities)
-    loaded = f"{count} key{'s' if count != 1 else ''} loaded"
-    keys = counting_keys(result.identities, required_keys, fingerprints)
-    usable, problems = _judge(keys, bool(required_keys), checks, now)
+        return State.WAITING, Cause.NO_KEYS, "no keys loaded (or the agent is locked); run ssh-add"
+    absent = missing(keys, required_keys)
+    if absent:
+        return State.WAITING, Cause.MISSING_KEY, "required key(s) not loaded: " + ", ".join(absent)
+    loaded = f"{len(keys)} key{'s' if len(keys) != 1 else ''} loaded"
     if problems and (required_keys or not usable):
-        return State.WAITING, _problem_text(problems)
+        return State.WAITING, Cause.UNUSABLE, _problem_text(problems)
     if problems:
-        return State.READY, f"{loaded}; " + _problem_text(problems)
-    return State.READY, loaded
-
-
-def missing_keys(
-    result: ProbeResult, required_keys: Sequence[str], fingerprints: Sequence[str] | None = None
-) -> list[str]:
-    """Return the required fingerprints the agent does not hold, in config order.
-
-    A certificate holds the fingerprint of its key, as ``ssh-add -l`` shows it.
-    """
-    if not required_keys:
-        return []
-    prints = result.fingerprints if fingerprints is None else fingerprints
-    loaded = {
-        listed_fingerprint(identity, known)
-        for identity, known in zip(result.identities, prints, strict=True)
-    }
-    return [key for key in required_keys if key not in loaded]
+        return State.READY, Cause.READY, f"{loaded}; " + _problem_text(problems)
+    return State.READY, Cause.READY, loaded
 
 
 def _judge(
-    keys: Sequence[Identity],
-    required: bool,
-    checks: Mapping[str, SignCheck] | None,
-    now: float | None,
-) -> tuple[int, list[str]]:
-    """(how many counting keys are usable, one "KEY: why" per counting key that is not).
+    keys: Sequence[Key], required: bool, checks: Mapping[str, SignCheck] | None, now: float
+) -> tuple[int, list[tuple[Key, str, str]]]:
+    """(how many counting keys are usable, (key, label, why) per counting key that is not).
 
     Every counting key is judged for its certificate; the required ones, or
     else the first SAMPLE_KEYS (those the signing probe signs), for signing.
     """
     usable, problems = 0, []
-    for index, identity in enumerate(keys):
+    for index, key in enumerate(keys):
         signed = required or index < SAMPLE_KEYS
-        why = _cert_problem(identity, now)
-        if why is None and checks is not None and signed:
-            check = checks.get(identity.fingerprint)
-            why = "not checked yet" if check is None else (check.reason or None)
-        if why is not None:
-            problems.append(f"{label(identity)}: {why}")
+        problem = _problem(key, checks if signed else None, now)
+        if problem is not None:
+            problems.append((key, *problem))
         elif signed or checks is None:
             usable += 1
     return usable, problems
 
 
-def _cert_problem(identity: Identity, now: float | None) -> str | None:
-    """Why a certificate does not count at ``now`` (None for plain keys and valid certs)."""
-    if now is None or not is_certificate(identity.key_type):
+def _problem(
+    key: Key, checks: Mapping[str, SignCheck] | None, now: float
+) -> tuple[str, str] | None:
+    """(label, why) if ``key`` cannot be used: its certificate, else its sign check.
+
+    ``checks`` None: the key was not signed. The label is "" for a key not checked yet.
+    """
+    if key.unreadable:
+        return "garbage", f"unreadable certificate ({key.unreadable})"
+    why = None if key.cert is None else key.cert.validity_problem(now)
+    if key.cert is not None and why is not None:
+        return key.cert.validity(now).value, why
+    if checks is None:
         return None
-    try:
-        cert = parse_certificate(identity.blob)
-    except ProtocolError as err:
-        return f"unreadable certificate ({err})"
-    return None if cert is None else cert.validity_problem(now)
+    check = checks.get(key.fingerprint)
+    if check is None:
+        return "", "not checked yet"
+    return None if check.ok else (check.label, check.reason)
 
 
 def label(identity: Identity) -> str:
@@ -164,9 +246,30 @@ def label(identity: Identity) -> str:
     return f"{identity.fingerprint} ({comment})" if comment else identity.fingerprint
 
 
-def _problem_text(problems: list[str]) -> str:
+def _problem_text(problems: list[tuple[Key, str, str]]) -> str:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"key {problems[0]}{more}"
+    key, _label, why = problems[0]
+    return f"key {label(key.identity)}: {why}{more}"
+
+
+def check_live(
+    agent: AgentConfig,
+    timeout: float | None = None,
+    probe_agent: Probe = probe,
+    sign_agent: Signer = sign_keys,
+    lifetimes: Sequence[expiry.Expiry] = (),
+) -> Readiness:
+    """List the agent's keys, sign with those that count, judge.
+
+    Each of the two probes is bounded by ``timeout`` (default: probe_timeout_seconds).
+    """
+    seconds = agent.probe_timeout_seconds if timeout is None else timeout
+    result = probe_agent(agent.socket, seconds)
+    keys = parse_keys(result.identities, result.fingerprints)
+    checks = None
+    if result.answered and keys and not missing(keys, agent.required_keys):
+        checks = sign_agent(agent.socket, to_sign(keys, agent.required_keys), seconds)
+    return judge(result, keys, agent.required_keys, checks, time.time(), lifetimes)
 
 
 def wait_ready(
@@ -189,8 +292,8 @@ def wait_ready(
         timeout = agent.probe_timeout_seconds
         if deadline is not None:
             timeout = min(timeout, max(deadline - clock(), MIN_PROBE_SECONDS))
-        result, state, reason = check_live(agent, timeout, probe_agent, sign_agent)
-        return Readiness(state, reason, clock() - started, len(result.identities), result.status)
+        ready = check_live(agent, timeout, probe_agent, sign_agent)
+        return dataclasses.replace(ready, waited_seconds=clock() - started)
 
     return waits.until(once, deadline, poll_seconds, done=_is_ready, clock=clock, sleep=sleep)
 

@@ -14,25 +14,16 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import unixsock
 from backuppc_agent.agent import protocol
-from backuppc_agent.agent.certs import (
-    CERT_SUFFIX,
-    Certificate,
-    is_certificate,
-    parse_certificate,
-)
+from backuppc_agent.agent.certs import CERT_SUFFIX
 from backuppc_agent.agent.probe import connect
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.errors import ProtocolError
 
-#: Keys signed when none are required: ssh offers the agent's keys in order, so
-#: the first ones are those a login uses; with 10,000 keys the probe stays small.
-SAMPLE_KEYS = 8
 #: How soon the supervisor signs again while a key that counts does not sign.
 RETRY_SECONDS = 5.0
 #: Not an SSH userauth blob: those start with a 32- or 64-byte session id length.
@@ -79,70 +70,13 @@ class SignCheck:
             return ""
         return _WHY[self.status] + (f" ({self.detail})" if self.detail else "")
 
+    @property
+    def label(self) -> str:
+        """The status as ``backuppc_agent_identities_unusable{reason}`` names it."""
+        return self.status.value
+
 
 SignChecks = dict[str, SignCheck]
-
-
-def keys_to_sign(
-    identities: Sequence[Identity],
-    required_keys: Sequence[str],
-    fingerprints: Sequence[str] | None = None,
-) -> tuple[Identity, ...]:
-    """The keys that count (see ``counting_keys``), the first SAMPLE_KEYS when none are required.
-
-    ``fingerprints`` (of ``identities``, same order) saves hashing them again.
-    """
-    keys = counting_keys(identities, required_keys, fingerprints)
-    return tuple(keys if required_keys else keys[:SAMPLE_KEYS])
-
-
-def counting_keys(
-    identities: Sequence[Identity],
-    required_keys: Sequence[str],
-    fingerprints: Sequence[str] | None = None,
-) -> list[Identity]:
-    """The identities readiness judges, in the agent's order.
-
-    A certificate stands for its key: the plain key loaded beside it (ssh-add
-    loads both) does not count on its own, so an expired certificate is not
-    hidden by its still-working key. Required keys match the fingerprint
-    ``ssh-add -l`` prints, which for a certificate is its key's.
-    """
-    certified = {cert.key_blob for cert in _certificates(identities)}
-    wanted = set(required_keys)
-    found = []
-    for index, identity in enumerate(identities):
-        if identity.blob in certified:
-            continue
-        if wanted:
-            known = fingerprints[index] if fingerprints is not None else None
-            if listed_fingerprint(identity, known) not in wanted:
-                continue
-        found.append(identity)
-    return found
-
-
-def listed_fingerprint(identity: Identity, fingerprint: str | None = None) -> str:
-    """The fingerprint ``ssh-add -l`` shows: for a certificate, that of its key."""
-    if is_certificate(identity.key_type):
-        try:
-            cert = parse_certificate(identity.blob)
-        except ProtocolError:
-            cert = None
-        if cert is not None:
-            return protocol.fingerprint(cert.key_blob)
-    return fingerprint or identity.fingerprint
-
-
-def _certificates(identities: Sequence[Identity]) -> Iterator[Certificate]:
-    for identity in identities:
-        if is_certificate(identity.key_type):
-            try:
-                cert = parse_certificate(identity.blob)
-            except ProtocolError:
-                continue
-            if cert is not None:
-                yield cert
 
 
 def sign_keys(
@@ -243,16 +177,8 @@ class SignSchedule:
         self._checks: SignChecks = {}
         self._at = 0.0
 
-    def checks(
-        self,
-        path: Path,
-        identities: Sequence[Identity],
-        fingerprints: Sequence[str],
-        required: Sequence[str],
-        timeout: float,
-    ) -> SignChecks:
-        """The sign checks of the keys that count, fresh or from the last round."""
-        keys = keys_to_sign(identities, required, fingerprints)
+    def checks(self, path: Path, keys: tuple[Identity, ...], timeout: float) -> SignChecks:
+        """The sign checks of ``keys`` (those that count), fresh or from the last round."""
         now = self._clock()
         failed = any(not check.ok for check in self._checks.values())
         # A refused key may be re-added without -c: the list does not change, so retry soon.

@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from backuppc_agent import paths, state
-from backuppc_agent.agent.authwatch import AuthView, AuthWatch
+from backuppc_agent.agent.authwatch import AuthWatch
 from backuppc_agent.agent.keeper import AgentKeeper, StartedHook
 from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.process import AgentStarter, start_agent
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.publisher import Listener, Publisher
+from backuppc_agent.agent.readiness import Readiness
 from backuppc_agent.agent.signing import SignChecks, sign_keys
 from backuppc_agent.config import Config
 from backuppc_agent.errors import AgentError, ConfigError
@@ -186,8 +187,8 @@ class Supervisor:
         if self.keeper.pid is not None and self.keeper.pid != before:
             # The keeper has just started or adopted an agent: report that one.
             result = self._probe(agent_cfg.socket, agent_cfg.probe_timeout_seconds)
-        view = self.auth.assess(result, self._fingerprints(result))
-        self._publisher.publish(self._make_snapshot(result, view))
+        verdict = self.auth.assess(result, self._fingerprints(result))
+        self._publisher.publish(self._make_snapshot(verdict))
         return result.seconds
 
     def _fingerprints(self, result: ProbeResult) -> tuple[str, ...]:
@@ -197,25 +198,25 @@ class Supervisor:
             self._last_fingerprints = result.fingerprints
         return self._last_fingerprints
 
-    def _make_snapshot(self, result: ProbeResult, view: AuthView) -> Snapshot:
+    def _make_snapshot(self, verdict: Readiness) -> Snapshot:
         old = self.snapshot
-        since = old.since if old is not None and old.state is view.state else time.time()
+        since = old.since if old is not None and old.state is verdict.state else time.time()
         return Snapshot(
-            state=view.state,
-            reason=view.reason,
+            state=verdict.state,
+            reason=verdict.reason,
             socket=str(self.config.agent.socket),
             agent_pid=self.keeper.pid,
-            identities=len(result.identities),
-            fingerprints=self._fingerprints(result),
+            identities=verdict.identities,
+            fingerprints=verdict.fingerprints,
             since=since,
             supervisor_pid=os.getpid() if self._phase is not Phase.STOPPED else None,
             agent_restarts=self.keeper.restarts,
             adopted=self.keeper.adopted,
-            agent_up=result.answered,
+            agent_up=verdict.probe.answered,
             updated=time.time(),
-            expiries=view.expiries,
-            expires=view.expires,
-            unusable=view.unusable,
+            expiries=verdict.expiries,
+            expires=verdict.expires,
+            unusable=verdict.unusable,
         )
 
     # -- reload and stop ----------------------------------------------------

@@ -22,8 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from backuppc_agent import events, exitcodes, names, paths
-from backuppc_agent.agent.probe import ProbeStatus
-from backuppc_agent.agent.readiness import MISSING_PREFIX, Readiness, wait_ready
+from backuppc_agent.agent.readiness import Cause, Readiness, wait_ready
 from backuppc_agent.config import AgentConfig, Config
 from backuppc_agent.errors import BackupPCAgentError, BadNameError
 from backuppc_agent.ssh import mux, sshconfig
@@ -71,17 +70,17 @@ def not_ready_line(config: Config, ready: Readiness) -> str:
     """The one line BackupPC's XferLOG shows when the keys are not there."""
     sock = config.agent.socket
     user = _user_name()
-    if ready.state is State.DOWN and ready.probe is ProbeStatus.TIMEOUT:
+    if ready.cause is Cause.AGENT_SLOW:
         return (
             f"ssh-agent did not answer in time (agent socket {sock}: {ready.reason}); "
             f"gave up after {ready.waited_seconds:.0f} s: is the machine overloaded?"
         )
-    if ready.state is State.DOWN:
+    if ready.cause is Cause.AGENT_DOWN:
         return (
             f"ssh-agent is not running (agent socket {sock}: {ready.reason}); "
             f"start 'backuppc-agent run', then run 'ssh-add' as {user}"
         )
-    if ready.identities and not ready.reason.startswith(MISSING_PREFIX):
+    if ready.cause is Cause.UNUSABLE:
         return (
             f"SSH keys loaded but not usable (agent socket {sock}); "
             f"gave up after {ready.waited_seconds:.0f} s: {ready.reason}"

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, state
-from backuppc_agent.agent import expiry, readiness, signing
+from backuppc_agent.agent import expiry, readiness
 from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
 from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.cli.common import load_config_for_caller
@@ -73,42 +73,35 @@ def listener_uid(config: Config, trusted_uid: int | None) -> int | None:
 
 def gather(config: Config, uid: int | None = None) -> Status:
     """Probe the agent (served by ``uid``, default ours) and merge in what was published."""
-    if uid is None:
-        result, live_state, reason = readiness.check_live(config.agent)
-    else:
-        result, live_state, reason = readiness.check_live(
-            config.agent,
-            probe_agent=lambda path, seconds: probe(path, seconds, uid),
-            sign_agent=lambda path, keys, seconds: sign_keys(path, keys, seconds, uid),
-        )
     published = _published(config)
-    fingerprints = result.fingerprints
+    lifetimes = (
+        [item for item in published.expiries if item[2] == expiry.LIFETIME] if published else []
+    )
+    ready = readiness.check_live(
+        config.agent,
+        probe_agent=lambda path, seconds: probe(path, seconds, uid),
+        sign_agent=lambda path, keys, seconds: sign_keys(path, keys, seconds, uid),
+        lifetimes=lifetimes,
+    )
+    reason = ready.reason
     if (
         published is not None
-        and live_state is State.WAITING
+        and ready.state is State.WAITING
         and published.state is State.WAITING
-        and published.fingerprints == fingerprints
+        and published.fingerprints == ready.fingerprints
     ):
         reason = published.reason  # the supervisor knows more (keys that expired)
-    found = expiry.certificate_expiries(result.identities, fingerprints)
-    loaded = set(fingerprints)
-    if published is not None:
-        found += [
-            item for item in published.expiries if item[2] == expiry.LIFETIME and item[0] in loaded
-        ]
-    keys = signing.counting_keys(result.identities, config.agent.required_keys, fingerprints)
-    counting = [key.fingerprint for key in keys]
     return Status(
-        state=live_state,
+        state=ready.state,
         reason=reason,
         socket=str(config.agent.socket),
-        agent_pid=result.peer_pid if result.answered else None,
-        identities=_identities(result),
-        since=published.since if published and published.state is live_state else None,
+        agent_pid=ready.probe.peer_pid if ready.probe.answered else None,
+        identities=_identities(ready.probe),
+        since=published.since if published and published.state is ready.state else None,
         supervisor_pid=published.supervisor_pid if published else None,
         agent_restarts=published.agent_restarts if published else None,
-        expiries=expiry.published(found),
-        expires=expiry.first_expiry(found, counting, bool(config.agent.required_keys)),
+        expiries=ready.expiries,
+        expires=ready.expires,
     )
 
 

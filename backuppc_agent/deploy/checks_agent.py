@@ -9,6 +9,7 @@ from pathlib import Path
 
 from backuppc_agent import state
 from backuppc_agent.agent import readiness
+from backuppc_agent.agent.readiness import Cause
 from backuppc_agent.deploy.doctor import Env, Finding, Verdict
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.state import State
@@ -27,26 +28,25 @@ def check_agent(env: Env) -> list[Finding]:
     """The agent answers on its socket and holds the keys that make it ready."""
     config, user = env.ctx.config, env.ctx.user
     uid = user.pw_uid
-    result, current, reason = readiness.check_live(
+    ready = readiness.check_live(
         config.agent,
         probe_agent=lambda path, seconds: env.probe_fn(path, seconds, uid),
         sign_agent=lambda path, keys, seconds: env.sign_fn(path, keys, seconds, uid),
     )
+    reason = ready.reason
     supervised = state.supervisor_running(config.state.dir)
-    where = (
-        f"ssh-agent pid {result.peer_pid}, supervisor {'running' if supervised else 'NOT running'}"
-    )
-    if current is State.READY:
+    running = "running" if supervised else "NOT running"
+    where = f"ssh-agent pid {ready.probe.peer_pid}, supervisor {running}"
+    if ready.state is State.READY:
         verdict = Verdict.OK if supervised else Verdict.FAIL
         return [Finding("agent", verdict, f"ready: {reason} ({where})", START_FIX)]
-    unusable = result.identities and not reason.startswith(readiness.MISSING_PREFIX)
-    if current is State.WAITING and unusable:
+    if ready.cause is Cause.UNUSABLE:
         fix = (
             "re-add the key without -c (ssh-add KEY), use a key that needs no touch, "
             "or load a valid certificate"
         )
         return [Finding("agent", Verdict.FAIL, f"waiting: {reason} ({where})", fix)]
-    if current is State.WAITING:
+    if ready.state is State.WAITING:
         fix = f"su - {user.pw_name}, then ssh-add (or backuppc-agent add)"
         return [Finding("agent", Verdict.FAIL, f"waiting: {reason} ({where})", fix)]
     return [

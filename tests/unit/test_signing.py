@@ -96,11 +96,15 @@ def test_reasons_name_confirmation_and_touch() -> None:
     assert SignCheck(SignStatus.OK).reason == ""
 
 
+def keys(*identities: Identity) -> tuple[readiness.Key, ...]:
+    return readiness.parse_keys(identities, [identity.fingerprint for identity in identities])
+
+
 def test_required_keys_are_signed_else_a_bounded_sample() -> None:
     many = [Identity(s(b"ssh-ed25519") + s(n.to_bytes(32, "big")), "") for n in range(50)]
-    assert len(signing.keys_to_sign(many, ())) == signing.SAMPLE_KEYS
+    assert len(readiness.to_sign(keys(*many), ())) == readiness.SAMPLE_KEYS
     wanted = [many[30].fingerprint, many[40].fingerprint]
-    assert signing.keys_to_sign(many, wanted) == (many[30], many[40])
+    assert readiness.to_sign(keys(*many), wanted) == (many[30], many[40])
 
 
 class Signer:
@@ -116,15 +120,13 @@ def test_the_schedule_signs_when_keys_change_or_the_interval_passes() -> None:
     now = [0.0]
     signer = Signer()
     schedule = signing.SignSchedule(60.0, signer, lambda: now[0])
-    keys = [ED25519]
-    prints = [ED25519.fingerprint]
     for _ in range(5):
-        schedule.checks(Path("/s"), keys, prints, (), 1.0)
+        schedule.checks(Path("/s"), (ED25519,), 1.0)
     assert len(signer.rounds) == 1
-    schedule.checks(Path("/s"), [ED25519, OTHER], [*prints, OTHER.fingerprint], (), 1.0)
+    schedule.checks(Path("/s"), (ED25519, OTHER), 1.0)
     assert len(signer.rounds) == 2
     now[0] = 61.0
-    schedule.checks(Path("/s"), [ED25519, OTHER], [*prints, OTHER.fingerprint], (), 1.0)
+    schedule.checks(Path("/s"), (ED25519, OTHER), 1.0)
     assert len(signer.rounds) == 3
 
 
@@ -132,9 +134,20 @@ def answered(*ids: Identity) -> ProbeResult:
     return ProbeResult(ProbeStatus.ANSWERED, ids, 1, 0)
 
 
+def evaluate(
+    result: ProbeResult,
+    required: Sequence[str],
+    checks: signing.SignChecks | None = None,
+    now: float = 0.0,
+) -> tuple[State, str]:
+    found = keys(*result.identities)
+    ready = readiness.judge(result, found, required, checks, now)
+    return ready.state, ready.reason
+
+
 def test_a_key_that_lists_but_is_refused_makes_the_state_waiting() -> None:
     checks = {ED25519.fingerprint: SignCheck(SignStatus.REFUSED)}
-    state, reason = readiness.evaluate(answered(ED25519), (), checks, 0.0)
+    state, reason = evaluate(answered(ED25519), (), checks, 0.0)
     assert state is State.WAITING
     assert ED25519.fingerprint in reason
     assert "confirmation required" in reason
@@ -145,7 +158,7 @@ def test_without_required_keys_one_key_that_signs_is_enough() -> None:
         ED25519.fingerprint: SignCheck(SignStatus.OK),
         SK.fingerprint: SignCheck(SignStatus.TOUCH),
     }
-    state, reason = readiness.evaluate(answered(SK, ED25519), (), checks, 0.0)
+    state, reason = evaluate(answered(SK, ED25519), (), checks, 0.0)
     assert state is State.READY
     assert reason.startswith("2 keys loaded; key ")
     assert "needs a touch" in reason
@@ -153,13 +166,13 @@ def test_without_required_keys_one_key_that_signs_is_enough() -> None:
 
 def test_a_required_key_that_does_not_sign_is_not_ready_even_beside_good_keys() -> None:
     checks = {SK.fingerprint: SignCheck(SignStatus.TOUCH)}
-    state, reason = readiness.evaluate(answered(ED25519, SK), (SK.fingerprint,), checks, 0.0)
+    state, reason = evaluate(answered(ED25519, SK), (SK.fingerprint,), checks, 0.0)
     assert state is State.WAITING
     assert "needs a touch" in reason
 
 
 def test_without_a_signing_probe_a_listed_key_still_counts() -> None:
-    assert readiness.evaluate(answered(ED25519), ()) == (State.READY, "1 key loaded")
+    assert evaluate(answered(ED25519), ()) == (State.READY, "1 key loaded")
 
 
 def test_first_expiry_is_the_soonest_required_or_the_last_of_any() -> None:
@@ -187,12 +200,13 @@ def test_keys_that_vanish_at_their_lifetime_are_said_to_have_expired() -> None:
 def test_a_certificate_stands_for_its_key_and_is_required_by_its_keys_fingerprint() -> None:
     plain = Identity(s(b"ssh-ed25519") + s(bytes(32)), "key")
     cert = Identity(cert_blob(valid_before=1_700_000_000), "key")
-    assert signing.counting_keys([plain, cert], ()) == [cert]
-    assert signing.listed_fingerprint(cert) == plain.fingerprint
-    assert signing.counting_keys([plain, cert], [plain.fingerprint]) == [cert]
+    both = keys(plain, cert)
+    assert readiness.counting(both, ()) == [both[1]]
+    assert both[1].listed == plain.fingerprint
+    assert readiness.counting(both, [plain.fingerprint]) == [both[1]]
     ok = {key.fingerprint: SignCheck(SignStatus.OK) for key in (plain, cert)}
-    assert readiness.evaluate(answered(plain, cert), (), ok, 1_650_000_000.0)[0] is State.READY
-    state, reason = readiness.evaluate(answered(plain, cert), (), ok, 1_800_000_000.0)
+    assert evaluate(answered(plain, cert), (), ok, 1_650_000_000.0)[0] is State.READY
+    state, reason = evaluate(answered(plain, cert), (), ok, 1_800_000_000.0)
     assert state is State.WAITING
     assert "certificate 'host-42' expired at 2023-11-14" in reason
 
@@ -208,5 +222,5 @@ def test_the_schedule_retries_a_refused_key_soon_though_the_keys_did_not_change(
     schedule = signing.SignSchedule(60.0, refuse, lambda: now[0])
     for step in range(13):
         now[0] = step * 1.0
-        schedule.checks(Path("/s"), [ED25519], [ED25519.fingerprint], (), 1.0)
+        schedule.checks(Path("/s"), (ED25519,), 1.0)
     assert rounds == [0.0, signing.RETRY_SECONDS, 2 * signing.RETRY_SECONDS]

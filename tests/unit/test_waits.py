@@ -11,7 +11,7 @@ from backuppc_agent import config as config_mod
 from backuppc_agent import waits
 from backuppc_agent.agent.probe import ProbeResult, ProbeStatus
 from backuppc_agent.agent.protocol import Identity, encode_string
-from backuppc_agent.agent.readiness import wait_ready
+from backuppc_agent.agent.readiness import Cause, wait_ready
 from backuppc_agent.agent.signing import SignCheck, SignStatus
 from backuppc_agent.state import State
 from tests.unit.fakes import FakeAgent, FakeClock
@@ -85,7 +85,8 @@ def test_wait_ready_keeps_how_the_last_probe_ended() -> None:
     agent = FakeAgent(clock, [(0, slow)])
     ready = wait_ready(_agent_config(), 1, 0.2, clock=clock, sleep=clock.sleep, probe_agent=agent)
     assert ready.state is State.DOWN
-    assert ready.probe is ProbeStatus.TIMEOUT
+    assert ready.cause is Cause.AGENT_SLOW
+    assert ready.probe.status is ProbeStatus.TIMEOUT
 
 
 def test_wait_ready_is_not_ready_while_the_listed_key_cannot_sign() -> None:
