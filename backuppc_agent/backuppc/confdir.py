@@ -1,0 +1,213 @@
+"""BackupPC's config dir read by BackupPC's own rules: hosts, ``$Conf`` settings, host files.
+
+The hosts file is read as BackupPC::Storage::Text::HostInfoRead reads it (4.4),
+on bytes: per line, the first run of CR/LF, a ``#`` comment and trailing white
+space go; a line counts only if it starts with ``[\\w.\\-]+`` and white space;
+the first such line is the header, whatever it says; fields split on white
+space not preceded by ``\\`` (``\\ `` becomes a space); hosts are keyed by
+their name lower-cased (ASCII, as Perl's lc on bytes), a later line replacing
+an earlier one. tests/integration/test_hosts_agreement.py runs BackupPC's code
+on the same files.
+
+Only plain ``$Conf{Name} = VALUE;`` statements (as BackupPC's CGI editor and
+our install write them) are read, the last one winning as in Perl. A host's
+own file is where Debian's BackupPC (not FHS) looks: TopDir/pc/HOST/config.pl,
+else ConfDir/HOST.pl; never for a name BackupPC_dump refuses, '.' or '..'.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from dataclasses import dataclass
+from itertools import zip_longest
+from pathlib import Path
+
+from backuppc_agent.backuppc.hoststatus import MalformedError
+
+CONF_DIR = Path("/etc/backuppc")
+TOP_DIR = Path("/var/lib/backuppc")
+#: Bound on any one BackupPC file read (a backups file of 10,000 dumps is ~1.5 MB).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: A host's fields by the header's names; None where its line is shorter than the header.
+Record = dict[str, str | None]
+_ASSIGNMENT = re.compile(r"^[ \t]*\$Conf\{(\w+)\}\s*=\s*(.*?);[ \t]*(?:#[^\n]*)?$", re.M | re.S)
+_QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""")
+_SINGLE_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'", re.S)
+# HostInfoRead's own patterns; on bytes \w and \s are ASCII, as in Perl on a binmode file
+_CRLF, _COMMENT, _TRAILING = re.compile(rb"[\n\r]+"), re.compile(rb"#.*"), re.compile(rb"\s+$")
+_HOST_LINE = re.compile(rb"[\w.\\-]+\s+")
+_FIELD_BREAK = re.compile(rb"(?<!\\)\s+")
+_ESCAPED_SPACE = re.compile(rb"\\(\s)")
+#: BackupPC_dump's test of a host name: any other is a "bad host name" it never backs up.
+_DUMPABLE = re.compile(r"[\w.\s-]+", re.ASCII)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+#: tar reaches the client through ssh only when its command runs $sshPath: Debian's
+#: stock ``localhost`` host runs tar locally. rsyncd, smb, ftp never use ssh.
+TAR_COMMANDS = {False: "TarClientCmd", True: "TarClientRestoreCmd"}
+#: config.pl's default tar commands run ``$sshPath`` (an unset one counts as that).
+DEFAULT_TAR_COMMAND = "$sshPath"
+#: BackupPC 4's transfer methods that never run ssh (anything unknown is taken to).
+NO_SSH_METHODS = frozenset({"rsyncd", "smb", "ftp", "archive"})
+
+
+def read_bytes(path: Path | str) -> bytes | None:
+    """A BackupPC file's bytes, None if it does not exist; raise MalformedError otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise MalformedError(f"{path}: {err.strerror or err}") from err
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise MalformedError(f"{path}: {err.strerror or err}") from err
+    if len(data) > MAX_FILE_BYTES:
+        raise MalformedError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def read_text(path: Path | str) -> str | None:
+    """A BackupPC file's text (bytes kept as surrogates), None if it does not exist."""
+    data = read_bytes(path)
+    return None if data is None else data.decode("utf-8", "surrogateescape")
+
+
+def host_key(name: str) -> str:
+    """The name BackupPC keys a host by: ``name`` with A-Z lower-cased (Perl's lc on bytes)."""
+    return name.translate(_ASCII_LOWER)
+
+
+def usable(name: str) -> bool:
+    """True if a path may be built from host ``name``: BackupPC_dump takes it, not '.' or '..'."""
+    return _DUMPABLE.fullmatch(name) is not None and name not in (".", "..")
+
+
+def parse_hosts(data: bytes) -> dict[str, Record]:
+    """ConfDir/hosts as HostInfoRead reads it: {host key: {header field: value}}, file order."""
+    hosts: dict[str, Record] = {}
+    header: list[str] = []
+    for raw in data.split(b"\n"):
+        line = _CRLF.sub(b"", raw, count=1)
+        line = _TRAILING.sub(b"", _COMMENT.sub(b"", line, count=1), count=1)
+        if _HOST_LINE.match(line) is None:
+            continue
+        fields = [
+            _ESCAPED_SPACE.sub(rb"\1", field).decode("utf-8", "surrogateescape")
+            for field in _FIELD_BREAK.split(line)
+        ]
+        if not header:
+            header = fields
+            continue
+        hosts[host_key(fields[0])] = dict(zip_longest(header, fields[: len(header)]))
+    return hosts
+
+
+def assignments(text: str) -> dict[str, str]:
+    """Every ``$Conf{Name}`` with the text of its last assignment, whitespace normalized."""
+    return {match.group(1): normalize(match.group(2)) for match in _ASSIGNMENT.finditer(text)}
+
+
+def normalize(value: str) -> str:
+    """Collapse whitespace so formatting alone never makes two values differ."""
+    return " ".join(value.split())
+
+
+def first_string(value: str | None) -> str | None:
+    """The first quoted string in a Perl value ('x', "x" or ['x', ...]), or None."""
+    match = None if value is None else _QUOTED.search(value)
+    if match is None:
+        return None
+    return match.group(1) if match.group(1) is not None else match.group(2)
+
+
+def server_secret(settings: dict[str, str] | None) -> str:
+    """$Conf{ServerMesgSecret} when config.pl sets it to one single-quoted string, else ''."""
+    match = _SINGLE_QUOTED.fullmatch((settings or {}).get("ServerMesgSecret", ""))
+    return "" if match is None else re.sub(r"\\([\\'])", r"\1", match.group(1))
+
+
+def uses_ssh(method: str, settings: dict[str, str], restore: bool = False) -> bool:
+    """True if transfer ``method`` with these settings runs ssh to the client."""
+    if method == "tar":
+        return "$sshPath" in settings.get(TAR_COMMANDS[restore], DEFAULT_TAR_COMMAND)
+    return method not in NO_SSH_METHODS
+
+
+def no_ssh_reason(method: str) -> str:
+    """Why a host is left alone: its transfer method (and command) does not use ssh."""
+    if method == "tar":
+        return "XferMethod tar with a TarClientCmd that does not run $sshPath"
+    return f"XferMethod {method}"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One BackupPC host as ssh sees it."""
+
+    name: str
+    address: str
+    xfer_method: str
+    #: For tar: whether its TarClientCmd runs $sshPath.
+    tar_over_ssh: bool = True
+
+    @property
+    def uses_ssh(self) -> bool:
+        """True if BackupPC reaches this host through ssh."""
+        if self.xfer_method == "tar":
+            return self.tar_over_ssh
+        return uses_ssh(self.xfer_method, {})
+
+
+class ConfDir:
+    """BackupPC's ConfDir (hosts, config.pl, HOST.pl), and TopDir for old-style host files."""
+
+    def __init__(self, conf_dir: Path = CONF_DIR, top_dir: Path = TOP_DIR) -> None:
+        self.conf_dir = conf_dir
+        self.top_dir = top_dir
+
+    def hosts(self) -> dict[str, Record] | None:
+        """The hosts file as BackupPC reads it; None if there is none. Raises MalformedError."""
+        data = read_bytes(self.conf_dir / "hosts")
+        return None if data is None else parse_hosts(data)
+
+    def host_names(self) -> list[str]:
+        """The names BackupPC knows its hosts by, in file order; none without a hosts file."""
+        return list(self.hosts() or {})
+
+    def main(self) -> dict[str, str] | None:
+        """The assignments of config.pl, or None if it does not exist."""
+        text = read_text(self.conf_dir / "config.pl")
+        return None if text is None else assignments(text)
+
+    def host_file(self, name: str) -> Path | None:
+        """Where BackupPC reads host ``name``'s own config, if it has a file; never off the dir."""
+        if not usable(name):
+            return None
+        for path in (self.top_dir / "pc" / name / "config.pl", self.conf_dir / f"{name}.pl"):
+            if path.is_file():
+                return path
+        return None
+
+    def host_overrides(self, name: str) -> dict[str, str]:
+        """The assignments of the host's own file ({} if it has none)."""
+        path = self.host_file(name)
+        return assignments((path and read_text(path)) or "")
+
+    def host(self, name: str, main: dict[str, str] | None = None) -> Host:
+        """Host ``name`` (looked up as BackupPC keys it): address (ClientNameAlias), method."""
+        name = host_key(name)
+        merged = {**(main if main is not None else self.main() or {}), **self.host_overrides(name)}
+        address = first_string(merged.get("ClientNameAlias")) or name
+        method = first_string(merged.get("XferMethod")) or "tar"
+        return Host(name, address, method, uses_ssh("tar", merged))
+
+    def host_uses_ssh(self, name: str, method: str, restore: bool) -> bool:
+        """Does ``method`` (BackupPC's $XferMethod) use ssh for host ``name``'s dump/restore?"""
+        if method != "tar":
+            return uses_ssh(method, {})
+        merged = {**(self.main() or {}), **self.host_overrides(name)}
+        return uses_ssh(method, merged, restore)
