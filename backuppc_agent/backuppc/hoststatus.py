@@ -1,8 +1,7 @@
-"""BackupPC's own files, parsed: the hosts list, each host's backups, a few config scalars.
+"""BackupPC's own files, parsed: each host's backups, a few config scalars, the server's words.
 
 Pure functions (text in, records out) that follow BackupPC 4.4's readers
-(BackupPC::Storage::Text): ``ConfDir/hosts`` (header line, then one host per
-line, ``#`` comments), ``TopDir/pc/HOST/backups`` (one tab-separated line per
+(BackupPC::Storage::Text): ``TopDir/pc/HOST/backups`` (one tab-separated line per
 backup: num, type, startTime, endTime, ...). A line BackupPC itself would not
 write raises MalformedError: the file is being rewritten or damaged. The
 server's free-text fields become a few bounded words (``state_word``,
@@ -19,7 +18,6 @@ from backuppc_agent.errors import BackupPCAgentError
 
 #: The backup types in a backups file; "active" is a dump still running.
 BACKUP_TYPES = ("full", "incr", "partial", "active")
-_HOST = re.compile(r"[\w.-]+", re.ASCII)
 _BACKUP_LINE = re.compile(r"(\d+)\t(full|incr|partial|active)\t(\d+)\t(\d*)(?:\t|$)")
 _CONF_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
 #: What the server does for a host now (BackupPC's Status_* words, shortened).
@@ -57,7 +55,7 @@ _ERROR_WORDS = (
 
 
 class MalformedError(BackupPCAgentError):
-    """A BackupPC file holds something BackupPC would not have written."""
+    """A BackupPC file cannot be read, or holds something BackupPC would not have written."""
 
 
 @dataclass(frozen=True)
@@ -69,26 +67,6 @@ class Backups:
     last_number: int | None = None
     last_type: str | None = None
     last_end: float | None = None
-
-
-def parse_hosts(text: str) -> tuple[list[str], list[str]]:
-    """ConfDir/hosts -> (host names, lowercased as BackupPC does; lines refused as names)."""
-    hosts: list[str] = []
-    refused: list[str] = []
-    header = False
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
-        if not fields:
-            continue
-        if not header:
-            header = True
-            continue
-        name = fields[0].lower()
-        if _HOST.fullmatch(name) and name not in (".", ".."):
-            hosts.append(name)
-        else:
-            refused.append(line[:200])
-    return hosts, refused
 
 
 def parse_backups(text: str) -> Backups:
@@ -113,7 +91,7 @@ def parse_backups(text: str) -> Backups:
 
 
 def config_number(settings: dict[str, str], key: str) -> float | None:
-    """The number ``$Conf{KEY}`` is set to in ``settings`` (bpconfig.assignments), or None.
+    """The number ``$Conf{KEY}`` is set to in ``settings`` (confdir.assignments), or None.
 
     Raise MalformedError if KEY is set to anything but a plain number (an
     expression, a variable): then only Perl knows the value.

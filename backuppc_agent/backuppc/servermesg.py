@@ -9,9 +9,8 @@ particular user: the message is signed with $Conf{ServerMesgSecret}.
 
 from __future__ import annotations
 
-from backuppc_agent.backuppc import serversock
+from backuppc_agent.backuppc import confdir, serversock
 from backuppc_agent.backuppc.hoststatus import MalformedError
-from backuppc_agent.backuppc.serverstatus import read_text
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 
@@ -26,12 +25,13 @@ class ServerMesgError(BackupPCAgentError):
 
 def send(config: Config, *words: str) -> str:
     """Send one message (words joined by spaces); return the reply line. Raises ServerMesgError."""
-    config_pl = config.backuppc.conf_dir / "config.pl"
     try:
-        secret = serversock.secret_in(read_text(config_pl))
-    except (OSError, MalformedError) as err:
-        why = getattr(err, "strerror", None) or err
-        raise ServerMesgError(f"cannot read {config_pl}: {why}") from err
+        settings = confdir.ConfDir(config.backuppc.conf_dir).main()
+    except MalformedError as err:
+        raise ServerMesgError(f"cannot read {err}") from err
+    if settings is None:
+        raise ServerMesgError(f"cannot read {config.backuppc.conf_dir / 'config.pl'}: no such file")
+    secret = confdir.server_secret(settings)
     try:
         reply = serversock.query(config.backuppc.run_dir, secret, " ".join(words), TIMEOUT_SECONDS)
     except serversock.ServerError as err:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import re
 import socket
 import threading
 import time
@@ -35,7 +34,6 @@ MAX_REPLY_BYTES = 32 * 1024 * 1024
 #: How long a drain thread waits for what the server still owes before closing anyway.
 DRAIN_SECONDS = 300.0
 MAX_DRAINS = 2
-_SECRET = re.compile(r"^\s*\$Conf\{ServerMesgSecret\}\s*=\s*'([^'\\]*)'\s*;", re.M)
 _drains = 0
 _drains_lock = threading.Lock()
 
@@ -44,15 +42,11 @@ class ServerError(BackupPCAgentError):
     """The BackupPC server did not answer (down, busy, refused, or too slow)."""
 
 
-def secret_in(config_pl: str) -> str:
-    """$Conf{ServerMesgSecret} from config.pl's text when it is a plain quoted string, else ''."""
-    found = _SECRET.search(config_pl)
-    return found.group(1) if found else ""
-
-
 def digest(seed: bytes, count: int, secret: str, message: str) -> str:
     """BackupPC's message digest: Perl's Digest::MD5 b64digest (base64, no padding)."""
-    md5 = hashlib.md5(seed + str(count).encode() + secret.encode() + message.encode())  # noqa: S324  (BackupPC's protocol)
+    md5 = hashlib.md5(  # noqa: S324  (BackupPC's protocol)
+        seed + str(count).encode() + secret.encode("utf-8", "surrogateescape") + message.encode()
+    )
     return base64.b64encode(md5.digest()).decode().rstrip("=")
 
 

@@ -1,29 +1,26 @@
 """One reading of BackupPC's state: its files, and its server's live status when it answers.
 
 Read at every scrape, as user backuppc on the BackupPC server: ConfDir/hosts,
-config.pl and each HOST.pl (only a few plain-number settings), each
-TopDir/pc/HOST/backups, and the server's ``status info hosts queueLen`` over
-its socket (bounded). When the server does not answer, LogDir/status.pl
-(written by the server at start, at each wakeup and at shutdown) gives the
-last known status. A host whose files cannot be read is skipped and named in
-``problems``; nothing here raises for bad data.
+config.pl and each host's own file as BackupPC reads them (confdir; only a
+few plain-number settings), each TopDir/pc/HOST/backups, and the server's
+``status info hosts queueLen`` over its socket (bounded). When the server
+does not answer, LogDir/status.pl (written by the server at start, at each
+wakeup and at shutdown) gives the last known status. A host whose files
+cannot be read, or whose name BackupPC_dump refuses, is skipped and named
+in ``problems``; nothing here raises for bad data.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from backuppc_agent.backuppc import hoststatus, perldata, serversock
+from backuppc_agent.backuppc import confdir, hoststatus, perldata, serversock
+from backuppc_agent.backuppc.confdir import ConfDir, read_text
 from backuppc_agent.backuppc.hoststatus import Backups, MalformedError
 from backuppc_agent.config import BackupPCConfig
-from backuppc_agent.deploy import bpconfig
 
 STATUS_MESSAGE = "status info hosts queueLen"
-#: Bound on any one BackupPC file read at a scrape (a backups file of 10,000 dumps is ~1.5 MB).
-MAX_FILE_BYTES = 16 * 1024 * 1024
 DAY_SECONDS = 86400.0
 
 
@@ -76,66 +73,33 @@ class ServerStatus:
     problems: list[str] = field(default_factory=list)
 
 
-def read_text(path: Path | str) -> str:
-    """A BackupPC file's text, at most MAX_FILE_BYTES; raise OSError or MalformedError."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
-    try:
-        chunks = []
-        size = 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, 1024 * 1024)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > MAX_FILE_BYTES:
-        raise MalformedError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
-    return data.decode("utf-8", "replace")
-
-
 def read(config: BackupPCConfig) -> ServerStatus | None:
     """Read BackupPC's state now; None when this machine has no BackupPC (no hosts file)."""
+    files = ConfDir(config.conf_dir, config.top_dir)
     try:
-        names, refused = hoststatus.parse_hosts(read_text(config.conf_dir / "hosts"))
-    except FileNotFoundError:
-        return None
-    except (OSError, MalformedError) as err:
-        return ServerStatus(False, problems=[f"cannot read the hosts file: {_why(err)}"])
-    main_conf = _optional_text(config.conf_dir / "config.pl")
-    status = _live_status(config, main_conf)
-    status.problems.extend(f"{config.conf_dir / 'hosts'}: refused name in {line!r}"
-                           for line in refused)  # fmt: skip
-    try:
-        defaults = _settings(main_conf, HostSettings())
+        hosts = files.hosts()
     except MalformedError as err:
-        status.problems.append(f"{config.conf_dir / 'config.pl'}: {err}")
-        defaults = HostSettings()
-    host_files = _host_config_files(config.conf_dir)
-    for name in names:
-        host = _host(config, name, defaults, status.server_hosts.get(name), status.problems,
-                     host_files)  # fmt: skip
+        return ServerStatus(False, problems=[f"cannot read the hosts file: {err}"])
+    if hosts is None:
+        return None
+    main: dict[str, str] = {}
+    defaults, problems = HostSettings(), []
+    try:
+        main = files.main() or {}
+        defaults = _settings(main, defaults)
+    except MalformedError as err:
+        problems.append(f"config.pl: {err}")
+    status = _live_status(config, confdir.server_secret(main))
+    status.problems += problems
+    for name in hosts:
+        host = _host(config, files, name, defaults, status)
         if host is not None:
             status.hosts.append(host)
     return status
 
 
-def _optional_text(path: Path | str) -> str:
-    try:
-        return read_text(path)
-    except (OSError, MalformedError):
-        return ""
-
-
-def _why(err: BaseException) -> str:
-    return getattr(err, "strerror", None) or str(err)
-
-
-def _live_status(config: BackupPCConfig, main_conf: str) -> ServerStatus:
+def _live_status(config: BackupPCConfig, secret: str) -> ServerStatus:
     """The server's own answer; else status.pl's last known state (up = False)."""
-    secret = serversock.secret_in(main_conf)
     try:
         reply = serversock.query(
             config.run_dir, secret, STATUS_MESSAGE, config.status_timeout_seconds
@@ -147,11 +111,14 @@ def _live_status(config: BackupPCConfig, main_conf: str) -> ServerStatus:
         return ServerStatus(True, problems=[f"the server's status reply: {err}"])
     path = config.log_dir / "status.pl"
     try:
-        return _from_data(False, perldata.parse_statements(read_text(path)), str(path))
-    except FileNotFoundError:
-        return ServerStatus(False)
-    except (OSError, MalformedError, perldata.PerlDataError) as err:
-        return ServerStatus(False, problems=[f"{path}: {_why(err)}"])
+        text = read_text(path)
+        if text is None:
+            return ServerStatus(False)
+        return _from_data(False, perldata.parse_statements(text), str(path))
+    except MalformedError as err:
+        return ServerStatus(False, problems=[str(err)])
+    except perldata.PerlDataError as err:
+        return ServerStatus(False, problems=[f"{path}: {err}"])
 
 
 def _from_data(up: bool, data: dict[str, Any], source: str) -> ServerStatus:
@@ -162,53 +129,30 @@ def _from_data(up: bool, data: dict[str, Any], source: str) -> ServerStatus:
 
 
 def _host(
-    config: BackupPCConfig,
-    name: str,
-    defaults: HostSettings,
-    status: Any,
-    problems: list[str],
-    host_files: frozenset[str],
+    config: BackupPCConfig, files: ConfDir, name: str, defaults: HostSettings, server: ServerStatus
 ) -> HostStatus | None:
     """One host's files read and parsed, or None (and a problem) if they are unreadable."""
-    pc = f"{config.top_dir}/pc/{name}"
-    path = f"{pc}/backups"
-    try:
-        backups = hoststatus.parse_backups(read_text(path))
-    except FileNotFoundError:
-        backups = hoststatus.parse_backups("")  # never backed up
-    except (OSError, MalformedError) as err:
-        problems.append(f"{path}: {_why(err)}")
+    if not confdir.usable(name):
+        server.problems.append(f"{config.conf_dir / 'hosts'}: refused host name {name[:80]!r}")
         return None
     try:
-        settings = _settings(_host_config(config, name, pc, host_files), defaults)
+        text = read_text(config.top_dir / "pc" / name / "backups")
+        backups = hoststatus.parse_backups(text or "")  # none: never backed up
     except MalformedError as err:
-        problems.append(f"{name}'s config: {err}")
+        server.problems.append(str(err))
+        return None
+    try:
+        settings = _settings(files.host_overrides(name), defaults)
+    except MalformedError as err:
+        server.problems.append(f"{name}'s config: {err}")
         settings = defaults
+    status = server.server_hosts.get(name)
     period = settings.period_seconds(config.default_period_hours * 3600)
     return HostStatus(name, backups, settings, status if isinstance(status, dict) else {}, period)
 
 
-def _host_config_files(conf_dir: Path) -> frozenset[str]:
-    """The HOST.pl names in ConfDir, listed once per scrape (most hosts have none)."""
-    try:
-        return frozenset(name for name in os.listdir(conf_dir) if name.endswith(".pl"))  # noqa: PTH208  (names only: the hot path of a scrape)
-    except OSError:
-        return frozenset()
-
-
-def _host_config(config: BackupPCConfig, name: str, pc: str, host_files: frozenset[str]) -> str:
-    """The host's own config text, where BackupPC looks for it (non-FHS layout)."""
-    old_style = f"{pc}/config.pl"
-    if os.path.isfile(old_style):  # noqa: PTH113  (a str path: 500 hosts per scrape)
-        return _optional_text(old_style)
-    if f"{name}.pl" not in host_files:
-        return ""
-    return _optional_text(f"{config.conf_dir}/{name}.pl")
-
-
-def _settings(text: str, base: HostSettings) -> HostSettings:
-    """``base`` with what ``text`` sets as plain numbers; raise MalformedError."""
-    settings = bpconfig.assignments(text)
+def _settings(settings: dict[str, str], base: HostSettings) -> HostSettings:
+    """``base`` with what ``settings`` set to plain numbers; raise MalformedError."""
     values = {
         key: hoststatus.config_number(settings, name)
         for key, name in (("full_days", "FullPeriod"), ("incr_days", "IncrPeriod"),

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.registry import CollectorRegistry
 
-from backuppc_agent.backuppc import hoststatus, perldata
+from backuppc_agent.backuppc import confdir, hoststatus, perldata
 from backuppc_agent.backuppc.hoststatus import MalformedError
-from backuppc_agent.deploy import bpconfig
 from backuppc_agent.metrics.backuppc import BackupPCPart
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
 from tests.bpc_tree import backups_line, make_tree
@@ -53,17 +52,27 @@ def test_a_half_written_backups_line_is_malformed(line: str) -> None:
         hoststatus.parse_backups(backups_line(0, "full", 1, 2) + line)
 
 
-def test_the_hosts_file_skips_its_header_and_comments_and_lowercases() -> None:
-    text = "host dhcp user\n# a comment\nWeb1 0 backuppc\n\n  \nbad/name 0 x\ndb.example-1 1 u\n"
-    assert hoststatus.parse_hosts(text) == (["web1", "db.example-1"], ["bad/name 0 x"])
+def test_hosts_are_labelled_as_backuppc_keys_them_and_no_path_is_built_from_a_bad_name(
+    tmp_path: Path,
+) -> None:
+    config = make_tree(tmp_path, {"web1": [("full", 1, 2)], "db.example-1": []})
+    (Path(config.conf_dir) / "hosts").write_text(
+        "host dhcp user\n# a comment\nWeb1 0 backuppc\n\n  \nbad/name 0 x\n"
+        "db.example-1 1 u\n.. 0 x\na\\ /b 0 x\n"
+    )
+    values = scrape(BackupPCPart(ScrapeErrors(), config))
+    assert values[("backuppc_hosts", ())] == 2  # bad/name: skipped by BackupPC too
+    assert values[("backuppc_last_backup_number", (("host", "web1"),))] == 0
+    assert values[("backuppc_backups", (("host", "db.example-1"), ("type", "full")))] == 0
+    assert values[("scrape_errors_total", (("collector", "backuppc"),))] == 2  # "..", "a /b"
 
 
 def test_config_numbers_are_read_only_when_plain() -> None:
-    settings = bpconfig.assignments("$Conf{FullPeriod} = 6.97;  # weekly\n$Conf{IncrPeriod}=0.5;\n")
+    settings = confdir.assignments("$Conf{FullPeriod} = 6.97;  # weekly\n$Conf{IncrPeriod}=0.5;\n")
     assert hoststatus.config_number(settings, "FullPeriod") == 6.97
     assert hoststatus.config_number(settings, "IncrPeriod") == 0.5
     assert hoststatus.config_number(settings, "BackupsDisable") is None
-    expression = bpconfig.assignments("$Conf{FullPeriod} = 7 * 0.99;\n")
+    expression = confdir.assignments("$Conf{FullPeriod} = 7 * 0.99;\n")
     with pytest.raises(MalformedError):
         hoststatus.config_number(expression, "FullPeriod")
 
