@@ -136,7 +136,7 @@ def _host(
         server.problems.append(f"{config.conf_dir / 'hosts'}: refused host name {name[:80]!r}")
         return None
     try:
-        text = read_text(config.top_dir / "pc" / name / "backups")
+        text = read_text(f"{config.top_dir}/pc/{name}/backups")
         backups = hoststatus.parse_backups(text or "")  # none: never backed up
     except MalformedError as err:
         server.problems.append(str(err))
