@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from backuppc_agent import exitcodes
+from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.deploy import checks_agent, checks_backuppc, context, doctor
-from backuppc_agent.deploy.bpconfig import BackupPCConfig
 
 CHECKS: list[doctor.Check] = [
     checks_agent.check_running_user,
@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     ctx = context.load(args.config)
     env = doctor.Env(
         ctx=ctx,
-        backuppc=BackupPCConfig(Path(args.backuppc_dir or ctx.config.backuppc.conf_dir)),
+        backuppc=ConfDir(
+            Path(args.backuppc_dir or ctx.config.backuppc.conf_dir), ctx.config.backuppc.top_dir
+        ),
         procfs=Path(args.procfs),
         sysfs=Path(args.sysfs),
         running_uid=os.getuid(),

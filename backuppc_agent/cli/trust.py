@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from backuppc_agent import exitcodes, names
+from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.config import Config
 from backuppc_agent.deploy import context, fsops, trust
-from backuppc_agent.deploy.bpconfig import BackupPCConfig
 from backuppc_agent.errors import BackupPCAgentError
 
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 def _alias(args: argparse.Namespace, config: Config, client: str) -> str:
     """The ClientNameAlias BackupPC connects to, else the client name."""
     directory = Path(args.backuppc_dir or config.backuppc.conf_dir)
-    return BackupPCConfig(directory).host(client).address
+    return ConfDir(directory, config.backuppc.top_dir).host(client).address
 
 
 def _already_known(known_hosts: Path, name: str, key: trust.HostKey) -> bool:

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from backuppc_agent import proc
-from backuppc_agent.deploy import access, bpconfig, sources, swapcheck
+from backuppc_agent.backuppc import confdir
+from backuppc_agent.deploy import access, sources, swapcheck
 from backuppc_agent.deploy.doctor import Env, Finding, Verdict
 from backuppc_agent.errors import BackupPCAgentError
 
@@ -16,13 +17,14 @@ KNOWN_HOSTS_TIMEOUT_SECONDS = 10.0
 def check_backuppc_config(env: Env) -> list[Finding]:
     """config.pl runs our hooks with UserCmdCheckStatus = 1, and no host file undoes it."""
     main = env.backuppc.main()
-    config_pl = env.backuppc.directory / "config.pl"
+    config_pl = env.backuppc.conf_dir / "config.pl"
     if main is None:
         fix = "install BackupPC (apt install backuppc)"
         return [Finding("backuppc config", Verdict.FAIL, f"{config_pl} not found", fix)]
     findings = _problems(main, str(config_pl), every=True)
-    for name in env.backuppc.host_names():
-        findings += _problems(env.backuppc.host_overrides(name), f"{name}.pl", every=False)
+    for path in filter(None, map(env.backuppc.host_file, env.backuppc.host_names())):
+        settings = confdir.assignments(confdir.read_text(path) or "")
+        findings += _problems(settings, str(path), every=False)
     if findings:
         return findings
     message = f"{config_pl}: our hooks and UserCmdCheckStatus = 1 are in effect"
@@ -64,7 +66,7 @@ def check_access(env: Env) -> list[Finding]:
         message = f"only root or {user.pw_name} can run commands as {user.pw_name}"
         return [Finding("access", Verdict.SKIP, message)]
     pre = (env.backuppc.main() or {}).get("DumpPreUserCmd")
-    command = bpconfig.first_string(pre) or ""
+    command = confdir.first_string(pre) or ""
     program = command.split()[0] if " hook " in f" {command} " else None
     config = env.ctx.config
     found = access.problems(user, program, env.ctx.config_path, config, env.runner)
@@ -96,13 +98,13 @@ def check_known_hosts(env: Env) -> list[Finding]:
     return [*skipped, *(_unknown_host(host, known_hosts) for host in missing)]
 
 
-def _no_ssh(host: bpconfig.Host) -> Finding:
-    reason = bpconfig.no_ssh_reason(host.xfer_method)
+def _no_ssh(host: confdir.Host) -> Finding:
+    reason = confdir.no_ssh_reason(host.xfer_method)
     message = f"{host.name}: {reason}: no ssh, so no known_hosts entry and no gate"
     return Finding("known_hosts", Verdict.SKIP, message)
 
 
-def _unknown_host(host: bpconfig.Host, known_hosts: Path) -> Finding:
+def _unknown_host(host: confdir.Host, known_hosts: Path) -> Finding:
     message = (
         f"{host.name} ({host.address}) is not in {known_hosts}: "
         "BatchMode fails with 'Host key verification failed'"

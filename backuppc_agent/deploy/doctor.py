@@ -18,8 +18,8 @@ from backuppc_agent import proc
 from backuppc_agent.agent.probe import ProbeResult, probe
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import SignChecks, sign_keys
+from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.deploy import access
-from backuppc_agent.deploy.bpconfig import BackupPCConfig
 from backuppc_agent.deploy.context import Context
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Env:
     """Everything the checks look at."""
 
     ctx: Context
-    backuppc: BackupPCConfig
+    backuppc: ConfDir
     procfs: Path
     sysfs: Path
     probe_fn: Callable[[Path, float, int | None], ProbeResult] = probe

@@ -8,7 +8,8 @@ from typing import cast
 
 import pytest
 
-from backuppc_agent.deploy import bpconfig, swapcheck
+from backuppc_agent.backuppc import confdir
+from backuppc_agent.deploy import swapcheck
 from backuppc_agent.deploy.checks_agent import parse_ssh_version
 from backuppc_agent.deploy.doctor import Env, Finding, Verdict, failed, run_checks
 
@@ -24,7 +25,7 @@ def test_the_last_assignment_wins_and_multi_line_values_are_read() -> None:
         "$Conf{RsyncShareName} = [\n    '/etc',\n    '/home',\n];\n"
         "$Conf{XferMethod}    =  'rsync';   # comment\n"
     )
-    found = bpconfig.assignments(text)
+    found = confdir.assignments(text)
     assert found["XferMethod"] == "'rsync'"
     assert found["RsyncShareName"] == "[ '/etc', '/home', ]"
 
@@ -34,22 +35,27 @@ def test_the_last_assignment_wins_and_multi_line_values_are_read() -> None:
     [("'a b'", "a b"), ('"x"', "x"), ("['10.0.0.1', 'h']", "10.0.0.1"), ("undef", None)],
 )
 def test_first_string(value: str, expected: str | None) -> None:
-    assert bpconfig.first_string(value) == expected
+    assert confdir.first_string(value) == expected
 
 
-def test_the_hosts_file_header_and_comments_are_skipped() -> None:
-    text = "#comment\nhost        dhcp    user    moreUsers\nalpha 0 backuppc\n\nbeta 0 x # c\n"
-    assert bpconfig.hosts(text) == ["alpha", "beta"]
+def test_the_hosts_file_header_and_comments_are_skipped_and_names_keyed_lower_case() -> None:
+    text = b"#comment\nhost        dhcp    user    moreUsers\nAlpha 0 backuppc\n\nbeta 0 x # c\n"
+    assert list(confdir.parse_hosts(text)) == ["alpha", "beta"]
+    assert confdir.parse_hosts(text)["alpha"] == {
+        "host": "Alpha", "dhcp": "0", "user": "backuppc", "moreUsers": None
+    }  # fmt: skip
 
 
 def test_a_host_file_overrides_the_alias_and_transfer_method(tmp_path: Path) -> None:
     (tmp_path / "config.pl").write_text("$Conf{XferMethod} = 'rsync';\n")
-    (tmp_path / "hosts").write_text("host dhcp user\nweb 0 backuppc\nnas 0 backuppc\n")
-    (tmp_path / "pc").mkdir()
-    (tmp_path / "pc" / "web.pl").write_text("$Conf{ClientNameAlias} = '192.0.2.7';\n")
+    (tmp_path / "hosts").write_text("host dhcp user\nWeb 0 backuppc\nnas 0 backuppc\n")
+    (tmp_path / "pc" / "web").mkdir(parents=True)  # TopDir/pc/HOST/config.pl: BackupPC 3's place
+    (tmp_path / "pc" / "web" / "config.pl").write_text("$Conf{ClientNameAlias} = '192.0.2.7';\n")
     (tmp_path / "nas.pl").write_text("$Conf{XferMethod} = 'smb';\n")
-    conf = bpconfig.BackupPCConfig(tmp_path)
-    assert conf.host("web") == bpconfig.Host("web", "192.0.2.7", "rsync")
+    conf = confdir.ConfDir(tmp_path, tmp_path)
+    assert conf.host_names() == ["web", "nas"]
+    assert conf.host("web") == confdir.Host("web", "192.0.2.7", "rsync")
+    assert conf.host("Web") == conf.host("web")  # looked up as BackupPC keys it
     assert conf.host("nas").uses_ssh is False
 
 
@@ -58,7 +64,7 @@ def test_debians_stock_config_is_read_with_our_block_winning(tmp_path: Path) -> 
     if not stock.exists():
         pytest.skip("BackupPC is not installed")
     text = stock.read_text() + "\n$Conf{UserCmdCheckStatus} = 1;\n"
-    found = bpconfig.assignments(text)
+    found = confdir.assignments(text)
     assert found["UserCmdCheckStatus"] == "1"
     assert found["DumpPreUserCmd"] == "undef"
     assert "XferMethod" in found
@@ -247,7 +253,7 @@ def test_warn_and_skip_do_not_fail_but_show_their_fix() -> None:
 def test_which_transfers_use_ssh(
     method: str, settings: dict[str, str], restore: bool, expected: bool
 ) -> None:
-    assert bpconfig.uses_ssh(method, settings, restore) is expected
+    assert confdir.uses_ssh(method, settings, restore) is expected
 
 
 def test_debians_stock_localhost_tar_is_a_host_without_ssh(tmp_path: Path) -> None:
@@ -262,7 +268,7 @@ def test_debians_stock_localhost_tar_is_a_host_without_ssh(tmp_path: Path) -> No
         "                        . ' --totals';\n"
     )
     (tmp_path / "web.pl").write_text("$Conf{XferMethod} = 'tar';\n")
-    conf = bpconfig.BackupPCConfig(tmp_path)
+    conf = confdir.ConfDir(tmp_path, tmp_path)
     assert conf.host("localhost").uses_ssh is False
     assert conf.host("web").uses_ssh is True
     assert conf.host_uses_ssh("localhost", "tar", restore=False) is False

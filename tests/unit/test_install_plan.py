@@ -115,7 +115,8 @@ def test_files_that_do_not_exist_yet_are_not_checked(tmp_path: Path) -> None:
 
 
 def test_doctor_fails_a_hook_program_the_backuppc_user_cannot_run(tmp_path: Path) -> None:
-    from backuppc_agent.deploy import bpconfig, checks_backuppc, doctor  # noqa: PLC0415
+    from backuppc_agent.backuppc import confdir  # noqa: PLC0415
+    from backuppc_agent.deploy import checks_backuppc, doctor  # noqa: PLC0415
 
     etc = tmp_path / "etc-backuppc"
     etc.mkdir()
@@ -123,7 +124,7 @@ def test_doctor_fails_a_hook_program_the_backuppc_user_cannot_run(tmp_path: Path
     (etc / "config.pl").write_text(f"$Conf{{DumpPreUserCmd}} = {hook};\n")
     env = doctor.Env(
         ctx=context(tmp_path),
-        backuppc=bpconfig.BackupPCConfig(etc),
+        backuppc=confdir.ConfDir(etc, tmp_path),
         procfs=tmp_path,
         sysfs=tmp_path,
         running_uid=0,
