@@ -136,14 +136,14 @@ def no_ssh_line(config: Config, hook: str, client: str, xfer_method: str) -> str
     """
     if xfer_method in ("", "rsync") or hook not in SSH_HOOKS:
         return None
-    from backuppc_agent.deploy import bpconfig  # noqa: PLC0415  (only off the rsync path)
+    from backuppc_agent.backuppc import confdir  # noqa: PLC0415  (only off the rsync path)
 
     names.check(client, "client")
     restore = hook.endswith("-restore")
-    reader = bpconfig.BackupPCConfig(config.backuppc.conf_dir)
+    reader = confdir.ConfDir(config.backuppc.conf_dir, config.backuppc.top_dir)
     if reader.host_uses_ssh(client, xfer_method, restore):
         return None
-    reason = bpconfig.no_ssh_reason(xfer_method)
+    reason = confdir.no_ssh_reason(xfer_method)
     return f"{client}: {reason} does not use ssh: not gated, no ssh master"
 
 
