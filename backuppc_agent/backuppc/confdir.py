@@ -43,11 +43,9 @@ _ESCAPED_SPACE = re.compile(rb"\\(\s)")
 #: BackupPC_dump's test of a host name: any other is a "bad host name" it never backs up.
 _DUMPABLE = re.compile(r"[\w.\s-]+", re.ASCII)
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-#: tar reaches the client through ssh only when its command runs $sshPath: Debian's
-#: stock ``localhost`` host runs tar locally. rsyncd, smb, ftp never use ssh.
+#: tar reaches the client through ssh only when its command (for a dump, for a restore)
+#: runs $sshPath, as config.pl's default does; Debian's stock ``localhost`` runs tar locally.
 TAR_COMMANDS = {False: "TarClientCmd", True: "TarClientRestoreCmd"}
-#: config.pl's default tar commands run ``$sshPath`` (an unset one counts as that).
-DEFAULT_TAR_COMMAND = "$sshPath"
 #: BackupPC 4's transfer methods that never run ssh (anything unknown is taken to).
 NO_SSH_METHODS = frozenset({"rsyncd", "smb", "ftp", "archive"})
 
@@ -111,13 +109,10 @@ def parse_hosts(data: bytes) -> dict[str, Record]:
 
 
 def assignments(text: str) -> dict[str, str]:
-    """Every ``$Conf{Name}`` with the text of its last assignment, whitespace normalized."""
-    return {match.group(1): normalize(match.group(2)) for match in _ASSIGNMENT.finditer(text)}
-
-
-def normalize(value: str) -> str:
-    """Collapse whitespace so formatting alone never makes two values differ."""
-    return " ".join(value.split())
+    """Every ``$Conf{Name}`` with the text of its last assignment, white space collapsed."""
+    return {
+        match.group(1): " ".join(match.group(2).split()) for match in _ASSIGNMENT.finditer(text)
+    }
 
 
 def first_string(value: str | None) -> str | None:
@@ -137,7 +132,7 @@ def server_secret(settings: dict[str, str] | None) -> str:
 def uses_ssh(method: str, settings: dict[str, str], restore: bool = False) -> bool:
     """True if transfer ``method`` with these settings runs ssh to the client."""
     if method == "tar":
-        return "$sshPath" in settings.get(TAR_COMMANDS[restore], DEFAULT_TAR_COMMAND)
+        return "$sshPath" in settings.get(TAR_COMMANDS[restore], "$sshPath")
     return method not in NO_SSH_METHODS
 
 
@@ -155,15 +150,7 @@ class Host:
     name: str
     address: str
     xfer_method: str
-    #: For tar: whether its TarClientCmd runs $sshPath.
-    tar_over_ssh: bool = True
-
-    @property
-    def uses_ssh(self) -> bool:
-        """True if BackupPC reaches this host through ssh."""
-        if self.xfer_method == "tar":
-            return self.tar_over_ssh
-        return uses_ssh(self.xfer_method, {})
+    uses_ssh: bool = True
 
 
 class ConfDir:
@@ -196,22 +183,16 @@ class ConfDir:
                 return Path(path)
         return None
 
-    def host_overrides(self, name: str) -> dict[str, str]:
-        """The assignments of the host's own file ({} if it has none)."""
-        path = self.host_file(name)
-        return assignments((path and read_text(path)) or "")
+    def settings(self, name: str, base: dict[str, str] | None = None) -> dict[str, str]:
+        """``base`` (default: config.pl's) overridden by host ``name``'s own file."""
+        path = self.host_file(host_key(name))
+        own = assignments((path and read_text(path)) or "")
+        return {**(self.main() or {} if base is None else base), **own}
 
     def host(self, name: str, main: dict[str, str] | None = None) -> Host:
-        """Host ``name`` (looked up as BackupPC keys it): address (ClientNameAlias), method."""
+        """Host ``name`` as BackupPC keys it: address (ClientNameAlias), method, ssh or not."""
         name = host_key(name)
-        merged = {**(main if main is not None else self.main() or {}), **self.host_overrides(name)}
-        address = first_string(merged.get("ClientNameAlias")) or name
+        merged = self.settings(name, main)
         method = first_string(merged.get("XferMethod")) or "tar"
-        return Host(name, address, method, uses_ssh("tar", merged))
-
-    def host_uses_ssh(self, name: str, method: str, restore: bool) -> bool:
-        """Does ``method`` (BackupPC's $XferMethod) use ssh for host ``name``'s dump/restore?"""
-        if method != "tar":
-            return uses_ssh(method, {})
-        merged = {**(self.main() or {}), **self.host_overrides(name)}
-        return uses_ssh(method, merged, restore)
+        address = first_string(merged.get("ClientNameAlias")) or name
+        return Host(name, address, method, uses_ssh(method, merged))

@@ -141,7 +141,8 @@ def no_ssh_line(config: Config, hook: str, client: str, xfer_method: str) -> str
     names.check(client, "client")
     restore = hook.endswith("-restore")
     reader = confdir.ConfDir(config.backuppc.conf_dir, config.backuppc.top_dir)
-    if reader.host_uses_ssh(client, xfer_method, restore):
+    settings = reader.settings(client) if xfer_method == "tar" else {}  # only tar's command counts
+    if confdir.uses_ssh(xfer_method, settings, restore):
         return None
     reason = confdir.no_ssh_reason(xfer_method)
     return f"{client}: {reason} does not use ssh: not gated, no ssh master"

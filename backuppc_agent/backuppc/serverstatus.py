@@ -142,7 +142,7 @@ def _host(
         server.problems.append(str(err))
         return None
     try:
-        settings = _settings(files.host_overrides(name), defaults)
+        settings = _settings(files.settings(name, base={}), defaults)
     except MalformedError as err:
         server.problems.append(f"{name}'s config: {err}")
         settings = defaults

@@ -146,4 +146,5 @@ def test_no_path_is_built_from_a_name_backuppc_dump_refuses(tmp_path: Path) -> N
     for name in ("../x", ".", "..", "a /b", "a\\b", "h\u00f6st", "x\x00"):
         assert reader.host_file(name) is None, name
     assert reader.host_file("mail server") == conf / "mail server.pl"
-    assert reader.host("Web01") == confdir.Host("web01", "web01", "ftp")  # old-style file first
+    # the old-style TopDir/pc/HOST/config.pl comes first, looked up by the lower-cased name
+    assert reader.host("Web01") == confdir.Host("web01", "web01", "ftp", uses_ssh=False)

@@ -271,6 +271,6 @@ def test_debians_stock_localhost_tar_is_a_host_without_ssh(tmp_path: Path) -> No
     conf = confdir.ConfDir(tmp_path, tmp_path)
     assert conf.host("localhost").uses_ssh is False
     assert conf.host("web").uses_ssh is True
-    assert conf.host_uses_ssh("localhost", "tar", restore=False) is False
-    assert conf.host_uses_ssh("web", "tar", restore=False) is True
-    assert conf.host_uses_ssh("localhost", "smb", restore=False) is False
+    assert confdir.uses_ssh("tar", conf.settings("localhost")) is False
+    assert confdir.uses_ssh("tar", conf.settings("web")) is True
+    assert confdir.uses_ssh("smb", conf.settings("localhost")) is False
