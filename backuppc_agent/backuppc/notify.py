@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from backuppc_agent.backuppc import servermesg
+from backuppc_agent.backuppc import serversock
 from backuppc_agent.config import Config
 from backuppc_agent.state import Snapshot, State
 
@@ -26,7 +26,7 @@ JOIN_SECONDS = 2.0
 class OnReadyNotifier:
     """A supervisor Listener that runs ``backup all`` when readiness arrives."""
 
-    def __init__(self, config: Config, send: Callable[..., str] = servermesg.send) -> None:
+    def __init__(self, config: Config, send: Callable[..., str] = serversock.send) -> None:
         self.config = config
         self._send = send
         self._thread: threading.Thread | None = None
@@ -49,7 +49,7 @@ class OnReadyNotifier:
         try:
             self._send(self.config, "backup", "all")
             self._send(self.config, "log", LOG_LINE.format(reason=reason))
-        except servermesg.ServerMesgError as err:
+        except serversock.ServerError as err:
             logger.error("on_ready: could not ask BackupPC to run queued backups: %s", err)
             return
         self.sent += 1

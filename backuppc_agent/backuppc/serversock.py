@@ -4,7 +4,8 @@ The protocol (BackupPC::Lib ServerConnect/ServerMesg): the server sends a
 seed line; the client sends ``B64MD5 MESSAGE\\n`` where B64MD5 is the unpadded
 base64 MD5 of seed + message count + $Conf{ServerMesgSecret} + message; the
 server answers one line. For ``status info hosts queueLen`` that line is
-Data::Dumper text (perldata reads it).
+Data::Dumper text (perldata reads it). ``send`` is BackupPC_serverMesg without
+running it (one killed at a timeout would hang up on the server).
 
 Trap: the server does not ignore SIGPIPE and shuts itself down on it. A client
 that hangs up before the server has written its seed or its reply kills
@@ -24,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from backuppc_agent.backuppc import confdir
+from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ MAX_REPLY_BYTES = 32 * 1024 * 1024
 #: How long a drain thread waits for what the server still owes before closing anyway.
 DRAIN_SECONDS = 300.0
 MAX_DRAINS = 2
+#: ``send``'s bound; BackupPC answers ``backup all`` and ``log TEXT`` with one short line.
+SEND_SECONDS = 10.0
+MAX_SEND_REPLY_CHARS = 300
 _drains = 0
 _drains_lock = threading.Lock()
 
@@ -66,6 +72,22 @@ def query(run_dir: Path, secret: str, message: str, timeout: float) -> str:
         sock.close()
         raise ServerError(f"cannot connect to {path}: {err.strerror or err}") from err
     return _exchange(sock, secret, message, time.monotonic() + timeout)
+
+
+def send(config: Config, *words: str) -> str:
+    """Send one message (words joined by spaces), signed with config.pl's secret.
+
+    Return the reply line (at most MAX_SEND_REPLY_CHARS); raise ServerError.
+    """
+    try:
+        settings = confdir.ConfDir(config.backuppc.conf_dir).main()
+    except BackupPCAgentError as err:
+        raise ServerError(f"cannot read {err}") from err
+    if settings is None:
+        raise ServerError(f"cannot read {config.backuppc.conf_dir / 'config.pl'}: no such file")
+    secret = confdir.server_secret(settings)
+    reply = query(config.backuppc.run_dir, secret, " ".join(words), SEND_SECONDS)
+    return reply[:MAX_SEND_REPLY_CHARS]
 
 
 def _exchange(sock: socket.socket, secret: str, message: str, deadline: float) -> str:

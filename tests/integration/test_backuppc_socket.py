@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import config as config_mod
-from backuppc_agent.backuppc import servermesg, serversock
+from backuppc_agent.backuppc import serversock
 
 SEED = b"1700000000,1,4242,0\n"
 
@@ -114,7 +114,7 @@ def test_a_server_message_is_signed_with_config_pls_secret(tmp_path: Path, run_d
     server = StandIn(run_dir, b"ok\n")
     server.seed_gate.set()
     server.reply_gate.set()
-    assert servermesg.send(config, "log", "keys", "loaded") == "ok"
+    assert serversock.send(config, "log", "keys", "loaded") == "ok"
     signed, message = server.received.decode().rstrip("\n").split(" ", 1)
     assert message == "log keys loaded"
     assert signed == serversock.digest(SEED, 0, "xyzzy", message)
@@ -123,9 +123,9 @@ def test_a_server_message_is_signed_with_config_pls_secret(tmp_path: Path, run_d
 def test_a_server_message_without_a_server_is_one_error(tmp_path: Path, run_dir: Path) -> None:
     section = {"conf_dir": str(tmp_path / "none"), "run_dir": str(run_dir)}
     config = config_mod.from_mapping({"backuppc": section}, "t.toml", Path("/home/bk"))
-    with pytest.raises(servermesg.ServerMesgError, match="cannot read"):
-        servermesg.send(config, "backup", "all")
+    with pytest.raises(serversock.ServerError, match="cannot read"):
+        serversock.send(config, "backup", "all")
     (tmp_path / "none").mkdir()
     (tmp_path / "none" / "config.pl").write_text("")
-    with pytest.raises(servermesg.ServerMesgError, match="cannot connect"):
-        servermesg.send(config, "backup", "all")
+    with pytest.raises(serversock.ServerError, match="cannot connect"):
+        serversock.send(config, "backup", "all")

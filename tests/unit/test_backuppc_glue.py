@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import config as config_mod
-from backuppc_agent.backuppc import notify, servermesg, snippets
+from backuppc_agent.backuppc import notify, serversock, snippets
 from backuppc_agent.config import Config
 from backuppc_agent.errors import UsageError
 from backuppc_agent.state import Snapshot, State
@@ -100,7 +100,7 @@ def test_on_ready_none_sends_nothing_and_failures_are_one_log_line(
     assert send.calls == []
 
     def failing(config: Config, *words: str) -> str:
-        raise servermesg.ServerMesgError("BackupPC_serverMesg backup exited 1: no server")
+        raise serversock.ServerError("BackupPC_serverMesg backup exited 1: no server")
 
     loud = notify.OnReadyNotifier(make_config(), failing)
     loud.on_snapshot(None, _snap(State.READY))
