@@ -52,8 +52,8 @@ class Snapshot:
     expiries: tuple[tuple[str, float, str], ...] = ()
     #: when authentication stops working as far as expiries tell (see agent/expiry.py)
     expires: float | None = None
-    #: (fingerprint, why) for each key that counts but cannot be used: a SignStatus
-    #: value (refused, touch, timeout, garbage, error) or "expired" / "not-yet-valid"
+    #: (fingerprint, why) for each key that counts but cannot be used: a sign check's
+    #: label (refused, touch, timeout, garbage, error) or "expired" / "not-yet-valid"
     unusable: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:

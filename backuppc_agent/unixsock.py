@@ -5,7 +5,8 @@ anyone of our uid (or a stale file, or a wedged process) may hold. Here is the
 one place that connects with a deadline, reads the listener's pid and uid
 (SO_PEERCRED), refuses a listener of another uid, bounds each read and write,
 and turns every way this can fail into a ``TransportError`` of one ``Failure``
-kind, worded once.
+kind, worded once. ``Failure`` is the vocabulary of all three: each adds only
+the outcomes of its own protocol (an answer, a live master, a signature).
 
 Both protocols frame messages as a uint32 big-endian length then the body, so
 ``Connection.exchange`` sends one message and reads one framed reply; the
@@ -34,10 +35,10 @@ T = TypeVar("T")
 
 
 class Failure(enum.Enum):
-    """How talking to a socket path failed."""
+    """How talking to a socket path failed (values: words in JSON and metric labels)."""
 
     MISSING = "missing"  # nothing at the path
-    REFUSED = "refused"  # a socket nobody listens on: stale
+    STALE = "stale"  # a socket nobody listens on (connect refused): its listener died
     TIMEOUT = "timeout"  # something accepted but did not answer in time
     BAD_REPLY = "bad-reply"  # something answered, but not in the expected protocol
     FOREIGN = "foreign"  # the listener runs as another user
@@ -66,7 +67,7 @@ def _connect_failure(path: Path, err: OSError, what: str = "socket") -> Transpor
     if isinstance(err, FileNotFoundError):
         return TransportError(Failure.MISSING, f"no {what} at {path}")
     if isinstance(err, ConnectionRefusedError):
-        return TransportError(Failure.REFUSED, f"nothing listens on {path} (stale)")
+        return TransportError(Failure.STALE, f"nothing listens on {path} (stale)")
     if isinstance(err, TimeoutError):
         return TransportError(Failure.TIMEOUT, f"connect to {path} timed out")
     return TransportError(Failure.ERROR, f"cannot connect to {path}: {err.strerror or err}")

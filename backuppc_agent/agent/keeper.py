@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from backuppc_agent import paths
 from backuppc_agent.agent import envfile
-from backuppc_agent.agent.probe import Probe, ProbeResult, ProbeStatus, probe
+from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.process import (
     AdoptedAgent,
     AgentHandle,
@@ -25,6 +25,7 @@ from backuppc_agent.agent.process import (
 )
 from backuppc_agent.config import AgentConfig
 from backuppc_agent.errors import AgentError, BackupPCAgentError, UnsafePathError
+from backuppc_agent.unixsock import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -137,13 +138,13 @@ class AgentKeeper:
     def _clear_socket(self, result: ProbeResult) -> None:
         """Remove a stale socket; refuse a live listener that is not our agent."""
         sock = self.config.socket
-        if result.status is ProbeStatus.REFUSED:
+        if result.status is Failure.STALE:
             logger.warning("removing stale agent socket %s (nothing listens on it)", sock)
             paths.remove_socket(sock)
             return
-        if result.status is ProbeStatus.MISSING:
+        if result.status is Failure.MISSING:
             return
-        if result.status is ProbeStatus.FOREIGN:
+        if result.status is Failure.FOREIGN:
             raise UnsafePathError(result.detail)
         raise AgentError(
             f"agent socket {sock} is in use by something that is not a working ssh-agent "
@@ -175,7 +176,7 @@ class AgentKeeper:
             status = self._agent.exit_status()
             if status is not None:
                 self._lost(f"exited with status {status}")
-            elif result.status in (ProbeStatus.REFUSED, ProbeStatus.MISSING):
+            elif result.status in (Failure.STALE, Failure.MISSING):
                 self._lost(f"stopped answering on {self.config.socket} ({result.detail})")
             elif result.answered and result.peer_pid != self._agent.pid:
                 logger.warning("agent socket now answered by pid %s; adopting it", result.peer_pid)

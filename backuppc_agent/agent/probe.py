@@ -14,21 +14,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from backuppc_agent import unixsock
 from backuppc_agent.agent import protocol
+from backuppc_agent.unixsock import Failure
 
 
-class ProbeStatus(enum.Enum):
-    """What the socket path gave us (each ``unixsock.Failure`` has the same value)."""
+class Probed(enum.Enum):
+    """The probe's own outcome; otherwise talking to the socket failed (``Failure``)."""
 
     ANSWERED = "answered"  # an ssh-agent of our uid listed its identities
-    MISSING = "missing"  # nothing at the path
-    REFUSED = "refused"  # a socket nobody listens on: stale
-    TIMEOUT = "timeout"  # something accepted but did not answer in time
-    BAD_REPLY = "bad-reply"  # something answered, but not like an ssh-agent
-    FOREIGN = "foreign"  # the listener runs as another user
-    ERROR = "error"  # any other failure (permissions, not a socket, ...)
+
+
+#: What the socket path gave us.
+ProbeStatus: TypeAlias = Probed | Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class ProbeResult:
     @property
     def answered(self) -> bool:
         """True when a live ssh-agent of our uid answered."""
-        return self.status is ProbeStatus.ANSWERED
+        return self.status is Probed.ANSWERED
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
@@ -70,10 +70,9 @@ def _probe(path: Path, deadline: float, expected_uid: int) -> ProbeResult:
         with connect(path, deadline, expected_uid) as conn:
             message = protocol.request_identities()
             identities = conn.exchange(message, protocol.reply_length, protocol.parse_identities)
-            return ProbeResult(ProbeStatus.ANSWERED, identities, conn.peer_pid, conn.peer_uid)
+            return ProbeResult(Probed.ANSWERED, identities, conn.peer_pid, conn.peer_uid)
     except unixsock.TransportError as err:
-        status = ProbeStatus(err.failure.value)
-        return ProbeResult(status, (), err.peer_pid, err.peer_uid, err.detail)
+        return ProbeResult(err.failure, (), err.peer_pid, err.peer_uid, err.detail)
 
 
 def connect(path: Path, deadline: float, expected_uid: int | None = None) -> unixsock.Connection:

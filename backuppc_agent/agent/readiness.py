@@ -20,12 +20,13 @@ from pathlib import Path
 from backuppc_agent import waits
 from backuppc_agent.agent import expiry, protocol
 from backuppc_agent.agent.certs import Certificate, is_certificate, parse_certificate
-from backuppc_agent.agent.probe import Probe, ProbeResult, ProbeStatus, probe
+from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SignCheck, sign_keys
+from backuppc_agent.agent.signing import SignCheck, label_of, sign_keys
 from backuppc_agent.config import AgentConfig
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
+from backuppc_agent.unixsock import Failure
 
 #: Shortest probe timeout near the end of a wait: a probe always gets a chance to answer.
 MIN_PROBE_SECONDS = 0.05
@@ -184,7 +185,7 @@ def _verdict(
     problems: list[tuple[Key, str, str]],
 ) -> tuple[State, Cause, str]:
     if not result.answered:
-        slow = result.status is ProbeStatus.TIMEOUT
+        slow = result.status is Failure.TIMEOUT
         cause = Cause.AGENT_SLOW if slow else Cause.AGENT_DOWN
         return State.DOWN, cause, result.detail or result.status.value
     if not keys:
@@ -228,7 +229,7 @@ def _problem(
     ``checks`` None: the key was not signed. The label is "" for a key not checked yet.
     """
     if key.unreadable:
-        return "garbage", f"unreadable certificate ({key.unreadable})"
+        return label_of(Failure.BAD_REPLY), f"unreadable certificate ({key.unreadable})"
     why = None if key.cert is None else key.cert.validity_problem(now)
     if key.cert is not None and why is not None:
         return key.cert.validity(now).value, why

@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from backuppc_agent import unixsock
 from backuppc_agent.agent import protocol
 from backuppc_agent.agent.certs import CERT_SUFFIX
 from backuppc_agent.agent.probe import connect
 from backuppc_agent.agent.protocol import Identity
+from backuppc_agent.unixsock import Failure
 
 #: How soon the supervisor signs again while a key that counts does not sign.
 RETRY_SECONDS = 5.0
@@ -30,25 +32,36 @@ RETRY_SECONDS = 5.0
 _CHALLENGE_PREFIX = b"backuppc-agent sign probe\0"
 
 
-class SignStatus(enum.Enum):
-    """How one sign request ended."""
+class Signed(enum.Enum):
+    """How a sign request ended when the agent answered it in time, as a sign reply."""
 
     OK = "ok"
     REFUSED = "refused"  # FAILURE: confirm (ssh-add -c) with nobody to confirm, or restricted
     TOUCH = "touch"  # FAILURE from a FIDO (sk-*) key: it needs a touch at each signature
-    TIMEOUT = "timeout"  # no answer before the deadline
-    GARBAGE = "garbage"  # an answer that is not a signature
-    ERROR = "error"  # the connection failed
 
 
-_WHY = {
-    SignStatus.REFUSED: "agent refused to sign: confirmation required (added with ssh-add -c, "
+#: How one sign request ended: its own outcomes, or how the socket failed (a signature
+#: that does not fit its key is a BAD_REPLY too).
+SignStatus: TypeAlias = Signed | Failure
+
+_WHY: dict[SignStatus, str] = {
+    Signed.REFUSED: "agent refused to sign: confirmation required (added with ssh-add -c, "
     "and no askpass or display to confirm) or the key is restricted (ssh-add -h)",
-    SignStatus.TOUCH: "needs a touch: a FIDO (sk-*) key cannot sign unattended",
-    SignStatus.TIMEOUT: "agent did not sign in time",
-    SignStatus.GARBAGE: "agent answered the sign request with garbage",
-    SignStatus.ERROR: "sign request failed",
+    Signed.TOUCH: "needs a touch: a FIDO (sk-*) key cannot sign unattended",
+    Failure.TIMEOUT: "agent did not sign in time",
+    Failure.BAD_REPLY: "agent answered the sign request with garbage",
 }
+#: identities_unusable{reason} of a socket failure: a timeout, garbage or (the rest) an error.
+_FAILURE_LABELS = {Failure.TIMEOUT: Failure.TIMEOUT.value, Failure.BAD_REPLY: "garbage"}
+#: Every label of a key that does not sign, in the order the metric exports them.
+LABELS = (Signed.REFUSED.value, Signed.TOUCH.value, *_FAILURE_LABELS.values(), Failure.ERROR.value)
+
+
+def label_of(status: SignStatus) -> str:
+    """How ``backuppc_agent_identities_unusable{reason}`` names ``status``."""
+    if isinstance(status, Signed):
+        return status.value
+    return _FAILURE_LABELS.get(status, Failure.ERROR.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +74,20 @@ class SignCheck:
     @property
     def ok(self) -> bool:
         """True when the agent returned a well-formed signature."""
-        return self.status is SignStatus.OK
+        return self.status is Signed.OK
 
     @property
     def reason(self) -> str:
         """One phrase saying why the key cannot sign ("" if it can)."""
         if self.ok:
             return ""
-        return _WHY[self.status] + (f" ({self.detail})" if self.detail else "")
+        why = _WHY.get(self.status, "sign request failed")
+        return why + (f" ({self.detail})" if self.detail else "")
 
     @property
     def label(self) -> str:
         """The status as ``backuppc_agent_identities_unusable{reason}`` names it."""
-        return self.status.value
+        return label_of(self.status)
 
 
 SignChecks = dict[str, SignCheck]
@@ -102,7 +116,7 @@ def _sign_each(conn: unixsock.Connection, keys: Sequence[Identity]) -> SignCheck
     for index, key in enumerate(keys):
         check = sign_one(conn, key)
         checks[key.fingerprint] = check
-        if check.status in (SignStatus.TIMEOUT, SignStatus.GARBAGE, SignStatus.ERROR):
+        if isinstance(check.status, Failure):
             # The connection is out of step or dead: the rest share this fate.
             checks.update(_all(keys[index + 1 :], check))
             break
@@ -120,7 +134,7 @@ def sign_one(conn: unixsock.Connection, key: Identity) -> SignCheck:
         return _failed(err)
     if signature is None:
         touch = _base_type(key_type).startswith("sk-")
-        return SignCheck(SignStatus.TOUCH if touch else SignStatus.REFUSED)
+        return SignCheck(Signed.TOUCH if touch else Signed.REFUSED)
     return judge_signature(key_type, *signature)
 
 
@@ -129,11 +143,7 @@ def _sign_reply_length(header: bytes) -> int:
 
 
 def _failed(err: unixsock.TransportError) -> SignCheck:
-    if err.failure is unixsock.Failure.TIMEOUT:
-        return SignCheck(SignStatus.TIMEOUT)
-    if err.failure is unixsock.Failure.BAD_REPLY:
-        return SignCheck(SignStatus.GARBAGE, err.detail)
-    return SignCheck(SignStatus.ERROR, err.detail)
+    return SignCheck(err.failure, "" if err.failure is Failure.TIMEOUT else err.detail)
 
 
 def judge_signature(key_type: str, sig_format: str, sig_blob: bytes) -> SignCheck:
@@ -142,11 +152,11 @@ def judge_signature(key_type: str, sig_format: str, sig_blob: bytes) -> SignChec
     expected = {"ssh-rsa": ("rsa-sha2-256", "rsa-sha2-512", "ssh-rsa")}.get(base, (base,))
     if sig_format not in expected:
         return SignCheck(
-            SignStatus.GARBAGE, f"a {sig_format[:64]!r} signature for a {base[:64]} key"
+            Failure.BAD_REPLY, f"a {sig_format[:64]!r} signature for a {base[:64]} key"
         )
     if base == "ssh-ed25519" and len(sig_blob) != 64:
-        return SignCheck(SignStatus.GARBAGE, f"a {len(sig_blob)}-byte ed25519 signature")
-    return SignCheck(SignStatus.OK)
+        return SignCheck(Failure.BAD_REPLY, f"a {len(sig_blob)}-byte ed25519 signature")
+    return SignCheck(Signed.OK)
 
 
 def _base_type(key_type: str) -> str:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, state
 from backuppc_agent.agent import expiry, readiness
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus, probe
+from backuppc_agent.agent.probe import ProbeResult, probe
 from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.cli.common import load_config_for_caller
 from backuppc_agent.config import Config
 from backuppc_agent.state import Snapshot, State
+from backuppc_agent.unixsock import Failure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +67,7 @@ def listener_uid(config: Config, trusted_uid: int | None) -> int | None:
     if trusted_uid is None:
         return None
     first = probe(config.agent.socket, config.agent.probe_timeout_seconds)
-    if first.status is ProbeStatus.FOREIGN and first.peer_uid == trusted_uid:
+    if first.status is Failure.FOREIGN and first.peer_uid == trusted_uid:
         return trusted_uid
     return None
 

@@ -14,13 +14,14 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
 from backuppc_agent.ssh.master import MasterInfo, list_masters
-from backuppc_agent.ssh.mux import MuxStatus
+from backuppc_agent.ssh.mux import Master
+from backuppc_agent.unixsock import Failure
 
 #: Bound on one master's alive check during a scrape.
 CHECK_TIMEOUT_SECONDS = 0.5
 #: A dead master leaves a stale socket (or none): normal. Anything else on a control
 #: socket (silence, garbage, another user's listener) is a failed read.
-_DEAD_MASTER = frozenset({MuxStatus.ALIVE, MuxStatus.STALE, MuxStatus.MISSING})
+_DEAD_MASTER = frozenset({Master.ALIVE, Failure.STALE, Failure.MISSING})
 MasterLister = Callable[[Path, float], list[MasterInfo]]
 
 

@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterator
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from backuppc_agent import __version__
+from backuppc_agent.agent import signing
+from backuppc_agent.agent.certs import Validity
 from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
 from backuppc_agent.state import Snapshot, State
 
 SnapshotSource = Callable[[], Snapshot | None]
-#: Why a key that counts cannot be used (SignStatus values, then certificate validity).
-UNUSABLE_REASONS = ("refused", "touch", "timeout", "garbage", "error", "expired", "not-yet-valid")
+#: Why a key that counts cannot be used: a sign check's label, then certificate validity.
+UNUSABLE_REASONS = (*signing.LABELS, *(v.value for v in Validity if v is not Validity.VALID))
 
 
 class ReadinessPart(Part):

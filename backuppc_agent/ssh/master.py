@@ -23,6 +23,7 @@ from backuppc_agent import names, paths, waits
 from backuppc_agent.config import Config
 from backuppc_agent.ssh import masterfiles, mux, reach, sshconfig
 from backuppc_agent.ssh.masterfiles import MasterError
+from backuppc_agent.unixsock import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ CHECK_SECONDS = 1.0
 SETTLE_SECONDS = 2.0
 SETTLE_POLL_SECONDS = 0.02
 #: What close_master finds when the master is gone or wedged: its socket is removed.
-_DEAD_STATUSES = frozenset({mux.MuxStatus.STALE, mux.MuxStatus.TIMEOUT, mux.MuxStatus.BAD_REPLY})
+_DEAD_STATUSES = frozenset({Failure.STALE, Failure.TIMEOUT, Failure.BAD_REPLY})
 #: ssh binds PATH + "." + 16 random characters, then renames it to PATH.
 _TEMP_SUFFIX_CHARS = 16
 
@@ -56,7 +57,7 @@ class MasterInfo:
     @property
     def alive(self) -> bool:
         """True when the master answered."""
-        return self.status is mux.MuxStatus.ALIVE
+        return self.status is mux.Master.ALIVE
 
     def as_dict(self) -> dict[str, object]:
         """The row as JSON-ready values (``path`` as text, ``status`` by its value)."""
@@ -142,9 +143,9 @@ def make_master_command(config: Config, client: str, host: str, log: Path) -> tu
 
 def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:
     """Remove a control socket whose master is gone or wedged; refuse anything else."""
-    if status.status is mux.MuxStatus.MISSING:
+    if status.status is Failure.MISSING:
         return
-    if status.status is mux.MuxStatus.FOREIGN:
+    if status.status is Failure.FOREIGN:
         raise MasterError(f"control socket {path}: {status.detail}")
     paths.check_socket_path(path, "control socket")
     logger.warning("removing dead control socket %s (%s)", path, status.detail)

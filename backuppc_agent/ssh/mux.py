@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from backuppc_agent import unixsock
 from backuppc_agent.ssh import mux_framing as framing
@@ -25,29 +26,17 @@ from backuppc_agent.unixsock import Failure, TransportError
 PROBE_COMMAND = b"true"
 
 
-class MuxStatus(enum.Enum):
-    """What a control socket gave us."""
+class Master(enum.Enum):
+    """What a master said; otherwise talking to its socket failed (``Failure``)."""
 
     ALIVE = "alive"  # the master answered (and opened a session, if asked to)
-    MISSING = "missing"  # nothing at the path
-    STALE = "stale"  # a socket nobody listens on: its master was killed
-    TIMEOUT = "timeout"  # something accepted but did not answer in time
-    BAD_REPLY = "bad-reply"  # something answered, but not like a master
-    FOREIGN = "foreign"  # the listener runs as another user
-    ERROR = "error"  # any other failure (permissions, not a socket, ...)
     UNRESPONSIVE = "unresponsive"  # the master runs, but its connection opened no session
     TERMINATED = "terminated"  # the master was asked to exit
     STOPPED = "stopped"  # the master stopped listening
 
 
-_FROM_FAILURE = {
-    Failure.MISSING: MuxStatus.MISSING,
-    Failure.REFUSED: MuxStatus.STALE,
-    Failure.TIMEOUT: MuxStatus.TIMEOUT,
-    Failure.BAD_REPLY: MuxStatus.BAD_REPLY,
-    Failure.FOREIGN: MuxStatus.FOREIGN,
-    Failure.ERROR: MuxStatus.ERROR,
-}
+#: What a control socket gave us (a stale one: its master was killed).
+MuxStatus: TypeAlias = Master | Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +50,7 @@ class MuxResult:
     @property
     def alive(self) -> bool:
         """True when the master answered."""
-        return self.status is MuxStatus.ALIVE
+        return self.status is Master.ALIVE
 
     def as_dict(self) -> dict[str, object]:
         """The result as JSON-ready values (``status`` by its value)."""
@@ -75,7 +64,7 @@ class MuxResult:
 
 def failed_result(err: TransportError, pid: int | None = None) -> MuxResult:
     """The result for a failed request (``pid``: the master's, if an earlier reply gave it)."""
-    return MuxResult(_FROM_FAILURE[err.failure], pid, err.detail)
+    return MuxResult(err.failure, pid, err.detail)
 
 
 def _connect(path: Path, timeout: float) -> unixsock.Connection:
@@ -128,8 +117,8 @@ def _check(path: Path, timeout: float, session_timeout: float | None) -> MuxResu
             f"master pid {pid} runs but its connection opened no session within "
             f"{session_timeout:g} s ({err.detail})"
         )
-        return MuxResult(MuxStatus.UNRESPONSIVE, pid, why)
-    return MuxResult(MuxStatus.ALIVE, pid, f"master running (pid {pid})")
+        return MuxResult(Master.UNRESPONSIVE, pid, why)
+    return MuxResult(Master.ALIVE, pid, f"master running (pid {pid})")
 
 
 def _open_session(conn: unixsock.Connection, request_id: int) -> None:
@@ -154,10 +143,8 @@ def terminate(path: Path, timeout: float) -> MuxResult:
     except TransportError as err:
         return failed_result(err, before.pid)
     if reply_type != framing.MUX_S_OK:
-        return MuxResult(
-            MuxStatus.ALIVE, before.pid, f"master refused to exit ({reply_type:#010x})"
-        )
-    return MuxResult(MuxStatus.TERMINATED, before.pid, f"master pid {before.pid} asked to exit")
+        return MuxResult(Master.ALIVE, before.pid, f"master refused to exit ({reply_type:#010x})")
+    return MuxResult(Master.TERMINATED, before.pid, f"master pid {before.pid} asked to exit")
 
 
 def stop_listening(path: Path, timeout: float) -> MuxResult:
@@ -170,8 +157,8 @@ def stop_listening(path: Path, timeout: float) -> MuxResult:
     except TransportError as err:
         return failed_result(err)
     if reply_type != framing.MUX_S_OK:
-        return MuxResult(MuxStatus.ALIVE, None, f"master refused to stop ({reply_type:#010x})")
-    return MuxResult(MuxStatus.STOPPED, None, "master stopped listening")
+        return MuxResult(Master.ALIVE, None, f"master refused to stop ({reply_type:#010x})")
+    return MuxResult(Master.STOPPED, None, "master stopped listening")
 
 
 def _request(path: Path, timeout: float, msg_type: int) -> int:

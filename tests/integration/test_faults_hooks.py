@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.ssh import mux
+from backuppc_agent.unixsock import Failure
 from tests.beds import Bed, kill_masters, processes
 from tests.faults_support import (
     LIBFAKETIME,
@@ -313,4 +314,4 @@ def test_a_wall_clock_jump_does_not_stretch_the_connect_timeout(
     assert code == 6, out
     assert "timed out" in out
     assert CONNECT_TIMEOUT - 0.5 <= elapsed <= OPEN_BOUND_SECONDS
-    assert mux.check(lone_bed.socket("fh-t"), 1.0).status is mux.MuxStatus.MISSING
+    assert mux.check(lone_bed.socket("fh-t"), 1.0).status is Failure.MISSING

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.ssh import mux
+from backuppc_agent.unixsock import Failure
 from tests.beds import Bed
 from tests.faults_support import connection_processes, fault_bed
 from tests.helpers import CLI, wait_for
@@ -79,7 +80,7 @@ def _kill_master_mid_transfer(bed: Bed) -> int:
         os.kill(old, signal.SIGKILL)
         assert job.wait(timeout=10) == 255  # the session died with its master
     wait_for(lambda: not _remote("cat /dev/zero"), timeout=5)  # the client's side ended too
-    assert mux.check(bed.socket(CLIENT), 1.0).status is mux.MuxStatus.STALE
+    assert mux.check(bed.socket(CLIENT), 1.0).status is Failure.STALE
     return old
 
 

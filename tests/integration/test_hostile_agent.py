@@ -15,7 +15,8 @@ import tracemalloc
 from pathlib import Path
 
 from backuppc_agent.agent import protocol
-from backuppc_agent.agent.probe import ProbeStatus, probe
+from backuppc_agent.agent.probe import probe
+from backuppc_agent.unixsock import Failure
 from tests.helpers import Setup, cli, make_setup, running, ssh_add, wait_for
 from tests.hostile_support import drip, listener
 
@@ -155,7 +156,7 @@ def test_a_slow_sixteen_mib_reply_is_cut_off_at_the_deadline_with_bounded_memory
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert result.status is ProbeStatus.TIMEOUT
+    assert result.status is Failure.TIMEOUT
     assert elapsed < 1.5
     # at most the one reply buffer the protocol allows, never a multiple of it
     assert peak < protocol.MAX_REPLY_BYTES + (1 << 20)
@@ -170,6 +171,6 @@ def test_a_four_gib_announcement_allocates_nothing(tmp_path: Path) -> None:
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert result.status is ProbeStatus.BAD_REPLY
+    assert result.status is Failure.BAD_REPLY
     assert "4294967295-byte reply" in result.detail
     assert peak < 1 << 20

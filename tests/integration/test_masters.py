@@ -16,6 +16,7 @@ import pytest
 
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh.master import list_masters
+from backuppc_agent.unixsock import Failure
 from tests.beds import Bed, bed_for, make_bed
 from tests.helpers import CLI, cli, stored_summary, wait_for
 from tests.sshd import Sshd, kill_user_processes, needs_root, running_sshd, user_processes
@@ -84,7 +85,7 @@ def test_a_stale_socket_is_replaced_by_a_working_master(bed: Bed) -> None:
     old = mux.check(bed.socket(CLIENT), 1.0)
     assert old.pid is not None
     os.kill(old.pid, signal.SIGKILL)
-    wait_for(lambda: mux.check(bed.socket(CLIENT), 1.0).status is mux.MuxStatus.STALE)
+    wait_for(lambda: mux.check(bed.socket(CLIENT), 1.0).status is Failure.STALE)
     before = bed.sshd.accepted_publickey()
     reopened = bed.pre_dump(CLIENT)
     assert reopened.returncode == 0, reopened.stdout

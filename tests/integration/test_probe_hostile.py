@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.agent.probe import ProbeStatus, probe
+from backuppc_agent.unixsock import Failure
 from tests.helpers import cli, make_setup
 from tests.hostile_support import listener
 
@@ -57,13 +58,13 @@ def slow_drip(conn: socket.socket) -> None:
 @pytest.mark.parametrize(
     ("behaviour", "status", "detail"),
     [
-        (never_answers, ProbeStatus.TIMEOUT, "did not answer in time"),
-        (huge_length, ProbeStatus.BAD_REPLY, "4294967295-byte reply"),
-        (huge_count, ProbeStatus.BAD_REPLY, "claims 4294967295 identities"),
-        (garbage, ProbeStatus.BAD_REPLY, "message type 103"),
-        (wrong_type, ProbeStatus.BAD_REPLY, "message type 6"),
-        (truncated, ProbeStatus.BAD_REPLY, "closed the connection"),
-        (slow_drip, ProbeStatus.TIMEOUT, "did not answer in time"),
+        (never_answers, Failure.TIMEOUT, "did not answer in time"),
+        (huge_length, Failure.BAD_REPLY, "4294967295-byte reply"),
+        (huge_count, Failure.BAD_REPLY, "claims 4294967295 identities"),
+        (garbage, Failure.BAD_REPLY, "message type 103"),
+        (wrong_type, Failure.BAD_REPLY, "message type 6"),
+        (truncated, Failure.BAD_REPLY, "closed the connection"),
+        (slow_drip, Failure.TIMEOUT, "did not answer in time"),
     ],
 )
 def test_a_hostile_listener_gives_a_bounded_answer(
@@ -95,17 +96,17 @@ def test_status_and_wait_stay_bounded_against_a_listener_that_never_answers(
 
 def test_nothing_at_the_path_and_a_stale_socket_are_told_apart(tmp_path: Path) -> None:
     path = tmp_path / "agent.socket"
-    assert probe(path, 0.5).status is ProbeStatus.MISSING
+    assert probe(path, 0.5).status is Failure.MISSING
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
     stale.close()
-    assert probe(path, 0.5).status is ProbeStatus.REFUSED
+    assert probe(path, 0.5).status is Failure.STALE
 
 
 def test_a_listener_of_another_uid_is_foreign(tmp_path: Path) -> None:
     path = tmp_path / "agent.socket"
     with listener(path, wrong_type):
         result = probe(path, 0.5, expected_uid=12345)
-    assert result.status is ProbeStatus.FOREIGN
+    assert result.status is Failure.FOREIGN
     assert "not uid 12345" in result.detail
     assert result.peer_pid is not None

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.agent.probe import Probe, ProbeResult, ProbeStatus
+from backuppc_agent.agent.probe import Probe, Probed, ProbeResult, ProbeStatus
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SignCheck, SignChecks, SignStatus
+from backuppc_agent.agent.signing import SignCheck, SignChecks, Signed
 from backuppc_agent.config import Config, from_mapping
 from backuppc_agent.errors import AgentError
+from backuppc_agent.unixsock import Failure
 
 
 @pytest.fixture(name="root")
@@ -85,12 +86,12 @@ class FakeSocket:
         if self.hostile is not None:
             return ProbeResult(self.hostile, peer_pid=1, peer_uid=12345, detail="hostile listener")
         if self.listener is None and self.stale:
-            return ProbeResult(ProbeStatus.REFUSED, detail=f"nothing listens on {path} (stale)")
+            return ProbeResult(Failure.STALE, detail=f"nothing listens on {path} (stale)")
         if self.listener is None:
-            return ProbeResult(ProbeStatus.MISSING, detail=f"no agent socket at {path}")
+            return ProbeResult(Failure.MISSING, detail=f"no agent socket at {path}")
         agent = self.listener
         return ProbeResult(
-            ProbeStatus.ANSWERED, agent.keys, agent.pid, os.getuid(), seconds=self.probe_seconds
+            Probed.ANSWERED, agent.keys, agent.pid, os.getuid(), seconds=self.probe_seconds
         )
 
     def sign(
@@ -99,7 +100,7 @@ class FakeSocket:
         """Stands in for ``signing.sign_keys``: every key signs unless it is in ``refusing``."""
         return {
             k.fingerprint: SignCheck(
-                SignStatus.REFUSED if k.fingerprint in self.refusing else SignStatus.OK
+                Signed.REFUSED if k.fingerprint in self.refusing else Signed.OK
             )
             for k in keys
         }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from backuppc_agent.agent.probe import ProbeResult
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SignCheck, SignStatus
+from backuppc_agent.agent.signing import SignCheck, Signed
 
 
 @dataclass
@@ -41,4 +41,4 @@ class FakeAgent:
 
     def sign(self, path: Path, keys: Sequence[Identity], timeout: float) -> dict[str, SignCheck]:
         """Every key signs."""
-        return {key.fingerprint: SignCheck(SignStatus.OK) for key in keys}
+        return {key.fingerprint: SignCheck(Signed.OK) for key in keys}

@@ -23,15 +23,16 @@ from hypothesis import strategies as st
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh import mux_framing as framing
+from backuppc_agent.unixsock import Failure
 
 STATUSES = {
-    mux.MuxStatus.ALIVE,
-    mux.MuxStatus.MISSING,
-    mux.MuxStatus.STALE,
-    mux.MuxStatus.TIMEOUT,
-    mux.MuxStatus.BAD_REPLY,
-    mux.MuxStatus.FOREIGN,
-    mux.MuxStatus.ERROR,
+    mux.Master.ALIVE,
+    Failure.MISSING,
+    Failure.STALE,
+    Failure.TIMEOUT,
+    Failure.BAD_REPLY,
+    Failure.FOREIGN,
+    Failure.ERROR,
 }
 words = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -176,5 +177,5 @@ def test_a_hello_and_an_alive_reply_to_our_request_is_alive(
 ) -> None:
     served, path = replier
     served.reply = HELLO + frame(framing.MUX_S_ALIVE, REQUEST_ID, pid, tail=tail)
-    expected = mux.MuxResult(mux.MuxStatus.ALIVE, pid, f"master running (pid {pid})")
+    expected = mux.MuxResult(mux.Master.ALIVE, pid, f"master running (pid {pid})")
     assert mux.check(path, 0.5) == expected

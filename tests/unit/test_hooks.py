@@ -10,19 +10,20 @@ import pytest
 
 from backuppc_agent import config as config_mod
 from backuppc_agent import exitcodes
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus
+from backuppc_agent.agent.probe import Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity, encode_string
 from backuppc_agent.agent.readiness import wait_ready
 from backuppc_agent.backuppc import hooks
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.unixsock import Failure
 from tests.unit.fakes import FakeAgent, FakeClock
 
 KEY = encode_string(b"ssh-ed25519") + encode_string(b"k" * 32)
-EMPTY = ProbeResult(ProbeStatus.ANSWERED, (), 1, 0)
-LOADED = ProbeResult(ProbeStatus.ANSWERED, (Identity(KEY, "k"),), 1, 0)
-MISSING = ProbeResult(ProbeStatus.MISSING, detail="no socket at /s")
-SLOW = ProbeResult(ProbeStatus.TIMEOUT, detail="no answer within 2 s")
+EMPTY = ProbeResult(Probed.ANSWERED, (), 1, 0)
+LOADED = ProbeResult(Probed.ANSWERED, (Identity(KEY, "k"),), 1, 0)
+MISSING = ProbeResult(Failure.MISSING, detail="no socket at /s")
+SLOW = ProbeResult(Failure.TIMEOUT, detail="no answer within 2 s")
 WAIT_SECONDS = 30.0
 
 

@@ -10,6 +10,7 @@ import pytest
 from backuppc_agent.agent.keeper import BACKOFF_MAX_SECONDS, STABLE_SECONDS, AgentKeeper
 from backuppc_agent.agent.probe import ProbeStatus
 from backuppc_agent.errors import AgentError, UnsafePathError
+from backuppc_agent.unixsock import Failure
 from tests.unit.agent_fakes import (
     FakeSocket,
     bind_socket,
@@ -80,14 +81,14 @@ def test_attach_removes_a_stale_socket_before_starting(bed: Bed) -> None:
 
 def test_attach_refuses_a_listener_of_another_uid_and_leaves_it(bed: Bed) -> None:
     bind_socket(bed.config.agent.socket)
-    bed.socket.hostile = ProbeStatus.FOREIGN
+    bed.socket.hostile = Failure.FOREIGN
     with pytest.raises(UnsafePathError, match="hostile listener"):
         bed.keeper.attach()
     assert bed.config.agent.socket.is_socket()
     assert bed.socket.starts == []
 
 
-@pytest.mark.parametrize("status", [ProbeStatus.BAD_REPLY, ProbeStatus.TIMEOUT])
+@pytest.mark.parametrize("status", [Failure.BAD_REPLY, Failure.TIMEOUT])
 def test_attach_refuses_a_live_listener_that_is_not_an_agent(bed: Bed, status: ProbeStatus) -> None:
     bind_socket(bed.config.agent.socket)
     bed.socket.hostile = status

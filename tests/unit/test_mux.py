@@ -13,14 +13,16 @@ import pytest
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh import mux_framing as framing
+from backuppc_agent.unixsock import Failure
 from tests.hostile_support import listener
 
 
 def test_encode_builds_length_type_and_words() -> None:
     frame = framing.encode(framing.MUX_C_ALIVE_CHECK, 7)
     assert frame == struct.pack(">III", 8, 0x10000004, 7)
-    hello = framing.encode(framing.MUX_MSG_HELLO, 4, strings=(b"ext",))
-    assert hello == struct.pack(">IIII", 15, 1, 4, 3) + b"ext"
+    session = framing.encode_new_session(7, b"true")
+    words = struct.pack(">IIIIII", 0, 0, 0, 0, 0xFFFFFFFF, 0)
+    assert session == struct.pack(">IIII", 44, 0x10000002, 7, 0) + words + b"\0\0\0\x04true"
 
 
 def test_frame_length_refuses_tiny_and_huge_frames() -> None:
@@ -62,7 +64,7 @@ def test_a_well_behaved_master_is_alive_with_its_pid(tmp_path: Path) -> None:
     path = tmp_path / "m"
     with listener(path, _good):
         status = mux.check(path, 1.0)
-    assert status == mux.MuxResult(mux.MuxStatus.ALIVE, 4242, "master running (pid 4242)")
+    assert status == mux.MuxResult(mux.Master.ALIVE, 4242, "master running (pid 4242)")
     assert status.alive
 
 
@@ -85,10 +87,10 @@ def _hangs_up(conn: socket.socket) -> None:
 @pytest.mark.parametrize(
     ("behave", "status"),
     [
-        (_silent, mux.MuxStatus.TIMEOUT),
-        (_huge, mux.MuxStatus.BAD_REPLY),
-        (_garbage, mux.MuxStatus.BAD_REPLY),
-        (_hangs_up, mux.MuxStatus.BAD_REPLY),
+        (_silent, Failure.TIMEOUT),
+        (_huge, Failure.BAD_REPLY),
+        (_garbage, Failure.BAD_REPLY),
+        (_hangs_up, Failure.BAD_REPLY),
     ],
 )
 def test_hostile_listeners_are_not_alive_and_never_hang(
@@ -105,11 +107,11 @@ def test_hostile_listeners_are_not_alive_and_never_hang(
 
 
 def test_missing_and_stale_sockets_are_told_apart(tmp_path: Path) -> None:
-    assert mux.check(tmp_path / "none", 0.5).status is mux.MuxStatus.MISSING
+    assert mux.check(tmp_path / "none", 0.5).status is Failure.MISSING
     stale = tmp_path / "stale"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(stale))
     sock.close()  # bound, never listening: connect is refused, like a SIGKILLed master's
-    assert mux.check(stale, 0.5).status is mux.MuxStatus.STALE
+    assert mux.check(stale, 0.5).status is Failure.STALE
     (tmp_path / "file").write_text("")
-    assert mux.check(tmp_path / "file", 0.5).status in (mux.MuxStatus.STALE, mux.MuxStatus.ERROR)
+    assert mux.check(tmp_path / "file", 0.5).status in (Failure.STALE, Failure.ERROR)

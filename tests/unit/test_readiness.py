@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus
+from backuppc_agent.agent.probe import Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity, encode_string, fingerprint
 from backuppc_agent.agent.readiness import Cause, Readiness, judge, parse_keys
-from backuppc_agent.agent.signing import SignCheck, SignStatus
+from backuppc_agent.agent.signing import SignCheck, Signed
 from backuppc_agent.state import State
+from backuppc_agent.unixsock import Failure
 from tests.unit.test_certs import cert_blob
 
 KEY_A = encode_string(b"ssh-ed25519") + encode_string(b"a" * 32)
@@ -17,7 +18,7 @@ KEY_B = encode_string(b"ssh-ed25519") + encode_string(b"b" * 32)
 
 
 def answered(*blobs: bytes) -> ProbeResult:
-    return ProbeResult(ProbeStatus.ANSWERED, tuple(Identity(b, "c") for b in blobs), 1, 0)
+    return ProbeResult(Probed.ANSWERED, tuple(Identity(b, "c") for b in blobs), 1, 0)
 
 
 def evaluate(
@@ -32,10 +33,10 @@ def evaluate(
 
 
 def test_no_answer_is_down_with_the_probe_detail() -> None:
-    ready = evaluate(ProbeResult(ProbeStatus.REFUSED, detail="nothing listens on /x (stale)"))
+    ready = evaluate(ProbeResult(Failure.STALE, detail="nothing listens on /x (stale)"))
     assert (ready.state, ready.reason) == (State.DOWN, "nothing listens on /x (stale)")
     assert ready.cause is Cause.AGENT_DOWN
-    slow = evaluate(ProbeResult(ProbeStatus.TIMEOUT, detail="did not answer in time"))
+    slow = evaluate(ProbeResult(Failure.TIMEOUT, detail="did not answer in time"))
     assert (slow.state, slow.cause) == (State.DOWN, Cause.AGENT_SLOW)
 
 
@@ -60,7 +61,7 @@ def test_a_missing_required_key_keeps_it_waiting_and_names_it() -> None:
 
 
 def test_unusable_keys_carry_their_label_and_the_cause_says_unusable() -> None:
-    checks = {fingerprint(KEY_A): SignCheck(SignStatus.REFUSED)}
+    checks = {fingerprint(KEY_A): SignCheck(Signed.REFUSED)}
     expired = cert_blob(valid_before=1_700_000_000)
     ready = evaluate(answered(KEY_A, expired), (), checks, now=1_800_000_000.0)
     assert (ready.state, ready.cause) == (State.WAITING, Cause.UNUSABLE)

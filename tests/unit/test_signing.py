@@ -11,11 +11,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from backuppc_agent.agent import expiry, protocol, readiness, signing
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus
+from backuppc_agent.agent.probe import Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SignCheck, SignStatus
+from backuppc_agent.agent.signing import SignCheck, Signed, SignStatus
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
+from backuppc_agent.unixsock import Failure
 from tests.unit.test_certs import cert_blob
 
 s = protocol.encode_string
@@ -77,11 +78,11 @@ def test_any_sign_reply_parses_or_is_a_protocol_error(body: bytes) -> None:
 @pytest.mark.parametrize(
     ("key_type", "sig_format", "blob", "status"),
     [
-        ("ssh-ed25519", "ssh-ed25519", bytes(64), SignStatus.OK),
-        ("ssh-ed25519-cert-v01@openssh.com", "ssh-ed25519", bytes(64), SignStatus.OK),
-        ("ssh-rsa", "rsa-sha2-256", bytes(256), SignStatus.OK),
-        ("ssh-ed25519", "ssh-ed25519", bytes(10), SignStatus.GARBAGE),
-        ("ssh-ed25519", "rsa-sha2-256", bytes(64), SignStatus.GARBAGE),
+        ("ssh-ed25519", "ssh-ed25519", bytes(64), Signed.OK),
+        ("ssh-ed25519-cert-v01@openssh.com", "ssh-ed25519", bytes(64), Signed.OK),
+        ("ssh-rsa", "rsa-sha2-256", bytes(256), Signed.OK),
+        ("ssh-ed25519", "ssh-ed25519", bytes(10), Failure.BAD_REPLY),
+        ("ssh-ed25519", "rsa-sha2-256", bytes(64), Failure.BAD_REPLY),
     ],
 )
 def test_a_signature_must_fit_its_key_type(
@@ -91,9 +92,9 @@ def test_a_signature_must_fit_its_key_type(
 
 
 def test_reasons_name_confirmation_and_touch() -> None:
-    assert "confirmation required" in SignCheck(SignStatus.REFUSED).reason
-    assert "needs a touch" in SignCheck(SignStatus.TOUCH).reason
-    assert SignCheck(SignStatus.OK).reason == ""
+    assert "confirmation required" in SignCheck(Signed.REFUSED).reason
+    assert "needs a touch" in SignCheck(Signed.TOUCH).reason
+    assert SignCheck(Signed.OK).reason == ""
 
 
 def keys(*identities: Identity) -> tuple[readiness.Key, ...]:
@@ -113,7 +114,7 @@ class Signer:
 
     def __call__(self, path: Path, keys: Sequence[Identity], timeout: float) -> signing.SignChecks:
         self.rounds.append(tuple(keys))
-        return {key.fingerprint: SignCheck(SignStatus.OK) for key in keys}
+        return {key.fingerprint: SignCheck(Signed.OK) for key in keys}
 
 
 def test_the_schedule_signs_when_keys_change_or_the_interval_passes() -> None:
@@ -131,7 +132,7 @@ def test_the_schedule_signs_when_keys_change_or_the_interval_passes() -> None:
 
 
 def answered(*ids: Identity) -> ProbeResult:
-    return ProbeResult(ProbeStatus.ANSWERED, ids, 1, 0)
+    return ProbeResult(Probed.ANSWERED, ids, 1, 0)
 
 
 def evaluate(
@@ -146,7 +147,7 @@ def evaluate(
 
 
 def test_a_key_that_lists_but_is_refused_makes_the_state_waiting() -> None:
-    checks = {ED25519.fingerprint: SignCheck(SignStatus.REFUSED)}
+    checks = {ED25519.fingerprint: SignCheck(Signed.REFUSED)}
     state, reason = evaluate(answered(ED25519), (), checks, 0.0)
     assert state is State.WAITING
     assert ED25519.fingerprint in reason
@@ -155,8 +156,8 @@ def test_a_key_that_lists_but_is_refused_makes_the_state_waiting() -> None:
 
 def test_without_required_keys_one_key_that_signs_is_enough() -> None:
     checks = {
-        ED25519.fingerprint: SignCheck(SignStatus.OK),
-        SK.fingerprint: SignCheck(SignStatus.TOUCH),
+        ED25519.fingerprint: SignCheck(Signed.OK),
+        SK.fingerprint: SignCheck(Signed.TOUCH),
     }
     state, reason = evaluate(answered(SK, ED25519), (), checks, 0.0)
     assert state is State.READY
@@ -165,7 +166,7 @@ def test_without_required_keys_one_key_that_signs_is_enough() -> None:
 
 
 def test_a_required_key_that_does_not_sign_is_not_ready_even_beside_good_keys() -> None:
-    checks = {SK.fingerprint: SignCheck(SignStatus.TOUCH)}
+    checks = {SK.fingerprint: SignCheck(Signed.TOUCH)}
     state, reason = evaluate(answered(ED25519, SK), (SK.fingerprint,), checks, 0.0)
     assert state is State.WAITING
     assert "needs a touch" in reason
@@ -204,7 +205,7 @@ def test_a_certificate_stands_for_its_key_and_is_required_by_its_keys_fingerprin
     assert readiness.counting(both, ()) == [both[1]]
     assert both[1].listed == plain.fingerprint
     assert readiness.counting(both, [plain.fingerprint]) == [both[1]]
-    ok = {key.fingerprint: SignCheck(SignStatus.OK) for key in (plain, cert)}
+    ok = {key.fingerprint: SignCheck(Signed.OK) for key in (plain, cert)}
     assert evaluate(answered(plain, cert), (), ok, 1_650_000_000.0)[0] is State.READY
     state, reason = evaluate(answered(plain, cert), (), ok, 1_800_000_000.0)
     assert state is State.WAITING
@@ -217,7 +218,7 @@ def test_the_schedule_retries_a_refused_key_soon_though_the_keys_did_not_change(
 
     def refuse(path: Path, keys: Sequence[Identity], timeout: float) -> signing.SignChecks:
         rounds.append(now[0])
-        return {key.fingerprint: SignCheck(SignStatus.REFUSED) for key in keys}
+        return {key.fingerprint: SignCheck(Signed.REFUSED) for key in keys}
 
     schedule = signing.SignSchedule(60.0, refuse, lambda: now[0])
     for step in range(13):

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import state
-from backuppc_agent.agent.probe import ProbeStatus
 from backuppc_agent.agent.supervisor import Phase, Supervisor
 from backuppc_agent.config import Config
 from backuppc_agent.errors import ConfigError, UnsafePathError
 from backuppc_agent.state import Snapshot, State
+from backuppc_agent.unixsock import Failure
 from tests.unit.agent_fakes import (
     FakeAgent,
     FakeSocket,
@@ -220,7 +220,7 @@ def test_sigterm_stops_the_loop_and_the_agent_and_publishes_down(bed: Bed) -> No
 
 def test_a_start_that_fails_releases_the_lock_and_closes_the_listeners(bed: Bed) -> None:
     bind_socket(bed.config.agent.socket)
-    bed.socket.hostile = ProbeStatus.FOREIGN
+    bed.socket.hostile = Failure.FOREIGN
     with pytest.raises(UnsafePathError):
         bed.sup.start()
     assert bed.sup.phase is Phase.STOPPED

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import unixsock
-from backuppc_agent.agent.probe import ProbeStatus
+from backuppc_agent.agent.probe import probe
+from backuppc_agent.agent.protocol import Identity, encode_string
+from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.ssh import mux
 from backuppc_agent.unixsock import Failure, TransportError
@@ -117,8 +119,8 @@ def test_connect_failures_map_to_missing_refused_and_error(tmp_path: Path) -> No
             unixsock.connect(tmp_path / name, deadline, what="test socket")
         kinds[name] = (caught.value.failure, caught.value.detail)
     assert kinds["none"] == (Failure.MISSING, f"no test socket at {tmp_path / 'none'}")
-    assert kinds["stale"] == (Failure.REFUSED, f"nothing listens on {stale} (stale)")
-    assert kinds["file"][0] in (Failure.REFUSED, Failure.ERROR)
+    assert kinds["stale"] == (Failure.STALE, f"nothing listens on {stale} (stale)")
+    assert kinds["file"][0] in (Failure.STALE, Failure.ERROR)
 
 
 def test_a_deadline_already_past_is_a_timeout_without_connecting(tmp_path: Path) -> None:
@@ -127,9 +129,17 @@ def test_a_deadline_already_past_is_a_timeout_without_connecting(tmp_path: Path)
     assert caught.value.failure is Failure.TIMEOUT
 
 
-def test_every_transport_failure_has_a_probe_status_and_a_mux_status() -> None:
+def test_probe_mux_and_signing_report_the_transport_failure_itself(tmp_path: Path) -> None:
     for failure in Failure:
-        assert ProbeStatus(failure.value).name == failure.name
         result = mux.failed_result(TransportError(failure, "why"), 42)
-        assert (result.alive, result.pid, result.detail) == (False, 42, "why")
-    assert mux.failed_result(TransportError(Failure.REFUSED, "")).status is mux.MuxStatus.STALE
+        assert (result.status, result.pid, result.detail) == (failure, 42, "why")
+        assert not result.alive
+    stale = tmp_path / "stale"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(stale))
+    assert probe(stale, 0.5).status is Failure.STALE
+    assert mux.check(stale, 0.5).as_dict()["status"] == "stale"
+    key = Identity(encode_string(b"ssh-ed25519") + encode_string(bytes(32)), "k")
+    check = sign_keys(stale, [key], 0.5)[key.fingerprint]
+    assert (check.status, check.label) == (Failure.STALE, "error")
+    assert check.reason == f"sign request failed (nothing listens on {stale} (stale))"

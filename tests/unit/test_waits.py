@@ -9,11 +9,12 @@ import pytest
 
 from backuppc_agent import config as config_mod
 from backuppc_agent import waits
-from backuppc_agent.agent.probe import ProbeResult, ProbeStatus
+from backuppc_agent.agent.probe import Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity, encode_string
 from backuppc_agent.agent.readiness import Cause, wait_ready
-from backuppc_agent.agent.signing import SignCheck, SignStatus
+from backuppc_agent.agent.signing import SignCheck, Signed
 from backuppc_agent.state import State
+from backuppc_agent.unixsock import Failure
 from tests.unit.fakes import FakeAgent, FakeClock
 
 KEY = encode_string(b"ssh-ed25519") + encode_string(b"k" * 32)
@@ -51,8 +52,8 @@ def test_pause_returns_at_once_for_nothing_to_wait() -> None:
     waits.pause(-1)
 
 
-EMPTY = ProbeResult(ProbeStatus.ANSWERED, (), 1, 0)
-LOADED = ProbeResult(ProbeStatus.ANSWERED, (Identity(KEY, "k"),), 1, 0)
+EMPTY = ProbeResult(Probed.ANSWERED, (), 1, 0)
+LOADED = ProbeResult(Probed.ANSWERED, (Identity(KEY, "k"),), 1, 0)
 
 
 def _agent_config() -> config_mod.AgentConfig:
@@ -81,12 +82,12 @@ def test_wait_ready_gives_up_at_its_deadline_with_the_last_reason() -> None:
 
 def test_wait_ready_keeps_how_the_last_probe_ended() -> None:
     clock = FakeClock()
-    slow = ProbeResult(ProbeStatus.TIMEOUT, detail="no answer within 2 s")
+    slow = ProbeResult(Failure.TIMEOUT, detail="no answer within 2 s")
     agent = FakeAgent(clock, [(0, slow)])
     ready = wait_ready(_agent_config(), 1, 0.2, clock=clock, sleep=clock.sleep, probe_agent=agent)
     assert ready.state is State.DOWN
     assert ready.cause is Cause.AGENT_SLOW
-    assert ready.probe.status is ProbeStatus.TIMEOUT
+    assert ready.probe.status is Failure.TIMEOUT
 
 
 def test_wait_ready_is_not_ready_while_the_listed_key_cannot_sign() -> None:
@@ -94,7 +95,7 @@ def test_wait_ready_is_not_ready_while_the_listed_key_cannot_sign() -> None:
     agent = FakeAgent(clock, [(0, LOADED)])
 
     def refuse(path: Path, keys: Sequence[Identity], timeout: float) -> dict[str, SignCheck]:
-        return {key.fingerprint: SignCheck(SignStatus.REFUSED) for key in keys}
+        return {key.fingerprint: SignCheck(Signed.REFUSED) for key in keys}
 
     ready = wait_ready(_agent_config(), 1, 0.2, clock, clock.sleep, agent, refuse)
     assert ready.state is State.WAITING
