@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from backuppc_agent.errors import ProtocolError
 
 SSH_AGENT_FAILURE = 5
-SSH_AGENT_SUCCESS = 6
 SSH_AGENTC_REQUEST_IDENTITIES = 11
 SSH_AGENT_IDENTITIES_ANSWER = 12
 SSH_AGENTC_SIGN_REQUEST = 13
 SSH_AGENT_SIGN_RESPONSE = 14
-SSH_AGENTC_ADD_IDENTITY = 17
-SSH_AGENTC_REMOVE_ALL_IDENTITIES = 19
 
 #: ssh-add refuses replies over 256 KiB; 10,000 ed25519 keys need ~1 MiB, so allow
 #: more, but bound it: a hostile peer must not make us allocate gigabytes.

@@ -29,10 +29,9 @@ _NO_ESCAPE_CHAR = 0xFFFFFFFF
 _U32 = struct.Struct(">I")
 
 
-def encode(msg_type: int, *words: int, strings: tuple[bytes, ...] = ()) -> bytes:
-    """Build one frame: length, type, uint32 words, then SSH strings."""
+def encode(msg_type: int, *words: int) -> bytes:
+    """Build one frame: length, type, then uint32 words."""
     body = _U32.pack(msg_type) + b"".join(_U32.pack(word) for word in words)
-    body += b"".join(_string(text) for text in strings)
     return _U32.pack(len(body)) + body
 
 
