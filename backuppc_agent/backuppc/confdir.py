@@ -26,8 +26,6 @@ from pathlib import Path
 
 from backuppc_agent.backuppc.hoststatus import MalformedError
 
-CONF_DIR = Path("/etc/backuppc")
-TOP_DIR = Path("/var/lib/backuppc")
 #: Bound on any one BackupPC file read (a backups file of 10,000 dumps is ~1.5 MB).
 MAX_FILE_BYTES = 16 * 1024 * 1024
 #: A host's fields by the header's names; None where its line is shorter than the header.
@@ -52,21 +50,19 @@ NO_SSH_METHODS = frozenset({"rsyncd", "smb", "ftp", "archive"})
 
 def read_bytes(path: Path | str) -> bytes | None:
     """A BackupPC file's bytes, None if it does not exist; raise MalformedError otherwise."""
+    chunks, size = [], 0
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
+        try:
+            while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 256 * 1024)):
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return None
     except OSError as err:
         raise MalformedError(f"{path}: {err.strerror or err}") from err
-    chunks, size = [], 0
-    try:
-        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 256 * 1024)):
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as err:
-        raise MalformedError(f"{path}: {err.strerror or err}") from err
-    finally:
-        os.close(fd)
     if size > MAX_FILE_BYTES:
         raise MalformedError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
     return b"".join(chunks)
@@ -156,7 +152,7 @@ class Host:
 class ConfDir:
     """BackupPC's ConfDir (hosts, config.pl, HOST.pl), and TopDir for old-style host files."""
 
-    def __init__(self, conf_dir: Path = CONF_DIR, top_dir: Path = TOP_DIR) -> None:
+    def __init__(self, conf_dir: Path, top_dir: Path) -> None:
         self.conf_dir = conf_dir
         self.top_dir = top_dir
 

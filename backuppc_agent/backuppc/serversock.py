@@ -80,7 +80,7 @@ def send(config: Config, *words: str) -> str:
     Return the reply line (at most MAX_SEND_REPLY_CHARS); raise ServerError.
     """
     try:
-        settings = confdir.ConfDir(config.backuppc.conf_dir).main()
+        settings = confdir.ConfDir(config.backuppc.conf_dir, config.backuppc.top_dir).main()
     except BackupPCAgentError as err:
         raise ServerError(f"cannot read {err}") from err
     if settings is None:
