@@ -230,8 +230,7 @@ def _problem(
     """
     if key.unreadable:
         return label_of(Failure.BAD_REPLY), f"unreadable certificate ({key.unreadable})"
-    why = None if key.cert is None else key.cert.validity_problem(now)
-    if key.cert is not None and why is not None:
+    if key.cert is not None and (why := key.cert.validity_problem(now)) is not None:
         return key.cert.validity(now).value, why
     if checks is None:
         return None
@@ -241,16 +240,13 @@ def _problem(
     return None if check.ok else (check.label, check.reason)
 
 
-def label(identity: Identity) -> str:
-    """``SHA256:... (comment)`` with the comment made printable and short."""
-    comment = "".join(c if c.isprintable() else "?" for c in identity.comment[:COMMENT_CHARS])
-    return f"{identity.fingerprint} ({comment})" if comment else identity.fingerprint
-
-
 def _problem_text(problems: list[tuple[Key, str, str]]) -> str:
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    """``key SHA256:... (comment): why``, the comment made printable and short."""
     key, _label, why = problems[0]
-    return f"key {label(key.identity)}: {why}{more}"
+    comment = key.identity.comment[:COMMENT_CHARS]
+    shown = "".join(c if c.isprintable() else "?" for c in comment)
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"key {key.fingerprint}{f' ({shown})' if shown else ''}: {why}{more}"
 
 
 def check_live(
