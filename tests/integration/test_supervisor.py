@@ -73,11 +73,12 @@ def test_required_keys_must_all_be_loaded(tmp_path: Path, keys: dict[str, Path])
 
 
 def test_expired_keys_turn_ready_back_to_waiting(tmp_path: Path, keys: dict[str, Path]) -> None:
-    setup = make_setup(tmp_path / "inst", agent={"lifetime_seconds": 1})
+    # Long enough a lifetime that a loaded machine still sees the key as ready first.
+    setup = make_setup(tmp_path / "inst", agent={"lifetime_seconds": 4})
     with running(setup):
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
-        wait_for(lambda: setup.published("ready"), timeout=2)
-        wait_for(lambda: setup.published("waiting"), timeout=5)
+        wait_for(lambda: setup.published("ready"), timeout=4)
+        wait_for(lambda: setup.published("waiting"), timeout=10)
 
 
 def test_a_killed_agent_is_restarted_and_the_loss_is_reported(
