@@ -46,7 +46,18 @@ PRUNE_EVERY_ROWS = 500
 WAIT_BUCKETS_SECONDS: tuple[float, ...] = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 #: Hooks whose waits feed the histogram: the ones that gate a job on readiness.
 GATING_HOOKS = frozenset({"pre-dump", "pre-restore", "pre-archive", "ping"})
-RESULTS = ("ok", "failed", "not-ready", "ssh-failed", "bad-name", "error")
+#: Every result each hook can record: the vocabulary of backuppc_agent_hook_runs_total,
+#: all exported at 0 from the start so increase() sees the first failure of each.
+#: ``error`` is any unexpected failure (an exception the hook did not handle).
+HOOK_RESULTS: dict[str, tuple[str, ...]] = {
+    "pre-dump": ("ok", "not-ready", "ssh-failed", "bad-name", "error"),
+    "pre-restore": ("ok", "not-ready", "ssh-failed", "bad-name", "error"),
+    "pre-archive": ("ok", "not-ready", "bad-name", "error"),  # archives stay local: no ssh
+    **dict.fromkeys(
+        ("post-dump", "post-restore", "post-archive"), ("ok", "failed", "bad-name", "error")
+    ),
+    "ping": ("ok", "not-ready", "bad-name", "error"),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hook_runs (

@@ -34,16 +34,6 @@ GATE_HOOKS = ("ping",)
 HOOKS = PRE_HOOKS + POST_HOOKS + GATE_HOOKS
 #: Hooks of jobs that pull from or push to the client over ssh (archives stay local).
 SSH_HOOKS = frozenset({"pre-dump", "pre-restore", "post-dump", "post-restore"})
-#: Every result each hook can record: the vocabulary of backuppc_agent_hook_runs_total,
-#: all exported at 0 from the start so increase() sees the first failure of each.
-#: ``error`` is any unexpected failure (an exception the hook did not handle).
-HOOK_RESULTS: dict[str, tuple[str, ...]] = {
-    "pre-dump": ("ok", "not-ready", "ssh-failed", "bad-name", "error"),
-    "pre-restore": ("ok", "not-ready", "ssh-failed", "bad-name", "error"),
-    "pre-archive": ("ok", "not-ready", "bad-name", "error"),  # archives stay local: no ssh
-    **dict.fromkeys(POST_HOOKS, ("ok", "failed", "bad-name", "error")),
-    "ping": ("ok", "not-ready", "bad-name", "error"),
-}
 POLL_SECONDS = 0.2
 MASTER_CHECK_SECONDS = 1.0
 

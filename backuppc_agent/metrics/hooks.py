@@ -19,8 +19,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from backuppc_agent.backuppc.hooks import HOOK_RESULTS
-from backuppc_agent.events import EventStore, EventStoreError, HookSummary
+from backuppc_agent.events import HOOK_RESULTS, EventStore, EventStoreError, HookSummary
 from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors
 
 SummaryReader = Callable[[Path], HookSummary]

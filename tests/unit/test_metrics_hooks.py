@@ -11,7 +11,7 @@ from prometheus_client.registry import CollectorRegistry
 from backuppc_agent.backuppc import hooks
 from backuppc_agent.cli import hook as hook_cli
 from backuppc_agent.cli.main import main
-from backuppc_agent.events import EventStore, HookSummary
+from backuppc_agent.events import HOOK_RESULTS, EventStore, HookSummary
 from backuppc_agent.metrics.hooks import HookPart
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
 from tests.helpers import make_setup
@@ -37,12 +37,12 @@ def test_every_result_a_hook_can_record_is_exported_at_zero_before_any_run() -> 
             if name == "backuppc_agent_hook_runs_total"}  # fmt: skip
     expected = {
         (("hook", hook), ("result", result))
-        for hook, results in hooks.HOOK_RESULTS.items()
+        for hook, results in HOOK_RESULTS.items()
         for result in results
     }
     assert set(runs) == expected
     assert set(runs.values()) == {0}
-    assert set(hooks.HOOK_RESULTS) == set(hooks.HOOKS)
+    assert set(HOOK_RESULTS) == set(hooks.HOOKS)
     assert (("hook", "pre-dump"), ("result", "ssh-failed")) in runs
     assert (("hook", "pre-archive"), ("result", "ssh-failed")) not in runs  # archives stay local
 
