@@ -204,8 +204,13 @@ class Container:
         return self.run("sh", "-c", script, **kwargs)  # type: ignore[arg-type]
 
     def terminal(self, *argv: str) -> Terminal:
-        """``argv`` inside, on a pty (as root)."""
-        return Terminal(self.command(*argv))
+        """``argv`` inside, on a pty (as root), in a session of its own in there.
+
+        The pty's session leader is nsenter, outside the container's pid namespace: a
+        login shell could not hand the terminal back to it ("Cannot set tty process
+        group") and would exit 2. setsid --ctty makes the session inside.
+        """
+        return Terminal(self.command("setsid", "--ctty", "--wait", *argv))
 
     # -- systemd ------------------------------------------------------------------------
 
