@@ -42,34 +42,23 @@ _TEMP_SUFFIX_CHARS = 16
 
 
 @dataclass(frozen=True, slots=True)
-class MasterInfo:
-    """One control socket in the control directory, as ``master list`` shows it."""
+class MasterInfo(mux.MuxResult):
+    """One control socket in the control directory, as ``master list`` shows it.
+
+    The status, pid and detail are what mux.check found (alive, stale, timeout,
+    bad reply, foreign, ...).
+    """
 
     client: str
     path: Path
-    #: what mux.check found (alive, stale, timeout, bad reply, foreign, ...) and why
-    status: mux.MuxStatus
-    pid: int | None
-    detail: str
     #: epoch seconds the master was opened (the socket's mtime: bind, then rename)
     opened: float | None
 
-    @property
-    def alive(self) -> bool:
-        """True when the master answered."""
-        return self.status is mux.Master.ALIVE
-
     def as_dict(self) -> dict[str, object]:
         """The row as JSON-ready values (``path`` as text, ``status`` by its value)."""
-        return {
-            "client": self.client,
-            "path": str(self.path),
-            "alive": self.alive,
-            "pid": self.pid,
-            "opened": self.opened,
-            "status": self.status.value,
-            "detail": self.detail,
-        }
+        # MuxResult named, not super(): a slots dataclass is a new class (before 3.14)
+        row = mux.MuxResult.as_dict(self)
+        return row | {"client": self.client, "path": str(self.path), "opened": self.opened}
 
 
 def _is_temp_name(name: str) -> bool:
@@ -116,7 +105,7 @@ def _check_one(entry: tuple[str, Path, float], timeout: float) -> MasterInfo:
     client, path, mtime = entry
     result = mux.check(path, timeout)
     opened = mtime if result.alive else None
-    return MasterInfo(client, path, result.status, result.pid, result.detail, opened)
+    return MasterInfo(result.status, result.pid, result.detail, client, path, opened)
 
 
 def make_master_command(config: Config, client: str, host: str, log: Path) -> tuple[str, ...]:
@@ -127,18 +116,8 @@ def make_master_command(config: Config, client: str, host: str, log: Path) -> tu
     session.
     """
     path = sshconfig.control_path(config.mux.control_dir, client)
-    destination = names.check(host, "host")  # before options(), which may run ssh -G
-    pairs = sshconfig.options(config, str(path), master="yes")
-    return (
-        config.mux.ssh,
-        *sshconfig.option_args(pairs),
-        "-E",
-        str(log),
-        "-N",
-        "-f",
-        "--",
-        destination,
-    )
+    destination = names.check(host, "host")
+    return sshconfig.ssh_command(config, path, "yes", "-E", str(log), "-N", "-f", "--", destination)
 
 
 def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:

@@ -16,7 +16,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
 
 from backuppc_agent import unixsock
 from backuppc_agent.ssh import mux_framing as framing
@@ -35,15 +34,12 @@ class Master(enum.Enum):
     STOPPED = "stopped"  # the master stopped listening
 
 
-#: What a control socket gave us (a stale one: its master was killed).
-MuxStatus: TypeAlias = Master | Failure
-
-
 @dataclass(frozen=True, slots=True)
 class MuxResult:
     """One request to a control socket: its status, the master's pid if known, and why."""
 
-    status: MuxStatus
+    #: what the master said, or how talking to its socket failed (STALE: its master was killed)
+    status: Master | Failure
     pid: int | None
     detail: str
 

@@ -59,18 +59,9 @@ def make_kill_command(
 ) -> tuple[str, ...]:
     """argv of the kill session: through CLIENT's master if alive, else a direct login."""
     path = sshconfig.trusted_control_path(config.mux.control_dir, client)
-    destination = names.check(host, "host")  # before options(), which may run ssh -G
-    pairs = sshconfig.options(config, str(path), master="no")
-    return (
-        config.mux.ssh,
-        *sshconfig.option_args(pairs),
-        "--",
-        destination,
-        "sh",
-        "-s",
-        "--",
-        mode,
-        ident,
+    destination = names.check(host, "host")
+    return sshconfig.ssh_command(
+        config, path, "no", "--", destination, "sh", "-s", "--", mode, ident
     )
 
 

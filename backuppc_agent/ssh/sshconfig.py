@@ -113,6 +113,14 @@ def option_args(pairs: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     return tuple(args)
 
 
+def ssh_command(config: Config, path: Path, master: str, *words: str) -> tuple[str, ...]:
+    """argv of ``config.mux.ssh`` with our options for ControlPath ``path``, then ``words``.
+
+    The caller checks the destination among ``words`` first: options() may run ``ssh -G``.
+    """
+    return (config.mux.ssh, *option_args(options(config, str(path), master)), *words)
+
+
 def render(config: Config) -> str:
     """The ssh_config text (config validation has refused any path ssh would misread)."""
     control = str(config.mux.control_dir / "%n")

@@ -115,8 +115,7 @@ def make_session_command(
     names.check(host, "host")
     check_options(options)
     marked = remote.mark_command(token, command) if command else ()
-    pairs = sshconfig.options(config, str(path))
-    return (config.mux.ssh, *sshconfig.option_args(pairs), *options, "--", host, *marked)
+    return sshconfig.ssh_command(config, path, "auto", *options, "--", host, *marked)
 
 
 class Relay:

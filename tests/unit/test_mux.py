@@ -94,7 +94,7 @@ def _hangs_up(conn: socket.socket) -> None:
     ],
 )
 def test_hostile_listeners_are_not_alive_and_never_hang(
-    tmp_path: Path, behave: Callable[[socket.socket], None], status: mux.MuxStatus
+    tmp_path: Path, behave: Callable[[socket.socket], None], status: mux.Master | Failure
 ) -> None:
     path = tmp_path / "m"
     with listener(path, behave):
