@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
 
 from backuppc_agent import unixsock
 from backuppc_agent.agent import protocol
@@ -27,15 +26,11 @@ class Probed(enum.Enum):
     ANSWERED = "answered"  # an ssh-agent of our uid listed its identities
 
 
-#: What the socket path gave us.
-ProbeStatus: TypeAlias = Probed | Failure
-
-
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     """One probe: status, identities if answered, the listener's pid/uid if known."""
 
-    status: ProbeStatus
+    status: Probed | Failure
     identities: tuple[protocol.Identity, ...] = ()
     peer_pid: int | None = None
     peer_uid: int | None = None

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
 
 from backuppc_agent import unixsock
 from backuppc_agent.agent import protocol
@@ -40,11 +39,7 @@ class Signed(enum.Enum):
     TOUCH = "touch"  # FAILURE from a FIDO (sk-*) key: it needs a touch at each signature
 
 
-#: How one sign request ended: its own outcomes, or how the socket failed (a signature
-#: that does not fit its key is a BAD_REPLY too).
-SignStatus: TypeAlias = Signed | Failure
-
-_WHY: dict[SignStatus, str] = {
+_WHY: dict[Signed | Failure, str] = {
     Signed.REFUSED: "agent refused to sign: confirmation required (added with ssh-add -c, "
     "and no askpass or display to confirm) or the key is restricted (ssh-add -h)",
     Signed.TOUCH: "needs a touch: a FIDO (sk-*) key cannot sign unattended",
@@ -57,7 +52,7 @@ _FAILURE_LABELS = {Failure.TIMEOUT: Failure.TIMEOUT.value, Failure.BAD_REPLY: "g
 LABELS = (Signed.REFUSED.value, Signed.TOUCH.value, *_FAILURE_LABELS.values(), Failure.ERROR.value)
 
 
-def label_of(status: SignStatus) -> str:
+def label_of(status: Signed | Failure) -> str:
     """How ``backuppc_agent_identities_unusable{reason}`` names ``status``."""
     if isinstance(status, Signed):
         return status.value
@@ -68,7 +63,9 @@ def label_of(status: SignStatus) -> str:
 class SignCheck:
     """The outcome of one key's sign request."""
 
-    status: SignStatus
+    #: its own outcomes, or how the socket failed (a signature that does not fit
+    #: its key is a BAD_REPLY too)
+    status: Signed | Failure
     detail: str = ""
 
     @property

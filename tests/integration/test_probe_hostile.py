@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.agent.probe import ProbeStatus, probe
+from backuppc_agent.agent.probe import Probed, probe
 from backuppc_agent.unixsock import Failure
 from tests.helpers import cli, make_setup
 from tests.hostile_support import listener
@@ -68,7 +68,7 @@ def slow_drip(conn: socket.socket) -> None:
     ],
 )
 def test_a_hostile_listener_gives_a_bounded_answer(
-    tmp_path: Path, behaviour: Behaviour, status: ProbeStatus, detail: str
+    tmp_path: Path, behaviour: Behaviour, status: Probed | Failure, detail: str
 ) -> None:
     path = tmp_path / "agent.socket"
     with listener(path, behaviour):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.agent.probe import Probe, Probed, ProbeResult, ProbeStatus
+from backuppc_agent.agent.probe import Probe, Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import SignCheck, SignChecks, Signed
 from backuppc_agent.config import Config, from_mapping
@@ -73,7 +73,7 @@ class FakeSocket:
     listener: FakeAgent | None = None
     stale: bool = False
     #: what a live listener that is not our agent answers with, if anything
-    hostile: ProbeStatus | None = None
+    hostile: Probed | Failure | None = None
     starts: list[tuple[tuple[str, ...], Probe]] = field(default_factory=list)
     failing_starts: int = 0
     next_pid: int = FIRST_FAKE_PID

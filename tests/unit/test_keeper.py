@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.agent.keeper import BACKOFF_MAX_SECONDS, STABLE_SECONDS, AgentKeeper
-from backuppc_agent.agent.probe import ProbeStatus
+from backuppc_agent.agent.probe import Probed
 from backuppc_agent.errors import AgentError, UnsafePathError
 from backuppc_agent.unixsock import Failure
 from tests.unit.agent_fakes import (
@@ -89,7 +89,9 @@ def test_attach_refuses_a_listener_of_another_uid_and_leaves_it(bed: Bed) -> Non
 
 
 @pytest.mark.parametrize("status", [Failure.BAD_REPLY, Failure.TIMEOUT])
-def test_attach_refuses_a_live_listener_that_is_not_an_agent(bed: Bed, status: ProbeStatus) -> None:
+def test_attach_refuses_a_live_listener_that_is_not_an_agent(
+    bed: Bed, status: Probed | Failure
+) -> None:
     bind_socket(bed.config.agent.socket)
     bed.socket.hostile = status
     with pytest.raises(AgentError, match="not a working ssh-agent"):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from backuppc_agent.agent import expiry, protocol, readiness, signing
 from backuppc_agent.agent.probe import Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SignCheck, Signed, SignStatus
+from backuppc_agent.agent.signing import SignCheck, Signed
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
 from backuppc_agent.unixsock import Failure
@@ -86,7 +86,7 @@ def test_any_sign_reply_parses_or_is_a_protocol_error(body: bytes) -> None:
     ],
 )
 def test_a_signature_must_fit_its_key_type(
-    key_type: str, sig_format: str, blob: bytes, status: SignStatus
+    key_type: str, sig_format: str, blob: bytes, status: Signed | Failure
 ) -> None:
     assert signing.judge_signature(key_type, sig_format, blob).status is status
 
