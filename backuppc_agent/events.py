@@ -3,10 +3,10 @@
 Hooks are short-lived processes that may finish at the same moment; the
 exporter is a long-running reader. SQLite in WAL mode with a bounded busy
 timeout fits both: writers queue instead of failing, readers never block
-writers. Aggregates (run counts, wait histogram, last success per client) live
-in small tables updated in the same transaction as the detail row, so
-``summary()`` costs the same with a day of history or a year, and counters
-never go down when old detail rows are pruned.
+writers. Only aggregates are kept (run counts, wait histogram, last success per
+client), in small tables updated in one transaction per run, so ``summary()``
+costs the same with a day of history or a year. What one run said goes to
+BackupPC's XferLOG (the hook's own output), not here.
 
 Results recorded (``HookRecord.result``):
 
@@ -16,7 +16,7 @@ Results recorded (``HookRecord.result``):
 - ``not-ready``: a pre hook gave up waiting for SSH keys
 - ``ssh-failed``: a pre hook could not open or reach the client's master
 - ``bad-name``: a client/host name from BackupPC was refused
-- ``error``: anything else went wrong (details in ``detail``)
+- ``error``: anything else went wrong (the hook's output says what)
 """
 
 from __future__ import annotations
@@ -33,15 +33,12 @@ from backuppc_agent import waits
 from backuppc_agent.errors import BackupPCAgentError
 
 DB_FILE = "events.sqlite3"
-SCHEMA_VERSION = 1
+#: 2: version 1's per-run detail table (hook_runs) is dropped; nothing read it.
+SCHEMA_VERSION = 2
 #: How long a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT_SECONDS = 5.0
 #: How often a first opener retries the switch to WAL while another holds the lock.
 WAL_RETRY_SECONDS = 0.01
-#: Detail rows older than this are pruned (aggregates are kept for ever).
-RETENTION_SECONDS = 90 * 86400
-#: Prune once every this many inserts (by row id), so the hook path stays cheap.
-PRUNE_EVERY_ROWS = 500
 #: Upper bounds (seconds) of the readiness-wait histogram; +Inf is implied.
 WAIT_BUCKETS_SECONDS: tuple[float, ...] = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 #: Hooks whose waits feed the histogram: the ones that gate a job on readiness.
@@ -59,11 +56,11 @@ HOOK_RESULTS: dict[str, tuple[str, ...]] = {
     "ping": ("ok", "not-ready", "bad-name", "error"),
 }
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS hook_runs (
-    id INTEGER PRIMARY KEY, time REAL NOT NULL, hook TEXT NOT NULL, client TEXT NOT NULL,
-    result TEXT NOT NULL, waited_seconds REAL NOT NULL, detail TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS hook_runs_time ON hook_runs(time);
+# Run in one transaction by whoever opens a store at another version. Every step is
+# idempotent, so hooks that open a new or a version-1 store at the same moment all
+# succeed, and a version-1 store keeps its aggregates.
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS run_counts (
     hook TEXT NOT NULL, result TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (hook, result));
@@ -72,6 +69,9 @@ CREATE TABLE IF NOT EXISTS wait_buckets (
 CREATE TABLE IF NOT EXISTS wait_totals (
     id INTEGER PRIMARY KEY CHECK (id = 1), sum REAL NOT NULL, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS last_success (client TEXT PRIMARY KEY, time REAL NOT NULL);
+DROP TABLE IF EXISTS hook_runs;
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
 """
 
 
@@ -88,7 +88,6 @@ class HookRecord:
     client: str
     result: str
     waited_seconds: float
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +144,12 @@ class EventStore:
         return self._conn
 
     def record(self, rec: HookRecord) -> None:
-        """Insert one run and update the aggregates atomically; raise EventStoreError."""
+        """Add one run to the aggregates atomically; raise EventStoreError."""
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row_id = _insert(conn, rec)
-                if row_id % PRUNE_EVERY_ROWS == 0:
-                    cutoff = time.time() - RETENTION_SECONDS
-                    conn.execute("DELETE FROM hook_runs WHERE time < ?", (cutoff,))
+                _add(conn, rec)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -172,18 +168,6 @@ class EventStore:
         except sqlite3.Error as err:
             raise EventStoreError(f"hook store {self.path}: cannot read: {err}") from err
         return HookSummary(runs, _cumulative(per_bucket), float(totals[0]), int(totals[1]), last)
-
-    def recent(self, limit: int = 20) -> list[HookRecord]:
-        """The latest detail rows, newest first; raise EventStoreError."""
-        conn = self._connect()
-        query = (
-            "SELECT time, hook, client, result, waited_seconds, detail FROM hook_runs "
-            "ORDER BY id DESC LIMIT ?"
-        )
-        try:
-            return [HookRecord(*row) for row in conn.execute(query, (limit,))]
-        except sqlite3.Error as err:
-            raise EventStoreError(f"hook store {self.path}: cannot read: {err}") from err
 
     def close(self) -> None:
         """Close the connection (a later call reopens it)."""
@@ -215,7 +199,7 @@ def _prepare(conn: sqlite3.Connection, busy_timeout: float) -> None:
         raise sqlite3.OperationalError("database is locked (switching to WAL)")
     conn.execute("PRAGMA synchronous=NORMAL")
     if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-        conn.executescript(f"{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};")
+        conn.executescript(_SCHEMA)
 
 
 def _switched_to_wal(conn: sqlite3.Connection) -> bool:
@@ -235,13 +219,8 @@ def _switched_to_wal(conn: sqlite3.Connection) -> bool:
         return False
 
 
-def _insert(conn: sqlite3.Connection, rec: HookRecord) -> int:
-    """Write the detail row and bump the aggregates (inside the caller's transaction)."""
-    cursor = conn.execute(
-        "INSERT INTO hook_runs (time, hook, client, result, waited_seconds, detail) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (rec.time, rec.hook, rec.client, rec.result, rec.waited_seconds, rec.detail[:1000]),
-    )
+def _add(conn: sqlite3.Connection, rec: HookRecord) -> None:
+    """Bump the aggregates for one run (inside the caller's transaction)."""
     conn.execute(
         "INSERT INTO run_counts VALUES (?, ?, 1) "
         "ON CONFLICT (hook, result) DO UPDATE SET count = count + 1",
@@ -257,7 +236,6 @@ def _insert(conn: sqlite3.Connection, rec: HookRecord) -> int:
             "ON CONFLICT (client) DO UPDATE SET time = max(time, excluded.time)",
             (rec.client, rec.time),
         )
-    return int(cursor.lastrowid or 0)
 
 
 def _observe_wait(conn: sqlite3.Connection, seconds: float) -> None:

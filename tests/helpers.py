@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from backuppc_agent import config as config_mod
-from backuppc_agent.events import EventStore, HookRecord, HookSummary
+from backuppc_agent.events import EventStore, HookSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -42,12 +42,6 @@ def stored_summary(state_dir: Path) -> HookSummary:
     """The hook store's aggregates, read on a connection that is closed at once."""
     with EventStore(state_dir) as store:
         return store.summary()
-
-
-def stored_recent(state_dir: Path, limit: int = 20) -> list[HookRecord]:
-    """The hook store's latest runs, newest first, read on a connection closed at once."""
-    with EventStore(state_dir) as store:
-        return store.recent(limit)
 
 
 def listed_rows(stdout: str) -> list[str]:

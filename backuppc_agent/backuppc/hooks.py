@@ -256,12 +256,7 @@ def post_hook(
 def record(config: Config, hook: str, outcome: Outcome) -> str | None:
     """Store the run in the hook-run store; return a problem line if it could not."""
     rec = events.HookRecord(
-        time.time(),
-        hook,
-        outcome.client,
-        outcome.result,
-        outcome.waited_seconds,
-        "; ".join(outcome.lines)[:1000],
+        time.time(), hook, outcome.client, outcome.result, outcome.waited_seconds
     )
     try:
         paths.ensure_private_dir(config.state.dir, "state")

@@ -74,9 +74,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args)
         try:
             outcome = _outcome(args, config)
-        except Exception as err:
-            detail = f"{type(err).__name__}: {err}"
-            _record(config, args.hook, hooks.Outcome("error", 0, (detail,), 0.0, args.client))
+        except Exception:
+            _record(config, args.hook, hooks.Outcome("error", 0, (), 0.0, args.client))
             raise
     except Exception as err:
         if not post:

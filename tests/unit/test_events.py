@@ -59,7 +59,6 @@ def test_counts_buckets_and_last_success_follow_the_records(tmp_path: Path) -> N
         store.record(_rec(hook="post-dump", result="failed", when=300.0))
         store.record(_rec(client="b", waited=400.0, when=400.0))
         summary = store.summary()
-        recent = store.recent(2)
     assert summary.runs == {
         ("pre-dump", "ok"): 2,
         ("pre-dump", "not-ready"): 1,
@@ -73,7 +72,6 @@ def test_counts_buckets_and_last_success_follow_the_records(tmp_path: Path) -> N
     assert summary.wait_count == 3
     assert summary.wait_sum == pytest.approx(403.05)
     assert summary.last_success == {"a": 100.0, "b": 400.0}
-    assert [r.result for r in recent] == ["ok", "failed"]
 
 
 def test_bucket_index_puts_bounds_in_their_own_bucket() -> None:
@@ -82,20 +80,49 @@ def test_bucket_index_puts_bounds_in_their_own_bucket() -> None:
     assert bucket_index(1e9) == len(WAIT_BUCKETS_SECONDS)
 
 
-def test_pruning_old_detail_rows_never_lowers_the_counters(tmp_path: Path) -> None:
+#: A store as version 1 left it: a per-run detail table beside the aggregates.
+VERSION_1 = """
+CREATE TABLE hook_runs (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, hook TEXT NOT NULL, client TEXT NOT NULL,
+    result TEXT NOT NULL, waited_seconds REAL NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX hook_runs_time ON hook_runs(time);
+CREATE TABLE run_counts (
+    hook TEXT NOT NULL, result TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (hook, result));
+CREATE TABLE wait_buckets (bucket INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE wait_totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1), sum REAL NOT NULL, count INTEGER NOT NULL);
+CREATE TABLE last_success (client TEXT PRIMARY KEY, time REAL NOT NULL);
+INSERT INTO hook_runs VALUES (1, 100.0, 'pre-dump', 'a', 'ok', 0.3, 'opened');
+INSERT INTO run_counts VALUES ('pre-dump', 'ok', 41);
+INSERT INTO wait_buckets VALUES (1, 41);
+INSERT INTO wait_totals VALUES (1, 12.3, 41);
+INSERT INTO last_success VALUES ('a', 100.0);
+PRAGMA journal_mode=WAL;
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_store_keeps_its_aggregates_and_loses_its_detail_table(
+    tmp_path: Path,
+) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE)) as conn:
+        conn.executescript(VERSION_1)
     with EventStore(tmp_path) as store:
-        for index in range(600):
-            store.record(_rec(when=1000.0 + index))  # ancient: pruned at row 500
-        store.record(_rec())
-        assert len(store.recent(1000)) < 601
-        assert store.summary().runs[("pre-dump", "ok")] == 601
+        store.record(_rec(waited=0.2, when=200.0))
+        summary = store.summary()
+    assert summary.runs == {("pre-dump", "ok"): 42}
+    assert dict(summary.wait_buckets)[0.5] == 42
+    assert (summary.wait_count, summary.wait_sum) == (42, pytest.approx(12.5))
+    assert summary.last_success == {"a": 200.0}
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE)) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert "hook_runs" not in tables
 
 
 def _writer(state_dir: str, worker: int, count: int) -> None:
     with EventStore(Path(state_dir)) as store:
-        for index in range(count):
-            rec = HookRecord(time.time(), "pre-dump", f"c{worker}", "ok", 0.01, f"run {index}")
-            store.record(rec)
+        for _ in range(count):
+            store.record(HookRecord(time.time(), "pre-dump", f"c{worker}", "ok", 0.01))
 
 
 def test_concurrent_writers_in_several_processes_lose_no_record(tmp_path: Path) -> None:
@@ -109,10 +136,9 @@ def test_concurrent_writers_in_several_processes_lose_no_record(tmp_path: Path) 
         assert proc.exitcode == 0
     with EventStore(tmp_path) as store:
         summary = store.summary()
-        recent = store.recent(1000)
     assert summary.runs[("pre-dump", "ok")] == 300
     assert summary.wait_count == 300
-    assert len(recent) == 300
+    assert summary.wait_sum == pytest.approx(3.0)
     assert set(summary.last_success) == {f"c{n}" for n in range(6)}
 
 

@@ -59,9 +59,17 @@ def _raise(*_args: object) -> hooks.Outcome:
     raise RuntimeError("a bug")
 
 
-@pytest.mark.parametrize(("hook", "code"), [("pre-dump", 70), ("post-dump", 0)])
-def test_an_unexpected_failure_is_recorded_as_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: str, code: int
+@pytest.mark.parametrize(("hook", "code", "said"), [
+    ("pre-dump", 70, "backuppc-agent: internal error: RuntimeError: a bug (rerun with --debug)\n"),
+    ("post-dump", 0, "backuppc-agent: post-dump: a bug (post hooks never fail a backup)\n"),
+])  # fmt: skip
+def test_an_unexpected_failure_is_recorded_as_error_and_said_in_the_xferlog(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    hook: str,
+    code: int,
+    said: str,
 ) -> None:
     setup = make_setup(tmp_path / "inst")
     # the bug is injected: no real input makes a hook raise anything but its own errors
@@ -71,4 +79,5 @@ def test_an_unexpected_failure_is_recorded_as_error(
     assert main(argv) == code  # pre: internal error (70); post hooks never fail a backup
     with EventStore(setup.state_dir) as store:
         assert store.summary().runs == {(hook, "error"): 1}
-        assert "RuntimeError: a bug" in store.recent(1)[0].detail
+    out, err = capsys.readouterr()  # BackupPC puts both in the XferLOG
+    assert out + err == said
