@@ -1,1 +1,1 @@
-../backuppc_agent/deploy/files/profile/backuppc-agent.sh
+../backuppc_agent/install/files/profile/backuppc-agent.sh

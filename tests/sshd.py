@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.deploy.checks_agent import parse_ssh_version
+from backuppc_agent.doctor.checks_agent import parse_ssh_version
 
 SSHD = "/usr/sbin/sshd"
 CLIENT_USER = "bpaclient"

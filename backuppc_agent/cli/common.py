@@ -28,8 +28,8 @@ def load_config_for_caller(args: argparse.Namespace) -> tuple[Config, int | None
     """
     if os.geteuid() != 0:
         return load_config(args), None, None
-    from backuppc_agent.deploy import context  # noqa: PLC0415  (root only: pwd, more config)
     from backuppc_agent.errors import BackupPCAgentError  # noqa: PLC0415
+    from backuppc_agent.install import context  # noqa: PLC0415  (root only: pwd, more config)
 
     try:
         ctx = context.load(args.config)

@@ -11,9 +11,10 @@ import argparse
 import os
 from pathlib import Path
 
-from backuppc_agent import exitcodes
+from backuppc_agent import doctor, exitcodes
 from backuppc_agent.backuppc.confdir import ConfDir
-from backuppc_agent.deploy import checks_agent, checks_backuppc, context, doctor
+from backuppc_agent.doctor import checks_agent, checks_backuppc
+from backuppc_agent.install import context
 
 CHECKS: list[doctor.Check] = [
     checks_agent.check_running_user,

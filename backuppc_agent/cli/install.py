@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from backuppc_agent import exitcodes
-from backuppc_agent.deploy import access, context, installer, sources, targets
-from backuppc_agent.deploy.managed import Action
-from backuppc_agent.deploy.templates import Values
+from backuppc_agent.install import access, context, plan, targets
+from backuppc_agent.install.managed import Action
+from backuppc_agent.install.templates import Values
 
 PROGRAM = "backuppc-agent"
 DEFAULT_PROGRAM = "/usr/bin/backuppc-agent"
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--client-user",
-        default=sources.CLIENT_LOGIN_USER,
+        default=targets.CLIENT_LOGIN_USER,
         help="the account BackupPC logs in as on clients (default root)",
     )
     parser.add_argument(
@@ -66,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if ctx.root == Path("/") and _refused(ctx, vals.program):
         return exitcodes.NOT_READY
     wanted, problems = _targets(ctx, init, vals, args.client_user)
-    steps = installer.plan(ctx, wanted)
-    dirs = installer.missing_dirs(ctx, targets.directories(ctx))
+    steps = plan.plan(ctx, wanted)
+    dirs = plan.missing_dirs(ctx, targets.directories(ctx))
     _report(steps, [ctx.under(d.path) for d in dirs], [d.what for d in dirs], args.dry_run)
     if not args.dry_run:
-        installer.apply(ctx, steps, dirs)
+        plan.apply(ctx, steps, dirs)
         _next_steps(init, ctx.user.pw_name, steps)
     for problem in problems:
         print(f"backuppc-agent: {problem}", file=sys.stderr)
@@ -101,17 +101,17 @@ def _targets(
     return wanted, problems
 
 
-def _report(steps: list[installer.Step], dirs: list[Path], whats: list[str], dry_run: bool) -> None:
+def _report(steps: list[plan.Step], dirs: list[Path], whats: list[str], dry_run: bool) -> None:
     verb = "would mkdir" if dry_run else "mkdir"
     for directory, what in zip(dirs, whats, strict=True):
         print(f"{verb:<10} {directory} ({what}, 0700)")
     for step in steps:
-        print(installer.describe(step, dry_run))
+        print(plan.describe(step, dry_run))
         if dry_run:
-            sys.stdout.write(installer.diff(step))
+            sys.stdout.write(plan.diff(step))
 
 
-def _next_steps(init: str, user: str, steps: list[installer.Step]) -> None:
+def _next_steps(init: str, user: str, steps: list[plan.Step]) -> None:
     if not any(step.writes for step in steps):
         return
     print("next:")

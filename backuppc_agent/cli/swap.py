@@ -24,7 +24,7 @@ from pathlib import Path
 
 from backuppc_agent import exitcodes, state
 from backuppc_agent.cli.common import load_config
-from backuppc_agent.deploy import swapcheck
+from backuppc_agent.doctor import swapcrypt
 from backuppc_agent.metrics import procfs
 from backuppc_agent.metrics.swapread import (
     PROC,
@@ -60,7 +60,7 @@ class SwapReport:
     total_bytes: int | None = None
     free_bytes: int | None = None
     cached_bytes: int | None = None
-    devices: list[swapcheck.Verdict] = field(default_factory=list)
+    devices: list[swapcrypt.Encryption] = field(default_factory=list)
     rates: Rates | None = None
     processes: list[ProcessSwap] = field(default_factory=list)
     tmpfs: list[Tmpfs] = field(default_factory=list)
@@ -118,7 +118,7 @@ def gather(sources: Sources, interval: float, top: int, agent_pid: int | None) -
     if meminfo is not None:
         report.total_bytes, report.free_bytes = meminfo.total_bytes, meminfo.free_bytes
         report.cached_bytes = meminfo.cached_bytes
-    report.devices = [swapcheck.judge(area, sources.procfs, sources.sysfs)
+    report.devices = [swapcrypt.judge(area, sources.procfs, sources.sysfs)
                       for area in read.swaps() or ()]  # fmt: skip
     report.processes = [_shown(sources.procfs, p) for p in read.processes(top) or ()]
     report.tmpfs = read.tmpfs() or []

@@ -15,8 +15,8 @@ from pathlib import Path
 from backuppc_agent import exitcodes, names
 from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.config import Config
-from backuppc_agent.deploy import context, fsops, trust
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.install import context, fsops, trust
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,8 +19,8 @@ from backuppc_agent.agent.probe import ProbeResult, probe
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import SignChecks, sign_keys
 from backuppc_agent.backuppc.confdir import ConfDir
-from backuppc_agent.deploy import access
-from backuppc_agent.deploy.context import Context
+from backuppc_agent.install import access
+from backuppc_agent.install.context import Context
 
 logger = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""Deployment: the shipped service files, ``install``, ``doctor`` and ``trust``."""
+"""``install`` and ``trust``: the shipped service files, what install writes where, known_hosts."""

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent.deploy import fsops, managed
-from backuppc_agent.deploy.context import Context
-from backuppc_agent.deploy.managed import Action
-from backuppc_agent.deploy.targets import Directory, Target
+from backuppc_agent.install import fsops, managed
+from backuppc_agent.install.context import Context
+from backuppc_agent.install.managed import Action
+from backuppc_agent.install.targets import Directory, Target
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent.deploy import configfile, sources, templates
-from backuppc_agent.deploy.context import Context
+from backuppc_agent import config as config_mod
+from backuppc_agent.backuppc import snippets
+from backuppc_agent.install import templates
+from backuppc_agent.install.context import Context
+from backuppc_agent.ssh import sshconfig
 
 INITS = ("supervisord", "systemd", "sysvinit")
 SUPERVISOR_CONF_DIR = Path("/etc/supervisor/conf.d")
@@ -22,6 +25,15 @@ PACKAGED_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system
 DPKG_LIST = Path("/var/lib/dpkg/info/backuppc-agent.list")
 BACKUPPC_CONFIG = Path("/etc/backuppc/config.pl")
 DEFAULT_BACKUPPC = Path("/etc/default/backuppc")
+#: The account on the clients that BackupPC's ssh logs in as (Debian's default).
+CLIENT_LOGIN_USER = "root"
+CONFIG_HEADER = """\
+# backuppc-agent configuration (TOML). Every key is optional: the commented
+# values are the built-in defaults. `~` is the home of the account that runs
+# the supervisor (backuppc). Check a change with: backuppc-agent config check
+# A running supervisor rereads this file on SIGHUP (reload); moving the socket
+# or the state dir needs a restart.
+"""
 
 
 @dataclass(frozen=True)
@@ -105,15 +117,24 @@ def directories(ctx: Context) -> list[Directory]:
 def common_targets(ctx: Context, vals: templates.Values, client_user: str) -> list[Target]:
     """The config file, the ssh_config, the login snippet and BackupPC's lines."""
     config = ctx.config
-    bp_lines = sources.backuppc_lines(config, vals.program, ctx.config_path, client_user)
+    bp_lines = snippets.render(config, [vals.program], str(ctx.config_path), client_user)
     return [
-        Target(ctx.config_path, configfile.render_default(), False, 0o644, False, "config"),
-        Target(config.mux.ssh_config, sources.ssh_config(config), False, 0o644, True, "ssh_config"),
+        Target(ctx.config_path, default_config(), False, 0o644, False, "config"),
+        Target(config.mux.ssh_config, sshconfig.render(config), False, 0o644, True, "ssh_config"),
         Target(
             profile_path(ctx), templates.render(templates.PROFILE, vals), True, 0o644, True, "login"
         ),
         Target(BACKUPPC_CONFIG, bp_lines, True, 0o644, False, "BackupPC config"),
     ]
+
+
+def default_config() -> str:
+    """The config file install writes: every key, commented out at its default.
+
+    Rendered from the config dataclasses themselves, so a key added there shows
+    up here without a second list to keep in step.
+    """
+    return CONFIG_HEADER + "\n" + config_mod.toml_document(config_mod.defaults(), key_prefix="# ")
 
 
 def profile_path(ctx: Context) -> Path:

@@ -1,6 +1,6 @@
 """The shipped service files and how they are rendered for one installation.
 
-The files under ``backuppc_agent/deploy/files/`` are the one source of truth
+The files under ``backuppc_agent/install/files/`` are the one source of truth
 (``supervisor.d/`` and ``initscripts/`` at the top of the repository are
 symlinks to them). Each is valid as shipped, for the Debian defaults below, so
 shellcheck, ``systemd-analyze verify`` and supervisord can check it directly;

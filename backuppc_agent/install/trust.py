@@ -15,8 +15,8 @@ from pathlib import Path
 
 from backuppc_agent import proc
 from backuppc_agent.agent import keyfiles
-from backuppc_agent.deploy import fsops
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.install import fsops
 from backuppc_agent.ssh import reach
 
 KEY_TYPE = "ssh-ed25519"

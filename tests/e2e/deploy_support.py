@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent.deploy import templates
+from backuppc_agent.install import templates
 from tests.helpers import CLI, ROOT, Section, merged, write_config
 
 SERVICE_USER = "backuppc"

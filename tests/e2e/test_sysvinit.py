@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.deploy import templates
+from backuppc_agent.install import templates
 from backuppc_agent.proc import pid_alive
 from tests.e2e.deploy_support import Tree, make_tree
 from tests.helpers import agent_pids_on, kill_agents_on, ssh_add, wait_for

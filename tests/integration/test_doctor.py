@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.deploy import sources
+from backuppc_agent.doctor.checks_backuppc import REQUIRED_SETTINGS
 from tests.helpers import CLI, Setup, cli, make_setup, private_dir, running, ssh_add, wait_for
 
 ALIAS = "127.0.0.43"
@@ -158,7 +158,7 @@ def test_config_pl_without_our_lines_fails(fixture: Fixture, keys: dict[str, Pat
         result = fixture.doctor()
     assert result.returncode == 1
     failures = fail_lines(result)
-    expected = 1 + len(sources.required_settings())
+    expected = 1 + len(REQUIRED_SETTINGS)
     assert len(failures) == expected
     assert all("fix: backuppc-agent install" in line for line in failures)
 

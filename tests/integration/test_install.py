@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.deploy import templates
+from backuppc_agent.install import templates
 from tests.helpers import CLI, Setup, running, ssh_add, wait_for
 
 BACKUPPC_ETC = Path("/etc/backuppc")

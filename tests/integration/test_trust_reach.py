@@ -19,9 +19,9 @@ import pytest
 
 from backuppc_agent import config as config_mod
 from backuppc_agent import exitcodes
-from backuppc_agent.deploy import trust
-from backuppc_agent.deploy.checks_agent import parse_ssh_version
+from backuppc_agent.doctor.checks_agent import parse_ssh_version
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.install import trust
 from backuppc_agent.ssh import master
 from backuppc_agent.ssh.masterfiles import MasterError
 from tests.helpers import cli, make_setup, private_dir

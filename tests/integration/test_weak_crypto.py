@@ -16,8 +16,7 @@ import pytest
 
 from backuppc_agent import config as config_mod
 from backuppc_agent.config import Config
-from backuppc_agent.deploy import sources
-from backuppc_agent.deploy.checks_agent import parse_ssh_version
+from backuppc_agent.doctor.checks_agent import parse_ssh_version
 from backuppc_agent.ssh import master, sshconfig
 from tests.sshd import needs_root, running_sshd
 
@@ -58,12 +57,12 @@ def test_the_options_carry_warn_weak_crypto_exactly_when_this_ssh_knows_it() -> 
     assert sshconfig.accepts_option("ssh", "WarnWeakCrypto", "no") is knows
     argv = master.make_master_command(config, "client1", "client1", Path("/tmp/client1.log"))
     assert ("WarnWeakCrypto=no" in argv) is knows
-    assert ("    WarnWeakCrypto no\n" in sources.ssh_config(config)) is knows
+    assert ("    WarnWeakCrypto no\n" in sshconfig.render(config)) is knows
 
 
 def test_this_ssh_accepts_every_option_we_generate(tmp_path: Path) -> None:
     conf = tmp_path / "ssh_config"
-    conf.write_text(sources.ssh_config(make_config()))
+    conf.write_text(sshconfig.render(make_config()))
     done = subprocess.run(
         ["ssh", "-G", "-F", str(conf), "client1"],
         capture_output=True,

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backuppc_agent import config as config_mod
-from backuppc_agent.deploy import configfile, managed, templates
-from backuppc_agent.deploy.managed import Action
+from backuppc_agent.install import managed, targets, templates
+from backuppc_agent.install.managed import Action
 from tests.helpers import ROOT
 
 OTHER = templates.Values(
@@ -153,7 +153,7 @@ def test_the_repository_paths_are_the_package_files() -> None:
         "initscripts/default-backuppc": templates.SYSVINIT_DEFAULT,
         "initscripts/profile-backuppc-agent.sh": templates.PROFILE,
     }
-    package = ROOT / "backuppc_agent" / "deploy" / templates.FILES
+    package = ROOT / "backuppc_agent" / "install" / templates.FILES
     for shown, name in pairs.items():
         # a symlink, so the two can never drift apart; to the file install renders
         assert (ROOT / shown).is_symlink(), shown
@@ -167,7 +167,7 @@ def test_the_repository_paths_are_the_package_files() -> None:
 
 
 def test_the_default_config_file_is_valid_toml_and_names_every_key() -> None:
-    text = configfile.render_default()
+    text = targets.default_config()
     assert config_mod.from_mapping(tomllib.loads(text), "x").agent.unlock == "none"
     for section, keys in config_mod.defaults().items():
         assert f"[{section}]" in text

@@ -9,9 +9,8 @@ from typing import cast
 import pytest
 
 from backuppc_agent.backuppc import confdir
-from backuppc_agent.deploy import swapcheck
-from backuppc_agent.deploy.checks_agent import parse_ssh_version
-from backuppc_agent.deploy.doctor import Env, Finding, Verdict, failed, run_checks
+from backuppc_agent.doctor import Env, Finding, Verdict, failed, run_checks, swapcrypt
+from backuppc_agent.doctor.checks_agent import parse_ssh_version
 
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
 
@@ -105,8 +104,8 @@ class Tree:
         ]
         (self.proc / "self" / "mountinfo").write_text("\n".join(lines) + "\n")
 
-    def check(self) -> list[swapcheck.Verdict] | None:
-        return swapcheck.check(self.proc, self.sys)
+    def check(self) -> list[swapcrypt.Encryption] | None:
+        return swapcrypt.check(self.proc, self.sys)
 
 
 @pytest.fixture
@@ -188,7 +187,7 @@ def test_a_device_missing_from_sys_cannot_be_judged(tree: Tree) -> None:
 
 
 def test_this_machines_swap_is_judged_without_error() -> None:
-    verdicts = swapcheck.check(Path("/proc"), Path("/sys"))
+    verdicts = swapcrypt.check(Path("/proc"), Path("/sys"))
     assert verdicts is not None
     assert all(v.why for v in verdicts)
 

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import config as config_mod
-from backuppc_agent.deploy import access, installer, targets, templates
-from backuppc_agent.deploy.context import Context
-from backuppc_agent.deploy.managed import Action
+from backuppc_agent import doctor
+from backuppc_agent.backuppc import confdir
+from backuppc_agent.doctor import checks_backuppc
+from backuppc_agent.install import access, plan, targets, templates
+from backuppc_agent.install.context import Context
+from backuppc_agent.install.managed import Action
 
 USER = pwd.getpwuid(0)
 
@@ -32,14 +35,14 @@ def block_target(path: str) -> targets.Target:
 def test_a_block_added_to_an_existing_file_is_reported_as_appended(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "config.pl").write_text("$Conf{Y} = 2;\n")
-    step = installer.plan_target(context(tmp_path), block_target("/etc/config.pl"))
-    assert installer.describe(step, dry_run=False).startswith("append to ")
-    assert installer.describe(step, dry_run=True).startswith("would append to ")
+    step = plan.plan_target(context(tmp_path), block_target("/etc/config.pl"))
+    assert plan.describe(step, dry_run=False).startswith("append to ")
+    assert plan.describe(step, dry_run=True).startswith("would append to ")
 
 
 def test_a_block_in_a_missing_file_is_reported_as_created(tmp_path: Path) -> None:
-    step = installer.plan_target(context(tmp_path), block_target("/etc/none.pl"))
-    assert installer.describe(step, dry_run=False).startswith("create ")
+    step = plan.plan_target(context(tmp_path), block_target("/etc/none.pl"))
+    assert plan.describe(step, dry_run=False).startswith("create ")
 
 
 def test_a_unit_the_package_ships_unchanged_is_not_written_to_etc(tmp_path: Path) -> None:
@@ -48,10 +51,10 @@ def test_a_unit_the_package_ships_unchanged_is_not_written_to_etc(tmp_path: Path
     packaged.parent.mkdir(parents=True)
     packaged.write_text(unit)
     wanted = targets.init_targets("systemd", templates.SHIPPED)
-    step = installer.plan_target(context(tmp_path), wanted[0])
+    step = plan.plan_target(context(tmp_path), wanted[0])
     assert (step.action, step.writes, step.disk_path) == (Action.UNCHANGED, False, packaged)
     other = targets.init_targets("systemd", templates.Values(program="/opt/x/backuppc-agent"))
-    assert installer.plan_target(context(tmp_path), other[0]).action is Action.CREATE
+    assert plan.plan_target(context(tmp_path), other[0]).action is Action.CREATE
 
 
 def test_with_the_package_installed_supervisord_is_not_picked(tmp_path: Path) -> None:
@@ -115,9 +118,6 @@ def test_files_that_do_not_exist_yet_are_not_checked(tmp_path: Path) -> None:
 
 
 def test_doctor_fails_a_hook_program_the_backuppc_user_cannot_run(tmp_path: Path) -> None:
-    from backuppc_agent.backuppc import confdir  # noqa: PLC0415
-    from backuppc_agent.deploy import checks_backuppc, doctor  # noqa: PLC0415
-
     etc = tmp_path / "etc-backuppc"
     etc.mkdir()
     hook = "'/root/v/bin/backuppc-agent --config /c.toml hook pre-dump --client $client'"

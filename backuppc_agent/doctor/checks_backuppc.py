@@ -6,12 +6,17 @@ import os
 from pathlib import Path
 
 from backuppc_agent import proc
-from backuppc_agent.backuppc import confdir
-from backuppc_agent.deploy import access, sources, swapcheck
-from backuppc_agent.deploy.doctor import Env, Finding, Verdict
+from backuppc_agent.backuppc import confdir, snippets
+from backuppc_agent.doctor import Env, Finding, Verdict, swapcrypt
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.install import access
 
 KNOWN_HOSTS_TIMEOUT_SECONDS = 10.0
+#: Each BackupPC setting doctor requires, with text its effective value must contain.
+REQUIRED_SETTINGS = {
+    **{setting: f" hook {hook} " for setting, hook, _ in snippets.USER_COMMANDS},
+    "RsyncSshArgs": " master ssh ",
+}
 
 
 def check_backuppc_config(env: Env) -> list[Finding]:
@@ -33,7 +38,7 @@ def check_backuppc_config(env: Env) -> list[Finding]:
 
 def _problems(settings: dict[str, str], where: str, every: bool) -> list[Finding]:
     """What in ``settings`` breaks the gate; ``every``: a missing setting counts too."""
-    wanted = {"UserCmdCheckStatus": None, **sources.required_settings()}
+    wanted = {"UserCmdCheckStatus": None, **REQUIRED_SETTINGS}
     findings = []
     for key, marker in wanted.items():
         value = settings.get(key)
@@ -120,7 +125,7 @@ SWAP_FIX = "encrypt swap (a 'swap' line in /etc/crypttab, or LVM on LUKS) or tur
 
 def check_swap(env: Env) -> list[Finding]:
     """No swap, or only encrypted swap: ssh-agent's keys can be paged out."""
-    verdicts = swapcheck.check(env.procfs, env.sysfs)
+    verdicts = swapcrypt.check(env.procfs, env.sysfs)
     if verdicts is None:
         return [Finding("swap", Verdict.WARN, f"cannot read {env.procfs / 'swaps'}")]
     if not verdicts:

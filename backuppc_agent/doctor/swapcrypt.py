@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent.deploy import fsops
+from backuppc_agent.install import fsops
 from backuppc_agent.metrics.procfs import SwapArea, parse_swaps, unescape
 
 #: what the kernel appends to the path of a swap file deleted while in use
@@ -22,7 +22,7 @@ DELETED = " (deleted)"
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Encryption:
     """Whether one swap area is encrypted: True, False, or None (cannot tell)."""
 
     area: SwapArea
@@ -80,40 +80,40 @@ def _name_of_dev(sysfs: Path, majmin: str) -> str | None:
         return None
 
 
-def judge_device(sysfs: Path, area: SwapArea, name: str) -> Verdict:
+def judge_device(sysfs: Path, area: SwapArea, name: str) -> Encryption:
     """Encrypted or not, for swap on (or a swap file over) block device ``name``."""
     if name.startswith("zram"):
         backing = _read(sysfs / "block" / name / "backing_dev")
         if backing in ("", "none"):
-            return Verdict(area, True, f"{name} is compressed RAM (zram), never written to disk")
-        return Verdict(area, False, f"{name} writes back to {backing}")
+            return Encryption(area, True, f"{name} is compressed RAM (zram), never written to disk")
+        return Encryption(area, False, f"{name} writes back to {backing}")
     if is_crypt(sysfs, name):
-        return Verdict(area, True, f"{name} is dm-crypt (or stacked on it)")
-    return Verdict(area, False, f"{name} is not encrypted (no dm-crypt below it)")
+        return Encryption(area, True, f"{name} is dm-crypt (or stacked on it)")
+    return Encryption(area, False, f"{name} is not encrypted (no dm-crypt below it)")
 
 
-def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Verdict:
+def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Encryption:
     """Decide one swap area."""
     path = area.device.removesuffix(DELETED)
     if area.type == "partition":
         name = device_name(sysfs, path)
         if name is None:
-            return Verdict(area, None, f"cannot find the block device of {path} in {sysfs}")
+            return Encryption(area, None, f"cannot find the block device of {path} in {sysfs}")
         return judge_device(sysfs, area, name)
     majmin = mount_device(procfs, path)
     name = _name_of_dev(sysfs, majmin) if majmin and not majmin.startswith("0:") else None
     if name is None:
-        return Verdict(
+        return Encryption(
             area,
             None,
             f"cannot tell whether the file system holding {path} "
             f"(device {majmin or 'unknown'}) is encrypted: check with lsblk",
         )
-    verdict = judge_device(sysfs, area, name)
-    return Verdict(area, verdict.encrypted, f"swap file on {verdict.why}")
+    found = judge_device(sysfs, area, name)
+    return Encryption(area, found.encrypted, f"swap file on {found.why}")
 
 
-def check(procfs: Path, sysfs: Path) -> list[Verdict] | None:
+def check(procfs: Path, sysfs: Path) -> list[Encryption] | None:
     """Judge every active swap area: [] means no swap, None that /proc/swaps is unreadable."""
     text = fsops.read_text(procfs / "swaps")
     if text is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from backuppc_agent import state
 from backuppc_agent.agent import readiness
 from backuppc_agent.agent.readiness import Cause
-from backuppc_agent.deploy.doctor import Env, Finding, Verdict
+from backuppc_agent.doctor import Env, Finding, Verdict
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.state import State
 
