@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, state
 from backuppc_agent.agent import expiry, readiness
-from backuppc_agent.agent.probe import ProbeResult, probe
+from backuppc_agent.agent.probe import probe
 from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.cli.common import load_config_for_caller
 from backuppc_agent.config import Config
@@ -26,38 +26,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """What status reports: the live truth, with history from the published state."""
+    """What status reports: the live verdict, with history from the published state."""
 
-    state: State
-    reason: str
+    verdict: readiness.Readiness
     socket: str
-    agent_pid: int | None
-    identities: tuple[tuple[str, str, str], ...]
     since: float | None
     supervisor_pid: int | None
     agent_restarts: int | None
-    #: (fingerprint, Unix time, "certificate" | "lifetime"), soonest first
-    expiries: tuple[tuple[str, float, str], ...] = ()
-    #: when authentication stops working as far as expiries tell (None: never)
-    expires: float | None = None
+
+    @property
+    def agent_pid(self) -> int | None:
+        """The pid of the agent that answered, or None."""
+        return self.verdict.probe.peer_pid if self.verdict.probe.answered else None
 
     def to_json(self) -> dict[str, object]:
         """The documented JSON shape."""
+        verdict = self.verdict
         return {
-            "state": self.state.value,
-            "ready": self.state is State.READY,
-            "reason": self.reason,
+            "state": verdict.state.value,
+            "ready": verdict.state is State.READY,
+            "reason": verdict.reason,
             "socket": self.socket,
             "agent_pid": self.agent_pid,
-            "identities": len(self.identities),
-            "fingerprints": [fp for fp, _, _ in self.identities],
+            "identities": verdict.identities,
+            "fingerprints": list(verdict.fingerprints),
             "since": self.since,
             "supervisor_pid": self.supervisor_pid,
             "agent_restarts": self.agent_restarts,
-            "expires": self.expires,
+            "expires": verdict.expires,
             "expiries": [
                 {"fingerprint": fp, "expires": when, "source": source}
-                for fp, when, source in self.expiries
+                for fp, when, source in verdict.expiries
             ],
         }
 
@@ -84,25 +83,20 @@ def gather(config: Config, uid: int | None = None) -> Status:
         sign_agent=lambda path, keys, seconds: sign_keys(path, keys, seconds, uid),
         lifetimes=lifetimes,
     )
-    reason = ready.reason
     if (
         published is not None
         and ready.state is State.WAITING
         and published.state is State.WAITING
         and published.fingerprints == ready.fingerprints
     ):
-        reason = published.reason  # the supervisor knows more (keys that expired)
+        # the supervisor knows more (keys that expired)
+        ready = dataclasses.replace(ready, reason=published.reason)
     return Status(
-        state=ready.state,
-        reason=reason,
+        ready,
         socket=str(config.agent.socket),
-        agent_pid=ready.probe.peer_pid if ready.probe.answered else None,
-        identities=_identities(ready.probe),
         since=published.since if published and published.state is ready.state else None,
         supervisor_pid=published.supervisor_pid if published else None,
         agent_restarts=published.agent_restarts if published else None,
-        expiries=ready.expiries,
-        expires=ready.expires,
     )
 
 
@@ -116,34 +110,29 @@ def _published(config: Config) -> Snapshot | None:
     return snap
 
 
-def _identities(result: ProbeResult) -> tuple[tuple[str, str, str], ...]:
-    return tuple(
-        (ident.fingerprint, ident.key_type, _printable(ident.comment))
-        for ident in result.identities
-    )
-
-
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:200]
 
 
 def render_text(status: Status, now: float) -> str:
     """Human-readable status, one fact per line."""
+    verdict = status.verdict
+    identities = verdict.probe.identities
     lines = [
-        f"state:       {status.state.value} ({status.reason})",
+        f"state:       {verdict.state.value} ({verdict.reason})",
         f"socket:      {status.socket}",
         f"agent pid:   {status.agent_pid if status.agent_pid else '-'}",
-        f"identities:  {len(status.identities)}",
+        f"identities:  {len(identities)}",
     ]
-    ends = expiry.by_fingerprint(status.expiries)
+    ends = expiry.by_fingerprint(verdict.expiries)
     lines += [
-        f"  {fp} {kind} {comment}{_ends(ends.get(fp), now)}"
-        for fp, kind, comment in status.identities[:50]
+        f"  {fp} {ident.key_type} {_printable(ident.comment)}{_ends(ends.get(fp), now)}"
+        for ident, fp in zip(identities[:50], verdict.fingerprints[:50], strict=True)
     ]
-    if len(status.identities) > 50:
-        lines.append(f"  ... and {len(status.identities) - 50} more (use --json)")
-    if status.expires is not None:
-        lines.append(f"expires:     {_when(status.expires, now)}")
+    if len(identities) > 50:
+        lines.append(f"  ... and {len(identities) - 50} more (use --json)")
+    if verdict.expires is not None:
+        lines.append(f"expires:     {_when(verdict.expires, now)}")
     lines.append(f"since:       {_since(status.since, now)}")
     supervisor = (
         f"pid {status.supervisor_pid}" if status.supervisor_pid else "supervisor not running"
@@ -197,4 +186,4 @@ def run(args: argparse.Namespace) -> int:
         if owner:
             sys.stdout.write(f"agent of:    {owner} (uid {owner_uid})\n")
         sys.stdout.write(render_text(status, time.time()))
-    return exitcodes.OK if status.state is State.READY else exitcodes.NOT_READY
+    return exitcodes.OK if status.verdict.state is State.READY else exitcodes.NOT_READY
