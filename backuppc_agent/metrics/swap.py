@@ -13,7 +13,7 @@ Its /proc/PID entries turn root-owned once it marks itself non-dumpable, but
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,12 +22,61 @@ from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
 from backuppc_agent.metrics.swapread import StatVfs, SwapReader
 from backuppc_agent.state import Snapshot
 
-#: PSI line -> (metric name part, help)
-_PSI_FAMILIES = {
-    "some": ("waiting", "Time some tasks stalled on memory (PSI some)."),
-    "full": ("stalled", "Time all tasks stalled on memory (PSI full)."),
-}
 SnapshotSource = Callable[[], Snapshot | None]
+#: (metric name after the prefix, field of what the reader returns, help)
+Table = tuple[tuple[str, str, str], ...]
+_MEMINFO: Table = (
+    ("swap_total_bytes", "total_bytes", "Swap space configured (meminfo SwapTotal)."),
+    ("swap_free_bytes", "free_bytes", "Swap space unused (meminfo SwapFree)."),
+    ("swap_cached_bytes", "cached_bytes", "Memory both in RAM and in swap (SwapCached)."),
+)
+_VMSTAT: Table = (
+    ("swap_in_pages_total", "pswpin", "Pages swapped in since boot (vmstat pswpin)."),
+    ("swap_out_pages_total", "pswpout", "Pages swapped out since boot (vmstat pswpout)."),
+)
+_PRESSURE: Table = (
+    ("memory_pressure_waiting_seconds_total", "some_seconds",
+     "Time some tasks stalled on memory (PSI some)."),
+    ("memory_pressure_stalled_seconds_total", "full_seconds",
+     "Time all tasks stalled on memory (PSI full)."),
+)  # fmt: skip
+_SWAPS: Table = (
+    ("swap_device_size_bytes", "size_bytes", "Size of a swap area."),
+    ("swap_device_used_bytes", "used_bytes", "Bytes in use on a swap area."),
+    ("swap_device_priority", "priority", "Priority of a swap area."),
+)
+_PROCESSES: Table = (
+    ("process_swap_bytes", "swap_bytes",
+     "Memory of a process that sits in swap (VmSwap), for the largest ones."),
+)  # fmt: skip
+_TMPFS: Table = (
+    ("tmpfs_size_bytes", "size_bytes", "Size of a tmpfs mount."),
+    ("tmpfs_used_bytes", "used_bytes", "Bytes used on a tmpfs mount."),
+)
+
+
+def _scalars(kind: Callable[..., Metric], found: object | None, table: Table) -> Iterator[Metric]:
+    """One family of ``kind`` per row of ``table`` whose field of ``found`` has a value."""
+    if found is None:
+        return
+    for name, attr, doc in table:
+        value = getattr(found, attr)
+        if value is not None:
+            yield kind(PREFIX + name, doc, value=value)
+
+
+def _labelled(
+    items: Sequence[object] | None, labels: tuple[str, ...], table: Table
+) -> Iterator[Metric]:
+    """One gauge per row of ``table``, a sample per item labelled by its fields ``labels``."""
+    if items is None:
+        return
+    for name, attr, doc in table:
+        family = GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+        for item in items:
+            values = [str(getattr(item, label)) for label in labels]
+            family.add_metric(values, getattr(item, attr))
+        yield family
 
 
 class SwapPart(Part):
@@ -45,16 +94,7 @@ class MemInfoPart(SwapPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the three swap gauges that meminfo has."""
-        info = self.read.meminfo()
-        if info is None:
-            return
-        for suffix, value, doc in (
-            ("total", info.total_bytes, "Swap space configured (meminfo SwapTotal)."),
-            ("free", info.free_bytes, "Swap space unused (meminfo SwapFree)."),
-            ("cached", info.cached_bytes, "Memory both in RAM and in swap (SwapCached)."),
-        ):
-            if value is not None:
-                yield gauge(f"swap_{suffix}_bytes", doc, value)
+        yield from _scalars(GaugeMetricFamily, self.read.meminfo(), _MEMINFO)
 
 
 class VmStatPart(SwapPart):
@@ -64,20 +104,7 @@ class VmStatPart(SwapPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the swap-in and swap-out page counters."""
-        stat = self.read.vmstat()
-        if stat is None:
-            return
-        for direction, value in (("in", stat.pswpin), ("out", stat.pswpout)):
-            if value is not None:
-                yield CounterMetricFamily(
-                    f"{PREFIX}swap_{direction}_pages_total",
-                    f"Pages swapped {direction} since boot (vmstat pswp{direction}).",
-                    value=value,
-                )
-
-
-def _labelled(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+        yield from _scalars(CounterMetricFamily, self.read.vmstat(), _VMSTAT)
 
 
 class SwapsPart(SwapPart):
@@ -87,18 +114,7 @@ class SwapsPart(SwapPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield one sample per swap device in each of three gauges."""
-        areas = self.read.swaps()
-        if areas is None:
-            return
-        size = _labelled("swap_device_size_bytes", "Size of a swap area.", "device", "type")
-        used = _labelled("swap_device_used_bytes", "Bytes in use on a swap area.", "device", "type")
-        priority = _labelled("swap_device_priority", "Priority of a swap area.", "device", "type")
-        for area in areas:
-            values = [area.device, area.type]
-            size.add_metric(values, area.size_bytes)
-            used.add_metric(values, area.used_bytes)
-            priority.add_metric(values, area.priority)
-        yield from (size, used, priority)
+        yield from _labelled(self.read.swaps(), ("device", "type"), _SWAPS)
 
 
 class PressurePart(SwapPart):
@@ -108,16 +124,7 @@ class PressurePart(SwapPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the waiting (some) and stalled (full) counters when PSI exists."""
-        pressure = self.read.pressure()
-        if pressure is None:
-            return
-        values = {"some": pressure.some_seconds, "full": pressure.full_seconds}
-        for line, (kind, doc) in _PSI_FAMILIES.items():
-            value = values[line]
-            if value is not None:
-                yield CounterMetricFamily(
-                    f"{PREFIX}memory_pressure_{kind}_seconds_total", doc, value=value
-                )
+        yield from _scalars(CounterMetricFamily, self.read.pressure(), _PRESSURE)
 
 
 class ProcessSwapPart(SwapPart):
@@ -131,20 +138,8 @@ class ProcessSwapPart(SwapPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield one gauge with a sample per swapping process, largest first."""
-        if self.top <= 0:
-            return
-        top = self.read.processes(self.top)
-        if top is None:
-            return
-        family = _labelled(
-            "process_swap_bytes",
-            "Memory of a process that sits in swap (VmSwap), for the largest ones.",
-            "pid",
-            "comm",
-        )
-        for process in top:
-            family.add_metric([str(process.pid), process.comm], process.swap_bytes)
-        yield family
+        if self.top > 0:
+            yield from _labelled(self.read.processes(self.top), ("pid", "comm"), _PROCESSES)
 
 
 class AgentSwapPart(SwapPart):
@@ -175,12 +170,4 @@ class TmpfsPart(SwapPart):
 
     def collect(self) -> Iterator[Metric]:
         """Yield size and used bytes per tmpfs mountpoint."""
-        mounts = self.read.tmpfs()
-        if mounts is None:
-            return
-        size = _labelled("tmpfs_size_bytes", "Size of a tmpfs mount.", "mountpoint")
-        used = _labelled("tmpfs_used_bytes", "Bytes used on a tmpfs mount.", "mountpoint")
-        for mount in mounts:
-            size.add_metric([mount.mountpoint], mount.size_bytes)
-            used.add_metric([mount.mountpoint], mount.used_bytes)
-        yield from (size, used)
+        yield from _labelled(self.read.tmpfs(), ("mountpoint",), _TMPFS)
