@@ -5,27 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prometheus_client.registry import CollectorRegistry
 
 from backuppc_agent.backuppc import confdir, hoststatus, perldata
 from backuppc_agent.backuppc.hoststatus import MalformedError
 from backuppc_agent.metrics.backuppc import BackupPCPart
-from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
+from backuppc_agent.metrics.scrape import ScrapeErrors
 from tests.bpc_tree import backups_line, make_tree
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(part: BackupPCPart) -> Samples:
-    registry = CollectorRegistry()
-    registry.register(ScrapeCollector([part], part.errors))
-    return {
-        (sample.name.removeprefix("backuppc_agent_"), tuple(sorted(sample.labels.items()))): (
-            sample.value
-        )
-        for family in registry.collect()
-        for sample in family.samples
-    }
+from tests.scrape import scrape
 
 
 def test_the_last_good_backup_is_the_full_or_incr_that_started_last() -> None:
@@ -60,11 +46,11 @@ def test_hosts_are_labelled_as_backuppc_keys_them_and_no_path_is_built_from_a_ba
         "host dhcp user\n# a comment\nWeb1 0 backuppc\n\n  \nbad/name 0 x\n"
         "db.example-1 1 u\n.. 0 x\na\\ /b 0 x\n"
     )
-    values = scrape(BackupPCPart(ScrapeErrors(), config))
-    assert values[("backuppc_hosts", ())] == 2  # bad/name: skipped by BackupPC too
-    assert values[("backuppc_last_backup_number", (("host", "web1"),))] == 0
-    assert values[("backuppc_backups", (("host", "db.example-1"), ("type", "full")))] == 0
-    assert values[("scrape_errors_total", (("collector", "backuppc"),))] == 2  # "..", "a /b"
+    values = scrape([BackupPCPart(ScrapeErrors(), config)])
+    assert values.value("backuppc_hosts") == 2  # bad/name: skipped by BackupPC too
+    assert values.value("backuppc_last_backup_number", host="web1") == 0
+    assert values.value("backuppc_backups", host="db.example-1", type="full") == 0
+    assert values.errors["backuppc"] == 2  # "..", "a /b"
 
 
 def test_config_numbers_are_read_only_when_plain() -> None:
@@ -148,58 +134,58 @@ def test_the_part_exports_each_hosts_backups_and_last_attempt(tmp_path: Path) ->
     (Path(config.conf_dir) / "db.pl").write_text(
         "$Conf{BackupsDisable} = 1;\n$Conf{IncrPeriod} = 2;\n"
     )
-    values = scrape(BackupPCPart(ScrapeErrors(), config))
-    assert values[("backuppc_up", ())] == 0  # no server: status.pl's last known state
-    assert values[("backuppc_hosts", ())] == 3
-    assert values[("backuppc_last_backup_end_timestamp_seconds", (("host", "web1"),))] == 360
-    assert values[("backuppc_last_backup_number", (("host", "web1"),))] == 1
-    assert values[("backuppc_last_backup_type", (("host", "web1"), ("type", "incr")))] == 1
-    assert values[("backuppc_last_backup_type", (("host", "web1"), ("type", "full")))] == 0
-    assert ("backuppc_last_backup_end_timestamp_seconds", (("host", "db"),)) not in values
-    assert values[("backuppc_backups", (("host", "db"), ("type", "partial")))] == 1
-    attempt = (("error", "keys-not-loaded"), ("host", "web1"), ("result", "failed"))
-    assert values[("backuppc_last_attempt_info", attempt)] == 1
-    none = (("error", "none"), ("host", "new"), ("result", "none"))
-    assert values[("backuppc_last_attempt_info", none)] == 1
-    assert values[("backuppc_host_backups_disabled", (("host", "db"),))] == 1
-    assert values[("backuppc_host_backup_period_seconds", (("host", "web1"),))] == 0.97 * 86400
-    assert values[("backuppc_host_backup_period_seconds", (("host", "db"),))] == 2 * 86400
-    assert values[("backuppc_pool_files", (("pool", "pool"),))] == 1234
-    assert values[("backuppc_pool_bytes", (("pool", "cpool"),))] == 100 * 1024
-    assert not any(name == "backuppc_host_state_info" for name, _ in values)  # server down
-    assert not any(name == "backuppc_queue_length" for name, _ in values)
-    assert values[("scrape_errors_total", (("collector", "backuppc"),))] == 0
+    values = scrape([BackupPCPart(ScrapeErrors(), config)])
+    assert values.value("backuppc_up") == 0  # no server: status.pl's last known state
+    assert values.value("backuppc_hosts") == 3
+    assert values.value("backuppc_last_backup_end_timestamp_seconds", host="web1") == 360
+    assert values.value("backuppc_last_backup_number", host="web1") == 1
+    assert values.value("backuppc_last_backup_type", host="web1", type="incr") == 1
+    assert values.value("backuppc_last_backup_type", host="web1", type="full") == 0
+    assert values.value("backuppc_last_backup_end_timestamp_seconds", host="db") is None
+    assert values.value("backuppc_backups", host="db", type="partial") == 1
+    attempt = {"error": "keys-not-loaded", "host": "web1", "result": "failed"}
+    assert values.value("backuppc_last_attempt_info", **attempt) == 1
+    none = {"error": "none", "host": "new", "result": "none"}
+    assert values.value("backuppc_last_attempt_info", **none) == 1
+    assert values.value("backuppc_host_backups_disabled", host="db") == 1
+    assert values.value("backuppc_host_backup_period_seconds", host="web1") == 0.97 * 86400
+    assert values.value("backuppc_host_backup_period_seconds", host="db") == 2 * 86400
+    assert values.value("backuppc_pool_files", pool="pool") == 1234
+    assert values.value("backuppc_pool_bytes", pool="cpool") == 100 * 1024
+    assert not values.by("backuppc_host_state_info", "host")  # server down
+    assert not values.by("backuppc_queue_length", "queue")
+    assert values.errors["backuppc"] == 0
 
 
 def test_a_half_written_backups_file_skips_that_host_and_counts_an_error(tmp_path: Path) -> None:
     config = make_tree(tmp_path, {"ok": [("full", 1, 2)], "torn": [("full", 1, 2)]})
     with (Path(config.top_dir) / "pc" / "torn" / "backups").open("a") as torn:
         torn.write("1\tinc")
-    values = scrape(BackupPCPart(ScrapeErrors(), config))
-    assert values[("backuppc_last_backup_number", (("host", "ok"),))] == 0
-    assert not any(dict(labels).get("host") == "torn" for _, labels in values)
-    assert values[("scrape_errors_total", (("collector", "backuppc"),))] == 1
+    values = scrape([BackupPCPart(ScrapeErrors(), config)])
+    assert values.value("backuppc_last_backup_number", host="ok") == 0
+    assert not any(sample.labels.get("host") == "torn" for sample in values.samples)
+    assert values.errors["backuppc"] == 1
 
 
 def test_a_torn_status_file_is_counted_and_hosts_still_exported(tmp_path: Path) -> None:
     config = make_tree(tmp_path, {"ok": [("full", 1, 2)]}, {"ok": ("Reason_backup_done", "")})
     status = Path(config.log_dir) / "status.pl"
     status.write_text(status.read_text()[:150])
-    values = scrape(BackupPCPart(ScrapeErrors(), config))
-    assert values[("backuppc_last_backup_end_timestamp_seconds", (("host", "ok"),))] == 2
-    assert values[("scrape_errors_total", (("collector", "backuppc"),))] == 1
+    values = scrape([BackupPCPart(ScrapeErrors(), config)])
+    assert values.value("backuppc_last_backup_end_timestamp_seconds", host="ok") == 2
+    assert values.errors["backuppc"] == 1
 
 
 def test_no_hosts_file_no_backuppc_metrics_and_no_error(tmp_path: Path) -> None:
     config = make_tree(tmp_path, {})
     (Path(config.conf_dir) / "hosts").unlink()
-    values = scrape(BackupPCPart(ScrapeErrors(), config))
-    assert not any(name.startswith("backuppc_") for name, _ in values)
-    assert values[("scrape_errors_total", (("collector", "backuppc"),))] == 0
+    values = scrape([BackupPCPart(ScrapeErrors(), config)])
+    assert not any(s.name.startswith("backuppc_agent_backuppc_") for s in values.samples)
+    assert values.errors["backuppc"] == 0
 
 
 def test_a_config_set_by_an_expression_falls_back_to_the_default_period(tmp_path: Path) -> None:
     config = make_tree(tmp_path, {"h": [("full", 1, 2)]}, main_conf="$Conf{FullPeriod} = 7*1;\n")
-    values = scrape(BackupPCPart(ScrapeErrors(), config))
-    assert values[("backuppc_host_backup_period_seconds", (("host", "h"),))] == 24 * 3600
-    assert values[("scrape_errors_total", (("collector", "backuppc"),))] == 1
+    values = scrape([BackupPCPart(ScrapeErrors(), config)])
+    assert values.value("backuppc_host_backup_period_seconds", host="h") == 24 * 3600
+    assert values.errors["backuppc"] == 1

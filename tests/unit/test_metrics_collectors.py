@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import CollectorRegistry
 
 from backuppc_agent import __version__
 from backuppc_agent.metrics.readiness import ReadinessPart
-from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors
+from backuppc_agent.metrics.scrape import Part, ScrapeErrors
 from backuppc_agent.metrics.swap import (
     AgentSwapPart,
     MemInfoPart,
@@ -26,29 +25,9 @@ from backuppc_agent.metrics.swap import (
     VmStatPart,
 )
 from backuppc_agent.state import Snapshot, State
+from tests.scrape import scrape
 
 KIB = 1024
-
-
-class Scraped:
-    """The samples of ONE scrape of a fresh CollectorRegistry (each collect() counts errors)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.samples = [sample for family in registry.collect() for sample in family.samples]
-
-    def __call__(self, name: str, **labels: str) -> float | None:
-        for sample in self.samples:
-            if sample.name == f"backuppc_agent_{name}" and sample.labels == labels:
-                return sample.value
-        return None
-
-
-def scrape(*parts: Part) -> tuple[Scraped, ScrapeErrors]:
-    """Scrape ``parts`` once through a ScrapeCollector in a fresh registry."""
-    errors = parts[0].errors
-    registry = CollectorRegistry()
-    registry.register(ScrapeCollector(parts, errors))
-    return Scraped(registry), errors
 
 
 def snapshot(state: State = State.READY, agent_pid: int | None = 100) -> Snapshot:
@@ -90,41 +69,41 @@ def swap_parts(root: Path) -> list[Part]:
 
 
 def test_system_swap_metrics_of_a_swapping_host(procfs_trees: Path) -> None:
-    registry, errors = scrape(*swap_parts(procfs_trees / "swapping"))
-    assert registry("swap_total_bytes") == 6291448 * KIB
-    assert registry("swap_free_bytes") == 5242872 * KIB
-    assert registry("swap_cached_bytes") == 2048 * KIB
-    assert registry("swap_in_pages_total") == 123456
-    assert registry("swap_out_pages_total") == 654321
+    scraped = scrape(swap_parts(procfs_trees / "swapping"))
+    assert scraped.value("swap_total_bytes") == 6291448 * KIB
+    assert scraped.value("swap_free_bytes") == 5242872 * KIB
+    assert scraped.value("swap_cached_bytes") == 2048 * KIB
+    assert scraped.value("swap_in_pages_total") == 123456
+    assert scraped.value("swap_out_pages_total") == 654321
     part = {"device": "/dev/vdb2", "type": "partition"}
     file = {"device": "/var/swap file", "type": "file"}
-    assert registry("swap_device_size_bytes", **part) == 4194300 * KIB
-    assert registry("swap_device_used_bytes", **part) == 1048576 * KIB
-    assert registry("swap_device_priority", **file) == 10
-    assert registry("memory_pressure_waiting_seconds_total") == pytest.approx(12.345678)
-    assert registry("memory_pressure_stalled_seconds_total") == pytest.approx(2.345678)
-    assert set(errors.counts().values()) == {0}
+    assert scraped.value("swap_device_size_bytes", **part) == 4194300 * KIB
+    assert scraped.value("swap_device_used_bytes", **part) == 1048576 * KIB
+    assert scraped.value("swap_device_priority", **file) == 10
+    assert scraped.value("memory_pressure_waiting_seconds_total") == pytest.approx(12.345678)
+    assert scraped.value("memory_pressure_stalled_seconds_total") == pytest.approx(2.345678)
+    assert set(scraped.errors.values()) == {0}
 
 
 def test_a_host_without_swap_reports_zero_and_no_devices(procfs_trees: Path) -> None:
-    registry, errors = scrape(*swap_parts(procfs_trees / "captured"))
-    assert registry("swap_total_bytes") == 0
-    assert registry("swap_in_pages_total") == 0
-    samples = [s for s in registry.samples if "swap_device" in s.name]
+    scraped = scrape(swap_parts(procfs_trees / "captured"))
+    assert scraped.value("swap_total_bytes") == 0
+    assert scraped.value("swap_in_pages_total") == 0
+    samples = [s for s in scraped.samples if "swap_device" in s.name]
     assert samples == []
-    assert set(errors.counts().values()) == {0}
+    assert set(scraped.errors.values()) == {0}
 
 
 def test_without_psi_the_pressure_metrics_are_absent_and_no_error(procfs_trees: Path) -> None:
-    registry, errors = scrape(*swap_parts(procfs_trees / "nopsi"))
-    assert registry("memory_pressure_waiting_seconds_total") is None
-    assert registry("swap_total_bytes") == 6291448 * KIB
-    assert errors.counts()["pressure"] == 0
+    scraped = scrape(swap_parts(procfs_trees / "nopsi"))
+    assert scraped.value("memory_pressure_waiting_seconds_total") is None
+    assert scraped.value("swap_total_bytes") == 6291448 * KIB
+    assert scraped.errors["pressure"] == 0
 
 
 def test_malformed_lines_are_counted_and_the_rest_still_exported(procfs_trees: Path) -> None:
-    registry, errors = scrape(*swap_parts(procfs_trees / "malformed"))
-    counts = errors.counts()
+    scraped = scrape(swap_parts(procfs_trees / "malformed"))
+    counts = scraped.errors
     # meminfo: the bad line, and the SwapFree it should have held; pressure alike (full)
     assert (counts["meminfo"], counts["vmstat"], counts["swaps"], counts["pressure"]) == (
         2,
@@ -132,17 +111,17 @@ def test_malformed_lines_are_counted_and_the_rest_still_exported(procfs_trees: P
         1,
         2,
     )
-    assert registry("swap_free_bytes") is None
-    assert registry("swap_total_bytes") == 6291448 * KIB
-    assert registry("swap_in_pages_total") == 123456
-    assert registry("memory_pressure_waiting_seconds_total") == pytest.approx(12.345678)
-    assert registry("scrape_errors_total", collector="meminfo") == 2
+    assert scraped.value("swap_free_bytes") is None
+    assert scraped.value("swap_total_bytes") == 6291448 * KIB
+    assert scraped.value("swap_in_pages_total") == 123456
+    assert scraped.value("memory_pressure_waiting_seconds_total") == pytest.approx(12.345678)
+    assert scraped.value("scrape_errors_total", collector="meminfo") == 2
 
 
 def test_a_missing_file_is_a_counted_error(tmp_path: Path) -> None:
-    registry, errors = scrape(*swap_parts(tmp_path))
-    assert errors.counts() == {"meminfo": 1, "vmstat": 1, "swaps": 1, "pressure": 0}
-    assert registry("scrape_errors_total", collector="swaps") == 1
+    scraped = scrape(swap_parts(tmp_path))
+    assert scraped.errors == {"meminfo": 1, "vmstat": 1, "swaps": 1, "pressure": 0}
+    assert scraped.value("scrape_errors_total", collector="swaps") == 1
 
 
 def test_top_swapping_processes_largest_first_ties_by_pid(procfs_trees: Path) -> None:
@@ -159,9 +138,9 @@ def test_top_swapping_processes_largest_first_ties_by_pid(procfs_trees: Path) ->
 
 
 def test_processes_without_swap_are_not_listed(procfs_trees: Path) -> None:
-    registry, _ = scrape(ProcessSwapPart(ScrapeErrors(), procfs_trees / "swapping", top=100))
-    assert registry("process_swap_bytes", pid="400", comm="sleep") is None
-    assert registry("process_swap_bytes", pid="100", comm="ssh-agent") == 64 * KIB
+    scraped = scrape([ProcessSwapPart(ScrapeErrors(), procfs_trees / "swapping", top=100)])
+    assert scraped.value("process_swap_bytes", pid="400", comm="sleep") is None
+    assert scraped.value("process_swap_bytes", pid="100", comm="ssh-agent") == 64 * KIB
 
 
 def test_top_processes_zero_skips_the_scan(procfs_trees: Path) -> None:
@@ -170,48 +149,46 @@ def test_top_processes_zero_skips_the_scan(procfs_trees: Path) -> None:
 
 
 def test_a_malformed_status_is_counted_and_the_scan_goes_on(procfs_trees: Path) -> None:
-    registry, errors = scrape(ProcessSwapPart(ScrapeErrors(), procfs_trees / "malformed", top=10))
-    assert errors.counts()["processes"] == 1
-    assert registry("process_swap_bytes", pid="100", comm="ssh-agent") == 16 * KIB
+    scraped = scrape([ProcessSwapPart(ScrapeErrors(), procfs_trees / "malformed", top=10)])
+    assert scraped.errors["processes"] == 1
+    assert scraped.value("process_swap_bytes", pid="100", comm="ssh-agent") == 16 * KIB
 
 
 def test_a_status_that_is_a_directory_is_counted(procfs_trees: Path, tmp_path: Path) -> None:
     root = shutil.copytree(procfs_trees / "swapping", tmp_path / "proc")
     (root / "500" / "status").unlink()
     (root / "500" / "status").mkdir()
-    registry, errors = scrape(ProcessSwapPart(ScrapeErrors(), root, top=10))
-    assert errors.counts()["processes"] == 1
-    assert registry("process_swap_bytes", pid="200", comm="mysqld") == 512000 * KIB
+    scraped = scrape([ProcessSwapPart(ScrapeErrors(), root, top=10)])
+    assert scraped.errors["processes"] == 1
+    assert scraped.value("process_swap_bytes", pid="200", comm="mysqld") == 512000 * KIB
 
 
 def test_the_ssh_agents_own_swap_comes_from_the_snapshot_pid(procfs_trees: Path) -> None:
     root = procfs_trees / "swapping"
-    registry, _ = scrape(AgentSwapPart(ScrapeErrors(), root, lambda: snapshot(agent_pid=100)))
-    assert registry("ssh_agent_swap_bytes") == 64 * KIB
+    scraped = scrape([AgentSwapPart(ScrapeErrors(), root, lambda: snapshot(agent_pid=100))])
+    assert scraped.value("ssh_agent_swap_bytes") == 64 * KIB
 
 
 @pytest.mark.parametrize("current", [None, snapshot(State.DOWN, agent_pid=None)])
 def test_no_agent_no_agent_swap(procfs_trees: Path, current: Snapshot | None) -> None:
-    registry, errors = scrape(
-        AgentSwapPart(ScrapeErrors(), procfs_trees / "swapping", lambda: current)
-    )
-    assert registry("ssh_agent_swap_bytes") is None
-    assert errors.counts()["ssh_agent_swap"] == 0
+    scraped = scrape([AgentSwapPart(ScrapeErrors(), procfs_trees / "swapping", lambda: current)])
+    assert scraped.value("ssh_agent_swap_bytes") is None
+    assert scraped.errors["ssh_agent_swap"] == 0
 
 
 def test_an_agent_pid_that_just_exited_is_not_an_error(procfs_trees: Path) -> None:
-    registry, errors = scrape(
-        AgentSwapPart(ScrapeErrors(), procfs_trees / "swapping", lambda: snapshot(agent_pid=600))
+    scraped = scrape(
+        [AgentSwapPart(ScrapeErrors(), procfs_trees / "swapping", lambda: snapshot(agent_pid=600))]
     )
-    assert registry("ssh_agent_swap_bytes") is None
-    assert errors.counts()["ssh_agent_swap"] == 0
+    assert scraped.value("ssh_agent_swap_bytes") is None
+    assert scraped.errors["ssh_agent_swap"] == 0
 
 
 def test_a_malformed_agent_status_is_counted(procfs_trees: Path) -> None:
-    _, errors = scrape(
-        AgentSwapPart(ScrapeErrors(), procfs_trees / "malformed", lambda: snapshot(agent_pid=200))
+    scraped = scrape(
+        [AgentSwapPart(ScrapeErrors(), procfs_trees / "malformed", lambda: snapshot(agent_pid=200))]
     )
-    assert errors.counts()["ssh_agent_swap"] == 1
+    assert scraped.errors["ssh_agent_swap"] == 1
 
 
 def test_tmpfs_size_and_use_per_mountpoint(procfs_trees: Path) -> None:
@@ -223,18 +200,18 @@ def test_tmpfs_size_and_use_per_mountpoint(procfs_trees: Path) -> None:
             "/var/lib/backuppc tmp": (256, 0),
         }
     )
-    registry, errors = scrape(TmpfsPart(ScrapeErrors(), procfs_trees / "swapping", filesystems))
-    assert registry("tmpfs_size_bytes", mountpoint="/dev/shm") == 1000 * 4096
-    assert registry("tmpfs_used_bytes", mountpoint="/dev/shm") == 750 * 4096
-    assert registry("tmpfs_used_bytes", mountpoint="/var/lib/backuppc tmp") == 256 * 4096
-    assert errors.counts()["tmpfs"] == 0
+    scraped = scrape([TmpfsPart(ScrapeErrors(), procfs_trees / "swapping", filesystems)])
+    assert scraped.value("tmpfs_size_bytes", mountpoint="/dev/shm") == 1000 * 4096
+    assert scraped.value("tmpfs_used_bytes", mountpoint="/dev/shm") == 750 * 4096
+    assert scraped.value("tmpfs_used_bytes", mountpoint="/var/lib/backuppc tmp") == 256 * 4096
+    assert scraped.errors["tmpfs"] == 0
 
 
 def test_a_tmpfs_mountpoint_that_cannot_be_statted_is_counted(procfs_trees: Path) -> None:
     filesystems = FakeFilesystems({"/dev/shm": (1000, 250)})
-    registry, errors = scrape(TmpfsPart(ScrapeErrors(), procfs_trees / "swapping", filesystems))
-    assert errors.counts()["tmpfs"] == 3
-    assert registry("tmpfs_size_bytes", mountpoint="/dev/shm") == 1000 * 4096
+    scraped = scrape([TmpfsPart(ScrapeErrors(), procfs_trees / "swapping", filesystems)])
+    assert scraped.errors["tmpfs"] == 3
+    assert scraped.value("tmpfs_size_bytes", mountpoint="/dev/shm") == 1000 * 4096
 
 
 def test_tmpfs_against_this_machines_real_mounts() -> None:
@@ -242,30 +219,30 @@ def test_tmpfs_against_this_machines_real_mounts() -> None:
     points = [line.split()[1] for line in mounts if line.split()[2] == "tmpfs"]
     if "/dev/shm" not in points:
         pytest.skip("no tmpfs on /dev/shm here")
-    registry, _ = scrape(TmpfsPart(ScrapeErrors(), Path("/proc")))
+    scraped = scrape([TmpfsPart(ScrapeErrors(), Path("/proc"))])
     real = os.statvfs("/dev/shm")
-    assert registry("tmpfs_size_bytes", mountpoint="/dev/shm") == real.f_blocks * real.f_frsize
+    assert scraped.value("tmpfs_size_bytes", mountpoint="/dev/shm") == real.f_blocks * real.f_frsize
 
 
 def test_readiness_of_a_ready_agent() -> None:
-    registry, _ = scrape(ReadinessPart(ScrapeErrors(), lambda: snapshot(State.READY)))
-    assert registry("ready") == 1
-    assert registry("state", state="ready") == 1
-    assert registry("state", state="waiting") == 0
-    assert registry("identities") == 1
-    assert registry("state_since_timestamp_seconds") == 1_700_000_000.5
-    assert registry("ssh_agent_up") == 1
-    assert registry("ssh_agent_restarts_total") == 2
-    assert registry("build_info", version=__version__) == 1
+    scraped = scrape([ReadinessPart(ScrapeErrors(), lambda: snapshot(State.READY))])
+    assert scraped.value("ready") == 1
+    assert scraped.value("state", state="ready") == 1
+    assert scraped.value("state", state="waiting") == 0
+    assert scraped.value("identities") == 1
+    assert scraped.value("state_since_timestamp_seconds") == 1_700_000_000.5
+    assert scraped.value("ssh_agent_up") == 1
+    assert scraped.value("ssh_agent_restarts_total") == 2
+    assert scraped.value("build_info", version=__version__) == 1
 
 
 def test_readiness_of_a_waiting_agent_and_before_the_first_snapshot() -> None:
-    registry, _ = scrape(ReadinessPart(ScrapeErrors(), lambda: snapshot(State.WAITING)))
-    assert (registry("ready"), registry("state", state="waiting")) == (0, 1)
-    registry, _ = scrape(ReadinessPart(ScrapeErrors(), lambda: None))
-    assert registry("ready") == 0
-    assert registry("state", state="down") == 0
-    assert registry("identities") is None
+    scraped = scrape([ReadinessPart(ScrapeErrors(), lambda: snapshot(State.WAITING))])
+    assert (scraped.value("ready"), scraped.value("state", state="waiting")) == (0, 1)
+    scraped = scrape([ReadinessPart(ScrapeErrors(), lambda: None)])
+    assert scraped.value("ready") == 0
+    assert scraped.value("state", state="down") == 0
+    assert scraped.value("identities") is None
 
 
 class BrokenPart(Part):
@@ -280,10 +257,10 @@ def test_a_failing_collector_is_counted_and_does_not_break_the_scrape(
 ) -> None:
     errors = ScrapeErrors()
     parts = [BrokenPart(errors), MemInfoPart(errors, procfs_trees / "swapping")]
-    registry, _ = scrape(*parts)
-    assert registry("swap_total_bytes") == 6291448 * KIB
-    assert registry("scrape_errors_total", collector="broken") == 1
-    assert registry("scrape_duration_seconds") is not None
+    scraped = scrape(parts)
+    assert scraped.value("swap_total_bytes") == 6291448 * KIB
+    assert scraped.value("scrape_errors_total", collector="broken") == 1
+    assert scraped.value("scrape_duration_seconds") is not None
     assert "bug in a collector" in caplog.text
 
 

@@ -6,53 +6,40 @@ import math
 from pathlib import Path
 
 import pytest
-from prometheus_client.registry import CollectorRegistry
 
 from backuppc_agent.backuppc import hooks
 from backuppc_agent.cli import hook as hook_cli
 from backuppc_agent.cli.main import main
 from backuppc_agent.events import HOOK_RESULTS, EventStore, HookSummary
 from backuppc_agent.metrics.hooks import HookPart
-from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
+from backuppc_agent.metrics.scrape import ScrapeErrors
 from tests.helpers import make_setup
+from tests.scrape import scrape
 
 EMPTY = HookSummary({}, ((math.inf, 0),), 0.0, 0, {})
 
 
-def scrape(summary: HookSummary) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    errors = ScrapeErrors()
-    registry = CollectorRegistry()
-    part = HookPart(errors, Path("/nonexistent"), reader=lambda _dir: summary)
-    registry.register(ScrapeCollector([part], errors))
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in registry.collect()
-        for sample in family.samples
-    }
+def part(summary: HookSummary) -> HookPart:
+    return HookPart(ScrapeErrors(), Path("/nonexistent"), reader=lambda _dir: summary)
 
 
 def test_every_result_a_hook_can_record_is_exported_at_zero_before_any_run() -> None:
-    values = scrape(EMPTY)
-    runs = {labels: value for (name, labels), value in values.items()
-            if name == "backuppc_agent_hook_runs_total"}  # fmt: skip
-    expected = {
-        (("hook", hook), ("result", result))
-        for hook, results in HOOK_RESULTS.items()
-        for result in results
-    }
+    samples = scrape([part(EMPTY)]).samples
+    runs = {(s.labels["hook"], s.labels["result"]): s.value
+            for s in samples if s.name == "backuppc_agent_hook_runs_total"}  # fmt: skip
+    expected = {(hook, result) for hook, results in HOOK_RESULTS.items() for result in results}
     assert set(runs) == expected
     assert set(runs.values()) == {0}
     assert set(HOOK_RESULTS) == set(hooks.HOOKS)
-    assert (("hook", "pre-dump"), ("result", "ssh-failed")) in runs
-    assert (("hook", "pre-archive"), ("result", "ssh-failed")) not in runs  # archives stay local
+    assert ("pre-dump", "ssh-failed") in runs
+    assert ("pre-archive", "ssh-failed") not in runs  # archives stay local
 
 
 def test_recorded_runs_replace_the_zeros_and_last_success_is_labelled_host() -> None:
     summary = HookSummary({("pre-dump", "bad-name"): 3}, EMPTY.wait_buckets, 0.0, 0, {"web1": 5.0})
-    values = scrape(summary)
-    key = ("backuppc_agent_hook_runs_total", (("hook", "pre-dump"), ("result", "bad-name")))
-    assert values[key] == 3
-    assert values[("backuppc_agent_last_success_timestamp_seconds", (("host", "web1"),))] == 5.0
+    scraped = scrape([part(summary)])
+    assert scraped.value("hook_runs_total", hook="pre-dump", result="bad-name") == 3
+    assert scraped.value("last_success_timestamp_seconds", host="web1") == 5.0
 
 
 def _raise(*_args: object) -> hooks.Outcome:
