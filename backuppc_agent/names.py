@@ -48,6 +48,11 @@ def check(value: str, what: str, max_chars: int = MAX_NAME_CHARS) -> str:
     return value
 
 
+def visible(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, each unprintable one shown as '?' (one line)."""
+    return "".join(char if char.isprintable() else "?" for char in text[:limit])
+
+
 def printable(value: str, limit: int = 60) -> str:
     """Quote a possibly hostile value for a one-line message: escaped and truncated."""
     shown = value if len(value) <= limit else value[:limit] + "..."

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent import waits
+from backuppc_agent import names, waits
 from backuppc_agent.agent import expiry, protocol
 from backuppc_agent.agent.certs import Certificate, is_certificate, parse_certificate
 from backuppc_agent.agent.probe import Probe, ProbeResult, probe
@@ -243,8 +243,7 @@ def _problem(
 def _problem_text(problems: list[tuple[Key, str, str]]) -> str:
     """``key SHA256:... (comment): why``, the comment made printable and short."""
     key, _label, why = problems[0]
-    comment = key.identity.comment[:COMMENT_CHARS]
-    shown = "".join(c if c.isprintable() else "?" for c in comment)
+    shown = names.visible(key.identity.comment, COMMENT_CHARS)
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return f"key {key.fingerprint}{f' ({shown})' if shown else ''}: {why}{more}"
 

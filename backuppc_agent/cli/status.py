@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from backuppc_agent import exitcodes, state
+from backuppc_agent import exitcodes, names, state
 from backuppc_agent.agent import expiry, readiness
 from backuppc_agent.agent.probe import probe
 from backuppc_agent.agent.signing import sign_keys
@@ -110,10 +110,6 @@ def _published(config: Config) -> Snapshot | None:
     return snap
 
 
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)[:200]
-
-
 def render_text(status: Status, now: float) -> str:
     """Human-readable status, one fact per line."""
     verdict = status.verdict
@@ -126,7 +122,7 @@ def render_text(status: Status, now: float) -> str:
     ]
     ends = expiry.by_fingerprint(verdict.expiries)
     lines += [
-        f"  {fp} {ident.key_type} {_printable(ident.comment)}{_ends(ends.get(fp), now)}"
+        f"  {fp} {ident.key_type} {names.visible(ident.comment, 200)}{_ends(ends.get(fp), now)}"
         for ident, fp in zip(identities[:50], verdict.fingerprints[:50], strict=True)
     ]
     if len(identities) > 50:

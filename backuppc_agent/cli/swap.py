@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backuppc_agent import exitcodes, state
+from backuppc_agent import exitcodes, names, state
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.doctor import swapcrypt
 from backuppc_agent.metrics import procfs
@@ -178,8 +178,7 @@ def _command(root: Path, pid: int, comm: str) -> str:
     except OSError:
         raw = b""
     text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
-    text = "".join(char if char.isprintable() else "?" for char in text)
-    return text[:MAX_COMMAND_CHARS] if text else f"[{comm}]"
+    return names.visible(text, MAX_COMMAND_CHARS) if text else f"[{comm}]"
 
 
 def to_json(report: SwapReport) -> dict[str, object]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from backuppc_agent import names
 from backuppc_agent.errors import ProtocolError
 
 MUX_MSG_HELLO = 0x00000001
@@ -86,9 +87,8 @@ def parse_session_opened(body: bytes, request_id: int) -> None:
     """Accept a MUX_S_SESSION_OPENED reply to ``request_id``; raise ProtocolError otherwise."""
     msg_type, reply_id = parse_words(body, 2)
     if msg_type in (MUX_S_FAILURE, MUX_S_PERMISSION_DENIED):
-        reason = body[12 : 12 + 200].decode("utf-8", "replace")
-        shown = "".join(char if char.isprintable() else "?" for char in reason)
-        raise ProtocolError(f"master refused a session: {shown}")
+        reason = names.visible(body[12 : 12 + 200].decode("utf-8", "replace"), 200)
+        raise ProtocolError(f"master refused a session: {reason}")
     if msg_type != MUX_S_SESSION_OPENED:
         raise ProtocolError(f"expected MUX_S_SESSION_OPENED, got {msg_type:#010x}")
     _check_id(reply_id, request_id)
