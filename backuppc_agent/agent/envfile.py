@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHELLS = ("sh", "csh", "fish")
+#: shell -> how it sets and exports a variable, from NAME ({0}) and VALUE ({1})
+_SETTERS = {"sh": "{0}={1}; export {0};", "csh": "setenv {0} {1};", "fish": "set -x {0} {1};"}
+SHELLS = tuple(_SETTERS)
 
 
 def _quote_sh(text: str) -> str:
@@ -17,20 +19,10 @@ def _needs_quoting(text: str) -> bool:
 
 def render(shell: str, socket: Path, agent_pid: int | None) -> str:
     """Return the lines ``ssh-agent -s`` (or ``-c``, or fish) would print for this agent."""
-    sock = _quote_sh(str(socket))
-    pid = str(agent_pid) if agent_pid else ""
-    if shell == "sh":
-        lines = [f"SSH_AUTH_SOCK={sock}; export SSH_AUTH_SOCK;"]
-        if pid:
-            lines += [f"SSH_AGENT_PID={pid}; export SSH_AGENT_PID;", f"echo Agent pid {pid};"]
-    elif shell == "csh":
-        lines = [f"setenv SSH_AUTH_SOCK {sock};"]
-        if pid:
-            lines += [f"setenv SSH_AGENT_PID {pid};", f"echo Agent pid {pid};"]
-    elif shell == "fish":
-        lines = [f"set -x SSH_AUTH_SOCK {sock};"]
-        if pid:
-            lines += [f"set -x SSH_AGENT_PID {pid};", f"echo Agent pid {pid};"]
-    else:
+    if shell not in _SETTERS:
         raise ValueError(f"unknown shell {shell!r}")
+    setter = _SETTERS[shell]
+    lines = [setter.format("SSH_AUTH_SOCK", _quote_sh(str(socket)))]
+    if agent_pid:
+        lines += [setter.format("SSH_AGENT_PID", agent_pid), f"echo Agent pid {agent_pid};"]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Helpers shared by subcommands: config loading, logging set-up, the live probe."""
+"""Helpers shared by subcommands: config loading and logging set-up."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import sys
 
 from backuppc_agent import config as config_mod
-from backuppc_agent.agent.probe import ProbeResult, probe
 from backuppc_agent.config import Config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -42,8 +41,3 @@ def setup_logging(debug: bool, level_name: str = "INFO", fmt: str = LOG_FORMAT) 
     """Log to stderr, one line per event (supervisord and journald capture it)."""
     level = logging.DEBUG if debug else getattr(logging, level_name)
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-
-
-def probe_agent(config: Config) -> ProbeResult:
-    """Probe the configured agent socket with the configured timeout."""
-    return probe(config.agent.socket, config.agent.probe_timeout_seconds)

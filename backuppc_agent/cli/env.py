@@ -7,7 +7,8 @@ import sys
 
 from backuppc_agent import exitcodes
 from backuppc_agent.agent import envfile
-from backuppc_agent.cli.common import load_config, probe_agent
+from backuppc_agent.agent.probe import probe
+from backuppc_agent.cli.common import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the lines; the agent pid comes from the live socket when it answers."""
     config = load_config(args)
-    result = probe_agent(config)
+    result = probe(config.agent.socket, config.agent.probe_timeout_seconds)
     pid = result.peer_pid if result.answered else None
     sys.stdout.write(envfile.render(args.shell, config.agent.socket, pid))
     return exitcodes.OK
