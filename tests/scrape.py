@@ -11,7 +11,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -40,8 +40,8 @@ class Scraped:
     """
 
     status: int
-    text: str
-    families: tuple[Metric, ...]
+    text: str = field(repr=False)
+    families: tuple[Metric, ...] = field(repr=False)
 
     @property
     def samples(self) -> list[Sample]:

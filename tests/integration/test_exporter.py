@@ -11,7 +11,6 @@ import ssl
 import subprocess
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from backuppc_agent.events import EventStore, HookRecord
 from tests.helpers import Section, Setup, cli, make_setup, running, ssh_add, wait_for
+from tests.scrape import fetch, scrape
 
 
 def metrics_setup(root: Path, port: int, **sections: Section) -> Setup:
@@ -30,59 +30,41 @@ def metrics_setup(root: Path, port: int, **sections: Section) -> Setup:
     return make_setup(root, metrics=metrics, **sections)
 
 
-def fetch(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
-    """GET ``url``; return (status, body) for any HTTP status."""
-    try:
-        with urllib.request.urlopen(url, timeout=5, context=context) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, err.read().decode()
-
-
-def sample(body: str, series: str) -> float | None:
-    """The value of one exposition line that starts with ``series`` (name and labels)."""
-    for line in body.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def test_metrics_and_ready_follow_keys_coming_and_going(
     tmp_path: Path, free_port: int, keys: dict[str, Path]
 ) -> None:
     setup = metrics_setup(tmp_path / "inst", free_port)
     base = f"http://127.0.0.1:{free_port}"
     with running(setup):
-        status, body = fetch(base + "/metrics")
-        assert status == 200
-        assert sample(body, "backuppc_agent_ready") == 0
-        assert sample(body, 'backuppc_agent_state{state="waiting"}') == 1
-        assert sample(body, "backuppc_agent_ssh_agent_up") == 1
+        scraped = scrape(base + "/metrics")
+        assert scraped.status == 200
+        assert scraped.value("ready") == 0
+        assert scraped.value("state", state="waiting") == 1
+        assert scraped.value("ssh_agent_up") == 1
         assert fetch(base + "/ready")[0] == 503
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
-        wait_for(lambda: sample(fetch(base + "/metrics")[1], "backuppc_agent_ready") == 1)
-        body = fetch(base + "/metrics")[1]
-        assert sample(body, 'backuppc_agent_state{state="ready"}') == 1
-        assert sample(body, "backuppc_agent_identities") == 1
+        wait_for(lambda: scrape(base + "/metrics").value("ready") == 1)
+        scraped = scrape(base + "/metrics")
+        assert scraped.value("state", state="ready") == 1
+        assert scraped.value("identities") == 1
         status, text = fetch(base + "/ready")
         assert (status, text.split(":")[0]) == (200, "ready")
         assert ssh_add(setup.socket, "-D").returncode == 0
         wait_for(lambda: fetch(base + "/ready")[0] == 503)
-        assert sample(fetch(base + "/metrics")[1], 'backuppc_agent_state{state="waiting"}') == 1
+        assert scrape(base + "/metrics").value("state", state="waiting") == 1
 
 
 def test_a_restarted_agent_is_counted_and_its_swap_reported(tmp_path: Path, free_port: int) -> None:
     setup = metrics_setup(tmp_path / "inst", free_port)
     url = f"http://127.0.0.1:{free_port}/metrics"
     with running(setup) as sup:
-        body = fetch(url)[1]
-        assert sample(body, "backuppc_agent_ssh_agent_swap_bytes") == 0
-        assert sample(body, "backuppc_agent_ssh_agent_restarts_total") == 0
+        scraped = scrape(url)
+        assert scraped.value("ssh_agent_swap_bytes") == 0
+        assert scraped.value("ssh_agent_restarts_total") == 0
         state = setup.state()
         assert state is not None
         subprocess.run(["kill", "-KILL", str(state["agent_pid"])], check=True)
-        wait_for(lambda: sample(fetch(url)[1], "backuppc_agent_ssh_agent_restarts_total") == 1)
+        wait_for(lambda: scrape(url).value("ssh_agent_restarts_total") == 1)
         assert sup.proc is not None
         assert sup.proc.poll() is None
 
@@ -94,15 +76,13 @@ def test_a_hook_run_shows_up_in_the_counters(tmp_path: Path, free_port: int) -> 
         with EventStore(setup.state_dir) as store:
             store.record(HookRecord(1_700_000_000.0, "pre-dump", "client1", "ok", 0.3))
             store.record(HookRecord(1_700_000_100.0, "pre-dump", "client2", "not-ready", 30.0))
-        body = fetch(url)[1]
-    assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="ok"}') == 1
-    assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="not-ready"}') == 1
-    assert sample(body, 'backuppc_agent_hook_wait_seconds_bucket{le="0.5"}') == 1
-    assert sample(body, 'backuppc_agent_hook_wait_seconds_bucket{le="30.0"}') == 2
-    assert sample(body, "backuppc_agent_hook_wait_seconds_sum") == pytest.approx(30.3)
-    assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{host="client1"}') == (
-        1_700_000_000.0
-    )
+        scraped = scrape(url)
+    assert scraped.value("hook_runs_total", hook="pre-dump", result="ok") == 1
+    assert scraped.value("hook_runs_total", hook="pre-dump", result="not-ready") == 1
+    assert scraped.value("hook_wait_seconds_bucket", le="0.5") == 1
+    assert scraped.value("hook_wait_seconds_bucket", le="30.0") == 2
+    assert scraped.value("hook_wait_seconds_sum") == pytest.approx(30.3)
+    assert scraped.value("last_success_timestamp_seconds", host="client1") == (1_700_000_000.0)
 
 
 def test_real_hook_runs_show_up_in_the_counters(tmp_path: Path, free_port: int) -> None:
@@ -116,15 +96,14 @@ def test_real_hook_runs_show_up_in_the_counters(tmp_path: Path, free_port: int) 
         pre = cli("hook", "pre-dump", "--client", "client2", "--host", "127.0.0.1",
                   config=setup.config)  # fmt: skip
         assert pre.returncode == 5, pre.stdout + pre.stderr  # not ready: no keys loaded
-        body = fetch(url)[1]
-    assert sample(body, 'backuppc_agent_hook_runs_total{hook="post-dump",result="ok"}') == 1
-    assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="not-ready"}') == 1
+        scraped = scrape(url)
+    assert scraped.value("hook_runs_total", hook="post-dump", result="ok") == 1
+    assert scraped.value("hook_runs_total", hook="pre-dump", result="not-ready") == 1
     # never seen yet, exported at 0: increase() will see the first one
     for result in ("bad-name", "ssh-failed", "error"):
-        series = f'backuppc_agent_hook_runs_total{{hook="pre-dump",result="{result}"}}'
-        assert sample(body, series) == 0, result
-    assert sample(body, "backuppc_agent_hook_wait_seconds_count") == 1
-    assert sample(body, 'backuppc_agent_last_success_timestamp_seconds{host="client1"}')
+        assert scraped.value("hook_runs_total", hook="pre-dump", result=result) == 0, result
+    assert scraped.value("hook_wait_seconds_count") == 1
+    assert scraped.value("last_success_timestamp_seconds", host="client1")
 
 
 def meminfo_bytes(key: str) -> int:
@@ -137,29 +116,28 @@ def meminfo_bytes(key: str) -> int:
 def test_swap_metrics_come_from_this_machines_proc(tmp_path: Path, free_port: int) -> None:
     setup = metrics_setup(tmp_path / "inst", free_port, swap={"top_processes": 2})
     with running(setup):
-        body = fetch(f"http://127.0.0.1:{free_port}/metrics")[1]
-    assert sample(body, "backuppc_agent_swap_total_bytes") == meminfo_bytes("SwapTotal")
-    assert "# TYPE backuppc_agent_process_swap_bytes gauge" in body
-    assert body.count("backuppc_agent_process_swap_bytes{") <= 2
+        scraped = scrape(f"http://127.0.0.1:{free_port}/metrics")
+    assert scraped.value("swap_total_bytes") == meminfo_bytes("SwapTotal")
+    assert scraped.has("process_swap_bytes")
+    assert len(scraped.by("process_swap_bytes", "pid")) <= 2
     # every tmpfs of this machine is exported, or its failed statvfs counted
     points = {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
               if line.split()[2] == "tmpfs"}  # fmt: skip
-    exported = body.count("backuppc_agent_tmpfs_size_bytes{")
-    failed = sample(body, 'backuppc_agent_scrape_errors_total{collector="tmpfs"}')
+    exported = len(scraped.by("tmpfs_size_bytes", "mountpoint"))
+    failed = scraped.errors.get("tmpfs")
     assert exported + (failed or 0) == len(points) > 0
 
 
 def test_sighup_applies_a_new_top_processes(tmp_path: Path, free_port: int) -> None:
     setup = metrics_setup(tmp_path / "inst", free_port, swap={"top_processes": 0})
     url = f"http://127.0.0.1:{free_port}/metrics"
-    family = "# TYPE backuppc_agent_process_swap_bytes gauge"
     with running(setup) as sup:
-        assert family not in fetch(url)[1]  # 0 skips the per-process scan
+        assert not scrape(url).has("process_swap_bytes")  # 0 skips the per-process scan
         setup.config.write_text(
             setup.config.read_text().replace("top_processes = 0", "top_processes = 3")
         )
         sup.signal(signal.SIGHUP)
-        wait_for(lambda: family in fetch(url)[1])
+        wait_for(lambda: scrape(url).has("process_swap_bytes"))
 
 
 def test_a_taken_port_fails_the_start_with_one_line(tmp_path: Path, free_port: int) -> None:
@@ -179,10 +157,10 @@ def test_the_live_endpoint_passes_promtool_check_metrics(tmp_path: Path, free_po
         pytest.skip("promtool not installed (Debian package prometheus; make system-deps)")
     setup = metrics_setup(tmp_path / "inst", free_port)
     with running(setup):
-        body = fetch(f"http://127.0.0.1:{free_port}/metrics")[1]
+        text = scrape(f"http://127.0.0.1:{free_port}/metrics").text
     checked = subprocess.run(
         [promtool, "check", "metrics"],
-        input=body,
+        input=text,
         text=True,
         capture_output=True,
         timeout=30,
@@ -233,10 +211,10 @@ def test_tls_serves_https_and_a_silent_client_does_not_stall_it(
     with running(setup), socket.create_connection(("127.0.0.1", free_port)):
         # the connection above never says hello: a handshake in the accept loop would hang here
         started = time.monotonic()
-        status, body = fetch(f"https://127.0.0.1:{free_port}/metrics", trusted)
-        assert status == 200
+        scraped = scrape(f"https://127.0.0.1:{free_port}/metrics", trusted)
+        assert scraped.status == 200
         assert time.monotonic() - started < 3
-        assert sample(body, "backuppc_agent_ready") == 0
+        assert scraped.value("ready") == 0
         assert fetch(f"https://127.0.0.1:{free_port}/ready", trusted)[0] == 503
         with pytest.raises((urllib.error.URLError, ConnectionError)):
-            fetch(f"http://127.0.0.1:{free_port}/metrics")
+            scrape(f"http://127.0.0.1:{free_port}/metrics")

@@ -10,8 +10,6 @@ import contextlib
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +39,7 @@ from tests.helpers import (
     stored_summary,
     wait_for,
 )
+from tests.scrape import fetch, scrape
 from tests.sshd import Sshd, needs_root, running_sshd, user_processes
 
 CONNECT_TIMEOUT = 3
@@ -137,22 +136,6 @@ def read_only(path: Path) -> Iterator[None]:
         subprocess.run(["umount", str(path)], check=False, timeout=10)
 
 
-def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, err.read().decode()
-
-
-def sample(body: str, series: str) -> float | None:
-    for line in body.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def hook(setup: Setup, *args: str) -> subprocess.CompletedProcess[str]:
     return cli("hook", *args, config=setup.config, timeout=60)
 
@@ -198,8 +181,8 @@ def test_a_full_state_dir_loses_hook_records_loudly_and_nothing_else(
     host = f"bpaclient@{sshd63.address}"
     with supervised_state_on_tmpfs(keys, free_port, sshd63) as (setup, sup):
         assert hook(setup, "pre-dump", "--client", "c1", "--host", host).returncode == 0
-        _, body = scrape(free_port)
-        assert sample(body, 'backuppc_agent_hook_runs_total{hook="pre-dump",result="ok"}') == 1
+        metrics = f"http://127.0.0.1:{free_port}/metrics"
+        assert scrape(metrics).value("hook_runs_total", hook="pre-dump", result="ok") == 1
         fill(setup.state_dir)
         opened = hook(setup, "pre-dump", "--client", "c2", "--host", host)
         reused = hook(setup, "pre-dump", "--client", "c1", "--host", host)
@@ -212,9 +195,9 @@ def test_a_full_state_dir_loses_hook_records_loudly_and_nothing_else(
             assert says in done.stdout
             assert NOT_RECORDED in done.stdout, done.stdout
             assert "Traceback" not in done.stderr
-        status, body = scrape(free_port)
-        assert status == 200
-        assert sample(body, "backuppc_agent_ready") == 1
+        scraped = scrape(metrics)
+        assert scraped.status == 200
+        assert scraped.value("ready") == 1
         assert sup.proc is not None
         assert sup.proc.poll() is None
 
@@ -233,8 +216,8 @@ def test_a_read_only_state_dir_fails_only_what_needs_it_and_says_why(
                 post = hook(setup, "post-dump", "--client", "c1", "--xfer-ok", "0")
                 assert _leftovers() == []
             ping = hook(setup, "ping", "--host", host)
-            status, body = scrape(free_port)
-            ready, _ = scrape(free_port, "/ready")
+            scraped = scrape(f"http://127.0.0.1:{free_port}/metrics")
+            ready, _ = fetch(f"http://127.0.0.1:{free_port}/ready")
         assert new.returncode == 6, new.stdout + new.stderr
         assert "Read-only file system" in new.stdout
         for done in (reused, post, ping):
@@ -245,10 +228,10 @@ def test_a_read_only_state_dir_fails_only_what_needs_it_and_says_why(
         for done in (new, reused, post, ping):
             assert "Traceback" not in done.stderr
             assert "internal error" not in done.stderr
-        assert status == 200
+        assert scraped.status == 200
         assert ready == 200
-        assert sample(body, "backuppc_agent_ready") == 1
-        assert sample(body, 'backuppc_agent_scrape_errors_total{collector="hooks"}') >= 1
+        assert scraped.value("ready") == 1
+        assert scraped.errors["hooks"] >= 1
         assert sup.proc is not None
         assert sup.proc.poll() is None
         # what was stored before is still there once the file system is writable again
