@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from backuppc_agent import paths, waits
+from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 
 POLL_SECONDS = 0.01
 
@@ -20,17 +21,21 @@ POLL_SECONDS = 0.01
 class FileLock:
     """An exclusive flock on ``path`` (created 0600, never through a symlink)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, error: type[BackupPCAgentError] = UnsafePathError) -> None:
         self.path = path
+        self._error = error
         self._fd: int | None = None
 
     def acquire(self, timeout: float) -> bool:
         """Take the lock within ``timeout``; False if another holder keeps it.
 
-        Raises OSError if the lock file cannot be opened (e.g. a read-only dir).
+        Raises ``error`` if the lock file cannot be opened (a read-only dir, a symlink).
         """
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(self.path, flags, paths.PRIVATE_FILE_MODE)
+        try:
+            fd = os.open(self.path, flags, paths.PRIVATE_FILE_MODE)
+        except OSError as err:
+            raise self._error(f"cannot lock {self.path}: {err.strerror}") from err
         if not waits.until(lambda: _try_lock(fd), time.monotonic() + timeout, POLL_SECONDS):
             os.close(fd)
             return False

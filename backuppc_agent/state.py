@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from backuppc_agent import paths
-from backuppc_agent.errors import AgentError, UnsafePathError
-from backuppc_agent.locks import FileLock
+from backuppc_agent.errors import UnsafePathError
 
 STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
+#: How long a starting supervisor waits for the lock: a reader (``supervisor_running``)
+#: holds it shared for microseconds, a supervisor for good.
 LOCK_WAIT_SECONDS = 2.0
 
 
@@ -96,31 +97,6 @@ def read(state_dir: Path) -> Snapshot | None:
         return Snapshot.from_json(json.loads(raw))
     except (ValueError, KeyError, TypeError):
         return None
-
-
-class SupervisorLock:
-    """The exclusive lock a running supervisor holds on its state directory."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self._lock = FileLock(state_dir / LOCK_FILE)
-
-    def acquire(self, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
-        """Take the lock; raise AgentError if another supervisor holds it.
-
-        A reader (``supervisor_running``) holds it shared for microseconds, so a
-        short wait tells readers from a supervisor, which holds it for good.
-        """
-        path = self._lock.path
-        try:
-            taken = self._lock.acquire(wait_seconds)
-        except OSError as err:
-            raise UnsafePathError(f"{path}: cannot open lock file: {err.strerror}") from err
-        if not taken:
-            raise AgentError(f"another backuppc-agent supervisor already runs on {path.parent}")
-
-    def release(self) -> None:
-        """Drop the lock (closing the descriptor releases it)."""
-        self._lock.release()
 
 
 def supervisor_running(state_dir: Path) -> bool:

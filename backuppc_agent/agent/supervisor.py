@@ -29,6 +29,7 @@ from backuppc_agent.agent.readiness import Readiness
 from backuppc_agent.agent.signing import SignChecks, sign_keys
 from backuppc_agent.config import Config
 from backuppc_agent.errors import AgentError, ConfigError
+from backuppc_agent.locks import FileLock
 from backuppc_agent.state import Snapshot, State
 
 __all__ = ["Listener", "Phase", "Supervisor"]
@@ -80,7 +81,7 @@ class Supervisor:
         self._phase = Phase.STARTING
         self._signals: list[int] = []
         self._wakeup_r = -1
-        self._lock = state.SupervisorLock(config.state.dir)
+        self._lock = FileLock(config.state.dir / state.LOCK_FILE)
         self._last_identities: tuple[Identity, ...] = ()
         self._last_fingerprints: tuple[str, ...] = ()
 
@@ -110,7 +111,10 @@ class Supervisor:
     def start(self) -> None:
         """Lock the state dir, adopt a live agent or start one; stop again if that fails."""
         paths.ensure_private_dir(self.config.state.dir, "state")
-        self._lock.acquire()
+        if not self._lock.acquire(state.LOCK_WAIT_SECONDS):
+            raise AgentError(
+                f"another backuppc-agent supervisor already runs on {self._lock.path.parent}"
+            )
         try:
             adopted = self.keeper.attach()
             if adopted is not None and adopted.peer_pid is not None:

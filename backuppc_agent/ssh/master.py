@@ -21,6 +21,7 @@ from pathlib import Path
 
 from backuppc_agent import names, paths, waits
 from backuppc_agent.config import Config
+from backuppc_agent.locks import FileLock
 from backuppc_agent.ssh import masterfiles, mux, reach, sshconfig
 from backuppc_agent.ssh.masterfiles import MasterError
 from backuppc_agent.unixsock import Failure
@@ -191,8 +192,9 @@ def ensure_master(
     if status.alive:
         return status, False
     paths.ensure_private_dir(config.mux.control_dir, "control")
-    lock = masterfiles.ClientLock(masterfiles.masters_dir(config), client)
-    lock.acquire(config.hooks.connect_timeout_seconds + 10.0)
+    lock = FileLock(masterfiles.masters_dir(config) / f"{client}.lock", MasterError)
+    if not lock.acquire(config.hooks.connect_timeout_seconds + 10.0):
+        raise MasterError(f"timed out waiting for {lock.path}")
     try:
         again = mux.check(path, CHECK_SECONDS)
         if again.alive and again.pid != status.pid:  # another hook opened one meanwhile

@@ -15,7 +15,6 @@ from pathlib import Path
 from backuppc_agent import exitcodes, names, paths
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
-from backuppc_agent.locks import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -39,27 +38,6 @@ def masters_dir(config: Config) -> Path:
     except UnsafePathError as err:  # a read-only or full state dir: opening fails, says why
         raise MasterError(f"cannot open a master: {err}") from err
     return directory
-
-
-class ClientLock:
-    """An exclusive flock on ``masters/CLIENT.lock``, taken with a deadline."""
-
-    def __init__(self, directory: Path, client: str) -> None:
-        self._lock = FileLock(directory / f"{client}.lock")
-
-    def acquire(self, timeout: float) -> None:
-        """Take the lock within ``timeout``; raise MasterError if another holder keeps it."""
-        path = self._lock.path
-        try:
-            taken = self._lock.acquire(timeout)
-        except OSError as err:  # e.g. a read-only state dir
-            raise MasterError(f"cannot lock {path}: {err.strerror}") from err
-        if not taken:
-            raise MasterError(f"timed out waiting for {path}")
-
-    def release(self) -> None:
-        """Drop the lock."""
-        self._lock.release()
 
 
 def rotate_log(log: Path) -> None:
