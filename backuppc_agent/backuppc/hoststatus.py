@@ -135,8 +135,3 @@ def error_word(error: object) -> str:
         if pattern.search(text):
             return word
     return "other"
-
-
-#: Every word error_word can return (documented; the rules' annotations use them).
-ERRORS = frozenset({"none", "other", "pre-command-failed", *_HOOK_EXITS.values(),
-                    *(word for _, word in _ERROR_WORDS)})  # fmt: skip
