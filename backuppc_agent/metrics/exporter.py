@@ -23,7 +23,7 @@ from backuppc_agent.metrics.hooks import HookPart
 from backuppc_agent.metrics.http import MetricsServer, make_app, tls_context
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.readiness import ReadinessPart
-from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors
+from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors, SnapshotSource
 from backuppc_agent.metrics.swap import (
     AgentSwapPart,
     MemInfoPart,
@@ -115,7 +115,7 @@ class Exporter:
 def build_parts(
     config: Config,
     errors: ScrapeErrors,
-    snapshot: Callable[[], Snapshot | None],
+    snapshot: SnapshotSource,
     statvfs: StatVfs = os.statvfs,
     root: Path = PROC,
 ) -> list[Part]:

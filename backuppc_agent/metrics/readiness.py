@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from backuppc_agent import __version__
 from backuppc_agent.agent import signing
 from backuppc_agent.agent.certs import Validity
-from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, SnapshotSource, gauge
 from backuppc_agent.state import Snapshot, State
 
-SnapshotSource = Callable[[], Snapshot | None]
 #: Why a key that counts cannot be used: a sign check's label, then certificate validity.
 UNUSABLE_REASONS = (*signing.LABELS, *(v.value for v in Validity if v is not Validity.VALID))
 

@@ -17,10 +17,14 @@ from typing import ClassVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from backuppc_agent.state import Snapshot
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "backuppc_agent_"
 LOG_REPEAT_SECONDS = 600.0
+#: The supervisor's latest snapshot, None before the first one (parts read it at scrape time).
+SnapshotSource = Callable[[], Snapshot | None]
 
 
 class ScrapeErrors:
@@ -129,5 +133,5 @@ class ScrapeCollector:
             labels=["collector"],
         )
         for collector, count in sorted(self._errors.counts().items()):
-            errors.add_metric([collector], count)
+            errors.add_metric([collector], count + 1)
         return [duration, errors]

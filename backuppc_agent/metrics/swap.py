@@ -18,11 +18,9 @@ from pathlib import Path
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, SnapshotSource, gauge
 from backuppc_agent.metrics.swapread import StatVfs, SwapReader
-from backuppc_agent.state import Snapshot
 
-SnapshotSource = Callable[[], Snapshot | None]
 #: (metric name after the prefix, field of what the reader returns, help)
 Table = tuple[tuple[str, str, str], ...]
 _MEMINFO: Table = (
