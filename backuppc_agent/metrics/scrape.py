@@ -133,5 +133,5 @@ class ScrapeCollector:
             labels=["collector"],
         )
         for collector, count in sorted(self._errors.counts().items()):
-            errors.add_metric([collector], count + 1)
+            errors.add_metric([collector], count)
         return [duration, errors]
