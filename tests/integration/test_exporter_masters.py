@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.metrics.masters import MasterPart
-from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
+from backuppc_agent.metrics.scrape import ScrapeErrors
 from tests.helpers import make_key, private_dir, wait_for
+from tests.scrape import Scraped, scrape
 from tests.sshd import CLIENT_USER, needs_root, running_sshd
 
 #: Outside 127.0.0.2-40, which the hook and master tests use.
@@ -48,19 +49,13 @@ def open_master(control: Path, key: Path) -> int:
     return int(found.stderr.split("pid=")[1].split(")")[0])
 
 
-def scrape(control_dir: Path) -> tuple[dict[str, float], ScrapeErrors]:
-    """One scrape of the master part; the master samples by name (and /host)."""
-    errors = ScrapeErrors()
-    collector = ScrapeCollector([MasterPart(errors, control_dir)], errors)
-    families = list(collector.collect())
-    values = {}
-    for family in families:
-        for sample in family.samples:
-            if "master" not in sample.name:
-                continue
-            client = sample.labels.get("host")
-            values[sample.name + (f"/{client}" if client else "")] = sample.value
-    return values, errors
+def masters(control_dir: Path) -> Scraped:
+    """One scrape of the master part alone."""
+    return scrape([MasterPart(ScrapeErrors(), control_dir)])
+
+
+def master_samples(scraped: Scraped) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name, s.labels, s.value) for s in scraped.samples if "master" in s.name]
 
 
 @needs_root
@@ -69,40 +64,39 @@ def test_a_live_master_and_a_dead_one(tmp_path: Path, control_dir: Path) -> None
     with running_sshd(ADDRESS, key):
         pid = open_master(control_dir / "client1", key)
         try:
-            values, errors = scrape(control_dir)
-            assert values["backuppc_agent_masters"] == 1
-            assert values["backuppc_agent_master_up/client1"] == 1
+            live = masters(control_dir)
+            assert live.value("masters") == 1
+            assert live.value("master_up", host="client1") == 1
             opened = (control_dir / "client1").stat().st_mtime
-            assert values["backuppc_agent_master_opened_timestamp_seconds/client1"] == opened
+            assert live.value("master_opened_timestamp_seconds", host="client1") == opened
             os.kill(pid, signal.SIGKILL)
             wait_for(lambda: not Path(f"/proc/{pid}").exists())
-            values, errors = scrape(control_dir)
+            dead = masters(control_dir)
         finally:
             if Path(f"/proc/{pid}").exists():
                 os.kill(pid, signal.SIGKILL)
     # SIGKILL leaves the socket behind: a dead master, shown as 0 and not counted live
-    assert values["backuppc_agent_masters"] == 0
-    assert values["backuppc_agent_master_up/client1"] == 0
-    assert "backuppc_agent_master_opened_timestamp_seconds/client1" not in values
-    assert errors.counts() == {"masters": 0}
+    assert dead.value("masters") == 0
+    assert dead.value("master_up", host="client1") == 0
+    assert dead.value("master_opened_timestamp_seconds", host="client1") is None
+    assert dead.errors == {"masters": 0}
 
 
 def test_no_control_dir_yet_means_no_masters_and_no_error(tmp_path: Path) -> None:
-    values, errors = scrape(tmp_path / "never-created")
-    assert values == {"backuppc_agent_masters": 0}
-    assert errors.counts() == {"masters": 0}
+    scraped = masters(tmp_path / "never-created")
+    assert master_samples(scraped) == [("backuppc_agent_masters", {}, 0)]
+    assert scraped.errors == {"masters": 0}
 
 
 def test_a_stale_socket_nobody_listens_on_is_a_dead_master(control_dir: Path) -> None:
     with socket.socket(socket.AF_UNIX) as stale:
         stale.bind(str(control_dir / "client2"))
-    values, _ = scrape(control_dir)
-    assert values["backuppc_agent_master_up/client2"] == 0
+    assert masters(control_dir).value("master_up", host="client2") == 0
 
 
 def test_an_unreadable_control_dir_is_a_counted_error(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    values, errors = scrape(not_a_dir)
-    assert values == {}
-    assert errors.counts() == {"masters": 1}
+    scraped = masters(not_a_dir)
+    assert master_samples(scraped) == []
+    assert scraped.errors == {"masters": 1}

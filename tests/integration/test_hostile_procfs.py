@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from backuppc_agent.config import from_mapping
@@ -23,6 +21,7 @@ from backuppc_agent.metrics.exporter import build_parts
 from backuppc_agent.metrics.http import MetricsServer, make_app
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
 from backuppc_agent.state import Snapshot, State
+from tests.scrape import Scraped, scrape
 
 AGENT_PID = 200  # the fixture's biggest swapper stands in for the ssh-agent
 #: file -> (collectors that read it, the line a read cut short stops inside)
@@ -74,8 +73,8 @@ def _statvfs(_path: str) -> os.statvfs_result:
     return os.statvfs_result((4096, 4096, 1000, 250, 250, 100, 50, 50, 0, 255))
 
 
-def scrape(root: Path, tmp_path: Path) -> tuple[int, dict[tuple[str, str], float]]:
-    """One scrape of every part over HTTP; (status, {(name, collector or ""): value})."""
+def scrape_tree(root: Path, tmp_path: Path) -> Scraped:
+    """One scrape of every part over HTTP, with ``root`` as /proc."""
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o700, exist_ok=True)
     config = from_mapping(
@@ -96,30 +95,20 @@ def scrape(root: Path, tmp_path: Path) -> tuple[int, dict[tuple[str, str], float
     server = MetricsServer("127.0.0.1:0", make_app(registry, lambda: (True, "ready")))
     try:
         host, port = server.address
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
-            status, body = reply.status, reply.read().decode()
+        return scrape(f"http://{host}:{port}/metrics")
     finally:
         server.close()
-    values = {}
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            values[(sample.name, sample.labels.get("collector", ""))] = sample.value
-    return status, values
 
 
-def errors_of(values: dict[tuple[str, str], float]) -> dict[str, float]:
-    return {c: v for (name, c), v in values.items() if name == "backuppc_agent_scrape_errors_total"}
-
-
-def present(values: dict[tuple[str, str], float], collector: str) -> bool:
-    return any(name == SIGNS[collector] for name, _ in values)
+def present(scraped: Scraped, collector: str) -> bool:
+    return any(sample.name == SIGNS[collector] for sample in scraped.samples)
 
 
 def test_the_intact_fixture_scrapes_without_errors(procfs_trees: Path, tmp_path: Path) -> None:
-    status, values = scrape(procfs_trees / "swapping", tmp_path)
-    assert status == 200
-    assert set(errors_of(values).values()) == {0}
-    assert all(present(values, collector) for collector in SIGNS)
+    scraped = scrape_tree(procfs_trees / "swapping", tmp_path)
+    assert scraped.status == 200
+    assert set(scraped.errors.values()) == {0}
+    assert all(present(scraped, collector) for collector in SIGNS)
 
 
 #: a missing pressure file is a kernel without PSI, a missing status a process that has
@@ -145,13 +134,13 @@ def test_a_broken_proc_file_is_counted_and_the_rest_still_scraped(
         "garbage": _garbage,
     }[variant]
     breaker(root / name)
-    status, values = scrape(root, tmp_path)
-    assert status == 200
-    counted = errors_of(values)
+    scraped = scrape_tree(root, tmp_path)
+    assert scraped.status == 200
+    counted = scraped.errors
     for collector in collectors:
         assert counted[collector] >= 1, (collector, counted)
     assert {c: n for c, n in counted.items() if c not in collectors and n} == {}
-    assert all(present(values, collector) for collector in set(SIGNS) - set(collectors))
+    assert all(present(scraped, collector) for collector in set(SIGNS) - set(collectors))
 
 
 def test_a_status_cut_before_its_vmswap_line_is_counted(procfs_trees: Path, tmp_path: Path) -> None:
@@ -159,15 +148,15 @@ def test_a_status_cut_before_its_vmswap_line_is_counted(procfs_trees: Path, tmp_
     status_file = root / str(AGENT_PID) / "status"
     data = status_file.read_bytes()
     status_file.write_bytes(data[: data.index(b"VmSwap:") - 40])  # a read cut short, mid-line
-    _, values = scrape(root, tmp_path)
-    assert errors_of(values)["processes"] == 1
-    assert errors_of(values)["ssh_agent_swap"] == 1
+    counted = scrape_tree(root, tmp_path).errors
+    assert counted["processes"] == 1
+    assert counted["ssh_agent_swap"] == 1
 
 
 def test_no_psi_and_a_vanished_process_are_not_errors(procfs_trees: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(procfs_trees / "swapping", tmp_path / "proc"))
     shutil.rmtree(root / "pressure")
     (root / "300" / "status").unlink()
-    _, values = scrape(root, tmp_path)
-    assert set(errors_of(values).values()) == {0}
-    assert not present(values, "pressure")
+    scraped = scrape_tree(root, tmp_path)
+    assert set(scraped.errors.values()) == {0}
+    assert not present(scraped, "pressure")
