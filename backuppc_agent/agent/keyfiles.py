@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import struct
 from pathlib import Path
+
+from backuppc_agent.agent import protocol
 
 _MAGIC = b"openssh-key-v1\0"
 _BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
 _END = "-----END OPENSSH PRIVATE KEY-----"
 MAX_KEY_FILE_BYTES = 1 << 20
-
-
-def blob_fingerprint(blob: bytes) -> str:
-    """``SHA256:...`` of a public key blob, as ssh-add -l prints it."""
-    digest = hashlib.sha256(blob).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def public_line_blob(line: str) -> bytes | None:
@@ -69,7 +64,7 @@ def key_fingerprint(key: Path) -> str | None:
     blob = public_line_blob(_read(Path(f"{key}.pub")) or "")
     if blob is None:
         blob = private_key_blob(_read(key) or "")
-    return blob_fingerprint(blob) if blob else None
+    return protocol.fingerprint(blob) if blob else None
 
 
 def _read(path: Path) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import proc
-from backuppc_agent.agent import keyfiles
+from backuppc_agent.agent import keyfiles, protocol
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import fsops
 from backuppc_agent.ssh import reach
@@ -34,7 +34,7 @@ class HostKey:
     @property
     def fingerprint(self) -> str:
         """``SHA256:...`` as ssh prints it."""
-        return keyfiles.blob_fingerprint(self.blob)
+        return protocol.fingerprint(self.blob)
 
 
 def host_field(address: str, port: int) -> str:
