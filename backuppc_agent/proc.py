@@ -249,23 +249,24 @@ def stop_pid(pid: int, grace: float = STOP_GRACE_SECONDS) -> bool:
     return True
 
 
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state first); [] if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[-1].split()
+            return handle.read().rsplit(b")", 1)[-1].split()
     except OSError:
-        return False
+        return []
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    fields = _stat_fields(pid)
     return bool(fields) and fields[0] != b"Z"
 
 
 def parent_pid(pid: int) -> int | None:
     """The parent of ``pid`` from /proc/PID/stat, or None if it is gone or unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[-1].split()
-    except OSError:
-        return None
+    fields = _stat_fields(pid)
     return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
