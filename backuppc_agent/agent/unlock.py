@@ -31,7 +31,7 @@ CLOSE_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
-class Outcome:
+class KeyOutcome:
     """What happened to one configured key."""
 
     key: Path
@@ -41,7 +41,7 @@ class Outcome:
 
 def unlock_missing(
     config: Config, probe_fn: Callable[[Path, float], ProbeResult] = probe
-) -> list[Outcome]:
+) -> list[KeyOutcome]:
     """Load every configured key the agent does not hold; log and return the outcomes."""
     agent = config.agent
     result = probe_fn(agent.socket, agent.probe_timeout_seconds)
@@ -52,10 +52,10 @@ def unlock_missing(
     return [_unlock_one(agent.socket, key, held) for key in agent.keys]
 
 
-def _unlock_one(socket: Path, key: Path, held: set[str]) -> Outcome:
+def _unlock_one(socket: Path, key: Path, held: set[str]) -> KeyOutcome:
     fingerprint = keyfiles.key_fingerprint(key)
     if fingerprint is not None and fingerprint in held:
-        return Outcome(key, True, "already loaded")
+        return KeyOutcome(key, True, "already loaded")
     try:
         passphrase = passphrases.get(key)
         if passphrase is None:
@@ -73,9 +73,9 @@ def _unlock_one(socket: Path, key: Path, held: set[str]) -> Outcome:
             socket,
             key,
         )
-        return Outcome(key, False, str(err))
+        return KeyOutcome(key, False, str(err))
     logger.info("unattended unlock: loaded %s (%s)", key, fingerprint or "fingerprint unknown")
-    return Outcome(key, True, "loaded")
+    return KeyOutcome(key, True, "loaded")
 
 
 class KeyringUnlocker:
