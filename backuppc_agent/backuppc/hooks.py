@@ -105,7 +105,7 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
     """Find CLIENT's master alive, or open it; return a status line. Raises on failure."""
     path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     session_seconds = float(config.hooks.connect_timeout_seconds)
-    status = mux.check_session(path, MASTER_CHECK_SECONDS, session_seconds)
+    status = mux.check(path, MASTER_CHECK_SECONDS, session_seconds)
     if status.alive:
         return f"ssh master for {client} is up (pid {status.pid}, reused)"
     from backuppc_agent.ssh import master  # noqa: PLC0415  (only to open one)

@@ -183,12 +183,12 @@ def ensure_master(
 ) -> tuple[mux.MuxResult, bool]:
     """Find CLIENT's master alive (a session proves its connection) or open it.
 
-    ``first`` is the caller's own check_session of the socket, if it made one.
+    ``first`` is the caller's own session check of the socket, if it made one.
     Returns (status, opened_now); raises MasterError (or BadNameError) if it cannot.
     """
     path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     names.check(host, "host")
-    status = first or mux.check_session(path, CHECK_SECONDS, session_seconds(config))
+    status = first or mux.check(path, CHECK_SECONDS, session_seconds(config))
     if status.alive:
         return status, False
     paths.ensure_private_dir(config.mux.control_dir, "control")

@@ -76,25 +76,18 @@ def _connect(path: Path, timeout: float) -> unixsock.Connection:
     return conn
 
 
-def check(path: Path, timeout: float) -> MuxResult:
-    """Ask the master on ``path`` whether it is alive; never blocks past ``timeout``."""
-    return _check(path, timeout, None)
+def check(path: Path, timeout: float, session_timeout: float | None = None) -> MuxResult:
+    """Ask the master on ``path`` whether it is alive; never blocks past ``timeout``.
 
-
-def check_session(path: Path, timeout: float, session_timeout: float) -> MuxResult:
-    """Check the master, then prove its connection: open a session that runs ``true``.
-
-    An alive check proves only that the local master process runs. A master
-    whose client vanished without closing the connection (power cut, network
-    partition, a frozen sshd) answers it for ServerAliveInterval x 3 while
-    every session on it hangs. The session must be confirmed by the client's
-    sshd within ``session_timeout``; otherwise the status is UNRESPONSIVE,
-    with the master's pid. Only the channel's opening is awaited, not ``true``.
+    With ``session_timeout``, also prove its connection: open a session that
+    runs ``true``. An alive check proves only that the local master process
+    runs. A master whose client vanished without closing the connection (power
+    cut, network partition, a frozen sshd) answers it for ServerAliveInterval
+    x 3 while every session on it hangs. The session must be confirmed by the
+    client's sshd within ``session_timeout``; otherwise the status is
+    UNRESPONSIVE, with the master's pid. Only the channel's opening is
+    awaited, not ``true``.
     """
-    return _check(path, timeout, session_timeout)
-
-
-def _check(path: Path, timeout: float, session_timeout: float | None) -> MuxResult:
     request_id = os.getpid() & 0xFFFFFFFF
     pid = None
     try:
