@@ -10,8 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from backuppc_agent.metrics.exporter import Exporter
 from backuppc_agent.state import Snapshot, State
 from tests.bpc_tree import make_tree
 from tests.helpers import private_dir, statvfs_of
+from tests.scrape import fetch, scrape
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "metrics" / "golden.prom"
 RECORDS = [
@@ -89,10 +88,9 @@ def exporter(tmp_path: Path, procfs_trees: Path, free_port: int) -> Iterator[Exp
         served.close()
 
 
-def get(exporter: Exporter, path: str) -> tuple[int, str]:
+def url(exporter: Exporter, path: str) -> str:
     host, port = exporter.address
-    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as reply:
-        return reply.status, reply.read().decode()
+    return f"http://{host}:{port}{path}"
 
 
 def normalize(body: str) -> str:
@@ -103,8 +101,9 @@ def normalize(body: str) -> str:
 
 
 def test_the_whole_endpoint_matches_the_golden_exposition(exporter: Exporter) -> None:
-    status, body = get(exporter, "/metrics")
-    assert status == 200
+    scraped = scrape(url(exporter, "/metrics"))
+    assert scraped.status == 200
+    body = scraped.text
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(normalize(body))
@@ -113,33 +112,29 @@ def test_the_whole_endpoint_matches_the_golden_exposition(exporter: Exporter) ->
 
 def test_the_golden_readiness_is_a_state_the_supervisor_can_publish(exporter: Exporter) -> None:
     """Ready means the agent answers and holds a key: the golden must not freeze less."""
-    body = get(exporter, "/metrics")[1]
-    samples = dict(line.rsplit(" ", 1) for line in body.splitlines() if line[:1] != "#")
-    assert samples["backuppc_agent_ready"] == "1.0"
-    assert samples['backuppc_agent_state{state="ready"}'] == "1.0"
-    assert samples["backuppc_agent_ssh_agent_up"] == "1.0"
-    assert float(samples["backuppc_agent_identities"]) >= 1
+    scraped = scrape(url(exporter, "/metrics"))
+    assert scraped.value("ready") == 1
+    assert scraped.value("state", state="ready") == 1
+    assert scraped.value("ssh_agent_up") == 1
+    assert (scraped.value("identities") or 0) >= 1
 
 
 def test_the_exposition_passes_promtool_check_metrics(exporter: Exporter) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus; make system-deps)")
-    body = get(exporter, "/metrics")[1]
+    body = scrape(url(exporter, "/metrics")).text
     checked = subprocess.run([promtool, "check", "metrics"], input=body, text=True,
                              capture_output=True, timeout=30, check=False)  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_ready_answers_200_with_the_reason(exporter: Exporter) -> None:
-    assert get(exporter, "/ready") == (200, "ready: 1 key loaded\n")
+    assert fetch(url(exporter, "/ready")) == (200, "ready: 1 key loaded\n")
 
 
 def test_other_paths_are_not_found(exporter: Exporter) -> None:
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        get(exporter, "/metricsx")
-    caught.value.close()
-    assert caught.value.code == 404
-    status, index = get(exporter, "/")
+    assert fetch(url(exporter, "/metricsx"))[0] == 404
+    status, index = fetch(url(exporter, "/"))
     assert status == 200
     assert 'href="/metrics"' in index

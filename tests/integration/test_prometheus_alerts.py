@@ -28,6 +28,7 @@ from backuppc_agent.ssh.master import list_masters
 from tests.bpc_tree import make_tree
 from tests.helpers import Setup, cli, make_setup, running, ssh_add, wait_for
 from tests.prometheus_stack import ALERTMANAGER, PROMETHEUS, Prometheus, monitoring
+from tests.scrape import scrape
 from tests.sshd import needs_root, running_sshd
 
 pytestmark = pytest.mark.skipif(
@@ -165,12 +166,7 @@ def test_an_overdue_host_fires_with_the_reason_and_a_down_backuppc_too(stack: St
 
 
 def _exported_names(stack: Stack) -> set[str]:
-    import urllib.request  # noqa: PLC0415
-
-    with urllib.request.urlopen(f"http://{stack.metrics}/metrics", timeout=10) as reply:
-        body = reply.read().decode()
-    return {line.split("{")[0].split(" ")[0] for line in body.splitlines()
-            if line and not line.startswith("#")}  # fmt: skip
+    return {sample.name for sample in scrape(f"http://{stack.metrics}/metrics").samples}
 
 
 def test_every_dashboard_query_runs_and_has_data_where_the_exporter_has(stack: Stack) -> None:

@@ -16,7 +16,6 @@ import os
 import secrets
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 
 from backuppc_agent.ssh import mux
 from tests.helpers import cli, make_key, make_setup, plant_passphrase, private_dir, running
+from tests.scrape import scrape
 from tests.sshd import CLIENT_USER, needs_root, running_sshd
 
 pytestmark = needs_root
@@ -135,9 +135,7 @@ def test_no_passphrase_or_key_material_in_any_output(
             assert hook.returncode == 0, hook.stdout + hook.stderr
             session = cli("master", "ssh", "web01", host, "echo", "hi", config=setup.config)
             assert session.stdout == "hi\n", session.stderr
-            url = f"http://127.0.0.1:{free_port}/metrics"
-            with urllib.request.urlopen(url, timeout=10) as reply:
-                outputs["metrics"] = reply.read()
+            outputs["metrics"] = scrape(f"http://127.0.0.1:{free_port}/metrics").text.encode()
             outputs["status"] = cli("status", "--json", config=setup.config).stdout.encode()
             outputs["hook"] = (hook.stdout + hook.stderr).encode()
             outputs["session"] = (session.stdout + session.stderr).encode()

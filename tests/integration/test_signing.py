@@ -25,6 +25,7 @@ from tests.helpers import (
     ssh_add,
     wait_for,
 )
+from tests.scrape import scrape
 from tests.sshd import CLIENT_USER, Sshd, needs_root, running_sshd
 
 pytestmark = needs_root
@@ -138,14 +139,9 @@ def test_a_valid_certificate_is_ready_logs_in_and_shows_its_expiry(
             f"[certificate expires {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(expires))}"
             in text
         )
-        metrics = _get(f"http://127.0.0.1:{free_port}/metrics")
-        [exported] = [
-            float(line.split()[1])
-            for line in metrics.splitlines()
-            if line.startswith("backuppc_agent_identity_expiry_timestamp_seconds ")
-        ]
-        assert exported == expires
-        assert 'backuppc_agent_identities_unusable{reason="expired"} 0.0' in metrics
+        metrics = scrape(f"http://127.0.0.1:{free_port}/metrics")
+        assert metrics.value("identity_expiry_timestamp_seconds") == expires
+        assert metrics.value("identities_unusable", reason="expired") == 0
         before = server.logtext().count("ED25519-CERT")
         assert login(setup.socket).returncode == 0
         assert server.logtext().count("ED25519-CERT") > before
@@ -216,11 +212,3 @@ def _valid_before(cert: Path) -> float:
     assert parsed is not None
     assert parsed.expires is not None
     return parsed.expires
-
-
-def _get(url: str) -> str:
-    import urllib.request  # noqa: PLC0415
-
-    with urllib.request.urlopen(url, timeout=10) as reply:
-        body: str = reply.read().decode()
-        return body
