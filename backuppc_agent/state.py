@@ -20,6 +20,8 @@ from backuppc_agent.errors import UnsafePathError
 
 STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
+#: Far above any state.json the supervisor writes (its lists are capped at 100 entries).
+STATE_MAX_BYTES = 1 << 20
 #: How long a starting supervisor waits for the lock: a reader (``supervisor_running``)
 #: holds it shared for microseconds, a supervisor for good.
 LOCK_WAIT_SECONDS = 2.0
@@ -88,7 +90,7 @@ def publish(state_dir: Path, snapshot: Snapshot) -> None:
 def read(state_dir: Path) -> Snapshot | None:
     """Return the last published snapshot, or None if there is none or it is unreadable."""
     try:
-        raw = paths.read_private_file(state_dir / STATE_FILE)
+        raw = paths.read_bounded(state_dir / STATE_FILE, STATE_MAX_BYTES)
     except UnsafePathError:
         return None
     if raw is None:

@@ -12,7 +12,9 @@ import binascii
 import struct
 from pathlib import Path
 
+from backuppc_agent import paths
 from backuppc_agent.agent import protocol
+from backuppc_agent.errors import UnsafePathError
 
 _MAGIC = b"openssh-key-v1\0"
 _BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
@@ -69,7 +71,7 @@ def key_fingerprint(key: Path) -> str | None:
 
 def _read(path: Path) -> str | None:
     try:
-        with path.open("rb") as handle:
-            return handle.read(MAX_KEY_FILE_BYTES).decode("ascii", errors="replace")
-    except OSError:
+        data = paths.read_bounded(path, MAX_KEY_FILE_BYTES, follow=True)
+    except UnsafePathError:
         return None
+    return None if data is None else data.decode("ascii", errors="replace")

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
+from backuppc_agent import paths
 from backuppc_agent.backuppc.hoststatus import MalformedError
+from backuppc_agent.errors import UnsafePathError
 
 #: Bound on any one BackupPC file read (a backups file of 10,000 dumps is ~1.5 MB).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -50,22 +52,10 @@ NO_SSH_METHODS = frozenset({"rsyncd", "smb", "ftp", "archive"})
 
 def read_bytes(path: Path | str) -> bytes | None:
     """A BackupPC file's bytes, None if it does not exist; raise MalformedError otherwise."""
-    chunks, size = [], 0
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
-        try:
-            while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 256 * 1024)):
-                chunks.append(chunk)
-                size += len(chunk)
-        finally:
-            os.close(fd)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise MalformedError(f"{path}: {err.strerror or err}") from err
-    if size > MAX_FILE_BYTES:
-        raise MalformedError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
-    return b"".join(chunks)
+        return paths.read_bounded(path, MAX_FILE_BYTES, follow=True)
+    except UnsafePathError as err:
+        raise MalformedError(str(err)) from err
 
 
 def read_text(path: Path | str) -> str | None:

@@ -14,11 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent.install import fsops
+from backuppc_agent import paths
+from backuppc_agent.errors import UnsafePathError
 from backuppc_agent.metrics.procfs import SwapArea, parse_swaps, unescape
 
 #: what the kernel appends to the path of a swap file deleted while in use
 DELETED = " (deleted)"
+#: Bound on a procfs file read here (/proc/swaps, mountinfo); a sysfs attribute is a page.
+PROCFS_MAX_BYTES = 4 << 20
+SYSFS_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -30,17 +34,19 @@ class Encryption:
     why: str
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, limit: int = SYSFS_MAX_BYTES) -> str | None:
+    """The text of a procfs or sysfs file; None if it is missing or cannot be read."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return ""
+        data = paths.read_bounded(path, limit, follow=True)
+    except UnsafePathError:
+        return None
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 def is_crypt(sysfs: Path, name: str, depth: int = 0) -> bool:
     """True if block device ``name`` is dm-crypt or stacked on dm-crypt."""
     block = sysfs / "block" / name
-    if _read(block / "dm" / "uuid").startswith("CRYPT-"):
+    if (_read(block / "dm" / "uuid") or "").startswith("CRYPT-"):
         return True
     slaves = block / "slaves"
     if depth > 8 or not slaves.is_dir():
@@ -53,7 +59,7 @@ def device_name(sysfs: Path, dev_path: str) -> str | None:
     name = Path(dev_path).name
     if dev_path.startswith("/dev/mapper/"):
         for dm_name in (sysfs / "block").glob("dm-*/dm/name"):
-            if _read(dm_name) == name:
+            if (_read(dm_name) or "").strip() == name:
                 return dm_name.parent.parent.name
         return None
     return name if (sysfs / "class" / "block" / name).exists() else None
@@ -62,7 +68,7 @@ def device_name(sysfs: Path, dev_path: str) -> str | None:
 def mount_device(procfs: Path, file_path: str) -> str | None:
     """MAJOR:MINOR of the file system holding ``file_path`` (longest mount prefix)."""
     best: tuple[int, str] | None = None
-    for line in (fsops.read_text(procfs / "self" / "mountinfo") or "").splitlines():
+    for line in (_read(procfs / "self" / "mountinfo", PROCFS_MAX_BYTES) or "").splitlines():
         fields = line.split()
         if len(fields) < 5:
             continue
@@ -83,7 +89,7 @@ def _name_of_dev(sysfs: Path, majmin: str) -> str | None:
 def judge_device(sysfs: Path, area: SwapArea, name: str) -> Encryption:
     """Encrypted or not, for swap on (or a swap file over) block device ``name``."""
     if name.startswith("zram"):
-        backing = _read(sysfs / "block" / name / "backing_dev")
+        backing = (_read(sysfs / "block" / name / "backing_dev") or "").strip()
         if backing in ("", "none"):
             return Encryption(area, True, f"{name} is compressed RAM (zram), never written to disk")
         return Encryption(area, False, f"{name} writes back to {backing}")
@@ -115,7 +121,7 @@ def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Encryption:
 
 def check(procfs: Path, sysfs: Path) -> list[Encryption] | None:
     """Judge every active swap area: [] means no swap, None that /proc/swaps is unreadable."""
-    text = fsops.read_text(procfs / "swaps")
+    text = _read(procfs / "swaps", PROCFS_MAX_BYTES)
     if text is None:
         return None
     return [judge(area, procfs, sysfs) for area in parse_swaps(text).areas]

@@ -47,7 +47,7 @@ class Owner:
 def read_text(path: Path) -> str | None:
     """Return the text of ``path``, None if missing; refuse symlinks and huge files."""
     try:
-        data = paths.read_private_file(path, MAX_TEXT_BYTES)
+        data = paths.read_bounded(path, MAX_TEXT_BYTES)
     except UnsafePathError as err:
         raise InstallError(str(err)) from err
     return None if data is None else data.decode("utf-8", errors="surrogateescape")

@@ -74,7 +74,7 @@ def remembered_host(config: Config, client: str) -> str | None:
     if names.problem(client) is not None:
         return None  # never build a path from a bad name; the caller refuses it
     try:
-        raw = paths.read_private_file(config.state.dir / MASTERS_DIR / f"{client}.host", 4096)
+        raw = paths.read_bounded(config.state.dir / MASTERS_DIR / f"{client}.host", 4096)
     except BackupPCAgentError:
         return None
     host = raw.decode("utf-8", "replace").strip() if raw else ""

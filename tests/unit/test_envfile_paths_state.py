@@ -82,7 +82,7 @@ def test_private_files_are_written_atomically_0600_and_never_through_symlinks(
     link = tmp_path / "linked"
     link.symlink_to(victim)
     with pytest.raises(UnsafePathError):
-        paths.read_private_file(link)
+        paths.read_bounded(link, 4096)
     paths.write_private_file(link, b"new")
     assert victim.read_text() == "keep"
     assert not link.is_symlink()
@@ -130,3 +130,18 @@ def test_a_lock_file_that_cannot_be_opened_raises_the_owners_error(tmp_path: Pat
     with pytest.raises(AgentError, match="cannot lock"):
         FileLock(tmp_path / "x.lock", AgentError).acquire(0.1)
     assert not (tmp_path / "target").exists()
+
+
+def test_a_bounded_read_refuses_more_than_its_limit_and_never_blocks_on_a_fifo(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "file"
+    target.write_bytes(b"x" * 10)
+    assert paths.read_bounded(target, 10) == b"x" * 10
+    with pytest.raises(UnsafePathError, match="larger than 9 bytes"):
+        paths.read_bounded(target, 9)
+    (tmp_path / "link").symlink_to(target)
+    assert paths.read_bounded(tmp_path / "link", 10, follow=True) == b"x" * 10
+    assert paths.read_bounded(tmp_path / "missing", 10) is None
+    os.mkfifo(tmp_path / "fifo")
+    assert paths.read_bounded(tmp_path / "fifo", 10) == b""
