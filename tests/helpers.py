@@ -264,14 +264,27 @@ class Supervisor:
 
     def stop(self) -> None:
         """TERM, then KILL; always safe to call."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, grace_seconds: float = 10.0, group: bool = False
+) -> None:
+    """TERM ``proc``, wait ``grace_seconds``, then KILL it (its whole session if ``group``).
+
+    Safe to call on None or on a process that has already ended.
+    """
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait()
 
 
 def agent_pids_on(socket: Path) -> list[int]:

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import ROOT, wait_for
+from tests.helpers import ROOT, stop_process, wait_for
 
 RULES = ROOT / "metrics" / "backuppc-agent.rules.yml"
 ALERTMANAGER_EXAMPLE = ROOT / "metrics" / "alertmanager.example.yml"
@@ -132,12 +132,7 @@ def started(argv: list[str], log: Path, ready_url: str) -> Iterator[subprocess.P
         assert proc.poll() is None, log.read_text()[-2000:]
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _answers(url: str) -> bool:

@@ -25,7 +25,7 @@ import pytest
 
 from backuppc_agent.install import templates
 from tests.e2e.deploy_support import Tree, make_tree
-from tests.helpers import agent_pids_on, kill_agents_on, ssh_add, wait_for
+from tests.helpers import agent_pids_on, kill_agents_on, ssh_add, stop_process, wait_for
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = BIN / "supervisord"
@@ -109,14 +109,8 @@ class Supervisord:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        """TERM supervisord (it stops the program), then KILL its whole session."""
+        stop_process(self.proc, grace_seconds=30, group=True)
 
 
 @contextmanager
