@@ -13,6 +13,7 @@ from pathlib import Path
 
 from backuppc_agent.ssh.master import list_masters
 from tests.helpers import Section, cli, merged, write_config
+from tests.hostile_support import recording_program
 from tests.sshd import Sshd
 
 
@@ -87,11 +88,17 @@ def make_bed(
 
 
 @contextlib.contextmanager
-def bed_for(agent: Path, sshd: Sshd | None = None, **sections: Section) -> Iterator[Bed]:
-    """A Bed in a fresh temp dir; every master it started is killed and the dir removed after."""
+def bed_for(
+    agent: Path, sshd: Sshd | None = None, recording_ssh: bool = False, **sections: Section
+) -> Iterator[Bed]:
+    """A Bed in a fresh temp dir; every master it started is killed and the dir removed after.
+
+    With ``recording_ssh``, ``[mux] ssh`` is a stand-in that records its argv and fails.
+    """
     root = Path(tempfile.mkdtemp(prefix="bpa-b-"))
     try:
-        yield make_bed(root, agent, sshd, **sections)
+        ssh = recording_program(root / "bin") if recording_ssh else None
+        yield make_bed(root, agent, sshd, ssh, **sections)
     finally:
         kill_masters(root)
         subprocess.run(["rm", "-rf", str(root)], check=False)

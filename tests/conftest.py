@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from tests import helpers
+from tests.beds import Bed, bed_for
 from tests.helpers import (
     Setup,
     agent_holding,
@@ -79,6 +80,17 @@ def agent(keys: dict[str, Path]) -> Iterator[Path]:
     """A real ssh-agent (not supervised) holding the passphrase-protected key "a"."""
     with agent_holding(keys["a"], keys["askpass"]) as sock:
         yield sock
+
+
+@pytest.fixture
+def recording_bed(agent: Path) -> Iterator[Bed]:
+    """A Bed on ``agent`` whose ``[mux] ssh`` records its argv and fails: no network needed.
+
+    Hooks wait at most 2 s for keys and for a master. The control dir is not created.
+    """
+    hooks = {"wait_seconds": 2, "connect_timeout_seconds": 2}
+    with bed_for(agent, recording_ssh=True, hooks=hooks) as bed:
+        yield bed
 
 
 # CI runs must be repeatable: hypothesis explores the same examples on every run

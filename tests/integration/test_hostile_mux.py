@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backuppc_agent.metrics.masters import MasterPart
-from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
-from tests.beds import Bed, make_bed
+from backuppc_agent.metrics.scrape import ScrapeErrors
+from tests.beds import Bed
 from tests.helpers import cli, listed_rows, private_dir, stored_summary
-from tests.hostile_support import HOSTILE_BEHAVIOURS, listener, recording_program, runs_of
+from tests.hostile_support import HOSTILE_BEHAVIOURS, listener, runs_of
+from tests.scrape import scrape
 
 CLIENT = "web01"
 #: What mux.check reports for each behaviour, and the words that say why (a peer that
@@ -40,15 +39,10 @@ def says_why(behaviour: str, text: str) -> bool:
 
 
 @pytest.fixture
-def bed(agent: Path) -> Iterator[Bed]:
-    root = Path(tempfile.mkdtemp(prefix="bpa-hm-"))  # short: control paths <= 90 chars
-    private_dir(root / "mux")
-    ssh = recording_program(root / "bin")
-    hooks = {"wait_seconds": 2, "connect_timeout_seconds": 2}
-    try:
-        yield make_bed(root, agent, ssh=ssh, hooks=hooks)
-    finally:
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+def bed(recording_bed: Bed) -> Bed:
+    """The shared bed, with its control dir: hostile listeners bind there before any hook."""
+    private_dir(recording_bed.control_dir)
+    return recording_bed
 
 
 def timed(*args: str, config: Path) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -110,16 +104,14 @@ def test_pre_dump_replaces_a_hostile_control_socket_within_its_bound(
 def test_the_master_metrics_show_it_down_and_count_why(
     bed: Bed, behaviour: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    errors = ScrapeErrors()
-    collector = ScrapeCollector([MasterPart(errors, bed.control_dir, timeout=0.3)], errors)
+    part = MasterPart(ScrapeErrors(), bed.control_dir, timeout=0.3)
     with listener(bed.socket(CLIENT), HOSTILE_BEHAVIOURS[behaviour]):
         started = time.monotonic()
-        families = list(collector.collect())
+        scraped = scrape([part])
         seconds = time.monotonic() - started
-    values = {(s.name, *s.labels.values()): s.value for f in families for s in f.samples}
-    assert values[("backuppc_agent_masters",)] == 0
-    assert values[("backuppc_agent_master_up", CLIENT)] == 0
-    assert values[("backuppc_agent_scrape_errors_total", "masters")] == 1
+    assert scraped.value("masters") == 0
+    assert scraped.value("master_up", host=CLIENT) == 0
+    assert scraped.errors == {"masters": 1}
     assert says_why(behaviour, caplog.text)
     assert seconds < 2
 
@@ -129,8 +121,7 @@ def test_a_stale_socket_is_a_dead_master_but_not_a_scrape_error(bed: Bed) -> Non
 
     with socket.socket(socket.AF_UNIX) as stale:
         stale.bind(str(bed.socket(CLIENT)))
-    errors = ScrapeErrors()
-    list(ScrapeCollector([MasterPart(errors, bed.control_dir, timeout=0.3)], errors).collect())
-    assert errors.counts() == {"masters": 0}
+    scraped = scrape([MasterPart(ScrapeErrors(), bed.control_dir, timeout=0.3)])
+    assert scraped.errors == {"masters": 0}
     listed = cli("master", "list", config=bed.config)
     assert listed_rows(listed.stdout)[0].startswith(f"{CLIENT}\tdead (nothing listens on")

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backuppc_agent.ssh import mux
 from backuppc_agent.ssh import mux_framing as framing
-from tests.beds import Bed, make_bed
+from tests.beds import Bed
 from tests.helpers import cli, listed_rows, make_setup, private_dir, stored_summary, wait_for
-from tests.hostile_support import listener, recording_program, runs_of
+from tests.hostile_support import listener, runs_of
 
 NOBODY = 65534
 CLIENT = "web01"
@@ -68,17 +66,6 @@ def good_master(conn: object) -> None:
         conn.sendall(framing.encode(framing.MUX_S_ALIVE, request_id, os.getpid()))
 
 
-@pytest.fixture
-def bed(agent: Path) -> Iterator[Bed]:
-    root = Path(tempfile.mkdtemp(prefix="bpa-sc-"))
-    ssh = recording_program(root / "bin")
-    hooks = {"wait_seconds": 2, "connect_timeout_seconds": 2}
-    try:
-        yield make_bed(root, agent, ssh=ssh, hooks=hooks)
-    finally:
-        subprocess.run(["rm", "-rf", str(root)], check=False)
-
-
 def spoil(directory: Path, how: str) -> None:
     """Make the control directory unsafe in one way (it exists afterwards)."""
     if how == "symlink":
@@ -98,63 +85,71 @@ NEEDLES = {
 SPOILERS = ["symlink", "world-writable", pytest.param("foreign", marks=needs_root)]
 
 
-def assert_refused(bed: Bed, done: subprocess.CompletedProcess[str], how: str) -> None:
+def assert_refused(recording_bed: Bed, done: subprocess.CompletedProcess[str], how: str) -> None:
     assert done.returncode == 3, done.stdout + done.stderr
     text = done.stdout + done.stderr
-    assert f"control directory {bed.control_dir} {NEEDLES[how]}" in text
+    assert f"control directory {recording_bed.control_dir} {NEEDLES[how]}" in text
     assert text.count("\n") == 1, text
-    assert runs_of(bed.ssh) == []
+    assert runs_of(recording_bed.ssh) == []
 
 
 @pytest.mark.parametrize("how", SPOILERS)
-def test_pre_dump_refuses_an_unsafe_control_dir(bed: Bed, how: str) -> None:
-    spoil(bed.control_dir, how)
-    done = bed.pre_dump(CLIENT, HOST)
-    assert_refused(bed, done, how)
-    assert stored_summary(bed.state_dir).runs == {("pre-dump", "ssh-failed"): 1}
+def test_pre_dump_refuses_an_unsafe_control_dir(recording_bed: Bed, how: str) -> None:
+    spoil(recording_bed.control_dir, how)
+    done = recording_bed.pre_dump(CLIENT, HOST)
+    assert_refused(recording_bed, done, how)
+    assert stored_summary(recording_bed.state_dir).runs == {("pre-dump", "ssh-failed"): 1}
 
 
 @pytest.mark.parametrize("how", SPOILERS)
-def test_a_master_that_answers_in_an_unsafe_control_dir_is_not_used(bed: Bed, how: str) -> None:
-    spoil(bed.control_dir, how)
-    with listener(bed.socket(CLIENT), good_master):
-        wait_for(lambda: mux.check(bed.socket(CLIENT), 1.0).alive)  # it would pass for a master
-        hook = bed.pre_dump(CLIENT, HOST)
-        session = cli("master", "ssh", CLIENT, HOST, "true", config=bed.config)
-    assert_refused(bed, hook, how)
-    assert_refused(bed, session, how)
+def test_a_master_that_answers_in_an_unsafe_control_dir_is_not_used(
+    recording_bed: Bed, how: str
+) -> None:
+    spoil(recording_bed.control_dir, how)
+    with listener(recording_bed.socket(CLIENT), good_master):
+        wait_for(
+            lambda: mux.check(recording_bed.socket(CLIENT), 1.0).alive
+        )  # it would pass for a master
+        hook = recording_bed.pre_dump(CLIENT, HOST)
+        session = cli("master", "ssh", CLIENT, HOST, "true", config=recording_bed.config)
+    assert_refused(recording_bed, hook, how)
+    assert_refused(recording_bed, session, how)
 
 
 @needs_root
-def test_a_stale_control_socket_of_another_user_is_neither_used_nor_removed(bed: Bed) -> None:
+def test_a_stale_control_socket_of_another_user_is_neither_used_nor_removed(
+    recording_bed: Bed,
+) -> None:
     import socket  # noqa: PLC0415
 
-    private_dir(bed.control_dir)
+    private_dir(recording_bed.control_dir)
     with socket.socket(socket.AF_UNIX) as stale:
-        stale.bind(str(bed.socket(CLIENT)))
-    os.chown(bed.socket(CLIENT), NOBODY, NOBODY)
-    done = bed.pre_dump(CLIENT, HOST)
+        stale.bind(str(recording_bed.socket(CLIENT)))
+    os.chown(recording_bed.socket(CLIENT), NOBODY, NOBODY)
+    done = recording_bed.pre_dump(CLIENT, HOST)
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"is owned by uid {NOBODY}" in done.stdout
-    assert bed.socket(CLIENT).is_socket()
-    assert runs_of(bed.ssh) == []
+    assert recording_bed.socket(CLIENT).is_socket()
+    assert runs_of(recording_bed.ssh) == []
 
 
 @needs_root
-def test_a_master_of_another_uid_is_foreign_everywhere(bed: Bed) -> None:
-    private_dir(bed.control_dir)
+def test_a_master_of_another_uid_is_foreign_everywhere(recording_bed: Bed) -> None:
+    private_dir(recording_bed.control_dir)
     server = subprocess.Popen(
-        ["/usr/bin/python3", "-c", AS_NOBODY, str(bed.socket(CLIENT))],
+        ["/usr/bin/python3", "-c", AS_NOBODY, str(recording_bed.socket(CLIENT))],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None
         assert server.stdout.readline() == "listening\n"
-        assert bed.socket(CLIENT).stat().st_uid == 0  # the file is ours: only SO_PEERCRED tells
-        hook = bed.pre_dump(CLIENT, HOST)
-        check = cli("master", "check", CLIENT, config=bed.config)
-        listed = cli("master", "list", config=bed.config)
+        assert (
+            recording_bed.socket(CLIENT).stat().st_uid == 0
+        )  # the file is ours: only SO_PEERCRED tells
+        hook = recording_bed.pre_dump(CLIENT, HOST)
+        check = cli("master", "check", CLIENT, config=recording_bed.config)
+        listed = cli("master", "list", config=recording_bed.config)
     finally:
         server.kill()
         server.wait()
@@ -165,10 +160,10 @@ def test_a_master_of_another_uid_is_foreign_everywhere(bed: Bed) -> None:
     assert check.returncode == 1
     assert f"served by uid {NOBODY}" in check.stdout
     assert listed_rows(listed.stdout)[0].startswith(
-        f"{CLIENT}\tdead (control socket {bed.socket(CLIENT)} is served by"
+        f"{CLIENT}\tdead (control socket {recording_bed.socket(CLIENT)} is served by"
     )
-    assert bed.socket(CLIENT).is_socket()  # never removed: it is not ours to clear
-    assert runs_of(bed.ssh) == []
+    assert recording_bed.socket(CLIENT).is_socket()  # never removed: it is not ours to clear
+    assert runs_of(recording_bed.ssh) == []
 
 
 @needs_root
