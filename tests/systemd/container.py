@@ -48,6 +48,30 @@ def cached_tree(release: str) -> Path:
     return tree
 
 
+def fresh_root(release: str) -> Path:
+    """Where this run copies ``release``'s tree: its own directory under build/systemd.
+
+    Copies that earlier runs left (a run that was killed) are removed first, unless a
+    systemd-nspawn still boots them.
+    """
+    for old in WORK.glob(f"{release}-*"):
+        pid = old.name.rpartition("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and not _booted_by_nspawn(old):
+            shutil.rmtree(old, ignore_errors=True)
+    return WORK / f"{release}-{os.getpid()}"
+
+
+def _booted_by_nspawn(root: Path) -> bool:
+    for entry in Path("/proc").iterdir():
+        try:
+            words = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words[0].endswith(b"systemd-nspawn") and str(root).encode() in words:
+            return True
+    return False
+
+
 def user_env(user: str, home: str) -> dict[str, str]:
     return {"PATH": PATH, "LANG": "C.UTF-8", "HOME": home, "USER": user, "LOGNAME": user}
 
@@ -80,7 +104,7 @@ class Container:
 
     @property
     def console_log(self) -> Path:
-        return self.root.parent / f"{self.release}-console.log"
+        return self.root.with_name(f"{self.root.name}-console.log")
 
     # -- boot and power off -------------------------------------------------------------
 
@@ -223,14 +247,16 @@ class Container:
         """This boot's journal (`journalctl -b`), message text only."""
         return self.check("journalctl", "-b", "--no-pager", "-o", "short-monotonic", *args)
 
-    def copy_source(self, inside: str = "/root/src") -> None:
-        """The working tree (as `make deb` copies it: also uncommitted edits) to ``inside``."""
+    def copy_source(self, inside: str = "/root/src", commit: str = "") -> None:
+        """The working tree (as `make deb` copies it: also uncommitted edits) to ``inside``;
+        with ``commit``, that commit's tree instead (git archive)."""
         dest = self.path(inside)
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         excludes = [f"--exclude=./{name}" for name in TOP_EXCLUDES]
         excludes += [f"--exclude={pattern}" for pattern in ANY_EXCLUDES]
-        tar = subprocess.Popen(["tar", "-c", *excludes, "."], cwd=ROOT, stdout=subprocess.PIPE)
+        argv = ["git", "archive", commit] if commit else ["tar", "-c", *excludes, "."]
+        tar = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE)
         untar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=tar.stdout,
                                capture_output=True, timeout=120, check=False)  # fmt: skip
         assert tar.stdout is not None

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.helpers import wait_for
-from tests.systemd.container import WORK, Container, cached_tree
+from tests.systemd.container import Container, cached_tree, fresh_root
 
 RELEASES = ("trixie", "bookworm")
 SUPERVISOR, AGENT, BACKUPPC = "backuppc-agent", "backuppc-ssh-agent", "backuppc"
@@ -124,6 +124,12 @@ class Box:
         self.c.check("systemctl", "reload", SUPERVISOR)
         self.settle(lambda: self.c.journal("-u", SUPERVISOR).count(line) > before, "reloaded")
 
+    def adopted(self, pid: str) -> bool:
+        """True once the running supervisor has adopted the agent ``pid``."""
+        line = f"adopted running ssh-agent pid {pid} "
+        journal = self.c.journal("-u", SUPERVISOR, "_PID=" + self.unit(SUPERVISOR)["MainPID"])
+        return line in journal
+
     def waiting(self) -> bool:
         return re.match(r"state:\s+waiting", self.status()[1]) is not None
 
@@ -169,10 +175,11 @@ def _substitute(word: str, values: dict[str, str]) -> str:
 def box(request: pytest.FixtureRequest) -> Iterator[Box]:
     release = request.param
     started = time.monotonic()
-    container = Container.copy_of(release, cached_tree(release), WORK / release)
+    container = Container.copy_of(release, cached_tree(release), fresh_root(release))
     try:
         container.boot()
-        container.copy_source()
+        # BPA_SYSTEMD_COMMIT=HEAD: build a commit, not the working tree (others' edits).
+        container.copy_source(commit=os.environ.get("BPA_SYSTEMD_COMMIT", ""))
         yield Box(container, _build_and_install(container))
     finally:
         try:
@@ -180,8 +187,9 @@ def box(request: pytest.FixtureRequest) -> Iterator[Box]:
         finally:
             container.kill()
             print(f"{release}: {time.monotonic() - started:.0f} s")  # the tier's time, in -rA
-            if os.environ.get("BPA_KEEP_TREES") != "1":
+            if os.environ.get("BPA_KEEP_TREES") != "1":  # keep the copy to look into it
                 shutil.rmtree(container.root, ignore_errors=True)
+                container.console_log.unlink(missing_ok=True)
 
 
 def _build_and_install(c: Container) -> str:
@@ -336,9 +344,10 @@ def test_an_ssh_login_reaches_our_agent_and_ssh_add_at_its_prompt_makes_it_ready
         term.send('echo "sock=$SSH_AUTH_SOCK;"')
         term.expect(f"sock={SOCKET};")
         # trixie's openssh-client: the user manager listens on a second agent socket.
-        term.send('test -S "$XDG_RUNTIME_DIR/openssh_agent" && echo "second agent: yes"')
-        term.send('echo "end-of-$((6 * 7))"')  # the echo shows the typed line, not this
-        offered = "second agent: yes" in term.expect("end-of-42")
+        # The terminal echoes what is typed: only the shell's arithmetic makes the 42s.
+        term.send('test -S "$XDG_RUNTIME_DIR/openssh_agent" && echo "second-agent-$((40 + 2))"')
+        term.send('echo "end-of-$((6 * 7))"')
+        offered = "second-agent-42" in term.expect("end-of-42")
         term.send("ssh-add")
         term.expect("Enter passphrase for")
         term.send(PASSPHRASE)
@@ -408,7 +417,7 @@ def test_stop_agent_a_supervisor_restart_ends_the_keys_and_a_new_agent_serves(bo
 
 def test_stop_agent_a_supervisor_stop_ends_the_agent_and_a_start_brings_both(box: Box) -> None:
     box.c.check("systemctl", "start", AGENT)  # whatever the restart above left
-    box.settle(box.waiting, "waiting")  # the supervisor has adopted the agent
+    box.settle(lambda: box.adopted(box.unit(AGENT)["MainPID"]), "agent adopted")
     box.c.check("systemctl", "stop", SUPERVISOR)
     box.settle(lambda: box.unit(AGENT)["ActiveState"] == "inactive", "agent stopped")
     assert not box.c.path(SOCKET).exists()
