@@ -144,11 +144,23 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+def set_clock(clock_file: Path, offset: str) -> None:
+    """Set the wall-clock offset of the processes run with ``faketime_env(clock_file)``.
+
+    Written beside and renamed over: libfaketime re-reads the file at every time
+    call, and a read between a plain write's truncate and its write finds an empty
+    file, which libfaketime cannot parse and answers with exit(1) (seen under load).
+    """
+    fresh = clock_file.with_name(clock_file.name + ".new")
+    fresh.write_text(f"{offset}\n")
+    fresh.replace(clock_file)
+
+
 def faketime_env(clock_file: Path) -> dict[str, str]:
     """The environment that runs a command under libfaketime, its offset read from a file.
 
     The wall clock follows ``clock_file`` ("+0", "-3600", "+86400": seconds of
-    offset), re-read at every call; the monotonic clock stays real.
+    offset, set with ``set_clock``), re-read at every call; the monotonic clock stays real.
     """
     return dict(
         os.environ,

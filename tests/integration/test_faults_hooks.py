@@ -24,6 +24,7 @@ from tests.faults_support import (
     faketime_env,
     fault_bed,
     fill,
+    set_clock,
     silent_listener,
     small_tmpfs,
 )
@@ -247,7 +248,7 @@ needs_faketime = pytest.mark.skipif(
 
 def _hook_with_jump(bed: Bed, clock: Path, jump: str, host: str) -> tuple[int, str, float]:
     """Run pre-dump under libfaketime; one second in, the wall clock jumps by ``jump``."""
-    clock.write_text("+0\n")
+    set_clock(clock, "+0")
     started = time.monotonic()
     run = subprocess.Popen(
         [CLI, "--config", str(bed.config), "hook", "pre-dump", "--client", "fh-t", "--host", host],
@@ -258,7 +259,7 @@ def _hook_with_jump(bed: Bed, clock: Path, jump: str, host: str) -> tuple[int, s
     )
     try:
         time.sleep(1.0)
-        clock.write_text(f"{jump}\n")
+        set_clock(clock, jump)
         out, _ = run.communicate(timeout=60)
     finally:
         run.kill()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults_support import LIBFAKETIME, fill, small_tmpfs
+from tests.faults_support import LIBFAKETIME, faketime_env, fill, set_clock, small_tmpfs
 from tests.helpers import (
     CLI,
     Setup,
@@ -50,14 +50,8 @@ def test_wall_clock_jumps_do_not_disturb_polling(tmp_path: Path, keys: dict[str,
     setup = make_setup(tmp_path / "inst", agent={"on_stop": "keep-agent"})
     Supervisor(setup).start().stop()
     clock = tmp_path / "faketime"
-    clock.write_text("+0\n")
-    env = dict(
-        os.environ,
-        LD_PRELOAD=str(LIBFAKETIME),
-        FAKETIME_TIMESTAMP_FILE=str(clock),
-        FAKETIME_NO_CACHE="1",
-        DONT_FAKE_MONOTONIC="1",
-    )
+    set_clock(clock, "+0")
+    env = faketime_env(clock)
     log = tmp_path / "faked.log"
     with log.open("wb") as out:
         faked = subprocess.Popen(
@@ -69,11 +63,11 @@ def test_wall_clock_jumps_do_not_disturb_polling(tmp_path: Path, keys: dict[str,
         )
     try:
         wait_for(lambda: (setup.state() or {}).get("supervisor_pid") == faked.pid)
-        clock.write_text("-3600\n")
+        set_clock(clock, "-3600")
         assert ssh_add(setup.socket, str(keys["a"]), askpass=keys["askpass"]).returncode == 0
         wait_for(lambda: setup.published("ready"), timeout=3)
         since_back = (setup.state() or {})["since"]
-        clock.write_text("+86400\n")
+        set_clock(clock, "+86400")
         assert ssh_add(setup.socket, "-D").returncode == 0
         wait_for(lambda: setup.published("waiting"), timeout=3)
         state = setup.state() or {}
