@@ -70,13 +70,18 @@ def run_bpc(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 def server_running() -> bool:
     """True if a BackupPC server process exists (connecting to its socket would kill it:
-    the server dies of SIGPIPE when a client hangs up without a message)."""
+    the server dies of SIGPIPE when a client hangs up without a message).
+
+    One in a container (the systemd tier's) has its own /etc and /run: not ours.
+    """
+    ours = os.readlink("/proc/self/ns/mnt")
     for entry in Path("/proc").iterdir():
         try:
             words = (entry / "cmdline").read_bytes().split(b"\0")
+            same_namespace = os.readlink(entry / "ns" / "mnt") == ours
         except OSError:
             continue
-        if any(word.endswith(b"/backuppc/bin/BackupPC") for word in words[:2]):
+        if same_namespace and any(w.endswith(b"/backuppc/bin/BackupPC") for w in words[:2]):
             return True
     return False
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from backuppc_agent.metrics.scrape import PREFIX
 from tests.e2e.test_backuppc import (  # noqa: F401  (site: the shared BackupPC fixture)
     BPC,
     CLIENT_A,
@@ -34,6 +34,8 @@ from tests.e2e.test_backuppc import (  # noqa: F401  (site: the shared BackupPC 
     wait_mid_transfer,
 )
 from tests.helpers import wait_for
+from tests.scrape import Scraped
+from tests.scrape import scrape as scrape_url
 
 #: BackupPC's own reading of its status and backups, as JSON (JSON::PP is core Perl).
 OWN_VIEW = r"""
@@ -49,7 +51,6 @@ for my $host (@ARGV) {
 print encode_json(\%out);
 """
 CGI = "/usr/share/backuppc/cgi-bin/index.cgi"
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def server_mesg(*words: str) -> str:
@@ -63,37 +64,26 @@ def request_full(client: str) -> None:
     assert "ok" in server_mesg("backup", client, client, "backuppc", "doFull")
 
 
-def scrape() -> str:
-    with urllib.request.urlopen(f"http://{METRICS_LISTEN}/metrics", timeout=10) as reply:
-        return str(reply.read().decode())
+def scrape() -> Scraped:
+    return scrape_url(f"http://{METRICS_LISTEN}/metrics")
 
 
-def samples(body: str) -> Samples:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
+def value(scraped: Scraped, name: str, **labels: str) -> float | None:
+    return scraped.value(f"backuppc_{name}", **labels)
 
 
-def value(values: Samples, name: str, **labels: str) -> float | None:
-    return values.get((f"backuppc_agent_backuppc_{name}", frozenset(labels.items())))
-
-
-def labelled(values: Samples, name: str, host: str) -> dict[str, str]:
+def labelled(scraped: Scraped, name: str, host: str) -> dict[str, str]:
     """The labels (but host) of the one sample of an info metric for ``host``."""
-    wanted = f"backuppc_agent_backuppc_{name}"
-    found = [dict(labels) for (metric, labels), _ in values.items()
-             if metric == wanted and ("host", host) in labels]  # fmt: skip
+    wanted = f"{PREFIX}backuppc_{name}"
+    found = [dict(sample.labels) for sample in scraped.samples
+             if sample.name == wanted and sample.labels.get("host") == host]  # fmt: skip
     assert len(found) == 1, found
     return {key: val for key, val in found[0].items() if key != "host"}
 
 
 def quiet() -> bool:
     """No job queued and none running, as our own metrics say."""
-    values = samples(scrape())
+    values = scrape()
     queued = [value(values, "queue_length", queue=q) for q in ("background", "user", "command")]
     states = [labelled(values, "host_state_info", client)["state"] for client in CLIENTS]
     return queued == [0, 0, 0] and states == ["idle"] * len(CLIENTS)
@@ -111,7 +101,7 @@ class Dumped:
     """The site after the three dumps, and the scrape taken after the failed one."""
 
     site: Site
-    failed: Samples
+    failed: Scraped
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +110,7 @@ def dumped(site: Site) -> Dumped:  # noqa: F811  (the imported fixture)
     assert site.ssh_add("-D").returncode == 0
     request_full(CLIENT_A)
     wait_for(lambda: f"Backup failed on {CLIENT_A}" in site.new_log(), timeout=60)
-    failed = samples(scrape())
+    failed = scrape()
     assert site.ssh_add(str(site.key)).returncode == 0
     # keys loaded: the supervisor's "backup all" queues every host; let that pass end first,
     # or its "nothing to do" for a disabled host overwrites the result under test
@@ -130,7 +120,7 @@ def dumped(site: Site) -> Dumped:  # noqa: F811  (the imported fixture)
     wait_for(lambda: f"Finished full backup on {CLIENT_A}" in site.new_log(), timeout=90)
     request_full(CLIENT_SLOW)
     wait_for(lambda: f"Started full backup on {CLIENT_SLOW}" in site.new_log(), timeout=60)
-    wait_for(lambda: labelled(samples(scrape()), "host_state_info", CLIENT_SLOW)
+    wait_for(lambda: labelled(scrape(), "host_state_info", CLIENT_SLOW)
              == {"state": "backup-in-progress"}, timeout=30)  # fmt: skip
     wait_mid_transfer()
     assert "ok" in server_mesg("stop", CLIENT_SLOW, "backuppc", "0")
@@ -149,7 +139,7 @@ def test_a_dump_without_keys_shows_failed_keys_not_loaded(dumped: Dumped) -> Non
 
 
 def test_every_host_equals_backuppcs_own_view(dumped: Dumped) -> None:
-    values, own = samples(scrape()), own_view()
+    values, own = scrape(), own_view()
     for client in CLIENTS:
         backups = own[client]["backups"]
         good = [b for b in backups if b["type"] in ("full", "incr")]
@@ -171,7 +161,7 @@ def test_every_host_equals_backuppcs_own_view(dumped: Dumped) -> None:
 
 
 def test_the_good_and_the_stopped_dump_read_as_backuppc_logged_them(dumped: Dumped) -> None:
-    values, own = samples(scrape()), own_view()
+    values, own = scrape(), own_view()
     # after the dump, a later queue pass finding nothing to do turns "done" into "idle"
     shown = {"Reason_backup_done": "done", "Reason_nothing_to_do": "idle"}
     result = shown[own[CLIENT_A]["status"]["reason"]]
@@ -192,7 +182,7 @@ def test_our_page_passes_promtool_where_backuppcs_own_fails(dumped: Dumped) -> N
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus; make system-deps)")
-    ours = subprocess.run([promtool, "check", "metrics"], input=scrape(), text=True,
+    ours = subprocess.run([promtool, "check", "metrics"], input=scrape().text, text=True,
                           capture_output=True, timeout=30, check=False)  # fmt: skip
     assert ours.returncode == 0, ours.stdout + ours.stderr
     cgi = ENV | {"REQUEST_METHOD": "GET", "REMOTE_USER": "backuppc",

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import pytest
 from tests.e2e import test_backuppc as bpc
 from tests.e2e.terminal import Terminal
 from tests.helpers import ROOT, wait_for
+from tests.scrape import scrape
 from tests.sshd import Sshd, kill_user_processes, running_sshd, user_processes
 
 PROGRAM = Path("/usr/bin/backuppc-agent")
@@ -372,9 +372,8 @@ def test_the_packaged_exporter_serves_metrics_on_debians_prometheus_client(
     machine: Machine,
 ) -> None:
     # The supervisor's default [metrics] listen, from python3-prometheus-client (0.16 on 12).
-    with urllib.request.urlopen("http://127.0.0.1:9842/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    assert "\nbackuppc_agent_ready 1.0\n" in text, text[:2000]
+    scraped = scrape("http://127.0.0.1:9842/metrics")
+    assert scraped.value("ready") == 1.0, scraped.text[:2000]
 
 
 def _request_restore(machine: Machine) -> None:
