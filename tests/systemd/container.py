@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -55,9 +56,13 @@ def fresh_root(release: str) -> Path:
     systemd-nspawn still boots them.
     """
     for old in WORK.glob(f"{release}-*"):
-        pid = old.name.rpartition("-")[2]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and not _booted_by_nspawn(old):
+        run = re.fullmatch(rf"{release}-(\d+)(-console\.log)?", old.name)
+        if not run or Path(f"/proc/{run.group(1)}").exists():
+            continue
+        if old.is_dir() and not _booted_by_nspawn(old):
             shutil.rmtree(old, ignore_errors=True)
+        elif not old.is_dir():
+            old.unlink(missing_ok=True)
     return WORK / f"{release}-{os.getpid()}"
 
 

@@ -255,6 +255,18 @@ def _backuppc_host(c: Container) -> None:
     c.check("chown", "backuppc:www-data", f"/etc/backuppc/{CLIENT}.pl")
 
 
+def _add_key(box: Box) -> None:
+    """ssh-add without a person (an askpass helper): for tests whose point is elsewhere."""
+    helper = f"{HOME}/bpa-askpass"
+    box.c.path(helper).write_text(f"#!/bin/sh\necho '{PASSPHRASE}'\n")
+    box.c.check("chown", "backuppc:backuppc", helper)
+    box.c.check("chmod", "0700", helper)
+    askpass = {"SSH_ASKPASS": helper, "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}
+    done = box.c.run("ssh-add", KEY, user="backuppc", env=AS_AGENT_USER | askpass)
+    assert done.returncode == 0, done.stderr
+    box.c.check("rm", "-f", helper)
+
+
 def _login_shows_held(c: Container, term_argv: tuple[str, ...]) -> str:
     term = c.terminal(*term_argv)
     try:
@@ -400,6 +412,29 @@ def test_keep_agent_a_supervisor_restart_keeps_the_agent_and_its_keys(box: Box) 
     assert box.unit(SUPERVISOR)["MainPID"] != supervisor_pid
     assert "ED25519" in box.keys_listed()
     box.journal_has_no_leftovers()
+
+
+def test_a_killed_supervisor_is_restarted_and_adopts_the_agent_with_its_keys(box: Box) -> None:
+    agent_pid = box.unit(AGENT)["MainPID"]
+    restarts = int(box.unit(SUPERVISOR)["NRestarts"])
+    box.c.check("systemctl", "kill", "--signal=KILL", SUPERVISOR)
+    box.settle(lambda: int(box.unit(SUPERVISOR)["NRestarts"]) == restarts + 1, "restarted")
+    box.settle(lambda: box.adopted(agent_pid), "agent adopted")
+    box.settle(box.ready, "ready")
+    assert box.unit(AGENT)["MainPID"] == agent_pid
+    assert "ED25519" in box.keys_listed()
+
+
+def test_a_killed_agent_is_restarted_over_its_stale_socket_and_adopted_again(box: Box) -> None:
+    agent_pid = box.unit(AGENT)["MainPID"]
+    box.c.check("systemctl", "kill", "--signal=KILL", AGENT)  # its socket stays behind
+    box.settle(lambda: box.active(AGENT) and box.unit(AGENT)["MainPID"] != agent_pid,
+               "a new agent")  # fmt: skip
+    assert box.unit(AGENT)["NRestarts"] == "1"
+    box.settle(lambda: box.adopted(box.unit(AGENT)["MainPID"]), "new agent adopted")
+    box.settle(box.waiting, "waiting")  # the keys died with the agent
+    _add_key(box)
+    box.settle(box.ready, "ready")
 
 
 def test_stop_agent_a_supervisor_restart_ends_the_keys_and_a_new_agent_serves(box: Box) -> None:
