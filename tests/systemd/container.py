@@ -248,9 +248,11 @@ class Container:
         out = self.check("systemctl", "show", unit, *(f"--property={p}" for p in properties))
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
-    def journal(self, *args: str) -> str:
-        """This boot's journal (`journalctl -b`), message text only."""
-        return self.check("journalctl", "-b", "--no-pager", "-o", "short-monotonic", *args)
+    def journal(self, *args: str, every_boot: bool = False) -> str:
+        """This boot's journal (`journalctl -b`); with ``every_boot``, the earlier boots' too
+        (the trees keep a persistent journal): their shutdowns."""
+        boot = () if every_boot else ("-b",)
+        return self.check("journalctl", *boot, "--no-pager", "-o", "short-monotonic", *args)
 
     def copy_source(self, inside: str = "/root/src", commit: str = "") -> None:
         """The working tree (as `make deb` copies it: also uncommitted edits) to ``inside``;

@@ -148,7 +148,8 @@ class Box:
             raise AssertionError(f"{self.log()[-3000:]}\n{xferlog[-3000:]}")
 
     def journal_has_no_leftovers(self) -> None:
-        journal = self.c.journal()
+        """No unit of this machine's life so far left a process behind (shutdowns included)."""
+        journal = self.c.journal(every_boot=True)
         found = [line for line in journal.splitlines() if any(s in line for s in NEVER_IN_JOURNAL)]
         assert found == [], "\n".join(found)
 
@@ -504,6 +505,7 @@ def test_after_a_reboot_it_waits_hooks_fail_fast_and_ssh_add_makes_it_ready(box:
     assert code == 0, out
     for unit in (SUPERVISOR, AGENT):
         assert box.unit(unit)["NRestarts"] == "0", box.c.journal("-u", unit)
+    box.journal_has_no_leftovers()
 
 
 # -- 7. unattended unlock -----------------------------------------------------------------
@@ -546,12 +548,24 @@ def test_unattended_unlock_loads_the_key_at_boot_under_the_units_hardening(box: 
     assert box.accepted() - before == 1
 
 
-# -- 8. remove and purge ------------------------------------------------------------------
+# -- 8. upgrade, remove and purge ----------------------------------------------------------
 
 
 def _ours(box: Box) -> list[str]:
     out = box.c.check("ps", "-u", "backuppc", "-o", "pid=,args=")
     return [line for line in out.splitlines() if "backuppc-agent" in line or "ssh-agent" in line]
+
+
+def test_an_upgrade_restarts_neither_unit_and_keeps_the_keys(box: Box) -> None:
+    """The same .deb again: dpkg runs the upgrade path of prerm and postinst."""
+    box.settle(box.ready, "ready")
+    pids = {unit: box.unit(unit)["MainPID"] for unit in (SUPERVISOR, AGENT)}
+    debs = sorted(box.c.path("/root/src/dist").glob("backuppc-agent_*_all.deb"))
+    done = box.c.run("dpkg", "-i", f"/root/src/dist/{debs[-1].name}", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {unit: box.unit(unit)["MainPID"] for unit in (SUPERVISOR, AGENT)} == pids
+    assert box.ready()
+    assert "ED25519" in box.keys_listed()
 
 
 def test_apt_remove_stops_both_units_and_the_kept_agent_and_leaves_the_config(box: Box) -> None:
@@ -582,3 +596,4 @@ def test_apt_purge_removes_what_postrm_says_and_leaves_known_hosts(box: Box) -> 
     assert box.c.path(KEY).exists()
     assert _ours(box) == []
     assert box.active(BACKUPPC)
+    box.journal_has_no_leftovers()
