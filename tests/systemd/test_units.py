@@ -312,6 +312,7 @@ def test_after_apt_install_both_units_stay_quiet_until_install_writes_the_config
     status = box.c.run("systemctl", "status", "--no-pager", SUPERVISOR)
     assert f"ConditionPathExists={CONFIG} was not met" in status.stdout, status.stdout
     assert box.c.show(SUPERVISOR, "UnitFileState")["UnitFileState"] == "enabled"
+    assert box.active(BACKUPPC)  # its drop-in Wants= (not Requires=) our skipped unit
 
 
 def test_install_and_each_next_step_it_prints_works_at_once(box: Box) -> None:
@@ -329,7 +330,7 @@ def test_install_and_each_next_step_it_prints_works_at_once(box: Box) -> None:
         c.check(*words)
     box.settle(lambda: all(box.active(u) for u in (SUPERVISOR, AGENT, BACKUPPC)), "all active")
     box.settle(box.waiting, "waiting")
-    for unit in (SUPERVISOR, AGENT):
+    for unit in (SUPERVISOR, AGENT, BACKUPPC):  # BackupPC's server started for good
         assert box.unit(unit)["NRestarts"] == "0", box.c.journal("-u", unit)
 
 
