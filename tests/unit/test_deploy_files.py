@@ -116,6 +116,8 @@ def test_the_systemd_supervisor_adopts_the_agent_of_its_own_unit_and_hides_no_pe
     assert "KillMode" not in settings
     assert settings["ExecStart"].endswith(" run --adopt")
     assert settings["Wants"] == "backuppc-ssh-agent.service"
+    # While it runs, an agent it ended (stop-agent on a restart) is started again.
+    assert settings["Upholds"] == "backuppc-ssh-agent.service"
     assert settings["After"].startswith("backuppc-ssh-agent.service ")
     assert settings["ConditionPathExists"] == "/etc/backuppc-agent/config.toml"
     assert settings["Restart"] == "always"
