@@ -18,7 +18,8 @@ PACKAGES="libpam-systemd backuppc openssh-server openssh-client rsync python3 py
 python3-keyrings.alt python3-prometheus-client sudo procps iproute2 iputils-ping less \
 debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian \
 python3-argparse-manpage make build-essential smbclient samba-common-bin"
-STAMP="$release: $PACKAGES"
+BACKUPPC_UID=950
+STAMP="$release: backuppc $BACKUPPC_UID: $PACKAGES"
 
 fail() {
     echo "build-tree.sh $release: $*" >&2
@@ -68,6 +69,12 @@ in_tree() {
 }
 retry in_tree apt-get -q -o Acquire::Retries=3 update \
     || { tail -20 "$log" >&2; fail "apt-get update failed (log $log)"; }
+# The backuppc account gets a uid of its own before BackupPC's postinst would pick one:
+# the container's processes show in the host's /proc, and host tests that clean up
+# by the host's backuppc uid must never hit the container's (nor the other way round).
+in_tree groupadd --system --gid "$BACKUPPC_UID" backuppc
+in_tree useradd --system --uid "$BACKUPPC_UID" --gid "$BACKUPPC_UID" --home-dir /var/lib/backuppc \
+    --no-create-home --shell /bin/sh --comment BackupPC backuppc
 # shellcheck disable=SC2086  # word splitting of the package list is intended
 retry in_tree apt-get install -y -q -o Acquire::Retries=3 --no-install-recommends $PACKAGES \
     || { tail -20 "$log" >&2; fail "apt-get install failed (log $log)"; }

@@ -36,6 +36,7 @@ KEY = f"{HOME}/.ssh/id_ed25519"
 CONFIG = "/etc/backuppc-agent/config.toml"
 PASSPHRASE = "systemd tier passphrase 2718"
 CLIENT, CLIENT_ADDRESS, CLIENT_USER = "bpa-client", "127.0.0.2", "bpaclient"
+CLIENT_UID = "2741"
 CLIENT_LOG = "/var/log/bpa-client-sshd.log"
 SHARE = "/srv/bpa-share"
 LOG = f"{HOME}/log/LOG"
@@ -209,7 +210,8 @@ def _build_and_install(c: Container) -> str:
 
 def _client_sshd(c: Container, release: str) -> None:
     """The client: user bpaclient, a share, an sshd on 127.0.0.2 as a unit of its own."""
-    c.check("useradd", "--create-home", "--shell", "/bin/sh", CLIENT_USER)
+    # A uid no host account has: host tests clean up by uid, and they see our processes.
+    c.check("useradd", "--uid", CLIENT_UID, "--create-home", "--shell", "/bin/sh", CLIENT_USER)
     c.check("usermod", "-p", "*", CLIENT_USER)  # sshd without PAM refuses locked accounts
     share = c.path(SHARE)
     share.mkdir(parents=True)
