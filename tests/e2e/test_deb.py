@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,10 +304,31 @@ def test_install_wires_backuppc_in_one_step_and_says_it_appended(machine: Machin
     assert status.returncode == 0, status.stdout + status.stderr
 
 
+@contextmanager
+def ping_as_any_user() -> Iterator[None]:
+    """Unprivileged ICMP echo, as a booted Debian 13 has it.
+
+    Debian 13's ping has no file capability: it relies on net.ipv4.ping_group_range,
+    which systemd-sysctl opens to every group at boot. Where systemd is not PID 1 the
+    kernel's default (no group) stays, BackupPC's default PingCmd fails as backuppc
+    and the stock host is never dumped. Opened as systemd would, then put back.
+    """
+    sysctl = Path("/proc/sys/net/ipv4/ping_group_range")
+    before = sysctl.read_text()
+    probe = ("runuser", "-u", "backuppc", "--", "ping", "-c", "1", "-W", "2", "127.0.0.1")
+    if run(*probe, timeout=30).returncode != 0:
+        sysctl.write_text("0 2147483647\n")
+    try:
+        yield
+    finally:
+        sysctl.write_text(before)
+
+
 def test_stock_localhost_over_local_tar_is_not_held_without_keys(machine: Machine) -> None:
-    done = backuppc_mesg("backup", "localhost", "localhost", "backuppc", "doFull")
-    assert done.returncode == 0, done.stdout + done.stderr
-    wait_for(lambda: dump_ended(machine.log(), "localhost"), timeout=120)
+    with ping_as_any_user():
+        done = backuppc_mesg("backup", "localhost", "localhost", "backuppc", "doFull")
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_for(lambda: dump_ended(machine.log(), "localhost"), timeout=120)
     xferlog = machine.newest_log("localhost", "XferLOG*.z")
     assert "DumpPreUserCmd returned error" not in xferlog, xferlog[:3000]
     assert "does not use ssh: not gated" in xferlog, xferlog[:3000]
