@@ -38,6 +38,8 @@ PASSPHRASE = "systemd tier passphrase 2718"
 CLIENT, CLIENT_ADDRESS, CLIENT_USER = "bpa-client", "127.0.0.2", "bpaclient"
 CLIENT_UID = "2741"
 CLIENT_LOG = "/var/log/bpa-client-sshd.log"
+#: A second client sshd that penalises us (OpenSSH >= 9.8 only).
+PENALISING, PENAL_LOG = "127.0.0.4", "/var/log/bpa-penal-sshd.log"
 SHARE = "/srv/bpa-share"
 LOG = f"{HOME}/log/LOG"
 WAIT_SECONDS = 3  # hooks.wait_seconds: how long a pre hook waits for keys
@@ -394,6 +396,36 @@ def test_trust_and_doctor_are_all_ok(box: Box) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert [line for line in done.stdout.splitlines() if line.startswith("FAIL")] == []
     assert "ok   access: backuppc runs /usr/bin/backuppc-agent" in done.stdout, done.stdout
+
+
+def test_trust_names_sshds_penalty_and_the_exemption_to_add(box: Box) -> None:
+    """OpenSSH >= 9.8 (Debian 13): a client sshd that drops us for PerSourcePenalties."""
+    c = box.c
+    if c.release == "bookworm":
+        pytest.skip("Debian 12's sshd 9.2 has no PerSourcePenalties")
+    c.path("/etc/bpa-penal").mkdir()
+    c.check("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/etc/bpa-penal/host_ed25519")
+    c.path("/etc/bpa-penal/sshd_config").write_text(
+        f"ListenAddress {PENALISING}:22\nHostKey /etc/bpa-penal/host_ed25519\n"
+        "PidFile /run/bpa-penal.pid\nUsePAM no\nLogLevel VERBOSE\n"
+        # Each scan without login costs 5 s; past 10 s the source is refused.
+        "PerSourcePenalties noauth:5 min:10 max:60\n"
+    )
+    c.check("mkdir", "-p", "/run/sshd")
+    c.check("/usr/sbin/sshd", "-f", "/etc/bpa-penal/sshd_config", "-E", PENAL_LOG)
+    try:
+        for _ in range(10):  # scan until sshd drops us
+            scanned = c.run("ssh-keyscan", "-t", "ed25519", PENALISING, timeout=30)
+            if "ssh-ed25519" not in scanned.stdout:
+                break
+        assert "penalty: connections without attempting" in c.path(PENAL_LOG).read_text()
+        done = c.run("backuppc-agent", "trust", "penalised", "--host", PENALISING, "--yes")
+    finally:
+        c.sh("kill $(cat /run/bpa-penal.pid)")
+    assert done.returncode == 9, done.stdout + done.stderr  # FAILED
+    assert "PerSourcePenalties" in done.stderr, done.stderr
+    assert "PerSourcePenaltyExemptList" in done.stderr, done.stderr
+    assert "is sshd running" not in done.stderr
 
 
 def test_backuppc_dumps_the_client_over_one_authentication(box: Box) -> None:
