@@ -290,3 +290,38 @@ def test_the_plaintext_is_in_no_file_log_argv_environment_or_metric(
     assert records[0].read_bytes().count(b"\ndecrypt\n") >= 2  # set checks, the supervisor opens
     assert str(keys["a"]).encode() in records[1].read_bytes()
     assert [text for text in seen if PASSPHRASE.encode() in text] == []
+
+
+# -- doctor ------------------------------------------------------------------------------
+
+
+def _doctor_lines(inst: Setup, tmp_path: Path) -> list[str]:
+    procfs = tmp_path / "proc"
+    procfs.mkdir(mode=0o700, exist_ok=True)
+    (procfs / "swaps").write_text("Filename\tType\tSize\tUsed\tPriority\n")
+    result = cli("doctor", "--procfs", str(procfs), config=inst.config, timeout=60)
+    return [line for line in result.stdout.splitlines() if "tang" in line or "unlock" in line]
+
+
+def test_doctor_names_the_unlock_and_checks_each_tang_and_the_pinned_key(
+    keys: dict[str, Path], tmp_path: Path
+) -> None:
+    with running_tangs(tmp_path) as [server]:
+        inst = make_setup(
+            tmp_path / "inst",
+            agent={"unlock": "tang", "keys": [keys["a"]]},
+            backuppc={"user": "root"},
+        )
+        store(inst, keys["a"], [server])
+        lines = _doctor_lines(inst, tmp_path)
+        assert any('unattended unlock: "tang"' in line for line in lines), lines
+        assert any("answers and advertises the pinned key" in line for line in lines), lines
+        server.rotate()
+        lines = _doctor_lines(inst, tmp_path)
+        assert any("no longer advertises" in line and "rekey" in line for line in lines), lines
+        tang_mod.jwe_path(inst.state_dir, keys["a"]).chmod(0o644)
+        lines = _doctor_lines(inst, tmp_path)
+        assert any("mode 0600" in line for line in lines), lines
+        tang_mod.jwe_path(inst.state_dir, keys["a"]).chmod(0o600)
+    lines = _doctor_lines(inst, tmp_path)
+    assert any("no Tang answers" in line for line in lines), lines
