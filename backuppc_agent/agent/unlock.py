@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 CLOSE_WAIT_SECONDS = 2.0
 #: Back-off between attempts while no Tang answers: doubles from first to max.
 RETRY_FIRST_SECONDS = 0.5
-RETRY_MAX_SECONDS = 4.0
+RETRY_MAX_SECONDS = 2.0
 #: Status codes the supervisor publishes (Snapshot.unlock_waiting).
 WAITING_TANG = "tang-unreachable"
 REFUSED_TANG = "tang-refused"
