@@ -97,7 +97,7 @@ class AgentConfig:
     poll_seconds: float = field(metadata=setting(0.2, _between(0.01, 60)))
     probe_timeout_seconds: float = field(metadata=setting(2.0, _between(0.05, 60)))
     ssh_agent: str = field(metadata=setting("ssh-agent", _program))
-    unlock: str = field(metadata=setting("none", _choice("none", "keyring")))
+    unlock: str = field(metadata=setting("none", _choice("none", "keyring", "tang")))
     keys: tuple[Path, ...] = field(metadata=setting(()))
     sign_interval_seconds: float = field(metadata=setting(60.0, _between(1, 86400)))
     expiry_warning_seconds: int = field(metadata=setting(3600, _between(0, 30 * 86400)))
@@ -287,8 +287,8 @@ def _cross_checks(config: Config) -> list[str]:
     problems = []
     if (config.metrics.certfile is None) != (config.metrics.keyfile is None):
         problems.append("metrics.certfile, metrics.keyfile: set both for TLS, or neither")
-    if config.agent.unlock == "keyring" and not config.agent.keys:
-        problems.append('agent.keys: unlock = "keyring" needs at least one key file')
+    if config.agent.unlock != "none" and not config.agent.keys:
+        problems.append(f'agent.keys: unlock = "{config.agent.unlock}" needs at least one key file')
     return problems
 
 

@@ -58,6 +58,8 @@ class Snapshot:
     #: (fingerprint, why) for each key that counts but cannot be used: a sign check's
     #: label (refused, touch, timeout, garbage, error) or "expired" / "not-yet-valid"
     unusable: tuple[tuple[str, str], ...] = ()
+    #: "" or why unattended unlock waits: "tang-unreachable", "tang-refused"
+    unlock_waiting: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict (state as its string value)."""

@@ -70,6 +70,7 @@ class Supervisor:
         on_agent_started: StartedHook | None = None,
         agent_starter: AgentStarter | None = start_agent,
         sign: Callable[..., SignChecks] = sign_keys,
+        unlock_status: Callable[[], tuple[str, str]] | None = None,
     ) -> None:
         self.config = config
         self._config_path = config_path
@@ -84,6 +85,7 @@ class Supervisor:
         self._lock = FileLock(config.state.dir / state.LOCK_FILE)
         self._last_identities: tuple[Identity, ...] = ()
         self._last_fingerprints: tuple[str, ...] = ()
+        self._unlock_status = unlock_status
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -205,9 +207,12 @@ class Supervisor:
     def _make_snapshot(self, verdict: Readiness) -> Snapshot:
         old = self.snapshot
         since = old.since if old is not None and old.state is verdict.state else time.time()
+        waiting, detail = self._unlock_status() if self._unlock_status else ("", "")
+        if verdict.state is not State.WAITING:
+            waiting = detail = ""
         return Snapshot(
             state=verdict.state,
-            reason=verdict.reason,
+            reason=f"{verdict.reason}; unattended unlock: {detail}" if detail else verdict.reason,
             socket=str(self.config.agent.socket),
             agent_pid=self.keeper.pid,
             identities=verdict.identities,
@@ -221,6 +226,7 @@ class Supervisor:
             expiries=verdict.expiries,
             expires=verdict.expires,
             unusable=verdict.unusable,
+            unlock_waiting=waiting,
         )
 
     # -- reload and stop ----------------------------------------------------
@@ -286,4 +292,5 @@ class Supervisor:
             expiries=(),
             expires=None,
             unusable=(),
+            unlock_waiting="",
         )

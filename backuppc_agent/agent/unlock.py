@@ -1,12 +1,18 @@
-"""Opt-in unattended unlock: load [agent] keys with passphrases from the keyring.
+"""Opt-in unattended unlock: load [agent] keys with passphrases from the keyring or Tang.
 
-With ``[agent] unlock = "keyring"`` the supervisor loads the configured keys
+With ``[agent] unlock = "keyring"`` (or ``"tang"``) the supervisor loads the configured keys
 itself whenever it attaches to an agent it has not unlocked yet: at start,
 after every agent restart, and after adopting an agent (only the keys the
 agent does not already hold). It runs as a supervisor Listener on a worker
 thread, so a slow keyring backend never stalls the supervision loop. A missing
 or wrong passphrase is logged as one clear line; the state stays waiting and an
 operator's interactive ``ssh-add`` works as always.
+
+With ``"tang"`` the passphrase is a Clevis JWE in the state dir (agent/tang.py).
+While no Tang answers the worker retries with back-off (capped at
+RETRY_MAX_SECONDS, so a Tang coming back is noticed within seconds) and
+``status()`` names the unreachable URLs: the supervisor puts that into the
+waiting reason and the exporter into backuppc_agent_unlock_waiting_tang.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent.agent import keyfiles, passphrases
+from backuppc_agent import paths
+from backuppc_agent.agent import keyfiles, passphrases, tang
 from backuppc_agent.agent.passphrases import PassphraseError
 from backuppc_agent.agent.probe import ProbeResult, probe
+from backuppc_agent.agent.tang import TangRefusedError, TangUnreachableError
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.state import Snapshot
@@ -28,6 +36,12 @@ logger = logging.getLogger(__name__)
 
 #: How long the supervisor's shutdown waits for an unlock in progress.
 CLOSE_WAIT_SECONDS = 2.0
+#: Back-off between attempts while no Tang answers: doubles from first to max.
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 2.0
+#: Status codes the supervisor publishes (Snapshot.unlock_waiting).
+WAITING_TANG = "tang-unreachable"
+REFUSED_TANG = "tang-refused"
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,8 @@ class KeyOutcome:
     key: Path
     loaded: bool
     detail: str
+    #: "" or WAITING_TANG (retry later) or REFUSED_TANG (re-store needed)
+    waiting: str = ""
 
 
 def unlock_missing(
@@ -49,21 +65,49 @@ def unlock_missing(
         logger.error("unattended unlock: no agent answers on %s: %s", agent.socket, result.detail)
         return []
     held = set(result.fingerprints)
-    return [_unlock_one(agent.socket, key, held) for key in agent.keys]
+    return [_unlock_one(config, key, held) for key in agent.keys]
 
 
-def _unlock_one(socket: Path, key: Path, held: set[str]) -> KeyOutcome:
+def stored_passphrase(config: Config, key: Path) -> str:
+    """The passphrase of ``key`` from the keyring or from Tang; raise if there is none."""
+    if config.agent.unlock == "tang":
+        return tang_passphrase(config.state.dir, key)
+    passphrase = passphrases.get(key)
+    if passphrase is None:
+        raise PassphraseError(
+            f"no passphrase for {key} in keyring {passphrases.backend_name()}; "
+            f"store it with: backuppc-agent passphrase set {key}"
+        )
+    return passphrase
+
+
+def tang_passphrase(state_dir: Path, key: Path) -> str:
+    """Decrypt the stored JWE of ``key`` with Tang's help; raise PassphraseError if none."""
+    where = tang.jwe_path(state_dir, key)
+    jwe = paths.read_bounded(where, tang.JWE_MAX_BYTES)
+    if jwe is None:
+        raise PassphraseError(
+            f"no passphrase for {key} is stored for Tang ({where}); "
+            f"store it with: backuppc-agent passphrase set {key} --tang URL"
+        )
+    try:
+        return tang.decrypt(jwe)
+    except TangRefusedError as err:
+        raise TangRefusedError(
+            f"{err}; re-store it with: backuppc-agent passphrase rekey {key}"
+        ) from err
+
+
+def _unlock_one(config: Config, key: Path, held: set[str]) -> KeyOutcome:
+    socket = config.agent.socket
     fingerprint = keyfiles.key_fingerprint(key)
     if fingerprint is not None and fingerprint in held:
         return KeyOutcome(key, True, "already loaded")
     try:
-        passphrase = passphrases.get(key)
-        if passphrase is None:
-            raise PassphraseError(
-                f"no passphrase for {key} in keyring {passphrases.backend_name()}; "
-                f"store it with: backuppc-agent passphrase set {key}"
-            )
-        passphrases.add(socket, key, passphrase)
+        passphrases.add(socket, key, stored_passphrase(config, key))
+    except TangUnreachableError as err:
+        logger.debug("unattended unlock of %s waits: %s", key, err)
+        return KeyOutcome(key, False, str(err), WAITING_TANG)
     except BackupPCAgentError as err:
         logger.error(
             "unattended unlock of %s failed: %s; the agent stays waiting: "
@@ -73,13 +117,25 @@ def _unlock_one(socket: Path, key: Path, held: set[str]) -> KeyOutcome:
             socket,
             key,
         )
-        return KeyOutcome(key, False, str(err))
+        waiting = REFUSED_TANG if isinstance(err, TangRefusedError) else ""
+        return KeyOutcome(key, False, str(err), waiting)
     logger.info("unattended unlock: loaded %s (%s)", key, fingerprint or "fingerprint unknown")
     return KeyOutcome(key, True, "loaded")
 
 
-class KeyringUnlocker:
-    """Supervisor listener: unlock each new agent once, on a worker thread."""
+def waiting_status(outcomes: object) -> tuple[str, str]:
+    """(code, detail) of the outcomes that still wait on Tang; ("", "") if none."""
+    if not isinstance(outcomes, list):
+        return "", ""
+    for code in (WAITING_TANG, REFUSED_TANG):
+        details = [o.detail for o in outcomes if isinstance(o, KeyOutcome) and o.waiting == code]
+        if details:
+            return code, "; ".join(dict.fromkeys(details))
+    return "", ""
+
+
+class Unlocker:
+    """Supervisor listener: unlock each new agent once, on a worker thread; retry on Tang."""
 
     def __init__(
         self, config: Config, unlock_fn: Callable[[Config], object] = unlock_missing
@@ -90,10 +146,17 @@ class KeyringUnlocker:
         self._lock = threading.Lock()
         self._pending = False
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._status: tuple[str, str] = ("", "")
+
+    def status(self) -> tuple[str, str]:
+        """(code, detail) while unlock waits on Tang (WAITING_TANG, REFUSED_TANG), else ("", "")."""
+        with self._lock:
+            return self._status
 
     def on_snapshot(self, old: Snapshot | None, new: Snapshot) -> None:
         """Start an unlock when an agent we have not unlocked yet answers."""
-        if self._config.agent.unlock != "keyring" or not new.agent_up:
+        if self._config.agent.unlock == "none" or not new.agent_up:
             return
         if new.agent_pid is None or new.agent_pid == self._unlocked_pid:
             return
@@ -101,15 +164,16 @@ class KeyringUnlocker:
         self._request()
 
     def on_reload(self, config: Config) -> None:
-        """Take the new settings; unlock at once if keyring unlock or its keys just changed."""
+        """Take the new settings; unlock at once if the unlock method or its keys just changed."""
         with self._lock:
             old, self._config = self._config.agent, config
         new = config.agent
-        if new.unlock == "keyring" and (old.unlock != new.unlock or old.keys != new.keys):
+        if new.unlock != "none" and (old.unlock != new.unlock or old.keys != new.keys):
             self._request()
 
     def close(self) -> None:
-        """Wait briefly for an unlock in progress (its ssh-add has its own timeout)."""
+        """Stop retrying; wait briefly for an unlock in progress (its children have timeouts)."""
+        self._stop.set()
         with self._lock:
             thread = self._thread
         if thread is not None:
@@ -120,18 +184,43 @@ class KeyringUnlocker:
             self._pending = True
             if self._thread is not None:
                 return  # the running worker picks the request up
-            self._thread = threading.Thread(target=self._work, name="keyring-unlock", daemon=True)
+            self._thread = threading.Thread(
+                target=self._work, name="unattended-unlock", daemon=True
+            )
             self._thread.start()
 
     def _work(self) -> None:
+        delay = RETRY_FIRST_SECONDS
         while True:
             with self._lock:
-                if not self._pending:
+                if not self._pending or self._stop.is_set():
                     self._thread = None
                     return
                 self._pending = False
                 config = self._config
-            try:
-                self._unlock(config)
-            except Exception:
-                logger.exception("unattended unlock failed unexpectedly")
+            status = self._attempt(config)
+            if status[0] != WAITING_TANG:
+                delay = RETRY_FIRST_SECONDS
+                continue
+            # No Tang answers: try again after the back-off, or at once on a new request.
+            if self._stop.wait(delay):
+                continue
+            delay = min(2 * delay, RETRY_MAX_SECONDS)
+            with self._lock:
+                self._pending = True
+
+    def _attempt(self, config: Config) -> tuple[str, str]:
+        try:
+            status = waiting_status(self._unlock(config))
+        except Exception:
+            logger.exception("unattended unlock failed unexpectedly")
+            status = ("", "")
+        with self._lock:
+            old, self._status = self._status, status
+        if status != old and status[0] == WAITING_TANG:
+            logger.warning(
+                "unattended unlock waits: %s; retrying (ssh-add by hand works)", status[1]
+            )
+        elif status != old and old[0] == WAITING_TANG:
+            logger.info("unattended unlock: Tang answers again")
+        return status

@@ -10,7 +10,7 @@ from backuppc_agent import __version__
 from backuppc_agent import config as config_mod
 from backuppc_agent.agent.process import start_agent
 from backuppc_agent.agent.supervisor import Listener, Supervisor
-from backuppc_agent.agent.unlock import KeyringUnlocker
+from backuppc_agent.agent.unlock import Unlocker
 from backuppc_agent.backuppc.notify import OnReadyNotifier
 from backuppc_agent.cli.common import load_config, setup_logging
 from backuppc_agent.config import Config
@@ -28,10 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_listeners(config: Config) -> list[Listener]:
-    """The components that follow the supervisor (on-ready notifier, exporter)."""
-    # Always present: a SIGHUP can turn [agent] unlock = "keyring" on.
-    listeners: list[Listener] = [KeyringUnlocker(config)]
+def build_listeners(config: Config, unlocker: Unlocker | None = None) -> list[Listener]:
+    """The components that follow the supervisor (unlocker, on-ready notifier, exporter)."""
+    # Always present: a SIGHUP can turn [agent] unlock = "keyring" or "tang" on.
+    listeners: list[Listener] = [unlocker or Unlocker(config)]
     # Always present: a SIGHUP can turn [hooks] on_ready = "backup-all" on.
     listeners.append(OnReadyNotifier(config))
     if config.metrics.listen:
@@ -51,10 +51,12 @@ def run(args: argparse.Namespace) -> int:
         "backuppc-agent %s starting (config: %s, pid %d)", __version__, config.source, os.getpid()
     )
     logger.info("agent socket: %s; load keys with: SSH_AUTH_SOCK=%s ssh-add", sock, sock)
+    unlocker = Unlocker(config)
     supervisor = Supervisor(
         config,
         config_path=args.config,
-        listeners=build_listeners(config),
+        listeners=build_listeners(config, unlocker),
+        unlock_status=unlocker.status,
         loader=config_mod.load,
         agent_starter=None if args.adopt else start_agent,
     )

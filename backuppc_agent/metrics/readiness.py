@@ -53,6 +53,16 @@ class ReadinessPart(Part):
             "Times the supervisor restarted a lost ssh-agent (its keys were lost each time).",
             value=current.agent_restarts,
         )
+        yield gauge(
+            "unlock_waiting_tang",
+            "1 while unattended unlock waits because no Tang server answers, else 0.",
+            float(current.unlock_waiting == "tang-unreachable"),
+        )
+        yield gauge(
+            "unlock_tang_refused",
+            "1 while Tang answers but cannot open the stored passphrase (rekey it), else 0.",
+            float(current.unlock_waiting == "tang-refused"),
+        )
         yield from self._expiry(current)
 
     def _expiry(self, current: Snapshot) -> Iterator[Metric]:

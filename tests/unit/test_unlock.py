@@ -11,7 +11,7 @@ import pytest
 
 from backuppc_agent import askpass
 from backuppc_agent.agent import keyfiles, passphrases
-from backuppc_agent.agent.unlock import KeyringUnlocker
+from backuppc_agent.agent.unlock import Unlocker
 from backuppc_agent.config import Config, from_mapping
 from backuppc_agent.state import Snapshot, State
 from tests.helpers import key_fingerprint
@@ -153,7 +153,7 @@ class Recorder:
 
 def test_each_new_agent_is_unlocked_once(tmp_path: Path) -> None:
     fake = Recorder()
-    unlocker = KeyringUnlocker(make_config(tmp_path), fake)
+    unlocker = Unlocker(make_config(tmp_path), fake)
     unlocker.on_snapshot(None, snap(100))
     assert fake.done.acquire(timeout=10)
     unlocker.on_snapshot(snap(100), snap(100))
@@ -166,9 +166,9 @@ def test_each_new_agent_is_unlocked_once(tmp_path: Path) -> None:
 
 def test_nothing_is_unlocked_without_a_live_agent_or_with_unlock_none(tmp_path: Path) -> None:
     fake = Recorder()
-    KeyringUnlocker(make_config(tmp_path), fake).on_snapshot(None, snap(100, up=False))
-    KeyringUnlocker(make_config(tmp_path), fake).on_snapshot(None, snap(None))
-    KeyringUnlocker(make_config(tmp_path, unlock="none", keys=()), fake).on_snapshot(None, snap(1))
+    Unlocker(make_config(tmp_path), fake).on_snapshot(None, snap(100, up=False))
+    Unlocker(make_config(tmp_path), fake).on_snapshot(None, snap(None))
+    Unlocker(make_config(tmp_path, unlock="none", keys=()), fake).on_snapshot(None, snap(1))
     assert not fake.done.acquire(timeout=0.2)
     assert fake.calls == []
 
@@ -176,7 +176,7 @@ def test_nothing_is_unlocked_without_a_live_agent_or_with_unlock_none(tmp_path: 
 def test_a_request_while_an_unlock_runs_is_not_lost(tmp_path: Path) -> None:
     fake = Recorder()
     fake.release.clear()
-    unlocker = KeyringUnlocker(make_config(tmp_path), fake)
+    unlocker = Unlocker(make_config(tmp_path), fake)
     unlocker.on_snapshot(None, snap(100))
     assert fake.entered.wait(10)
     unlocker.on_snapshot(snap(100), snap(200))
@@ -189,7 +189,7 @@ def test_a_request_while_an_unlock_runs_is_not_lost(tmp_path: Path) -> None:
 
 def test_turning_keyring_unlock_on_by_reload_unlocks_at_once(tmp_path: Path) -> None:
     fake = Recorder()
-    unlocker = KeyringUnlocker(make_config(tmp_path, unlock="none", keys=()), fake)
+    unlocker = Unlocker(make_config(tmp_path, unlock="none", keys=()), fake)
     unlocker.on_reload(make_config(tmp_path))
     assert fake.done.acquire(timeout=10)
     unlocker.on_reload(make_config(tmp_path))

@@ -1,0 +1,245 @@
+"""Network-bound unlock: a key's passphrase kept only as a Clevis JWE that Tang must help open.
+
+Clevis does the cryptography; this module builds its argument tuples, reads
+the Tang advertisement to show and pin its signing-key thumbprints, and sorts
+clevis's failures into "no Tang answers" and "Tang answers but refuses" (its
+keys were rotated and the old ones removed). The plaintext goes to clevis on
+stdin and comes back on stdout: never an argv, an environment or a file.
+
+Every pin carries its ``thp``, and clevis runs without ``-y``: it then checks
+that the advertisement is signed by the pinned key and never asks on a tty.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backuppc_agent import proc
+from backuppc_agent.agent.passphrases import PassphraseError
+from backuppc_agent.errors import BackupPCAgentError
+
+CLEVIS_TIMEOUT_SECONDS = 20.0
+JOSE_TIMEOUT_SECONDS = 10.0
+ADV_TIMEOUT_SECONDS = 3.0
+#: A Tang advertisement is a few hundred bytes; a JWE of several pins a few KiB.
+ADV_MAX_BYTES = 1 << 16
+JWE_MAX_BYTES = 1 << 20
+UNLOCK_DIR = "unlock"
+THP_ALGORITHM = "S256"
+
+
+class TangError(BackupPCAgentError):
+    """Clevis or a Tang failed in a way no retry fixes (bad JWE, bad pin, wrong thumbprint)."""
+
+
+class TangUnreachableError(TangError):
+    """No Tang (or too few of them) answers: retrying later may work."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = tuple(urls)
+        super().__init__("no Tang answers: " + ", ".join(self.urls))
+
+
+class TangRefusedError(PassphraseError):
+    """A Tang answers but its current keys cannot open the JWE (old keys removed)."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One Tang server and the thumbprint of the signing key trusted for it."""
+
+    url: str
+    thp: str
+
+
+# -- where the JWE lives ------------------------------------------------------------
+
+
+def jwe_path(state_dir: Path, key: Path) -> Path:
+    """``STATE_DIR/unlock/KEYNAME-HASH.jwe``: the hash of the key's path tells same names apart."""
+    digest = hashlib.sha256(str(key).encode()).hexdigest()[:12]
+    return state_dir / UNLOCK_DIR / f"{key.name}-{digest}.jwe"
+
+
+# -- argument tuples ----------------------------------------------------------------------
+
+
+def pin_config(pins: Sequence[Pin], threshold: int) -> tuple[str, str]:
+    """Clevis's pin and its JSON config: ``tang`` for one pin, ``sss`` for several."""
+    tangs = [{"url": pin.url, "thp": pin.thp} for pin in pins]
+    if len(tangs) == 1:
+        return "tang", json.dumps(tangs[0], sort_keys=True)
+    return "sss", json.dumps({"t": threshold, "pins": {"tang": tangs}}, sort_keys=True)
+
+
+def make_encrypt_command(pin: str, config: str) -> tuple[str, ...]:
+    """``clevis encrypt PIN CONFIG``: no ``-y``, so the pinned ``thp`` is checked."""
+    return ("clevis", "encrypt", pin, config)
+
+
+def make_decrypt_command() -> tuple[str, ...]:
+    """``clevis decrypt``: the JWE on stdin, the plaintext on stdout."""
+    return ("clevis", "decrypt")
+
+
+def make_thumbprint_command() -> tuple[str, ...]:
+    """``jose jwk thp``: one thumbprint per key of the JWK set on stdin."""
+    return ("jose", "jwk", "thp", "-i-", "-a", THP_ALGORITHM)
+
+
+# -- the advertisement -----------------------------------------------------------------------
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def fetch_advertisement(url: str, timeout: float = ADV_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """GET URL/adv; raise TangUnreachableError if no answer, TangError if it is not Tang."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/adv", timeout=timeout) as answer:  # noqa: S310
+            raw = answer.read(ADV_MAX_BYTES)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise TangUnreachableError([url]) from err
+    try:
+        adv = json.loads(raw)
+        payload = json.loads(_b64(adv["payload"]))
+    except (ValueError, KeyError, TypeError, binascii.Error) as err:
+        raise TangError(f"{url} is not a Tang server (its /adv is no advertisement)") from err
+    if not isinstance(payload, dict) or not isinstance(payload.get("keys"), list):
+        raise TangError(f"{url} is not a Tang server (its advertisement lists no keys)")
+    return payload
+
+
+def signing_keys(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The advertisement's signing (verify) keys."""
+    keys = payload.get("keys", [])
+    return [k for k in keys if isinstance(k, dict) and "verify" in k.get("key_ops", [])]
+
+
+def thumbprints(keys: Sequence[dict[str, Any]]) -> list[str]:
+    """The S256 thumbprints of ``keys``, as jose computes them; raise TangError if it fails."""
+    if not keys:
+        return []
+    data = json.dumps({"keys": list(keys)}).encode()
+    result = proc.run(make_thumbprint_command(), JOSE_TIMEOUT_SECONDS, proc.base_env(), None, data)
+    if result.returncode != 0:
+        raise TangError(f"jose jwk thp failed: {_last_line(result.stderr)}")
+    return result.stdout.decode().split()
+
+
+def advertised_thumbprints(url: str) -> list[str]:
+    """The thumbprints of the signing keys Tang at ``url`` advertises now."""
+    return thumbprints(signing_keys(fetch_advertisement(url)))
+
+
+# -- encrypt and decrypt -------------------------------------------------------------------
+
+
+def encrypt(secret: str, pins: Sequence[Pin], threshold: int) -> bytes:
+    """The JWE of ``secret`` for ``pins``; raise TangUnreachableError or TangError."""
+    pin, config = pin_config(pins, threshold)
+    result = proc.run(
+        make_encrypt_command(pin, config),
+        CLEVIS_TIMEOUT_SECONDS,
+        proc.base_env(),
+        None,
+        secret.encode("utf-8"),
+    )
+    if result.returncode != 0 or not result.stdout:
+        detail = _last_line(result.stderr)
+        if "Unable to fetch advertisement" in detail:
+            raise TangError(f"clevis encrypt: {detail} (is the thumbprint still advertised?)")
+        raise TangError(f"clevis encrypt failed: {detail}")
+    return result.stdout
+
+
+def decrypt(jwe: bytes, timeout: float = CLEVIS_TIMEOUT_SECONDS) -> str:
+    """The plaintext of ``jwe``.
+
+    Raises TangUnreachableError when no Tang of the JWE answers, TangRefusedError when one
+    answers but cannot open it, TangError otherwise.
+    """
+    result = proc.run(make_decrypt_command(), timeout, proc.base_env(), None, jwe)
+    if result.returncode == 0 and result.stdout:
+        return result.stdout.decode("utf-8")
+    detail = _last_line(result.stderr)
+    if "Error communicating with server" not in detail and "sss" not in _pin(jwe):
+        raise TangError(f"clevis decrypt failed: {detail}")
+    urls = jwe_urls(jwe)
+    down = [url for url in urls if reachable(url) is not None]
+    if len(urls) - len(down) >= jwe_threshold(jwe):
+        raise TangRefusedError(
+            "Tang at " + ", ".join(u for u in urls if u not in down) + " answers but its "
+            "current keys cannot open the stored passphrase (were its old keys removed?)"
+        )
+    raise TangUnreachableError(down)
+
+
+def reachable(url: str) -> str | None:
+    """None if Tang at ``url`` serves its advertisement, else why not."""
+    try:
+        fetch_advertisement(url)
+    except TangError as err:
+        return str(err)
+    return None
+
+
+# -- what a JWE says about itself (its protected header) -----------------------------------------
+
+
+def _header(jwe: bytes | str) -> dict[str, Any]:
+    text = jwe.decode() if isinstance(jwe, bytes) else jwe
+    try:
+        header = json.loads(_b64(text.strip().split(".", 1)[0]))
+    except (ValueError, binascii.Error) as err:
+        raise TangError("the stored JWE is damaged (its header does not parse)") from err
+    if not isinstance(header, dict) or not isinstance(header.get("clevis"), dict):
+        raise TangError("the stored JWE is not a Clevis JWE")
+    return header
+
+
+def _pin(jwe: bytes | str) -> str:
+    return str(_header(jwe)["clevis"].get("pin", ""))
+
+
+def _tang_headers(jwe: bytes | str) -> list[dict[str, Any]]:
+    clevis = _header(jwe)["clevis"]
+    if clevis.get("pin") == "tang":
+        return [clevis.get("tang", {})]
+    if clevis.get("pin") == "sss":
+        return [h for inner in clevis.get("sss", {}).get("jwe", []) for h in _tang_headers(inner)]
+    raise TangError(f"the stored JWE uses clevis pin {clevis.get('pin')!r}, not tang or sss")
+
+
+def jwe_urls(jwe: bytes | str) -> list[str]:
+    """The Tang URLs the JWE was bound to, in order."""
+    return [str(h.get("url", "")) for h in _tang_headers(jwe)]
+
+
+def jwe_threshold(jwe: bytes | str) -> int:
+    """How many of the JWE's Tangs must answer (1 for a single tang pin)."""
+    clevis = _header(jwe)["clevis"]
+    return int(clevis.get("sss", {}).get("t", 1)) if clevis.get("pin") == "sss" else 1
+
+
+def jwe_thumbprints(jwe: bytes | str) -> dict[str, list[str]]:
+    """Each Tang URL and the signing-key thumbprints of the advertisement it was bound to."""
+    return {
+        str(h.get("url", "")): thumbprints(signing_keys(h.get("adv", {})))
+        for h in _tang_headers(jwe)
+    }
+
+
+def _last_line(data: bytes) -> str:
+    lines = data.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no message"
