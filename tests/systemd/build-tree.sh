@@ -17,7 +17,7 @@ TRIES=3
 PACKAGES="libpam-systemd backuppc openssh-server openssh-client rsync python3 python3-keyring \
 python3-keyrings.alt python3-prometheus-client sudo procps iproute2 iputils-ping less \
 debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools lintian \
-python3-argparse-manpage make build-essential smbclient samba-common-bin"
+python3-argparse-manpage make build-essential smbclient samba-common-bin clevis tang jose socat"
 BACKUPPC_UID=950
 STAMP="$release: backuppc $BACKUPPC_UID: $PACKAGES"
 

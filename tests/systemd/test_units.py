@@ -38,6 +38,9 @@ PASSPHRASE = "systemd tier passphrase 2718"
 CLIENT, CLIENT_ADDRESS, CLIENT_USER = "bpa-client", "127.0.0.2", "bpaclient"
 CLIENT_UID = "2741"
 CLIENT_LOG = "/var/log/bpa-client-sshd.log"
+#: The site's Tang, for unlock = "tang".
+TANG_ADDRESS, TANG_DB = "127.0.0.5", "/var/lib/bpa-tang"
+TANG_URL = f"http://{TANG_ADDRESS}:18070"
 #: A second client sshd that penalises us (OpenSSH >= 9.8 only).
 PENALISING, PENAL_LOG = "127.0.0.4", "/var/log/bpa-penal-sshd.log"
 SHARE = "/srv/bpa-share"
@@ -581,6 +584,44 @@ def test_unattended_unlock_loads_the_key_at_boot_under_the_units_hardening(box: 
     before = box.accepted()
     box.dump("doIncr")
     assert box.accepted() - before == 1
+
+
+def _tang(c: Container) -> None:
+    """A Tang on the container's loopback, as a unit (it comes back after a reboot)."""
+    c.check("mkdir", "-p", TANG_DB)
+    c.check("/usr/libexec/tangd-keygen", TANG_DB)
+    c.path("/etc/systemd/system/bpa-tang.service").write_text(
+        "[Unit]\nDescription=the test site's Tang\n[Service]\n"
+        f"ExecStart=/usr/bin/socat TCP-LISTEN:18070,bind={TANG_ADDRESS},fork,reuseaddr "
+        f'"SYSTEM:/usr/libexec/tangd {TANG_DB}"\n'
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    c.check("systemctl", "daemon-reload")
+    c.check("systemctl", "enable", "--now", "bpa-tang")
+    fetch = f"import urllib.request as u; u.urlopen({TANG_URL + '/adv'!r}, timeout=5).read()"
+    wait_for(lambda: c.run("python3", "-c", fetch).returncode == 0, timeout=20)
+
+
+@pytest.mark.timeout(300)
+def test_tang_unlock_loads_the_key_at_boot_and_waits_while_no_tang_answers(box: Box) -> None:
+    c = box.c
+    _tang(c)
+    stored = c.run("backuppc-agent", "--config", CONFIG, "passphrase", "set", KEY,
+                   "--tang", TANG_URL, "--yes", user="backuppc", input=PASSPHRASE + "\n",
+                   timeout=60)  # fmt: skip
+    assert stored.returncode == 0, stored.stdout + stored.stderr
+    assert PASSPHRASE not in stored.stdout + stored.stderr
+    box.set_config("unlock", '"tang"')
+    box.c.reboot()
+    box.settle(box.ready, "ready by Tang", 30)
+    assert "ERROR" not in box.c.journal("-u", SUPERVISOR)
+    # A reboot with the site's Tang down: waiting, naming it; ready once it answers.
+    c.check("systemctl", "disable", "bpa-tang")
+    box.c.reboot()
+    box.settle(lambda: TANG_URL in box.status()[1], "waiting on Tang", 30)
+    assert re.match(r"state:\s+waiting", box.status()[1]), box.status()[1]
+    c.check("systemctl", "start", "bpa-tang")
+    box.settle(box.ready, "ready once Tang answers", 30)
 
 
 # -- 8. upgrade, remove and purge ----------------------------------------------------------
