@@ -620,6 +620,13 @@ def test_tang_unlock_loads_the_key_at_boot_and_waits_while_no_tang_answers(box: 
     box.c.reboot()
     box.settle(lambda: TANG_URL in box.status()[1], "waiting on Tang", 30)
     assert re.match(r"state:\s+waiting", box.status()[1]), box.status()[1]
+    term = c.terminal("su", "-", "backuppc")  # the operator's login says why
+    try:
+        term.expect("backuppc-agent: backups are held: ")
+        term.expect(TANG_URL)
+    finally:
+        term.send("exit")
+        term.close()
     c.check("systemctl", "start", "bpa-tang")
     box.settle(box.ready, "ready once Tang answers", 30)
 
