@@ -50,6 +50,32 @@ def listed_rows(stdout: str) -> list[str]:
     return lines[1:] if lines and lines[0].startswith("masters of: ") else lines
 
 
+def proc_texts(pid: int) -> bytes:
+    """argv and environment of a live process (NUL-separated, as the kernel keeps them)."""
+    found = b""
+    for name in ("cmdline", "environ"):
+        try:
+            found += Path(f"/proc/{pid}/{name}").read_bytes() + b"\n"
+        except OSError:
+            pass
+    return found
+
+
+def recording_wrapper(directory: Path, program: str) -> Path:
+    """A PROGRAM in DIRECTORY/bin that records its argv and environment, then runs the real one.
+
+    Put DIRECTORY/bin first on PATH; returns the record file.
+    """
+    bin_dir = private_dir(directory / "bin")
+    record = directory / f"{program}.record"
+    wrapper = bin_dir / program
+    wrapper.write_text(
+        f'#!/bin/sh\n{{ printf "%s\\n" "$*"; env; }} >> "{record}"\nexec /usr/bin/{program} "$@"\n'
+    )
+    wrapper.chmod(0o700)
+    return record
+
+
 def private_dir(path: Path) -> Path:
     """Create a 0700 directory (tests run under a private tmp_path)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -22,7 +22,15 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent.ssh import mux
-from tests.helpers import cli, make_key, make_setup, plant_passphrase, private_dir, running
+from tests.helpers import (
+    cli,
+    make_key,
+    make_setup,
+    plant_passphrase,
+    private_dir,
+    proc_texts,
+    running,
+)
 from tests.scrape import scrape
 from tests.sshd import CLIENT_USER, needs_root, running_sshd
 
@@ -32,17 +40,6 @@ ADDRESS = "127.0.0.121"
 SECRET = f"planted passphrase {secrets.token_hex(8)}"
 #: in the supervisor's own environment only: children get an explicit, minimal one
 CANARY = f"canary-{secrets.token_hex(8)}"
-
-
-def _proc_texts(pid: int) -> bytes:
-    """argv and environment of a live process (NUL-separated, as the kernel keeps them)."""
-    found = b""
-    for name in ("cmdline", "environ"):
-        try:
-            found += Path(f"/proc/{pid}/{name}").read_bytes() + b"\n"
-        except OSError:
-            pass
-    return found
 
 
 def _descendants(root: int) -> list[int]:
@@ -145,7 +142,7 @@ def test_no_passphrase_or_key_material_in_any_output(
             state = setup.state() or {}
             pids = {sup.pid, state["agent_pid"], master.pid, *_descendants(sup.pid)}
             for pid in pids:
-                outputs[f"/proc/{pid}"] = _proc_texts(pid)
+                outputs[f"/proc/{pid}"] = proc_texts(pid)
             supervisor = f"/proc/{sup.pid}"
             outputs["log"] = sup.logtext().encode()
         try:

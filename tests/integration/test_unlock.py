@@ -32,6 +32,8 @@ from tests.helpers import (
     make_setup,
     plant_passphrase,
     private_dir,
+    proc_texts,
+    recording_wrapper,
     running,
     ssh_add,
     wait_for,
@@ -236,32 +238,10 @@ def test_keys_come_back_after_an_agent_restart_and_are_not_reloaded_on_adoption(
 # -- the passphrase goes nowhere else ---------------------------------------------
 
 
-def _recording(directory: Path, program: str = "ssh-add") -> Path:
-    """A PROGRAM first on PATH that records its argv and environment, then runs the real one."""
-    bin_dir = private_dir(directory / "bin")
-    record = directory / f"{program}.record"
-    wrapper = bin_dir / program
-    wrapper.write_text(
-        f'#!/bin/sh\n{{ printf "%s\\n" "$*"; env; }} >> "{record}"\nexec /usr/bin/{program} "$@"\n'
-    )
-    wrapper.chmod(0o700)
-    return record
-
-
-def _proc_texts(pid: int) -> bytes:
-    texts = b""
-    for name in ("cmdline", "environ"):
-        try:
-            texts += Path(f"/proc/{pid}/{name}").read_bytes()
-        except OSError:
-            pass
-    return texts
-
-
 def test_the_passphrase_never_reaches_argv_environment_logs_or_the_state_dir(
     keyring_env: Path, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record = _recording(tmp_path)
+    record = recording_wrapper(tmp_path, "ssh-add")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     plant_passphrase(keys["a"], PASSPHRASE)
     inst = unlocking_setup(tmp_path, keys["a"])
@@ -270,7 +250,7 @@ def test_the_passphrase_never_reaches_argv_environment_logs_or_the_state_dir(
         assert state is not None
         seen = [sup.logtext().encode(), record.read_bytes(), inst.env_file.read_bytes()]
         seen += [path.read_bytes() for path in inst.state_dir.rglob("*") if path.is_file()]
-        seen += [_proc_texts(sup.pid), _proc_texts(state["agent_pid"])]
+        seen += [proc_texts(sup.pid), proc_texts(state["agent_pid"])]
         seen += [cli("status", "--json", config=inst.config).stdout.encode()]
     assert str(keys["a"]).encode() in record.read_bytes()
     assert b"SSH_ASKPASS_REQUIRE=force" in record.read_bytes()
@@ -282,7 +262,7 @@ def test_ssh_keygen_and_ssh_add_get_the_passphrase_only_on_stdin(
     keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What `passphrase set/check` and the unlock run: neither argv nor environment holds it."""
-    records = [_recording(tmp_path, "ssh-keygen"), _recording(tmp_path, "ssh-add")]
+    records = [recording_wrapper(tmp_path, "ssh-keygen"), recording_wrapper(tmp_path, "ssh-add")]
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     with agent_holding() as sock:
         assert passphrases.opens(keys["a"], PASSPHRASE)

@@ -23,6 +23,8 @@ from tests.helpers import (
     cli,
     kill_agents_on,
     make_setup,
+    proc_texts,
+    recording_wrapper,
     running,
     ssh_add,
     wait_for,
@@ -242,33 +244,10 @@ def test_a_copy_of_the_state_dir_without_tang_unlocks_nothing(
 # -- the plaintext goes nowhere ------------------------------------------------------------
 
 
-def _proc_texts(pid: int) -> bytes:
-    texts = b""
-    for name in ("cmdline", "environ"):
-        try:
-            texts += Path(f"/proc/{pid}/{name}").read_bytes()
-        except OSError:
-            pass
-    return texts
-
-
-def _recording(directory: Path, program: str) -> Path:
-    """A PROGRAM first on PATH that records its argv and environment, then runs the real one."""
-    bin_dir = directory / "bin"
-    bin_dir.mkdir(mode=0o700, exist_ok=True)
-    record = directory / f"{program}.record"
-    wrapper = bin_dir / program
-    wrapper.write_text(
-        f'#!/bin/sh\n{{ printf "%s\\n" "$*"; env; }} >> "{record}"\nexec /usr/bin/{program} "$@"\n'
-    )
-    wrapper.chmod(0o700)
-    return record
-
-
 def test_the_plaintext_is_in_no_file_log_argv_environment_or_metric(
     keys: dict[str, Path], tmp_path: Path, free_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    records = [_recording(tmp_path, "clevis"), _recording(tmp_path, "ssh-add")]
+    records = [recording_wrapper(tmp_path, "clevis"), recording_wrapper(tmp_path, "ssh-add")]
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     with running_tangs(tmp_path) as [server]:
         inst = make_setup(
@@ -280,8 +259,8 @@ def test_the_plaintext_is_in_no_file_log_argv_environment_or_metric(
         with running(inst, wait_state="ready") as sup:
             metrics = scrape(f"http://127.0.0.1:{free_port}/metrics").text
             assert "backuppc_agent_unlock_waiting_tang 0.0" in metrics
-            seen = [sup.logtext().encode(), metrics.encode(), _proc_texts(sup.pid)]
-            seen += [_proc_texts((inst.state() or {})["agent_pid"])]
+            seen = [sup.logtext().encode(), metrics.encode(), proc_texts(sup.pid)]
+            seen += [proc_texts((inst.state() or {})["agent_pid"])]
             seen += [cli("status", "--json", config=inst.config).stdout.encode()]
             seen += [stored.stdout.encode(), stored.stderr.encode()]
         seen += [r.read_bytes() for r in records]
