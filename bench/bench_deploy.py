@@ -20,6 +20,8 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import Result, at_most
@@ -62,52 +64,49 @@ def _state(root: Path) -> str:
         return ""
 
 
-def _start(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+@contextmanager
+def _supervisor(root: Path, config: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A fresh supervisor (no state left from the last run); stopped and its agent killed after."""
+    (root / "state" / "state.json").unlink(missing_ok=True)
+    proc = subprocess.Popen(
         [CLI, "--config", str(config), "run"],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def _boot_once(root: Path, config: Path, env: dict[str, str]) -> float:
-    (root / "state" / "state.json").unlink(missing_ok=True)
-    started = time.perf_counter()
-    proc = _start(config, env)
     try:
-        while _state(root) != "ready":
-            if time.perf_counter() - started > TIMEOUT_SECONDS or proc.poll() is not None:
-                raise RuntimeError(f"not ready within {TIMEOUT_SECONDS} s (exit {proc.poll()})")
-            time.sleep(0.002)
-        return time.perf_counter() - started
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
         kill_agents_on(root / "ssh" / "agent.socket")
+
+
+def _seconds_to_ready(root: Path, proc: subprocess.Popen[bytes], since: float) -> float:
+    """Poll the published state until ready; seconds since ``since``. Raise past the timeout."""
+    while _state(root) != "ready":
+        if time.perf_counter() - since > TIMEOUT_SECONDS or proc.poll() is not None:
+            raise RuntimeError(f"not ready within {TIMEOUT_SECONDS} s (exit {proc.poll()})")
+        time.sleep(0.002)
+    return time.perf_counter() - since
+
+
+def _boot_once(root: Path, config: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    with _supervisor(root, config, env) as proc:
+        return _seconds_to_ready(root, proc, started)
 
 
 def _tang_back_once(root: Path, config: Path, server: Tang) -> float:
     """Seconds from a Tang answering again to ready, every Tang down at start."""
-    (root / "state" / "state.json").unlink(missing_ok=True)
     server.stop()
-    proc = _start(config, dict(os.environ))
-    try:
+    with _supervisor(root, config, dict(os.environ)) as proc:
         time.sleep(TANG_DOWN_SECONDS)  # the scenario itself: the site's Tang is down this long
         if _state(root) != "waiting":
             raise RuntimeError(f"expected waiting with every Tang down, got {_state(root)!r}")
         server.start()  # returns once its advertisement answers
-        back = time.perf_counter()
-        while _state(root) != "ready":
-            if time.perf_counter() - back > TIMEOUT_SECONDS or proc.poll() is not None:
-                raise RuntimeError(f"not ready within {TIMEOUT_SECONDS} s of Tang coming back")
-            time.sleep(0.002)
-        return time.perf_counter() - back
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        kill_agents_on(root / "ssh" / "agent.socket")
+        return _seconds_to_ready(root, proc, time.perf_counter())
 
 
 def _store_for_tang(config: Path, key: Path, server: Tang) -> None:
