@@ -178,6 +178,11 @@ def decrypt(jwe: bytes, timeout: float = CLEVIS_TIMEOUT_SECONDS) -> str:
     urls = jwe_urls(jwe)
     down = [url for url in urls if reachable(url) is not None]
     if len(urls) - len(down) >= jwe_threshold(jwe):
+        # Enough Tangs answer now. They may have come back after clevis tried (a Tang
+        # starting up at boot): only a second refusal means their keys cannot open it.
+        again = proc.run(make_decrypt_command(), timeout, proc.base_env(), None, jwe)
+        if again.returncode == 0 and again.stdout:
+            return again.stdout.decode("utf-8")
         raise TangRefusedError(
             "Tang at " + ", ".join(u for u in urls if u not in down) + " answers but its "
             "current keys cannot open the stored passphrase (were its old keys removed?)"
