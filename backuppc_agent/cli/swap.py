@@ -25,13 +25,15 @@ from pathlib import Path
 from backuppc_agent import exitcodes, names, state
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.doctor import swapcrypt
-from backuppc_agent.metrics import procfs
 from backuppc_agent.metrics.swapread import (
     PROC,
+    Pressure,
     ProcessSwap,
     StatVfs,
     SwapReader,
+    SwapVmStat,
     Tmpfs,
+    parse_status_uid,
     read_status,
 )
 from backuppc_agent.waits import pause
@@ -130,7 +132,7 @@ def gather(sources: Sources, interval: float, top: int, agent_pid: int | None) -
     return report
 
 
-Counters = tuple[procfs.SwapVmStat | None, procfs.Pressure | None]
+Counters = tuple[SwapVmStat | None, Pressure | None]
 
 
 def _rates_between(first: Counters, second: Counters, interval: float) -> Rates:
@@ -160,7 +162,7 @@ def _shown(root: Path, process: ProcessSwap) -> ProcessSwap:
 def _user(root: Path, pid: int) -> str:
     """The owner (real uid) of PID, by name where the password database knows it."""
     try:
-        uid = procfs.parse_status_uid(read_status(str(root), str(pid)) or b"")
+        uid = parse_status_uid(read_status(str(root), str(pid)) or b"")
     except OSError:
         return "?"
     if uid is None:

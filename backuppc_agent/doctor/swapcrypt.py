@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backuppc_agent import paths
 from backuppc_agent.errors import UnsafePathError
-from backuppc_agent.metrics.procfs import SwapArea, parse_swaps, unescape
+from backuppc_agent.metrics.swapread import SwapArea, parse_swaps, unescape
 
 #: what the kernel appends to the path of a swap file deleted while in use
 DELETED = " (deleted)"

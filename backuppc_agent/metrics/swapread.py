@@ -1,8 +1,10 @@
-"""Swap, read once for the exporter and the ``swap`` command: the one collector of its numbers.
+"""Swap's numbers from procfs, for the exporter and the ``swap`` command alike.
 
-``SwapReader`` reads the procfs files under one root (``/proc``; tests pass a
-fixture tree) into the parsers' dataclasses and hands every failed read or
-odd line to a callback: the metric parts count it as a scrape error, the
+Two layers. The parsers are pure (text in, dataclass out): each keeps what it
+could read and lists the lines it could not (``malformed``), so one odd line is
+reported without hiding the rest. ``SwapReader`` reads the files under one root
+(``/proc``; tests pass a fixture tree) through them and hands every failed read
+or odd line to a callback: the metric parts count it as a scrape error, the
 ``swap`` command lists it. No prometheus_client here: the command stays light.
 
 Per-process swap comes from /proc/PID/status VmSwap, the one hot loop of a
@@ -18,19 +20,90 @@ from __future__ import annotations
 import errno
 import heapq
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from backuppc_agent.metrics import procfs
-
 PROC = Path("/proc")
+KIB = 1024
+USEC_PER_SECOND = 1_000_000
 STATUS_CHUNK_BYTES = 4096
+SWAPS_HEADER = "Filename"
 #: errnos meaning "this kernel has no PSI" (not built in, or booted with psi=0)
 NO_PSI_ERRNOS = frozenset({errno.ENOENT, errno.EOPNOTSUPP})
-_SWAP_TAG = b"\nVmSwap:"
 StatVfs = Callable[[str], os.statvfs_result]
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+_SWAP_TAG = b"\nVmSwap:"
+_SWAP_LINE = re.compile(rb"\nVmSwap:[ \t]*(\d+) kB\n")
+_NAME_TAG = b"Name:"
+_UID_TAG = b"\nUid:"
+_THREADS_TAG = b"\nThreads:"
+
+
+@dataclass(frozen=True)
+class SwapMemInfo:
+    """The swap lines of /proc/meminfo, in bytes; None when a line is absent."""
+
+    total_bytes: int | None
+    free_bytes: int | None
+    cached_bytes: int | None
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SwapVmStat:
+    """Pages swapped in and out since boot (/proc/vmstat pswpin, pswpout)."""
+
+    pswpin: int | None
+    pswpout: int | None
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SwapArea:
+    """One active swap area: a line of /proc/swaps, the path unescaped."""
+
+    device: str
+    type: str
+    size_bytes: int
+    used_bytes: int
+    priority: int
+
+
+@dataclass(frozen=True)
+class Swaps:
+    """Every active swap area in /proc/swaps."""
+
+    areas: tuple[SwapArea, ...]
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """Total stall time from /proc/pressure/memory (PSI), in seconds."""
+
+    some_seconds: float | None
+    full_seconds: float | None
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """The distinct tmpfs mountpoints of the mounts table (/proc/mounts), in table order."""
+
+    tmpfs: tuple[str, ...]
+    malformed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A tmpfs mount's size and use (tmpfs pages can be swapped out too)."""
+
+    mountpoint: str
+    size_bytes: int
+    used_bytes: int
 
 
 @dataclass(frozen=True)
@@ -44,12 +117,158 @@ class ProcessSwap:
     swap_bytes: int
 
 
-@dataclass(frozen=True)
-class ProcessScan:
-    """The outcome of one pass over every pid."""
+def _is_count(text: str) -> bool:
+    """True for a plain decimal count: ASCII digits only (str.isdigit also takes '²')."""
+    return text.isascii() and text.isdigit()
 
-    top: tuple[ProcessSwap, ...]
-    failures: tuple[str, ...]
+
+def unescape(field: str) -> str:
+    """Decode the kernel's octal escapes (``\\040`` for a space) in a path field."""
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def _counters(
+    text: str, names: Sequence[str], unit: tuple[str, ...] = ()
+) -> tuple[dict[str, int], tuple[str, ...]]:
+    """The ``NAME COUNT UNIT`` lines whose NAME is in ``names``: their counts, the malformed."""
+    found: dict[str, int] = {}
+    malformed = []
+    for line in text.splitlines():
+        name, *rest = line.split() or [""]
+        if name not in names:
+            continue
+        if len(rest) != 1 + len(unit) or tuple(rest[1:]) != unit or not _is_count(rest[0]):
+            malformed.append(line)
+            continue
+        found[name] = int(rest[0])
+    return found, tuple(malformed)
+
+
+def parse_meminfo(text: str) -> SwapMemInfo:
+    """Parse the SwapTotal, SwapFree and SwapCached lines (``NAME: N kB``) into bytes."""
+    found, malformed = _counters(text, ("SwapTotal:", "SwapFree:", "SwapCached:"), ("kB",))
+    total, free, cached = (
+        None if kib is None else kib * KIB
+        for kib in (found.get("SwapTotal:"), found.get("SwapFree:"), found.get("SwapCached:"))
+    )
+    return SwapMemInfo(total, free, cached, malformed)
+
+
+def parse_vmstat(text: str) -> SwapVmStat:
+    """Parse the pswpin and pswpout counters (``NAME N``) of /proc/vmstat."""
+    found, malformed = _counters(text, ("pswpin", "pswpout"))
+    return SwapVmStat(found.get("pswpin"), found.get("pswpout"), malformed)
+
+
+def parse_swaps(text: str) -> Swaps:
+    """Parse /proc/swaps: a header, then ``Filename Type Size Used Priority`` (KiB).
+
+    A first line that is not the header is malformed: the file is cut short or
+    is not /proc/swaps, and "no swap" must not be read into it.
+    """
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith(SWAPS_HEADER):
+        return Swaps((), (lines[0] if lines else "",))
+    areas = []
+    malformed = []
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        area = _swap_area(line)
+        if area is None:
+            malformed.append(line)
+        else:
+            areas.append(area)
+    return Swaps(tuple(areas), tuple(malformed))
+
+
+def _swap_area(line: str) -> SwapArea | None:
+    """One /proc/swaps line, or None if it does not have five valid fields."""
+    parts = line.split()
+    if len(parts) != 5:
+        return None
+    name, kind, size, used, priority = parts
+    try:
+        return SwapArea(unescape(name), kind, int(size) * KIB, int(used) * KIB, int(priority))
+    except ValueError:
+        return None
+
+
+def parse_pressure(text: str) -> Pressure:
+    """Parse PSI lines ``some|full avg10=.. avg60=.. avg300=.. total=USEC`` into seconds."""
+    found: dict[str, float] = {}
+    malformed = []
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind not in ("some", "full"):
+            if line.strip():
+                malformed.append(line)
+            continue
+        total = _psi_total(rest)
+        if total is None:
+            malformed.append(line)
+        else:
+            found[kind] = total / USEC_PER_SECOND
+    return Pressure(found.get("some"), found.get("full"), tuple(malformed))
+
+
+def _psi_total(fields: str) -> int | None:
+    """The total= field (microseconds) of a PSI line, or None if absent or bad."""
+    for field in fields.split():
+        name, _, value = field.partition("=")
+        if name == "total":
+            return int(value) if _is_count(value) else None
+    return None
+
+
+def parse_mounts(text: str) -> Mounts:
+    """Parse the mounts table (``DEVICE MOUNTPOINT FSTYPE OPTIONS DUMP PASS``) for tmpfs.
+
+    A mountpoint stacked twice counts once.
+    """
+    tmpfs: dict[str, None] = {}
+    malformed = []
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and len(parts) < 4:
+            malformed.append(line)
+        elif parts and parts[2] == "tmpfs":
+            tmpfs[unescape(parts[1])] = None
+    return Mounts(tuple(tmpfs), tuple(malformed))
+
+
+def parse_status_swap(data: bytes) -> int | None:
+    """VmSwap of a /proc/PID/status text in bytes; None if there is no VmSwap line.
+
+    Kernel threads (and zombies) have no VmSwap line, but every status has a
+    Threads line after it. Raises ValueError on a malformed VmSwap line, or on
+    a status with neither (empty, cut short, or not a status file).
+    """
+    match = _SWAP_LINE.search(data)
+    if match is not None:
+        return int(match.group(1)) * KIB
+    at = data.find(_SWAP_TAG)
+    if at < 0:
+        if _THREADS_TAG not in data:
+            raise ValueError(f"status of {len(data)} bytes has no VmSwap or Threads line")
+        return None
+    end = data.find(b"\n", at + 1)
+    raise ValueError(f"malformed VmSwap line: {data[at + 1 : end if end >= 0 else None]!r}")
+
+
+def parse_status_name(data: bytes) -> str:
+    """The Name: field (the comm) of a /proc/PID/status text; "" if absent."""
+    if not data.startswith(_NAME_TAG):
+        return ""
+    end = data.find(b"\n")
+    return data[len(_NAME_TAG) : end if end >= 0 else len(data)].strip().decode("utf-8", "replace")
+
+
+def parse_status_uid(data: bytes) -> int | None:
+    """The real uid (first Uid: field) of a /proc/PID/status text; None if absent or bad."""
+    at = data.find(_UID_TAG)
+    fields = data[at + len(_UID_TAG) :].split(b"\n", 1)[0].split() if at >= 0 else []
+    return int(fields[0]) if fields and fields[0].isascii() and fields[0].isdigit() else None
 
 
 def read_status(root: str, pid: str) -> bytes | None:
@@ -73,44 +292,6 @@ def read_status(root: str, pid: str) -> bytes | None:
     return data
 
 
-def list_pids(root: str) -> list[str]:
-    """The numeric entries of the procfs root; raise OSError if it cannot be listed."""
-    with os.scandir(root) as entries:
-        return [entry.name for entry in entries if entry.name.isascii() and entry.name.isdigit()]
-
-
-def scan_process_swap(root: Path, limit: int) -> ProcessScan:
-    """Read VmSwap of every process; return the ``limit`` largest non-zero ones.
-
-    Raises OSError only if the procfs root itself cannot be listed.
-    """
-    swapping: list[tuple[int, int, bytes]] = []
-    failures: list[str] = []
-    for pid in list_pids(str(root)):
-        try:
-            data = read_status(str(root), pid)
-            swap = None if data is None else procfs.parse_status_swap(data)
-        except (OSError, ValueError) as err:
-            failures.append(f"{pid}: {_describe(err)}")
-            continue
-        if swap and data:
-            swapping.append((swap, -int(pid), data))
-    top = heapq.nlargest(limit, swapping, key=lambda item: (item[0], item[1]))
-    found = tuple(
-        ProcessSwap(-neg, "", procfs.parse_status_name(data), "", swap) for swap, neg, data in top
-    )
-    return ProcessScan(found, tuple(failures))
-
-
-def process_swap(root: Path, pid: int) -> int | None:
-    """VmSwap of one process in bytes; None if it is gone or has none.
-
-    Raises OSError (unreadable) or ValueError (malformed).
-    """
-    data = read_status(str(root), str(pid))
-    return None if data is None else procfs.parse_status_swap(data)
-
-
 def _describe(err: OSError | ValueError) -> str:
     """A short reason for a failed read or parse."""
     if isinstance(err, OSError):
@@ -125,15 +306,6 @@ class _Parsed(Protocol):
 
 
 _P = TypeVar("_P", bound=_Parsed)
-
-
-@dataclass(frozen=True)
-class Tmpfs:
-    """A tmpfs mount's size and use (tmpfs pages can be swapped out too)."""
-
-    mountpoint: str
-    size_bytes: int
-    used_bytes: int
 
 
 class SwapReader:
@@ -173,29 +345,29 @@ class SwapReader:
             if value is None:
                 self.fail(f"{self.root / name}: no {line} line")
 
-    def meminfo(self) -> procfs.SwapMemInfo | None:
+    def meminfo(self) -> SwapMemInfo | None:
         """SwapTotal, SwapFree and SwapCached; a missing line is reported."""
-        info = self._parsed("meminfo", procfs.parse_meminfo)
+        info = self._parsed("meminfo", parse_meminfo)
         if info is not None:
             self._missing("meminfo", {"SwapTotal": info.total_bytes, "SwapFree": info.free_bytes,
                                       "SwapCached": info.cached_bytes})  # fmt: skip
         return info
 
-    def vmstat(self) -> procfs.SwapVmStat | None:
+    def vmstat(self) -> SwapVmStat | None:
         """Pages swapped in and out since boot; a missing line is reported."""
-        stat = self._parsed("vmstat", procfs.parse_vmstat)
+        stat = self._parsed("vmstat", parse_vmstat)
         if stat is not None:
             self._missing("vmstat", {"pswpin": stat.pswpin, "pswpout": stat.pswpout})
         return stat
 
-    def swaps(self) -> tuple[procfs.SwapArea, ...] | None:
+    def swaps(self) -> tuple[SwapArea, ...] | None:
         """Every active swap area; None if /proc/swaps cannot be read."""
-        swaps = self._parsed("swaps", procfs.parse_swaps)
+        swaps = self._parsed("swaps", parse_swaps)
         return None if swaps is None else swaps.areas
 
-    def pressure(self) -> procfs.Pressure | None:
+    def pressure(self) -> Pressure | None:
         """Memory stall totals; None (and no problem) on a kernel without PSI."""
-        pressure = self._parsed("pressure/memory", procfs.parse_pressure, NO_PSI_ERRNOS)
+        pressure = self._parsed("pressure/memory", parse_pressure, NO_PSI_ERRNOS)
         if pressure is not None:
             # memory pressure has had both lines since PSI began (Linux 4.20)
             self._missing("pressure/memory", {"some": pressure.some_seconds,
@@ -205,30 +377,42 @@ class SwapReader:
     def processes(self, top: int) -> tuple[ProcessSwap, ...] | None:
         """The ``top`` processes with most memory in swap, largest first; None if unlisted."""
         try:
-            scan = scan_process_swap(self.root, top)
+            with os.scandir(self.root) as entries:
+                pids = [entry.name for entry in entries if _is_count(entry.name)]
         except OSError as err:
             self.fail(f"cannot list {self.root}: {err.strerror}")
             return None
-        for failure in scan.failures:
-            self.fail(f"{self.root}/{failure}")
-        return scan.top
+        swapping = []
+        for pid in pids:
+            try:
+                data = read_status(str(self.root), pid)
+                swap = None if data is None else parse_status_swap(data)
+            except (OSError, ValueError) as err:
+                self.fail(f"{self.root}/{pid}: {_describe(err)}")
+                continue
+            if swap and data:
+                swapping.append((swap, -int(pid), data))
+        largest = heapq.nlargest(top, swapping, key=lambda item: (item[0], item[1]))
+        return tuple(
+            ProcessSwap(-neg, "", parse_status_name(data), "", swap) for swap, neg, data in largest
+        )
 
     def process_swap(self, pid: int) -> int | None:
         """VmSwap of one process; None if it is gone, has none, or cannot be read."""
         try:
-            return process_swap(self.root, pid)
+            data = read_status(str(self.root), str(pid))
+            return None if data is None else parse_status_swap(data)
         except (OSError, ValueError) as err:
-            detail = err.strerror if isinstance(err, OSError) else str(err)
-            self.fail(f"cannot read {self.root}/{pid}/status: {detail}")
+            self.fail(f"cannot read {self.root}/{pid}/status: {_describe(err)}")
             return None
 
     def tmpfs(self) -> list[Tmpfs] | None:
         """Size and use of each tmpfs mountpoint that can be statted; None without mounts."""
-        mounts = self._parsed("mounts", procfs.parse_mounts)
+        mounts = self._parsed("mounts", parse_mounts)
         if mounts is None:
             return None
         found = []
-        for mountpoint in procfs.tmpfs_mountpoints(mounts):
+        for mountpoint in mounts.tmpfs:
             try:
                 stat = self.statvfs(mountpoint)
             except OSError as err:

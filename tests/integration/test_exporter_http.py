@@ -122,16 +122,17 @@ def test_close_releases_the_port() -> None:
 def test_processes_exiting_during_real_scans_are_never_errors() -> None:
     from pathlib import Path  # noqa: PLC0415
 
-    from backuppc_agent.metrics.swapread import scan_process_swap  # noqa: PLC0415
+    from backuppc_agent.metrics.swapread import SwapReader  # noqa: PLC0415
 
     churn = subprocess.Popen(  # ~ a thousand short-lived processes while we scan
         ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"]
     )
+    failures: list[str] = []
     scans = 0
     try:
         while churn.poll() is None:
-            scan = scan_process_swap(Path("/proc"), 10)
-            assert scan.failures == ()  # found ESRCH on open() of a dying task once
+            assert SwapReader(Path("/proc"), failures.append).processes(10) is not None
+            assert failures == []  # found ESRCH on open() of a dying task once
             scans += 1
     finally:
         churn.kill()

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from backuppc_agent.metrics import procfs
-from backuppc_agent.metrics.procfs import parse_status_name, parse_status_swap
+from backuppc_agent.metrics import swapread
 from backuppc_agent.metrics.scrape import Part, ScrapeErrors
 from backuppc_agent.metrics.swap import (
     AgentSwapPart,
@@ -26,6 +25,7 @@ from backuppc_agent.metrics.swap import (
     TmpfsPart,
     VmStatPart,
 )
+from backuppc_agent.metrics.swapread import parse_status_name, parse_status_swap
 from backuppc_agent.state import Snapshot, State
 
 #: text as a hostile or broken procfs might hand it over (after utf-8 "replace" decoding)
@@ -48,9 +48,9 @@ contents = st.one_of(texts, near_lines)
 @example("SwapFree:\n")
 @example("SwapTotal: \u00b2 kB")  # same trap as vmstat's
 def test_any_meminfo_text_parses(text: str) -> None:
-    info = procfs.parse_meminfo(text)
+    info = swapread.parse_meminfo(text)
     for value in (info.total_bytes, info.free_bytes, info.cached_bytes):
-        assert value is None or (value >= 0 and value % procfs.KIB == 0)
+        assert value is None or (value >= 0 and value % swapread.KIB == 0)
     assert all(line in text.splitlines() for line in info.malformed)
 
 
@@ -58,7 +58,7 @@ def test_any_meminfo_text_parses(text: str) -> None:
 @example("pswpin\npswpout -1\n")
 @example("pswpin \u00b2")  # make fuzz: str.isdigit() takes '²', int() does not
 def test_any_vmstat_text_parses(text: str) -> None:
-    stat = procfs.parse_vmstat(text)
+    stat = swapread.parse_vmstat(text)
     assert stat.pswpin is None or stat.pswpin >= 0
     assert stat.pswpout is None or stat.pswpout >= 0
 
@@ -67,9 +67,9 @@ def test_any_vmstat_text_parses(text: str) -> None:
 @example("")
 @example("Filename Type Size Used Priority\n/dev/x partition 1 2 x\n")
 def test_any_swaps_text_parses(text: str) -> None:
-    swaps = procfs.parse_swaps(text)
+    swaps = swapread.parse_swaps(text)
     assert all(isinstance(device.priority, int) for device in swaps.areas)
-    if not text.startswith(procfs.SWAPS_HEADER):
+    if not text.startswith(swapread.SWAPS_HEADER):
         assert swaps.areas == ()
         assert len(swaps.malformed) == 1  # no header: the file is cut short or wrong
 
@@ -78,7 +78,7 @@ def test_any_swaps_text_parses(text: str) -> None:
 @example("some total=\nfull avg10=1 total=99999999999999999999\n")
 @example("some total=\u00b9\u00b2")
 def test_any_pressure_text_parses(text: str) -> None:
-    pressure = procfs.parse_pressure(text)
+    pressure = swapread.parse_pressure(text)
     for value in (pressure.some_seconds, pressure.full_seconds):
         assert value is None or value >= 0
 
@@ -86,32 +86,31 @@ def test_any_pressure_text_parses(text: str) -> None:
 @given(contents)
 @example("tmpfs /a\\0 tmpfs rw 0 0\ntmpfs /a\\0 tmpfs rw 0 0\n")
 def test_any_mounts_text_parses(text: str) -> None:
-    mounts = procfs.parse_mounts(text)
-    points = procfs.tmpfs_mountpoints(mounts)
+    points = swapread.parse_mounts(text).tmpfs
     assert len(points) == len(set(points))
 
 
 @given(numbers, numbers, numbers)
 def test_well_formed_meminfo_lines_parse_back(total: int, free: int, cached: int) -> None:
     text = f"MemTotal: 1 kB\nSwapCached: {cached} kB\nSwapTotal: {total} kB\nSwapFree: {free} kB\n"
-    info = procfs.parse_meminfo(text)
-    assert info == procfs.SwapMemInfo(total * 1024, free * 1024, cached * 1024)
+    info = swapread.parse_meminfo(text)
+    assert info == swapread.SwapMemInfo(total * 1024, free * 1024, cached * 1024)
 
 
 @given(numbers, numbers, st.integers(min_value=-(2**15), max_value=2**15))
 def test_well_formed_swaps_lines_parse_back(size: int, used: int, priority: int) -> None:
     text = f"Filename\tType\tSize\tUsed\tPriority\n/swap\\040file file {size} {used} {priority}\n"
-    swaps = procfs.parse_swaps(text)
-    assert swaps == procfs.Swaps(
-        (procfs.SwapArea("/swap file", "file", size * 1024, used * 1024, priority),)
+    swaps = swapread.parse_swaps(text)
+    assert swaps == swapread.Swaps(
+        (swapread.SwapArea("/swap file", "file", size * 1024, used * 1024, priority),)
     )
 
 
 @given(numbers, numbers)
 def test_well_formed_pressure_lines_parse_back(some: int, full: int) -> None:
     text = f"some avg10=0.00 avg60=0.00 avg300=0.00 total={some}\nfull avg10=0.00 total={full}\n"
-    pressure = procfs.parse_pressure(text)
-    assert pressure == procfs.Pressure(some / 1_000_000, full / 1_000_000)
+    pressure = swapread.parse_pressure(text)
+    assert pressure == swapread.Pressure(some / 1_000_000, full / 1_000_000)
 
 
 status_bytes = st.one_of(

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backuppc_agent.metrics import procfs
-from backuppc_agent.metrics.procfs import parse_status_name, parse_status_swap
+from backuppc_agent.metrics import swapread
+from backuppc_agent.metrics.swapread import parse_status_name, parse_status_swap
 
 
 def read(tree: Path, name: str) -> str:
@@ -17,76 +17,78 @@ def read(tree: Path, name: str) -> str:
 
 
 def test_meminfo_of_a_machine_without_swap_reads_as_zero(procfs_trees: Path) -> None:
-    info = procfs.parse_meminfo(read(procfs_trees / "captured", "meminfo"))
-    assert info == procfs.SwapMemInfo(0, 0, 0)
+    info = swapread.parse_meminfo(read(procfs_trees / "captured", "meminfo"))
+    assert info == swapread.SwapMemInfo(0, 0, 0)
 
 
 def test_meminfo_swap_lines_are_converted_from_kib_to_bytes(procfs_trees: Path) -> None:
-    info = procfs.parse_meminfo(read(procfs_trees / "swapping", "meminfo"))
-    assert info == procfs.SwapMemInfo(6291448 * 1024, 5242872 * 1024, 2048 * 1024)
+    info = swapread.parse_meminfo(read(procfs_trees / "swapping", "meminfo"))
+    assert info == swapread.SwapMemInfo(6291448 * 1024, 5242872 * 1024, 2048 * 1024)
 
 
 def test_a_malformed_meminfo_line_is_reported_and_the_others_kept(procfs_trees: Path) -> None:
-    info = procfs.parse_meminfo(read(procfs_trees / "malformed", "meminfo"))
+    info = swapread.parse_meminfo(read(procfs_trees / "malformed", "meminfo"))
     assert info.free_bytes is None
     assert info.total_bytes == 6291448 * 1024
     assert info.malformed == ("SwapFree:        lots kB",)
 
 
 def test_vmstat_swap_counters(procfs_trees: Path) -> None:
-    assert procfs.parse_vmstat(read(procfs_trees / "captured", "vmstat")) == procfs.SwapVmStat(0, 0)
-    assert procfs.parse_vmstat(read(procfs_trees / "swapping", "vmstat")) == procfs.SwapVmStat(
+    assert swapread.parse_vmstat(read(procfs_trees / "captured", "vmstat")) == swapread.SwapVmStat(
+        0, 0
+    )
+    assert swapread.parse_vmstat(read(procfs_trees / "swapping", "vmstat")) == swapread.SwapVmStat(
         123456, 654321
     )
-    bad = procfs.parse_vmstat(read(procfs_trees / "malformed", "vmstat"))
+    bad = swapread.parse_vmstat(read(procfs_trees / "malformed", "vmstat"))
     assert (bad.pswpin, bad.pswpout, bad.malformed) == (123456, None, ("pswpout",))
 
 
 def test_proc_swaps_without_swap_has_only_the_header(procfs_trees: Path) -> None:
-    assert procfs.parse_swaps(read(procfs_trees / "captured", "swaps")) == procfs.Swaps(())
+    assert swapread.parse_swaps(read(procfs_trees / "captured", "swaps")) == swapread.Swaps(())
 
 
 def test_proc_swaps_lists_a_partition_and_a_file_with_an_escaped_name(
     procfs_trees: Path,
 ) -> None:
-    swaps = procfs.parse_swaps(read(procfs_trees / "swapping", "swaps"))
+    swaps = swapread.parse_swaps(read(procfs_trees / "swapping", "swaps"))
     assert swaps.areas == (
-        procfs.SwapArea("/dev/vdb2", "partition", 4194300 * 1024, 1048576 * 1024, -2),
-        procfs.SwapArea("/var/swap file", "file", 2097148 * 1024, 0, 10),
+        swapread.SwapArea("/dev/vdb2", "partition", 4194300 * 1024, 1048576 * 1024, -2),
+        swapread.SwapArea("/var/swap file", "file", 2097148 * 1024, 0, 10),
     )
     assert swaps.malformed == ()
 
 
 def test_a_short_proc_swaps_line_is_reported(procfs_trees: Path) -> None:
-    swaps = procfs.parse_swaps(read(procfs_trees / "malformed", "swaps"))
+    swaps = swapread.parse_swaps(read(procfs_trees / "malformed", "swaps"))
     assert len(swaps.areas) == 2
     assert swaps.malformed == ("/dev/vdc1 partition 1024",)
 
 
 def test_psi_totals_are_converted_from_microseconds(procfs_trees: Path) -> None:
-    pressure = procfs.parse_pressure(read(procfs_trees / "swapping", "pressure/memory"))
-    assert pressure == procfs.Pressure(12.345678, 2.345678)
-    assert procfs.parse_pressure(read(procfs_trees / "captured", "pressure/memory")) == (
-        procfs.Pressure(0.0, 0.0)
+    pressure = swapread.parse_pressure(read(procfs_trees / "swapping", "pressure/memory"))
+    assert pressure == swapread.Pressure(12.345678, 2.345678)
+    assert swapread.parse_pressure(read(procfs_trees / "captured", "pressure/memory")) == (
+        swapread.Pressure(0.0, 0.0)
     )
 
 
 def test_a_negative_psi_total_is_malformed(procfs_trees: Path) -> None:
-    pressure = procfs.parse_pressure(read(procfs_trees / "malformed", "pressure/memory"))
+    pressure = swapread.parse_pressure(read(procfs_trees / "malformed", "pressure/memory"))
     assert pressure.some_seconds == pytest.approx(12.345678)
     assert pressure.full_seconds is None
     assert len(pressure.malformed) == 1
 
 
 def test_tmpfs_mountpoints_are_unescaped_and_listed_once(procfs_trees: Path) -> None:
-    mounts = procfs.parse_mounts(read(procfs_trees / "swapping", "mounts"))
-    assert procfs.tmpfs_mountpoints(mounts) == (
+    mounts = swapread.parse_mounts(read(procfs_trees / "swapping", "mounts"))
+    assert mounts.tmpfs == (
         "/dev/shm",
         "/sys/fs/cgroup",
         "/run",
         "/var/lib/backuppc tmp",
     )
-    bad = procfs.parse_mounts(read(procfs_trees / "malformed", "mounts"))
+    bad = swapread.parse_mounts(read(procfs_trees / "malformed", "mounts"))
     assert bad.malformed == ("garbage",)
 
 
@@ -97,7 +99,7 @@ def _kernel_escape(text: str) -> str:
 
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), max_size=40))
 def test_unescape_undoes_the_kernels_octal_escapes(path: str) -> None:
-    assert procfs.unescape(_kernel_escape(path)) == path
+    assert swapread.unescape(_kernel_escape(path)) == path
 
 
 def test_status_of_a_kernel_thread_has_no_vmswap(procfs_trees: Path) -> None:
