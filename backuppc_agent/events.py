@@ -21,11 +21,13 @@ Results recorded (``HookRecord.result``):
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
 
@@ -106,10 +108,7 @@ class HookSummary:
 
 def bucket_index(seconds: float) -> int:
     """Index of the first histogram bucket whose upper bound holds ``seconds``."""
-    for index, bound in enumerate(WAIT_BUCKETS_SECONDS):
-        if seconds <= bound:
-            return index
-    return len(WAIT_BUCKETS_SECONDS)
+    return bisect.bisect_left(WAIT_BUCKETS_SECONDS, seconds)
 
 
 class EventStore:
@@ -147,13 +146,9 @@ class EventStore:
         """Add one run to the aggregates atomically; raise EventStoreError."""
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with conn:  # commits, or rolls back on any exception
+                conn.execute("BEGIN IMMEDIATE")
                 _add(conn, rec)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         except sqlite3.Error as err:
             raise EventStoreError(f"hook store {self.path}: cannot record: {err}") from err
 
@@ -252,13 +247,9 @@ def _observe_wait(conn: sqlite3.Connection, seconds: float) -> None:
 
 
 def _cumulative(per_bucket: dict[int, int]) -> tuple[tuple[float, int], ...]:
-    bounds = (*WAIT_BUCKETS_SECONDS, math.inf)
-    total = 0
-    rows = []
-    for index, bound in enumerate(bounds):
-        total += per_bucket.get(index, 0)
-        rows.append((float(bound), total))
-    return tuple(rows)
+    bounds = [float(bound) for bound in (*WAIT_BUCKETS_SECONDS, math.inf)]
+    totals = accumulate(per_bucket.get(index, 0) for index in range(len(bounds)))
+    return tuple(zip(bounds, totals, strict=True))
 
 
 def record_quietly(state_dir: Path, rec: HookRecord) -> str | None:
