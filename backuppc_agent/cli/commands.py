@@ -18,5 +18,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "check the setup and explain each problem with a fix"),
     "swap": ("swap", "show swap use, swapping rates and the processes in swap"),
     "trust": ("trust", "add a client's host key to known_hosts"),
+    "client-setup": ("client_setup", "restrict the backup key on a client to the gate"),
     "passphrase": ("passphrase", "store or delete a key passphrase in the keyring"),
 }

@@ -1,0 +1,270 @@
+"""``backuppc-agent client-setup CLIENT``: restrict the backup key on a client to the gate.
+
+Reaches CLIENT as BackupPC does (its ClientNameAlias, our ssh options, the
+agent's keys), rewrites the backup key's authorized_keys entry to
+``restrict,from="ADDR",command="GATE backup AUTHKEYS"``, authorizes the restore
+key for ``GATE restore AUTHKEYS``, installs the gate, keeps the original file.
+``--undo`` puts the original back; ``--print`` shows what to install by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from backuppc_agent import exitcodes, names, proc
+from backuppc_agent.agent import probe as agent_probe
+from backuppc_agent.backuppc.confdir import ConfDir
+from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.install import authkeys, client, clientkeys, context, fsops
+from backuppc_agent.install.authkeys import PublicKey, Target
+
+EXIT_CODES = (
+    "Exit codes: 0 set up, already set up, undone or nothing to undo; 2 bad arguments or "
+    "config; 7 a refused client or user name; 9 failed or refused (ssh failed, another "
+    "forced command answers, not confirmed, the restore key missing or not loaded)."
+)
+RESTORE_KEY = Path(".ssh/id_restore_ed25519")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """CLIENT, --login-user, --yes, --print, --undo."""
+    parser.add_argument("client", metavar="CLIENT", help="the BackupPC host name")
+    parser.add_argument(
+        "--login-user", metavar="USER", default="root", help="the account ssh logs in as (root)"
+    )
+    parser.add_argument("--yes", action="store_true", help="change the client without asking")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--print", dest="print_only", action="store_true",
+        help="print what to install by hand; connect nowhere",
+    )  # fmt: skip
+    mode.add_argument("--undo", action="store_true", help="put the saved authorized_keys back")
+    parser.add_argument("--backuppc-dir", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--restore-key", metavar="PATH", help=argparse.SUPPRESS)
+    parser.epilog = EXIT_CODES
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The backup keys (the agent's, but the restore key) and the restore key."""
+
+    backup: tuple[PublicKey, ...]
+    restore: PublicKey
+    restore_path: Path
+    restore_loaded: bool
+
+
+def run(args: argparse.Namespace) -> int:
+    """Set up, undo or print; the exit code (failures raise BackupPCAgentError)."""
+    ctx = context.load(args.config)
+    client_name = names.check(args.client, "client")
+    login = names.check(args.login_user, "login user")
+    restore_path = Path(args.restore_key) if args.restore_key else _restore_path(ctx)
+    if args.print_only:
+        return _print_manual(login, _keys(ctx, restore_path))
+    if not args.undo:
+        _ensure_restore_key(ctx, restore_path)
+    keys = _keys(ctx, restore_path)
+    address = names.check(_alias(args, ctx, client_name), "host")
+    runas = ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
+    base = client.Session(ctx.config, login, address, runas)
+    with client.identity_files(keys.backup, runas) as files:
+        session = client.Session(ctx.config, login, address, runas, files)
+        if args.undo:
+            return _undo(client_name, session, base, keys)
+        return _setup(client_name, session, keys, args.yes)
+
+
+def _restore_path(ctx: context.Context) -> Path:
+    configured = getattr(ctx.config.agent, "restore_key", None)
+    return Path(configured) if configured else ctx.home / RESTORE_KEY
+
+
+def _alias(args: argparse.Namespace, ctx: context.Context, name: str) -> str:
+    """The ClientNameAlias BackupPC connects to, else the client name."""
+    directory = Path(args.backuppc_dir or ctx.config.backuppc.conf_dir)
+    return ConfDir(directory, ctx.config.backuppc.top_dir).host(name).address
+
+
+def _keys(ctx: context.Context, restore_path: Path) -> Keys:
+    """The agent's identities and RESTORE_KEY.pub; raise if either is missing."""
+    text = fsops.read_text(Path(f"{restore_path}.pub"))
+    restore = authkeys.public_key(text or "")
+    if restore is None:
+        raise BackupPCAgentError(f"{restore_path}.pub: missing or not a public key")
+    config = ctx.config
+    uid = ctx.user.pw_uid if os.geteuid() == 0 else None
+    found = agent_probe.probe(config.agent.socket, config.agent.probe_timeout_seconds, uid)
+    if not found.answered:
+        raise BackupPCAgentError(f"agent at {config.agent.socket}: {found.status.value}")
+    listed = [authkeys.PublicKey(i.key_type, i.blob, i.comment) for i in found.identities]
+    backup = tuple(key for key in listed if key.ident != restore.ident)
+    if not backup:
+        raise BackupPCAgentError(
+            "the agent holds no backup key: load it first (backuppc-agent add)"
+        )
+    loaded = len(backup) < len(listed)
+    return Keys(backup, restore, restore_path, loaded)
+
+
+def _ensure_restore_key(ctx: context.Context, path: Path) -> None:
+    """Create the restore key with ssh-keygen at the terminal if there is none."""
+    if path.exists() or Path(f"{path}.pub").exists():
+        return
+    user = ctx.user.pw_name
+    keygen = (
+        "ssh-keygen",
+        "-t",
+        "ed25519",
+        "-f",
+        str(path),
+        "-C",
+        f"backuppc-restore@{socket.gethostname()}",
+    )
+    if not sys.stdin.isatty():
+        raise BackupPCAgentError(
+            f"no restore key {path}: create it at a terminal, as {user}: {' '.join(keygen)}"
+        )
+    fsops.ensure_dir(path.parent, 0o700, fsops.Owner.of_user(user))
+    runas = ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
+    session = client.Session(ctx.config, "", "", runas)
+    print(f"creating the restore key {path}: ssh-keygen asks for its passphrase")
+    # ssh-keygen reads the passphrase from the terminal itself: we never see it.
+    code = proc.run_interactive((*session.prefix(), *keygen), session.env())
+    if code != 0 or not Path(f"{path}.pub").exists():
+        raise BackupPCAgentError(f"ssh-keygen failed (exit {code}): no restore key {path}")
+
+
+def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
+    gate = client.gate_text()
+    version = client.gate_version(gate)
+    if _probed(name, session, version):
+        return exitcodes.OK
+    account = clientkeys.inspect(session)
+    keys_file = _file_with_backup_key(account, keys, clientkeys.read(session, account.files))
+    target = Target(keys_file.path, account.address)
+    problem = authkeys.check_target(target)
+    if problem is not None:
+        raise BackupPCAgentError(f"{name}: {problem}: set it up by hand (--print)")
+    old = keys_file.text or ""
+    new, changes = authkeys.rewrite(old, {k.ident for k in keys.backup}, keys.restore, target)
+    _show(name, session, account, target, changes, keys_file.saved)
+    if not _confirmed(yes):
+        raise BackupPCAgentError("nothing changed: confirm with --yes (or answer y at a terminal)")
+    clientkeys.write(session, target.authkeys, old, new, gate)
+    after = client.probe(session)
+    if after.answer is not client.Answer.GATE:
+        raise BackupPCAgentError(
+            f"{name}: written, but the backup key still gets {after.answer.value}: "
+            "another authorized_keys entry or file lets it in"
+        )
+    print(f"{name}: set up (gate {after.version}, backup key restricted)")
+    return exitcodes.OK
+
+
+def _probed(name: str, session: client.Session, version: str) -> bool:
+    """True if the gate of ``version`` answers; raise if anything but a shell or it does."""
+    found = client.probe(session)
+    if found.answer is client.Answer.SHELL:
+        return False
+    if found.answer is client.Answer.GATE and found.version == version:
+        print(f"{name}: already set up (gate {version}, backup key restricted): nothing to change")
+        return True
+    if found.answer is client.Answer.GATE:
+        raise BackupPCAgentError(
+            f"{name}: gate {found.version} is installed, this is {version}: "
+            f"run client-setup --undo {name} (restore key loaded), then client-setup {name}"
+        )
+    raise BackupPCAgentError(f"{name}: another forced command answers the probe: {found.text}")
+
+
+def _file_with_backup_key(
+    account: clientkeys.Account, keys: Keys, files: list[clientkeys.KeysFile]
+) -> clientkeys.KeysFile:
+    wanted = {k.ident for k in keys.backup}
+    for keys_file in files:
+        lines = authkeys.parse(keys_file.text or "")
+        if any(line.key and not line.is_ca and line.key.ident in wanted for line in lines):
+            return keys_file
+    states = ", ".join(f"{f.path} ({f.state})" for f in files) or "none"
+    raise BackupPCAgentError(
+        f"no backup key in the authorized_keys files of {account.user} ({account.source}): "
+        f"{states}: sshd lets it in another way (AuthorizedKeysCommand, a certificate); "
+        "set it up by hand (--print)"
+    )
+
+
+def _show(
+    name: str,
+    session: client.Session,
+    account: clientkeys.Account,
+    target: Target,
+    changes: list[authkeys.Change],
+    saved: bool,
+) -> None:
+    print(f"{name}: {session.login}@{session.address}, {target.authkeys} ({account.source})")
+    if target.address is None:
+        print("  the server's address was not found: no from= restriction")
+    for line in authkeys.summary(changes):
+        print(f"  {line}")
+    print(f"  install the gate {target.gate} (mode 0755)")
+    if not saved:
+        print(f"  keep the original as {target.saved} (mode 0600)")
+
+
+def _confirmed(yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    try:
+        answer = input("change the client? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _undo(name: str, session: client.Session, base: client.Session, keys: Keys) -> int:
+    found = client.probe(session)
+    if found.answer is client.Answer.SHELL:
+        restored = clientkeys.undo_by_shell(session, clientkeys.inspect(session).files)
+        print(f"{name}: " + (f"{restored} put back" if restored else "not set up: nothing to undo"))
+        return exitcodes.OK
+    if found.answer is not client.Answer.GATE:
+        raise BackupPCAgentError(f"{name}: another forced command answers the probe: {found.text}")
+    if not keys.restore_loaded:
+        raise BackupPCAgentError(
+            f"the restore key is not loaded: ssh-add -t 1h {keys.restore_path}"
+        )
+    with client.identity_files((keys.restore,), base.runas) as files:
+        restore = client.Session(base.config, base.login, base.address, base.runas, files)
+        restore.run(client.UNDO_COMMAND)
+    if client.probe(session).answer is not client.Answer.SHELL:
+        raise BackupPCAgentError(f"{name}: the gate did not undo the setup")
+    print(f"{name}: undone: the saved authorized_keys is back, the gate removed")
+    return exitcodes.OK
+
+
+def _print_manual(login: str, keys: Keys) -> int:
+    home = "/root" if login == "root" else f"/home/{login}"
+    target = Target(f"{home}/.ssh/authorized_keys")
+    print(
+        f"# On the client, as {login} (adjust the paths if its home or AuthorizedKeysFile differ)."
+    )
+    print(f"# 1. The gate: {target.gate}, mode 0755, owner {login}, with this content:")
+    print(client.gate_text(), end="")
+    print(
+        f"# 2. Keep the original: cp {target.authkeys} {target.saved} && chmod 600 {target.saved}"
+    )
+    print(f"# 3. In {target.authkeys}, replace the backup key's line and add the restore key's;")
+    print('#    after restrict, add from="ADDRESS" (this server as the client sees it):')
+    for key in keys.backup:
+        print(authkeys.entry(authkeys.BACKUP, target, key))
+    print(authkeys.entry(authkeys.RESTORE, target, keys.restore))
+    print(f"# Undo: mv {target.saved} {target.authkeys} && rm {target.gate}")
+    return exitcodes.OK

@@ -1,0 +1,258 @@
+"""authorized_keys lines as sshd reads them, and the rewrite ``client-setup`` makes.
+
+Pure functions, text in and text out. A line is parsed the way sshd's
+auth2-pubkeyfile.c does: leading blanks skipped, blank and ``#`` lines ignored,
+a key read at once or else after the options, which end at the first blank
+outside double quotes (``\\"`` is skipped both inside and outside quotes).
+Keys are matched by type and blob, never by comment. Lines we do not rewrite
+are kept byte for byte (CRLF included); ``cert-authority`` lines name a CA,
+not a key that logs in, and are left alone even when the blob matches.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import struct
+from dataclasses import dataclass
+
+from backuppc_agent.agent import protocol
+
+#: Paths we write into ``command="..."``: sshd runs it through the login user's shell.
+SAFE_PATH = re.compile(r"/[A-Za-z0-9_./@+-]*")
+BLANKS = re.compile(r"[ \t]+")
+GATE_NAME = "backuppc-agent-gate"
+SAVED_SUFFIX = ".backuppc-agent-saved"
+BACKUP, RESTORE = "backup", "restore"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """A key as authorized_keys names it: type, blob, comment."""
+
+    key_type: str
+    blob: bytes
+    comment: str = ""
+
+    @property
+    def base64(self) -> str:
+        """The blob as it is written in a line."""
+        return base64.b64encode(self.blob).decode("ascii")
+
+    @property
+    def ident(self) -> tuple[str, bytes]:
+        """What two lines must share to name the same key."""
+        return (self.key_type, self.blob)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of the file: its text without the ending, the ending, what it holds."""
+
+    text: str
+    ending: str
+    options: str = ""
+    key: PublicKey | None = None
+
+    @property
+    def is_ca(self) -> bool:
+        """True for a ``cert-authority`` line."""
+        return "cert-authority" in option_names(self.options)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the gate and the file live on the client, and the server's address there."""
+
+    authkeys: str
+    address: str | None = None
+
+    @property
+    def gate(self) -> str:
+        """The gate installed next to the authorized_keys file."""
+        return self.authkeys.rsplit("/", 1)[0] + "/" + GATE_NAME
+
+    @property
+    def saved(self) -> str:
+        """The copy of the file from before the first setup."""
+        return self.authkeys + SAVED_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of the rewrite: the old line (None: added), the new (None: removed)."""
+
+    old: Line | None
+    new: str | None
+
+
+def split_lines(text: str) -> list[tuple[str, str]]:
+    """``text`` as (line, ending) pairs; the ending is ``\\r\\n``, ``\\n`` or "" (last line)."""
+    pairs = []
+    for chunk in text.split("\n"):  # sshd splits on \n alone, never on str.splitlines' set
+        body = chunk.removesuffix("\r")
+        pairs.append((body, chunk[len(body) :] + "\n"))
+    body, ending = pairs.pop()
+    if body or ending != "\n":
+        pairs.append((body, ending[:-1]))
+    return pairs
+
+
+def parse(text: str) -> list[Line]:
+    """Every line of an authorized_keys file, in order."""
+    return [parse_line(body, ending) for body, ending in split_lines(text)]
+
+
+def parse_line(text: str, ending: str = "\n") -> Line:
+    """One line; ``key`` is None for blank, comment and unreadable lines."""
+    rest = text.lstrip(" \t")
+    if not rest or rest.startswith("#"):
+        return Line(text, ending)
+    key = read_key(rest)
+    if key is not None:
+        return Line(text, ending, "", key)
+    end = options_end(rest)
+    if end is None:
+        return Line(text, ending)
+    return Line(text, ending, rest[:end], read_key(rest[end:].lstrip(" \t")))
+
+
+def options_end(text: str) -> int | None:
+    """Where the options at the start of ``text`` end; None on an unterminated quote."""
+    quoted, index = False, 0
+    while index < len(text) and (quoted or text[index] not in " \t"):
+        if text.startswith('\\"', index):
+            index += 1
+        elif text[index] == '"':
+            quoted = not quoted
+        index += 1
+    return None if quoted else index
+
+
+def option_names(options: str) -> list[str]:
+    """The lower-cased names of comma-separated options (quoted commas do not split)."""
+    names, quoted, start = [], False, 0
+    for index, char in enumerate(options + ","):
+        if char == '"' and options[index - 1 : index] != "\\":
+            quoted = not quoted
+        elif char == "," and not quoted:
+            names.append(options[start:index].split("=", 1)[0].strip().lower())
+            start = index + 1
+    return [name for name in names if name]
+
+
+def read_key(text: str) -> PublicKey | None:
+    """``TYPE BASE64 [COMMENT]`` whose blob names TYPE, or None."""
+    fields = BLANKS.split(text, maxsplit=2)
+    if len(fields) < 2:
+        return None
+    blob = _decode(fields[1])
+    if blob is None or blob_type(blob) != fields[0]:
+        return None
+    return PublicKey(fields[0], blob, fields[2].strip(" \t") if len(fields) > 2 else "")
+
+
+def _decode(word: str) -> bytes | None:
+    try:
+        return base64.b64decode(word, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def blob_type(blob: bytes) -> str | None:
+    """The type name a key blob starts with, or None if it is malformed."""
+    if len(blob) < 4:
+        return None
+    (length,) = struct.unpack(">I", blob[:4])
+    name = blob[4 : 4 + length]
+    if length > 64 or len(name) != length or not name.isascii():
+        return None
+    text = name.decode("ascii")
+    return text if text.isprintable() and " " not in text else None
+
+
+def public_key(text: str) -> PublicKey | None:
+    """The key of a ``KEY.pub`` file (its first key line), or None."""
+    keys = [line.key for line in parse(text) if line.key is not None and not line.options]
+    return keys[0] if keys else None
+
+
+def check_target(target: Target) -> str | None:
+    """Why ``target`` cannot be written into a command= option, or None if it can."""
+    if not SAFE_PATH.fullmatch(target.authkeys) or "/../" in target.authkeys + "/":
+        return f"{target.authkeys!r} is not a plain absolute path (letters, digits, _./@+-)"
+    if target.address is not None:
+        try:
+            ipaddress.ip_address(target.address)
+        except ValueError:
+            return f"{target.address!r} is not an IP address"
+    return None
+
+
+def entry(mode: str, target: Target, key: PublicKey) -> str:
+    """The restricted line for ``key``: restrict, from= (if known), the gate in ``mode``."""
+    options = ["restrict"]
+    if target.address is not None:
+        options.append(f'from="{target.address}"')
+    options.append(f'command="{target.gate} {mode} {target.authkeys}"')
+    return " ".join([",".join(options), key.key_type, key.base64, key.comment]).rstrip()
+
+
+def rewrite(
+    text: str, backup: set[tuple[str, bytes]], restore: PublicKey, target: Target
+) -> tuple[str, list[Change]]:
+    """The file with every backup key and the restore key restricted; and the changes.
+
+    Each key keeps its first line (rewritten) and loses its later duplicates; a
+    restore key not in the file is appended. rewrite(rewrite(x)) == rewrite(x).
+    """
+    out: list[str] = []
+    changes: list[Change] = []
+    seen: set[tuple[str, bytes]] = set()
+    for line in parse(text):
+        mode = _mode(line, backup, restore)
+        if line.key is None or mode is None:
+            out.append(line.text + line.ending)
+            continue
+        new = None if line.key.ident in seen else entry(mode, target, line.key)
+        seen.add(line.key.ident)
+        if new != line.text:
+            changes.append(Change(line, new))
+        out.append("" if new is None else new + (line.ending if "\n" in line.ending else "\n"))
+    if restore.ident not in seen:
+        new = entry(RESTORE, target, restore)
+        changes.append(Change(None, new))
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        out.append(new + "\n")
+    return "".join(out), changes
+
+
+def _mode(line: Line, backup: set[tuple[str, bytes]], restore: PublicKey) -> str | None:
+    if line.key is None or line.is_ca:
+        return None
+    if line.key.ident == restore.ident:
+        return RESTORE
+    return BACKUP if line.key.ident in backup else None
+
+
+def shown(line: str) -> str:
+    """A line for the summary: the blob as its fingerprint, control characters escaped."""
+    parsed = parse_line(line)
+    if parsed.key is not None:
+        fingerprint = protocol.fingerprint(parsed.key.blob)
+        line = line.replace(parsed.key.base64, fingerprint)
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
+
+
+def summary(changes: list[Change]) -> list[str]:
+    """The changes as diff-like lines: ``- old`` and ``+ new``."""
+    lines = []
+    for change in changes:
+        if change.old is not None:
+            lines.append("- " + shown(change.old.text))
+        if change.new is not None:
+            lines.append("+ " + shown(change.new))
+    return lines

@@ -1,0 +1,211 @@
+"""``client-setup``'s remote steps: reach a client as BackupPC does, read and rewrite its keys.
+
+One plain ssh session per step (ControlMaster no), as the BackupPC user (root
+drops to it with setpriv: uid, gid, groups, HOME) with our ssh options and
+``IdentitiesOnly`` on the keys we mean. Each step is a fixed script from
+client_scripts fed to ``sh -s -- ARGS``; what comes back is untrusted: bounded,
+parsed strictly, shown escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import os
+import pwd
+import re
+import shlex
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from backuppc_agent import proc
+from backuppc_agent.config import Config
+from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.install import client_scripts as scripts
+from backuppc_agent.install.authkeys import PublicKey
+from backuppc_agent.ssh import sshconfig
+
+PROBE_COMMAND = "echo backuppc-agent-gate-probe"
+SHELL_ANSWER = "backuppc-agent-gate-probe"
+GATE_ANSWER = re.compile(r"backuppc-agent-gate ([0-9A-Za-z._+-]{1,40}) (backup|restore)")
+UNDO_COMMAND = "backuppc-agent-gate undo"
+GATE_FILE = ("files", "client", "backuppc-agent-gate")
+GATE_VERSION = re.compile(r"^(?:GATE_)?VERSION=['\"]?([0-9A-Za-z._+-]{1,40})", re.MULTILINE)
+MAX_AUTHKEYS_BYTES = 256 * 1024
+#: The remote command is one argument of the login shell's -c: Linux caps one at 128 KiB.
+MAX_COMMAND_CHARS = 120_000
+#: On top of the connect timeout: every step is a few small commands.
+SESSION_SECONDS = 30.0
+SHOWN_CHARS = 200
+SETPRIV = "setpriv"
+_IDENTITY_KEYWORDS = {"IdentitiesOnly", "IdentityFile"}
+
+
+class Answer(enum.Enum):
+    """What the probe met on the client."""
+
+    SHELL = "shell"  # an unrestricted shell echoed it
+    GATE = "gate"  # our gate answered
+    OTHER = "other"  # another forced command
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The probe's outcome: kind, the gate's version and mode, the raw first line."""
+
+    answer: Answer
+    version: str = ""
+    mode: str = ""
+    text: str = ""
+
+
+def gate_text() -> str:
+    """The gate script shipped in the package; raise BackupPCAgentError if missing."""
+    try:
+        return resources.files(__package__).joinpath(*GATE_FILE).read_text(encoding="utf-8")
+    except OSError as err:
+        raise BackupPCAgentError(f"the package lacks its gate script: {err}") from err
+
+
+def gate_version(text: str) -> str:
+    """The ``VERSION=`` the gate script declares ("unknown" if none)."""
+    found = GATE_VERSION.search(text)
+    return found.group(1) if found else "unknown"
+
+
+def parse_probe(stdout: str) -> Probe:
+    """Classify the probe's output (only its last non-empty line counts: rc files chatter)."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if last == SHELL_ANSWER:
+        return Probe(Answer.SHELL, text=last)
+    found = GATE_ANSWER.fullmatch(last)
+    if found:
+        return Probe(Answer.GATE, found.group(1), found.group(2), last)
+    return Probe(Answer.OTHER, text=shown(last or "(nothing)"))
+
+
+def probe(session: Session) -> Probe:
+    """Send the probe as the remote command; what answered."""
+    return parse_probe(decode(session.run(PROBE_COMMAND)[: 64 * 1024]))
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """Untrusted text for a one-line message: escaped, cut short."""
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return escaped + ("..." if len(text) > limit else "")
+
+
+@dataclass(frozen=True)
+class Session:
+    """How to reach one client: our config, login@address, the user ssh runs as."""
+
+    config: Config
+    login: str
+    address: str
+    runas: pwd.struct_passwd | None = None
+    identity_files: tuple[Path, ...] = ()
+
+    def argv(self, remote: str) -> tuple[str, ...]:
+        """ssh (after setpriv when we drop to the BackupPC user) to run ``remote``."""
+        pairs = [
+            p
+            for p in sshconfig.options(self.config, "none", "no")
+            if p[0] not in _IDENTITY_KEYWORDS
+        ]
+        pairs += [("IdentitiesOnly", "yes"), ("LogLevel", "ERROR"), ("RequestTTY", "no")]
+        pairs += [("IdentityFile", str(path)) for path in self.identity_files]
+        ssh = (self.config.mux.ssh, *sshconfig.option_args(tuple(pairs)), "-x", "-a")
+        return (*self.prefix(), *ssh, "-l", self.login, "--", self.address, remote)
+
+    def prefix(self) -> tuple[str, ...]:
+        if self.runas is None:
+            return ()
+        user = self.runas
+        return (SETPRIV, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--")
+
+    def env(self) -> dict[str, str]:
+        """The child's environment: ours, or the BackupPC user's HOME and names."""
+        if self.runas is None:
+            return proc.base_env()
+        name = self.runas.pw_name
+        return proc.base_env({"HOME": self.runas.pw_dir, "USER": name, "LOGNAME": name})
+
+    def run(self, remote: str, script: str | None = None) -> bytes:
+        """Run ``remote`` (fed ``script``); its stdout. Raise BackupPCAgentError on failure."""
+        if len(remote) > MAX_COMMAND_CHARS:
+            raise BackupPCAgentError(
+                f"the remote command would be {len(remote)} characters: too long"
+            )
+        timeout = self.config.hooks.connect_timeout_seconds + SESSION_SECONDS
+        data = None if script is None else script.encode()
+        result = proc.run(self.argv(remote), timeout, self.env(), input_data=data)
+        if result.returncode == 255:
+            raise BackupPCAgentError(self._ssh_failure(result.stderr.decode(errors="replace")))
+        return result.stdout
+
+    def _ssh_failure(self, stderr: str) -> str:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        last = shown(lines[-1]) if lines else "ssh failed"
+        where = f"{self.login}@{self.address}"
+        if "Host key verification failed" in stderr:
+            return f"{where}: {last}: trust its host key first (backuppc-agent trust CLIENT)"
+        if "Permission denied" in stderr:
+            return f"{where}: {last}: the agent's keys are not authorized there"
+        return f"{where}: {last}"
+
+    def script(self, script: str, *args: str) -> bytes:
+        """Run a client_scripts script with ``args``; its output after the marker line."""
+        remote = shlex.join(["sh", "-s", "--", *args])
+        return after_marker(self.run(remote, script))
+
+
+def after_marker(stdout: bytes) -> bytes:
+    """What follows the scripts' marker line; raise if the marker never came."""
+    marker = scripts.MARKER.encode() + b"\n"
+    at = stdout.find(marker)
+    if at < 0 or (at > 0 and stdout[at - 1 : at] != b"\n"):
+        raise BackupPCAgentError(f"the client did not run our script: {shown(decode(stdout))}")
+    return stdout[at + len(marker) :]
+
+
+def decode(data: bytes) -> str:
+    """Bytes from the client as text that encodes back to the same bytes."""
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+@contextmanager
+def identity_files(
+    keys: Sequence[PublicKey], owner: pwd.struct_passwd | None
+) -> Iterator[tuple[Path, ...]]:
+    """``KEY.pub`` files of ``keys`` in a private directory ``owner`` can read; removed after."""
+    directory = Path(tempfile.mkdtemp(prefix="backuppc-agent-setup-"))
+    try:
+        files = []
+        for index, key in enumerate(keys):
+            path = directory / f"key{index}.pub"
+            path.write_text(f"{key.key_type} {key.base64}\n")
+            files.append(path)
+            if owner is not None:
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        if owner is not None:
+            os.chown(directory, owner.pw_uid, owner.pw_gid)
+        yield tuple(files)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def sha256(text: str) -> str:
+    """The hex digest sha256sum prints for ``text``'s bytes."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest()
+
+
+def b64(text: str) -> str:
+    """``text`` as base64 (an argument safe for any shell)."""
+    return base64.b64encode(text.encode("utf-8", errors="surrogateescape")).decode("ascii")
