@@ -25,8 +25,7 @@ from itertools import zip_longest
 from pathlib import Path
 
 from backuppc_agent import paths
-from backuppc_agent.backuppc.hoststatus import MalformedError
-from backuppc_agent.errors import UnsafePathError
+from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 
 #: Bound on any one BackupPC file read (a backups file of 10,000 dumps is ~1.5 MB).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -35,6 +34,7 @@ Record = dict[str, str | None]
 _ASSIGNMENT = re.compile(r"^[ \t]*\$Conf\{(\w+)\}\s*=\s*(.*?);[ \t]*(?:#[^\n]*)?$", re.M | re.S)
 _QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)\"""")
 _SINGLE_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'", re.S)
+_CONF_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
 # HostInfoRead's own patterns; on bytes \w and \s are ASCII, as in Perl on a binmode file
 _CRLF, _COMMENT, _TRAILING = re.compile(rb"[\n\r]+"), re.compile(rb"#.*"), re.compile(rb"\s+$")
 _HOST_LINE = re.compile(rb"[\w.\\-]+\s+")
@@ -48,6 +48,10 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 TAR_COMMANDS = {False: "TarClientCmd", True: "TarClientRestoreCmd"}
 #: BackupPC 4's transfer methods that never run ssh (anything unknown is taken to).
 NO_SSH_METHODS = frozenset({"rsyncd", "smb", "ftp", "archive"})
+
+
+class MalformedError(BackupPCAgentError):
+    """A BackupPC file cannot be read, or holds something BackupPC would not have written."""
 
 
 def read_bytes(path: Path | str) -> bytes | None:
@@ -107,6 +111,20 @@ def first_string(value: str | None) -> str | None:
     if match is None:
         return None
     return match.group(1) if match.group(1) is not None else match.group(2)
+
+
+def config_number(settings: dict[str, str], key: str) -> float | None:
+    """The number ``$Conf{KEY}`` is set to in ``settings`` (``assignments``), or None.
+
+    Raise MalformedError if KEY is set to anything but a plain number (an
+    expression, a variable): then only Perl knows the value.
+    """
+    value = settings.get(key)
+    if value is None:
+        return None
+    if _CONF_NUMBER.fullmatch(value) is None:
+        raise MalformedError(f"$Conf{{{key}}} is not set to a plain number")
+    return float(value)
 
 
 def server_secret(settings: dict[str, str] | None) -> str:

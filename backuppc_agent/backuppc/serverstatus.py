@@ -12,16 +12,51 @@ in ``problems``; nothing here raises for bad data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from backuppc_agent.backuppc import confdir, hoststatus, perldata, serversock
-from backuppc_agent.backuppc.confdir import ConfDir, read_text
-from backuppc_agent.backuppc.hoststatus import Backups, MalformedError
+from backuppc_agent.backuppc import confdir, perldata, serversock
+from backuppc_agent.backuppc.confdir import ConfDir, MalformedError, read_text
 from backuppc_agent.config import BackupPCConfig
 
 STATUS_MESSAGE = "status info hosts queueLen"
 DAY_SECONDS = 86400.0
+#: The backup types in a backups file; "active" is a dump still running.
+BACKUP_TYPES = ("full", "incr", "partial", "active")
+_BACKUP_LINE = re.compile(r"(\d+)\t(full|incr|partial|active)\t(\d+)\t(\d*)(?:\t|$)")
+
+
+@dataclass(frozen=True)
+class Backups:
+    """One host's backups file, summed up."""
+
+    counts: dict[str, int]
+    #: the full or incr backup with the latest start, as BackupPC's summary page picks it
+    last_number: int | None = None
+    last_type: str | None = None
+    last_end: float | None = None
+
+
+def parse_backups(text: str) -> Backups:
+    """TopDir/pc/HOST/backups -> Backups; raise MalformedError on a line BackupPC never writes."""
+    counts = dict.fromkeys(BACKUP_TYPES, 0)
+    last: tuple[int, int, str, float] | None = None
+    for line in text.splitlines():
+        if not line:
+            continue
+        match = _BACKUP_LINE.match(line)
+        # only a finished full or incr is sure to have an end time: BackupPC 4.4
+        # keeps a stopped dump as "partial" with its end time (and sizes) empty
+        if match is None or (match.group(2) in ("full", "incr") and not match.group(4)):
+            raise MalformedError(f"malformed backups line {line[:80]!r}")
+        number, kind, start, end = match.groups()
+        counts[kind] += 1
+        if kind in ("full", "incr") and (last is None or int(start) > last[0]):
+            last = (int(start), int(number), kind, float(end))
+    if last is None:
+        return Backups(counts)
+    return Backups(counts, last[1], last[2], last[3])
 
 
 @dataclass(frozen=True)
@@ -137,7 +172,7 @@ def _host(
         return None
     try:
         text = read_text(f"{config.top_dir}/pc/{name}/backups")
-        backups = hoststatus.parse_backups(text or "")  # none: never backed up
+        backups = parse_backups(text or "")  # none: never backed up
     except MalformedError as err:
         server.problems.append(str(err))
         return None
@@ -154,7 +189,7 @@ def _host(
 def _settings(settings: dict[str, str], base: HostSettings) -> HostSettings:
     """``base`` with what ``settings`` set to plain numbers; raise MalformedError."""
     values = {
-        key: hoststatus.config_number(settings, name)
+        key: confdir.config_number(settings, name)
         for key, name in (("full_days", "FullPeriod"), ("incr_days", "IncrPeriod"),
                           ("disable", "BackupsDisable"))
     }  # fmt: skip

@@ -10,11 +10,13 @@ same sources BackupPC's pages do (serverstatus) and exports them with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from backuppc_agent.backuppc import hoststatus, serverstatus
+from backuppc_agent import exitcodes
+from backuppc_agent.backuppc import serverstatus
 from backuppc_agent.backuppc.serverstatus import HostStatus, ServerStatus
 from backuppc_agent.config import BackupPCConfig
 from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
@@ -26,6 +28,38 @@ QUEUES = (("background", "BgQueue"), ("user", "UserQueue"), ("command", "CmdQueu
 #: (pool label, key prefix in %Info): BackupPC 4's pool and cpool, filled by BackupPC_nightly
 POOLS = (("pool", "pool4"), ("cpool", "cpool4"))
 COUNTED_TYPES = ("full", "incr", "partial")
+#: What the server does for a host now (BackupPC's Status_* words, shortened).
+STATES = frozenset({"idle", "backup-starting", "backup-in-progress", "restore-starting",
+                    "restore-in-progress", "archive-in-progress", "admin-pending",
+                    "admin-running", "link-pending", "link-running"})  # fmt: skip
+#: How the last attempt ended (BackupPC's Reason_* words), plus "aborted", "none", "other".
+RESULTS = frozenset({"done", "failed", "aborted", "no-ping", "canceled", "idle", "none",
+                     "restore-done", "restore-failed", "restore-canceled", "archive-done",
+                     "archive-failed", "archive-canceled", "other"})  # fmt: skip
+_REASONS = {
+    "backup_done": "done",
+    "backup_failed": "failed",
+    "no_ping": "no-ping",
+    "backup_canceled_by_user": "canceled",
+    "nothing_to_do": "idle",
+    "restore_canceled_by_user": "restore-canceled",
+    "archive_canceled_by_user": "archive-canceled",
+}
+#: A pre hook's exit code (DumpPreUserCmd returned error status CODE*256) -> error word.
+_HOOK_EXITS = {
+    exitcodes.HOOK_NOT_READY: "keys-not-loaded",
+    exitcodes.HOOK_SSH_FAILED: "ssh-master-failed",
+    exitcodes.BAD_NAME: "bad-name",
+}
+_PRE_COMMAND = re.compile(r"(?:Dump|Restore|Archive)PreUserCmd returned error status (\d+)")
+_ERROR_WORDS = (
+    (re.compile(r"aborted by user"), "aborted-by-user"),
+    (re.compile(r"aborted|signal=", re.I), "aborted"),
+    (re.compile(r"^(?:no ping|ping too slow|host not found)"), "no-ping"),
+    (re.compile(r"No files dumped for share"), "no-files"),
+    (re.compile(r"PostUserCmd returned error"), "post-command-failed"),
+    (re.compile(r"rsync|[Tt]ar exited|smbclient|fileListReceive|fatal error"), "transfer-failed"),
+)  # fmt: skip
 
 
 class BackupPCPart(Part):
@@ -154,15 +188,48 @@ class _HostFamilies:
                 self.type.add_metric([name, kind], float(kind == backups.last_type))
         for kind in COUNTED_TYPES:
             self.kept.add_metric([name, kind], backups.counts.get(kind, 0))
-        result = hoststatus.result_word(status.get("reason"), status.get("error"))
-        self.attempt.add_metric([name, result, hoststatus.error_word(status.get("error"))], 1)
+        result = result_word(status.get("reason"), status.get("error"))
+        self.attempt.add_metric([name, result, error_word(status.get("error"))], 1)
         if isinstance(status.get("startTime"), int):
             self.attempt_time.add_metric([name], status["startTime"])
         if live and status:
-            self.state.add_metric([name, hoststatus.state_word(status.get("state"))], 1)
+            self.state.add_metric([name, state_word(status.get("state"))], 1)
         self.disabled.add_metric([name], host.settings.disabled())
         self.period.add_metric([name], host.period_seconds)
 
     def all(self) -> list[GaugeMetricFamily]:
         return [self.end, self.number, self.type, self.kept, self.attempt, self.attempt_time,
                 self.state, self.disabled, self.period]  # fmt: skip
+
+
+def state_word(state: object) -> str:
+    """BackupPC's Status_* word for what it does now -> a STATES word, or "other"."""
+    word = str(state or "").removeprefix("Status_").replace("_", "-")
+    return word if word in STATES else "other"
+
+
+def result_word(reason: object, error: object) -> str:
+    """BackupPC's Reason_* word (and error) for the last attempt -> a RESULTS word."""
+    text = str(reason or "")
+    if not text:
+        return "none"
+    word = _REASONS.get(
+        text.removeprefix("Reason_"), text.removeprefix("Reason_").replace("_", "-")
+    )
+    if word == "failed" and error_word(error).startswith("aborted"):
+        return "aborted"
+    return word if word in RESULTS else "other"
+
+
+def error_word(error: object) -> str:
+    """BackupPC's free-text error of the last attempt -> one of a few words ("none" if none)."""
+    text = str(error or "")
+    if not text:
+        return "none"
+    pre = _PRE_COMMAND.search(text)
+    if pre:
+        return _HOOK_EXITS.get(int(pre.group(1)) >> 8, "pre-command-failed")
+    for pattern, word in _ERROR_WORDS:
+        if pattern.search(text):
+            return word
+    return "other"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from backuppc_agent.backuppc import confdir, hoststatus, perldata
-from backuppc_agent.backuppc.hoststatus import MalformedError
+from backuppc_agent.backuppc import confdir, perldata, serverstatus
+from backuppc_agent.backuppc.confdir import MalformedError
+from backuppc_agent.metrics import backuppc as backuppc_part
 from backuppc_agent.metrics.backuppc import BackupPCPart
 from backuppc_agent.metrics.scrape import ScrapeErrors
 from tests.bpc_tree import backups_line, make_tree
@@ -17,7 +18,7 @@ from tests.scrape import scrape
 def test_the_last_good_backup_is_the_full_or_incr_that_started_last() -> None:
     text = (backups_line(0, "full", 100, 200) + backups_line(1, "incr", 300, 350)
             + backups_line(2, "partial", 400, 450) + backups_line(3, "active", 500, 0))  # fmt: skip
-    backups = hoststatus.parse_backups(text.replace("\t500\t0\t", "\t500\t\t"))
+    backups = serverstatus.parse_backups(text.replace("\t500\t0\t", "\t500\t\t"))
     assert (backups.last_number, backups.last_type, backups.last_end) == (1, "incr", 350.0)
     assert backups.counts == {"full": 1, "incr": 1, "partial": 1, "active": 1}
 
@@ -27,7 +28,7 @@ def test_a_stopped_dump_kept_as_partial_has_no_end_time() -> None:
     fields = ["0", "partial", "1795976153", *[""] * 11, "3", "", "", "0", "", "1", "rsync", "0",
               "", "4.4.0", "4", "0", "", ""]  # fmt: skip
     line = "\t".join(fields) + "\n"
-    backups = hoststatus.parse_backups(line)
+    backups = serverstatus.parse_backups(line)
     assert backups.counts["partial"] == 1
     assert backups.last_number is None
 
@@ -35,7 +36,7 @@ def test_a_stopped_dump_kept_as_partial_has_no_end_time() -> None:
 @pytest.mark.parametrize("line", ["0\tful", "0\tfull\t100", "x\tfull\t1\t2\t", "0\tfull\t1\t\t"])
 def test_a_half_written_backups_line_is_malformed(line: str) -> None:
     with pytest.raises(MalformedError):
-        hoststatus.parse_backups(backups_line(0, "full", 1, 2) + line)
+        serverstatus.parse_backups(backups_line(0, "full", 1, 2) + line)
 
 
 def test_hosts_are_labelled_as_backuppc_keys_them_and_no_path_is_built_from_a_bad_name(
@@ -55,12 +56,12 @@ def test_hosts_are_labelled_as_backuppc_keys_them_and_no_path_is_built_from_a_ba
 
 def test_config_numbers_are_read_only_when_plain() -> None:
     settings = confdir.assignments("$Conf{FullPeriod} = 6.97;  # weekly\n$Conf{IncrPeriod}=0.5;\n")
-    assert hoststatus.config_number(settings, "FullPeriod") == 6.97
-    assert hoststatus.config_number(settings, "IncrPeriod") == 0.5
-    assert hoststatus.config_number(settings, "BackupsDisable") is None
+    assert confdir.config_number(settings, "FullPeriod") == 6.97
+    assert confdir.config_number(settings, "IncrPeriod") == 0.5
+    assert confdir.config_number(settings, "BackupsDisable") is None
     expression = confdir.assignments("$Conf{FullPeriod} = 7 * 0.99;\n")
     with pytest.raises(MalformedError):
-        hoststatus.config_number(expression, "FullPeriod")
+        confdir.config_number(expression, "FullPeriod")
 
 
 @pytest.mark.parametrize(
@@ -86,15 +87,15 @@ def test_config_numbers_are_read_only_when_plain() -> None:
 def test_free_text_becomes_a_bounded_word(
     reason: str | None, error: str | None, result: str, word: str
 ) -> None:
-    assert hoststatus.result_word(reason, error) == result
-    assert hoststatus.error_word(error) == word
-    assert result in hoststatus.RESULTS
+    assert backuppc_part.result_word(reason, error) == result
+    assert backuppc_part.error_word(error) == word
+    assert result in backuppc_part.RESULTS
 
 
 def test_states_are_bounded_words() -> None:
-    assert hoststatus.state_word("Status_backup_in_progress") == "backup-in-progress"
-    assert hoststatus.state_word("Status_idle") == "idle"
-    assert hoststatus.state_word("Status_'}{weird") == "other"
+    assert backuppc_part.state_word("Status_backup_in_progress") == "backup-in-progress"
+    assert backuppc_part.state_word("Status_idle") == "idle"
+    assert backuppc_part.state_word("Status_'}{weird") == "other"
 
 
 def test_perl_data_reads_nested_hashes_arrays_quotes_and_undef() -> None:
