@@ -7,6 +7,10 @@ the passphrase never appears in an argv, an environment, a file or a log.
 A second prompt (a wrong passphrase) finds the pipe empty and gets nothing,
 so ssh-add gives up instead of asking forever. Imports nothing heavy: it runs
 once per key at every agent start.
+
+With ``BACKUPPC_AGENT_ASKPASS=clevis`` in its environment the helper becomes
+``clevis decrypt`` instead: ssh-add's stdin then holds the Clevis JWE, and the
+plaintext goes from clevis straight to ssh-add, never through a process of ours.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import sys
 #: A passphrase line longer than this is not a passphrase.
 MAX_LINE_BYTES = 8192
 PROG = "backuppc-agent-askpass"
+#: The environment variable that selects the helper's mode, and the Clevis mode's value.
+MODE_VAR = "BACKUPPC_AGENT_ASKPASS"
+CLEVIS = "clevis"
 
 
 def answer(stdin_fd: int, stdout_fd: int) -> int:
@@ -49,6 +56,8 @@ def _read_line(fd: int) -> bytes:
 def main() -> int:
     """Console entry point ``backuppc-agent-askpass [PROMPT]``."""
     try:
+        if os.environ.get(MODE_VAR) == CLEVIS and not os.isatty(0):
+            os.execvp(CLEVIS, (CLEVIS, "decrypt"))  # noqa: S606 (fixed argv, the JWE on stdin)
         return answer(sys.stdin.fileno(), sys.stdout.fileno())
     except OSError as err:
         os.write(2, f"{PROG}: {err.strerror}\n".encode())

@@ -16,12 +16,14 @@ set -eu
 # python3-venv; its file keyring: python3-keyrings.alt). debootstrap, systemd-container:
 # the Debian trees tests/systemd builds and boots with systemd-nspawn (make test-systemd).
 # clevis, tang, jose, socat: unlock = "tang" against a real Tang on loopback (tests/tang.py;
-# tang pulls tang-common, which holds /usr/libexec/tangd on Debian 12 and 13).
+# tang pulls tang-common, which holds /usr/libexec/tangd on Debian 12 and 13); gdb: its
+# gcore and strace watch the supervisor's memory and reads: a Tang-held passphrase never
+# reaches it.
 PACKAGES="openssh-client openssh-server rsync backuppc smbclient samba-common-bin prometheus prometheus-alertmanager shellcheck procps iproute2 sudo faketime systemd sysvinit-utils python3 iputils-ping
 debhelper dh-python pybuild-plugin-pyproject python3-all python3-argparse-manpage python3-setuptools lintian man-db
 python3-keyring python3-prometheus-client python3-keyrings.alt python3-venv
 debootstrap systemd-container
-clevis tang jose socat"
+clevis tang jose socat gdb strace"
 
 # With arguments: install those optional packages (make bench) when this Debian has them;
 # never fail for them.

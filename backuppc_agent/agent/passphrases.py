@@ -4,7 +4,9 @@ The keyring entry is (service "backuppc-agent", username = the key's absolute
 path). ssh-add and ssh-keygen read the passphrase from our askpass helper,
 which copies one line from the stdin it inherits from them; we feed that stdin
 through a pipe. So the passphrase is never in an argv, an environment, a file
-we write or a log line. ``keyring`` is imported only when needed (~50 ms).
+we write or a log line. For Tang the pipe holds the Clevis JWE instead and the
+helper runs ``clevis decrypt`` (askpass.py): the plaintext never enters our
+memory. ``keyring`` is imported only when needed (~50 ms).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
 
-from backuppc_agent import exitcodes, proc
+from backuppc_agent import askpass, exitcodes, proc
 from backuppc_agent.errors import BackupPCAgentError
 
 logger = logging.getLogger(__name__)
@@ -109,11 +112,16 @@ def askpass_program() -> str:
     return found
 
 
-def askpass_env(socket: Path | None = None) -> dict[str, str]:
-    """The environment that makes ssh-add/ssh-keygen ask our helper, never a tty."""
+def askpass_env(socket: Path | None = None, clevis: bool = False) -> dict[str, str]:
+    """The environment that makes ssh-add/ssh-keygen ask our helper, never a tty.
+
+    With ``clevis`` the helper runs ``clevis decrypt`` on the JWE fed to its stdin.
+    """
     extra = {"SSH_ASKPASS": askpass_program(), "SSH_ASKPASS_REQUIRE": "force"}
     if socket is not None:
         extra["SSH_AUTH_SOCK"] = str(socket)
+    if clevis:
+        extra[askpass.MODE_VAR] = askpass.CLEVIS
     return proc.base_env(extra)
 
 
@@ -133,10 +141,13 @@ def _feed(passphrase: str) -> bytes:
 
 def opens(key: Path, passphrase: str) -> bool:
     """True if ``passphrase`` decrypts ``key`` (checked by ssh-keygen, through askpass)."""
-    result = proc.run(
-        make_public_command(key), SSH_KEYGEN_TIMEOUT_SECONDS, askpass_env(), None, _feed(passphrase)
-    )
-    return result.returncode == 0
+    return run_public(key, _feed(passphrase)).returncode == 0
+
+
+def run_public(key: Path, feed: bytes, clevis: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """ssh-keygen -y on ``key`` with ``feed`` for askpass (a JWE if ``clevis``)."""
+    env = askpass_env(clevis=clevis)
+    return proc.run(make_public_command(key), SSH_KEYGEN_TIMEOUT_SECONDS, env, None, feed)
 
 
 def is_encrypted(key: Path) -> bool:
@@ -159,9 +170,19 @@ def add(socket: Path, key: Path, passphrase: str) -> None:
 
     Raises PassphraseError if the passphrase does not open it, BackupPCAgentError otherwise.
     """
-    result = proc.run(
-        make_add_command(key), SSH_ADD_TIMEOUT_SECONDS, askpass_env(socket), None, _feed(passphrase)
-    )
+    check_added(run_add(socket, key, _feed(passphrase)), socket, key)
+
+
+def run_add(
+    socket: Path, key: Path, feed: bytes, clevis: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    """ssh-add ``key`` to the agent on ``socket``, ``feed`` for askpass (a JWE if ``clevis``)."""
+    env = askpass_env(socket, clevis)
+    return proc.run(make_add_command(key), SSH_ADD_TIMEOUT_SECONDS, env, None, feed)
+
+
+def check_added(result: subprocess.CompletedProcess[bytes], socket: Path, key: Path) -> None:
+    """Raise PassphraseError or BackupPCAgentError unless ssh-add ``result`` loaded ``key``."""
     if result.returncode == 0:
         return
     detail = result.stderr.decode(errors="replace").strip()

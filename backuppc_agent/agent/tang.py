@@ -4,7 +4,8 @@ Clevis does the cryptography; this module builds its argument tuples, reads
 the Tang advertisement to show and pin its signing-key thumbprints, and sorts
 clevis's failures into "no Tang answers" and "Tang answers but refuses" (its
 keys were rotated and the old ones removed). The plaintext goes to clevis on
-stdin and comes back on stdout: never an argv, an environment or a file.
+stdin and comes back on stdout: never an argv, an environment or a file. At
+unlock it goes from clevis straight to ssh-add (askpass.py), never through us.
 
 Every pin carries its ``thp``, and clevis runs without ``-y``: it then checks
 that the advertisement is signed by the pinned key and never asks on a tty.
@@ -16,9 +17,10 @@ import base64
 import binascii
 import hashlib
 import json
+import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ ADV_MAX_BYTES = 1 << 16
 JWE_MAX_BYTES = 1 << 20
 UNLOCK_DIR = "unlock"
 THP_ALGORITHM = "S256"
+#: What clevis's tang pin prints (alone or inside sss) when a Tang does not help.
+TANG_FAILED = b"Error communicating with server"
 
 
 class TangError(BackupPCAgentError):
@@ -163,31 +167,48 @@ def encrypt(secret: str, pins: Sequence[Pin], threshold: int) -> bytes:
     return result.stdout
 
 
-def decrypt(jwe: bytes, timeout: float = CLEVIS_TIMEOUT_SECONDS) -> str:
-    """The plaintext of ``jwe``.
+def run_decrypt(
+    jwe: bytes, timeout: float = CLEVIS_TIMEOUT_SECONDS
+) -> subprocess.CompletedProcess[bytes]:
+    """``clevis decrypt`` of ``jwe``, its plaintext captured: only for ``rekey``.
 
-    Raises TangUnreachableError when no Tang of the JWE answers, TangRefusedError when one
-    answers but cannot open it, TangError otherwise.
+    Everything else lets clevis hand the plaintext to OpenSSH itself (askpass.py).
     """
-    result = proc.run(make_decrypt_command(), timeout, proc.base_env(), None, jwe)
-    if result.returncode == 0 and result.stdout:
-        return result.stdout.decode("utf-8")
-    detail = _last_line(result.stderr)
-    if "Error communicating with server" not in detail and "sss" not in _pin(jwe):
-        raise TangError(f"clevis decrypt failed: {detail}")
-    urls = jwe_urls(jwe)
+    return proc.run(make_decrypt_command(), timeout, proc.base_env(), None, jwe)
+
+
+def plaintext(result: subprocess.CompletedProcess[bytes]) -> str:
+    """The plaintext run_decrypt printed; raise TangError if it failed."""
+    if result.returncode != 0 or not result.stdout:
+        raise TangError(f"clevis decrypt failed: {_last_line(result.stderr)}")
+    return result.stdout.decode("utf-8")
+
+
+def open_with(
+    jwe: bytes, attempt: Callable[[], subprocess.CompletedProcess[bytes]]
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``attempt`` (clevis decrypt, or ssh-add whose askpass runs it) and judge Tang's part.
+
+    Returns the attempt's result unless Tang failed it: raises TangUnreachableError
+    when too few of the JWE's Tangs answer, TangRefusedError when enough answer but
+    cannot open it, TangError when the JWE is damaged.
+    """
+    urls = jwe_urls(jwe)  # a damaged JWE fails here, before any attempt
+    result = attempt()
+    if result.returncode == 0 or TANG_FAILED not in result.stderr:
+        return result
     down = [url for url in urls if reachable(url) is not None]
-    if len(urls) - len(down) >= jwe_threshold(jwe):
-        # Enough Tangs answer now. They may have come back after clevis tried (a Tang
-        # starting up at boot): only a second refusal means their keys cannot open it.
-        again = proc.run(make_decrypt_command(), timeout, proc.base_env(), None, jwe)
-        if again.returncode == 0 and again.stdout:
-            return again.stdout.decode("utf-8")
-        raise TangRefusedError(
-            "Tang at " + ", ".join(u for u in urls if u not in down) + " answers but its "
-            "current keys cannot open the stored passphrase (were its old keys removed?)"
-        )
-    raise TangUnreachableError(down)
+    if len(urls) - len(down) < jwe_threshold(jwe):
+        raise TangUnreachableError(down)
+    # Enough Tangs answer now. They may have come back after clevis tried (a Tang
+    # starting up at boot): only a second refusal means their keys cannot open it.
+    again = attempt()
+    if again.returncode == 0 or TANG_FAILED not in again.stderr:
+        return again
+    raise TangRefusedError(
+        "Tang at " + ", ".join(u for u in urls if u not in down) + " answers but its "
+        "current keys cannot open the stored passphrase (were its old keys removed?)"
+    )
 
 
 def reachable(url: str) -> str | None:

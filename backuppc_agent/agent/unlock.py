@@ -18,9 +18,11 @@ waiting reason and the exporter into backuppc_agent_unlock_waiting_tang.
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from backuppc_agent import paths
@@ -68,10 +70,8 @@ def unlock_missing(
     return [_unlock_one(config, key, held) for key in agent.keys]
 
 
-def stored_passphrase(config: Config, key: Path) -> str:
-    """The passphrase of ``key`` from the keyring or from Tang; raise if there is none."""
-    if config.agent.unlock == "tang":
-        return tang_passphrase(config.state.dir, key)
+def keyring_passphrase(key: Path) -> str:
+    """The passphrase of ``key`` from the keyring; raise PassphraseError if there is none."""
     passphrase = passphrases.get(key)
     if passphrase is None:
         raise PassphraseError(
@@ -81,8 +81,8 @@ def stored_passphrase(config: Config, key: Path) -> str:
     return passphrase
 
 
-def tang_passphrase(state_dir: Path, key: Path) -> str:
-    """Decrypt the stored JWE of ``key`` with Tang's help; raise PassphraseError if none."""
+def stored_jwe(state_dir: Path, key: Path) -> bytes:
+    """The JWE stored for ``key``; raise PassphraseError if there is none."""
     where = tang.jwe_path(state_dir, key)
     jwe = paths.read_bounded(where, tang.JWE_MAX_BYTES)
     if jwe is None:
@@ -90,12 +90,35 @@ def tang_passphrase(state_dir: Path, key: Path) -> str:
             f"no passphrase for {key} is stored for Tang ({where}); "
             f"store it with: backuppc-agent passphrase set {key} --tang URL"
         )
+    return jwe
+
+
+def with_tang(
+    state_dir: Path, key: Path, attempt: Callable[[bytes], subprocess.CompletedProcess[bytes]]
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``attempt`` on the stored JWE of ``key`` (tang.open_with); name rekey if refused."""
+    jwe = stored_jwe(state_dir, key)
     try:
-        return tang.decrypt(jwe)
+        return tang.open_with(jwe, lambda: attempt(jwe))
     except TangRefusedError as err:
         raise TangRefusedError(
             f"{err}; re-store it with: backuppc-agent passphrase rekey {key}"
         ) from err
+
+
+def tang_passphrase(state_dir: Path, key: Path) -> str:
+    """The plaintext of the stored JWE of ``key`` (for rekey only); raise as with_tang does."""
+    return tang.plaintext(with_tang(state_dir, key, tang.run_decrypt))
+
+
+def load(config: Config, key: Path) -> None:
+    """Load ``key`` with its stored passphrase; from Tang, clevis hands it to ssh-add itself."""
+    socket = config.agent.socket
+    if config.agent.unlock != "tang":
+        passphrases.add(socket, key, keyring_passphrase(key))
+        return
+    added = with_tang(config.state.dir, key, partial(passphrases.run_add, socket, key, clevis=True))
+    passphrases.check_added(added, socket, key)
 
 
 def _unlock_one(config: Config, key: Path, held: set[str]) -> KeyOutcome:
@@ -104,7 +127,7 @@ def _unlock_one(config: Config, key: Path, held: set[str]) -> KeyOutcome:
     if fingerprint is not None and fingerprint in held:
         return KeyOutcome(key, True, "already loaded")
     try:
-        passphrases.add(socket, key, stored_passphrase(config, key))
+        load(config, key)
     except TangUnreachableError as err:
         logger.debug("unattended unlock of %s waits: %s", key, err)
         return KeyOutcome(key, False, str(err), WAITING_TANG)
@@ -147,6 +170,7 @@ class Unlocker:
         self._pending = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a new request (or close) cuts a back-off short
         self._status: tuple[str, str] = ("", "")
 
     def status(self) -> tuple[str, str]:
@@ -174,6 +198,7 @@ class Unlocker:
     def close(self) -> None:
         """Stop retrying; wait briefly for an unlock in progress (its children have timeouts)."""
         self._stop.set()
+        self._wake.set()
         with self._lock:
             thread = self._thread
         if thread is not None:
@@ -182,6 +207,7 @@ class Unlocker:
     def _request(self) -> None:
         with self._lock:
             self._pending = True
+            self._wake.set()
             if self._thread is not None:
                 return  # the running worker picks the request up
             self._thread = threading.Thread(
@@ -197,14 +223,14 @@ class Unlocker:
                     self._thread = None
                     return
                 self._pending = False
+                self._wake.clear()
                 config = self._config
             status = self._attempt(config)
             if status[0] != WAITING_TANG:
                 delay = RETRY_FIRST_SECONDS
                 continue
             # No Tang answers: try again after the back-off, or at once on a new request.
-            if self._stop.wait(delay):
-                continue
+            self._wake.wait(delay)
             delay = min(2 * delay, RETRY_MAX_SECONDS)
             with self._lock:
                 self._pending = True

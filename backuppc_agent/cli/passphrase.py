@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from functools import partial
 from pathlib import Path
 
 from backuppc_agent import exitcodes
 from backuppc_agent.agent import passphrases, tang
 from backuppc_agent.agent.passphrases import PassphraseError
-from backuppc_agent.agent.unlock import tang_passphrase
+from backuppc_agent.agent.unlock import with_tang
 from backuppc_agent.cli import passphrase_tang
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError, UsageError
@@ -134,8 +135,9 @@ def _check(key: Path) -> int:
 
 
 def _check_tang(key: Path, args: argparse.Namespace) -> int:
-    secret = tang_passphrase(load_config(args).state.dir, key)
-    if passphrases.is_encrypted(key) and not passphrases.opens(key, secret):
+    state_dir = load_config(args).state.dir
+    opened = with_tang(state_dir, key, partial(passphrases.run_public, key, clevis=True))
+    if passphrases.is_encrypted(key) and opened.returncode != 0:
         raise PassphraseError(f"the passphrase stored for Tang does not open {key}")
     print(f"ok: Tang opens the stored passphrase and it opens {key}")
     return exitcodes.OK

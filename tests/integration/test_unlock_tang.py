@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests.helpers import (
     cli,
     kill_agents_on,
     make_setup,
+    private_dir,
     proc_texts,
     recording_wrapper,
     running,
@@ -269,6 +272,72 @@ def test_the_plaintext_is_in_no_file_log_argv_environment_or_metric(
     assert records[0].read_bytes().count(b"\ndecrypt\n") >= 2  # set checks, the supervisor opens
     assert str(keys["a"]).encode() in records[1].read_bytes()
     assert [text for text in seen if PASSPHRASE.encode() in text] == []
+
+
+def core_of(pid: int, directory: Path) -> bytes:
+    """A core dump of the running process ``pid`` (gdb's gcore; the process runs on)."""
+    done = subprocess.run(
+        ["gcore", "-o", str(directory / "core"), str(pid)],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    core = directory / f"core.{pid}"
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert core.exists()
+    try:
+        return core.read_bytes()
+    finally:
+        core.unlink()
+
+
+@contextmanager
+def tracing_reads(pid: int, log: Path) -> Iterator[None]:
+    """strace the reads (whole buffers) and execs of ``pid``, its threads and children."""
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-qq", "-s", "65536", "-e", "trace=read,readv,recvfrom,recvmsg,execve",
+         "-o", str(log), "-p", str(pid)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: log.exists() or tracer.poll() is not None, 10)
+        assert tracer.poll() is None, "strace could not attach"
+        yield
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=30)
+
+
+def own_lines(trace: bytes) -> bytes:
+    """The trace lines of the traced process's own threads: not of children that exec'd."""
+    lines = [line.split(maxsplit=1) for line in trace.splitlines() if b" " in line.strip()]
+    children = {pid for pid, call in lines if call.startswith(b"execve(")}
+    return b"\n".join(call for pid, call in lines if pid not in children)
+
+
+@pytest.mark.root("strace and gcore attach to the supervisor with ptrace")
+@pytest.mark.skipif(
+    not (shutil.which("gcore") and shutil.which("strace")),
+    reason="needs gdb's gcore and strace (tests/system-deps.sh)",
+)
+def test_the_plaintext_never_enters_the_supervisors_memory(
+    keys: dict[str, Path], tmp_path: Path
+) -> None:
+    """clevis hands the passphrase to ssh-add through askpass: the supervisor never reads it."""
+    with running_tangs(tmp_path) as [server]:
+        inst = tang_setup(tmp_path, keys["a"])
+        store(inst, keys["a"], [server])
+        server.stop()
+        with running(inst) as sup:
+            wait_for(lambda: "no Tang answers" in reason(inst), timeout=15)
+            trace = tmp_path / "reads.strace"
+            with tracing_reads(sup.pid, trace):
+                server.start()
+                wait_for(lambda: inst.published("ready"), timeout=10)
+            memory = core_of(sup.pid, private_dir(tmp_path / "cores"))
+        reads = own_lines(trace.read_bytes())
+    assert b"recvfrom(" in reads  # the trace saw the unlock's talk with the agent
+    assert PASSPHRASE.encode() not in reads  # the supervisor's threads never read it
+    assert b"backuppc_agent" in memory  # the supervisor's core
+    assert PASSPHRASE.encode() not in memory
 
 
 # -- doctor ------------------------------------------------------------------------------

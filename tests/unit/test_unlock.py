@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import askpass
-from backuppc_agent.agent import keyfiles, passphrases
-from backuppc_agent.agent.unlock import Unlocker
+from backuppc_agent.agent import keyfiles, passphrases, unlock
+from backuppc_agent.agent.unlock import KeyOutcome, Unlocker
 from backuppc_agent.config import Config, from_mapping
 from backuppc_agent.state import Snapshot, State
 from tests.helpers import key_fingerprint
@@ -195,3 +195,22 @@ def test_turning_keyring_unlock_on_by_reload_unlocks_at_once(tmp_path: Path) -> 
     unlocker.on_reload(make_config(tmp_path))
     unlocker.close()
     assert len(fake.calls) == 1
+
+
+def test_a_new_agent_cuts_the_tang_back_off_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(unlock, "RETRY_FIRST_SECONDS", 600.0)  # a back-off no test outwaits
+    attempts = threading.Semaphore(0)
+
+    def no_tang(_config: Config) -> list[KeyOutcome]:
+        attempts.release()
+        return [KeyOutcome(tmp_path / "id", False, "no Tang answers: x", unlock.WAITING_TANG)]
+
+    unlocker = Unlocker(make_config(tmp_path), no_tang)
+    unlocker.on_snapshot(None, snap(100))
+    assert attempts.acquire(timeout=10)
+    assert unlocker.status()[0] == unlock.WAITING_TANG
+    unlocker.on_snapshot(snap(100), snap(200))  # an agent restarted: try at once
+    assert attempts.acquire(timeout=10)
+    unlocker.close()
