@@ -99,6 +99,7 @@ class AgentConfig:
     ssh_agent: str = field(metadata=setting("ssh-agent", _program))
     unlock: str = field(metadata=setting("none", _choice("none", "keyring", "tang")))
     keys: tuple[Path, ...] = field(metadata=setting(()))
+    restore_key: Path = field(metadata=setting("~/.ssh/id_restore_ed25519"))
     sign_interval_seconds: float = field(metadata=setting(60.0, _between(1, 86400)))
     expiry_warning_seconds: int = field(metadata=setting(3600, _between(0, 30 * 86400)))
 
