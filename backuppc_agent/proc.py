@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from backuppc_agent import paths, waits
 from backuppc_agent.errors import BackupPCAgentError
@@ -61,13 +61,20 @@ def run(
         cwd=cwd,
         start_new_session=True,
     )
-    try:
+    with _killed_after(proc, argv[0], timeout):
         out, errout = proc.communicate(input_data, timeout=timeout)
+    return subprocess.CompletedProcess(tuple(argv), proc.returncode, out, errout)
+
+
+@contextlib.contextmanager
+def _killed_after(proc: subprocess.Popen[bytes], name: str, timeout: float) -> Iterator[None]:
+    """On TimeoutExpired, kill the child's process group, reap it, raise CommandError."""
+    try:
+        yield
     except subprocess.TimeoutExpired:
         kill_group(proc.pid)
         proc.communicate()
-        raise CommandError(f"{argv[0]} did not finish within {timeout:g} s") from None
-    return subprocess.CompletedProcess(tuple(argv), proc.returncode, out, errout)
+        raise CommandError(f"{name} did not finish within {timeout:g} s") from None
 
 
 def spawn(
@@ -104,7 +111,7 @@ def run_with_files(
     (its process group is killed first).
     """
     try:
-        with _open_or_null(stdin, "rb") as source, _open_or_null(output, "ab") as sink:
+        with open(stdin or os.devnull, "rb") as source, open(output or os.devnull, "ab") as sink:
             return _run_on_fds(argv, timeout, env, source.fileno(), sink.fileno())
     except OSError as err:
         raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
@@ -156,12 +163,8 @@ def _run_on_fds(
         start_new_session=True,
         close_fds=True,
     )
-    try:
+    with _killed_after(proc, argv[0], timeout):
         return wait_child(proc, timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc.pid)
-        proc.wait()
-        raise CommandError(f"{argv[0]} did not finish within {timeout:g} s") from None
 
 
 def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> int:
@@ -182,10 +185,6 @@ def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> int:
     if not ready:
         raise subprocess.TimeoutExpired(proc.args, timeout)
     return proc.wait()
-
-
-def _open_or_null(path: Path | None, mode: str) -> IO[bytes]:
-    return open(path or os.devnull, mode)
 
 
 def spawn_relay(
