@@ -62,13 +62,8 @@ class Snapshot:
     unlock_waiting: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (state as its string value)."""
-        data = asdict(self)
-        data["state"] = self.state.value
-        data["fingerprints"] = list(self.fingerprints)
-        data["expiries"] = [list(item) for item in self.expiries]
-        data["unusable"] = [list(item) for item in self.unusable]
-        return data
+        """Return a dict for json.dumps (state as its string value; tuples become lists)."""
+        return asdict(self) | {"state": self.state.value}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
