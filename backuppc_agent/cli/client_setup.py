@@ -28,7 +28,6 @@ EXIT_CODES = (
     "config; 7 a refused client or user name; 9 failed or refused (ssh failed, another "
     "forced command answers, not confirmed, the restore key missing or not loaded)."
 )
-RESTORE_KEY = Path(".ssh/id_restore_ed25519")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     mode.add_argument("--undo", action="store_true", help="put the saved authorized_keys back")
     parser.add_argument("--backuppc-dir", metavar="DIR", help=argparse.SUPPRESS)
-    parser.add_argument("--restore-key", metavar="PATH", help=argparse.SUPPRESS)
     parser.epilog = EXIT_CODES
 
 
@@ -64,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = context.load(args.config)
     client_name = names.check(args.client, "client")
     login = names.check(args.login_user, "login user")
-    restore_path = Path(args.restore_key) if args.restore_key else _restore_path(ctx)
+    restore_path = ctx.config.agent.restore_key
     if args.print_only:
         return _print_manual(login, _keys(ctx, restore_path))
     if not args.undo:
@@ -78,11 +76,6 @@ def run(args: argparse.Namespace) -> int:
         if args.undo:
             return _undo(client_name, session, base, keys)
         return _setup(client_name, session, keys, args.yes)
-
-
-def _restore_path(ctx: context.Context) -> Path:
-    configured = getattr(ctx.config.agent, "restore_key", None)
-    return Path(configured) if configured else ctx.home / RESTORE_KEY
 
 
 def _alias(args: argparse.Namespace, ctx: context.Context, name: str) -> str:
@@ -141,9 +134,7 @@ def _ensure_restore_key(ctx: context.Context, path: Path) -> None:
 
 
 def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
-    gate = client.gate_text()
-    version = client.gate_version(gate)
-    if _probed(name, session, version):
+    if _probed(name, session):
         return exitcodes.OK
     account = clientkeys.inspect(session)
     keys_file = _file_with_backup_key(account, keys, clientkeys.read(session, account.files))
@@ -156,7 +147,7 @@ def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
     _show(name, session, account, target, changes, keys_file.saved)
     if not _confirmed(yes):
         raise BackupPCAgentError("nothing changed: confirm with --yes (or answer y at a terminal)")
-    clientkeys.write(session, target.authkeys, old, new, gate)
+    clientkeys.write(session, target.authkeys, old, new, client.gate_text())
     after = client.probe(session)
     if after.answer is not client.Answer.GATE:
         raise BackupPCAgentError(
@@ -167,11 +158,12 @@ def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
     return exitcodes.OK
 
 
-def _probed(name: str, session: client.Session, version: str) -> bool:
-    """True if the gate of ``version`` answers; raise if anything but a shell or it does."""
+def _probed(name: str, session: client.Session) -> bool:
+    """True if our gate (this version) answers; raise if anything but a shell or it does."""
     found = client.probe(session)
     if found.answer is client.Answer.SHELL:
         return False
+    version = client.gate_version(client.gate_text())
     if found.answer is client.Answer.GATE and found.version == version:
         print(f"{name}: already set up (gate {version}, backup key restricted): nothing to change")
         return True

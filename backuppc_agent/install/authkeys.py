@@ -224,8 +224,8 @@ def rewrite(
     if restore.ident not in seen:
         new = entry(RESTORE, target, restore)
         changes.append(Change(None, new))
-        if out and not out[-1].endswith("\n"):
-            out[-1] += "\n"
+        if "".join(out)[-1:] not in ("", "\n"):
+            out.append("\n")
         out.append(new + "\n")
     return "".join(out), changes
 

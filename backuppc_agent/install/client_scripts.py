@@ -89,7 +89,7 @@ rm -f -- "$tmp"
 # cp -p, then truncate and write: the new file keeps the old one's mode and owner.
 { cp -p -- "$ak" "$tmp" && printf '%s' "$new_b64" | base64 -d > "$tmp" &&
     mv -f -- "$tmp" "$ak"; } || fail "cannot replace $ak"
-echo done
+echo written
 """
 
 #: ``AUTHKEYS...``: put the first saved copy found back and remove its gate. Prints

@@ -124,7 +124,7 @@ def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
     """Keep the saved copy, install the gate, replace ``path`` (if it still holds ``old``)."""
     output = decode(session.script(scripts.WRITE_SCRIPT, path, sha256(old), b64(gate), b64(new)))
     last = [line for line in output.splitlines() if line.strip()][-1:]
-    if last != ["done"]:
+    if last != ["written"]:
         said = last[0].removeprefix("error ") if last else "no answer"
         raise BackupPCAgentError(f"{path}: {shown(said)}")
 
