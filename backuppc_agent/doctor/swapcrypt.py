@@ -1,6 +1,7 @@
 """Is swap encrypted? ssh-agent never mlocks its keys, so they can be paged out.
 
-Reads ``/proc/swaps`` and follows each swap area to a block device in
+Takes the swap areas of ``/proc/swaps`` (through metrics.swapread, as the ``swap``
+command and the exporter read them) and follows each to a block device in
 ``/sys``: a device-mapper device whose ``dm/uuid`` starts with ``CRYPT-``, or
 one stacked on such a device (LVM on LUKS), is encrypted; zram without a
 backing device never reaches a disk. A swap file is judged by the device of
@@ -16,11 +17,11 @@ from pathlib import Path
 
 from backuppc_agent import paths
 from backuppc_agent.errors import UnsafePathError
-from backuppc_agent.metrics.swapread import SwapArea, parse_swaps, unescape
+from backuppc_agent.metrics.swapread import SwapArea, SwapReader, unescape
 
 #: what the kernel appends to the path of a swap file deleted while in use
 DELETED = " (deleted)"
-#: Bound on a procfs file read here (/proc/swaps, mountinfo); a sysfs attribute is a page.
+#: Bound on /proc/self/mountinfo; a sysfs attribute is a page.
 PROCFS_MAX_BYTES = 4 << 20
 SYSFS_MAX_BYTES = 4096
 
@@ -121,7 +122,5 @@ def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Encryption:
 
 def check(procfs: Path, sysfs: Path) -> list[Encryption] | None:
     """Judge every active swap area: [] means no swap, None that /proc/swaps is unreadable."""
-    text = _read(procfs / "swaps", PROCFS_MAX_BYTES)
-    if text is None:
-        return None
-    return [judge(area, procfs, sysfs) for area in parse_swaps(text).areas]
+    areas = SwapReader(procfs, lambda _problem: None).swaps()
+    return None if areas is None else [judge(area, procfs, sysfs) for area in areas]
