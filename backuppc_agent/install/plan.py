@@ -90,13 +90,7 @@ def apply(ctx: Context, steps: list[Step], dirs: list[Directory]) -> None:
 def describe(step: Step, dry_run: bool) -> str:
     """One report line for a step."""
     what = f"{step.disk_path} ({step.target.what})"
-    verb = {
-        Action.CREATE: "create",
-        Action.UPDATE: "update",
-        Action.UNCHANGED: "unchanged",
-        Action.KEPT: "kept",
-        Action.CONFLICT: "CONFLICT",
-    }[step.action]
+    verb = step.action.value.upper() if step.action is Action.CONFLICT else step.action.value
     if step.action is Action.CREATE and step.target.block and step.old_text is not None:
         verb = "append to"  # our block added to a file that was already there
     if dry_run and step.writes:
