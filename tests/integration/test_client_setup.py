@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -345,3 +346,112 @@ def test_the_remote_scripts_pass_shellcheck(tmp_path: Path) -> None:
         done = subprocess.run(["shellcheck", "-s", "sh", str(script)], capture_output=True,
                               text=True, timeout=60, check=False)  # fmt: skip
         assert done.returncode == 0, done.stdout
+
+
+@pytest.fixture
+def dropped(env: Env, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A config whose BackupPC user is bpaclient, with that user's own agent: (config, record).
+
+    ``[mux] ssh`` is a wrapper recording the uid and HOME it runs with.
+    """
+    entry = pwd.getpwnam(CLIENT_USER)
+    ids = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--"]
+    top = Path(tempfile.mkdtemp(prefix="bpa-cs-"))  # bpaclient cannot enter tmp_path
+    top.chmod(0o755)
+    own = top / "bpaclient"
+    own.mkdir(mode=0o700)
+    for name in ("id_backup", "id_backup.pub", "askpass.sh", "askpass.secret"):
+        source = env.backup.parent / name
+        shutil.copy2(source, own / name)
+    (own / "known_hosts").write_text(env.sshd.known_hosts_line())
+    record = own / "ssh.record"
+    wrapper = own / "ssh"
+    wrapper.write_text(f'#!/bin/sh\necho "$(id -u) $HOME $*" >> {record}\nexec ssh "$@"\n')
+    wrapper.chmod(0o755)
+    record.write_text("")  # bpaclient's after the chown: both uids append to it
+    (own / "askpass.sh").write_text(f"#!/bin/sh\ncat '{own / 'askpass.secret'}'\n")
+    subprocess.run(["chown", "-R", f"{entry.pw_uid}:{entry.pw_gid}", str(own)], check=True)
+    sock = own / "agent.sock"
+    agent = subprocess.Popen([*ids, "ssh-agent", "-D", "-a", str(sock)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        askpass = {"SSH_ASKPASS": str(own / "askpass.sh"), "SSH_ASKPASS_REQUIRE": "force"}
+        add_env = {"PATH": os.environ["PATH"], "SSH_AUTH_SOCK": str(sock), "DISPLAY": ":0"}
+        add = [*ids, "ssh-add", str(own / "id_backup")]
+        added = subprocess.run(add, env=add_env | askpass, stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=30, check=False)  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        setup = make_setup(
+            tmp_path / "inst-dropped",
+            agent={"socket": sock, "restore_key": env.restore},
+            mux={"known_hosts": own / "known_hosts", "ssh": wrapper},
+            hooks={"connect_timeout_seconds": 5},
+            backuppc={"user": CLIENT_USER, "conf_dir": env.config.parent.parent / "bpc"},
+        )
+        yield setup.config, record
+    finally:
+        agent.kill()
+        agent.wait()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_as_root_the_ssh_runs_as_the_backuppc_user_with_its_home(
+    env: Env, dropped: tuple[Path, Path]
+) -> None:
+    config, record = dropped
+    argv = ("client-setup", CLIENT, "--login-user", CLIENT_USER, "--yes")
+    result = cli(*argv, config=config, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert env.authkeys.read_bytes().decode().split("\n") == [*expected_lines(env), ""]
+    entry = pwd.getpwnam(CLIENT_USER)
+    sessions = [line for line in record.read_text().splitlines() if f" {ADDRESS} " in line]
+    assert len(sessions) >= 4, record.read_text()  # probe, inspect, read, write, probe
+    assert {tuple(line.split()[:2]) for line in sessions} == {(str(entry.pw_uid), entry.pw_dir)}
+
+
+def config_with_restore_key(env: Env, path: Path) -> Path:
+    """``env``'s config with ``[agent] restore_key = path``."""
+    text = env.config.read_text()
+    assert f'restore_key = "{env.restore}"' in text
+    config = env.config.with_name("config-new-restore.toml")
+    config.write_text(text.replace(f'restore_key = "{env.restore}"', f'restore_key = "{path}"'))
+    return config
+
+
+def test_without_a_restore_key_and_a_terminal_it_names_the_ssh_keygen_command(
+    env: Env, tmp_path: Path
+) -> None:
+    missing = tmp_path / "keys" / "id_restore_ed25519"
+    config = config_with_restore_key(env, missing)
+    result = subprocess.run(
+        [CLI, "--config", str(config), "client-setup", CLIENT, "--yes"],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == exitcodes.FAILED
+    assert f"ssh-keygen -t ed25519 -f {missing} -C backuppc-restore@" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not missing.parent.exists()
+
+
+def test_at_a_terminal_ssh_keygen_creates_the_restore_key_asking_its_passphrase(
+    env: Env, tmp_path: Path
+) -> None:
+    made = tmp_path / "keys" / "id_restore_ed25519"
+    config = config_with_restore_key(env, made)
+    term = Terminal([CLI, "--config", str(config), "client-setup", CLIENT, "--login-user",
+                     CLIENT_USER], {**ENV, "HOME": "/root"})  # fmt: skip
+    term.expect("Enter passphrase")
+    term.send("restore passphrase 4711")
+    term.expect("Enter same passphrase again")
+    term.send("restore passphrase 4711")
+    shown = term.expect("change the client? [y/N] ")
+    assert "restore passphrase" not in shown
+    term.send("n")
+    assert term.close() == exitcodes.FAILED
+    assert stat.S_IMODE(made.parent.stat().st_mode) == 0o700
+    assert public_key_line(made).endswith(f"backuppc-restore@{os.uname().nodename}")
+    check = ["ssh-keygen", "-y", "-P", "restore passphrase 4711", "-f", str(made)]
+    assert subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
