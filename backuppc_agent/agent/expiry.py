@@ -30,9 +30,7 @@ def first_expiry(
     keys: the first of them to expire. Without: the last to expire (any key
     will do), or None if one of them never expires.
     """
-    soonest: dict[str, float] = {}
-    for fingerprint, when, _source in expiries:
-        soonest[fingerprint] = min(when, soonest.get(fingerprint, when))
+    soonest = {fingerprint: when for fingerprint, (when, _) in by_fingerprint(expiries).items()}
     if required:
         times = [soonest[fp] for fp in counting if fp in soonest]
         return min(times) if times else None
