@@ -94,7 +94,10 @@ def _keys(ctx: context.Context, restore_path: Path) -> Keys:
     uid = ctx.user.pw_uid if os.geteuid() == 0 else None
     found = agent_probe.probe(config.agent.socket, config.agent.probe_timeout_seconds, uid)
     if not found.answered:
-        raise BackupPCAgentError(f"agent at {config.agent.socket}: {found.status.value}")
+        raise BackupPCAgentError(
+            f"no agent answers at {config.agent.socket} ({found.status.value}): "
+            "client-setup uses its keys (backuppc-agent status)"
+        )
     listed = [authkeys.PublicKey(i.key_type, i.blob, i.comment) for i in found.identities]
     backup = tuple(key for key in listed if key.ident != restore.ident)
     if not backup:
@@ -235,7 +238,7 @@ def _undo(name: str, session: client.Session, base: client.Session, keys: Keys) 
         )
     with client.identity_files((keys.restore,), base.runas) as files:
         restore = client.Session(base.config, base.login, base.address, base.runas, files)
-        restore.run(client.UNDO_COMMAND)
+        restore.run(client.UNDO_COMMAND, check=True)
     if client.probe(session).answer is not client.Answer.SHELL:
         raise BackupPCAgentError(f"{name}: the gate did not undo the setup")
     print(f"{name}: undone: the saved authorized_keys is back, the gate removed")
@@ -248,8 +251,12 @@ def _print_manual(login: str, keys: Keys) -> int:
     print(
         f"# On the client, as {login} (adjust the paths if its home or AuthorizedKeysFile differ)."
     )
-    print(f"# 1. The gate: {target.gate}, mode 0755, owner {login}, with this content:")
-    print(client.gate_text(), end="")
+    end = "BACKUPPC_AGENT_GATE_END"
+    print(f"# 1. The gate, mode 0755, owner {login}: run these lines up to chmod")
+    print(f"cat > {target.gate} <<'{end}'")
+    gate = client.gate_text()
+    print(gate, end="" if gate.endswith("\n") else "\n")
+    print(f"{end}\nchmod 755 {target.gate}")
     print(
         f"# 2. Keep the original: cp {target.authkeys} {target.saved} && chmod 600 {target.saved}"
     )

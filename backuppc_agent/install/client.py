@@ -137,8 +137,11 @@ class Session:
         name = self.runas.pw_name
         return proc.base_env({"HOME": self.runas.pw_dir, "USER": name, "LOGNAME": name})
 
-    def run(self, remote: str, script: str | None = None) -> bytes:
-        """Run ``remote`` (fed ``script``); its stdout. Raise BackupPCAgentError on failure."""
+    def run(self, remote: str, script: str | None = None, check: bool = False) -> bytes:
+        """Run ``remote`` (fed ``script``); its stdout.
+
+        Raises BackupPCAgentError if ssh fails, or with ``check`` if the command does.
+        """
         if len(remote) > MAX_COMMAND_CHARS:
             raise BackupPCAgentError(
                 f"the remote command would be {len(remote)} characters: too long"
@@ -146,8 +149,12 @@ class Session:
         timeout = self.config.hooks.connect_timeout_seconds + SESSION_SECONDS
         data = None if script is None else script.encode()
         result = proc.run(self.argv(remote), timeout, self.env(), input_data=data)
+        stderr = result.stderr.decode(errors="replace")
         if result.returncode == 255:
-            raise BackupPCAgentError(self._ssh_failure(result.stderr.decode(errors="replace")))
+            raise BackupPCAgentError(self._ssh_failure(stderr))
+        if check and result.returncode != 0:
+            said = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no message"]
+            raise BackupPCAgentError(f"{self.address}: {shown(said[0])} (exit {result.returncode})")
         return result.stdout
 
     def _ssh_failure(self, stderr: str) -> str:
