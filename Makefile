@@ -41,7 +41,8 @@ check-rules: system-deps
 # verify (with a real ExecStart; any warning fails; skipped where not installed).
 SHELL_SCRIPTS = $(shell find . \( -path ./.venv -o -path ./.venv-debian -o -path ./build \) -prune -o \( -name '*.sh' \
 	-o -path ./initscripts/backuppc-agent -o -path ./initscripts/default-backuppc \
-	-o -path ./debian/postinst -o -path ./debian/postrm -o -path ./debian/prerm \) -print)
+	-o -path ./debian/postinst -o -path ./debian/postrm -o -path ./debian/prerm \
+	-o -path ./backuppc_agent/install/files/client/backuppc-agent-gate \) -print)
 
 check-shell: system-deps $(STAMP)
 	shellcheck $(SHELL_SCRIPTS)
