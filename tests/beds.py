@@ -63,6 +63,7 @@ class Bed:
 def make_bed(
     root: Path,
     agent: Path,
+    /,
     sshd: Sshd | None = None,
     ssh: Path | None = None,
     **sections: Section,
@@ -76,7 +77,8 @@ def make_bed(
     known = root / "known_hosts"
     known.write_text(sshd.known_hosts_line() if sshd else "")
     base: dict[str, Section] = {
-        "agent": {"socket": agent},
+        # never the user's own ~/.ssh: a restore key there would change every test
+        "agent": {"socket": agent, "restore_key": root / "id_restore_ed25519"},
         "state": {"dir": root / "state"},
         "metrics": {"listen": ""},
         "mux": {"control_dir": root / "mux", "known_hosts": known},
@@ -89,7 +91,7 @@ def make_bed(
 
 @contextlib.contextmanager
 def bed_for(
-    agent: Path, sshd: Sshd | None = None, recording_ssh: bool = False, **sections: Section
+    agent: Path, /, sshd: Sshd | None = None, recording_ssh: bool = False, **sections: Section
 ) -> Iterator[Bed]:
     """A Bed in a fresh temp dir; every master it started is killed and the dir removed after.
 

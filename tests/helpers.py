@@ -231,6 +231,8 @@ def make_setup(root: Path, **sections: Section) -> Setup:
             "socket": sock_dir / "agent.socket",
             "env_file": sock_dir / "agent.env",
             "poll_seconds": 0.05,
+            # never the user's own ~/.ssh: a restore key there would change every test
+            "restore_key": sock_dir / "id_restore_ed25519",
         },
         "state": {"dir": state_dir},
         "metrics": {"listen": ""},

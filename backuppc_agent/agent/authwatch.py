@@ -41,14 +41,17 @@ class AuthWatch:
         self._schedule.interval = cfg.sign_interval_seconds
         now = self._wall()
         keys = readiness.parse_keys(result.identities, fingerprints)
+        ignored = readiness.not_counted(cfg)
         checks: SignChecks | None = None
         vanished = None
         if result.answered:  # also with no keys: the next key to appear is signed at once
-            wanted = readiness.to_sign(keys, cfg.required_keys)
+            wanted = readiness.to_sign(keys, cfg.required_keys, ignored)
             checks = self._schedule.checks(cfg.socket, wanted, cfg.probe_timeout_seconds)
             vanished = self._observe(fingerprints, now)
         lifetimes = self.lifetimes.expiries(cfg.lifetime_seconds)
-        return readiness.judge(result, keys, cfg.required_keys, checks, now, lifetimes, vanished)
+        return readiness.judge(
+            result, keys, cfg.required_keys, checks, now, lifetimes, vanished, ignored
+        )
 
     def _observe(self, fingerprints: Sequence[str], now: float) -> str | None:
         """Follow key lifetimes; return why keys vanished if they expired (else None)."""

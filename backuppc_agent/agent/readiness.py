@@ -6,6 +6,9 @@ with none required, at least one of the first keys) signed a challenge; and
 no certificate among them is expired or not yet valid. ``judge`` makes that
 call once per probe, into a ``Readiness`` that the supervisor, ``status``, the
 hooks, doctor and (through the published state) the metrics all read.
+
+The restore key (``agent.restore_key``, once its ``.pub`` exists) never counts:
+backups cannot use it, so it neither makes the agent ready nor keeps it waiting.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import names, waits
-from backuppc_agent.agent import expiry, protocol
+from backuppc_agent.agent import expiry, keyfiles, protocol
 from backuppc_agent.agent.certs import Certificate, is_certificate, parse_certificate
 from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.protocol import Identity
@@ -124,9 +127,18 @@ def counting(keys: Sequence[Key], required_keys: Sequence[str]) -> list[Key]:
     ]
 
 
-def to_sign(keys: Sequence[Key], required_keys: Sequence[str]) -> tuple[Identity, ...]:
+def not_counted(agent: AgentConfig) -> frozenset[str]:
+    """The fingerprints that never count for backups: the restore key's, once it is set up."""
+    public = Path(f"{agent.restore_key}.pub")
+    fingerprint = keyfiles.key_fingerprint(agent.restore_key) if public.is_file() else None
+    return frozenset((fingerprint,)) if fingerprint else frozenset()
+
+
+def to_sign(
+    keys: Sequence[Key], required_keys: Sequence[str], ignored: Collection[str] = ()
+) -> tuple[Identity, ...]:
     """The keys that count, only the first SAMPLE_KEYS of them when none are required."""
-    found = counting(keys, required_keys)
+    found = counting([key for key in keys if key.listed not in ignored], required_keys)
     return tuple(key.identity for key in (found if required_keys else found[:SAMPLE_KEYS]))
 
 
@@ -144,17 +156,22 @@ def judge(
     now: float,
     lifetimes: Sequence[expiry.Expiry] = (),
     vanished: str | None = None,
+    ignored: Collection[str] = (),
 ) -> Readiness:
     """Judge one probe whose identities are ``keys`` (see ``parse_keys``).
 
     ``checks``: the signing probe's results by fingerprint (None: no signing
     probe, a listed key counts); ``now``: Unix time, for certificates;
     ``lifetimes``: expected expiries under agent.lifetime_seconds; ``vanished``:
-    the supervisor's word that keys expired, the reason while waiting.
+    the supervisor's word that keys expired, the reason while waiting;
+    ``ignored``: fingerprints that never count (not_counted).
     """
-    found = counting(keys, required_keys)
+    backup = [key for key in keys if key.listed not in ignored]
+    found = counting(backup, required_keys)
     usable, problems = _judge(found, bool(required_keys), checks, now)
-    state, cause, reason = _verdict(result, keys, required_keys, usable, problems)
+    state, cause, reason = _verdict(result, backup, required_keys, usable, problems)
+    if keys and not backup and result.answered:
+        reason = "only the restore key is loaded: backups need their own key; run ssh-add"
     if vanished and state is State.WAITING:
         cause, reason = Cause.EXPIRED, vanished
     loaded = {key.fingerprint for key in keys}
@@ -262,10 +279,11 @@ def check_live(
     seconds = agent.probe_timeout_seconds if timeout is None else timeout
     result = probe_agent(agent.socket, seconds)
     keys = parse_keys(result.identities, result.fingerprints)
+    ignored = not_counted(agent)
     checks = None
     if result.answered and keys and not missing(keys, agent.required_keys):
-        checks = sign_agent(agent.socket, to_sign(keys, agent.required_keys), seconds)
-    return judge(result, keys, agent.required_keys, checks, time.time(), lifetimes)
+        checks = sign_agent(agent.socket, to_sign(keys, agent.required_keys, ignored), seconds)
+    return judge(result, keys, agent.required_keys, checks, time.time(), lifetimes, None, ignored)
 
 
 def wait_ready(

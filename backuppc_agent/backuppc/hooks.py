@@ -8,6 +8,10 @@ BackupPC retries at its next wakeup. Post hooks never fail a backup: they
 close the master if configured, kill what a failed job left on the client,
 and exit 0.
 
+Once the restore key is set up (ssh/sshconfig.py), pre-restore instead checks
+at once that the restore key is loaded (failing fast with the ssh-add line when
+it is not) and opens the restore's own master with it; post-restore closes it.
+
 The master-opening and cleanup code (ssh.master, ssh.remote) is imported only
 when a master has to be opened or a client cleaned up.
 """
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from backuppc_agent import events, exitcodes, names, paths
+from backuppc_agent.agent import readiness
 from backuppc_agent.agent.readiness import Cause, Readiness, wait_ready
 from backuppc_agent.config import AgentConfig, Config
 from backuppc_agent.errors import BackupPCAgentError, BadNameError
@@ -117,6 +122,35 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
     return f"ssh master for {client} is up (pid {status.pid}, {how})"
 
 
+def restore_key_line(config: Config) -> str:
+    """The one line of a restore refused because the restore key is not loaded."""
+    key = config.agent.restore_key
+    return (
+        f"restores need the restore key, which is not loaded: run 'ssh-add -t 1h {key}' "
+        f"as {_user_name()} (agent socket {config.agent.socket})"
+    )
+
+
+def ensure_restore_master_line(config: Config, client: str, host: str) -> str:
+    """Open (or find) CLIENT's restore master, the restore key alone; return a status line."""
+    from backuppc_agent.ssh import master  # noqa: PLC0415  (only to open one)
+
+    _prefix_log_lines()
+    status, opened = master.ensure_master(config, client, host, restore=True)
+    how = "opened" if opened else "reused"
+    return f"ssh restore master for {client} is up (pid {status.pid}, {how}; restore key only)"
+
+
+def _close_restore_master(config: Config, client: str) -> str:
+    from backuppc_agent.ssh import master  # noqa: PLC0415  (off the pre hook's path)
+
+    try:
+        status = master.close_master(config, client, restore=True)
+    except BackupPCAgentError as err:
+        return f"closing the restore master of {client} failed: {err}"
+    return f"restore master of {client}: {status.detail}"
+
+
 def no_ssh_line(config: Config, hook: str, client: str, xfer_method: str) -> str | None:
     """A line when this job's transfer never runs ssh ($XferMethod): it is then left alone.
 
@@ -164,6 +198,10 @@ class Seams:
     ensure_master: Callable[[Config, str, str], str] = ensure_master_line
     #: (config, client, result) -> lines: a post hook's cleanup on the client
     post_actions: Callable[[Config, str, str], list[str]] = _post_actions
+    #: (config, client, host) -> status line: open the restore's own master
+    ensure_restore_master: Callable[[Config, str, str], str] = ensure_restore_master_line
+    #: (config, client) -> line: close the restore's own master
+    close_restore_master: Callable[[Config, str], str] = _close_restore_master
 
 
 REAL = Seams()
@@ -182,6 +220,8 @@ def pre_hook(
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
     if skip:
         return Outcome("ok", exitcodes.OK, (skip,), 0.0, client)
+    if hook == "pre-restore" and sshconfig.restore_key_set_up(config):
+        return _pre_restore(config, client, host, seams)
     ready = _gate(
         config,
         lambda: check_names(client, host, config, hook),
@@ -201,6 +241,29 @@ def pre_hook(
     return Outcome("ok", exitcodes.OK, tuple(lines), ready.waited_seconds, client)
 
 
+def _pre_restore(config: Config, client: str, host: str, seams: Seams) -> Outcome:
+    """A restore with the restore key set up: that key loaded now, or fail fast; its own master.
+
+    Backup readiness does not matter: the restore authenticates with the restore key alone.
+    """
+    checked = _gate(
+        config, lambda: check_names(client, host, config, "pre-restore"), client,
+        exitcodes.HOOK_NOT_READY, seams, wait_seconds=0.0, need_ready=False,
+    )  # fmt: skip
+    if isinstance(checked, Outcome):
+        return checked
+    wanted = readiness.not_counted(config.agent)
+    if not wanted & set(checked.fingerprints):
+        line = restore_key_line(config)
+        return Outcome("not-ready", exitcodes.HOOK_NOT_READY, (line,), 0.0, client)
+    try:
+        line = seams.ensure_restore_master(config, client, host)
+    except BackupPCAgentError as err:
+        result = "bad-name" if isinstance(err, BadNameError) else "ssh-failed"
+        return Outcome(result, err.exit_code, (str(err),), 0.0, client)
+    return Outcome("ok", exitcodes.OK, ("restore key loaded", line), 0.0, client)
+
+
 def ping_gate(config: Config, host: str, seams: Seams = REAL) -> Outcome:
     """$Conf{PingCmd}: exit 0 with a ``time=`` BackupPC parses when ready; 1 ("no ping") if not."""
     ready = _gate(config, lambda: names.check(host, "host"), host, exitcodes.NOT_READY, seams)
@@ -216,14 +279,21 @@ def _gate(
     subject: str,
     not_ready_exit: int,
     seams: Seams,
+    wait_seconds: float | None = None,
+    need_ready: bool = True,
 ) -> Readiness | Outcome:
-    """Refuse bad names, then wait for keys; the Readiness, or the Outcome that ends the hook."""
+    """Refuse bad names, then wait for keys; the Readiness, or the Outcome that ends the hook.
+
+    ``wait_seconds`` defaults to hooks.wait_seconds; without ``need_ready`` an agent
+    that answers (with whatever keys) is enough.
+    """
     try:
         check()
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
-    ready = seams.wait(config.agent, config.hooks.wait_seconds, POLL_SECONDS)
-    if ready.state is not State.READY:
+    seconds = config.hooks.wait_seconds if wait_seconds is None else wait_seconds
+    ready = seams.wait(config.agent, seconds, POLL_SECONDS)
+    if ready.state is State.DOWN or (need_ready and ready.state is not State.READY):
         line = not_ready_line(config, ready)
         return Outcome("not-ready", not_ready_exit, (line,), ready.waited_seconds, subject)
     return ready
@@ -250,6 +320,8 @@ def post_hook(
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.OK, (str(err),))
     lines = seams.post_actions(config, client, result)
+    if hook == "post-restore" and sshconfig.restore_key_set_up(config):
+        lines.append(seams.close_restore_master(config, client))
     return Outcome(result, exitcodes.OK, tuple(lines), 0.0, client)
 
 

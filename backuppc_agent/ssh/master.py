@@ -7,6 +7,10 @@ flock makes concurrent hooks for one client end with one master while hooks for
 different clients never wait for each other. A stale socket (its master was
 SIGKILLed) is removed before opening, because ``ssh -M`` over an existing path
 silently runs without multiplexing.
+
+With ``restore`` the same functions handle a restore's own master (the restore
+key alone, in ``CONTROL_DIR/restore/``, see sshconfig.py): opened by the
+pre-restore hook and closed by the post-restore hook.
 """
 
 from __future__ import annotations
@@ -109,16 +113,24 @@ def _check_one(entry: tuple[str, Path, float], timeout: float) -> MasterInfo:
     return MasterInfo(result.status, result.pid, result.detail, client, path, opened)
 
 
-def make_master_command(config: Config, client: str, host: str, log: Path) -> tuple[str, ...]:
+def make_master_command(
+    config: Config, client: str, host: str, log: Path, restore: bool = False
+) -> tuple[str, ...]:
     """argv that opens CLIENT's master to HOST in the background (returns once authenticated).
 
     ControlMaster=yes and no ``-M``: ssh turns ``-M`` on top of ControlMaster=yes
     into "ask", which BatchMode then answers with "Permission denied" for every
     session.
     """
-    path = sshconfig.control_path(config.mux.control_dir, client)
+    path = sshconfig.master_path(config, client, restore)
     destination = names.check(host, "host")
-    return sshconfig.ssh_command(config, path, "yes", "-E", str(log), "-N", "-f", "--", destination)
+    words = ("-E", str(log), "-N", "-f", "--", destination)
+    return sshconfig.ssh_command(config, path, "yes", *words, restore=restore)
+
+
+def _file(config: Config, client: str, restore: bool, suffix: str) -> Path:
+    """``MASTERS_DIR/CLIENT.SUFFIX``, or ``CLIENT.restore.SUFFIX`` for a restore master."""
+    return masterfiles.masters_dir(config) / f"{client}{'.restore' if restore else ''}.{suffix}"
 
 
 def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:
@@ -139,25 +151,26 @@ def _wait_alive(path: Path, seconds: float) -> mux.MuxResult:
     return waits.until(check, deadline, SETTLE_POLL_SECONDS, done=lambda result: result.alive)
 
 
-def open_master(config: Config, client: str, host: str) -> mux.MuxResult:
+def open_master(config: Config, client: str, host: str, restore: bool = False) -> mux.MuxResult:
     """Start CLIENT's master to HOST (caller holds the lock); raise MasterError on failure."""
     from backuppc_agent import proc  # noqa: PLC0415  (subprocess only when opening)
 
-    directory = masterfiles.masters_dir(config)
-    log = directory / f"{client}.log"
+    log = _file(config, client, restore, "log")
     masterfiles.rotate_log(log)
-    argv = make_master_command(config, client, host, log)
+    argv = make_master_command(config, client, host, log, restore)
     timeout = config.hooks.connect_timeout_seconds + 5.0
     try:
         code = proc.run_with_files(argv, timeout, env=proc.base_env())
     except proc.CommandError as err:
         raise MasterError(f"cannot open ssh master to {host} for {client}: {err}") from err
-    path = sshconfig.control_path(config.mux.control_dir, client)
+    path = sshconfig.master_path(config, client, restore)
     status = _wait_alive(path, SETTLE_SECONDS) if code == 0 else None
+    what = "restore master" if restore else "master"
     if status is None or not status.alive:
         why = masterfiles.last_log_line(log) or (status.detail if status else f"ssh exited {code}")
-        raise MasterError(f"cannot open ssh master to {host} for {client}: {_explained(why, host)}")
-    masterfiles.remember_host(directory, client, host)
+        raise MasterError(f"cannot open ssh {what} to {host} for {client}: {_explained(why, host)}")
+    if not restore:
+        masterfiles.remember_host(log.parent, client, host)
     return status
 
 
@@ -179,20 +192,25 @@ def _explained(why: str, host: str) -> str:
 
 
 def ensure_master(
-    config: Config, client: str, host: str, first: mux.MuxResult | None = None
+    config: Config,
+    client: str,
+    host: str,
+    first: mux.MuxResult | None = None,
+    restore: bool = False,
 ) -> tuple[mux.MuxResult, bool]:
     """Find CLIENT's master alive (a session proves its connection) or open it.
 
     ``first`` is the caller's own session check of the socket, if it made one.
     Returns (status, opened_now); raises MasterError (or BadNameError) if it cannot.
     """
-    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
+    path = sshconfig.master_path(config, client, restore)
     names.check(host, "host")
     status = first or mux.check(path, CHECK_SECONDS, session_seconds(config))
     if status.alive:
         return status, False
     paths.ensure_private_dir(config.mux.control_dir, "control")
-    lock = FileLock(masterfiles.masters_dir(config) / f"{client}.lock", MasterError)
+    paths.ensure_private_dir(path.parent, "control")
+    lock = FileLock(_file(config, client, restore, "lock"), MasterError)
     if not lock.acquire(config.hooks.connect_timeout_seconds + 10.0):
         raise MasterError(f"timed out waiting for {lock.path}")
     try:
@@ -203,7 +221,7 @@ def ensure_master(
             retire_master(path, status)
         else:
             clear_dead_socket(path, again)
-        return open_master(config, client, host), True
+        return open_master(config, client, host, restore), True
     finally:
         lock.release()
 
@@ -227,9 +245,9 @@ def retire_master(path: Path, status: mux.MuxResult) -> None:
         paths.remove_socket(path)
 
 
-def close_master(config: Config, client: str) -> mux.MuxResult:
+def close_master(config: Config, client: str, restore: bool = False) -> mux.MuxResult:
     """Ask CLIENT's master to exit (like ``ssh -O exit``); remove its socket if it was dead."""
-    path = sshconfig.control_path(config.mux.control_dir, client)
+    path = sshconfig.master_path(config, client, restore)
     status = mux.terminate(path, CHECK_SECONDS)
     if status.status in _DEAD_STATUSES:
         clear_dead_socket(path, status)

@@ -16,6 +16,12 @@ OpenSSH 10.1's ssh warns on stderr when a connection uses no post-quantum key
 exchange (an older server), and that warning would land in every XferLOG:
 ``WarnWeakCrypto no`` silences it, but ssh before 10.1 refuses the unknown
 keyword, so it is added only when the installed ssh accepts it.
+
+Once the restore key exists (``agent.restore_key`` and its ``.pub``: see
+ssh/restore.py), backup connections offer only the other keys
+(``IdentitiesOnly``: ``mux.identity_files``, else ``agent.keys``, else ssh's
+default key files) and restore connections only the restore key, on masters of
+their own in ``CONTROL_DIR/restore/``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from backuppc_agent.errors import BadNameError
 from backuppc_agent.ssh.limits import client_budget
 
 CONNECT_TIMEOUT_OPTION = "ConnectTimeout"
+#: Restore masters live here, under the control directory: ``master list`` skips them.
+RESTORE_DIR = "restore"
+#: A restore master outlives its last session by this much at most: write access ends soon.
+RESTORE_PERSIST_SECONDS = 120
 #: Only where ssh knows it (OpenSSH >= 10.1): see the module docstring.
 QUIET_WEAK_CRYPTO = ("WarnWeakCrypto", "no")
 OPTION_CHECK_SECONDS = 10.0
@@ -66,6 +76,15 @@ def control_path(control_dir: Path, client: str) -> Path:
     return control_dir / client
 
 
+def master_path(config: Config, client: str, restore: bool = False) -> Path:
+    """CLIENT's control path for backups or restores; refused as trusted_control_path refuses."""
+    control_dir = config.mux.control_dir
+    if restore:
+        trusted_control_path(control_dir, client)  # the parent directory must be ours too
+        control_dir = control_dir / RESTORE_DIR
+    return trusted_control_path(control_dir, client)
+
+
 def trusted_control_path(control_dir: Path, client: str) -> Path:
     """``control_path()``, refusing a control directory others could have put a master in.
 
@@ -80,29 +99,49 @@ def trusted_control_path(control_dir: Path, client: str) -> Path:
     return path
 
 
-def options(config: Config, path: str, master: str = "auto") -> tuple[tuple[str, str], ...]:
+def options(
+    config: Config, path: str, master: str = "auto", restore: bool = False
+) -> tuple[tuple[str, str], ...]:
     """The (keyword, value) pairs of our ssh options, for ControlPath ``path``.
 
+    ``restore``: a restore connection (the restore key alone, a short ControlPersist).
     Includes ``WarnWeakCrypto no`` when ``config.mux.ssh`` accepts it.
     """
     mux = config.mux
+    persist = min(mux.persist_seconds, RESTORE_PERSIST_SECONDS) if restore else mux.persist_seconds
     pairs = [
         ("IdentityAgent", str(config.agent.socket)),
         ("BatchMode", "yes"),
         ("ControlMaster", master),
         ("ControlPath", path),
-        ("ControlPersist", str(mux.persist_seconds)),
+        ("ControlPersist", str(persist)),
         ("ServerAliveInterval", str(mux.server_alive_interval)),
         ("ServerAliveCountMax", "3"),
         ("UserKnownHostsFile", str(mux.known_hosts)),
         (CONNECT_TIMEOUT_OPTION, str(max(1, int(config.hooks.connect_timeout_seconds)))),
     ]
-    if mux.identity_files:
-        pairs.append(("IdentitiesOnly", "yes"))
-        pairs.extend(("IdentityFile", str(key)) for key in mux.identity_files)
+    pairs += identity_options(config, restore)
     if accepts_option(mux.ssh, *QUIET_WEAK_CRYPTO):
         pairs.append(QUIET_WEAK_CRYPTO)
     return tuple(pairs)
+
+
+def restore_key_set_up(config: Config) -> bool:
+    """True once the restore key exists (its ``.pub``): backups and restores then part ways."""
+    return Path(f"{config.agent.restore_key}.pub").is_file()
+
+
+def identity_options(config: Config, restore: bool = False) -> list[tuple[str, str]]:
+    """``IdentitiesOnly`` and the keys a backup (or a restore) connection may offer."""
+    restore_key = config.agent.restore_key
+    if restore:
+        return [("IdentitiesOnly", "yes"), ("IdentityFile", str(restore_key))]
+    files = config.mux.identity_files
+    if not files and not restore_key_set_up(config):
+        return []  # ssh offers every key of the agent
+    if not files:
+        files = tuple(key for key in config.agent.keys if key != restore_key)
+    return [("IdentitiesOnly", "yes"), *(("IdentityFile", str(key)) for key in files)]
 
 
 def option_args(pairs: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
@@ -113,12 +152,15 @@ def option_args(pairs: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     return tuple(args)
 
 
-def ssh_command(config: Config, path: Path, master: str, *words: str) -> tuple[str, ...]:
+def ssh_command(
+    config: Config, path: Path, master: str, *words: str, restore: bool = False
+) -> tuple[str, ...]:
     """argv of ``config.mux.ssh`` with our options for ControlPath ``path``, then ``words``.
 
     The caller checks the destination among ``words`` first: options() may run ``ssh -G``.
     """
-    return (config.mux.ssh, *option_args(options(config, str(path), master)), *words)
+    pairs = options(config, str(path), master, restore)
+    return (config.mux.ssh, *option_args(pairs), *words)
 
 
 def render(config: Config) -> str:

@@ -14,6 +14,11 @@ goes away (parent died, or the parent's own parent: BackupPC_dump killed
 under rsync_bpc) or we are signalled, we kill the remote job through a
 second session on the same master, stop our ssh, and exit: the only holder of
 the dump's pipe is gone, whatever the master still holds.
+
+Once the restore key is set up (sshconfig.py), a restore's transfer (rsync's
+server in receiving mode) rides the restore master the pre-restore hook opened,
+with the restore key alone and ``ControlMaster no``: it never leaves a master
+of its own behind, and no backup session ever carries the restore key.
 """
 
 from __future__ import annotations
@@ -104,18 +109,25 @@ def check_options(options: Sequence[str]) -> None:
             )
 
 
+def is_receiving(command: Sequence[str]) -> bool:
+    """True for rsync's server in receiving mode (a restore): ``--server`` without ``--sender``."""
+    return "--server" in command and "--sender" not in command
+
+
 def make_session_command(
     config: Config, client: str, args: Sequence[str], token: str
 ) -> tuple[str, ...]:
     """argv of the real ssh: our options, the caller's, the destination, the marked command."""
-    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     options, host, command = split_ssh_args(args)
+    restore = is_receiving(command) and sshconfig.restore_key_set_up(config)
+    path = sshconfig.master_path(config, client, restore)
     if host is None:
         raise UsageError("master ssh: no destination host in the ssh arguments")
     names.check(host, "host")
     check_options(options)
     marked = remote.mark_command(token, command) if command else ()
-    return sshconfig.ssh_command(config, path, "auto", *options, "--", host, *marked)
+    words = (*options, "--", host, *marked)
+    return sshconfig.ssh_command(config, path, "no" if restore else "auto", *words, restore=restore)
 
 
 class Relay:
