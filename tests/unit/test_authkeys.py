@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import os
+import pwd
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backuppc_agent.install import authkeys, clientkeys
+from backuppc_agent import config as config_mod
+from backuppc_agent.install import authkeys, client, clientkeys
 from backuppc_agent.install.authkeys import PublicKey, Target
 
 
@@ -285,3 +289,54 @@ def test_blob_type_refuses_short_and_lying_blobs() -> None:
     assert authkeys.blob_type(b"") is None
     assert authkeys.blob_type(struct.pack(">I", 1000) + b"x") is None
     assert authkeys.blob_type(base64.b64decode(BACKUP.base64)) == "ssh-ed25519"
+
+
+# -- the probe's answers and the ssh argv (client.py) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stdout", "answer", "version", "mode"),
+    [
+        ("backuppc-agent-gate-probe\n", client.Answer.SHELL, "", ""),
+        ("motd from .bashrc\nbackuppc-agent-gate-probe\n", client.Answer.SHELL, "", ""),
+        ("backuppc-agent-gate 1 backup\n", client.Answer.GATE, "1", "backup"),
+        ("backuppc-agent-gate 2.0 restore\n", client.Answer.GATE, "2.0", "restore"),
+        ("backuppc-agent-gate 1 root\n", client.Answer.OTHER, "", ""),
+        ("backuppc-agent-gate 1 backup extra\n", client.Answer.OTHER, "", ""),
+        ("", client.Answer.OTHER, "", ""),
+        ("hello\x1b[2J\n", client.Answer.OTHER, "", ""),
+    ],
+)
+def test_the_probe_tells_a_shell_our_gate_and_anything_else_apart(
+    stdout: str, answer: client.Answer, version: str, mode: str
+) -> None:
+    found = client.parse_probe(stdout)
+    assert (found.answer, found.version, found.mode) == (answer, version, mode)
+    assert found.text.isprintable()
+
+
+def test_the_gate_version_is_read_from_the_script() -> None:
+    assert client.gate_version("#!/bin/sh\n# x\nGATE_VERSION=3\n") == "3"
+    assert client.gate_version("#!/bin/sh\n") == "unknown"
+
+
+def test_the_ssh_argv_drops_to_the_user_offers_only_the_given_keys_and_ends_with_the_command(
+    tmp_path: Path,
+) -> None:
+    config = config_mod.from_mapping(
+        {"mux": {"identity_files": [str(tmp_path / "id_config")], "control_dir": "/run/m"}},
+        "test",
+        tmp_path,
+    )
+    runas = pwd.getpwuid(os.getuid())
+    files = (tmp_path / "key0.pub",)
+    argv = client.Session(config, "root", "192.0.2.7", runas, files).argv("echo x")
+    uid, gid = runas.pw_uid, runas.pw_gid
+    assert argv[:5] == ("setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--")
+    assert argv[-5:] == ("-l", "root", "--", "192.0.2.7", "echo x")
+    assert f"IdentityFile={files[0]}" in argv
+    assert "IdentityFile=" + str(tmp_path / "id_config") not in argv
+    assert {"IdentitiesOnly=yes", "ControlMaster=no", "ControlPath=none", "BatchMode=yes"} <= set(
+        argv
+    )
+    assert client.Session(config, "root", "192.0.2.7").argv("true")[0] == "ssh"
