@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import socket
 import sys
 from dataclasses import dataclass
@@ -69,13 +70,18 @@ def run(args: argparse.Namespace) -> int:
         _ensure_restore_key(ctx, restore_path)
     keys = _keys(ctx, restore_path)
     address = names.check(_alias(args, ctx, client_name), "host")
-    runas = ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
+    runas = _runas(ctx)
     base = client.Session(ctx.config, login, address, runas)
     with client.identity_files(keys.backup, runas) as files:
         session = client.Session(ctx.config, login, address, runas, files)
         if args.undo:
             return _undo(client_name, session, base, keys)
         return _setup(client_name, session, keys, args.yes)
+
+
+def _runas(ctx: context.Context) -> pwd.struct_passwd | None:
+    """The BackupPC user, when we are root and it is not: ssh and ssh-keygen run as it."""
+    return ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
 
 
 def _alias(args: argparse.Namespace, ctx: context.Context, name: str) -> str:
@@ -127,8 +133,7 @@ def _ensure_restore_key(ctx: context.Context, path: Path) -> None:
             f"no restore key {path}: create it at a terminal, as {user}: {' '.join(keygen)}"
         )
     fsops.ensure_dir(path.parent, 0o700, fsops.Owner.of_user(user))
-    runas = ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
-    session = client.Session(ctx.config, "", "", runas)
+    session = client.Session(ctx.config, "", "", _runas(ctx))
     print(f"creating the restore key {path}: ssh-keygen asks for its passphrase")
     # ssh-keygen reads the passphrase from the terminal itself: we never see it.
     code = proc.run_interactive((*session.prefix(), *keygen), session.env())
