@@ -11,6 +11,7 @@ and nothing run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -466,3 +467,54 @@ def test_fuzz_whatever_comes_in_the_gate_refuses_in_one_line_or_runs_only_allowe
             if mode == "backup" and done.ran == "rsync":
                 assert done.argv is not None
                 assert done.argv[:2] == ["--server", "--sender"]
+
+
+@pytest.mark.parametrize(
+    ("command", "stdout"),
+    [
+        (MARK + "true", ""),
+        (MARK + "echo backuppc-agent-gate-probe", "backuppc-agent-gate 1 backup\n"),
+    ],
+)
+def test_the_probes_answer_with_the_job_marker_master_ssh_puts_before_them(
+    shims: Shims, shell: tuple[str, ...], command: str, stdout: str
+) -> None:
+    done = run_gate(shims, shell, command)
+    assert (done.code, done.stdout, done.stderr, done.ran) == (0, stdout, "", None)
+
+
+def _marked_sleeper(token: str) -> subprocess.Popen[bytes]:
+    """A job as the gate leaves it: its own session, the marker in its environment."""
+    return subprocess.Popen(
+        ["sleep", "60"], env={"PATH": "/usr/bin:/bin", "BACKUPPC_AGENT_JOB": token},
+        start_new_session=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("form", ["job", "client"])
+def test_the_kill_forms_end_the_marked_jobs_and_run_nothing_from_stdin(
+    tmp_path: Path, shims: Shims, shell: tuple[str, ...], form: str
+) -> None:
+    tag, other_tag = "a1b2c3d4", "a1b2c3d5"  # two clients on one machine
+    token = f"{tag}.{os.urandom(6).hex()}"
+    other = f"{other_tag}.{os.urandom(6).hex()}"
+    jobs = [_marked_sleeper(token), _marked_sleeper(other)]
+    canary = tmp_path / "ran"
+    ident = token if form == "job" else tag
+    try:
+        shims.clear()
+        done = subprocess.run(
+            [*shell, str(GATE), "backup", "/x/authorized_keys"],
+            env={"PATH": shims.path(), "SSH_ORIGINAL_COMMAND": f"sh -s -- {form} {ident}"},
+            input=f"touch {canary}\necho killed 99\n".encode(), capture_output=True,
+            timeout=15, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.decode().splitlines()[-1] == "killed 1"
+        assert jobs[0].wait(timeout=5) == -15  # TERM did it
+        assert jobs[1].poll() is None  # another job of another client lives on
+        assert not canary.exists()
+    finally:
+        for job in jobs:
+            job.kill()
+            job.wait()
