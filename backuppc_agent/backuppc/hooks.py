@@ -118,8 +118,20 @@ def ensure_master_line(config: Config, client: str, host: str) -> str:
     _prefix_log_lines()
 
     status, opened = master.ensure_master(config, client, host, status)
+    if opened:
+        _probe_access(config, client, host)
     how = "opened" if opened else "reused"
     return f"ssh master for {client} is up (pid {status.pid}, {how})"
+
+
+def _probe_access(config: Config, client: str, host: str) -> None:
+    """Record, once per new master, whether the backup key is restricted on the client."""
+    from backuppc_agent.ssh import remote  # noqa: PLC0415  (only with a new master)
+
+    try:
+        remote.probe_access(config, client, host)
+    except BackupPCAgentError as err:  # the metrics keep the last answer; the dump goes on
+        logging.getLogger(__name__).debug("%s", err)
 
 
 def restore_key_line(config: Config) -> str:

@@ -25,6 +25,7 @@ CHECKS: list[doctor.Check] = [
     checks_backuppc.check_backuppc_config,
     checks_backuppc.check_access,
     checks_backuppc.check_known_hosts,
+    checks_backuppc.check_client_keys,
     checks_backuppc.check_swap,
     checks_backuppc.check_keyring,
     checks_tang.check_unlock,

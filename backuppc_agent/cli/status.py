@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, names, state
@@ -33,6 +34,16 @@ class Status:
     since: float | None
     supervisor_pid: int | None
     agent_restarts: int | None
+    #: the restore key's fingerprint once it is set up (readiness.not_counted), else None
+    restore_key: str | None = None
+    restore_key_path: str = ""
+
+    @property
+    def restores(self) -> str:
+        """ "armed" (the restore key is loaded), "disarmed", or "not-set-up"."""
+        if self.restore_key is None:
+            return "not-set-up"
+        return "armed" if self.restore_key in self.verdict.fingerprints else "disarmed"
 
     @property
     def agent_pid(self) -> int | None:
@@ -53,6 +64,7 @@ class Status:
             "since": self.since,
             "supervisor_pid": self.supervisor_pid,
             "agent_restarts": self.agent_restarts,
+            "restores": self.restores,
             "expires": verdict.expires,
             "expiries": [
                 {"fingerprint": fp, "expires": when, "source": source}
@@ -91,12 +103,15 @@ def gather(config: Config, uid: int | None = None) -> Status:
     ):
         # the supervisor knows more (keys that expired)
         ready = dataclasses.replace(ready, reason=published.reason)
+    restore = sorted(readiness.not_counted(config.agent))
     return Status(
         ready,
         socket=str(config.agent.socket),
         since=published.since if published and published.state is ready.state else None,
         supervisor_pid=published.supervisor_pid if published else None,
         agent_restarts=published.agent_restarts if published else None,
+        restore_key=restore[0] if restore else None,
+        restore_key_path=str(config.agent.restore_key),
     )
 
 
@@ -136,7 +151,19 @@ def render_text(status: Status, now: float) -> str:
     lines.append(f"supervisor:  {supervisor}")
     if status.agent_restarts:
         lines.append(f"restarts:    {status.agent_restarts} (keys were lost each time)")
+    lines.append(f"restores:    {_restores(status, ends, now)}")
     return "\n".join(lines) + "\n"
+
+
+def _restores(status: Status, ends: Mapping[str, tuple[float, str]], now: float) -> str:
+    """Whether restores can run now, and until when as far as anything tells."""
+    if status.restores == "not-set-up":
+        return "use the backup key (no restore key: see backuppc-agent client-setup)"
+    if status.restores == "disarmed":
+        return f"not armed: run 'ssh-add -t 1h {status.restore_key_path}' to allow them"
+    end = ends.get(status.restore_key or "")
+    until = _when(end[0], now) if end else "its ssh-add -t lifetime ends (the agent does not say)"
+    return f"armed: the restore key is loaded, until {until}"
 
 
 def _since(since: float | None, now: float) -> str:

@@ -1,17 +1,22 @@
-"""doctor's checks of the BackupPC side and the host: hooks, known_hosts, swap, keyring."""
+"""doctor's checks of the BackupPC side and the host: hooks, known_hosts, clients, swap, keyring."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from backuppc_agent import proc
 from backuppc_agent.backuppc import confdir, snippets
+from backuppc_agent.config import Config
 from backuppc_agent.doctor import Env, Finding, Verdict, swapcrypt
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import access
+from backuppc_agent.ssh import masterfiles, mux, remote, sshconfig
 
 KNOWN_HOSTS_TIMEOUT_SECONDS = 10.0
+#: Bound on the alive check of a host's master before the probe rides it.
+PROBE_CHECK_SECONDS = 1.0
 #: Each BackupPC setting doctor requires, with text its effective value must contain.
 REQUIRED_SETTINGS = {
     **{setting: f" hook {hook} " for setting, hook, _ in snippets.USER_COMMANDS},
@@ -118,6 +123,66 @@ def _unknown_host(host: confdir.Host, known_hosts: Path) -> Finding:
     if host.address != host.name:
         fix += f" --host {host.address}"
     return Finding("known_hosts", Verdict.FAIL, message, fix)
+
+
+def check_client_keys(env: Env) -> list[Finding]:
+    """On each ssh host, does the backup key reach only client-setup's gate, or a root shell?
+
+    Asked through the host's live master (a harmless probe, no new login); a host
+    without one shows what the last master that opened found.
+    """
+    main = env.backuppc.main() or {}
+    hosts = [env.backuppc.host(name, main) for name in env.backuppc.host_names()]
+    hosts = [host for host in hosts if host.uses_ssh]
+    if not hosts:
+        return [Finding("client keys", Verdict.SKIP, "no BackupPC host uses ssh")]
+    config = env.ctx.config
+    recorded = masterfiles.remembered_accesses(config.state.dir)
+    mine = (env.running_uid if env.running_uid >= 0 else os.getuid()) == env.ctx.user.pw_uid
+    findings = [_client_finding(host.name, _access(config, host, recorded, mine)) for host in hosts]
+    restricted = [f for f in findings if f.verdict is Verdict.OK]
+    if len(restricted) == len(findings):
+        message = f"the backup key reaches only the gate on all {len(hosts)} ssh hosts"
+        return [Finding("client keys", Verdict.OK, message)]
+    return [f for f in findings if f.verdict is not Verdict.OK]
+
+
+def _access(
+    config: Config, host: confdir.Host, recorded: dict[str, tuple[str, float]], record: bool
+) -> tuple[str, str] | None:
+    """(access, when it was seen) for ``host``: probed now through its master, else recorded."""
+    try:
+        path = sshconfig.trusted_control_path(config.mux.control_dir, host.name)
+        if mux.check(path, PROBE_CHECK_SECONDS).alive:
+            target = masterfiles.remembered_host(config, host.name) or host.address
+            return remote.probe_access(config, host.name, target, record), "now"
+    except BackupPCAgentError:
+        pass  # no usable master: what was recorded, if anything
+    if host.name not in recorded:
+        return None
+    access, when = recorded[host.name]
+    return access, "when its master opened at " + time.strftime(
+        "%Y-%m-%d %H:%M", time.localtime(when)
+    )
+
+
+def _client_finding(name: str, seen: tuple[str, str] | None) -> Finding:
+    if seen is None:
+        message = f"{name}: not probed yet (its next master is, when a backup opens it)"
+        return Finding("client keys", Verdict.SKIP, message)
+    access, when = seen
+    if access == "gate":
+        return Finding("client keys", Verdict.OK, f"{name}: the backup key reaches only the gate")
+    if access == "shell":
+        message = (
+            f"{name}: the backup key gets a login shell ({when}): while the keys are loaded, "
+            "anything running as the BackupPC user is root there"
+        )
+        return Finding("client keys", Verdict.WARN, message, f"backuppc-agent client-setup {name}")
+    message = f"{name}: another forced command answers for the backup key ({when}): not ours"
+    return Finding(
+        "client keys", Verdict.WARN, message, f"see docs/security.md; or client-setup {name}"
+    )
 
 
 SWAP_FIX = "encrypt swap (a 'swap' line in /etc/crypttab, or LVM on LUKS) or turn it off"

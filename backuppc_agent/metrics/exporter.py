@@ -7,6 +7,7 @@ scrape from it, from procfs, the hook store and the master sockets.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 from prometheus_client.registry import CollectorRegistry
 
 from backuppc_agent import exitcodes
+from backuppc_agent.agent import readiness
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError
 from backuppc_agent.metrics.backuppc import BackupPCPart
@@ -121,7 +123,12 @@ def build_parts(
 ) -> list[Part]:
     """Every collector part, in exposition order; swap is read under the procfs ``root``."""
     return [
-        ReadinessPart(errors, snapshot, config.agent.expiry_warning_seconds),
+        ReadinessPart(
+            errors,
+            snapshot,
+            config.agent.expiry_warning_seconds,
+            functools.partial(readiness.not_counted, config.agent),
+        ),
         MemInfoPart(errors, root),
         VmStatPart(errors, root),
         SwapsPart(errors, root),
@@ -129,7 +136,7 @@ def build_parts(
         ProcessSwapPart(errors, root, config.swap.top_processes),
         AgentSwapPart(errors, root, snapshot),
         TmpfsPart(errors, root, statvfs),
-        MasterPart(errors, config.mux.control_dir),
+        MasterPart(errors, config.mux.control_dir, config.state.dir),
         HookPart(errors, config.state.dir),
         BackupPCPart(errors, config.backuppc),
     ]

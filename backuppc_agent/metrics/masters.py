@@ -14,6 +14,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
 from backuppc_agent.ssh.master import MasterInfo, list_masters
+from backuppc_agent.ssh.masterfiles import remembered_accesses
 from backuppc_agent.ssh.mux import Master
 from backuppc_agent.unixsock import Failure
 
@@ -34,11 +35,13 @@ class MasterPart(Part):
         self,
         errors: ScrapeErrors,
         control_dir: Path,
+        state_dir: Path | None = None,
         lister: MasterLister = list_masters,
         timeout: float = CHECK_TIMEOUT_SECONDS,
     ) -> None:
         super().__init__(errors)
         self.control_dir = control_dir
+        self.state_dir = state_dir
         self.lister = lister
         self.timeout = timeout
 
@@ -66,6 +69,8 @@ class MasterPart(Part):
             if master.opened is not None:
                 opened.add_metric([master.client], master.opened)
         yield from (up, opened)
+        if self.state_dir is not None:
+            yield _restricted_family(remembered_accesses(self.state_dir))
 
     def _listable(self) -> bool:
         """True if the control directory can be read; a missing one just has no masters."""
@@ -77,3 +82,18 @@ class MasterPart(Part):
         except OSError as err:
             self.fail(f"cannot list {self.control_dir}: {err.strerror}")
             return False
+
+
+def _restricted_family(accesses: dict[str, tuple[str, float]]) -> GaugeMetricFamily:
+    """backuppc_agent_client_restricted{host}: 1 gate, 0 a login shell, as last probed."""
+    family = GaugeMetricFamily(
+        PREFIX + "client_restricted",
+        "1 when the backup key only reaches client-setup's gate on the host, 0 when it gets "
+        "a login shell (root on the client), as probed when its master last opened; hosts "
+        "with another forced command are left out.",
+        labels=["host"],
+    )
+    for client, (access, _when) in accesses.items():
+        if access != "other":
+            family.add_metric([client], 1 if access == "gate" else 0)
+    return family

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -22,11 +22,17 @@ class ReadinessPart(Part):
     name = "readiness"
 
     def __init__(
-        self, errors: ScrapeErrors, snapshot: SnapshotSource, expiry_warning_seconds: float = 3600
+        self,
+        errors: ScrapeErrors,
+        snapshot: SnapshotSource,
+        expiry_warning_seconds: float = 3600,
+        restore_keys: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         super().__init__(errors)
         self.snapshot = snapshot
         self.expiry_warning_seconds = expiry_warning_seconds
+        #: the restore key's fingerprint once it is set up (readiness.not_counted)
+        self.restore_keys = restore_keys
 
     def collect(self) -> Iterator[Metric]:
         """Yield the readiness families; before the first snapshot only ready=0 and build info."""
@@ -64,6 +70,17 @@ class ReadinessPart(Part):
             float(current.unlock_waiting == "tang-refused"),
         )
         yield from self._expiry(current)
+        restore = self.restore_keys()
+        yield gauge(
+            "restore_key_set_up",
+            "1 once agent.restore_key exists: restores need it, backups never use it.",
+            float(bool(restore)),
+        )
+        yield gauge(
+            "restore_armed",
+            "1 while the restore key is loaded in the agent (restores can write), else 0.",
+            float(bool(restore & set(current.fingerprints))),
+        )
 
     def _expiry(self, current: Snapshot) -> Iterator[Metric]:
         """Unusable keys by reason, when identities expire and how early to warn."""

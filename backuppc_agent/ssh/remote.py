@@ -7,6 +7,10 @@ CMD``, inherited by its children; TAG is derived from the client name), and a
 kill session runs a small sh script (kill_script.py, fed on stdin to ``sh -s``,
 so no quoting depends on the client's login shell) that finds the marked
 processes in /proc and ends their process groups: TERM, then KILL.
+
+``probe_access`` asks a client, through CLIENT's live master, what the backup
+key gets there (the gate of ``client-setup``, a login shell, or another forced
+command) and records the answer for doctor and the metrics.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
 from backuppc_agent.ssh.kill_script import KILL_SCRIPT
-from backuppc_agent.ssh.masterfiles import remembered_host
+from backuppc_agent.ssh.masterfiles import masters_dir, remember_access, remembered_host
 
 JOB_VAR = "BACKUPPC_AGENT_JOB"
 #: The script's own TERM-to-KILL grace is 3 s; the session gets this much on top.
 KILL_EXTRA_SECONDS = 10.0
+SSH_FAILED = 255
+#: A probe session through a live master: a few milliseconds unless the client is wedged.
+PROBE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +107,28 @@ def kill_remote(
         raise BackupPCAgentError(f"kill-remote {client}: {names.printable(last[0], 200)}")
     what = "job" if token else "jobs"
     return KillResult(killed, f"killed {killed} remote process(es) of {client}'s backup {what}")
+
+
+def probe_access(config: Config, client: str, host: str, record: bool = True) -> str:
+    """What the backup key gets on CLIENT ("gate", "shell" or "other"), through its live master.
+
+    Never logs in anew (``ControlMaster no``, and no master means ssh fails: the
+    caller checks the master first). Records the answer (with ``record``: only the
+    BackupPC user writes its state dir); raises BackupPCAgentError if the session fails.
+    """
+    from backuppc_agent.install import client as setup  # noqa: PLC0415  (the probe's vocabulary)
+
+    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
+    destination = names.check(host, "host")
+    argv = sshconfig.ssh_command(config, path, "no", "--", destination, setup.PROBE_COMMAND)
+    try:
+        result = proc.run(argv, PROBE_SECONDS, proc.base_env())
+    except proc.CommandError as err:
+        raise BackupPCAgentError(f"probe of {client}: {err}") from err
+    if result.returncode == SSH_FAILED:
+        said = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["ssh failed"]
+        raise BackupPCAgentError(f"probe of {client}: {names.printable(said[0], 200)}")
+    answer = setup.parse_probe(setup.decode(result.stdout[:65536])).answer.value
+    if record:
+        remember_access(masters_dir(config), client, answer)
+    return answer
