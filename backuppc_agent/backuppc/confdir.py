@@ -140,6 +140,26 @@ def uses_ssh(method: str, settings: dict[str, str], restore: bool = False) -> bo
     return method not in NO_SSH_METHODS
 
 
+#: rsync's -s (--protect-args) sends the options over rsync's own channel, out of sight of
+#: any forced command: client-setup's gate refuses it, so gated rsync hosts drop it.
+PROTECT_ARGS = "--protect-args"
+RSYNC_ARG_SETTINGS = ("RsyncArgs", "RsyncArgsExtra", "RsyncRestoreArgs")
+#: The lines that drop it for one host (for its HOST.pl).
+WITHOUT_PROTECT_ARGS = (
+    "$Conf{RsyncArgs} = [grep { $_ ne '--protect-args' } @{$Conf{RsyncArgs}}];",
+    "$Conf{RsyncRestoreArgs} = [grep { $_ ne '--protect-args' } @{$Conf{RsyncRestoreArgs}}];",
+)
+
+
+def protected_args(settings: dict[str, str]) -> list[str]:
+    """The rsync settings that still pass --protect-args (a ``grep`` removing it does not)."""
+    return [
+        key
+        for key in RSYNC_ARG_SETTINGS
+        if PROTECT_ARGS in settings.get(key, "") and "grep" not in settings.get(key, "")
+    ]
+
+
 def no_ssh_reason(method: str) -> str:
     """Why a host is left alone: its transfer method (and command) does not use ssh."""
     if method == "tar":

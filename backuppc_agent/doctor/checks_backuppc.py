@@ -140,6 +140,12 @@ def check_client_keys(env: Env) -> list[Finding]:
     recorded = masterfiles.remembered_accesses(config.state.dir)
     mine = (env.running_uid if env.running_uid >= 0 else os.getuid()) == env.ctx.user.pw_uid
     findings = [_client_finding(host.name, _access(config, host, recorded, mine)) for host in hosts]
+    findings += [
+        _protected_finding(env, host, protected)
+        for host, finding in zip(hosts, findings, strict=True)
+        if finding.verdict is Verdict.OK and host.xfer_method == "rsync"
+        if (protected := confdir.protected_args(env.backuppc.settings(host.name, main)))
+    ]
     restricted = [f for f in findings if f.verdict is Verdict.OK]
     if len(restricted) == len(findings):
         message = f"the backup key reaches only the gate on all {len(hosts)} ssh hosts"
@@ -164,6 +170,17 @@ def _access(
     return access, "when its master opened at " + time.strftime(
         "%Y-%m-%d %H:%M", time.localtime(when)
     )
+
+
+def _protected_finding(env: Env, host: confdir.Host, settings: list[str]) -> Finding:
+    """A gated rsync host whose args still carry --protect-args: the gate refuses its dumps."""
+    where = env.backuppc.conf_dir / f"{host.name}.pl"
+    message = (
+        f"{host.name}: the gate restricts the backup key, but {', '.join(settings)} still "
+        "pass --protect-args, which the gate refuses: its backups fail"
+    )
+    fix = f"add to {where}: " + " ".join(confdir.WITHOUT_PROTECT_ARGS)
+    return Finding("client keys", Verdict.FAIL, message, fix)
 
 
 def _client_finding(name: str, seen: tuple[str, str] | None) -> Finding:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from backuppc_agent.backuppc import confdir
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.scrape import ScrapeErrors
 from backuppc_agent.ssh import masterfiles
@@ -84,3 +85,30 @@ def test_doctor_names_the_client_where_the_backup_key_is_a_root_shell(
     assert len(lines) == 1, report
     assert lines[0].startswith("warn client keys: openclient: the backup key gets a login shell")
     assert "fix: backuppc-agent client-setup openclient" in lines[0]
+
+
+def test_doctor_fails_a_gated_rsync_host_whose_args_still_protect_args(
+    bed: Bed, tmp_path: Path
+) -> None:
+    pre_dump(bed, "gatedclient", GATED_ADDRESS)
+    conf = tmp_path / "backuppc"
+    conf.mkdir()
+    (conf / "config.pl").write_text(
+        "$Conf{XferMethod} = 'rsync';\n$Conf{RsyncArgs} = ['--super', '--protect-args'];\n"
+    )
+    (conf / "hosts").write_text("host dhcp user\ngatedclient 0 backuppc\n")
+    alias = f"$Conf{{ClientNameAlias}} = '{GATED_ADDRESS}';\n"
+    (conf / "gatedclient.pl").write_text(alias)
+
+    def client_lines() -> list[str]:
+        report = cli("doctor", "--backuppc-dir", str(conf), config=bed.config, timeout=120)
+        return [line for line in report.stdout.splitlines() if "client keys" in line]
+
+    [line] = client_lines()
+    assert line.startswith("FAIL client keys: gatedclient: the gate restricts the backup key")
+    assert "RsyncArgs still pass --protect-args" in line
+    assert "grep { $_ ne '--protect-args' }" in line
+    (conf / "gatedclient.pl").write_text(alias + "\n".join(confdir.WITHOUT_PROTECT_ARGS) + "\n")
+    assert client_lines() == [
+        "ok   client keys: the backup key reaches only the gate on all 1 ssh hosts"
+    ]
