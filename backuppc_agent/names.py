@@ -57,3 +57,15 @@ def printable(value: str, limit: int = 60) -> str:
     """Quote a possibly hostile value for a one-line message: escaped and truncated."""
     shown = value if len(value) <= limit else value[:limit] + "..."
     return repr(shown)
+
+
+def escaped(text: str, limit: int | None = None) -> str:
+    """Untrusted text for a one-line message: control characters escaped, cut to ``limit``."""
+    shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return shown if limit is None or len(shown) <= limit else shown[:limit] + "..."
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of ``text``, stripped ("" if none): what a command said last."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""

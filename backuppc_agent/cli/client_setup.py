@@ -23,6 +23,7 @@ from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import authkeys, client, clientkeys, context, fsops
 from backuppc_agent.install.authkeys import PublicKey, Target
+from backuppc_agent.ssh.remote import Answer
 
 EXIT_CODES = (
     "Exit codes: 0 set up, already set up, undone or nothing to undo; 2 bad arguments or "
@@ -157,7 +158,7 @@ def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
         raise BackupPCAgentError("nothing changed: confirm with --yes (or answer y at a terminal)")
     clientkeys.write(session, target.authkeys, old, new, client.gate_text())
     after = client.probe(session)
-    if after.answer is not client.Answer.GATE:
+    if after.answer is not Answer.GATE:
         raise BackupPCAgentError(
             f"{name}: written, but the backup key still gets {after.answer.value}: "
             "another authorized_keys entry or file lets it in"
@@ -169,13 +170,13 @@ def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
 def _probed(name: str, session: client.Session) -> bool:
     """True if our gate (this version) answers; raise if anything but a shell or it does."""
     found = client.probe(session)
-    if found.answer is client.Answer.SHELL:
+    if found.answer is Answer.SHELL:
         return False
     version = client.gate_version(client.gate_text())
-    if found.answer is client.Answer.GATE and found.version == version:
+    if found.answer is Answer.GATE and found.version == version:
         print(f"{name}: already set up (gate {version}, backup key restricted): nothing to change")
         return True
-    if found.answer is client.Answer.GATE:
+    if found.answer is Answer.GATE:
         raise BackupPCAgentError(
             f"{name}: gate {found.version} is installed, this is {version}: "
             f"run client-setup --undo {name} (restore key loaded), then client-setup {name}"
@@ -231,11 +232,11 @@ def _confirmed(yes: bool) -> bool:
 
 def _undo(name: str, session: client.Session, base: client.Session, keys: Keys) -> int:
     found = client.probe(session)
-    if found.answer is client.Answer.SHELL:
+    if found.answer is Answer.SHELL:
         restored = clientkeys.undo_by_shell(session, clientkeys.inspect(session).files)
         print(f"{name}: " + (f"{restored} put back" if restored else "not set up: nothing to undo"))
         return exitcodes.OK
-    if found.answer is not client.Answer.GATE:
+    if found.answer is not Answer.GATE:
         raise BackupPCAgentError(f"{name}: another forced command answers the probe: {found.text}")
     if not keys.restore_loaded:
         raise BackupPCAgentError(
@@ -244,7 +245,7 @@ def _undo(name: str, session: client.Session, base: client.Session, keys: Keys) 
     with client.identity_files((keys.restore,), base.runas) as files:
         restore = client.Session(base.config, base.login, base.address, base.runas, files)
         restore.run(client.UNDO_COMMAND, check=True)
-    if client.probe(session).answer is not client.Answer.SHELL:
+    if client.probe(session).answer is not Answer.SHELL:
         raise BackupPCAgentError(f"{name}: the gate did not undo the setup")
     print(f"{name}: undone: the saved authorized_keys is back, the gate removed")
     return exitcodes.OK

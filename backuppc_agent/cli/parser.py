@@ -8,7 +8,7 @@ import sys
 from types import ModuleType
 from typing import Any, NoReturn
 
-from backuppc_agent import __version__
+from backuppc_agent import __version__, names
 from backuppc_agent.cli.commands import COMMANDS, PROG
 
 DESCRIPTION = "An ssh-agent supervisor and readiness-gated hooks for BackupPC."
@@ -29,8 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     """``text`` with control characters escaped (a hostile argument is echoed), cut short."""
-    shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-    return shown if len(shown) <= limit else shown[:limit] + "..."
+    return names.escaped(text, limit)
 
 
 def _common() -> argparse.ArgumentParser:

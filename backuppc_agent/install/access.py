@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent import proc
+from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 
 RUN_TIMEOUT_SECONDS = 30.0
@@ -51,8 +51,7 @@ def run_as(user: pwd.struct_passwd, argv: Sequence[str]) -> tuple[int, str]:
         result = proc.run(command, RUN_TIMEOUT_SECONDS, cwd=Path("/"))
     except proc.CommandError as err:
         return 1, str(err)
-    lines = result.stderr.decode(errors="replace").strip().splitlines()
-    return result.returncode, lines[-1] if lines else ""
+    return result.returncode, names.last_line(result.stderr.decode(errors="replace"))
 
 
 def program_problem(user: pwd.struct_passwd, program: str, runner: Runner) -> Problem | None:

@@ -18,6 +18,7 @@ import re
 import struct
 from dataclasses import dataclass
 
+from backuppc_agent import names
 from backuppc_agent.agent import protocol
 
 #: Paths we write into ``command="..."``: sshd runs it through the login user's shell.
@@ -244,7 +245,7 @@ def shown(line: str) -> str:
     if parsed.key is not None:
         fingerprint = protocol.fingerprint(parsed.key.blob)
         line = line.replace(parsed.key.base64, fingerprint)
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
+    return names.escaped(line)
 
 
 def summary(changes: list[Change]) -> list[str]:

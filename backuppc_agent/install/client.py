@@ -10,7 +10,7 @@ parsed strictly, shown escaped.
 from __future__ import annotations
 
 import base64
-import enum
+import dataclasses
 import hashlib
 import os
 import pwd
@@ -24,16 +24,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from backuppc_agent import proc
+from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import client_scripts as scripts
 from backuppc_agent.install.authkeys import PublicKey
-from backuppc_agent.ssh import sshconfig
+from backuppc_agent.ssh import remote, sshconfig
 
-PROBE_COMMAND = "echo backuppc-agent-gate-probe"
-SHELL_ANSWER = "backuppc-agent-gate-probe"
-GATE_ANSWER = re.compile(r"backuppc-agent-gate ([0-9A-Za-z._+-]{1,40}) (backup|restore)")
 UNDO_COMMAND = "backuppc-agent-gate undo"
 GATE_FILE = ("files", "client", "backuppc-agent-gate")
 GATE_VERSION = re.compile(r"^(?:GATE_)?VERSION=['\"]?([0-9A-Za-z._+-]{1,40})", re.MULTILINE)
@@ -42,27 +39,7 @@ MAX_AUTHKEYS_BYTES = 256 * 1024
 MAX_COMMAND_CHARS = 120_000
 #: On top of the connect timeout: every step is a few small commands.
 SESSION_SECONDS = 30.0
-SHOWN_CHARS = 200
 SETPRIV = "setpriv"
-_IDENTITY_KEYWORDS = {"IdentitiesOnly", "IdentityFile"}
-
-
-class Answer(enum.Enum):
-    """What the probe met on the client."""
-
-    SHELL = "shell"  # an unrestricted shell echoed it
-    GATE = "gate"  # our gate answered
-    OTHER = "other"  # another forced command
-
-
-@dataclass(frozen=True)
-class Probe:
-    """The probe's outcome: kind, the gate's version and mode, the raw first line."""
-
-    answer: Answer
-    version: str = ""
-    mode: str = ""
-    text: str = ""
 
 
 def gate_text() -> str:
@@ -79,27 +56,14 @@ def gate_version(text: str) -> str:
     return found.group(1) if found else "unknown"
 
 
-def parse_probe(stdout: str) -> Probe:
-    """Classify the probe's output (only its last non-empty line counts: rc files chatter)."""
-    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
-    if last == SHELL_ANSWER:
-        return Probe(Answer.SHELL, text=last)
-    found = GATE_ANSWER.fullmatch(last)
-    if found:
-        return Probe(Answer.GATE, found.group(1), found.group(2), last)
-    return Probe(Answer.OTHER, text=shown(last or "(nothing)"))
-
-
-def probe(session: Session) -> Probe:
+def probe(session: Session) -> remote.Probe:
     """Send the probe as the remote command; what answered."""
-    return parse_probe(decode(session.run(PROBE_COMMAND)[: 64 * 1024]))
+    return remote.parse_probe(session.run(remote.PROBE_COMMAND))
 
 
-def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+def shown(text: str) -> str:
     """Untrusted text for a one-line message: escaped, cut short."""
-    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return escaped + ("..." if len(text) > limit else "")
+    return names.escaped(text, remote.SHOWN_CHARS)
 
 
 @dataclass(frozen=True)
@@ -112,17 +76,14 @@ class Session:
     runas: pwd.struct_passwd | None = None
     identity_files: tuple[Path, ...] = ()
 
-    def argv(self, remote: str) -> tuple[str, ...]:
-        """ssh (after setpriv when we drop to the BackupPC user) to run ``remote``."""
-        pairs = [
-            p
-            for p in sshconfig.options(self.config, "none", "no")
-            if p[0] not in _IDENTITY_KEYWORDS
-        ]
-        pairs += [("IdentitiesOnly", "yes"), ("LogLevel", "ERROR"), ("RequestTTY", "no")]
-        pairs += [("IdentityFile", str(path)) for path in self.identity_files]
-        ssh = (self.config.mux.ssh, *sshconfig.option_args(tuple(pairs)), "-x", "-a")
-        return (*self.prefix(), *ssh, "-l", self.login, "--", self.address, remote)
+    def argv(self, command: str) -> tuple[str, ...]:
+        """ssh (after setpriv when we drop to the BackupPC user) to run ``command``."""
+        # our options, but IdentitiesOnly with exactly the given key files
+        mux = dataclasses.replace(self.config.mux, identity_files=self.identity_files)
+        config = dataclasses.replace(self.config, mux=mux)
+        quiet = ("-o", "LogLevel=ERROR", "-o", "RequestTTY=no", "-x", "-a")
+        words = (*quiet, "-l", self.login, "--", self.address, command)
+        return (*self.prefix(), *sshconfig.ssh_command(config, Path("none"), "no", *words))
 
     def prefix(self) -> tuple[str, ...]:
         if self.runas is None:
@@ -137,29 +98,28 @@ class Session:
         name = self.runas.pw_name
         return proc.base_env({"HOME": self.runas.pw_dir, "USER": name, "LOGNAME": name})
 
-    def run(self, remote: str, script: str | None = None, check: bool = False) -> bytes:
-        """Run ``remote`` (fed ``script``); its stdout.
+    def run(self, command: str, script: str | None = None, check: bool = False) -> bytes:
+        """Run ``command`` (fed ``script``); its stdout.
 
         Raises BackupPCAgentError if ssh fails, or with ``check`` if the command does.
         """
-        if len(remote) > MAX_COMMAND_CHARS:
+        if len(command) > MAX_COMMAND_CHARS:
             raise BackupPCAgentError(
-                f"the remote command would be {len(remote)} characters: too long"
+                f"the remote command would be {len(command)} characters: too long"
             )
         timeout = self.config.hooks.connect_timeout_seconds + SESSION_SECONDS
         data = None if script is None else script.encode()
-        result = proc.run(self.argv(remote), timeout, self.env(), input_data=data)
+        result = proc.run(self.argv(command), timeout, self.env(), input_data=data)
         stderr = result.stderr.decode(errors="replace")
-        if result.returncode == 255:
+        if result.returncode == remote.SSH_FAILED:
             raise BackupPCAgentError(self._ssh_failure(stderr))
         if check and result.returncode != 0:
-            said = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no message"]
-            raise BackupPCAgentError(f"{self.address}: {shown(said[0])} (exit {result.returncode})")
+            said = shown(names.last_line(stderr) or "no message")
+            raise BackupPCAgentError(f"{self.address}: {said} (exit {result.returncode})")
         return result.stdout
 
     def _ssh_failure(self, stderr: str) -> str:
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        last = shown(lines[-1]) if lines else "ssh failed"
+        last = shown(names.last_line(stderr) or "ssh failed")
         where = f"{self.login}@{self.address}"
         if "Host key verification failed" in stderr:
             return f"{where}: {last}: trust its host key first (backuppc-agent trust CLIENT)"
@@ -169,8 +129,8 @@ class Session:
 
     def script(self, script: str, *args: str) -> bytes:
         """Run a client_scripts script with ``args``; its output after the marker line."""
-        remote = shlex.join(["sh", "-s", "--", *args])
-        return after_marker(self.run(remote, script))
+        command = shlex.join(["sh", "-s", "--", *args])
+        return after_marker(self.run(command, script))
 
 
 def after_marker(stdout: bytes) -> bytes:
@@ -178,13 +138,9 @@ def after_marker(stdout: bytes) -> bytes:
     marker = scripts.MARKER.encode() + b"\n"
     at = stdout.find(marker)
     if at < 0 or (at > 0 and stdout[at - 1 : at] != b"\n"):
-        raise BackupPCAgentError(f"the client did not run our script: {shown(decode(stdout))}")
+        said = shown(remote.decode(stdout))
+        raise BackupPCAgentError(f"the client did not run our script: {said}")
     return stdout[at + len(marker) :]
-
-
-def decode(data: bytes) -> str:
-    """Bytes from the client as text that encodes back to the same bytes."""
-    return data.decode("utf-8", errors="surrogateescape")
 
 
 @contextmanager

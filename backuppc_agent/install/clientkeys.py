@@ -11,9 +11,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from backuppc_agent import names
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import client_scripts as scripts
-from backuppc_agent.install.client import MAX_AUTHKEYS_BYTES, Session, b64, decode, sha256, shown
+from backuppc_agent.install.client import MAX_AUTHKEYS_BYTES, Session, b64, sha256, shown
+from backuppc_agent.ssh.remote import decode
 
 DEFAULT_AUTHKEYS = ".ssh/authorized_keys"
 #: sshd expands these in AuthorizedKeysFile; a value with any other token is skipped.
@@ -123,16 +125,14 @@ def read(session: Session, paths: tuple[str, ...]) -> list[KeysFile]:
 def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
     """Keep the saved copy, install the gate, replace ``path`` (if it still holds ``old``)."""
     output = decode(session.script(scripts.WRITE_SCRIPT, path, sha256(old), b64(gate), b64(new)))
-    last = [line for line in output.splitlines() if line.strip()][-1:]
-    if last != ["written"]:
-        said = last[0].removeprefix("error ") if last else "no answer"
-        raise BackupPCAgentError(f"{path}: {shown(said)}")
+    last = names.last_line(output)
+    if last != "written":
+        raise BackupPCAgentError(f"{path}: {shown(last.removeprefix('error ') or 'no answer')}")
 
 
 def undo_by_shell(session: Session, paths: tuple[str, ...]) -> str | None:
     """Move a saved copy back over its file and remove the gate; the path, or None if none."""
-    output = decode(session.script(scripts.UNDO_SCRIPT, *paths)[:65536]).splitlines()
-    last = output[-1] if output else ""
+    last = names.last_line(decode(session.script(scripts.UNDO_SCRIPT, *paths)[:65536]))
     if last == "nothing":
         return None
     if last.startswith("restored ") and last[9:] in paths:

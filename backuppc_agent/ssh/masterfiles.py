@@ -57,11 +57,10 @@ def last_log_line(log: Path) -> str:
     try:
         with log.open("rb") as handle:
             handle.seek(max(0, log.stat().st_size - 4096))
-            lines = handle.read().decode("utf-8", "replace").splitlines()
+            text = handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    text = next((line for line in reversed(lines) if line.strip()), "")
-    return "".join(char if char.isprintable() else "?" for char in text.strip())[:300]
+    return names.visible(names.last_line(text), 300)
 
 
 def remember_host(directory: Path, client: str, host: str) -> None:

@@ -10,12 +10,15 @@ processes in /proc and ends their process groups: TERM, then KILL.
 
 ``probe_access`` asks a client, through CLIENT's live master, what the backup
 key gets there (the gate of ``client-setup``, a login shell, or another forced
-command) and records the answer for doctor and the metrics.
+command) and records the answer for doctor and the metrics; ``client-setup``
+sends the same probe and reads its answer with ``parse_probe``.
 """
 
 from __future__ import annotations
 
+import enum
 import os
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -32,6 +35,45 @@ KILL_EXTRA_SECONDS = 10.0
 SSH_FAILED = 255
 #: A probe session through a live master: a few milliseconds unless the client is wedged.
 PROBE_SECONDS = 10.0
+PROBE_COMMAND = "echo backuppc-agent-gate-probe"
+SHELL_ANSWER = "backuppc-agent-gate-probe"
+GATE_ANSWER = re.compile(r"backuppc-agent-gate ([0-9A-Za-z._+-]{1,40}) (backup|restore)")
+MAX_PROBE_BYTES = 64 * 1024
+SHOWN_CHARS = 200
+
+
+class Answer(enum.Enum):
+    """What the probe met on the client."""
+
+    SHELL = "shell"  # an unrestricted shell echoed it
+    GATE = "gate"  # our gate answered
+    OTHER = "other"  # another forced command
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The probe's outcome: kind, the gate's version and mode, the raw first line."""
+
+    answer: Answer
+    version: str = ""
+    mode: str = ""
+    text: str = ""
+
+
+def parse_probe(stdout: bytes) -> Probe:
+    """Classify the probe's output (only its last non-empty line counts: rc files chatter)."""
+    last = names.last_line(decode(stdout[:MAX_PROBE_BYTES]))
+    if last == SHELL_ANSWER:
+        return Probe(Answer.SHELL, text=last)
+    found = GATE_ANSWER.fullmatch(last)
+    if found:
+        return Probe(Answer.GATE, found.group(1), found.group(2), last)
+    return Probe(Answer.OTHER, text=names.escaped(last or "(nothing)", SHOWN_CHARS))
+
+
+def decode(data: bytes) -> str:
+    """Bytes from the client as text that encodes back to the same bytes."""
+    return data.decode("utf-8", errors="surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +145,8 @@ def kill_remote(
     output = raw.decode("utf-8", "replace")
     killed = _parse(output)
     if code != 0 or killed is None:
-        last = output.strip().splitlines()[-1:] or [f"ssh exited {code}"]
-        raise BackupPCAgentError(f"kill-remote {client}: {names.printable(last[0], 200)}")
+        last = names.last_line(output) or f"ssh exited {code}"
+        raise BackupPCAgentError(f"kill-remote {client}: {names.printable(last, SHOWN_CHARS)}")
     what = "job" if token else "jobs"
     return KillResult(killed, f"killed {killed} remote process(es) of {client}'s backup {what}")
 
@@ -116,19 +158,17 @@ def probe_access(config: Config, client: str, host: str, record: bool = True) ->
     caller checks the master first). Records the answer (with ``record``: only the
     BackupPC user writes its state dir); raises BackupPCAgentError if the session fails.
     """
-    from backuppc_agent.install import client as setup  # noqa: PLC0415  (the probe's vocabulary)
-
     path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     destination = names.check(host, "host")
-    argv = sshconfig.ssh_command(config, path, "no", "--", destination, setup.PROBE_COMMAND)
+    argv = sshconfig.ssh_command(config, path, "no", "--", destination, PROBE_COMMAND)
     try:
         result = proc.run(argv, PROBE_SECONDS, proc.base_env())
     except proc.CommandError as err:
         raise BackupPCAgentError(f"probe of {client}: {err}") from err
     if result.returncode == SSH_FAILED:
-        said = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["ssh failed"]
-        raise BackupPCAgentError(f"probe of {client}: {names.printable(said[0], 200)}")
-    answer = setup.parse_probe(setup.decode(result.stdout[:65536])).answer.value
+        said = names.last_line(result.stderr.decode("utf-8", "replace")) or "ssh failed"
+        raise BackupPCAgentError(f"probe of {client}: {names.printable(said, SHOWN_CHARS)}")
+    answer = parse_probe(result.stdout).answer.value
     if record:
         remember_access(masters_dir(config), client, answer)
     return answer

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from backuppc_agent import config as config_mod
 from backuppc_agent.install import authkeys, client, clientkeys
 from backuppc_agent.install.authkeys import PublicKey, Target
+from backuppc_agent.ssh import remote
 
 
 def make_key(seed: int, key_type: str = "ssh-ed25519", comment: str = "") -> PublicKey:
@@ -291,26 +292,26 @@ def test_blob_type_refuses_short_and_lying_blobs() -> None:
     assert authkeys.blob_type(base64.b64decode(BACKUP.base64)) == "ssh-ed25519"
 
 
-# -- the probe's answers and the ssh argv (client.py) ---------------------------------
+# -- the probe's answers (ssh/remote.py) and the ssh argv (client.py) -----------------
 
 
 @pytest.mark.parametrize(
     ("stdout", "answer", "version", "mode"),
     [
-        ("backuppc-agent-gate-probe\n", client.Answer.SHELL, "", ""),
-        ("motd from .bashrc\nbackuppc-agent-gate-probe\n", client.Answer.SHELL, "", ""),
-        ("backuppc-agent-gate 1 backup\n", client.Answer.GATE, "1", "backup"),
-        ("backuppc-agent-gate 2.0 restore\n", client.Answer.GATE, "2.0", "restore"),
-        ("backuppc-agent-gate 1 root\n", client.Answer.OTHER, "", ""),
-        ("backuppc-agent-gate 1 backup extra\n", client.Answer.OTHER, "", ""),
-        ("", client.Answer.OTHER, "", ""),
-        ("hello\x1b[2J\n", client.Answer.OTHER, "", ""),
+        ("backuppc-agent-gate-probe\n", remote.Answer.SHELL, "", ""),
+        ("motd from .bashrc\nbackuppc-agent-gate-probe\n", remote.Answer.SHELL, "", ""),
+        ("backuppc-agent-gate 1 backup\n", remote.Answer.GATE, "1", "backup"),
+        ("backuppc-agent-gate 2.0 restore\n", remote.Answer.GATE, "2.0", "restore"),
+        ("backuppc-agent-gate 1 root\n", remote.Answer.OTHER, "", ""),
+        ("backuppc-agent-gate 1 backup extra\n", remote.Answer.OTHER, "", ""),
+        ("", remote.Answer.OTHER, "", ""),
+        ("hello\x1b[2J\n", remote.Answer.OTHER, "", ""),
     ],
 )
 def test_the_probe_tells_a_shell_our_gate_and_anything_else_apart(
-    stdout: str, answer: client.Answer, version: str, mode: str
+    stdout: str, answer: remote.Answer, version: str, mode: str
 ) -> None:
-    found = client.parse_probe(stdout)
+    found = remote.parse_probe(stdout.encode())
     assert (found.answer, found.version, found.mode) == (answer, version, mode)
     assert found.text.isprintable()
 
