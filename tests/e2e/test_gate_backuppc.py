@@ -5,8 +5,10 @@ mode), user bpaclient, the entry ``restrict,command="GATE MODE AUTHKEYS"``.
 Hosts: an rsync host behind backuppc-agent's hooks and masters (three shares,
 one authentication; an abort), a tar-over-ssh host (TarClientCmd logging in as
 bpaclient), an rsync host left with Debian's --protect-args (refused, with the
-reason in its XferLOG), and a host dumped and restored through the restore-mode
-gate. The gate refuses rsync -s, so the rsync hosts drop --protect-args from
+reason in its XferLOG), a host dumped and restored through the restore-mode
+gate, and one set up as client-setup leaves it (127.0.0.80: backup key and restore
+key each behind the gate), whose restore fails fast until the restore key is
+loaded. The gate refuses rsync -s, so the rsync hosts drop --protect-args from
 RsyncArgs and RsyncRestoreArgs. Holds E2E_LOCK; everything is put back after.
 """
 
@@ -53,9 +55,12 @@ from tests.sshd import (
 
 BACKUP_ADDRESS = "127.0.0.83"
 RESTORE_ADDRESS = "127.0.0.84"
+#: A client set up as client-setup leaves it: the backup key gated, the restore key too.
+KEYS_ADDRESS = "127.0.0.80"
 RSYNC_HOST, TAR_HOST, SLOW_HOST = "bpa-gate-rsync", "bpa-gate-tar", "bpa-gate-slow"
 PROTECTED_HOST, RESTORE_HOST = "bpa-gate-protected", "bpa-gate-restore"
-HOSTS = (RSYNC_HOST, TAR_HOST, SLOW_HOST, PROTECTED_HOST, RESTORE_HOST)
+KEYS_HOST = "bpa-gate-keys"
+HOSTS = (RSYNC_HOST, TAR_HOST, SLOW_HOST, PROTECTED_HOST, RESTORE_HOST, KEYS_HOST)
 PASSPHRASE = "gate e2e passphrase 4242"
 NO_PROTECT_ARGS = (
     "$Conf{RsyncArgs} = [grep { $_ ne '--protect-args' } @{$Conf{RsyncArgs}}];\n"
@@ -84,6 +89,9 @@ class GateSite:
     backup_sshd: Sshd
     restore_sshd: Sshd
     shares: dict[str, list[Path]]
+    keys_sshd: Sshd
+    gate: Path
+    askpass: Path
 
     def backups(self, host: str) -> int:
         path = TOPDIR / "pc" / host / "backups"
@@ -96,7 +104,7 @@ class GateSite:
 
 def _shares(root: Path) -> dict[str, list[Path]]:
     shares: dict[str, list[Path]] = {}
-    for host in (RSYNC_HOST, PROTECTED_HOST, RESTORE_HOST):
+    for host in (RSYNC_HOST, PROTECTED_HOST, RESTORE_HOST, KEYS_HOST):
         dirs = []
         for index in range(1, 4 if host == RSYNC_HOST else 2):
             share = root / "shares" / host / f"share{index}"
@@ -116,7 +124,8 @@ def _shares(root: Path) -> dict[str, list[Path]]:
     shares[SLOW_HOST] = [big]
     subprocess.run(["chmod", "-R", "a+rX", str(root / "shares")], check=True)
     # the restore writes as bpaclient
-    subprocess.run(["chown", "-R", CLIENT_USER, str(root / "shares" / RESTORE_HOST)], check=True)
+    for host in (RESTORE_HOST, KEYS_HOST):
+        subprocess.run(["chown", "-R", CLIENT_USER, str(root / "shares" / host)], check=True)
     return shares
 
 
@@ -160,6 +169,7 @@ def _host_files(site_root: Path, program: Path, config: Path, home: Path,
         SLOW_HOST: rsync(BACKUP_ADDRESS, shares[SLOW_HOST], NO_PROTECT_ARGS + hooks),
         PROTECTED_HOST: rsync(BACKUP_ADDRESS, shares[PROTECTED_HOST], plain_rsync),
         RESTORE_HOST: rsync(RESTORE_ADDRESS, shares[RESTORE_HOST], NO_PROTECT_ARGS + plain_rsync),
+        KEYS_HOST: rsync(KEYS_ADDRESS, shares[KEYS_HOST], NO_PROTECT_ARGS + hooks),
         TAR_HOST: (
             f"$Conf{{XferMethod}} = 'tar';\n$Conf{{ClientNameAlias}} = '{BACKUP_ADDRESS}';\n"
             f"$Conf{{TarShareName}} = {_share_list(shares[TAR_HOST])};\n{common}"
@@ -207,7 +217,8 @@ def _site() -> Iterator[GateSite]:
         config = write_config(
             root / "config.toml",
             agent={"socket": home / "agent.sock", "env_file": home / "agent.env",
-                   "poll_seconds": 0.1, "restore_key": home / "id_restore_ed25519"},
+                   "poll_seconds": 0.1, "restore_key": home / "id_restore_ed25519",
+                   "keys": [key]},
             state={"dir": home / "state"},
             metrics={"listen": ""},
             hooks={"wait_seconds": 2, "connect_timeout_seconds": 5},
@@ -218,11 +229,15 @@ def _site() -> Iterator[GateSite]:
         with (
             running_sshd(BACKUP_ADDRESS, key, extra_config=path_line) as backup_sshd,
             running_sshd(RESTORE_ADDRESS, key) as restore_sshd,
+            running_sshd(KEYS_ADDRESS, key) as keys_sshd,
         ):
             _gate_entry(backup_sshd, gate, "backup", key)
             _gate_entry(restore_sshd, gate, "restore", key)
+            _gate_entry(keys_sshd, gate, "backup", key)
             (home / "known_hosts").write_text(
-                backup_sshd.known_hosts_line() + restore_sshd.known_hosts_line()
+                backup_sshd.known_hosts_line()
+                + restore_sshd.known_hosts_line()
+                + keys_sshd.known_hosts_line()
             )
             subprocess.run(["chown", "-R", "backuppc:backuppc", str(home)], check=True)
             _clean()
@@ -253,7 +268,10 @@ def _site() -> Iterator[GateSite]:
                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False,
             )  # fmt: skip
             assert added.returncode == 0, added.stderr
-            yield GateSite(root, key, home / "agent.sock", backup_sshd, restore_sshd, shares)
+            yield GateSite(
+                root, key, home / "agent.sock", backup_sshd, restore_sshd, shares, keys_sshd,
+                gate, askpass,
+            )  # fmt: skip
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -354,3 +372,71 @@ def test_a_restore_of_one_file_goes_through_the_restore_mode_gate(site: GateSite
     assert (share / "a.txt").read_text() == original
     assert (share / "sub" / "b.txt").exists()
     assert site.restore_sshd.accepted_publickey() - before == 1
+
+
+def _restore_request(host: str, share: Path, name: str) -> str:
+    """Ask BackupPC (as its CGI would) to restore /a.txt of the last backup in place."""
+    request = TOPDIR / "pc" / host / name
+    request.write_text(
+        "%RestoreReq = (\n"
+        f" 'num' => 0, 'hostSrc' => '{host}', 'shareSrc' => '{share}', 'pathHdrSrc' => '/',\n"
+        f" 'hostDest' => '{host}', 'shareDest' => '{share}', 'pathHdrDest' => '/',\n"
+        f" 'fileList' => ['/a.txt'], 'user' => 'backuppc', 'reqTime' => {int(time.time())});\n"
+    )
+    shutil.chown(request, "backuppc", "backuppc")
+    restored = run_bpc(str(BPC / "BackupPC_restore"), "-v", host, host, name, timeout=120)
+    logs = sorted((TOPDIR / "pc" / host).glob("RestoreLOG*.z"), key=lambda p: p.stat().st_mtime)
+    restorelog = run_bpc(str(BPC / "BackupPC_zcat"), str(logs[-1])).stdout if logs else ""
+    return restored.stdout + restorelog
+
+
+def _as_backuppc_with_agent(site: GateSite, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = ENV | {"SSH_AUTH_SOCK": str(site.agent_socket), "SSH_ASKPASS": str(site.askpass),
+                 "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}  # fmt: skip
+    return subprocess.run(
+        as_backuppc(*argv), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_restore_needs_the_restore_key_loaded_and_runs_on_it_alone(site: GateSite) -> None:
+    """As client-setup leaves a client: restores fail fast until the operator loads the key."""
+    restore_key = site.agent_socket.parent / "id_restore_ed25519"
+    made = _as_backuppc_with_agent(
+        site, "ssh-keygen", "-q", "-t", "ed25519", "-N", PASSPHRASE, "-f", str(restore_key)
+    )
+    assert made.returncode == 0, made.stderr
+    try:
+        site.keys_sshd.authorized_keys.write_text(
+            site.keys_sshd.authorized_keys.read_text()
+            + f'restrict,command="{site.gate} restore {site.keys_sshd.authorized_keys}" '
+            + public_key_line(restore_key) + "\n"
+        )  # fmt: skip
+        done = _dump(KEYS_HOST)
+        assert site.backups(KEYS_HOST) == 1, done.stdout[-3000:]
+        share = site.shares[KEYS_HOST][0]
+        original = (share / "a.txt").read_text()
+        (share / "a.txt").write_text("damaged\n")
+        refused = _restore_request(KEYS_HOST, share, "restoreReq.nokey")
+        line = (
+            f"restores need the restore key, which is not loaded: run 'ssh-add -t 1h {restore_key}'"
+        )
+        assert line in refused, refused[-3000:]
+        assert (share / "a.txt").read_text() == "damaged\n"
+        loaded = _as_backuppc_with_agent(site, "ssh-add", "-t", "600", str(restore_key))
+        assert loaded.returncode == 0, loaded.stderr
+        logins = site.keys_sshd.accepted_publickey()
+        restored = _restore_request(KEYS_HOST, share, "restoreReq.key")
+        assert "restore master" in restored, restored[-3000:]
+        assert (share / "a.txt").read_text() == original, restored
+        assert site.keys_sshd.accepted_publickey() - logins == 1  # the restore master's login
+        fingerprint = subprocess.run(
+            ["ssh-keygen", "-lf", f"{restore_key}.pub"], capture_output=True, text=True, check=True
+        ).stdout.split()[1]
+        accepted = [e for e in site.keys_sshd.logtext().splitlines() if "Accepted publickey" in e]
+        assert fingerprint in accepted[-1]  # the restore key, alone
+        assert not (site.agent_socket.parent / "mux" / "restore" / KEYS_HOST).exists()
+    finally:
+        _as_backuppc_with_agent(site, "ssh-add", "-d", f"{restore_key}.pub")
+        restore_key.unlink(missing_ok=True)
+        Path(f"{restore_key}.pub").unlink(missing_ok=True)
