@@ -249,12 +249,14 @@ def test_a_second_run_changes_nothing_and_says_so(env: Env) -> None:
 @needs_gate
 def test_undo_with_the_restore_key_loaded_puts_back_the_original_bytes(env: Env) -> None:
     original = env.authkeys.read_bytes()
+    env.authkeys.chmod(0o644)
     assert env.run("--yes").returncode == 0
     assert ssh_add(env.agent, str(env.restore), askpass=env.askpass).returncode == 0
     result = env.run("--undo")
     assert result.returncode == 0, result.stderr
     assert "undone" in result.stdout
     assert env.authkeys.read_bytes() == original
+    assert env.authkeys.stat().st_mode & 0o777 == 0o644  # its mode too, not the copy's 0600
     assert sorted(p.name for p in env.ssh_dir.iterdir()) == ["authorized_keys"]
     assert "uid=" in ssh_as_backup(env, "id").stdout
 

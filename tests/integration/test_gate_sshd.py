@@ -428,7 +428,7 @@ def test_undo_puts_the_saved_authorized_keys_back_and_removes_the_gate(
     done = restore_client.ssh(RESTORE_ADDRESS, "backuppc-agent-gate", "undo")
     assert (done.returncode, done.stdout) == (0, f"restored {authkeys}\n"), done.stderr
     assert authkeys.read_text() == public_key_line(restore_client.key) + "\n"
-    assert authkeys.stat().st_mode & 0o777 == 0o600
+    assert authkeys.stat().st_mode & 0o777 == 0o644  # the file's mode, not the copy's 0600
     assert not saved.exists()
     assert not restore_client.gate.exists()
     # the key is unrestricted again: the client's shell answers

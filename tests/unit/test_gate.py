@@ -374,7 +374,7 @@ def test_a_missing_rsync_exits_2_with_one_line(tmp_path: Path, shell: tuple[str,
     assert done.stderr == "backuppc-agent-gate: rsync is not on PATH\n"
 
 
-def test_undo_puts_the_saved_file_back_with_its_mode_and_removes_the_gate(
+def test_undo_puts_the_saved_file_back_with_the_files_mode_and_removes_the_gate(
     tmp_path: Path, shims: Shims, shell: tuple[str, ...]
 ) -> None:
     gate = tmp_path / "gate"
@@ -382,13 +382,14 @@ def test_undo_puts_the_saved_file_back_with_its_mode_and_removes_the_gate(
     gate.chmod(0o755)
     authkeys = tmp_path / "authorized_keys"
     authkeys.write_text('restrict,command="gate" ssh-ed25519 AAAA new\n')
+    authkeys.chmod(0o644)  # client-setup kept the original's mode on the file it wrote
     saved = tmp_path / "authorized_keys.backuppc-agent-saved"
     saved.write_text("ssh-ed25519 AAAA old\n")
-    saved.chmod(0o640)
+    saved.chmod(0o600)
     done = run_gate(shims, shell, "backuppc-agent-gate undo", "restore", str(authkeys), gate)
     assert (done.code, done.stdout, done.stderr) == (0, f"restored {authkeys}\n", "")
     assert authkeys.read_text() == "ssh-ed25519 AAAA old\n"
-    assert authkeys.stat().st_mode & 0o777 == 0o640
+    assert authkeys.stat().st_mode & 0o777 == 0o644
     assert not saved.exists()
     assert not gate.exists()
 
