@@ -88,11 +88,6 @@ def check_socket_path(path: Path, what: str = "agent socket") -> SocketPath:
     return SocketPath.SOCKET
 
 
-def remove_socket(path: Path) -> None:
-    """Remove a stale socket; a path that is gone already is fine."""
-    path.unlink(missing_ok=True)
-
-
 def write_private_file(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``: mode 0600, never through a symlink.
 

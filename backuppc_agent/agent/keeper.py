@@ -140,7 +140,7 @@ class AgentKeeper:
         sock = self.config.socket
         if result.status is Failure.STALE:
             logger.warning("removing stale agent socket %s (nothing listens on it)", sock)
-            paths.remove_socket(sock)
+            sock.unlink(missing_ok=True)
             return
         if result.status is Failure.MISSING:
             return
@@ -240,6 +240,6 @@ class AgentKeeper:
         sock = self.config.socket
         try:
             if paths.check_socket_path(sock) is paths.SocketPath.SOCKET:
-                paths.remove_socket(sock)
+                sock.unlink(missing_ok=True)
         except UnsafePathError as err:
             logger.warning("left %s in place: %s", sock, err)

@@ -141,7 +141,7 @@ def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:
         raise MasterError(f"control socket {path}: {status.detail}")
     paths.check_socket_path(path, "control socket")
     logger.warning("removing dead control socket %s (%s)", path, status.detail)
-    paths.remove_socket(path)
+    path.unlink(missing_ok=True)
 
 
 def _wait_alive(path: Path, seconds: float) -> mux.MuxResult:
@@ -242,7 +242,7 @@ def retire_master(path: Path, status: mux.MuxResult) -> None:
     mux.stop_listening(path, CHECK_SECONDS)
     if path.is_socket():  # it did not answer: take the path from it
         paths.check_socket_path(path, "control socket")
-        paths.remove_socket(path)
+        path.unlink(missing_ok=True)
 
 
 def close_master(config: Config, client: str, restore: bool = False) -> mux.MuxResult:
