@@ -19,6 +19,7 @@ from backuppc_agent.install import context
 CHECKS: list[doctor.Check] = [
     checks_agent.check_running_user,
     checks_agent.check_agent,
+    checks_agent.check_restore_key,
     checks_agent.check_paths,
     checks_agent.check_openssh,
     checks_agent.check_control_paths,

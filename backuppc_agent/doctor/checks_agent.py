@@ -8,10 +8,11 @@ import stat
 from pathlib import Path
 
 from backuppc_agent import state
-from backuppc_agent.agent import readiness
+from backuppc_agent.agent import keyfiles, readiness
 from backuppc_agent.agent.readiness import Cause
 from backuppc_agent.doctor import Env, Finding, Verdict
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.ssh import sshconfig
 from backuppc_agent.state import State
 
 #: IdentityAgent arrived in OpenSSH 7.3; SSH_ASKPASS_REQUIRE (unattended unlock) in 8.4.
@@ -156,3 +157,42 @@ def check_running_user(env: Env) -> list[Finding]:
             f"run: su -s /bin/sh {user.pw_name} -c 'backuppc-agent doctor'",
         )
     ]
+
+
+#: ssh's default key files, which backups offer once the restore key is set up and
+#: neither [mux] identity_files nor [agent] keys names the backup keys.
+DEFAULT_KEY_FILES = ("id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk")
+
+
+def check_restore_key(env: Env) -> list[Finding]:
+    """Once the restore key exists: are restores armed, and can backups still find their key?"""
+    config = env.ctx.config
+    key = config.agent.restore_key
+    if not sshconfig.restore_key_set_up(config):
+        message = f"none at {key}: restores use the backup key (client-setup creates one)"
+        return [Finding("restore key", Verdict.SKIP, message)]
+    agent = config.agent
+    result = env.probe_fn(agent.socket, agent.probe_timeout_seconds, env.ctx.user.pw_uid)
+    if not result.answered:
+        return []  # check_agent says why
+    loaded = set(result.fingerprints)
+    findings = [_backup_keys_finding(env, loaded)]
+    if readiness.not_counted(agent) & loaded:
+        message = f"{key}: armed (loaded: restores can write to clients until it is removed)"
+    else:
+        message = f"{key}: not armed (restores fail fast until 'ssh-add -t 1h {key}')"
+    return [*filter(None, findings), Finding("restore key", Verdict.OK, message)]
+
+
+def _backup_keys_finding(env: Env, loaded: set[str]) -> Finding | None:
+    """A FAIL when no key backups may offer (IdentitiesOnly) is in the agent."""
+    named = [Path(v) for k, v in sshconfig.identity_options(env.ctx.config) if k == "IdentityFile"]
+    files = named or [env.ctx.home / ".ssh" / name for name in DEFAULT_KEY_FILES]
+    if not loaded or any(keyfiles.key_fingerprint(path) in loaded for path in files):
+        return None
+    message = (
+        "backups offer only " + ", ".join(str(path) for path in files) + " (IdentitiesOnly, "
+        "since the restore key exists), and the agent holds none of them: every backup fails"
+    )
+    fix = "name the backup key in [mux] identity_files or [agent] keys, or ssh-add that key"
+    return Finding("restore key", Verdict.FAIL, message, fix)

@@ -8,6 +8,7 @@ a real rsync pushing through the wrapper as rsync_bpc's restore does.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ def bed(agent: Path, server: Sshd, keys: dict[str, Path]) -> Iterator[Bed]:
         agent={"socket": agent, "restore_key": keys["b"], "keys": [keys["a"]]},
         hooks={"wait_seconds": 5, "connect_timeout_seconds": 5},
         mux={"persist_seconds": 120},
+        backuppc={"user": "root"},  # doctor reads the agent as the BackupPC user: us here
     ) as installation:
         yield installation
 
@@ -158,3 +160,34 @@ def test_with_only_the_restore_key_loaded_backups_wait(
         assert inst.published("waiting")
         ssh_add(inst.socket, str(keys["a"]), askpass=keys["askpass"])
         wait_for(lambda: inst.published("ready"))
+
+
+def doctor_lines(bed: Bed, tmp_path: Path) -> list[str]:
+    conf = tmp_path / "backuppc"
+    conf.mkdir(exist_ok=True)
+    (conf / "hosts").write_text("host dhcp user\n")
+    report = bed.run("doctor", "--backuppc-dir", str(conf), timeout=120).stdout
+    return [line for line in report.splitlines() if "restore key" in line]
+
+
+def test_doctor_says_whether_restores_are_armed(
+    bed: Bed, agent: Path, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    unarmed = f"not armed (restores fail fast until 'ssh-add -t 1h {keys['b']}')"
+    assert doctor_lines(bed, tmp_path) == [f"ok   restore key: {keys['b']}: {unarmed}"]
+    load_restore_key(agent, keys)
+    armed = "armed (loaded: restores can write to clients until it is removed)"
+    assert doctor_lines(bed, tmp_path) == [f"ok   restore key: {keys['b']}: {armed}"]
+    status = json.loads(bed.run("status", "--json").stdout)
+    assert status["restores"] == "armed"
+
+
+def test_doctor_fails_when_backups_could_offer_no_loaded_key(
+    agent: Path, server: Sshd, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    # The backup key lives outside ~/.ssh and no setting names it: IdentitiesOnly finds nothing.
+    sections = {"agent": {"socket": agent, "restore_key": keys["b"]}, "backuppc": {"user": "root"}}
+    with bed_for(agent, server, **sections) as bare:
+        [line] = [line for line in doctor_lines(bare, tmp_path) if line.startswith("FAIL")]
+    assert "the agent holds none of them: every backup fails" in line
+    assert "fix: name the backup key in [mux] identity_files or [agent] keys" in line
