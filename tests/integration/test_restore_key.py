@@ -186,8 +186,8 @@ def test_doctor_fails_when_backups_could_offer_no_loaded_key(
     agent: Path, server: Sshd, keys: dict[str, Path], tmp_path: Path
 ) -> None:
     # The backup key lives outside ~/.ssh and no setting names it: IdentitiesOnly finds nothing.
-    sections = {"agent": {"socket": agent, "restore_key": keys["b"]}, "backuppc": {"user": "root"}}
-    with bed_for(agent, server, **sections) as bare:
+    only_restore_key = {"socket": agent, "restore_key": keys["b"]}
+    with bed_for(agent, server, agent=only_restore_key, backuppc={"user": "root"}) as bare:
         [line] = [line for line in doctor_lines(bare, tmp_path) if line.startswith("FAIL")]
     assert "the agent holds none of them: every backup fails" in line
     assert "fix: name the backup key in [mux] identity_files or [agent] keys" in line
