@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backuppc_agent import exitcodes
 from backuppc_agent.install import access, context, plan, targets
-from backuppc_agent.install.managed import Action
+from backuppc_agent.install.plan import Action
 from backuppc_agent.install.templates import Values
 
 PROGRAM = "backuppc-agent"

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backuppc_agent import config as config_mod
-from backuppc_agent.install import managed, targets, templates
-from backuppc_agent.install.managed import Action
+from backuppc_agent.install import plan, targets, templates
+from backuppc_agent.install.plan import Action
 from tests.helpers import ROOT
 
 OTHER = templates.Values(
@@ -195,16 +195,16 @@ def test_the_default_config_file_is_valid_toml_and_names_every_key() -> None:
     ("current", "recorded", "new", "action"),
     [
         (None, None, "a", Action.CREATE),
-        ("a", managed.digest("a"), "a", Action.UNCHANGED),
-        ("a", managed.digest("a"), "b", Action.UPDATE),
-        ("edited", managed.digest("a"), "a", Action.KEPT),
-        ("edited", managed.digest("a"), "b", Action.CONFLICT),
+        ("a", plan.digest("a"), "a", Action.UNCHANGED),
+        ("a", plan.digest("a"), "b", Action.UPDATE),
+        ("edited", plan.digest("a"), "a", Action.KEPT),
+        ("edited", plan.digest("a"), "b", Action.CONFLICT),
         ("theirs", None, "b", Action.CONFLICT),
         ("b", None, "b", Action.CONFLICT),
     ],
 )
 def test_decide(current: str | None, recorded: str | None, new: str, action: Action) -> None:
-    assert managed.decide(current, recorded, new) is action
+    assert plan.decide(current, recorded, new) is action
 
 
 text_bodies = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
@@ -212,43 +212,43 @@ text_bodies = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
 
 @given(text_bodies)
 def test_a_stamped_file_parses_back_to_its_body(body: str) -> None:
-    parsed, recorded = managed.parse_file(managed.stamp_file(body))
+    parsed, recorded = plan.parse_file(plan.stamp_file(body))
     assert parsed == body
-    assert recorded == managed.digest(body)
+    assert recorded == plan.digest(body)
 
 
 def test_the_marker_goes_after_a_shebang() -> None:
-    stamped = managed.stamp_file("#!/bin/sh\necho hi\n")
+    stamped = plan.stamp_file("#!/bin/sh\necho hi\n")
     assert stamped.startswith("#!/bin/sh\n# Written by backuppc-agent install (sha256:")
-    assert managed.parse_file(stamped)[0] == "#!/bin/sh\necho hi\n"
+    assert plan.parse_file(stamped)[0] == "#!/bin/sh\necho hi\n"
 
 
 def test_a_second_plan_of_the_same_file_changes_nothing() -> None:
-    first = managed.plan_file(None, "x = 1\n")
+    first = plan.plan_file(None, "x = 1\n")
     assert first.action is Action.CREATE
     assert first.text is not None
-    assert managed.plan_file(first.text, "x = 1\n") == managed.Decision(Action.UNCHANGED, None)
+    assert plan.plan_file(first.text, "x = 1\n") == plan.Decision(Action.UNCHANGED, None)
 
 
 def test_an_edited_file_is_kept_then_conflicts_when_ours_changes() -> None:
-    ours = managed.plan_file(None, "x = 1\n").text
+    ours = plan.plan_file(None, "x = 1\n").text
     assert ours is not None
     edited = ours + "y = 2\n"
-    assert managed.plan_file(edited, "x = 1\n").action is Action.KEPT
-    assert managed.plan_file(edited, "x = 3\n").action is Action.CONFLICT
-    assert managed.plan_file(ours, "x = 3\n").action is Action.UPDATE
+    assert plan.plan_file(edited, "x = 1\n").action is Action.KEPT
+    assert plan.plan_file(edited, "x = 3\n").action is Action.CONFLICT
+    assert plan.plan_file(ours, "x = 3\n").action is Action.UPDATE
 
 
 @given(text_bodies.map(lambda text: text.replace(">>>", "").replace("<<<", "")), text_bodies)
 def test_a_block_is_appended_once_and_the_rest_of_the_file_is_untouched(
     before: str, body: str
 ) -> None:
-    first = managed.plan_block(before, body)
+    first = plan.plan_block(before, body)
     assert first.text is not None
     assert first.text.startswith(before)
-    again = managed.plan_block(first.text, body)
+    again = plan.plan_block(first.text, body)
     assert again.action is Action.UNCHANGED
-    updated = managed.plan_block(first.text, body + "more\n")
+    updated = plan.plan_block(first.text, body + "more\n")
     assert updated.action is Action.UPDATE
     assert updated.text is not None
     assert updated.text.startswith(before)
@@ -256,20 +256,20 @@ def test_a_block_is_appended_once_and_the_rest_of_the_file_is_untouched(
 
 
 def test_an_edited_block_is_kept_and_text_after_it_survives_an_update() -> None:
-    text = managed.plan_block("head\n", "one\n").text
+    text = plan.plan_block("head\n", "one\n").text
     assert text is not None
     text += "tail\n"
-    assert managed.plan_block(text, "one\n").action is Action.UNCHANGED
-    changed = managed.plan_block(text, "two\n").text
+    assert plan.plan_block(text, "one\n").action is Action.UNCHANGED
+    changed = plan.plan_block(text, "two\n").text
     assert changed is not None
     assert changed.endswith("two\n# <<< backuppc-agent <<<\ntail\n")
     edited = text.replace("one\n", "one, edited\n")
-    assert managed.plan_block(edited, "one\n").action is Action.KEPT
-    assert managed.plan_block(edited, "two\n").action is Action.CONFLICT
+    assert plan.plan_block(edited, "one\n").action is Action.KEPT
+    assert plan.plan_block(edited, "two\n").action is Action.CONFLICT
 
 
 def test_an_identical_unmarked_file_is_unchanged_not_a_conflict() -> None:
     # The Debian package's conffile (/etc/init.d/backuppc-agent) is exactly the shipped text.
     body = templates.read(templates.SYSVINIT)
-    assert managed.plan_file(body, body) == managed.Decision(Action.UNCHANGED, None)
-    assert managed.plan_file(body + "# local\n", body).action is Action.CONFLICT
+    assert plan.plan_file(body, body) == plan.Decision(Action.UNCHANGED, None)
+    assert plan.plan_file(body + "# local\n", body).action is Action.CONFLICT

@@ -14,7 +14,7 @@ from backuppc_agent.backuppc import confdir
 from backuppc_agent.doctor import checks_backuppc
 from backuppc_agent.install import access, plan, targets, templates
 from backuppc_agent.install.context import Context
-from backuppc_agent.install.managed import Action
+from backuppc_agent.install.plan import Action
 
 USER = pwd.getpwuid(0)
 
