@@ -13,7 +13,7 @@ from pathlib import Path
 
 from backuppc_agent import doctor, exitcodes
 from backuppc_agent.backuppc.confdir import ConfDir
-from backuppc_agent.doctor import checks_agent, checks_backuppc, checks_tang
+from backuppc_agent.doctor import checks_agent, checks_backuppc
 from backuppc_agent.install import context
 
 CHECKS: list[doctor.Check] = [
@@ -29,7 +29,7 @@ CHECKS: list[doctor.Check] = [
     checks_backuppc.check_client_keys,
     checks_backuppc.check_swap,
     checks_backuppc.check_keyring,
-    checks_tang.check_unlock,
+    checks_agent.check_unlock,
 ]
 
 
