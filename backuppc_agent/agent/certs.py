@@ -12,9 +12,9 @@ need a crypto library; sshd checks it at login anyway).
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass
 
+from backuppc_agent.agent.protocol import Reader, encode_string
 from backuppc_agent.errors import ProtocolError
 
 CERT_SUFFIX = "-cert-v01@openssh.com"
@@ -33,8 +33,6 @@ _KEY_FIELDS = {
     "sk-ecdsa-sha2-nistp256@openssh.com": 3,
     "sk-ssh-ed25519@openssh.com": 2,
 }
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
 
 
 class Validity(enum.Enum):
@@ -89,7 +87,7 @@ def parse_certificate(blob: bytes) -> Certificate | None:
     Raises ProtocolError if it claims to be a certificate but is malformed or of
     a key type this parser does not know.
     """
-    reader = _Reader(blob)
+    reader = Reader(blob, "certificate")
     type_name = reader.text()
     if not is_certificate(type_name):
         return None
@@ -107,7 +105,7 @@ def parse_certificate(blob: bytes) -> Certificate | None:
     # critical options, extensions, reserved, signature key, signature
     reader.skip_strings(5)
     reader.end()
-    key_blob = _U32.pack(len(base)) + base.encode("ascii") + key_fields
+    key_blob = encode_string(base.encode("ascii")) + key_fields
     return Certificate(key_id, valid_after, valid_before, key_blob)
 
 
@@ -117,44 +115,3 @@ def _stamp(epoch: int) -> str:
     if epoch >= 2**40:
         return f"epoch {epoch}"
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
-
-
-class _Reader:
-    """Bounds-checked reads of SSH wire types from one buffer."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._offset = 0
-
-    def _take(self, size: int) -> bytes:
-        end = self._offset + size
-        if end > len(self._data):
-            raise ProtocolError("certificate truncated")
-        chunk = self._data[self._offset : end]
-        self._offset = end
-        return chunk
-
-    def uint32(self) -> int:
-        value: int = _U32.unpack(self._take(4))[0]
-        return value
-
-    def uint64(self) -> int:
-        value: int = _U64.unpack(self._take(8))[0]
-        return value
-
-    def string(self) -> bytes:
-        return self._take(self.uint32())
-
-    def text(self) -> str:
-        return self.string().decode("utf-8", "replace")
-
-    def skip_strings(self, count: int) -> bytes:
-        """Skip ``count`` strings; return the raw bytes they took."""
-        start = self._offset
-        for _ in range(count):
-            self.string()
-        return self._data[start : self._offset]
-
-    def end(self) -> None:
-        if self._offset != len(self._data):
-            raise ProtocolError(f"certificate has {len(self._data) - self._offset} trailing bytes")

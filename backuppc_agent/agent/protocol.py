@@ -2,7 +2,9 @@
 
 Frames are uint32 big-endian length, one type byte, payload (PROTOCOL.agent).
 Everything read from the socket is untrusted: lengths and counts are checked
-against the bytes actually present before anything is allocated.
+against the bytes actually present before anything is allocated. ``Reader``
+reads SSH wire types for every parser of untrusted blobs (replies, key blobs,
+certificates).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ MAX_SIGN_REPLY_BYTES = 64 * 1024
 #: Ask RSA keys for rsa-sha2-256 signatures, as ssh does (PROTOCOL.agent flags).
 SSH_AGENT_RSA_SHA2_256 = 2
 _U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,9 @@ class Identity:
     def key_type(self) -> str:
         """The key's type name (e.g. ``ssh-ed25519``), or "?" if the blob is malformed."""
         try:
-            name, _ = _string(self.blob, 0)
+            return Reader(self.blob, "key blob").string().decode("ascii", "replace")
         except ProtocolError:
             return "?"
-        return name.decode("ascii", "replace")
 
 
 def fingerprint(blob: bytes) -> str:
@@ -92,12 +94,12 @@ def parse_sign_response(body: bytes | memoryview) -> tuple[str, bytes] | None:
     if body[:1] != bytes((SSH_AGENT_SIGN_RESPONSE,)):
         kind = body[0] if body else "empty"
         raise ProtocolError(f"agent answered a sign request with message type {kind}, expected 14")
-    signature, offset = _string(body, 1)
-    if offset != len(body):
-        raise ProtocolError(f"sign reply has {len(body) - offset} trailing bytes")
-    name, inner = _string(signature, 0)
-    blob, inner = _string(signature, inner)
-    if inner != len(signature) or not blob or not _is_name(name):
+    reply = Reader(body, "sign reply", 1)
+    signature = reply.string()
+    reply.end()
+    inner = Reader(signature, "signature")
+    name, blob = inner.string(), inner.string()
+    if inner.remaining or not blob or not _is_name(name):
         raise ProtocolError("agent sent a malformed signature")
     return name.decode("ascii"), blob
 
@@ -130,31 +132,65 @@ def parse_identities(body: bytes | memoryview) -> tuple[Identity, ...]:
         raise ProtocolError("agent refused to list identities")
     if body[0] != SSH_AGENT_IDENTITIES_ANSWER:
         raise ProtocolError(f"agent answered with message type {body[0]}, expected 12")
-    count, offset = _uint32(body, 1)
+    reply = Reader(body, "agent reply", 1)
+    count = reply.uint32()
     # Each identity takes at least 8 bytes (two empty strings): a hostile count
     # such as 2**32-1 fails here, before any list of that size exists.
-    if count > (len(body) - offset) // 8:
+    if count > reply.remaining // 8:
         raise ProtocolError(f"agent claims {count} identities in {len(body)} bytes")
     identities = []
     for _ in range(count):
-        blob, offset = _string(body, offset)
-        comment, offset = _string(body, offset)
-        identities.append(Identity(blob, comment.decode("utf-8", "replace")))
-    if offset != len(body):
-        raise ProtocolError(f"agent reply has {len(body) - offset} trailing bytes")
+        blob = reply.string()
+        identities.append(Identity(blob, reply.text()))
+    reply.end()
     return tuple(identities)
 
 
-def _uint32(data: bytes, offset: int) -> tuple[int, int]:
-    if offset + 4 > len(data):
-        raise ProtocolError("agent reply truncated")
-    value: int = _U32.unpack_from(data, offset)[0]
-    return value, offset + 4
+class Reader:
+    """Bounds-checked reads of SSH wire types from one untrusted buffer.
 
+    Raises ProtocolError naming ``what`` (e.g. "certificate") when a read runs
+    past the end, or ``end()`` finds bytes left over.
+    """
 
-def _string(data: bytes, offset: int) -> tuple[bytes, int]:
-    length, offset = _uint32(data, offset)
-    end = offset + length
-    if end > len(data):
-        raise ProtocolError("agent reply truncated inside a string")
-    return data[offset:end], end
+    def __init__(self, data: bytes, what: str, offset: int = 0) -> None:
+        self._data = data
+        self._what = what
+        self._offset = offset
+
+    @property
+    def remaining(self) -> int:
+        """How many bytes are left to read."""
+        return len(self._data) - self._offset
+
+    def _take(self, size: int) -> bytes:
+        if size > self.remaining:
+            raise ProtocolError(f"{self._what} truncated")
+        chunk = self._data[self._offset : self._offset + size]
+        self._offset += size
+        return chunk
+
+    def uint32(self) -> int:
+        value: int = _U32.unpack(self._take(4))[0]
+        return value
+
+    def uint64(self) -> int:
+        value: int = _U64.unpack(self._take(8))[0]
+        return value
+
+    def string(self) -> bytes:
+        return self._take(self.uint32())
+
+    def text(self) -> str:
+        return self.string().decode("utf-8", "replace")
+
+    def skip_strings(self, count: int) -> bytes:
+        """Skip ``count`` strings; return the raw bytes they took."""
+        start = self._offset
+        for _ in range(count):
+            self.string()
+        return self._data[start : self._offset]
+
+    def end(self) -> None:
+        if self.remaining:
+            raise ProtocolError(f"{self._what} has {self.remaining} trailing bytes")

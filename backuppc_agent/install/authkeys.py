@@ -15,11 +15,11 @@ import base64
 import binascii
 import ipaddress
 import re
-import struct
 from dataclasses import dataclass
 
 from backuppc_agent import names
 from backuppc_agent.agent import protocol
+from backuppc_agent.errors import ProtocolError
 
 #: Paths we write into ``command="..."``: sshd runs it through the login user's shell.
 SAFE_PATH = re.compile(r"/[A-Za-z0-9_./@+-]*")
@@ -164,11 +164,11 @@ def _decode(word: str) -> bytes | None:
 
 def blob_type(blob: bytes) -> str | None:
     """The type name a key blob starts with, or None if it is malformed."""
-    if len(blob) < 4:
+    try:
+        name = protocol.Reader(blob, "key blob").string()
+    except ProtocolError:
         return None
-    (length,) = struct.unpack(">I", blob[:4])
-    name = blob[4 : 4 + length]
-    if length > 64 or len(name) != length or not name.isascii():
+    if len(name) > 64 or not name.isascii():
         return None
     text = name.decode("ascii")
     return text if text.isprintable() and " " not in text else None
