@@ -78,27 +78,23 @@ class Publisher:
             logger.info("state published again after earlier write failures")
 
     def _notify(self, old: Snapshot | None, new: Snapshot) -> None:
-        for listener in self.listeners:
-            try:
-                listener.on_snapshot(old, new)
-            except Exception:
-                logger.exception("listener %s failed", type(listener).__name__)
+        self._tell(lambda listener: listener.on_snapshot(old, new), "failed")
 
     def reload(self, config: Config) -> None:
         """Tell every listener about a new configuration."""
-        for listener in self.listeners:
-            try:
-                listener.on_reload(config)
-            except Exception:
-                logger.exception("listener %s failed on reload", type(listener).__name__)
+        self._tell(lambda listener: listener.on_reload(config), "failed on reload")
 
     def close(self) -> None:
         """Close every listener, whatever they raise."""
+        self._tell(lambda listener: listener.close(), "failed to close")
+
+    def _tell(self, call: Callable[[Listener], None], failed: str) -> None:
+        """``call`` each listener in turn; one that raises is logged and the rest still hear."""
         for listener in self.listeners:
             try:
-                listener.close()
+                call(listener)
             except Exception:
-                logger.exception("listener %s failed to close", type(listener).__name__)
+                logger.exception("listener %s %s", type(listener).__name__, failed)
 
 
 def _same(old: Snapshot, new: Snapshot) -> bool:
