@@ -20,6 +20,7 @@ from pathlib import Path
 from backuppc_agent import exitcodes, names, proc
 from backuppc_agent.agent import probe as agent_probe
 from backuppc_agent.backuppc.confdir import ConfDir
+from backuppc_agent.cli.common import confirmed
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import authkeys, client, clientkeys, context, fsops
 from backuppc_agent.install.authkeys import PublicKey, Target
@@ -154,7 +155,7 @@ def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
     old = keys_file.text or ""
     new, changes = authkeys.rewrite(old, {k.ident for k in keys.backup}, keys.restore, target)
     _show(name, session, account, target, changes, keys_file.saved)
-    if not _confirmed(yes):
+    if not (yes or confirmed("change the client?")):
         raise BackupPCAgentError("nothing changed: confirm with --yes (or answer y at a terminal)")
     clientkeys.write(session, target.authkeys, old, new, client.gate_text())
     after = client.probe(session)
@@ -216,18 +217,6 @@ def _show(
     print(f"  install the gate {target.gate} (mode 0755)")
     if not saved:
         print(f"  keep the original as {target.saved} (mode 0600)")
-
-
-def _confirmed(yes: bool) -> bool:
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        return False
-    try:
-        answer = input("change the client? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
 
 
 def _undo(name: str, session: client.Session, base: client.Session, keys: Keys) -> int:

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from backuppc_agent import config as config_mod
 from backuppc_agent.config import Config
@@ -35,6 +36,27 @@ def load_config_for_caller(args: argparse.Namespace) -> tuple[Config, int | None
     except BackupPCAgentError:  # no such account: root's own view
         return load_config(args), None, None
     return ctx.config, ctx.user.pw_uid, ctx.user.pw_name
+
+
+def confirmed(question: str, hint: str = "") -> bool:
+    """Ask ``question [y/N]`` at a terminal (``hint`` first); False without one or a yes."""
+    if not sys.stdin.isatty():
+        return False
+    if hint:
+        print(hint)
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def config_notes(config: Config, key: Path, unlock: str) -> None:
+    """Say when the configuration would not load ``key`` at agent start with ``unlock``."""
+    if config.agent.unlock != unlock:
+        print(f'note: {config.source}: set [agent] unlock = "{unlock}" to load it at agent start')
+    if key not in config.agent.keys:
+        print(f"note: {config.source}: add {key} to [agent] keys to load it at agent start")
 
 
 def setup_logging(debug: bool, level_name: str = "INFO", fmt: str = LOG_FORMAT) -> None:

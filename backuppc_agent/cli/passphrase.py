@@ -19,7 +19,7 @@ from backuppc_agent.agent import passphrases, tang
 from backuppc_agent.agent.passphrases import PassphraseError
 from backuppc_agent.agent.unlock import with_tang
 from backuppc_agent.cli import passphrase_tang
-from backuppc_agent.cli.common import load_config
+from backuppc_agent.cli.common import config_notes, load_config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError, UsageError
 
 MAX_LINE_CHARS = 8192
@@ -111,10 +111,7 @@ def _config_notes(key: Path, args: argparse.Namespace) -> None:
         config = load_config(args)
     except ConfigError:
         return
-    if config.agent.unlock != "keyring":
-        print(f'note: {config.source}: set [agent] unlock = "keyring" to load it at agent start')
-    if key not in config.agent.keys:
-        print(f"note: {config.source}: add {key} to [agent] keys to load it at agent start")
+    config_notes(config, key, "keyring")
 
 
 def _delete(key: Path) -> int:

@@ -18,7 +18,7 @@ from backuppc_agent import exitcodes, paths
 from backuppc_agent.agent import passphrases, tang
 from backuppc_agent.agent.tang import Pin, TangRefusedError
 from backuppc_agent.agent.unlock import tang_passphrase
-from backuppc_agent.cli.common import load_config
+from backuppc_agent.cli.common import config_notes, confirmed, load_config
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, UsageError
 
@@ -50,8 +50,7 @@ def pin(url: str, yes: bool) -> Pin:
 def _confirm(url: str) -> None:
     if not sys.stdin.isatty():
         raise UsageError(f"not a terminal: check the thumbprint of {url} and pass --yes")
-    answer = input("Do these match the Tang server's own keys (tang-show-keys)? [y/N] ")
-    if answer.strip().lower() not in ("y", "yes"):
+    if not confirmed("Do these match the Tang server's own keys (tang-show-keys)?"):
         raise BackupPCAgentError("thumbprint not confirmed: nothing stored")
 
 
@@ -75,10 +74,7 @@ def set_tang(key: Path, secret: str, args: argparse.Namespace) -> int:
     pins = [pin(url, args.yes) for url in args.tang]
     where = store(config, key, secret, pins, args.threshold)
     print(f"stored the passphrase of {key} for Tang ({args.threshold} of {len(pins)}) in {where}")
-    if config.agent.unlock != "tang":
-        print(f'note: {config.source}: set [agent] unlock = "tang" to load it at agent start')
-    if key not in config.agent.keys:
-        print(f"note: {config.source}: add {key} to [agent] keys to load it at agent start")
+    config_notes(config, key, "tang")
     return exitcodes.OK
 
 

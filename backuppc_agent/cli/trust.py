@@ -9,11 +9,11 @@ man-in-the-middle looks like, and also a reinstalled client.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from backuppc_agent import exitcodes, names
 from backuppc_agent.backuppc.confdir import ConfDir
+from backuppc_agent.cli.common import confirmed
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import context, fsops, trust
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if _already_known(known_hosts, name, key):
         print(f"already trusted in {known_hosts}")
         return exitcodes.OK
-    if not _confirmed(args.yes, known_hosts):
+    hint = "compare it with the client's: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
+    if not (args.yes or confirmed(f"add it to {known_hosts}?", hint)):
         raise BackupPCAgentError("not added: confirm with --yes (or answer y on a terminal)")
     user = ctx.user.pw_name
     trust.add(known_hosts, name, key, fsops.Owner.of_user(user), user)
@@ -70,16 +71,3 @@ def _already_known(known_hosts: Path, name: str, key: trust.HostKey) -> bool:
             f"-f {known_hosts}"
         )
     return False
-
-
-def _confirmed(yes: bool, known_hosts: Path) -> bool:
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        return False
-    print("compare it with the client's: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub")
-    try:
-        answer = input(f"add it to {known_hosts}? [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
