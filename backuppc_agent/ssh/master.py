@@ -170,7 +170,7 @@ def open_master(config: Config, client: str, host: str, restore: bool = False) -
         why = masterfiles.last_log_line(log) or (status.detail if status else f"ssh exited {code}")
         raise MasterError(f"cannot open ssh {what} to {host} for {client}: {_explained(why, host)}")
     if not restore:
-        masterfiles.remember_host(log.parent, client, host)
+        masterfiles.remember(log.parent, client, "host", host)
     return status
 
 

@@ -63,12 +63,15 @@ def last_log_line(log: Path) -> str:
     return names.visible(names.last_line(text), 300)
 
 
-def remember_host(directory: Path, client: str, host: str) -> None:
-    """Record the host CLIENT's master was opened to (a failure is only logged)."""
+def remember(directory: Path, client: str, what: str, value: str) -> None:
+    """Record CLIENT's ``what`` in DIRECTORY/CLIENT.WHAT; a failure is only logged.
+
+    "host": where its master was opened to; "access": what the backup key gets there.
+    """
     try:
-        paths.write_private_file(directory / f"{client}.host", host.encode() + b"\n")
+        paths.write_private_file(directory / f"{client}.{what}", value.encode() + b"\n")
     except BackupPCAgentError as err:
-        logger.warning("cannot remember the host of %s: %s", client, err)
+        logger.warning("cannot record the %s of %s: %s", what, client, err)
 
 
 def remembered_host(config: Config, client: str) -> str | None:
@@ -81,14 +84,6 @@ def remembered_host(config: Config, client: str) -> str | None:
         return None
     host = raw.decode("utf-8", "replace").strip() if raw else ""
     return host if host and names.problem(host) is None else None
-
-
-def remember_access(directory: Path, client: str, access: str) -> None:
-    """Record what the backup key gets on CLIENT (a failure is only logged)."""
-    try:
-        paths.write_private_file(directory / f"{client}.access", access.encode() + b"\n")
-    except BackupPCAgentError as err:
-        logger.warning("cannot record the access of %s: %s", client, err)
 
 
 def remembered_accesses(state_dir: Path) -> dict[str, tuple[str, float]]:

@@ -27,7 +27,7 @@ from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
 from backuppc_agent.ssh.kill_script import KILL_SCRIPT
-from backuppc_agent.ssh.masterfiles import masters_dir, remember_access, remembered_host
+from backuppc_agent.ssh.masterfiles import masters_dir, remember, remembered_host
 
 JOB_VAR = "BACKUPPC_AGENT_JOB"
 #: The script's own TERM-to-KILL grace is 3 s; the session gets this much on top.
@@ -170,5 +170,5 @@ def probe_access(config: Config, client: str, host: str, record: bool = True) ->
         raise BackupPCAgentError(f"probe of {client}: {names.printable(said, SHOWN_CHARS)}")
     answer = parse_probe(result.stdout).answer.value
     if record:
-        remember_access(masters_dir(config), client, answer)
+        remember(masters_dir(config), client, "access", answer)
     return answer
