@@ -53,7 +53,7 @@ class Snapshot:
     updated: float = 0.0
     #: (fingerprint, Unix time, "certificate" | "lifetime"), soonest first (at most 100)
     expiries: tuple[tuple[str, float, str], ...] = ()
-    #: when authentication stops working as far as expiries tell (see agent/expiry.py)
+    #: when authentication stops working as far as expiries tell (see agent/certs.py)
     expires: float | None = None
     #: (fingerprint, why) for each key that counts but cannot be used: a sign check's
     #: label (refused, touch, timeout, garbage, error) or "expired" / "not-yet-valid"

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from backuppc_agent.agent import expiry, readiness
+from backuppc_agent.agent import certs, readiness
 from backuppc_agent.agent.probe import ProbeResult
 from backuppc_agent.agent.readiness import Readiness
 from backuppc_agent.agent.signing import SignChecks, SignSchedule, sign_keys
@@ -33,7 +33,7 @@ class AuthWatch:
         self.config = config
         self._schedule = SignSchedule(config.sign_interval_seconds, sign, clock)
         self._wall = wall
-        self.lifetimes = expiry.LifetimeTracker()
+        self.lifetimes = certs.LifetimeTracker()
 
     def assess(self, result: ProbeResult, fingerprints: Sequence[str]) -> Readiness:
         """The verdict on one probe (``fingerprints``: its keys')."""
@@ -63,6 +63,6 @@ class AuthWatch:
                 "%d key(s) appeared; with agent.lifetime_seconds = %d they expire at %s",
                 len(new),
                 cfg.lifetime_seconds,
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now + cfg.lifetime_seconds)),
+                certs.local_stamp(now + cfg.lifetime_seconds),
             )
         return self.lifetimes.note

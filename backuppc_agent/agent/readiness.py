@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import names, waits
-from backuppc_agent.agent import expiry, keyfiles, protocol
+from backuppc_agent.agent import certs, keyfiles, protocol
 from backuppc_agent.agent.certs import Certificate, is_certificate, parse_certificate
 from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.protocol import Identity
@@ -81,8 +81,8 @@ class Readiness:
     #: (fingerprint, why) for the keys that count but cannot be used, by fingerprint;
     #: why is a sign check's label or a certificate's validity
     unusable: tuple[tuple[str, str], ...] = ()
-    #: expiries of the loaded keys, soonest first (see agent/expiry.py)
-    expiries: tuple[expiry.Expiry, ...] = ()
+    #: expiries of the loaded keys, soonest first (see agent/certs.py)
+    expiries: tuple[certs.Expiry, ...] = ()
     #: when authentication stops working as far as expiries tell (None: never)
     expires: float | None = None
     #: how long the wait that ended with this verdict took
@@ -154,7 +154,7 @@ def judge(
     required_keys: Sequence[str],
     checks: Mapping[str, SignCheck] | None,
     now: float,
-    lifetimes: Sequence[expiry.Expiry] = (),
+    lifetimes: Sequence[certs.Expiry] = (),
     vanished: str | None = None,
     ignored: Collection[str] = (),
 ) -> Readiness:
@@ -176,7 +176,7 @@ def judge(
         cause, reason = Cause.EXPIRED, vanished
     loaded = {key.fingerprint for key in keys}
     times = [
-        (key.fingerprint, key.cert.expires, expiry.CERTIFICATE)
+        (key.fingerprint, key.cert.expires, certs.CERTIFICATE)
         for key in keys
         if key.cert is not None and key.cert.expires is not None
     ]
@@ -189,8 +189,8 @@ def judge(
         result,
         tuple(key.fingerprint for key in keys),
         tuple(unusable[:MAX_UNUSABLE]),
-        expiry.published(times),
-        expiry.first_expiry(times, [key.fingerprint for key in found], bool(required_keys)),
+        certs.published(times),
+        certs.first_expiry(times, [key.fingerprint for key in found], bool(required_keys)),
     )
 
 
@@ -270,7 +270,7 @@ def check_live(
     timeout: float | None = None,
     probe_agent: Probe = probe,
     sign_agent: Signer = sign_keys,
-    lifetimes: Sequence[expiry.Expiry] = (),
+    lifetimes: Sequence[certs.Expiry] = (),
 ) -> Readiness:
     """List the agent's keys, sign with those that count, judge.
 

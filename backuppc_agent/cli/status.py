@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from backuppc_agent import exitcodes, names, state
-from backuppc_agent.agent import expiry, readiness
+from backuppc_agent.agent import certs, readiness
 from backuppc_agent.agent.probe import probe
 from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.cli.common import load_config_for_caller
@@ -87,7 +87,7 @@ def gather(config: Config, uid: int | None = None) -> Status:
     """Probe the agent (served by ``uid``, default ours) and merge in what was published."""
     published = _published(config)
     lifetimes = (
-        [item for item in published.expiries if item[2] == expiry.LIFETIME] if published else []
+        [item for item in published.expiries if item[2] == certs.LIFETIME] if published else []
     )
     ready = readiness.check_live(
         config.agent,
@@ -135,7 +135,7 @@ def render_text(status: Status, now: float) -> str:
         f"agent pid:   {status.agent_pid if status.agent_pid else '-'}",
         f"identities:  {len(identities)}",
     ]
-    ends = expiry.by_fingerprint(verdict.expiries)
+    ends = certs.by_fingerprint(verdict.expiries)
     lines += [
         f"  {fp} {ident.key_type} {names.visible(ident.comment, 200)}{_ends(ends.get(fp), now)}"
         for ident, fp in zip(identities[:50], verdict.fingerprints[:50], strict=True)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from backuppc_agent.agent import expiry, protocol, readiness, signing
+from backuppc_agent.agent import certs, protocol, readiness, signing
 from backuppc_agent.agent.probe import Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import SignCheck, Signed
@@ -178,13 +178,13 @@ def test_without_a_signing_probe_a_listed_key_still_counts() -> None:
 
 def test_first_expiry_is_the_soonest_required_or_the_last_of_any() -> None:
     found = [("A", 100.0, "certificate"), ("B", 200.0, "lifetime")]
-    assert expiry.first_expiry(found, ["A", "B"], required=True) == 100.0
-    assert expiry.first_expiry(found, ["A", "B"], required=False) == 200.0
-    assert expiry.first_expiry(found, ["A", "B", "C"], required=False) is None
+    assert certs.first_expiry(found, ["A", "B"], required=True) == 100.0
+    assert certs.first_expiry(found, ["A", "B"], required=False) == 200.0
+    assert certs.first_expiry(found, ["A", "B", "C"], required=False) is None
 
 
 def test_keys_that_vanish_at_their_lifetime_are_said_to_have_expired() -> None:
-    tracker = expiry.LifetimeTracker()
+    tracker = certs.LifetimeTracker()
     tracker.observe(["A"], 3, now=1000.0, slack=1.0)
     assert tracker.expiries(3) == [("A", 1003.0, "lifetime")]
     tracker.observe([], 3, now=1001.0, slack=1.0)
