@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import struct
 from pathlib import Path
 
 from backuppc_agent import paths
 from backuppc_agent.agent import protocol
-from backuppc_agent.errors import UnsafePathError
+from backuppc_agent.errors import ProtocolError, UnsafePathError
 
 _MAGIC = b"openssh-key-v1\0"
 _BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
@@ -25,10 +24,13 @@ MAX_KEY_FILE_BYTES = 1 << 20
 def public_line_blob(line: str) -> bytes | None:
     """The key blob of a ``TYPE BASE64 [COMMENT]`` line, or None if it is not one."""
     fields = line.split()
-    if len(fields) < 2:
-        return None
+    return decode_blob(fields[1]) if len(fields) >= 2 else None
+
+
+def decode_blob(word: str) -> bytes | None:
+    """The blob of a key line's base64 word, or None if it is not base64."""
     try:
-        return base64.b64decode(fields[1], validate=True)
+        return base64.b64decode(word, validate=True)
     except (binascii.Error, ValueError):
         return None
 
@@ -49,16 +51,14 @@ def private_key_blob(text: str) -> bytes | None:
 
 def _first_public_blob(raw: bytes, offset: int) -> bytes | None:
     """Skip ciphername, kdfname, kdfoptions and the key count; return key 1's blob."""
+    header = protocol.Reader(raw, "private key", offset)
     try:
-        for _ in range(3):
-            (length,) = struct.unpack_from(">I", raw, offset)
-            offset += 4 + length
-        (count,) = struct.unpack_from(">I", raw, offset)
-        (length,) = struct.unpack_from(">I", raw, offset + 4)
-    except struct.error:
+        header.skip_strings(3)
+        count = header.uint32()
+        blob = header.string()
+    except ProtocolError:
         return None
-    blob = raw[offset + 8 : offset + 8 + length]
-    return blob if count >= 1 and len(blob) == length else None
+    return blob if count >= 1 else None
 
 
 def key_fingerprint(key: Path) -> str | None:

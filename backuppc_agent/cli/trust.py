@@ -17,6 +17,7 @@ from backuppc_agent.cli.common import confirmed
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import context, fsops, trust
+from backuppc_agent.install.authkeys import PublicKey
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +60,7 @@ def _alias(args: argparse.Namespace, config: Config, client: str) -> str:
     return ConfDir(directory, config.backuppc.top_dir).host(client).address
 
 
-def _already_known(known_hosts: Path, name: str, key: trust.HostKey) -> bool:
+def _already_known(known_hosts: Path, name: str, key: PublicKey) -> bool:
     """True if the key is on file; raise if a different key of its type is."""
     same_type = [k for k in trust.known_keys(known_hosts, name) if k.key_type == key.key_type]
     if any(k.blob == key.blob for k in same_type):

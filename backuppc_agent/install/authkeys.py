@@ -12,13 +12,12 @@ not a key that logs in, and are left alone even when the blob matches.
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 import re
 from dataclasses import dataclass
 
 from backuppc_agent import names
-from backuppc_agent.agent import protocol
+from backuppc_agent.agent import keyfiles, protocol
 from backuppc_agent.errors import ProtocolError
 
 #: Paths we write into ``command="..."``: sshd runs it through the login user's shell.
@@ -41,6 +40,11 @@ class PublicKey:
     def base64(self) -> str:
         """The blob as it is written in a line."""
         return base64.b64encode(self.blob).decode("ascii")
+
+    @property
+    def fingerprint(self) -> str:
+        """``SHA256:...`` as ssh prints it."""
+        return protocol.fingerprint(self.blob)
 
     @property
     def ident(self) -> tuple[str, bytes]:
@@ -149,17 +153,10 @@ def read_key(text: str) -> PublicKey | None:
     fields = BLANKS.split(text, maxsplit=2)
     if len(fields) < 2:
         return None
-    blob = _decode(fields[1])
+    blob = keyfiles.decode_blob(fields[1])
     if blob is None or blob_type(blob) != fields[0]:
         return None
     return PublicKey(fields[0], blob, fields[2].strip(" \t") if len(fields) > 2 else "")
-
-
-def _decode(word: str) -> bytes | None:
-    try:
-        return base64.b64decode(word, validate=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
 def blob_type(blob: bytes) -> str | None:

@@ -10,31 +10,17 @@ for its PerSourcePenalties (which ssh-keyscan's own connections earn).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import proc
-from backuppc_agent.agent import keyfiles, protocol
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import fsops
+from backuppc_agent.install.authkeys import PublicKey, read_key
 from backuppc_agent.ssh import reach
 
 KEY_TYPE = "ssh-ed25519"
 SCAN_TIMEOUT_SECONDS = 5
 DEFAULT_PORT = 22
-
-
-@dataclass(frozen=True)
-class HostKey:
-    """One host key: its type and blob."""
-
-    key_type: str
-    blob: bytes
-
-    @property
-    def fingerprint(self) -> str:
-        """``SHA256:...`` as ssh prints it."""
-        return protocol.fingerprint(self.blob)
 
 
 def host_field(address: str, port: int) -> str:
@@ -49,20 +35,20 @@ def make_keyscan_command(
     return ("ssh-keyscan", "-t", "ed25519", "-T", str(timeout), "-p", str(port), "--", address)
 
 
-def parse_key_lines(text: str) -> list[HostKey]:
+def parse_key_lines(text: str) -> list[PublicKey]:
     """Host keys from ssh-keyscan or known_hosts lines (comments and markers skipped)."""
     keys = []
     for line in text.splitlines():
         fields = line.split()
         if not fields or fields[0].startswith("#") or fields[0].startswith("@"):
             continue
-        blob = keyfiles.public_line_blob(" ".join(fields[1:]))
-        if len(fields) >= 3 and blob is not None:
-            keys.append(HostKey(fields[1], blob))
+        key = read_key(" ".join(fields[1:3]))
+        if key is not None:
+            keys.append(key)
     return keys
 
 
-def scan(address: str, port: int, timeout: int = SCAN_TIMEOUT_SECONDS) -> HostKey:
+def scan(address: str, port: int, timeout: int = SCAN_TIMEOUT_SECONDS) -> PublicKey:
     """The client's ed25519 host key; raise BackupPCAgentError saying why none came."""
     result = proc.run(make_keyscan_command(address, port, timeout), timeout * 3)
     output = result.stdout.decode(errors="replace")
@@ -76,7 +62,7 @@ def scan(address: str, port: int, timeout: int = SCAN_TIMEOUT_SECONDS) -> HostKe
     raise BackupPCAgentError(f"no ed25519 host key from {address} port {port}: {why}")
 
 
-def known_keys(known_hosts: Path, name: str) -> list[HostKey]:
+def known_keys(known_hosts: Path, name: str) -> list[PublicKey]:
     """The keys ``known_hosts`` holds for ``name`` (hashed entries too)."""
     if not known_hosts.is_file():
         return []
@@ -85,7 +71,7 @@ def known_keys(known_hosts: Path, name: str) -> list[HostKey]:
     return parse_key_lines(result.stdout.decode(errors="replace"))
 
 
-def add(known_hosts: Path, name: str, key: HostKey, owner: fsops.Owner, user: str) -> None:
+def add(known_hosts: Path, name: str, key: PublicKey, owner: fsops.Owner, user: str) -> None:
     """Append ``name TYPE BASE64`` to known_hosts, which then belongs to ``owner``.
 
     known_hosts is the BackupPC user's: rewritten as root it goes to ``owner``
@@ -93,13 +79,11 @@ def add(known_hosts: Path, name: str, key: HostKey, owner: fsops.Owner, user: st
     and its own group (a foreign group could not be kept: fchown is refused).
     Raises BackupPCAgentError naming the directory's owner and the fix.
     """
-    import base64  # noqa: PLC0415
-
     fsops.ensure_dir(known_hosts.parent, 0o700, owner)
     current = fsops.read_text(known_hosts) or ""
     if current and not current.endswith("\n"):
         current += "\n"
-    line = f"{name} {key.key_type} {base64.b64encode(key.blob).decode()}\n"
+    line = f"{name} {key.key_type} {key.base64}\n"
     try:
         fsops.write_text(known_hosts, current + line, 0o644, owner, keep_owner=False)
     except fsops.InstallError as err:
