@@ -169,8 +169,7 @@ def _restores(status: Status, ends: Mapping[str, tuple[float, str]], now: float)
 def _since(since: float | None, now: float) -> str:
     if since is None:
         return "unknown"
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-    return f"{stamp} ({_ago(now - since)} ago)"
+    return f"{certs.local_stamp(since)} ({_ago(now - since)} ago)"
 
 
 def _ends(end: tuple[float, str] | None, now: float) -> str:
@@ -181,7 +180,7 @@ def _ends(end: tuple[float, str] | None, now: float) -> str:
 
 
 def _when(when: float, now: float) -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+    stamp = certs.local_stamp(when)
     return f"{stamp} (in {_ago(when - now)})" if when > now else f"{stamp} (passed)"
 
 
