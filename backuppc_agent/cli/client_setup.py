@@ -19,6 +19,7 @@ from pathlib import Path
 
 from backuppc_agent import exitcodes, names, proc
 from backuppc_agent.agent import probe as agent_probe
+from backuppc_agent.backuppc import confdir
 from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.cli.common import confirmed
 from backuppc_agent.errors import BackupPCAgentError
@@ -71,14 +72,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.undo:
         _ensure_restore_key(ctx, restore_path)
     keys = _keys(ctx, restore_path)
-    address = names.check(_alias(args, ctx, client_name), "host")
+    backuppc = _conf_dir(args, ctx)
+    address = names.check(backuppc.host(client_name).address, "host")
     runas = _runas(ctx)
     base = client.Session(ctx.config, login, address, runas)
     with client.identity_files(keys.backup, runas) as files:
         session = client.Session(ctx.config, login, address, runas, files)
         if args.undo:
             return _undo(client_name, session, base, keys)
-        return _setup(client_name, session, keys, args.yes)
+        code = _setup(client_name, session, keys, args.yes)
+    _protect_args_note(backuppc, client_name)
+    return code
 
 
 def _runas(ctx: context.Context) -> pwd.struct_passwd | None:
@@ -86,10 +90,24 @@ def _runas(ctx: context.Context) -> pwd.struct_passwd | None:
     return ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
 
 
-def _alias(args: argparse.Namespace, ctx: context.Context, name: str) -> str:
-    """The ClientNameAlias BackupPC connects to, else the client name."""
+def _conf_dir(args: argparse.Namespace, ctx: context.Context) -> ConfDir:
+    """BackupPC's config: the ClientNameAlias it connects to, its rsync arguments."""
     directory = Path(args.backuppc_dir or ctx.config.backuppc.conf_dir)
-    return ConfDir(directory, ctx.config.backuppc.top_dir).host(name).address
+    return ConfDir(directory, ctx.config.backuppc.top_dir)
+
+
+def _protect_args_note(backuppc: ConfDir, name: str) -> None:
+    """Name the HOST.pl lines an rsync host needs behind the gate, which refuses -s."""
+    host = backuppc.host(name)
+    protected = confdir.protected_args(backuppc.settings(host.name))
+    if host.xfer_method != "rsync" or not protected:
+        return
+    print(
+        f"{name}: {', '.join(protected)} still pass --protect-args, which the gate refuses "
+        f"(it would hide rsync's options from it): add to {backuppc.conf_dir / name}.pl:"
+    )
+    for line in confdir.WITHOUT_PROTECT_ARGS:
+        print(f"  {line}")
 
 
 def _keys(ctx: context.Context, restore_path: Path) -> Keys:

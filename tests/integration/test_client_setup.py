@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import exitcodes
+from backuppc_agent.backuppc import confdir
 from backuppc_agent.install import client_scripts
 from tests.e2e.terminal import ENV, Terminal
 from tests.helpers import CLI, askpass_helper, cli, make_key, make_setup, private_dir, ssh_add
@@ -457,3 +458,23 @@ def test_at_a_terminal_ssh_keygen_creates_the_restore_key_asking_its_passphrase(
     assert public_key_line(made).endswith(f"backuppc-restore@{os.uname().nodename}")
     check = ["ssh-keygen", "-y", "-P", "restore passphrase 4711", "-f", str(made)]
     assert subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
+
+
+@needs_gate
+def test_an_rsync_host_that_still_protects_args_is_told_the_two_host_pl_lines(env: Env) -> None:
+    conf_dir = env.config.parent.parent / "bpc"
+    (conf_dir / "config.pl").write_text(
+        "$Conf{XferMethod} = 'rsync';\n$Conf{RsyncArgs} = ['--super', '--protect-args'];\n"
+    )
+    done = env.run("--yes")
+    assert done.returncode == 0, done.stderr
+    told = done.stdout.splitlines()[-3:]
+    assert told[0] == (
+        f"{CLIENT}: RsyncArgs still pass --protect-args, which the gate refuses (it would hide "
+        f"rsync's options from it): add to {conf_dir / CLIENT}.pl:"
+    )
+    assert [line.strip() for line in told[1:]] == list(confdir.WITHOUT_PROTECT_ARGS)
+    with (conf_dir / f"{CLIENT}.pl").open("a") as host_pl:
+        host_pl.write("\n".join(confdir.WITHOUT_PROTECT_ARGS) + "\n")
+    again = env.run("--yes")
+    assert "protect-args" not in again.stdout
