@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backuppc_agent import proc
+from backuppc_agent import names, proc
 from backuppc_agent.agent.passphrases import PassphraseError
 from backuppc_agent.errors import BackupPCAgentError
 
@@ -267,5 +267,4 @@ def jwe_thumbprints(jwe: bytes | str) -> dict[str, list[str]]:
 
 
 def _last_line(data: bytes) -> str:
-    lines = data.decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else "no message"
+    return names.last_line(data.decode(errors="replace")) or "no message"

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from backuppc_agent import __version__
-from backuppc_agent.agent import signing
+from backuppc_agent.agent import signing, unlock
 from backuppc_agent.agent.certs import Validity
 from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, SnapshotSource, gauge
 from backuppc_agent.state import Snapshot, State
@@ -62,12 +62,12 @@ class ReadinessPart(Part):
         yield gauge(
             "unlock_waiting_tang",
             "1 while unattended unlock waits because no Tang server answers, else 0.",
-            float(current.unlock_waiting == "tang-unreachable"),
+            float(current.unlock_waiting == unlock.WAITING_TANG),
         )
         yield gauge(
             "unlock_tang_refused",
             "1 while Tang answers but cannot open the stored passphrase (rekey it), else 0.",
-            float(current.unlock_waiting == "tang-refused"),
+            float(current.unlock_waiting == unlock.REFUSED_TANG),
         )
         yield from self._expiry(current)
         restore = self.restore_keys()
