@@ -154,9 +154,7 @@ def is_encrypted(key: Path) -> bool:
     """True if ``key`` needs a passphrase; raise BackupPCAgentError if it is not a usable key."""
     if not Path(key).is_file():
         raise BackupPCAgentError(f"{key}: no such key file")
-    result = proc.run(
-        make_public_command(key), SSH_KEYGEN_TIMEOUT_SECONDS, askpass_env(), None, b""
-    )
+    result = run_public(key, b"")  # askpass answers an empty line
     if result.returncode == 0:
         return False
     detail = result.stderr.decode(errors="replace").strip()
