@@ -2,8 +2,14 @@
 
 ``set`` prompts on a terminal (or reads one line from stdin), checks with
 ssh-keygen that the passphrase really opens the key, and only then stores it:
-in the keyring, or with ``--tang URL`` only as a Clevis JWE (cli/passphrase_tang.py).
-``check`` and ``delete`` act on the store ``[agent] unlock`` names.
+in the keyring, or with ``--tang URL`` only as a Clevis JWE. ``check`` and
+``delete`` act on the store ``[agent] unlock`` names.
+
+With Tang the passphrase is stored only as a Clevis JWE in ``[state] dir/unlock/``,
+mode 0600. Each Tang's signing-key thumbprint is shown and pinned: confirmed at
+a terminal, or accepted (and printed) with ``--yes``; clevis then checks it and
+never trusts on first use. ``rekey`` binds the stored JWE again to the Tangs'
+current keys.
 """
 
 from __future__ import annotations
@@ -11,15 +17,17 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from backuppc_agent import exitcodes
+from backuppc_agent import exitcodes, paths
 from backuppc_agent.agent import passphrases, tang
 from backuppc_agent.agent.passphrases import PassphraseError
-from backuppc_agent.agent.unlock import with_tang
-from backuppc_agent.cli import passphrase_tang
-from backuppc_agent.cli.common import config_notes, load_config
+from backuppc_agent.agent.tang import Pin, TangRefusedError
+from backuppc_agent.agent.unlock import tang_passphrase, with_tang
+from backuppc_agent.cli.common import config_notes, confirmed, load_config
+from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError, UsageError
 
 MAX_LINE_CHARS = 8192
@@ -57,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
     if args.tang and args.action != "set":
         raise UsageError("--tang goes with set only (rekey reads the URLs from the stored JWE)")
     if args.tang:
-        passphrase_tang.check_urls(args.tang, args.threshold)
+        check_urls(args.tang, args.threshold)
     if args.action == "set":
         return _set(key, args)
     if args.action == "rekey":
-        return passphrase_tang.rekey(key, args, _read_passphrase)
+        return rekey(key, args)
     if _unlock(args) == "tang":
         return _delete_tang(key, args) if args.action == "delete" else _check_tang(key, args)
     if args.action == "delete":
@@ -84,7 +92,7 @@ def _set(key: Path, args: argparse.Namespace) -> int:
     if not passphrases.opens(key, secret):
         raise BackupPCAgentError(f"that passphrase does not open {key}: nothing stored")
     if args.tang:
-        return passphrase_tang.set_tang(key, secret, args)
+        return set_tang(key, secret, args)
     passphrases.store(key, secret)
     print(f"stored the passphrase of {key} in keyring {passphrases.backend_name()}")
     _config_notes(key, args)
@@ -151,4 +159,86 @@ def _delete_tang(key: Path, args: argparse.Namespace) -> int:
     except OSError as err:
         raise BackupPCAgentError(f"{where}: cannot delete: {err.strerror}") from err
     print(f"deleted {where}")
+    return exitcodes.OK
+
+
+# -- Tang ---------------------------------------------------------------------------------
+
+
+def check_urls(urls: Sequence[str], threshold: int) -> None:
+    """Raise UsageError unless every URL is http(s) and 1 <= threshold <= len(urls)."""
+    for url in urls:
+        if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+            raise UsageError(f"--tang {url!r}: must be an http:// or https:// URL")
+    if len(set(urls)) != len(urls):
+        raise UsageError("--tang: the same URL is given twice")
+    if not 1 <= threshold <= len(urls):
+        raise UsageError(f"--threshold {threshold}: must be between 1 and {len(urls)} (the URLs)")
+
+
+def pin(url: str, yes: bool) -> Pin:
+    """Fetch ``url``'s advertisement, show its signing thumbprint, have it confirmed."""
+    thumbprints = tang.advertised_thumbprints(url)
+    if not thumbprints:
+        raise BackupPCAgentError(f"Tang at {url} advertises no signing key")
+    print(f"Tang at {url} signs with key thumbprint(s): {', '.join(thumbprints)}")
+    if not yes:
+        _confirm(url)
+    else:
+        print(f"accepted (--yes): pinned {thumbprints[0]} for {url}")
+    return Pin(url, thumbprints[0])
+
+
+def _confirm(url: str) -> None:
+    if not sys.stdin.isatty():
+        raise UsageError(f"not a terminal: check the thumbprint of {url} and pass --yes")
+    if not confirmed("Do these match the Tang server's own keys (tang-show-keys)?"):
+        raise BackupPCAgentError("thumbprint not confirmed: nothing stored")
+
+
+def store(config: Config, key: Path, secret: str, pins: Sequence[Pin], threshold: int) -> Path:
+    """Encrypt ``secret`` for ``pins`` and write the JWE (0600); return its path."""
+    jwe = tang.encrypt(secret, pins, threshold)
+    # The round trip, as the unlock at boot will do it: clevis hands the plaintext to OpenSSH.
+    opened = tang.open_with(jwe, partial(passphrases.run_public, key, jwe, clevis=True))
+    if opened.returncode != 0:
+        raise BackupPCAgentError(f"what clevis stored does not open {key} again: nothing stored")
+    where = tang.jwe_path(config.state.dir, key)
+    paths.ensure_private_dir(config.state.dir, "state")
+    paths.ensure_private_dir(where.parent, "unlock")
+    paths.write_private_file(where, jwe)
+    return where
+
+
+def set_tang(key: Path, secret: str, args: argparse.Namespace) -> int:
+    """``set --tang``: ``secret`` already opens ``key``; pin, encrypt and store it."""
+    config = load_config(args)
+    pins = [pin(url, args.yes) for url in args.tang]
+    where = store(config, key, secret, pins, args.threshold)
+    print(f"stored the passphrase of {key} for Tang ({args.threshold} of {len(pins)}) in {where}")
+    config_notes(config, key, "tang")
+    return exitcodes.OK
+
+
+def rekey(key: Path, args: argparse.Namespace) -> int:
+    """Decrypt the stored JWE and bind it again to the Tangs' current keys.
+
+    If Tang can no longer open it (its old keys are gone), the passphrase is asked again.
+    """
+    config = load_config(args)
+    where = tang.jwe_path(config.state.dir, key)
+    jwe = paths.read_bounded(where, tang.JWE_MAX_BYTES)
+    if jwe is None:
+        raise BackupPCAgentError(f"no passphrase of {key} is stored for Tang ({where})")
+    try:
+        secret = tang_passphrase(config.state.dir, key)
+    except TangRefusedError:
+        print(f"Tang can no longer open the stored passphrase of {key}: give it again")
+        secret = _read_passphrase(key)
+    if passphrases.is_encrypted(key) and not passphrases.opens(key, secret):
+        raise BackupPCAgentError(f"that passphrase does not open {key}: nothing stored")
+    pins = [pin(url, args.yes) for url in tang.jwe_urls(jwe)]
+    threshold = tang.jwe_threshold(jwe)
+    store(config, key, secret, pins, threshold)
+    print(f"re-stored the passphrase of {key} for Tang ({threshold} of {len(pins)}) in {where}")
     return exitcodes.OK
