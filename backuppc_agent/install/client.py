@@ -21,18 +21,18 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import client_scripts as scripts
+from backuppc_agent.install import templates
 from backuppc_agent.install.authkeys import PublicKey
 from backuppc_agent.ssh import remote, sshconfig
 
 UNDO_COMMAND = "backuppc-agent-gate undo"
-GATE_FILE = ("files", "client", "backuppc-agent-gate")
+GATE_FILE = "client/backuppc-agent-gate"
 GATE_VERSION = re.compile(r"^(?:GATE_)?VERSION=['\"]?([0-9A-Za-z._+-]{1,40})", re.MULTILINE)
 MAX_AUTHKEYS_BYTES = 256 * 1024
 #: The remote command is one argument of the login shell's -c: Linux caps one at 128 KiB.
@@ -45,7 +45,7 @@ SETPRIV = "setpriv"
 def gate_text() -> str:
     """The gate script shipped in the package; raise BackupPCAgentError if missing."""
     try:
-        return resources.files(__package__).joinpath(*GATE_FILE).read_text(encoding="utf-8")
+        return templates.read(GATE_FILE)
     except OSError as err:
         raise BackupPCAgentError(f"the package lacks its gate script: {err}") from err
 
