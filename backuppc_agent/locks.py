@@ -43,7 +43,6 @@ class FileLock:
         return True
 
     def release(self) -> None:
-        """Drop the lock."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -137,7 +137,6 @@ class Connection:
         self.close()
 
     def close(self) -> None:
-        """Close the socket."""
         self.sock.close()
 
     def _fail(self, failure: Failure, detail: str) -> TransportError:

@@ -89,7 +89,6 @@ class Supervisor:
 
     @property
     def snapshot(self) -> Snapshot | None:
-        """The last published snapshot."""
         return self._publisher.snapshot
 
     @property

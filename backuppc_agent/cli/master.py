@@ -119,7 +119,6 @@ _RUN = {
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch the action."""
     if args.action == "list":
         return _list(args)
     return _RUN[args.action](load_config(args), args)

@@ -85,7 +85,6 @@ def _build(
 
 
 def load(module: str) -> ModuleType:
-    """Import one subcommand module."""
     return importlib.import_module(f"backuppc_agent.cli.{module}")
 
 

@@ -203,7 +203,6 @@ def size(value: float | None) -> str:
 
 
 def render(report: SwapReport) -> str:
-    """The one screen."""
     lines = _totals(report) + _rates(report) + _processes(report) + _tmpfs(report)
     lines += _agent(report)
     lines += [f"problem: {problem}" for problem in report.problems[:10]]

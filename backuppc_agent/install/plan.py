@@ -174,7 +174,6 @@ class Step:
 
 
 def plan_target(ctx: Context, target: Target) -> Step:
-    """Decide what to do with one target."""
     for packaged in target.packaged:
         if fsops.read_text(ctx.under(packaged)) == target.body:
             return Step(target, ctx.under(packaged), Action.UNCHANGED, target.body, None, None)
@@ -192,12 +191,10 @@ def plan_target(ctx: Context, target: Target) -> Step:
 
 
 def plan(ctx: Context, targets: list[Target]) -> list[Step]:
-    """Decide every target."""
     return [plan_target(ctx, target) for target in targets]
 
 
 def missing_dirs(ctx: Context, dirs: list[Directory]) -> list[Directory]:
-    """The directories that do not exist yet."""
     return [directory for directory in dirs if not ctx.under(directory.path).is_dir()]
 
 

@@ -165,7 +165,6 @@ INIT_FILES: dict[str, tuple[tuple[Path, str, bool, int, str], ...]] = {
 
 
 def init_targets(init: str, vals: templates.Values) -> list[Target]:
-    """The service files for ``init``."""
     return [
         Target(path, templates.render(name, vals), block, mode, False, what, _packaged(path))
         for path, name, block, mode, what in INIT_FILES[init]

@@ -102,7 +102,6 @@ class Exporter:
         self._collector = collector
 
     def close(self) -> None:
-        """Stop serving."""
         self._server.close()
         logger.debug("metrics endpoint closed")
 
