@@ -55,23 +55,11 @@ SSH_FAILED = 255
 
 def split_ssh_args(args: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
     """Split ssh arguments into (options, destination, command), as ssh's getopt does."""
-    options: list[str] = []
     index = 0
-    while index < len(args):
-        word = args[index]
-        if word == "--":
-            index += 1
-            break
-        if not word.startswith("-") or word == "-":
-            break
-        options.append(word)
-        letters = word[1:]
-        for position, letter in enumerate(letters):
-            if letter in SSH_OPTIONS_WITH_ARG:
-                if position == len(letters) - 1 and index + 1 < len(args):
-                    index += 1
-                    options.append(args[index])
-                break
+    while index < len(args) and args[index].startswith("-") and args[index] not in ("-", "--"):
+        index = _option(args, index)[0]
+    options = list(args[:index])
+    if index < len(args) and args[index] == "--":
         index += 1
     if index >= len(args):
         return options, None, []
@@ -80,20 +68,28 @@ def split_ssh_args(args: Sequence[str]) -> tuple[list[str], str | None, list[str
 
 def option_values(options: Sequence[str]) -> list[tuple[str, str]]:
     """(letter, value) of each option in ``options`` (split_ssh_args' first part) with a value."""
-    pairs = []
-    index = 0
+    pairs, index = [], 0
     while index < len(options):
-        letters = options[index][1:]
-        for position, letter in enumerate(letters):
-            if letter in SSH_OPTIONS_WITH_ARG:
-                value = letters[position + 1 :]
-                if not value and index + 1 < len(options):
-                    index += 1
-                    value = options[index]
-                pairs.append((letter, value))
-                break
-        index += 1
+        index, pair = _option(options, index)
+        if pair is not None:
+            pairs.append(pair)
     return pairs
+
+
+def _option(args: Sequence[str], index: int) -> tuple[int, tuple[str, str] | None]:
+    """The option word at ``index``: where the next one starts, and (letter, value) if any.
+
+    As getopt: the first letter that takes an argument ends the word; its value
+    is the rest of the word, else the next word (which may be "--" itself).
+    """
+    letters = args[index][1:]
+    for position, letter in enumerate(letters):
+        if letter in SSH_OPTIONS_WITH_ARG:
+            value = letters[position + 1 :]
+            if not value and index + 1 < len(args):
+                return index + 2, (letter, args[index + 1])
+            return index + 1, (letter, value)
+    return index + 1, None
 
 
 def check_options(options: Sequence[str]) -> None:
