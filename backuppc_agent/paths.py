@@ -161,3 +161,15 @@ def read_bounded(path: Path | str, limit: int, follow: bool = False) -> bytes | 
     if size > limit:
         raise UnsafePathError(f"{path}: larger than {limit} bytes")
     return b"".join(chunks)
+
+
+def read_or_empty(path: Path | str, limit: int) -> str:
+    """The text of a file we only look into (symlinks followed, bad bytes replaced).
+
+    "" if it is missing, unreadable or larger than ``limit``: never raises.
+    """
+    try:
+        data = read_bounded(path, limit, follow=True)
+    except UnsafePathError:
+        return ""
+    return "" if data is None else data.decode("utf-8", "replace")

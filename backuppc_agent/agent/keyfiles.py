@@ -13,7 +13,7 @@ from pathlib import Path
 
 from backuppc_agent import paths
 from backuppc_agent.agent import protocol
-from backuppc_agent.errors import ProtocolError, UnsafePathError
+from backuppc_agent.errors import ProtocolError
 
 _MAGIC = b"openssh-key-v1\0"
 _BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
@@ -63,15 +63,7 @@ def _first_public_blob(raw: bytes, offset: int) -> bytes | None:
 
 def key_fingerprint(key: Path) -> str | None:
     """The SHA256 fingerprint of key file ``key``, or None if it cannot be read."""
-    blob = public_line_blob(_read(Path(f"{key}.pub")) or "")
+    blob = public_line_blob(paths.read_or_empty(f"{key}.pub", MAX_KEY_FILE_BYTES))
     if blob is None:
-        blob = private_key_blob(_read(key) or "")
+        blob = private_key_blob(paths.read_or_empty(key, MAX_KEY_FILE_BYTES))
     return protocol.fingerprint(blob) if blob else None
-
-
-def _read(path: Path) -> str | None:
-    try:
-        data = paths.read_bounded(path, MAX_KEY_FILE_BYTES, follow=True)
-    except UnsafePathError:
-        return None
-    return None if data is None else data.decode("ascii", errors="replace")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import paths
-from backuppc_agent.errors import UnsafePathError
 from backuppc_agent.metrics.swapread import SwapArea, SwapReader, unescape
 
 #: what the kernel appends to the path of a swap file deleted while in use
@@ -35,19 +34,10 @@ class Encryption:
     why: str
 
 
-def _read(path: Path, limit: int = SYSFS_MAX_BYTES) -> str | None:
-    """The text of a procfs or sysfs file; None if it is missing or cannot be read."""
-    try:
-        data = paths.read_bounded(path, limit, follow=True)
-    except UnsafePathError:
-        return None
-    return None if data is None else data.decode("utf-8", "replace")
-
-
 def is_crypt(sysfs: Path, name: str, depth: int = 0) -> bool:
     """True if block device ``name`` is dm-crypt or stacked on dm-crypt."""
     block = sysfs / "block" / name
-    if (_read(block / "dm" / "uuid") or "").startswith("CRYPT-"):
+    if paths.read_or_empty(block / "dm" / "uuid", SYSFS_MAX_BYTES).startswith("CRYPT-"):
         return True
     slaves = block / "slaves"
     if depth > 8 or not slaves.is_dir():
@@ -60,7 +50,7 @@ def device_name(sysfs: Path, dev_path: str) -> str | None:
     name = Path(dev_path).name
     if dev_path.startswith("/dev/mapper/"):
         for dm_name in (sysfs / "block").glob("dm-*/dm/name"):
-            if (_read(dm_name) or "").strip() == name:
+            if paths.read_or_empty(dm_name, SYSFS_MAX_BYTES).strip() == name:
                 return dm_name.parent.parent.name
         return None
     return name if (sysfs / "class" / "block" / name).exists() else None
@@ -69,7 +59,7 @@ def device_name(sysfs: Path, dev_path: str) -> str | None:
 def mount_device(procfs: Path, file_path: str) -> str | None:
     """MAJOR:MINOR of the file system holding ``file_path`` (longest mount prefix)."""
     best: tuple[int, str] | None = None
-    for line in (_read(procfs / "self" / "mountinfo", PROCFS_MAX_BYTES) or "").splitlines():
+    for line in paths.read_or_empty(procfs / "self" / "mountinfo", PROCFS_MAX_BYTES).splitlines():
         fields = line.split()
         if len(fields) < 5:
             continue
@@ -90,7 +80,9 @@ def _name_of_dev(sysfs: Path, majmin: str) -> str | None:
 def judge_device(sysfs: Path, area: SwapArea, name: str) -> Encryption:
     """Encrypted or not, for swap on (or a swap file over) block device ``name``."""
     if name.startswith("zram"):
-        backing = (_read(sysfs / "block" / name / "backing_dev") or "").strip()
+        backing = paths.read_or_empty(
+            sysfs / "block" / name / "backing_dev", SYSFS_MAX_BYTES
+        ).strip()
         if backing in ("", "none"):
             return Encryption(area, True, f"{name} is compressed RAM (zram), never written to disk")
         return Encryption(area, False, f"{name} writes back to {backing}")
