@@ -249,16 +249,53 @@ def site() -> Iterator[Site]:
         yield from _site()
 
 
-def _site() -> Iterator[Site]:
+def python_or_skip() -> str:
+    """A Python backuppc can run; skip if none, or if a BackupPC server runs already."""
     if server_running():
         pytest.skip("a BackupPC server is already running on this machine")
     python = _python_for_backuppc()
     if python is None:
         pytest.skip("no Python >= 3.11 that user backuppc may run")
+    return python
+
+
+@contextlib.contextmanager
+def serving(root: Path, program: Path, config: Path, home: Path) -> Iterator[int]:
+    """BackupPC's server and our supervisor (``run``), both as backuppc; yields the LOG
+    offset they started at. Both process groups are ended afterwards."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run(["install", "-d", "-o", "backuppc", "/run/backuppc"], check=True)
+        offset = LOG.stat().st_size if LOG.exists() else 0
+        procs.append(subprocess.Popen(
+            as_backuppc(str(BPC / "BackupPC")), env=ENV, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        ))  # fmt: skip
+        wait_for(lambda: "started, pid" in _log_since(offset), timeout=20)
+        with (root / "supervisor.log").open("ab") as log:
+            procs.append(subprocess.Popen(
+                as_backuppc(str(program), "--config", str(config), "run"), env=ENV,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ))  # fmt: skip
+        wait_for((home / "agent.sock").exists, timeout=15)
+        yield offset
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def _site() -> Iterator[Site]:
+    python = python_or_skip()
     root = Path(tempfile.mkdtemp(prefix="bpa-e2e-"))
     root.chmod(0o755)
     hosts_saved = (CONF_DIR / "hosts").read_bytes()
-    procs: list[subprocess.Popen[bytes]] = []
     try:
         program = _install_program(root, python)
         shares = _make_shares(root)
@@ -298,39 +335,11 @@ def _site() -> Iterator[Site]:
             (CONF_DIR / "hosts").write_text(
                 "host dhcp user moreUsers\n" + "".join(f"{c} 0 backuppc\n" for c in CLIENTS)
             )
-            subprocess.run(["install", "-d", "-o", "backuppc", "/run/backuppc"], check=True)
-            offset = LOG.stat().st_size if LOG.exists() else 0
-            server = subprocess.Popen(
-                as_backuppc(str(BPC / "BackupPC")),
-                env=ENV,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            procs.append(server)
-            wait_for(lambda: "started, pid" in _log_since(offset), timeout=20)
-            with (root / "supervisor.log").open("ab") as log:
-                supervisor = subprocess.Popen(
-                    as_backuppc(str(program), "--config", str(config), "run"),
-                    env=ENV,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+            with serving(root, program, config, home) as offset:
+                yield Site(
+                    root, program, config, home, key, askpass, {"a": sshd_a, "b": sshd_b}, offset
                 )
-            procs.append(supervisor)
-            wait_for((home / "agent.sock").exists, timeout=15)
-            yield Site(
-                root, program, config, home, key, askpass, {"a": sshd_a, "b": sshd_b}, offset
-            )
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
         _kill_backuppc_leftovers(root)
         kill_user_processes("bpaclient")
         (CONF_DIR / "hosts").write_bytes(hosts_saved)

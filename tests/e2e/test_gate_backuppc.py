@@ -31,15 +31,13 @@ from tests.e2e.test_backuppc import (
     BPC,
     CONF_DIR,
     ENV,
-    LOG,
     TOPDIR,
     _install_program,
-    _log_since,
-    _python_for_backuppc,
     as_backuppc,
     backuppc_lock,
+    python_or_skip,
     run_bpc,
-    server_running,
+    serving,
 )
 from tests.gate import gate_copy
 from tests.helpers import make_key, wait_for, write_config
@@ -191,15 +189,10 @@ def site() -> Iterator[GateSite]:
 
 
 def _site() -> Iterator[GateSite]:
-    if server_running():
-        pytest.skip("a BackupPC server is already running on this machine")
-    python = _python_for_backuppc()
-    if python is None:
-        pytest.skip("no Python >= 3.11 that user backuppc may run")
+    python = python_or_skip()
     root = Path(tempfile.mkdtemp(prefix="bpa-gate-e2e-"))
     root.chmod(0o755)
     hosts_saved = (CONF_DIR / "hosts").read_bytes()
-    procs: list[subprocess.Popen[bytes]] = []
     try:
         program = _install_program(root, python)
         shares = _shares(root)
@@ -246,41 +239,15 @@ def _site() -> Iterator[GateSite]:
             (CONF_DIR / "hosts").write_text(
                 "host dhcp user moreUsers\n" + "".join(f"{h} 0 backuppc\n" for h in HOSTS)
             )
-            subprocess.run(["install", "-d", "-o", "backuppc", "/run/backuppc"], check=True)
-            offset = LOG.stat().st_size if LOG.exists() else 0
-            procs.append(subprocess.Popen(
-                as_backuppc(str(BPC / "BackupPC")), env=ENV, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            ))  # fmt: skip
-            wait_for(lambda: "started, pid" in _log_since(offset), timeout=20)
-            with (root / "supervisor.log").open("ab") as log:
-                procs.append(subprocess.Popen(
-                    as_backuppc(str(program), "--config", str(config), "run"), env=ENV,
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                ))  # fmt: skip
-            wait_for((home / "agent.sock").exists, timeout=15)
-            added = subprocess.run(
-                as_backuppc("ssh-add", str(key)),
-                env=ENV | {"SSH_AUTH_SOCK": str(home / "agent.sock"),
-                           "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force",
-                           "DISPLAY": ":0"},
-                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False,
-            )  # fmt: skip
-            assert added.returncode == 0, added.stderr
-            yield GateSite(
-                root, key, home / "agent.sock", backup_sshd, restore_sshd, shares, keys_sshd,
-                gate, askpass,
-            )  # fmt: skip
+            with serving(root, program, config, home):
+                gate_site = GateSite(
+                    root, key, home / "agent.sock", backup_sshd, restore_sshd, shares, keys_sshd,
+                    gate, askpass,
+                )  # fmt: skip
+                added = _as_backuppc_with_agent(gate_site, "ssh-add", str(key))
+                assert added.returncode == 0, added.stderr
+                yield gate_site
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
         for pid, cmdline in user_processes("backuppc"):
             if str(root) in cmdline or any(host in cmdline for host in HOSTS):
                 with contextlib.suppress(ProcessLookupError):
