@@ -103,6 +103,10 @@ class AgentConfig:
     sign_interval_seconds: float = field(metadata=setting(60.0, _between(1, 86400)))
     expiry_warning_seconds: int = field(metadata=setting(3600, _between(0, 30 * 86400)))
 
+    def restore_key_set_up(self) -> bool:
+        """True once the restore key exists (its ``.pub``): backups and restores then part ways."""
+        return Path(f"{self.restore_key}.pub").is_file()
+
 
 @dataclass(frozen=True, slots=True)
 class StateConfig:

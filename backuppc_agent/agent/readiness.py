@@ -129,8 +129,9 @@ def counting(keys: Sequence[Key], required_keys: Sequence[str]) -> list[Key]:
 
 def not_counted(agent: AgentConfig) -> frozenset[str]:
     """The fingerprints that never count for backups: the restore key's, once it is set up."""
-    public = Path(f"{agent.restore_key}.pub")
-    fingerprint = keyfiles.key_fingerprint(agent.restore_key) if public.is_file() else None
+    fingerprint = (
+        keyfiles.key_fingerprint(agent.restore_key) if agent.restore_key_set_up() else None
+    )
     return frozenset((fingerprint,)) if fingerprint else frozenset()
 
 

@@ -232,7 +232,7 @@ def pre_hook(
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
     if skip:
         return Outcome("ok", exitcodes.OK, (skip,), 0.0, client)
-    if hook == "pre-restore" and sshconfig.restore_key_set_up(config):
+    if hook == "pre-restore" and config.agent.restore_key_set_up():
         return _pre_restore(config, client, host, seams)
     ready = _gate(
         config,
@@ -332,7 +332,7 @@ def post_hook(
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.OK, (str(err),))
     lines = seams.post_actions(config, client, result)
-    if hook == "post-restore" and sshconfig.restore_key_set_up(config):
+    if hook == "post-restore" and config.agent.restore_key_set_up():
         lines.append(seams.close_restore_master(config, client))
     return Outcome(result, exitcodes.OK, tuple(lines), 0.0, client)
 

@@ -174,7 +174,7 @@ def check_restore_key(env: Env) -> list[Finding]:
     """Once the restore key exists: are restores armed, and can backups still find their key?"""
     config = env.ctx.config
     key = config.agent.restore_key
-    if not sshconfig.restore_key_set_up(config):
+    if not config.agent.restore_key_set_up():
         message = f"none at {key}: restores use the backup key (client-setup creates one)"
         return [Finding("restore key", Verdict.SKIP, message)]
     agent = config.agent

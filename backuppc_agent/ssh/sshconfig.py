@@ -126,18 +126,13 @@ def options(
     return tuple(pairs)
 
 
-def restore_key_set_up(config: Config) -> bool:
-    """True once the restore key exists (its ``.pub``): backups and restores then part ways."""
-    return Path(f"{config.agent.restore_key}.pub").is_file()
-
-
 def identity_options(config: Config, restore: bool = False) -> list[tuple[str, str]]:
     """``IdentitiesOnly`` and the keys a backup (or a restore) connection may offer."""
     restore_key = config.agent.restore_key
     if restore:
         return [("IdentitiesOnly", "yes"), ("IdentityFile", str(restore_key))]
     files = config.mux.identity_files
-    if not files and not restore_key_set_up(config):
+    if not files and not config.agent.restore_key_set_up():
         return []  # ssh offers every key of the agent
     if not files:
         files = tuple(key for key in config.agent.keys if key != restore_key)

@@ -115,7 +115,7 @@ def make_session_command(
 ) -> tuple[str, ...]:
     """argv of the real ssh: our options, the caller's, the destination, the marked command."""
     options, host, command = split_ssh_args(args)
-    restore = is_receiving(command) and sshconfig.restore_key_set_up(config)
+    restore = is_receiving(command) and config.agent.restore_key_set_up()
     path = sshconfig.master_path(config, client, restore)
     if host is None:
         raise UsageError("master ssh: no destination host in the ssh arguments")
