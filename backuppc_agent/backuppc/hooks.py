@@ -24,6 +24,7 @@ import pwd
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from backuppc_agent import events, exitcodes, names, paths
 from backuppc_agent.agent import readiness
@@ -106,22 +107,25 @@ def check_names(client: str, host: str, config: Config, hook: str) -> None:
         names.check(host, "host")
 
 
-def ensure_master_line(config: Config, client: str, host: str) -> str:
-    """Find CLIENT's master alive, or open it; return a status line. Raises on failure."""
-    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
+def ensure_master_line(config: Config, client: str, host: str, restore: bool = False) -> str:
+    """Find CLIENT's master (or, with ``restore``, its restore master) alive, or open it.
+
+    Returns a status line; raises on failure. A new backup master probes the client.
+    """
+    path = sshconfig.master_path(config, client, restore)
+    what = "restore master" if restore else "master"
     session_seconds = float(config.hooks.connect_timeout_seconds)
     status = mux.check(path, MASTER_CHECK_SECONDS, session_seconds)
-    if status.alive:
-        return f"ssh master for {client} is up (pid {status.pid}, reused)"
-    from backuppc_agent.ssh import master  # noqa: PLC0415  (only to open one)
+    opened = False
+    if not status.alive:
+        from backuppc_agent.ssh import master  # noqa: PLC0415  (only to open one)
 
-    _prefix_log_lines()
-
-    status, opened = master.ensure_master(config, client, host, status)
-    if opened:
+        _prefix_log_lines()
+        status, opened = master.ensure_master(config, client, host, status, restore)
+    if opened and not restore:
         _probe_access(config, client, host)
-    how = "opened" if opened else "reused"
-    return f"ssh master for {client} is up (pid {status.pid}, {how})"
+    how = ("opened" if opened else "reused") + ("; restore key only" if restore else "")
+    return f"ssh {what} for {client} is up (pid {status.pid}, {how})"
 
 
 def _probe_access(config: Config, client: str, host: str) -> None:
@@ -141,16 +145,6 @@ def restore_key_line(config: Config) -> str:
         f"restores need the restore key, which is not loaded: run 'ssh-add -t 1h {key}' "
         f"as {_user_name()} (agent socket {config.agent.socket})"
     )
-
-
-def ensure_restore_master_line(config: Config, client: str, host: str) -> str:
-    """Open (or find) CLIENT's restore master, the restore key alone; return a status line."""
-    from backuppc_agent.ssh import master  # noqa: PLC0415  (only to open one)
-
-    _prefix_log_lines()
-    status, opened = master.ensure_master(config, client, host, restore=True)
-    how = "opened" if opened else "reused"
-    return f"ssh restore master for {client} is up (pid {status.pid}, {how}; restore key only)"
 
 
 def _close_restore_master(config: Config, client: str) -> str:
@@ -210,10 +204,6 @@ class Seams:
     ensure_master: Callable[[Config, str, str], str] = ensure_master_line
     #: (config, client, result) -> lines: a post hook's cleanup on the client
     post_actions: Callable[[Config, str, str], list[str]] = _post_actions
-    #: (config, client, host) -> status line: open the restore's own master
-    ensure_restore_master: Callable[[Config, str, str], str] = ensure_restore_master_line
-    #: (config, client) -> line: close the restore's own master
-    close_restore_master: Callable[[Config, str], str] = _close_restore_master
 
 
 REAL = Seams()
@@ -243,14 +233,20 @@ def pre_hook(
     )
     if isinstance(ready, Outcome):
         return ready
-    lines = [f"SSH auth ready ({ready.reason}) after {ready.waited_seconds:.2f} s"]
-    if hook in SSH_HOOKS:
-        try:
-            lines.append(seams.ensure_master(config, client, host))
-        except BackupPCAgentError as err:
-            result = "bad-name" if isinstance(err, BadNameError) else "ssh-failed"
-            return Outcome(result, err.exit_code, (str(err),), ready.waited_seconds, client)
-    return Outcome("ok", exitcodes.OK, tuple(lines), ready.waited_seconds, client)
+    line = f"SSH auth ready ({ready.reason}) after {ready.waited_seconds:.2f} s"
+    if hook not in SSH_HOOKS:
+        return Outcome("ok", exitcodes.OK, (line,), ready.waited_seconds, client)
+    opened = partial(seams.ensure_master, config, client, host)
+    return _with_master(opened, line, client, ready.waited_seconds)
+
+
+def _with_master(open_line: Callable[[], str], line: str, client: str, waited: float) -> Outcome:
+    """ok with ``line`` and the master's status line, or the master's failure."""
+    try:
+        return Outcome("ok", exitcodes.OK, (line, open_line()), waited, client)
+    except BackupPCAgentError as err:
+        result = "bad-name" if isinstance(err, BadNameError) else "ssh-failed"
+        return Outcome(result, err.exit_code, (str(err),), waited, client)
 
 
 def _pre_restore(config: Config, client: str, host: str, seams: Seams) -> Outcome:
@@ -268,12 +264,8 @@ def _pre_restore(config: Config, client: str, host: str, seams: Seams) -> Outcom
     if not wanted & set(checked.fingerprints):
         line = restore_key_line(config)
         return Outcome("not-ready", exitcodes.HOOK_NOT_READY, (line,), 0.0, client)
-    try:
-        line = seams.ensure_restore_master(config, client, host)
-    except BackupPCAgentError as err:
-        result = "bad-name" if isinstance(err, BadNameError) else "ssh-failed"
-        return Outcome(result, err.exit_code, (str(err),), 0.0, client)
-    return Outcome("ok", exitcodes.OK, ("restore key loaded", line), 0.0, client)
+    opened = partial(ensure_master_line, config, client, host, restore=True)
+    return _with_master(opened, "restore key loaded", client, 0.0)
 
 
 def ping_gate(config: Config, host: str, seams: Seams = REAL) -> Outcome:
@@ -333,7 +325,7 @@ def post_hook(
         return Outcome("bad-name", exitcodes.OK, (str(err),))
     lines = seams.post_actions(config, client, result)
     if hook == "post-restore" and config.agent.restore_key_set_up():
-        lines.append(seams.close_restore_master(config, client))
+        lines.append(_close_restore_master(config, client))
     return Outcome(result, exitcodes.OK, tuple(lines), 0.0, client)
 
 
