@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from backuppc_agent import proc
+from backuppc_agent.agent import certs
 from backuppc_agent.backuppc import confdir, snippets
 from backuppc_agent.config import Config
 from backuppc_agent.doctor import Env, Finding, Verdict, swapcrypt
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import access
 from backuppc_agent.ssh import masterfiles, mux, remote, sshconfig
+from backuppc_agent.ssh.remote import Answer
 
 KNOWN_HOSTS_TIMEOUT_SECONDS = 10.0
 #: Bound on the alive check of a host's master before the probe rides it.
@@ -137,7 +138,7 @@ def check_client_keys(env: Env) -> list[Finding]:
     if not hosts:
         return [Finding("client keys", Verdict.SKIP, "no BackupPC host uses ssh")]
     config = env.ctx.config
-    recorded = masterfiles.remembered_accesses(config.state.dir)
+    recorded = remote.remembered_accesses(config.state.dir)
     mine = (env.running_uid if env.running_uid >= 0 else os.getuid()) == env.ctx.user.pw_uid
     findings = [_client_finding(host.name, _access(config, host, recorded, mine)) for host in hosts]
     findings += [
@@ -154,8 +155,8 @@ def check_client_keys(env: Env) -> list[Finding]:
 
 
 def _access(
-    config: Config, host: confdir.Host, recorded: dict[str, tuple[str, float]], record: bool
-) -> tuple[str, str] | None:
+    config: Config, host: confdir.Host, recorded: dict[str, tuple[Answer, float]], record: bool
+) -> tuple[Answer, str] | None:
     """(access, when it was seen) for ``host``: probed now through its master, else recorded."""
     try:
         path = sshconfig.trusted_control_path(config.mux.control_dir, host.name)
@@ -167,9 +168,7 @@ def _access(
     if host.name not in recorded:
         return None
     access, when = recorded[host.name]
-    return access, "when its master opened at " + time.strftime(
-        "%Y-%m-%d %H:%M", time.localtime(when)
-    )
+    return access, f"when its master opened at {certs.local_stamp(when)}"
 
 
 def _protected_finding(env: Env, host: confdir.Host, settings: list[str]) -> Finding:
@@ -183,14 +182,14 @@ def _protected_finding(env: Env, host: confdir.Host, settings: list[str]) -> Fin
     return Finding("client keys", Verdict.FAIL, message, fix)
 
 
-def _client_finding(name: str, seen: tuple[str, str] | None) -> Finding:
+def _client_finding(name: str, seen: tuple[Answer, str] | None) -> Finding:
     if seen is None:
         message = f"{name}: not probed yet (its next master is, when a backup opens it)"
         return Finding("client keys", Verdict.SKIP, message)
     access, when = seen
-    if access == "gate":
+    if access is Answer.GATE:
         return Finding("client keys", Verdict.OK, f"{name}: the backup key reaches only the gate")
-    if access == "shell":
+    if access is Answer.SHELL:
         message = (
             f"{name}: the backup key gets a login shell ({when}): while the keys are loaded, "
             "anything running as the BackupPC user is root there"

@@ -14,8 +14,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
 from backuppc_agent.ssh.master import MasterInfo, list_masters
-from backuppc_agent.ssh.masterfiles import remembered_accesses
 from backuppc_agent.ssh.mux import Master
+from backuppc_agent.ssh.remote import Answer, remembered_accesses
 from backuppc_agent.unixsock import Failure
 
 #: Bound on one master's alive check during a scrape.
@@ -84,7 +84,7 @@ class MasterPart(Part):
             return False
 
 
-def _restricted_family(accesses: dict[str, tuple[str, float]]) -> GaugeMetricFamily:
+def _restricted_family(accesses: dict[str, tuple[Answer, float]]) -> GaugeMetricFamily:
     """backuppc_agent_client_restricted{host}: 1 gate, 0 a login shell, as last probed."""
     family = GaugeMetricFamily(
         PREFIX + "client_restricted",
@@ -94,6 +94,6 @@ def _restricted_family(accesses: dict[str, tuple[str, float]]) -> GaugeMetricFam
         labels=["host"],
     )
     for client, (access, _when) in accesses.items():
-        if access != "other":
-            family.add_metric([client], 1 if access == "gate" else 0)
+        if access is not Answer.OTHER:
+            family.add_metric([client], 1 if access is Answer.GATE else 0)
     return family

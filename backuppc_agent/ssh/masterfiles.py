@@ -5,7 +5,7 @@ flock that makes concurrent hooks for one client open one master),
 ``CLIENT.log`` (the master's own ``-E`` log, rotated once large) and
 ``CLIENT.host`` (the host it was last opened to, for ``master open`` and
 ``kill-remote`` without a host) and ``CLIENT.access`` (what the backup key last
-got there: "gate", "shell" or "other", see remote.probe_access; its mtime says when).
+got there: a remote.Answer value, see remote.probe_access; its mtime says when).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 logger = logging.getLogger(__name__)
 
 MASTERS_DIR = "masters"
-#: What a probe can find (remote.probe_access); anything else in a file is ignored.
-ACCESSES = frozenset({"gate", "shell", "other"})
 #: A log above this size is rotated to CLIENT.log.old when the next master opens.
 LOG_MAX_BYTES = 256 * 1024
 
@@ -84,19 +82,3 @@ def remembered_host(config: Config, client: str) -> str | None:
         return None
     host = raw.decode("utf-8", "replace").strip() if raw else ""
     return host if host and names.problem(host) is None else None
-
-
-def remembered_accesses(state_dir: Path) -> dict[str, tuple[str, float]]:
-    """Each client's last recorded access and when it was recorded; {} if none."""
-    found = {}
-    for path in sorted((state_dir / MASTERS_DIR).glob("*.access")):
-        client = path.name.removesuffix(".access")
-        try:
-            raw = paths.read_bounded(path, 64)
-            when = path.stat().st_mtime
-        except (BackupPCAgentError, OSError):
-            continue
-        access = raw.decode("ascii", "replace").strip() if raw else ""
-        if access in ACCESSES and names.problem(client) is None:
-            found[client] = (access, when)
-    return found

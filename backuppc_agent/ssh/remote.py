@@ -21,13 +21,14 @@ import os
 import re
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
-from backuppc_agent import names, proc
+from backuppc_agent import names, paths, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
 from backuppc_agent.ssh.kill_script import KILL_SCRIPT
-from backuppc_agent.ssh.masterfiles import masters_dir, remember, remembered_host
+from backuppc_agent.ssh.masterfiles import MASTERS_DIR, masters_dir, remember, remembered_host
 
 JOB_VAR = "BACKUPPC_AGENT_JOB"
 #: The script's own TERM-to-KILL grace is 3 s; the session gets this much on top.
@@ -42,7 +43,7 @@ MAX_PROBE_BYTES = 64 * 1024
 SHOWN_CHARS = 200
 
 
-class Answer(enum.Enum):
+class Answer(enum.StrEnum):
     """What the probe met on the client."""
 
     SHELL = "shell"  # an unrestricted shell echoed it
@@ -151,8 +152,8 @@ def kill_remote(
     return KillResult(killed, f"killed {killed} remote process(es) of {client}'s backup {what}")
 
 
-def probe_access(config: Config, client: str, host: str, record: bool = True) -> str:
-    """What the backup key gets on CLIENT ("gate", "shell" or "other"), through its live master.
+def probe_access(config: Config, client: str, host: str, record: bool = True) -> Answer:
+    """What the backup key gets on CLIENT (an Answer), through its live master.
 
     Never logs in anew (``ControlMaster no``, and no master means ssh fails: the
     caller checks the master first). Records the answer (with ``record``: only the
@@ -168,7 +169,23 @@ def probe_access(config: Config, client: str, host: str, record: bool = True) ->
     if result.returncode == SSH_FAILED:
         said = names.last_line(result.stderr.decode("utf-8", "replace")) or "ssh failed"
         raise BackupPCAgentError(f"probe of {client}: {names.printable(said, SHOWN_CHARS)}")
-    answer = parse_probe(result.stdout).answer.value
+    answer = parse_probe(result.stdout).answer
     if record:
         remember(masters_dir(config), client, "access", answer)
     return answer
+
+
+def remembered_accesses(state_dir: Path) -> dict[str, tuple[Answer, float]]:
+    """Each client's last recorded probe answer and when it was recorded; {} if none."""
+    found = {}
+    for path in sorted((state_dir / MASTERS_DIR).glob("*.access")):
+        client = path.name.removesuffix(".access")
+        try:
+            raw = paths.read_bounded(path, 64)
+            when = path.stat().st_mtime
+        except (BackupPCAgentError, OSError):
+            continue
+        access = raw.decode("ascii", "replace").strip() if raw else ""
+        if access in set(Answer) and names.problem(client) is None:
+            found[client] = (Answer(access), when)
+    return found

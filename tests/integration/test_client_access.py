@@ -17,7 +17,7 @@ import pytest
 from backuppc_agent.backuppc import confdir
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.scrape import ScrapeErrors
-from backuppc_agent.ssh import masterfiles
+from backuppc_agent.ssh import remote
 from tests.beds import Bed, bed_for
 from tests.helpers import ROOT, cli
 from tests.scrape import scrape
@@ -58,7 +58,7 @@ def pre_dump(bed: Bed, client: str, address: str) -> None:
 def test_a_new_master_records_whether_the_backup_key_is_restricted(bed: Bed) -> None:
     pre_dump(bed, "openclient", SHELL_ADDRESS)
     pre_dump(bed, "gatedclient", GATED_ADDRESS)
-    accesses = masterfiles.remembered_accesses(bed.state_dir)
+    accesses = remote.remembered_accesses(bed.state_dir)
     assert {name: access for name, (access, _when) in accesses.items()} == {
         "openclient": "shell",
         "gatedclient": "gate",
