@@ -149,6 +149,21 @@ def _pre_dumps(before: Path, after: Path) -> list[Result]:
     ]
 
 
+def _medians_after_undo(commands: dict[str, tuple[list[str], list[str]]]) -> dict[str, float]:
+    """Median seconds of each (command, undo) pair: undo untimed before every timed run.
+
+    For what a second run would find done (a master already open): in turns, 11 runs each.
+    """
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(11):
+        for name, (argv, undo) in commands.items():
+            subprocess.run(undo, capture_output=True, check=False, timeout=60)
+            started = time.perf_counter()
+            _run(argv)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def _opening_medians(before: Path, after: Path) -> dict[str, float]:
     """The hook that opens a master (and probes) beside ``master open`` (which does not)."""
     close = [CLI, "--config", str(after), "master", "close", "gated"]
@@ -156,14 +171,7 @@ def _opening_medians(before: Path, after: Path) -> dict[str, float]:
     hook = _hook(after, "pre-dump", "gated", GATED)
     open_only = [CLI, "--config", str(before), "master", "open", "opened", "--host"]
     open_only.append(f"bpaclient@{GATED}")
-    times: dict[str, list[float]] = {"pre-dump": [], "open": []}
-    for _ in range(11):
-        for name, argv, undo in (("pre-dump", hook, close), ("open", open_only, close_before)):
-            subprocess.run(undo, capture_output=True, check=False, timeout=60)
-            started = time.perf_counter()
-            _run(argv)
-            times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return _medians_after_undo({"pre-dump": (hook, close), "open": (open_only, close_before)})
 
 
 def _pre_restores(sock: Path, before: Path, after: Path, askpass: Path) -> list[Result]:
@@ -179,14 +187,8 @@ def _pre_restores(sock: Path, before: Path, after: Path, askpass: Path) -> list[
     restore = askpass.parent / "id_restore"
     assert ssh_add(sock, str(restore), askpass=askpass).returncode == 0
     post = _hook(after, "post-restore", "gated", GATED, "--xfer-ok", "1")
-    times = []
-
-    for _ in range(11):
-        started = time.perf_counter()
-        _run(_hook(after, "pre-restore", "gated", GATED))
-        times.append(time.perf_counter() - started)
-        _run(post)
-    armed = statistics.median(times)
+    pre = _hook(after, "pre-restore", "gated", GATED)
+    armed = _medians_after_undo({"armed": (pre, post)})["armed"]
     return [
         Result(
             "pre-restore, restore key not loaded (fails fast)",
