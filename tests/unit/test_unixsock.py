@@ -65,9 +65,16 @@ def test_parse_decides_the_value_of_a_round_trip(tmp_path: Path) -> None:
     assert reply == 3
 
 
+def reads_then_announces_too_much(conn: socket.socket) -> None:
+    """Read the request, then announce a 5000-byte reply (reading first: hanging up
+    with the request unread would race the caller's send into a broken pipe)."""
+    conn.recv(5)
+    conn.sendall(_U32.pack(5000))
+
+
 def test_a_reply_the_caller_cannot_decode_is_a_bad_reply(tmp_path: Path) -> None:
     path = tmp_path / "s"
-    with listener(path, lambda conn: conn.sendall(_U32.pack(5000))):
+    with listener(path, reads_then_announces_too_much):
         with pytest.raises(TransportError, match="5000 bytes is too long") as caught:
             request(path, frame(b"x"), time.monotonic() + 2.0, length, bytes)
     assert caught.value.failure is Failure.BAD_REPLY
