@@ -8,7 +8,6 @@ of the BackupPC user either way.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from backuppc_agent import doctor, exitcodes
@@ -28,7 +27,6 @@ CHECKS: list[doctor.Check] = [
     checks_backuppc.check_known_hosts,
     checks_backuppc.check_client_keys,
     checks_backuppc.check_swap,
-    checks_backuppc.check_keyring,
     checks_agent.check_unlock,
 ]
 
@@ -47,15 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print one line per finding; 0 if nothing failed, 1 otherwise."""
     ctx = context.load(args.config)
-    env = doctor.Env(
-        ctx=ctx,
-        backuppc=ConfDir(
-            Path(args.backuppc_dir or ctx.config.backuppc.conf_dir), ctx.config.backuppc.top_dir
-        ),
-        procfs=Path(args.procfs),
-        sysfs=Path(args.sysfs),
-        running_uid=os.getuid(),
-    )
+    conf_dir = Path(args.backuppc_dir or ctx.config.backuppc.conf_dir)
+    backuppc = ConfDir(conf_dir, ctx.config.backuppc.top_dir)
+    env = doctor.Env(ctx, backuppc, Path(args.procfs), Path(args.sysfs))
     findings = doctor.run_checks(env, CHECKS)
     for finding in findings:
         print(finding.line())

@@ -1,23 +1,19 @@
 """``doctor``: run every check, one line each with a fix.
 
-A check returns findings: ok, FAIL (exit 1), warn (cannot be decided
-automatically; reported, does not fail) or skip (does not apply here).
-Everything the checks read comes in through ``Env``: tests point it at
-fixture trees instead of /etc/backuppc, /proc and /sys.
+A finding is ok, FAIL (exit 1), warn (cannot be decided automatically: reported,
+does not fail) or skip (does not apply here). Checks read everything through
+``Env``: tests point it at fixture trees instead of /etc/backuppc, /proc and /sys.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backuppc_agent import proc
-from backuppc_agent.agent.probe import ProbeResult, probe
-from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SignChecks, sign_keys
 from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.install import access
 from backuppc_agent.install.context import Context
@@ -26,8 +22,6 @@ logger = logging.getLogger(__name__)
 
 
 class Verdict(enum.Enum):
-    """The outcome of one check."""
-
     OK = "ok"
     FAIL = "FAIL"
     WARN = "warn"
@@ -44,18 +38,9 @@ class Finding:
     fix: str = ""
 
     def line(self) -> str:
-        """``VERDICT check: message; fix: ...``."""
+        """``VERDICT check: message; fix: ...`` (an ok line shows no fix)."""
         text = f"{self.verdict.value:<4} {self.check}: {self.message}"
         return f"{text}; fix: {self.fix}" if self.fix and self.verdict is not Verdict.OK else text
-
-
-def _run_ssh_version(ssh: str) -> str:
-    """``ssh -V`` prints its version on stderr."""
-    try:
-        result = proc.run((ssh, "-V"), timeout=10)
-    except proc.CommandError as err:
-        return str(err)
-    return (result.stderr or result.stdout).decode(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -66,10 +51,7 @@ class Env:
     backuppc: ConfDir
     procfs: Path
     sysfs: Path
-    probe_fn: Callable[[Path, float, int | None], ProbeResult] = probe
-    sign_fn: Callable[[Path, Sequence[Identity], float, int | None], SignChecks] = sign_keys
-    ssh_version: Callable[[str], str] = _run_ssh_version
-    running_uid: int = field(default=-1)
+    running_uid: int = field(default_factory=os.getuid)
     runner: access.Runner = access.run_as
 
 
@@ -90,5 +72,4 @@ def run_checks(env: Env, checks: list[Check]) -> list[Finding]:
 
 
 def failed(findings: list[Finding]) -> bool:
-    """True if any finding is a FAIL."""
     return any(finding.verdict is Verdict.FAIL for finding in findings)

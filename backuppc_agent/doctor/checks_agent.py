@@ -1,21 +1,19 @@
-"""doctor's checks of the agent side: agent and keys, paths, OpenSSH, control paths, unlock.
-
-Unattended unlock: which one is in force; with Tang, for each key, the JWE
-exists and only its owner (the BackupPC user) can read it, each Tang it is
-bound to answers, and the thumbprint pinned at store time is still among those
-the Tang advertises (else: ``passphrase rekey``).
-"""
+"""doctor's checks of the agent side: agent and keys, paths, OpenSSH, control paths, unlock."""
 
 from __future__ import annotations
 
 import os
 import re
 import stat
+from functools import partial
 from pathlib import Path
+from pwd import struct_passwd
 
-from backuppc_agent import state
+from backuppc_agent import proc, state
 from backuppc_agent.agent import keyfiles, readiness, tang
+from backuppc_agent.agent.probe import probe
 from backuppc_agent.agent.readiness import Cause
+from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.doctor import Env, Finding, Verdict
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
@@ -34,31 +32,26 @@ START_FIX = (
 def check_agent(env: Env) -> list[Finding]:
     """The agent answers on its socket and holds the keys that make it ready."""
     config, user = env.ctx.config, env.ctx.user
-    uid = user.pw_uid
     ready = readiness.check_live(
         config.agent,
-        probe_agent=lambda path, seconds: env.probe_fn(path, seconds, uid),
-        sign_agent=lambda path, keys, seconds: env.sign_fn(path, keys, seconds, uid),
+        probe_agent=partial(probe, expected_uid=user.pw_uid),
+        sign_agent=partial(sign_keys, expected_uid=user.pw_uid),
     )
-    reason = ready.reason
     supervised = state.supervisor_running(config.state.dir)
     running = "running" if supervised else "NOT running"
     where = f"ssh-agent pid {ready.probe.peer_pid}, supervisor {running}"
+    waiting = f"waiting: {ready.reason} ({where})"
     if ready.state is State.READY:
         verdict = Verdict.OK if supervised else Verdict.FAIL
-        return [Finding("agent", verdict, f"ready: {reason} ({where})", START_FIX)]
+        return [Finding("agent", verdict, f"ready: {ready.reason} ({where})", START_FIX)]
     if ready.cause is Cause.UNUSABLE:
-        fix = (
-            "re-add the key without -c (ssh-add KEY), use a key that needs no touch, "
-            "or load a valid certificate"
-        )
-        return [Finding("agent", Verdict.FAIL, f"waiting: {reason} ({where})", fix)]
+        fix = "re-add the key without -c (ssh-add KEY), use a key that needs no touch, "
+        return [Finding("agent", Verdict.FAIL, waiting, fix + "or load a valid certificate")]
     if ready.state is State.WAITING:
         fix = f"su - {user.pw_name}, then ssh-add (or backuppc-agent add)"
-        return [Finding("agent", Verdict.FAIL, f"waiting: {reason} ({where})", fix)]
-    return [
-        Finding("agent", Verdict.FAIL, f"no agent on {config.agent.socket}: {reason}", START_FIX)
-    ]
+        return [Finding("agent", Verdict.FAIL, waiting, fix)]
+    message = f"no agent on {config.agent.socket}: {ready.reason}"
+    return [Finding("agent", Verdict.FAIL, message, START_FIX)]
 
 
 def _path_problem(path: Path, uid: int, want_dir: bool, max_mode: int) -> str | None:
@@ -107,10 +100,19 @@ def parse_ssh_version(text: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+def _ssh_version(ssh: str) -> str:
+    """What ``ssh -V`` prints (on stderr), or why it could not run."""
+    try:
+        result = proc.run((ssh, "-V"), timeout=10)
+    except proc.CommandError as err:
+        return str(err)
+    return (result.stderr or result.stdout).decode(errors="replace")
+
+
 def check_openssh(env: Env) -> list[Finding]:
     """OpenSSH is new enough for IdentityAgent (and SSH_ASKPASS_REQUIRE with unlock)."""
     config = env.ctx.config
-    text = env.ssh_version(config.mux.ssh)
+    text = _ssh_version(config.mux.ssh)
     version = parse_ssh_version(text)
     if version is None:
         first = text.strip().splitlines()[0] if text.strip() else "no output"
@@ -128,41 +130,30 @@ def check_openssh(env: Env) -> list[Finding]:
 
 def check_control_paths(env: Env) -> list[Finding]:
     """Every BackupPC host's control socket path fits the Unix socket limit."""
-    from backuppc_agent.ssh import sshconfig  # noqa: PLC0415
-
     control_dir = env.ctx.config.mux.control_dir
     bad, longest = [], 0
     for name in env.backuppc.host_names():
         try:
             longest = max(longest, len(str(sshconfig.control_path(control_dir, name))))
         except BackupPCAgentError as err:
-            bad.append(
-                Finding(
-                    "control path",
-                    Verdict.FAIL,
-                    str(err),
-                    "shorten [mux] control_dir or rename the host",
-                )
-            )
+            fix = "shorten [mux] control_dir or rename the host"
+            bad.append(Finding("control path", Verdict.FAIL, str(err), fix))
     if bad:
         return bad
     return [Finding("control path", Verdict.OK, f"longest is {longest} characters (limit 90)")]
 
 
+def _rerun_as(user: struct_passwd) -> str:
+    return f"su -s /bin/sh {user.pw_name} -c 'backuppc-agent doctor'"
+
+
 def check_running_user(env: Env) -> list[Finding]:
     """Say which account's view the report is (root sees everything but the keyring)."""
-    uid = env.running_uid if env.running_uid >= 0 else os.getuid()
     user = env.ctx.user
-    if uid in (user.pw_uid, 0):
+    if env.running_uid in (user.pw_uid, 0):
         return []
-    return [
-        Finding(
-            "user",
-            Verdict.WARN,
-            f"running as uid {uid}, not {user.pw_name} or root",
-            f"run: su -s /bin/sh {user.pw_name} -c 'backuppc-agent doctor'",
-        )
-    ]
+    message = f"running as uid {env.running_uid}, not {user.pw_name} or root"
+    return [Finding("user", Verdict.WARN, message, f"run: {_rerun_as(user)}")]
 
 
 #: ssh's default key files, which backups offer once the restore key is set up and
@@ -178,7 +169,7 @@ def check_restore_key(env: Env) -> list[Finding]:
         message = f"none at {key}: restores use the backup key (client-setup creates one)"
         return [Finding("restore key", Verdict.SKIP, message)]
     agent = config.agent
-    result = env.probe_fn(agent.socket, agent.probe_timeout_seconds, env.ctx.user.pw_uid)
+    result = probe(agent.socket, agent.probe_timeout_seconds, env.ctx.user.pw_uid)
     if not result.answered:
         return []  # check_agent says why
     loaded = set(result.fingerprints)
@@ -205,15 +196,40 @@ def _backup_keys_finding(env: Env, loaded: set[str]) -> Finding | None:
 
 
 def check_unlock(env: Env) -> list[Finding]:
-    """Say which unlock is in force; with "tang", check each key's JWE and Tang."""
-    config = env.ctx.config
+    """Say which unlock is in force, then check what it needs for each key.
+
+    keyring: a stored passphrase that opens the key (only the BackupPC user can
+    read its keyring). tang: the JWE is the BackupPC user's alone, each Tang it
+    is bound to answers, and still advertises the thumbprint pinned at store
+    time (else ``passphrase rekey``).
+    """
+    config, user = env.ctx.config, env.ctx.user
     method = config.agent.unlock
     findings = [Finding("unlock", Verdict.OK, f'unattended unlock: "{method}"')]
-    if method != "tang":
-        return findings
-    for key in config.agent.keys:
-        findings += _key_findings(key, tang.jwe_path(config.state.dir, key), env.ctx.user.pw_uid)
+    if method == "keyring" and env.running_uid != user.pw_uid:
+        message = f"only {user.pw_name} can read its keyring"
+        findings.append(Finding("keyring", Verdict.SKIP, message, _rerun_as(user)))
+    elif method == "keyring":
+        findings += [_key_passphrase(key) for key in config.agent.keys]
+    elif method == "tang":
+        for key in config.agent.keys:
+            findings += _key_findings(key, tang.jwe_path(config.state.dir, key), user.pw_uid)
     return findings
+
+
+def _key_passphrase(key: Path) -> Finding:
+    """Does the keyring hold a passphrase that opens ``key``?"""
+    from backuppc_agent.agent import passphrases  # noqa: PLC0415  (keyring costs ~50 ms)
+
+    fix = f"backuppc-agent passphrase set {key}"
+    try:
+        secret = passphrases.get(key)
+        good = secret is not None and passphrases.opens(key, secret)
+    except BackupPCAgentError as err:
+        return Finding("keyring", Verdict.FAIL, f"{key}: {err}", fix)
+    if good:
+        return Finding("keyring", Verdict.OK, f"{key}: the stored passphrase opens it")
+    return Finding("keyring", Verdict.FAIL, f"{key}: no stored passphrase that opens it", fix)
 
 
 def _key_findings(key: Path, where: Path, owner_uid: int) -> list[Finding]:

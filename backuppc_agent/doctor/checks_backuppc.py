@@ -1,8 +1,7 @@
-"""doctor's checks of the BackupPC side and the host: hooks, known_hosts, clients, swap, keyring."""
+"""doctor's checks of the BackupPC side and the host: hooks, access, known_hosts, clients, swap."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from backuppc_agent import proc
@@ -44,20 +43,15 @@ def check_backuppc_config(env: Env) -> list[Finding]:
 
 def _problems(settings: dict[str, str], where: str, every: bool) -> list[Finding]:
     """What in ``settings`` breaks the gate; ``every``: a missing setting counts too."""
-    wanted = {"UserCmdCheckStatus": None, **REQUIRED_SETTINGS}
+    fix = "backuppc-agent install (or the lines of backuppc-agent backuppc-config)"
     findings = []
-    for key, marker in wanted.items():
+    for key, marker in {"UserCmdCheckStatus": None, **REQUIRED_SETTINGS}.items():
         value = settings.get(key)
         if (value is None and not every) or _setting_ok(value, marker):
             continue
         shown = "is not set" if value is None else f"= {value[:100]}"
         findings.append(
-            Finding(
-                "backuppc config",
-                Verdict.FAIL,
-                f"{where}: $Conf{{{key}}} {shown}",
-                "backuppc-agent install (or the lines of backuppc-agent backuppc-config)",
-            )
+            Finding("backuppc config", Verdict.FAIL, f"{where}: $Conf{{{key}}} {shown}", fix)
         )
     return findings
 
@@ -72,8 +66,7 @@ def _setting_ok(value: str | None, marker: str | None) -> bool:
 def check_access(env: Env) -> list[Finding]:
     """The BackupPC user runs the program config.pl names, reads the config and key files."""
     user = env.ctx.user
-    uid = env.running_uid if env.running_uid >= 0 else os.getuid()
-    if uid not in (0, user.pw_uid):
+    if env.running_uid not in (0, user.pw_uid):
         message = f"only root or {user.pw_name} can run commands as {user.pw_name}"
         return [Finding("access", Verdict.SKIP, message)]
     pre = (env.backuppc.main() or {}).get("DumpPreUserCmd")
@@ -139,7 +132,7 @@ def check_client_keys(env: Env) -> list[Finding]:
         return [Finding("client keys", Verdict.SKIP, "no BackupPC host uses ssh")]
     config = env.ctx.config
     recorded = remote.remembered_accesses(config.state.dir)
-    mine = (env.running_uid if env.running_uid >= 0 else os.getuid()) == env.ctx.user.pw_uid
+    mine = env.running_uid == env.ctx.user.pw_uid
     findings = [_client_finding(host.name, _access(config, host, recorded, mine)) for host in hosts]
     findings += [
         _protected_finding(env, host, protected)
@@ -147,8 +140,7 @@ def check_client_keys(env: Env) -> list[Finding]:
         if finding.verdict is Verdict.OK and host.xfer_method == "rsync"
         if (protected := confdir.protected_args(env.backuppc.settings(host.name, main)))
     ]
-    restricted = [f for f in findings if f.verdict is Verdict.OK]
-    if len(restricted) == len(findings):
+    if all(f.verdict is Verdict.OK for f in findings):
         message = f"the backup key reaches only the gate on all {len(hosts)} ssh hosts"
         return [Finding("client keys", Verdict.OK, message)]
     return [f for f in findings if f.verdict is not Verdict.OK]
@@ -196,9 +188,8 @@ def _client_finding(name: str, seen: tuple[Answer, str] | None) -> Finding:
         )
         return Finding("client keys", Verdict.WARN, message, f"backuppc-agent client-setup {name}")
     message = f"{name}: another forced command answers for the backup key ({when}): not ours"
-    return Finding(
-        "client keys", Verdict.WARN, message, f"see docs/security.md; or client-setup {name}"
-    )
+    fix = f"see docs/security.md; or client-setup {name}"
+    return Finding("client keys", Verdict.WARN, message, fix)
 
 
 SWAP_FIX = "encrypt swap (a 'swap' line in /etc/crypttab, or LVM on LUKS) or turn it off"
@@ -222,30 +213,3 @@ def check_swap(env: Env) -> list[Finding]:
         else:
             findings.append(Finding("swap", Verdict.WARN, f"{where}: {item.why}", SWAP_FIX))
     return findings
-
-
-def check_keyring(env: Env) -> list[Finding]:
-    """With unlock = "keyring": every key has a stored passphrase that opens it."""
-    agent, user = env.ctx.config.agent, env.ctx.user
-    if agent.unlock != "keyring":
-        return []
-    uid = env.running_uid if env.running_uid >= 0 else os.getuid()
-    if uid != user.pw_uid:
-        fix = f"su -s /bin/sh {user.pw_name} -c 'backuppc-agent doctor'"
-        return [Finding("keyring", Verdict.SKIP, f"only {user.pw_name} can read its keyring", fix)]
-    return [_key_passphrase(key) for key in agent.keys]
-
-
-def _key_passphrase(key: Path) -> Finding:
-    """Does the keyring hold a passphrase that opens ``key``?"""
-    from backuppc_agent.agent import passphrases  # noqa: PLC0415  (keyring costs ~50 ms)
-
-    fix = f"backuppc-agent passphrase set {key}"
-    try:
-        secret = passphrases.get(key)
-        good = secret is not None and passphrases.opens(key, secret)
-    except BackupPCAgentError as err:
-        return Finding("keyring", Verdict.FAIL, f"{key}: {err}", fix)
-    if good:
-        return Finding("keyring", Verdict.OK, f"{key}: the stored passphrase opens it")
-    return Finding("keyring", Verdict.FAIL, f"{key}: no stored passphrase that opens it", fix)
