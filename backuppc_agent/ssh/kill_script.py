@@ -1,11 +1,9 @@
-"""The sh script a kill session runs on the client (fed on stdin to ``sh -s -- MODE ID``).
+"""The sh script a kill session feeds to the client's ``sh -s -- MODE ID`` (tests shellcheck it).
 
-Kept as a string, not a data file, so every install form ships it; the tests
-run shellcheck on it.
+A string, not a data file, so every install form ships it.
 """
 
-KILL_SCRIPT = r"""# backuppc-agent: end what a backup started on this client.
-# Run as `sh -s -- MODE ID` with this script on stdin, through the client's master.
+KILL_SCRIPT = r"""# backuppc-agent: end what a backup started on this client (`sh -s -- MODE ID`).
 # Jobs are marked in their environment (BACKUPPC_AGENT_JOB=TAG.TOKEN, set with env(1)
 # on the remote command), which their children inherit: MODE "job" matches one
 # transfer, MODE "client" every transfer of one BackupPC client. Each match's

@@ -1,17 +1,11 @@
 """What a configured path may hold: the limits of Unix sockets and what ssh would misread.
 
-Config validation applies these to every path key, so every command that loads
-the configuration reaches the same verdict.
-
-Unix socket paths hold at most 108 bytes on Linux (104 on BSD) with the
-terminating NUL, and an ssh master first binds its ControlPath plus '.' and 16
-random characters, so a control path may be at most 90 characters:
-CONTROL_DIR + '/' + CLIENT.
-
-ssh reads paths in ssh_config and in ``-o Keyword=value`` through one word
-splitter: whitespace ends the word, quotes and backslashes are unquoted, '#'
-starts a comment, '%' starts a token (%h, %C, ...) and '$' an environment
-variable, so a path holding any of them reaches ssh as something else.
+Config validation applies these to every path key. A Unix socket path holds 108
+bytes on Linux (104 on BSD) with its NUL, and an ssh master first binds its
+ControlPath plus '.' and 16 random characters: a control path (CONTROL_DIR/CLIENT)
+may be at most 90 characters. ssh reads paths in ssh_config and ``-o`` through one
+word splitter (whitespace, quotes, backslashes, '#' comments, '%' tokens, '$'
+variables), so a path holding any of those reaches ssh as something else.
 """
 
 from __future__ import annotations

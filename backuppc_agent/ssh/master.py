@@ -1,16 +1,10 @@
 """One OpenSSH master connection per client: find it alive, or open it under a lock.
 
-The master is ``ssh -M -N -f`` with ControlPersist, its stdio on /dev/null and
-its log (``-E``) in ``STATE_DIR/masters/CLIENT.log``, so no caller (BackupPC
-reading the hook's output) can hang on a pipe the master inherited. A per-client
-flock makes concurrent hooks for one client end with one master while hooks for
-different clients never wait for each other. A stale socket (its master was
-SIGKILLed) is removed before opening, because ``ssh -M`` over an existing path
-silently runs without multiplexing.
-
-With ``restore`` the same functions handle a restore's own master (the restore
-key alone, in ``CONTROL_DIR/restore/``, see sshconfig.py): opened by the
-pre-restore hook and closed by the post-restore hook.
+The master's stdio is /dev/null and its log (``-E``) ``STATE_DIR/masters/CLIENT.log``,
+so no caller (BackupPC reading the hook's output) hangs on a pipe it inherited. A
+per-client flock: one master per client, and no wait across clients. A stale socket
+is removed first: ``ssh -M`` over an existing path silently runs without multiplexing.
+With ``restore``: a restore's own master (the restore key alone, see sshconfig.py).
 """
 
 from __future__ import annotations
@@ -48,11 +42,7 @@ _TEMP_SUFFIX_CHARS = 16
 
 @dataclass(frozen=True, slots=True)
 class MasterInfo(mux.MuxResult):
-    """One control socket in the control directory, as ``master list`` shows it.
-
-    The status, pid and detail are what mux.check found (alive, stale, timeout,
-    bad reply, foreign, ...).
-    """
+    """One control socket in the control directory, as ``master list`` shows it."""
 
     client: str
     path: Path
@@ -74,9 +64,7 @@ def _is_temp_name(name: str) -> bool:
 def list_masters(control_dir: Path, timeout: float = CHECK_SECONDS) -> list[MasterInfo]:
     """Every control socket in ``control_dir``, checked over the mux protocol, by client.
 
-    The checks run concurrently: each waits on a separate master process to be
-    scheduled (or on a wedged socket's deadline), so 200 masters, or a few
-    hung sockets, cost about one wait instead of the sum of all of them.
+    Concurrently: 200 masters, or a few wedged sockets, cost about one wait, not the sum.
     """
     sockets = _control_sockets(control_dir)
     if len(sockets) <= 1:
@@ -178,17 +166,13 @@ def _explained(why: str, host: str) -> str:
     """``why``, plus sshd's PerSourcePenalties and their fix when the client dropped us.
 
     Under ``-E`` ssh logs only "Connection closed by ADDR port N" for a connection
-    closed before sshd's greeting: what an sshd >= 9.8 does to a penalised address,
-    which every backup from this server then meets.
+    closed before sshd's greeting: what an sshd >= 9.8 does to a penalised address.
     """
     if reach.classify(why) is not reach.Reach.DROPPED:
         return why
     address = host.rpartition("@")[2]
     source = reach.source_address(address, 22)
-    return (
-        f"{why} (before sshd's greeting: an OpenSSH >= 9.8 sshd dropping this server for "
-        f"PerSourcePenalties, or MaxStartups full; {reach.penalty_fix(address, source)})"
-    )
+    return f"{why} ({reach.explain(reach.Reach.DROPPED, address, 22, 0.0, source)})"
 
 
 def ensure_master(
@@ -205,7 +189,7 @@ def ensure_master(
     """
     path = sshconfig.master_path(config, client, restore)
     names.check(host, "host")
-    status = first or mux.check(path, CHECK_SECONDS, session_seconds(config))
+    status = first or mux.check(path, CHECK_SECONDS, float(config.hooks.connect_timeout_seconds))
     if status.alive:
         return status, False
     paths.ensure_private_dir(config.mux.control_dir, "control")
@@ -226,17 +210,10 @@ def ensure_master(
         lock.release()
 
 
-def session_seconds(config: Config) -> float:
-    """How long a live master may take to open a session: what a new connection may take."""
-    return float(config.hooks.connect_timeout_seconds)
-
-
 def retire_master(path: Path, status: mux.MuxResult) -> None:
-    """Free ``path`` from a master that runs but opens no sessions.
+    """Free ``path`` from a master that runs but opens no sessions (``ssh -O stop``).
 
-    The master is asked to stop listening (``ssh -O stop``: it removes its
-    socket; whatever it still carries runs on until its connection dies), not
-    to exit; if it does not answer, its socket is removed.
+    Not asked to exit: what it still carries runs on. If it does not answer, its socket goes.
     """
     logger.warning("retiring ssh master %s: %s", path, status.detail)
     mux.stop_listening(path, CHECK_SECONDS)

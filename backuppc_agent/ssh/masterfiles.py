@@ -1,11 +1,9 @@
-"""The files each client's master keeps in ``STATE_DIR/masters``: lock, log, last host.
+"""The files of each client's master in ``STATE_DIR/masters`` (0700): lock, log, what it met.
 
-All of them live in a 0700 directory of the state dir: ``CLIENT.lock`` (the
-flock that makes concurrent hooks for one client open one master),
-``CLIENT.log`` (the master's own ``-E`` log, rotated once large) and
+``CLIENT.lock`` (one master per client), ``CLIENT.log`` (the master's ``-E`` log),
 ``CLIENT.host`` (the host it was last opened to, for ``master open`` and
-``kill-remote`` without a host) and ``CLIENT.access`` (what the backup key last
-got there: a remote.Answer value, see remote.probe_access; its mtime says when).
+``kill-remote`` without one) and ``CLIENT.access`` (what the backup key last got
+there, a remote.Answer; its mtime says when).
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ class MasterError(BackupPCAgentError):
 
 
 def masters_dir(config: Config) -> Path:
-    """``STATE_DIR/masters`` (0700): per-client locks, logs and the last host used."""
+    """``STATE_DIR/masters``, made private if need be; raise MasterError if it cannot be."""
     directory = config.state.dir / MASTERS_DIR
     try:
         paths.ensure_private_dir(config.state.dir, "state")
@@ -62,23 +60,25 @@ def last_log_line(log: Path) -> str:
 
 
 def remember(directory: Path, client: str, what: str, value: str) -> None:
-    """Record CLIENT's ``what`` in DIRECTORY/CLIENT.WHAT; a failure is only logged.
-
-    "host": where its master was opened to; "access": what the backup key gets there.
-    """
+    """Record CLIENT's ``what`` ("host", "access") in DIRECTORY/CLIENT.WHAT; failures are logged."""
     try:
         paths.write_private_file(directory / f"{client}.{what}", value.encode() + b"\n")
     except BackupPCAgentError as err:
         logger.warning("cannot record the %s of %s: %s", what, client, err)
 
 
+def recall(directory: Path, client: str, what: str) -> str:
+    """What remember() recorded for CLIENT's ``what``; "" if nothing (or a bad name)."""
+    if names.problem(client) is not None:
+        return ""  # never build a path from a bad name
+    try:
+        raw = paths.read_bounded(directory / f"{client}.{what}", 4096)
+    except BackupPCAgentError:
+        return ""
+    return raw.decode("utf-8", "replace").strip() if raw else ""
+
+
 def remembered_host(config: Config, client: str) -> str | None:
     """The host the last master for CLIENT was opened to, if recorded and still valid."""
-    if names.problem(client) is not None:
-        return None  # never build a path from a bad name; the caller refuses it
-    try:
-        raw = paths.read_bounded(config.state.dir / MASTERS_DIR / f"{client}.host", 4096)
-    except BackupPCAgentError:
-        return None
-    host = raw.decode("utf-8", "replace").strip() if raw else ""
+    host = recall(config.state.dir / MASTERS_DIR, client, "host")
     return host if host and names.problem(host) is None else None

@@ -1,12 +1,10 @@
 """A client for OpenSSH's ControlMaster socket (PROTOCOL.mux), every step under a deadline.
 
-We use ALIVE_CHECK (is the master up, and its pid): about 0.1 ms instead of
-5 ms for an ``ssh -O check`` subprocess; NEW_SESSION, only as far as the
-client's sshd confirming the channel (is the master's connection alive: one
-round trip, ~2 ms on loopback); TERMINATE (``ssh -O exit``) and STOP_LISTENING
-(``ssh -O stop``). The socket is untrusted: ``unixsock`` bounds every step and
-refuses a listener of another uid (the ssh client itself does not check who
-owns the master it talks to); ``mux_framing`` bounds and checks every frame.
+ALIVE_CHECK takes ~0.1 ms (``ssh -O check``: 5 ms); NEW_SESSION, only until the
+client's sshd confirms the channel, proves the connection (~2 ms on loopback);
+TERMINATE is ``ssh -O exit``, STOP_LISTENING ``ssh -O stop``. The socket is
+untrusted: ``unixsock`` refuses a listener of another uid (ssh itself does not
+check who owns the master it talks to); ``mux_framing`` bounds every frame.
 """
 
 from __future__ import annotations
@@ -79,14 +77,10 @@ def _connect(path: Path, timeout: float) -> unixsock.Connection:
 def check(path: Path, timeout: float, session_timeout: float | None = None) -> MuxResult:
     """Ask the master on ``path`` whether it is alive; never blocks past ``timeout``.
 
-    With ``session_timeout``, also prove its connection: open a session that
-    runs ``true``. An alive check proves only that the local master process
-    runs. A master whose client vanished without closing the connection (power
-    cut, network partition, a frozen sshd) answers it for ServerAliveInterval
-    x 3 while every session on it hangs. The session must be confirmed by the
-    client's sshd within ``session_timeout``; otherwise the status is
-    UNRESPONSIVE, with the master's pid. Only the channel's opening is
-    awaited, not ``true``.
+    With ``session_timeout``, also open a session (``true``) that the client's sshd
+    must confirm in time, else UNRESPONSIVE: a master whose client vanished (power
+    cut, partition, frozen sshd) answers the alive check for ServerAliveInterval x 3
+    while every session on it hangs.
     """
     request_id = os.getpid() & 0xFFFFFFFF
     pid = None
@@ -127,13 +121,8 @@ def terminate(path: Path, timeout: float) -> MuxResult:
     before = check(path, timeout)
     if not before.alive:
         return before
-    try:
-        reply_type = _request(path, timeout, framing.MUX_C_TERMINATE)
-    except TransportError as err:
-        return failed_result(err, before.pid)
-    if reply_type != framing.MUX_S_OK:
-        return MuxResult(Master.ALIVE, before.pid, f"master refused to exit ({reply_type:#010x})")
-    return MuxResult(Master.TERMINATED, before.pid, f"master pid {before.pid} asked to exit")
+    said = f"master pid {before.pid} asked to exit"
+    return _order(path, timeout, framing.MUX_C_TERMINATE, before.pid, (Master.TERMINATED, said))
 
 
 def stop_listening(path: Path, timeout: float) -> MuxResult:
@@ -141,19 +130,22 @@ def stop_listening(path: Path, timeout: float) -> MuxResult:
 
     Its own sessions run on; it exits once they end (or its connection dies).
     """
-    try:
-        reply_type = _request(path, timeout, framing.MUX_C_STOP_LISTENING)
-    except TransportError as err:
-        return failed_result(err)
-    if reply_type != framing.MUX_S_OK:
-        return MuxResult(Master.ALIVE, None, f"master refused to stop ({reply_type:#010x})")
-    return MuxResult(Master.STOPPED, None, "master stopped listening")
+    done = (Master.STOPPED, "master stopped listening")
+    return _order(path, timeout, framing.MUX_C_STOP_LISTENING, None, done)
 
 
-def _request(path: Path, timeout: float, msg_type: int) -> int:
-    """Send one request that carries only its id; return the reply's type. Raises TransportError."""
+def _order(
+    path: Path, timeout: float, msg_type: int, pid: int | None, done: tuple[Master, str]
+) -> MuxResult:
+    """Send a request that carries only its id: ``done`` on MUX_S_OK, else still ALIVE."""
     request_id = (os.getpid() + 1) & 0xFFFFFFFF
-    with _connect(path, timeout) as conn:
-        return conn.exchange(
-            framing.encode(msg_type, request_id), framing.frame_length, framing.parse_type
-        )
+    try:
+        with _connect(path, timeout) as conn:
+            frame = framing.encode(msg_type, request_id)
+            reply_type = conn.exchange(frame, framing.frame_length, framing.parse_type)
+    except TransportError as err:
+        return failed_result(err, pid)
+    if reply_type != framing.MUX_S_OK:
+        verb = "exit" if done[0] is Master.TERMINATED else "stop"
+        return MuxResult(Master.ALIVE, pid, f"master refused to {verb} ({reply_type:#010x})")
+    return MuxResult(done[0], pid, done[1])

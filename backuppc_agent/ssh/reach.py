@@ -1,10 +1,8 @@
 """Why a client's sshd gave us nothing: refused, timed out, silent, or dropped by sshd.
 
-OpenSSH 9.8 added PerSourcePenalties to sshd: connections that never try to
-log in (ssh-keyscan's, port probes) earn their source address a penalty, and
-after about 15 of them sshd drops every new connection from that address for
-a while. It accepts, writes "Not allowed at this time", closes, and logs "drop
-connection ... penalty: connections without attempting authentication".
+OpenSSH 9.8's PerSourcePenalties: after about 15 connections that never try to
+log in (ssh-keyscan's, port probes), sshd drops every new connection from that
+address for a while: it accepts, writes "Not allowed at this time" and closes.
 
 What each client shows (measured with OpenSSH 9.2 and 10.0 clients):
 
@@ -12,8 +10,8 @@ What each client shows (measured with OpenSSH 9.2 and 10.0 clients):
   host`` or ``...: read: Connection reset by peer`` (under ``-E`` only
   ``Connection closed by ADDR port N``); ssh-keyscan says ``ADDR: Connection
   closed by remote host`` or ``read (ADDR): Connection reset by peer``;
-- refused (nothing listens) and timed out: ssh names them; ssh-keyscan prints
-  NOTHING for either, so only a connect of our own tells them apart.
+- refused and timed out: ssh names them; ssh-keyscan prints NOTHING for
+  either, so only a connect of our own tells them apart.
 
 A probe that is dropped earns no penalty; one that reaches a healthy sshd earns
 one (a connection without login), so it runs only when the texts say nothing.
@@ -35,20 +33,13 @@ PROBE_READ_BYTES = 1024
 class Reach(enum.Enum):
     """How a connection to a client's sshd ended."""
 
-    #: nothing listens there (ECONNREFUSED)
-    REFUSED = "refused"
-    #: no TCP answer in time (a firewall dropping packets, a wrong or dead address)
-    TIMED_OUT = "timed out"
-    #: accepted, but no SSH greeting in time
-    SILENT = "silent"
-    #: accepted, then closed or reset before the greeting (PerSourcePenalties, MaxStartups)
-    DROPPED = "dropped"
-    #: the name does not resolve
-    NO_ADDRESS = "no address"
-    #: sshd sent its greeting
-    ANSWERED = "answered"
-    #: none of the above (no route, ...)
-    UNKNOWN = "unknown"
+    REFUSED = "refused"  # nothing listens there (ECONNREFUSED)
+    TIMED_OUT = "timed out"  # no TCP answer in time (packets dropped, a wrong or dead address)
+    SILENT = "silent"  # accepted, but no SSH greeting in time
+    DROPPED = "dropped"  # accepted, then closed before the greeting (penalties, MaxStartups)
+    NO_ADDRESS = "no address"  # the name does not resolve
+    ANSWERED = "answered"  # sshd sent its greeting
+    UNKNOWN = "unknown"  # none of the above (no route, ...)
 
 
 # First match wins: a dropped connection can also mention a later failure.
@@ -129,25 +120,18 @@ def source_address(address: str, port: int) -> str | None:
         return None
 
 
-def penalty_fix(address: str, source: str | None) -> str:
-    """What to do on the client about sshd's PerSourcePenalties."""
-    exempt = source or "THIS_SERVER'S_ADDRESS"
-    return (
-        f"on {address}, add 'PerSourcePenaltyExemptList {exempt}' to /etc/ssh/sshd_config "
-        "and reload sshd, or wait for the penalty to expire "
-        "(PerSourcePenalties in sshd_config(5))"
-    )
-
-
 def explain(kind: Reach, address: str, port: int, timeout: float, source: str | None) -> str:
     """One clause saying what happened and what to do, for an error line."""
     where = f"{address} port {port}"
     if kind is Reach.DROPPED:
+        exempt = source or "THIS_SERVER'S_ADDRESS"
         return (
             f"sshd on {where} accepted the connection and closed it before its greeting: "
             "OpenSSH 9.8 and later do that to an address for a while after many connections "
             "that never log in (ssh-keyscan's, port probes: PerSourcePenalties), or when "
-            f"MaxStartups is full; {penalty_fix(address, source)}"
+            f"MaxStartups is full; on {address}, add 'PerSourcePenaltyExemptList {exempt}' to "
+            "/etc/ssh/sshd_config and reload sshd, or wait for the penalty to expire "
+            "(PerSourcePenalties in sshd_config(5))"
         )
     return {
         Reach.REFUSED: f"nothing listens on {where} (connection refused): "

@@ -1,21 +1,18 @@
-"""Kill what a backup started on a client, through a second session on its master.
+"""Kill what a backup started on a client, and ask what the backup key gets there.
 
 The mux protocol cannot signal a remote process, and without a pty the remote
-command gets no signal when its ssh client dies. So every command the transfer
-wrapper runs is marked in its environment (``env BACKUPPC_AGENT_JOB=TAG.TOKEN
-CMD``, inherited by its children; TAG is derived from the client name), and a
-kill session runs a small sh script (kill_script.py, fed on stdin to ``sh -s``,
-so no quoting depends on the client's login shell) that finds the marked
-processes in /proc and ends their process groups: TERM, then KILL.
+command gets no signal when its ssh client dies. So every transfer is marked in
+its environment (``env BACKUPPC_AGENT_JOB=TAG.TOKEN CMD``, inherited by its
+children), and a kill session through the master feeds kill_script.py to
+``sh -s`` (no quoting depends on the client's login shell).
 
-``probe_access`` asks a client, through CLIENT's live master, what the backup
-key gets there (the gate of ``client-setup``, a login shell, or another forced
-command) and records the answer for doctor and the metrics; ``client-setup``
-sends the same probe and reads its answer with ``parse_probe``.
+``probe_access`` records what the backup key gets (the gate of ``client-setup``,
+a login shell, or another forced command) for doctor and the metrics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
@@ -23,12 +20,18 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from backuppc_agent import names, paths, proc
+from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
 from backuppc_agent.ssh.kill_script import KILL_SCRIPT
-from backuppc_agent.ssh.masterfiles import MASTERS_DIR, masters_dir, remember, remembered_host
+from backuppc_agent.ssh.masterfiles import (
+    MASTERS_DIR,
+    masters_dir,
+    recall,
+    remember,
+    remembered_host,
+)
 
 JOB_VAR = "BACKUPPC_AGENT_JOB"
 #: The script's own TERM-to-KILL grace is 3 s; the session gets this much on top.
@@ -53,7 +56,7 @@ class Answer(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Probe:
-    """The probe's outcome: kind, the gate's version and mode, the raw first line."""
+    """The probe's outcome: kind, the gate's version and mode, the raw last line."""
 
     answer: Answer
     version: str = ""
@@ -86,10 +89,9 @@ class KillResult:
 
 
 def client_tag(client: str) -> str:
-    """A short hex tag for a client: safe in any shell word and in a regex.
+    """A short hex tag for a client, safe in any shell word and regex.
 
-    CRC-32 is enough: the tag only keeps apart the clients that share a machine;
-    the random part of the job token is what makes a job's marker unique.
+    CRC-32 is enough: it only keeps apart the clients that share a machine.
     """
     return f"{zlib.crc32(client.encode()):08x}"
 
@@ -130,9 +132,8 @@ def kill_remote(
 ) -> KillResult:
     """Kill one job (``token``) or every job of CLIENT (``token`` None) on the client.
 
-    The script and its output live in anonymous memory files, so a full or
-    read-only state directory never stops a kill. Raises BackupPCAgentError
-    (a bad name, or the session could not run).
+    Script and output live in memory files: a full or read-only state dir never
+    stops a kill. Raises BackupPCAgentError (a bad name, or the session failed).
     """
     sshconfig.control_path(config.mux.control_dir, client)  # refuse a bad name before any use
     target = host or remembered_host(config, client) or client
@@ -153,11 +154,10 @@ def kill_remote(
 
 
 def probe_access(config: Config, client: str, host: str, record: bool = True) -> Answer:
-    """What the backup key gets on CLIENT (an Answer), through its live master.
+    """What the backup key gets on CLIENT (an Answer), through its master (checked by the caller).
 
-    Never logs in anew (``ControlMaster no``, and no master means ssh fails: the
-    caller checks the master first). Records the answer (with ``record``: only the
-    BackupPC user writes its state dir); raises BackupPCAgentError if the session fails.
+    With ``record`` (only the BackupPC user writes its state dir) the answer is
+    recorded. Raises BackupPCAgentError if the session fails.
     """
     path = sshconfig.trusted_control_path(config.mux.control_dir, client)
     destination = names.check(host, "host")
@@ -180,12 +180,8 @@ def remembered_accesses(state_dir: Path) -> dict[str, tuple[Answer, float]]:
     found = {}
     for path in sorted((state_dir / MASTERS_DIR).glob("*.access")):
         client = path.name.removesuffix(".access")
-        try:
-            raw = paths.read_bounded(path, 64)
-            when = path.stat().st_mtime
-        except (BackupPCAgentError, OSError):
-            continue
-        access = raw.decode("ascii", "replace").strip() if raw else ""
-        if access in set(Answer) and names.problem(client) is None:
-            found[client] = (Answer(access), when)
+        access = recall(path.parent, client, "access")
+        with contextlib.suppress(OSError):
+            if access in set(Answer):
+                found[client] = (Answer(access), path.stat().st_mtime)
     return found

@@ -1,27 +1,19 @@
 """The ssh options every client pull uses, as ssh_config text and as ``-o`` arguments.
 
-One table feeds both: the file ``backuppc-agent ssh-config`` writes (for people
-and other tools: ``ssh -F FILE CLIENT``) and the ``-o`` options the hook, the
-master and the transfer wrapper pass on the command line. Passing them as
-options means a stale or missing file can never make BackupPC's sessions
-disagree with the hook's master, and ``~/.ssh/config`` still applies for
-per-host settings (Port, User, HostName) that our options do not set.
+One table feeds both the file ``backuppc-agent ssh-config`` writes and the ``-o``
+options of the hook, the master and the transfer wrapper: a stale or missing file
+never makes BackupPC's sessions disagree with the hook's master, and
+``~/.ssh/config`` still applies for what we do not set (Port, User, HostName).
+Control sockets are ``CONTROL_DIR/CLIENT`` (BackupPC's host name; limits.py), so
+``master list`` maps a socket back to its client without a side table.
 
-Control sockets are named ``CONTROL_DIR/CLIENT`` (BackupPC's host name), so
-``master list`` maps a socket back to its client without a side table. Unix
-socket paths are limited to 108 bytes and the master first binds the path plus
-'.' and 16 random characters, so a control path may be at most 90 characters.
-
-OpenSSH 10.1's ssh warns on stderr when a connection uses no post-quantum key
-exchange (an older server), and that warning would land in every XferLOG:
-``WarnWeakCrypto no`` silences it, but ssh before 10.1 refuses the unknown
+``WarnWeakCrypto no`` silences OpenSSH 10.1's warning about a server without
+post-quantum key exchange (it would land in every XferLOG); older ssh refuses the
 keyword, so it is added only when the installed ssh accepts it.
 
-Once the restore key exists (``agent.restore_key`` and its ``.pub``: see
-ssh/restore.py), backup connections offer only the other keys
-(``IdentitiesOnly``: ``mux.identity_files``, else ``agent.keys``, else ssh's
-default key files) and restore connections only the restore key, on masters of
-their own in ``CONTROL_DIR/restore/``.
+Once the restore key is set up (``agent.restore_key`` and its ``.pub``), backups
+offer only the other keys (``IdentitiesOnly``: ``mux.identity_files``, else
+``agent.keys``) and restores only the restore key, on masters in ``CONTROL_DIR/restore/``.
 """
 
 from __future__ import annotations
@@ -35,7 +27,6 @@ from backuppc_agent.config import Config
 from backuppc_agent.errors import BadNameError
 from backuppc_agent.ssh.limits import client_budget
 
-CONNECT_TIMEOUT_OPTION = "ConnectTimeout"
 #: Restore masters live here, under the control directory: ``master list`` skips them.
 RESTORE_DIR = "restore"
 #: A restore master outlives its last session by this much at most: write access ends soon.
@@ -46,10 +37,9 @@ OPTION_CHECK_SECONDS = 10.0
 
 
 def make_option_check_command(ssh: str, keyword: str, value: str) -> tuple[str, ...]:
-    """``ssh -F none -G -o KEYWORD=VALUE -- localhost``: exits 0 only if ssh knows KEYWORD.
+    """argv that exits 0 only if ssh knows KEYWORD (``-G`` connects nowhere).
 
-    ``-G`` prints the configuration and connects nowhere; ``-F none`` keeps a
-    broken ~/.ssh/config from deciding the answer.
+    ``-F none``: a broken ~/.ssh/config must not decide the answer.
     """
     return (ssh, "-F", "none", "-G", "-o", f"{keyword}={value}", "--", "localhost")
 
@@ -88,10 +78,9 @@ def master_path(config: Config, client: str, restore: bool = False) -> Path:
 def trusted_control_path(control_dir: Path, client: str) -> Path:
     """``control_path()``, refusing a control directory others could have put a master in.
 
-    ssh does not check who owns the master socket it talks to, and a live
-    master answers our alive check whoever planted it: before a socket there is
-    used, its directory, if it exists, must be ours (or root's), private and no
-    symlink. Raises BadNameError or UnsafePathError.
+    ssh does not check who owns the master socket it talks to: the directory, if it
+    exists, must be ours (or root's), private and no symlink. Raises BadNameError or
+    UnsafePathError.
     """
     path = control_path(control_dir, client)
     if os.path.lexists(control_dir):
@@ -118,7 +107,7 @@ def options(
         ("ServerAliveInterval", str(mux.server_alive_interval)),
         ("ServerAliveCountMax", "3"),
         ("UserKnownHostsFile", str(mux.known_hosts)),
-        (CONNECT_TIMEOUT_OPTION, str(max(1, int(config.hooks.connect_timeout_seconds)))),
+        ("ConnectTimeout", str(max(1, int(config.hooks.connect_timeout_seconds)))),
     ]
     pairs += identity_options(config, restore)
     if accepts_option(mux.ssh, *QUIET_WEAK_CRYPTO):
@@ -141,10 +130,7 @@ def identity_options(config: Config, restore: bool = False) -> list[tuple[str, s
 
 def option_args(pairs: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     """``-o Keyword=value`` arguments for ssh's command line."""
-    args: list[str] = []
-    for keyword, value in pairs:
-        args += ["-o", f"{keyword}={value}"]
-    return tuple(args)
+    return tuple(word for pair in pairs for word in ("-o", "=".join(pair)))
 
 
 def ssh_command(
