@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -39,6 +40,10 @@ class AgentHandle(Protocol):
         """End the agent (TERM, grace, KILL)."""
 
 
+#: Starts ``argv`` and returns once it answers on the socket, or raises AgentError.
+AgentStarter = Callable[[tuple[str, ...], Path, float, Probe], AgentHandle]
+
+
 class ChildAgent:
     """An ssh-agent we started: our child, in its own session so it can outlive us."""
 
@@ -49,16 +54,14 @@ class ChildAgent:
         self.pid = popen.pid
 
     def exit_status(self) -> int | None:
-        """Reap without blocking; return the exit status once it has exited."""
         return self._popen.poll()
 
     def stop(self) -> None:
-        """TERM, wait, KILL: ssh-agent unlinks its socket on TERM."""
-        proc.stop_child(self._popen)
+        proc.stop_child(self._popen)  # ssh-agent unlinks its socket on TERM
 
 
 class AdoptedAgent:
-    """A live agent left by an earlier supervisor: not our child, found by SO_PEERCRED."""
+    """A live agent left by an earlier supervisor: not our child (so no exit status)."""
 
     adopted = True
 
@@ -66,26 +69,12 @@ class AdoptedAgent:
         self.pid = pid
 
     def exit_status(self) -> int | None:
-        """Unknown: we cannot wait for a process that is not our child."""
         return None
 
     def stop(self) -> None:
-        """Signal the pid the socket's peer credentials named, if it still is an ssh-agent.
-
-        The pid is not our child, so it may have been reused since we adopted it:
-        check its name before sending anything.
-        """
+        # Not our child: the pid may have been reused since, so check its name first.
         if proc.process_name(self.pid) == "ssh-agent":
             proc.stop_pid(self.pid)
-
-
-class AgentStarter(Protocol):
-    """Starts an ssh-agent and returns once it answers (``start_agent`` is the real one)."""
-
-    def __call__(
-        self, argv: tuple[str, ...], socket: Path, probe_timeout: float, probe_fn: Probe, /
-    ) -> AgentHandle:
-        """Start ``argv``; return the running agent or raise AgentError."""
 
 
 def start_agent(
