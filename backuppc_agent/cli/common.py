@@ -1,4 +1,4 @@
-"""Helpers shared by subcommands: config loading and logging set-up."""
+"""Helpers shared by subcommands: config loading, a yes/no question, logging set-up."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from backuppc_agent import config as config_mod
 from backuppc_agent.config import Config
@@ -51,15 +50,7 @@ def confirmed(question: str, hint: str = "") -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def config_notes(config: Config, key: Path, unlock: str) -> None:
-    """Say when the configuration would not load ``key`` at agent start with ``unlock``."""
-    if config.agent.unlock != unlock:
-        print(f'note: {config.source}: set [agent] unlock = "{unlock}" to load it at agent start')
-    if key not in config.agent.keys:
-        print(f"note: {config.source}: add {key} to [agent] keys to load it at agent start")
-
-
-def setup_logging(debug: bool, level_name: str = "INFO", fmt: str = LOG_FORMAT) -> None:
+def setup_logging(debug: bool) -> None:
     """Log to stderr, one line per event (supervisord and journald capture it)."""
-    level = logging.DEBUG if debug else getattr(logging, level_name)
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    level = logging.DEBUG if debug else logging.INFO
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)

@@ -1,15 +1,12 @@
 """``backuppc-agent passphrase set|delete|check|rekey KEYFILE``: for unattended unlock.
 
-``set`` prompts on a terminal (or reads one line from stdin), checks with
-ssh-keygen that the passphrase really opens the key, and only then stores it:
-in the keyring, or with ``--tang URL`` only as a Clevis JWE. ``check`` and
-``delete`` act on the store ``[agent] unlock`` names.
-
-With Tang the passphrase is stored only as a Clevis JWE in ``[state] dir/unlock/``,
-mode 0600. Each Tang's signing-key thumbprint is shown and pinned: confirmed at
-a terminal, or accepted (and printed) with ``--yes``; clevis then checks it and
-never trusts on first use. ``rekey`` binds the stored JWE again to the Tangs'
-current keys.
+``set`` reads the passphrase (terminal prompt, else one stdin line) and stores
+it only once ssh-keygen shows it opens the key: in the keyring, or with
+``--tang URL`` only as a Clevis JWE (0600) in ``[state] dir/unlock/``. Each
+Tang's signing-key thumbprint is pinned (confirmed at a terminal, or printed
+with ``--yes``), so clevis never trusts on first use. ``check`` and ``delete``
+act on the store ``[agent] unlock`` names; ``rekey`` binds the JWE again to the
+Tangs' current keys.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from backuppc_agent.agent import passphrases, tang
 from backuppc_agent.agent.passphrases import PassphraseError
 from backuppc_agent.agent.tang import Pin, TangRefusedError
 from backuppc_agent.agent.unlock import tang_passphrase, with_tang
-from backuppc_agent.cli.common import config_notes, confirmed, load_config
+from backuppc_agent.cli.common import confirmed, load_config
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError, UsageError
 
@@ -34,7 +31,6 @@ MAX_LINE_CHARS = 8192
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """ACTION KEYFILE [--tang URL ...] [--threshold N] [--yes]."""
     parser.add_argument("action", choices=("set", "delete", "check", "rekey"), help="what to do")
     parser.add_argument("key", metavar="KEYFILE", help="the private key file")
     parser.add_argument(
@@ -60,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch to set, delete or check; every failure is one line on stderr."""
+    """Dispatch on the action; every failure is one line on stderr."""
     key = passphrases.key_path(args.key)
     if args.tang and args.action != "set":
         raise UsageError("--tang goes with set only (rekey reads the URLs from the stored JWE)")
@@ -70,32 +66,35 @@ def run(args: argparse.Namespace) -> int:
         return _set(key, args)
     if args.action == "rekey":
         return rekey(key, args)
-    if _unlock(args) == "tang":
-        return _delete_tang(key, args) if args.action == "delete" else _check_tang(key, args)
-    if args.action == "delete":
-        return _delete(key)
-    return _check(key)
+    config = _config_or_none(args)
+    if config is not None and config.agent.unlock == "tang":
+        return _delete_tang(key, config) if args.action == "delete" else _check_tang(key, config)
+    return _delete(key) if args.action == "delete" else _check(key)
 
 
-def _unlock(args: argparse.Namespace) -> str:
-    """The configured unlock method; "none" when there is no valid config."""
+def _config_or_none(args: argparse.Namespace) -> Config | None:
+    """The config; None when it does not load (the keyring needs none)."""
     try:
-        return load_config(args).agent.unlock
+        return load_config(args)
     except ConfigError:
-        return "none"
+        return None
 
 
 def _set(key: Path, args: argparse.Namespace) -> int:
     if not passphrases.is_encrypted(key):
         raise BackupPCAgentError(f"{key} has no passphrase: there is nothing to store")
     secret = _read_passphrase(key)
-    if not passphrases.opens(key, secret):
-        raise BackupPCAgentError(f"that passphrase does not open {key}: nothing stored")
+    _must_open(key, secret)
     if args.tang:
-        return set_tang(key, secret, args)
-    passphrases.store(key, secret)
-    print(f"stored the passphrase of {key} in keyring {passphrases.backend_name()}")
-    _config_notes(key, args)
+        config = load_config(args)
+        where = store(config, key, secret, args.tang, args.threshold, args.yes)
+        print(f"stored the passphrase of {key} {where}")
+    else:
+        config = _config_or_none(args)
+        passphrases.store(key, secret)
+        print(f"stored the passphrase of {key} in keyring {passphrases.backend_name()}")
+    if config is not None:
+        _config_notes(config, key, "tang" if args.tang else "keyring")
     return exitcodes.OK
 
 
@@ -113,13 +112,17 @@ def _read_passphrase(key: Path) -> str:
     return secret
 
 
-def _config_notes(key: Path, args: argparse.Namespace) -> None:
-    """Say when the configuration would not use the stored passphrase."""
-    try:
-        config = load_config(args)
-    except ConfigError:
-        return
-    config_notes(config, key, "keyring")
+def _must_open(key: Path, secret: str) -> None:
+    if passphrases.is_encrypted(key) and not passphrases.opens(key, secret):
+        raise BackupPCAgentError(f"that passphrase does not open {key}: nothing stored")
+
+
+def _config_notes(config: Config, key: Path, unlock: str) -> None:
+    """Say when the configuration would not load ``key`` at agent start with ``unlock``."""
+    if config.agent.unlock != unlock:
+        print(f'note: {config.source}: set [agent] unlock = "{unlock}" to load it at agent start')
+    if key not in config.agent.keys:
+        print(f"note: {config.source}: add {key} to [agent] keys to load it at agent start")
 
 
 def _delete(key: Path) -> int:
@@ -139,17 +142,16 @@ def _check(key: Path) -> int:
     return exitcodes.OK
 
 
-def _check_tang(key: Path, args: argparse.Namespace) -> int:
-    state_dir = load_config(args).state.dir
-    opened = with_tang(state_dir, key, partial(passphrases.run_public, key, clevis=True))
+def _check_tang(key: Path, config: Config) -> int:
+    opened = with_tang(config.state.dir, key, partial(passphrases.run_public, key, clevis=True))
     if passphrases.is_encrypted(key) and opened.returncode != 0:
         raise PassphraseError(f"the passphrase stored for Tang does not open {key}")
     print(f"ok: Tang opens the stored passphrase and it opens {key}")
     return exitcodes.OK
 
 
-def _delete_tang(key: Path, args: argparse.Namespace) -> int:
-    where = tang.jwe_path(load_config(args).state.dir, key)
+def _delete_tang(key: Path, config: Config) -> int:
+    where = tang.jwe_path(config.state.dir, key)
     try:
         where.unlink()
     except FileNotFoundError:
@@ -182,22 +184,23 @@ def pin(url: str, yes: bool) -> Pin:
     if not thumbprints:
         raise BackupPCAgentError(f"Tang at {url} advertises no signing key")
     print(f"Tang at {url} signs with key thumbprint(s): {', '.join(thumbprints)}")
-    if not yes:
-        _confirm(url)
-    else:
+    if yes:
         print(f"accepted (--yes): pinned {thumbprints[0]} for {url}")
+    elif not sys.stdin.isatty():
+        raise UsageError(f"not a terminal: check the thumbprint of {url} and pass --yes")
+    elif not confirmed("Do these match the Tang server's own keys (tang-show-keys)?"):
+        raise BackupPCAgentError("thumbprint not confirmed: nothing stored")
     return Pin(url, thumbprints[0])
 
 
-def _confirm(url: str) -> None:
-    if not sys.stdin.isatty():
-        raise UsageError(f"not a terminal: check the thumbprint of {url} and pass --yes")
-    if not confirmed("Do these match the Tang server's own keys (tang-show-keys)?"):
-        raise BackupPCAgentError("thumbprint not confirmed: nothing stored")
+def store(
+    config: Config, key: Path, secret: str, urls: Sequence[str], threshold: int, yes: bool
+) -> str:
+    """Pin each Tang, encrypt ``secret`` for them and write the JWE (0600).
 
-
-def store(config: Config, key: Path, secret: str, pins: Sequence[Pin], threshold: int) -> Path:
-    """Encrypt ``secret`` for ``pins`` and write the JWE (0600); return its path."""
+    Returns ``for Tang (T of N) in PATH``; raises if the JWE would not open ``key``.
+    """
+    pins = [pin(url, yes) for url in urls]
     jwe = tang.encrypt(secret, pins, threshold)
     # The round trip, as the unlock at boot will do it: clevis hands the plaintext to OpenSSH.
     opened = tang.open_with(jwe, partial(passphrases.run_public, key, jwe, clevis=True))
@@ -207,17 +210,7 @@ def store(config: Config, key: Path, secret: str, pins: Sequence[Pin], threshold
     paths.ensure_private_dir(config.state.dir, "state")
     paths.ensure_private_dir(where.parent, "unlock")
     paths.write_private_file(where, jwe)
-    return where
-
-
-def set_tang(key: Path, secret: str, args: argparse.Namespace) -> int:
-    """``set --tang``: ``secret`` already opens ``key``; pin, encrypt and store it."""
-    config = load_config(args)
-    pins = [pin(url, args.yes) for url in args.tang]
-    where = store(config, key, secret, pins, args.threshold)
-    print(f"stored the passphrase of {key} for Tang ({args.threshold} of {len(pins)}) in {where}")
-    config_notes(config, key, "tang")
-    return exitcodes.OK
+    return f"for Tang ({threshold} of {len(pins)}) in {where}"
 
 
 def rekey(key: Path, args: argparse.Namespace) -> int:
@@ -235,10 +228,7 @@ def rekey(key: Path, args: argparse.Namespace) -> int:
     except TangRefusedError:
         print(f"Tang can no longer open the stored passphrase of {key}: give it again")
         secret = _read_passphrase(key)
-    if passphrases.is_encrypted(key) and not passphrases.opens(key, secret):
-        raise BackupPCAgentError(f"that passphrase does not open {key}: nothing stored")
-    pins = [pin(url, args.yes) for url in tang.jwe_urls(jwe)]
-    threshold = tang.jwe_threshold(jwe)
-    store(config, key, secret, pins, threshold)
-    print(f"re-stored the passphrase of {key} for Tang ({threshold} of {len(pins)}) in {where}")
+    _must_open(key, secret)
+    stored = store(config, key, secret, tang.jwe_urls(jwe), tang.jwe_threshold(jwe), args.yes)
+    print(f"re-stored the passphrase of {key} {stored}")
     return exitcodes.OK
