@@ -1,13 +1,8 @@
 """``backuppc-agent swap``: the swapping and the processes behind it, on one screen.
 
-Swap in use (total and per device, encrypted or not as ``doctor`` judges it),
-pages swapped in and out per second over ``--interval`` (vmstat's si/so),
-memory pressure stall, the processes with most memory in swap (pid, user,
-command: to end one by hand), tmpfs use and the supervised ssh-agent's own
-VmSwap. The numbers come from the metrics' own reader (metrics.swapread), so
-the screen and the dashboard agree. Rates are taken over an interval as
-vmstat's si/so are: two readings of /proc/vmstat (and of the PSI totals)
-``interval`` apart. Exit 0; 9 (FAILED) when /proc/meminfo cannot be read at all.
+The numbers come from the metrics' own reader (metrics.swapread), so the screen
+and the dashboard agree; swap-in/out and stall rates are taken as vmstat's si/so
+are, from two readings ``--interval`` apart. Exit 9 (FAILED) without /proc/meminfo.
 """
 
 from __future__ import annotations
@@ -26,12 +21,11 @@ from backuppc_agent import exitcodes, names, state
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.doctor import swapcrypt
 from backuppc_agent.metrics.swapread import (
+    MEMINFO,
     PROC,
-    Pressure,
     ProcessSwap,
     StatVfs,
     SwapReader,
-    SwapVmStat,
     Tmpfs,
     parse_status_uid,
     read_status,
@@ -115,11 +109,9 @@ def gather(sources: Sources, interval: float, top: int, agent_pid: int | None) -
     """Read everything once (and vmstat/PSI again after ``interval`` seconds)."""
     report = SwapReport(agent_pid=agent_pid)
     read = SwapReader(sources.procfs, report.problems.append, sources.statvfs)
-    first = read.vmstat(), read.pressure()
-    meminfo = read.meminfo()
-    if meminfo is not None:
-        report.total_bytes, report.free_bytes = meminfo.total_bytes, meminfo.free_bytes
-        report.cached_bytes = meminfo.cached_bytes
+    first = _counters(read)
+    meminfo = read.meminfo() or {}
+    report.total_bytes, report.free_bytes, report.cached_bytes = map(meminfo.get, MEMINFO)
     report.devices = [swapcrypt.judge(area, sources.procfs, sources.sysfs)
                       for area in read.swaps() or ()]  # fmt: skip
     report.processes = [_shown(sources.procfs, p) for p in read.processes(top) or ()]
@@ -128,29 +120,26 @@ def gather(sources: Sources, interval: float, top: int, agent_pid: int | None) -
         report.agent_swap_bytes = read.process_swap(agent_pid)
     if interval > 0:
         sources.sleep(interval)
-        report.rates = _rates_between(first, (read.vmstat(), read.pressure()), interval)
+        report.rates = _rates_between(first, _counters(read), interval)
     return report
 
 
-Counters = tuple[SwapVmStat | None, Pressure | None]
+def _counters(read: SwapReader) -> dict[str, float]:
+    """vmstat's pswpin and pswpout and the PSI some and full totals, as read now."""
+    return {**(read.vmstat() or {}), **(read.pressure() or {})}
 
 
-def _rates_between(first: Counters, second: Counters, interval: float) -> Rates:
+def _rates_between(first: dict[str, float], second: dict[str, float], interval: float) -> Rates:
     """Per-second rates between two readings, as Prometheus's rate() would give them."""
-    (vm1, psi1), (vm2, psi2) = first, second
 
-    def per_second(name: str, one: object, two: object) -> float | None:
-        a, b = getattr(one, name, None), getattr(two, name, None)
-        return None if a is None or b is None else max(b - a, 0) / interval
+    def per_second(key: str) -> float | None:
+        if key not in first or key not in second:
+            return None
+        return max(second[key] - first[key], 0) / interval
 
-    return Rates(
-        interval,
-        per_second("pswpin", vm1, vm2),
-        per_second("pswpout", vm1, vm2),
-        os.sysconf("SC_PAGE_SIZE"),
-        per_second("some_seconds", psi1, psi2),
-        per_second("full_seconds", psi1, psi2),
-    )
+    page_bytes = os.sysconf("SC_PAGE_SIZE")
+    return Rates(interval, per_second("pswpin"), per_second("pswpout"), page_bytes,
+                 per_second("some"), per_second("full"))  # fmt: skip
 
 
 def _shown(root: Path, process: ProcessSwap) -> ProcessSwap:
@@ -162,7 +151,7 @@ def _shown(root: Path, process: ProcessSwap) -> ProcessSwap:
 def _user(root: Path, pid: int) -> str:
     """The owner (real uid) of PID, by name where the password database knows it."""
     try:
-        uid = parse_status_uid(read_status(str(root), str(pid)) or b"")
+        uid = parse_status_uid(read_status(root, pid) or b"")
     except OSError:
         return "?"
     if uid is None:

@@ -26,15 +26,7 @@ from backuppc_agent.metrics.http import MetricsServer, make_app, tls_context
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.readiness import ReadinessPart
 from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors, SnapshotSource
-from backuppc_agent.metrics.swap import (
-    AgentSwapPart,
-    MemInfoPart,
-    PressurePart,
-    ProcessSwapPart,
-    SwapsPart,
-    TmpfsPart,
-    VmStatPart,
-)
+from backuppc_agent.metrics.swap import swap_parts
 from backuppc_agent.metrics.swapread import PROC, StatVfs
 from backuppc_agent.state import Snapshot, State
 
@@ -128,13 +120,7 @@ def build_parts(
             config.agent.expiry_warning_seconds,
             functools.partial(readiness.not_counted, config.agent),
         ),
-        MemInfoPart(errors, root),
-        VmStatPart(errors, root),
-        SwapsPart(errors, root),
-        PressurePart(errors, root),
-        ProcessSwapPart(errors, root, config.swap.top_processes),
-        AgentSwapPart(errors, root, snapshot),
-        TmpfsPart(errors, root, statvfs),
+        *swap_parts(errors, root, config.swap.top_processes, snapshot, statvfs),
         MasterPart(errors, config.mux.control_dir, config.state.dir),
         HookPart(errors, config.state.dir),
         BackupPCPart(errors, config.backuppc),

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import ClassVar
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -70,7 +69,7 @@ class ScrapeErrors:
 class Part(abc.ABC):
     """A collector of one kind of metric, with its own error label."""
 
-    name: ClassVar[str]
+    name: str
 
     def __init__(self, errors: ScrapeErrors) -> None:
         self.errors = errors

@@ -1,18 +1,16 @@
 """Swap's numbers from procfs, for the exporter and the ``swap`` command alike.
 
-Two layers. The parsers are pure (text in, dataclass out): each keeps what it
-could read and lists the lines it could not (``malformed``), so one odd line is
-reported without hiding the rest. ``SwapReader`` reads the files under one root
-(``/proc``; tests pass a fixture tree) through them and hands every failed read
-or odd line to a callback: the metric parts count it as a scrape error, the
-``swap`` command lists it. No prometheus_client here: the command stays light.
+The parsers are pure (text in, ``Parsed`` out) and list the lines they could not
+read, so one odd line is reported without hiding the rest. ``SwapReader`` reads
+the files under one root (tests: a fixture tree) and hands every failed read or
+odd line to a callback: the exporter counts it, the ``swap`` command lists it.
+No prometheus_client here: the command stays light.
 
-Per-process swap comes from /proc/PID/status VmSwap, the one hot loop of a
-scrape. VmSwap is cheap (the kernel keeps a counter per mm); smaps_rollup
-walks every page table and costs seconds on a busy host, so it is never read.
-The loop works on bytes with raw os.open/os.read: 5,000 processes fit in well
-under 0.1 s. A process that exits between the directory listing and the read
-(ENOENT or ESRCH on open, ESRCH on read) has simply gone and is not an error.
+Per-process swap is /proc/PID/status VmSwap, the one hot loop of a scrape: the
+kernel keeps it per mm, where smaps_rollup walks every page table (seconds on a
+busy host). Raw os.open/os.read on bytes scan 5,000 processes well under 0.1 s.
+A process that exits between listing and reading (ENOENT or ESRCH on open, ESRCH
+on read) has simply gone and is not an error.
 """
 
 from __future__ import annotations
@@ -21,16 +19,20 @@ import errno
 import heapq
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Generic, TypeVar
 
 PROC = Path("/proc")
 KIB = 1024
 USEC_PER_SECOND = 1_000_000
 STATUS_CHUNK_BYTES = 4096
 SWAPS_HEADER = "Filename"
+MEMINFO = ("SwapTotal", "SwapFree", "SwapCached")
+VMSTAT = ("pswpin", "pswpout")
+#: memory pressure has had both lines since PSI began (Linux 4.20)
+PRESSURE = ("some", "full")
 #: errnos meaning "this kernel has no PSI" (not built in, or booted with psi=0)
 NO_PSI_ERRNOS = frozenset({errno.ENOENT, errno.EOPNOTSUPP})
 StatVfs = Callable[[str], os.statvfs_result]
@@ -40,24 +42,15 @@ _SWAP_LINE = re.compile(rb"\nVmSwap:[ \t]*(\d+) kB\n")
 _NAME_TAG = b"Name:"
 _UID_TAG = b"\nUid:"
 _THREADS_TAG = b"\nThreads:"
+T = TypeVar("T")
+C = TypeVar("C", bound=Mapping[str, float])
 
 
 @dataclass(frozen=True)
-class SwapMemInfo:
-    """The swap lines of /proc/meminfo, in bytes; None when a line is absent."""
+class Parsed(Generic[T]):
+    """What a parser read from a file, and the lines it could not read."""
 
-    total_bytes: int | None
-    free_bytes: int | None
-    cached_bytes: int | None
-    malformed: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SwapVmStat:
-    """Pages swapped in and out since boot (/proc/vmstat pswpin, pswpout)."""
-
-    pswpin: int | None
-    pswpout: int | None
+    found: T
     malformed: tuple[str, ...] = ()
 
 
@@ -70,31 +63,6 @@ class SwapArea:
     size_bytes: int
     used_bytes: int
     priority: int
-
-
-@dataclass(frozen=True)
-class Swaps:
-    """Every active swap area in /proc/swaps."""
-
-    areas: tuple[SwapArea, ...]
-    malformed: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Pressure:
-    """Total stall time from /proc/pressure/memory (PSI), in seconds."""
-
-    some_seconds: float | None
-    full_seconds: float | None
-    malformed: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Mounts:
-    """The distinct tmpfs mountpoints of the mounts table (/proc/mounts), in table order."""
-
-    tmpfs: tuple[str, ...]
-    malformed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,8 +97,8 @@ def unescape(field: str) -> str:
 
 def _counters(
     text: str, names: Sequence[str], unit: tuple[str, ...] = ()
-) -> tuple[dict[str, int], tuple[str, ...]]:
-    """The ``NAME COUNT UNIT`` lines whose NAME is in ``names``: their counts, the malformed."""
+) -> Parsed[dict[str, int]]:
+    """The counts of the ``NAME COUNT UNIT`` lines whose NAME is in ``names``."""
     found: dict[str, int] = {}
     malformed = []
     for line in text.splitlines():
@@ -141,26 +109,21 @@ def _counters(
             malformed.append(line)
             continue
         found[name] = int(rest[0])
-    return found, tuple(malformed)
+    return Parsed(found, tuple(malformed))
 
 
-def parse_meminfo(text: str) -> SwapMemInfo:
-    """Parse the SwapTotal, SwapFree and SwapCached lines (``NAME: N kB``) into bytes."""
-    found, malformed = _counters(text, ("SwapTotal:", "SwapFree:", "SwapCached:"), ("kB",))
-    total, free, cached = (
-        None if kib is None else kib * KIB
-        for kib in (found.get("SwapTotal:"), found.get("SwapFree:"), found.get("SwapCached:"))
-    )
-    return SwapMemInfo(total, free, cached, malformed)
+def parse_meminfo(text: str) -> Parsed[dict[str, int]]:
+    """The MEMINFO lines (``NAME: N kB``) of /proc/meminfo, in bytes."""
+    kib = _counters(text, [name + ":" for name in MEMINFO], ("kB",))
+    return Parsed({name[:-1]: value * KIB for name, value in kib.found.items()}, kib.malformed)
 
 
-def parse_vmstat(text: str) -> SwapVmStat:
-    """Parse the pswpin and pswpout counters (``NAME N``) of /proc/vmstat."""
-    found, malformed = _counters(text, ("pswpin", "pswpout"))
-    return SwapVmStat(found.get("pswpin"), found.get("pswpout"), malformed)
+def parse_vmstat(text: str) -> Parsed[dict[str, int]]:
+    """The pswpin and pswpout counters (``NAME N``) of /proc/vmstat, in pages."""
+    return _counters(text, VMSTAT)
 
 
-def parse_swaps(text: str) -> Swaps:
+def parse_swaps(text: str) -> Parsed[tuple[SwapArea, ...]]:
     """Parse /proc/swaps: a header, then ``Filename Type Size Used Priority`` (KiB).
 
     A first line that is not the header is malformed: the file is cut short or
@@ -168,18 +131,16 @@ def parse_swaps(text: str) -> Swaps:
     """
     lines = text.splitlines()
     if not lines or not lines[0].startswith(SWAPS_HEADER):
-        return Swaps((), (lines[0] if lines else "",))
+        return Parsed((), (lines[0] if lines else "",))
     areas = []
     malformed = []
-    for line in lines[1:]:
-        if not line.strip():
-            continue
+    for line in filter(str.strip, lines[1:]):
         area = _swap_area(line)
         if area is None:
             malformed.append(line)
         else:
             areas.append(area)
-    return Swaps(tuple(areas), tuple(malformed))
+    return Parsed(tuple(areas), tuple(malformed))
 
 
 def _swap_area(line: str) -> SwapArea | None:
@@ -194,22 +155,18 @@ def _swap_area(line: str) -> SwapArea | None:
         return None
 
 
-def parse_pressure(text: str) -> Pressure:
-    """Parse PSI lines ``some|full avg10=.. avg60=.. avg300=.. total=USEC`` into seconds."""
+def parse_pressure(text: str) -> Parsed[dict[str, float]]:
+    """PSI lines ``some|full avg10=.. avg60=.. avg300=.. total=USEC``: the totals in seconds."""
     found: dict[str, float] = {}
     malformed = []
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
-        if kind not in ("some", "full"):
-            if line.strip():
-                malformed.append(line)
-            continue
-        total = _psi_total(rest)
-        if total is None:
-            malformed.append(line)
-        else:
+        total = _psi_total(rest) if kind in PRESSURE else None
+        if total is not None:
             found[kind] = total / USEC_PER_SECOND
-    return Pressure(found.get("some"), found.get("full"), tuple(malformed))
+        elif line.strip():
+            malformed.append(line)
+    return Parsed(found, tuple(malformed))
 
 
 def _psi_total(fields: str) -> int | None:
@@ -221,11 +178,8 @@ def _psi_total(fields: str) -> int | None:
     return None
 
 
-def parse_mounts(text: str) -> Mounts:
-    """Parse the mounts table (``DEVICE MOUNTPOINT FSTYPE OPTIONS DUMP PASS``) for tmpfs.
-
-    A mountpoint stacked twice counts once.
-    """
+def parse_mounts(text: str) -> Parsed[tuple[str, ...]]:
+    """The distinct tmpfs mountpoints of a mounts table, in table order (stacked ones once)."""
     tmpfs: dict[str, None] = {}
     malformed = []
     for line in text.splitlines():
@@ -234,7 +188,7 @@ def parse_mounts(text: str) -> Mounts:
             malformed.append(line)
         elif parts and parts[2] == "tmpfs":
             tmpfs[unescape(parts[1])] = None
-    return Mounts(tuple(tmpfs), tuple(malformed))
+    return Parsed(tuple(tmpfs), tuple(malformed))
 
 
 def parse_status_swap(data: bytes) -> int | None:
@@ -271,7 +225,7 @@ def parse_status_uid(data: bytes) -> int | None:
     return int(fields[0]) if fields and fields[0].isascii() and fields[0].isdigit() else None
 
 
-def read_status(root: str, pid: str) -> bytes | None:
+def read_status(root: Path, pid: int) -> bytes | None:
     """Read ROOT/PID/status as bytes; None if the process is gone; raise other OSErrors."""
     try:
         fd = os.open(f"{root}/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
@@ -292,22 +246,6 @@ def read_status(root: str, pid: str) -> bytes | None:
     return data
 
 
-def _describe(err: OSError | ValueError) -> str:
-    """A short reason for a failed read or parse."""
-    if isinstance(err, OSError):
-        return err.strerror or type(err).__name__
-    return str(err)
-
-
-class _Parsed(Protocol):
-    @property
-    def malformed(self) -> Sequence[str]:
-        """The lines the parser could not read."""
-
-
-_P = TypeVar("_P", bound=_Parsed)
-
-
 class SwapReader:
     """Reads swap's numbers under one procfs root; each failed read goes to ``fail``."""
 
@@ -320,10 +258,10 @@ class SwapReader:
         # a fixture procfs passes a statvfs that knows the fixture's mountpoints.
         self.statvfs = statvfs
 
-    def _parsed(
-        self, name: str, parse: Callable[[str], _P], quiet: frozenset[int] = frozenset()
-    ) -> _P | None:
-        """Read and parse ROOT/NAME, reporting a failed read (errnos in ``quiet`` aside)."""
+    def _read(
+        self, name: str, parse: Callable[[str], Parsed[T]], quiet: frozenset[int] = frozenset()
+    ) -> T | None:
+        """What ``parse`` found in ROOT/NAME; a failed read (errnos in ``quiet`` aside) is None."""
         path = self.root / name
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -338,81 +276,78 @@ class SwapReader:
         parsed = parse(text)
         for line in parsed.malformed:
             self.fail(f"{path}: malformed line {line!r}")
-        return parsed
+        return parsed.found
 
-    def _missing(self, name: str, lines: dict[str, object]) -> None:
-        for line, value in lines.items():
-            if value is None:
-                self.fail(f"{self.root / name}: no {line} line")
+    def _counts(
+        self,
+        name: str,
+        parse: Callable[[str], Parsed[C]],
+        lines: Sequence[str],
+        quiet: frozenset[int] = frozenset(),
+    ) -> C | None:
+        """The counters ``parse`` found in ROOT/NAME; each of ``lines`` it lacks is reported."""
+        found = self._read(name, parse, quiet)
+        if found is not None:
+            for line in lines:
+                if line not in found:
+                    self.fail(f"{self.root / name}: no {line} line")
+        return found
 
-    def meminfo(self) -> SwapMemInfo | None:
-        """SwapTotal, SwapFree and SwapCached; a missing line is reported."""
-        info = self._parsed("meminfo", parse_meminfo)
-        if info is not None:
-            self._missing("meminfo", {"SwapTotal": info.total_bytes, "SwapFree": info.free_bytes,
-                                      "SwapCached": info.cached_bytes})  # fmt: skip
-        return info
+    def meminfo(self) -> dict[str, int] | None:
+        """SwapTotal, SwapFree and SwapCached in bytes."""
+        return self._counts("meminfo", parse_meminfo, MEMINFO)
 
-    def vmstat(self) -> SwapVmStat | None:
-        """Pages swapped in and out since boot; a missing line is reported."""
-        stat = self._parsed("vmstat", parse_vmstat)
-        if stat is not None:
-            self._missing("vmstat", {"pswpin": stat.pswpin, "pswpout": stat.pswpout})
-        return stat
+    def vmstat(self) -> dict[str, int] | None:
+        """Pages swapped in and out since boot (pswpin, pswpout)."""
+        return self._counts("vmstat", parse_vmstat, VMSTAT)
+
+    def pressure(self) -> dict[str, float] | None:
+        """Seconds some and all tasks stalled on memory; None (no problem) without PSI."""
+        return self._counts("pressure/memory", parse_pressure, PRESSURE, NO_PSI_ERRNOS)
 
     def swaps(self) -> tuple[SwapArea, ...] | None:
-        """Every active swap area; None if /proc/swaps cannot be read."""
-        swaps = self._parsed("swaps", parse_swaps)
-        return None if swaps is None else swaps.areas
-
-    def pressure(self) -> Pressure | None:
-        """Memory stall totals; None (and no problem) on a kernel without PSI."""
-        pressure = self._parsed("pressure/memory", parse_pressure, NO_PSI_ERRNOS)
-        if pressure is not None:
-            # memory pressure has had both lines since PSI began (Linux 4.20)
-            self._missing("pressure/memory", {"some": pressure.some_seconds,
-                                              "full": pressure.full_seconds})  # fmt: skip
-        return pressure
+        """Every active swap area."""
+        return self._read("swaps", parse_swaps)
 
     def processes(self, top: int) -> tuple[ProcessSwap, ...] | None:
         """The ``top`` processes with most memory in swap, largest first; None if unlisted."""
         try:
             with os.scandir(self.root) as entries:
-                pids = [entry.name for entry in entries if _is_count(entry.name)]
+                pids = [int(entry.name) for entry in entries if _is_count(entry.name)]
         except OSError as err:
             self.fail(f"cannot list {self.root}: {err.strerror}")
             return None
         swapping = []
         for pid in pids:
-            try:
-                data = read_status(str(self.root), pid)
-                swap = None if data is None else parse_status_swap(data)
-            except (OSError, ValueError) as err:
-                self.fail(f"{self.root}/{pid}: {_describe(err)}")
-                continue
-            if swap and data:
-                swapping.append((swap, -int(pid), data))
-        largest = heapq.nlargest(top, swapping, key=lambda item: (item[0], item[1]))
+            swap, data = self._status(pid)
+            if swap:
+                swapping.append((swap, -pid, data))
+        largest = heapq.nlargest(top, swapping, key=lambda item: item[:2])
         return tuple(
             ProcessSwap(-neg, "", parse_status_name(data), "", swap) for swap, neg, data in largest
         )
 
     def process_swap(self, pid: int) -> int | None:
         """VmSwap of one process; None if it is gone, has none, or cannot be read."""
+        return self._status(pid)[0]
+
+    def _status(self, pid: int) -> tuple[int | None, bytes]:
+        """VmSwap and status text of PID; (None, b"") if it is gone or cannot be read."""
         try:
-            data = read_status(str(self.root), str(pid))
-            return None if data is None else parse_status_swap(data)
+            data = read_status(self.root, pid)
+            return (None, b"") if data is None else (parse_status_swap(data), data)
         except (OSError, ValueError) as err:
-            self.fail(f"cannot read {self.root}/{pid}/status: {_describe(err)}")
-            return None
+            reason = getattr(err, "strerror", None) or str(err)
+            self.fail(f"cannot read {self.root}/{pid}/status: {reason}")
+            return None, b""
 
     def tmpfs(self) -> list[Tmpfs] | None:
         """Size and use of each tmpfs mountpoint that can be statted; None without mounts."""
-        mounts = self._parsed("mounts", parse_mounts)
-        if mounts is None:
+        mountpoints = self._read("mounts", parse_mounts)
+        if mountpoints is None:
             return None
         found = []
-        for mountpoint in mounts.tmpfs:
+        for mountpoint in mountpoints:
             try:
                 stat = self.statvfs(mountpoint)
             except OSError as err:

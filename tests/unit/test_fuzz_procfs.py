@@ -16,16 +16,8 @@ from hypothesis import strategies as st
 
 from backuppc_agent.metrics import swapread
 from backuppc_agent.metrics.scrape import Part, ScrapeErrors
-from backuppc_agent.metrics.swap import (
-    AgentSwapPart,
-    MemInfoPart,
-    PressurePart,
-    ProcessSwapPart,
-    SwapsPart,
-    TmpfsPart,
-    VmStatPart,
-)
-from backuppc_agent.metrics.swapread import parse_status_name, parse_status_swap
+from backuppc_agent.metrics.swap import swap_parts
+from backuppc_agent.metrics.swapread import Parsed, parse_status_name, parse_status_swap
 from backuppc_agent.state import Snapshot, State
 
 #: text as a hostile or broken procfs might hand it over (after utf-8 "replace" decoding)
@@ -49,8 +41,7 @@ contents = st.one_of(texts, near_lines)
 @example("SwapTotal: \u00b2 kB")  # same trap as vmstat's
 def test_any_meminfo_text_parses(text: str) -> None:
     info = swapread.parse_meminfo(text)
-    for value in (info.total_bytes, info.free_bytes, info.cached_bytes):
-        assert value is None or (value >= 0 and value % swapread.KIB == 0)
+    assert all(value >= 0 and value % swapread.KIB == 0 for value in info.found.values())
     assert all(line in text.splitlines() for line in info.malformed)
 
 
@@ -59,8 +50,7 @@ def test_any_meminfo_text_parses(text: str) -> None:
 @example("pswpin \u00b2")  # make fuzz: str.isdigit() takes '²', int() does not
 def test_any_vmstat_text_parses(text: str) -> None:
     stat = swapread.parse_vmstat(text)
-    assert stat.pswpin is None or stat.pswpin >= 0
-    assert stat.pswpout is None or stat.pswpout >= 0
+    assert all(value >= 0 for value in stat.found.values())
 
 
 @given(contents)
@@ -68,9 +58,9 @@ def test_any_vmstat_text_parses(text: str) -> None:
 @example("Filename Type Size Used Priority\n/dev/x partition 1 2 x\n")
 def test_any_swaps_text_parses(text: str) -> None:
     swaps = swapread.parse_swaps(text)
-    assert all(isinstance(device.priority, int) for device in swaps.areas)
+    assert all(isinstance(device.priority, int) for device in swaps.found)
     if not text.startswith(swapread.SWAPS_HEADER):
-        assert swaps.areas == ()
+        assert swaps.found == ()
         assert len(swaps.malformed) == 1  # no header: the file is cut short or wrong
 
 
@@ -79,14 +69,13 @@ def test_any_swaps_text_parses(text: str) -> None:
 @example("some total=\u00b9\u00b2")
 def test_any_pressure_text_parses(text: str) -> None:
     pressure = swapread.parse_pressure(text)
-    for value in (pressure.some_seconds, pressure.full_seconds):
-        assert value is None or value >= 0
+    assert all(value >= 0 for value in pressure.found.values())
 
 
 @given(contents)
 @example("tmpfs /a\\0 tmpfs rw 0 0\ntmpfs /a\\0 tmpfs rw 0 0\n")
 def test_any_mounts_text_parses(text: str) -> None:
-    points = swapread.parse_mounts(text).tmpfs
+    points = swapread.parse_mounts(text).found
     assert len(points) == len(set(points))
 
 
@@ -94,14 +83,15 @@ def test_any_mounts_text_parses(text: str) -> None:
 def test_well_formed_meminfo_lines_parse_back(total: int, free: int, cached: int) -> None:
     text = f"MemTotal: 1 kB\nSwapCached: {cached} kB\nSwapTotal: {total} kB\nSwapFree: {free} kB\n"
     info = swapread.parse_meminfo(text)
-    assert info == swapread.SwapMemInfo(total * 1024, free * 1024, cached * 1024)
+    assert info == Parsed({"SwapCached": cached * 1024, "SwapTotal": total * 1024,
+                           "SwapFree": free * 1024})  # fmt: skip
 
 
 @given(numbers, numbers, st.integers(min_value=-(2**15), max_value=2**15))
 def test_well_formed_swaps_lines_parse_back(size: int, used: int, priority: int) -> None:
     text = f"Filename\tType\tSize\tUsed\tPriority\n/swap\\040file file {size} {used} {priority}\n"
     swaps = swapread.parse_swaps(text)
-    assert swaps == swapread.Swaps(
+    assert swaps == Parsed(
         (swapread.SwapArea("/swap file", "file", size * 1024, used * 1024, priority),)
     )
 
@@ -110,7 +100,7 @@ def test_well_formed_swaps_lines_parse_back(size: int, used: int, priority: int)
 def test_well_formed_pressure_lines_parse_back(some: int, full: int) -> None:
     text = f"some avg10=0.00 avg60=0.00 avg300=0.00 total={some}\nfull avg10=0.00 total={full}\n"
     pressure = swapread.parse_pressure(text)
-    assert pressure == swapread.Pressure(some / 1_000_000, full / 1_000_000)
+    assert pressure == Parsed({"some": some / 1_000_000, "full": full / 1_000_000})
 
 
 status_bytes = st.one_of(
@@ -154,15 +144,7 @@ def _statvfs(_path: str) -> os.statvfs_result:
 
 def _parts(root: Path, errors: ScrapeErrors) -> list[Part]:
     snapshot = Snapshot(State.READY, "ok", "/x", 1, 1, (), 0.0, 1)
-    return [
-        MemInfoPart(errors, root),
-        VmStatPart(errors, root),
-        SwapsPart(errors, root),
-        PressurePart(errors, root),
-        TmpfsPart(errors, root, _statvfs),
-        ProcessSwapPart(errors, root, 5),
-        AgentSwapPart(errors, root, lambda: snapshot),
-    ]
+    return swap_parts(errors, root, 5, lambda: snapshot, _statvfs)
 
 
 FILES = ("meminfo", "vmstat", "swaps", "pressure/memory", "mounts", "1/status")

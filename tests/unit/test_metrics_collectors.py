@@ -15,15 +15,7 @@ from prometheus_client.metrics_core import Metric
 from backuppc_agent import __version__
 from backuppc_agent.metrics.readiness import ReadinessPart
 from backuppc_agent.metrics.scrape import Part, ScrapeErrors
-from backuppc_agent.metrics.swap import (
-    AgentSwapPart,
-    MemInfoPart,
-    PressurePart,
-    ProcessSwapPart,
-    SwapsPart,
-    TmpfsPart,
-    VmStatPart,
-)
+from backuppc_agent.metrics.swap import SwapPart
 from backuppc_agent.state import Snapshot, State
 from tests.scrape import scrape
 
@@ -60,12 +52,15 @@ class FakeFilesystems:
 
 def swap_parts(root: Path) -> list[Part]:
     errors = ScrapeErrors()
-    return [
-        MemInfoPart(errors, root),
-        VmStatPart(errors, root),
-        SwapsPart(errors, root),
-        PressurePart(errors, root),
-    ]
+    return [SwapPart(errors, name, root) for name in ("meminfo", "vmstat", "swaps", "pressure")]
+
+
+def agent_part(root: Path, current: Snapshot | None) -> Part:
+    return SwapPart(ScrapeErrors(), "ssh_agent_swap", root, snapshot=lambda: current)
+
+
+def tmpfs_part(root: Path, filesystems: FakeFilesystems) -> Part:
+    return SwapPart(ScrapeErrors(), "tmpfs", root, statvfs=filesystems)
 
 
 def test_system_swap_metrics_of_a_swapping_host(procfs_trees: Path) -> None:
@@ -126,7 +121,7 @@ def test_a_missing_file_is_a_counted_error(tmp_path: Path) -> None:
 
 def test_top_swapping_processes_largest_first_ties_by_pid(procfs_trees: Path) -> None:
     errors = ScrapeErrors()
-    part = ProcessSwapPart(errors, procfs_trees / "swapping", top=3)
+    part = SwapPart(errors, "processes", procfs_trees / "swapping", top=3)
     samples = [s for m in part.collect() for s in m.samples]
     assert [(s.labels["pid"], s.labels["comm"], s.value) for s in samples] == [
         ("200", "mysqld", 512000 * KIB),
@@ -138,18 +133,18 @@ def test_top_swapping_processes_largest_first_ties_by_pid(procfs_trees: Path) ->
 
 
 def test_processes_without_swap_are_not_listed(procfs_trees: Path) -> None:
-    scraped = scrape([ProcessSwapPart(ScrapeErrors(), procfs_trees / "swapping", top=100)])
+    scraped = scrape([SwapPart(ScrapeErrors(), "processes", procfs_trees / "swapping", top=100)])
     assert scraped.value("process_swap_bytes", pid="400", comm="sleep") is None
     assert scraped.value("process_swap_bytes", pid="100", comm="ssh-agent") == 64 * KIB
 
 
 def test_top_processes_zero_skips_the_scan(procfs_trees: Path) -> None:
-    part = ProcessSwapPart(ScrapeErrors(), procfs_trees / "swapping", top=0)
+    part = SwapPart(ScrapeErrors(), "processes", procfs_trees / "swapping", top=0)
     assert list(part.collect()) == []
 
 
 def test_a_malformed_status_is_counted_and_the_scan_goes_on(procfs_trees: Path) -> None:
-    scraped = scrape([ProcessSwapPart(ScrapeErrors(), procfs_trees / "malformed", top=10)])
+    scraped = scrape([SwapPart(ScrapeErrors(), "processes", procfs_trees / "malformed", top=10)])
     assert scraped.errors["processes"] == 1
     assert scraped.value("process_swap_bytes", pid="100", comm="ssh-agent") == 16 * KIB
 
@@ -158,36 +153,32 @@ def test_a_status_that_is_a_directory_is_counted(procfs_trees: Path, tmp_path: P
     root = shutil.copytree(procfs_trees / "swapping", tmp_path / "proc")
     (root / "500" / "status").unlink()
     (root / "500" / "status").mkdir()
-    scraped = scrape([ProcessSwapPart(ScrapeErrors(), root, top=10)])
+    scraped = scrape([SwapPart(ScrapeErrors(), "processes", root, top=10)])
     assert scraped.errors["processes"] == 1
     assert scraped.value("process_swap_bytes", pid="200", comm="mysqld") == 512000 * KIB
 
 
 def test_the_ssh_agents_own_swap_comes_from_the_snapshot_pid(procfs_trees: Path) -> None:
     root = procfs_trees / "swapping"
-    scraped = scrape([AgentSwapPart(ScrapeErrors(), root, lambda: snapshot(agent_pid=100))])
+    scraped = scrape([agent_part(root, snapshot(agent_pid=100))])
     assert scraped.value("ssh_agent_swap_bytes") == 64 * KIB
 
 
 @pytest.mark.parametrize("current", [None, snapshot(State.DOWN, agent_pid=None)])
 def test_no_agent_no_agent_swap(procfs_trees: Path, current: Snapshot | None) -> None:
-    scraped = scrape([AgentSwapPart(ScrapeErrors(), procfs_trees / "swapping", lambda: current)])
+    scraped = scrape([agent_part(procfs_trees / "swapping", current)])
     assert scraped.value("ssh_agent_swap_bytes") is None
     assert scraped.errors["ssh_agent_swap"] == 0
 
 
 def test_an_agent_pid_that_just_exited_is_not_an_error(procfs_trees: Path) -> None:
-    scraped = scrape(
-        [AgentSwapPart(ScrapeErrors(), procfs_trees / "swapping", lambda: snapshot(agent_pid=600))]
-    )
+    scraped = scrape([agent_part(procfs_trees / "swapping", snapshot(agent_pid=600))])
     assert scraped.value("ssh_agent_swap_bytes") is None
     assert scraped.errors["ssh_agent_swap"] == 0
 
 
 def test_a_malformed_agent_status_is_counted(procfs_trees: Path) -> None:
-    scraped = scrape(
-        [AgentSwapPart(ScrapeErrors(), procfs_trees / "malformed", lambda: snapshot(agent_pid=200))]
-    )
+    scraped = scrape([agent_part(procfs_trees / "malformed", snapshot(agent_pid=200))])
     assert scraped.errors["ssh_agent_swap"] == 1
 
 
@@ -200,7 +191,7 @@ def test_tmpfs_size_and_use_per_mountpoint(procfs_trees: Path) -> None:
             "/var/lib/backuppc tmp": (256, 0),
         }
     )
-    scraped = scrape([TmpfsPart(ScrapeErrors(), procfs_trees / "swapping", filesystems)])
+    scraped = scrape([tmpfs_part(procfs_trees / "swapping", filesystems)])
     assert scraped.value("tmpfs_size_bytes", mountpoint="/dev/shm") == 1000 * 4096
     assert scraped.value("tmpfs_used_bytes", mountpoint="/dev/shm") == 750 * 4096
     assert scraped.value("tmpfs_used_bytes", mountpoint="/var/lib/backuppc tmp") == 256 * 4096
@@ -209,7 +200,7 @@ def test_tmpfs_size_and_use_per_mountpoint(procfs_trees: Path) -> None:
 
 def test_a_tmpfs_mountpoint_that_cannot_be_statted_is_counted(procfs_trees: Path) -> None:
     filesystems = FakeFilesystems({"/dev/shm": (1000, 250)})
-    scraped = scrape([TmpfsPart(ScrapeErrors(), procfs_trees / "swapping", filesystems)])
+    scraped = scrape([tmpfs_part(procfs_trees / "swapping", filesystems)])
     assert scraped.errors["tmpfs"] == 3
     assert scraped.value("tmpfs_size_bytes", mountpoint="/dev/shm") == 1000 * 4096
 
@@ -219,7 +210,7 @@ def test_tmpfs_against_this_machines_real_mounts() -> None:
     points = [line.split()[1] for line in mounts if line.split()[2] == "tmpfs"]
     if "/dev/shm" not in points:
         pytest.skip("no tmpfs on /dev/shm here")
-    scraped = scrape([TmpfsPart(ScrapeErrors(), Path("/proc"))])
+    scraped = scrape([SwapPart(ScrapeErrors(), "tmpfs", Path("/proc"))])
     real = os.statvfs("/dev/shm")
     assert scraped.value("tmpfs_size_bytes", mountpoint="/dev/shm") == real.f_blocks * real.f_frsize
 
@@ -256,7 +247,7 @@ def test_a_failing_collector_is_counted_and_does_not_break_the_scrape(
     procfs_trees: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     errors = ScrapeErrors()
-    parts = [BrokenPart(errors), MemInfoPart(errors, procfs_trees / "swapping")]
+    parts = [BrokenPart(errors), SwapPart(errors, "meminfo", procfs_trees / "swapping")]
     scraped = scrape(parts)
     assert scraped.value("swap_total_bytes") == 6291448 * KIB
     assert scraped.value("scrape_errors_total", collector="broken") == 1

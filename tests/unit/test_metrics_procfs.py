@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backuppc_agent.metrics import swapread
-from backuppc_agent.metrics.swapread import parse_status_name, parse_status_swap
+from backuppc_agent.metrics.swapread import Parsed, parse_status_name, parse_status_swap
 
 
 def read(tree: Path, name: str) -> str:
@@ -18,41 +18,42 @@ def read(tree: Path, name: str) -> str:
 
 def test_meminfo_of_a_machine_without_swap_reads_as_zero(procfs_trees: Path) -> None:
     info = swapread.parse_meminfo(read(procfs_trees / "captured", "meminfo"))
-    assert info == swapread.SwapMemInfo(0, 0, 0)
+    assert info == Parsed({"SwapTotal": 0, "SwapFree": 0, "SwapCached": 0})
 
 
 def test_meminfo_swap_lines_are_converted_from_kib_to_bytes(procfs_trees: Path) -> None:
     info = swapread.parse_meminfo(read(procfs_trees / "swapping", "meminfo"))
-    assert info == swapread.SwapMemInfo(6291448 * 1024, 5242872 * 1024, 2048 * 1024)
+    assert info.found == {
+        "SwapTotal": 6291448 * 1024, "SwapFree": 5242872 * 1024, "SwapCached": 2048 * 1024
+    }  # fmt: skip
+    assert info.malformed == ()
 
 
 def test_a_malformed_meminfo_line_is_reported_and_the_others_kept(procfs_trees: Path) -> None:
     info = swapread.parse_meminfo(read(procfs_trees / "malformed", "meminfo"))
-    assert info.free_bytes is None
-    assert info.total_bytes == 6291448 * 1024
+    assert "SwapFree" not in info.found
+    assert info.found["SwapTotal"] == 6291448 * 1024
     assert info.malformed == ("SwapFree:        lots kB",)
 
 
 def test_vmstat_swap_counters(procfs_trees: Path) -> None:
-    assert swapread.parse_vmstat(read(procfs_trees / "captured", "vmstat")) == swapread.SwapVmStat(
-        0, 0
-    )
-    assert swapread.parse_vmstat(read(procfs_trees / "swapping", "vmstat")) == swapread.SwapVmStat(
-        123456, 654321
-    )
+    captured = swapread.parse_vmstat(read(procfs_trees / "captured", "vmstat"))
+    assert captured == Parsed({"pswpin": 0, "pswpout": 0})
+    swapping = swapread.parse_vmstat(read(procfs_trees / "swapping", "vmstat"))
+    assert swapping == Parsed({"pswpin": 123456, "pswpout": 654321})
     bad = swapread.parse_vmstat(read(procfs_trees / "malformed", "vmstat"))
-    assert (bad.pswpin, bad.pswpout, bad.malformed) == (123456, None, ("pswpout",))
+    assert bad == Parsed({"pswpin": 123456}, ("pswpout",))
 
 
 def test_proc_swaps_without_swap_has_only_the_header(procfs_trees: Path) -> None:
-    assert swapread.parse_swaps(read(procfs_trees / "captured", "swaps")) == swapread.Swaps(())
+    assert swapread.parse_swaps(read(procfs_trees / "captured", "swaps")) == Parsed(())
 
 
 def test_proc_swaps_lists_a_partition_and_a_file_with_an_escaped_name(
     procfs_trees: Path,
 ) -> None:
     swaps = swapread.parse_swaps(read(procfs_trees / "swapping", "swaps"))
-    assert swaps.areas == (
+    assert swaps.found == (
         swapread.SwapArea("/dev/vdb2", "partition", 4194300 * 1024, 1048576 * 1024, -2),
         swapread.SwapArea("/var/swap file", "file", 2097148 * 1024, 0, 10),
     )
@@ -61,28 +62,27 @@ def test_proc_swaps_lists_a_partition_and_a_file_with_an_escaped_name(
 
 def test_a_short_proc_swaps_line_is_reported(procfs_trees: Path) -> None:
     swaps = swapread.parse_swaps(read(procfs_trees / "malformed", "swaps"))
-    assert len(swaps.areas) == 2
+    assert len(swaps.found) == 2
     assert swaps.malformed == ("/dev/vdc1 partition 1024",)
 
 
 def test_psi_totals_are_converted_from_microseconds(procfs_trees: Path) -> None:
     pressure = swapread.parse_pressure(read(procfs_trees / "swapping", "pressure/memory"))
-    assert pressure == swapread.Pressure(12.345678, 2.345678)
+    assert pressure == Parsed({"some": 12.345678, "full": 2.345678})
     assert swapread.parse_pressure(read(procfs_trees / "captured", "pressure/memory")) == (
-        swapread.Pressure(0.0, 0.0)
+        Parsed({"some": 0.0, "full": 0.0})
     )
 
 
 def test_a_negative_psi_total_is_malformed(procfs_trees: Path) -> None:
     pressure = swapread.parse_pressure(read(procfs_trees / "malformed", "pressure/memory"))
-    assert pressure.some_seconds == pytest.approx(12.345678)
-    assert pressure.full_seconds is None
+    assert pressure.found == {"some": pytest.approx(12.345678)}
     assert len(pressure.malformed) == 1
 
 
 def test_tmpfs_mountpoints_are_unescaped_and_listed_once(procfs_trees: Path) -> None:
     mounts = swapread.parse_mounts(read(procfs_trees / "swapping", "mounts"))
-    assert mounts.tmpfs == (
+    assert mounts.found == (
         "/dev/shm",
         "/sys/fs/cgroup",
         "/run",

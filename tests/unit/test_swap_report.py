@@ -14,7 +14,7 @@ from backuppc_agent.cli.swap import Sources, gather
 from backuppc_agent.config import from_mapping
 from backuppc_agent.metrics.exporter import build_parts
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
-from backuppc_agent.metrics.swap import MemInfoPart, ProcessSwapPart, SwapPart, SwapsPart
+from backuppc_agent.metrics.swap import SwapPart
 from backuppc_agent.metrics.swapread import Tmpfs
 from backuppc_agent.state import Snapshot, State
 from tests.helpers import statvfs_of
@@ -82,7 +82,7 @@ def test_the_report_shows_the_same_numbers_as_the_metrics(tree: Path) -> None:
     report = gather(Sources(tree, tree.parent / "sys", fake_statvfs), 0, 3, agent_pid=None)
     errors = ScrapeErrors()
     registry = CollectorRegistry()
-    parts = [MemInfoPart(errors, tree), SwapsPart(errors, tree), ProcessSwapPart(errors, tree, 3)]
+    parts = [SwapPart(errors, name, tree, top=3) for name in ("meminfo", "swaps", "processes")]
     registry.register(ScrapeCollector(parts, errors))
     metrics = {(s.name, s.labels.get("pid") or s.labels.get("device") or ""): s.value
                for family in registry.collect() for s in family.samples}  # fmt: skip
