@@ -1,9 +1,7 @@
 """Keep one ssh-agent alive on the fixed socket: adopt, start, notice death, restart.
 
-The supervisor owns the loop and readiness; the keeper owns the agent process.
 Under systemd another unit runs the agent: the keeper then only adopts it
-(``starter=None``), waits while there is none, and never starts one itself, so
-the agent never lives in the supervisor's cgroup.
+(``starter=None``) and never starts one, so the agent never lives in the supervisor's cgroup.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from backuppc_agent import paths
 from backuppc_agent.agent import envfile
@@ -37,16 +34,6 @@ STABLE_SECONDS = 60.0
 StartedHook = Callable[[int], None]
 
 
-@dataclass(slots=True)
-class _Restart:
-    """Backoff bookkeeping for agent restarts."""
-
-    count: int = 0
-    failures: int = 0
-    due: float | None = None
-    started: float = 0.0
-
-
 class AgentKeeper:
     """Attach to (adopt or start) the agent and restart it with backoff when it dies."""
 
@@ -64,7 +51,13 @@ class AgentKeeper:
         self._clock = clock
         self._on_started = on_started
         self._agent: AgentHandle | None = None
-        self._restart = _Restart()
+        #: True if another service runs the agent: adopt it, never start one
+        self.adopt_only = starter is None
+        #: how many times the agent was lost and replaced
+        self.restarts = 0
+        self._failures = 0  # restarts in a row that did not last STABLE_SECONDS
+        self._due: float | None = None
+        self._since = 0.0  # when the agent was started or adopted
 
     @property
     def pid(self) -> int | None:
@@ -76,25 +69,10 @@ class AgentKeeper:
         """True if the agent was left by an earlier supervisor."""
         return bool(self._agent and self._agent.adopted)
 
-    @property
-    def restarts(self) -> int:
-        """How many times the agent was lost and replaced."""
-        return self._restart.count
-
-    @restarts.setter
-    def restarts(self, count: int) -> None:
-        self._restart.count = count
-
-    @property
-    def adopt_only(self) -> bool:
-        """True if another service runs the agent: adopt it, never start one."""
-        return self._starter is None
-
     def attach(self) -> ProbeResult | None:
         """Adopt a live agent on the socket or start one; raise if the path is unsafe.
 
-        Returns the probe that found an agent to adopt, or None if one was
-        started (or, adopting only, there is none yet).
+        Returns the probe of the adopted agent, or None if none was adopted.
         """
         found = self.find_agent()
         if found is not None:
@@ -107,10 +85,9 @@ class AgentKeeper:
         return None
 
     def find_agent(self) -> ProbeResult | None:
-        """Return the probe of a live agent on the socket, after removing a stale socket.
+        """The probe of a live agent on the socket; None (a stale socket removed) if none.
 
-        Returns None when the path is free; raises UnsafePathError or AgentError
-        when something that is not our working agent holds it.
+        Raises UnsafePathError or AgentError when something else holds the path.
         """
         sock = self.config.socket
         paths.ensure_private_dir(sock.parent, "agent socket")
@@ -126,7 +103,7 @@ class AgentKeeper:
         """Take over the agent that answered ``result`` (identified by SO_PEERCRED)."""
         assert result.peer_pid is not None
         self._agent = AdoptedAgent(result.peer_pid)
-        self._restart.started = self._clock()
+        self._since = self._clock()
         logger.info(
             "adopted running ssh-agent pid %d on %s (%d keys loaded)",
             result.peer_pid,
@@ -156,7 +133,7 @@ class AgentKeeper:
         cfg = self.config
         argv = make_agent_command(cfg.ssh_agent, cfg.socket, cfg.lifetime_seconds)
         self._agent = self._starter(argv, cfg.socket, cfg.probe_timeout_seconds, self._probe)
-        self._restart.started = self._clock()
+        self._since = self._clock()
         self._write_env()
         if self._on_started is not None:
             self._on_started(self._agent.pid)
@@ -184,7 +161,7 @@ class AgentKeeper:
         elif self.adopt_only and result.answered and result.peer_pid:
             self.adopt(result)
             return
-        due = self._restart.due
+        due = self._due
         if self._agent is None and due is not None and self._clock() >= due:
             self._try_restart()
 
@@ -193,12 +170,11 @@ class AgentKeeper:
         pid = self._agent.pid
         if self.adopt_only:
             # Another service runs the agent: ending or replacing it is its job.
-            self._restart.count += 1
+            self.restarts += 1
             then = "waiting for its service to start another"
         else:
             self._agent.stop()
-            delay = self._next_backoff()
-            self._restart.due = self._clock() + delay
+            delay = self._back_off()
             then = f"restarting it in {delay:.1f} s"
         self._agent = None
         logger.warning(
@@ -210,25 +186,27 @@ class AgentKeeper:
             self.config.socket,
         )
 
-    def _next_backoff(self) -> float:
-        if self._clock() - self._restart.started >= STABLE_SECONDS:
-            self._restart.failures = 0
-        failures = self._restart.failures
-        delay = 0.0 if failures == 0 else BACKOFF_FIRST_SECONDS * 2.0 ** (failures - 1)
-        self._restart.failures += 1
-        return min(delay, BACKOFF_MAX_SECONDS)
+    def _back_off(self) -> float:
+        """Set when the next restart is due; return the delay until then."""
+        if self._clock() - self._since >= STABLE_SECONDS:
+            self._failures = 0
+        first = self._failures == 0
+        delay = 0.0 if first else BACKOFF_FIRST_SECONDS * 2.0 ** (self._failures - 1)
+        delay = min(delay, BACKOFF_MAX_SECONDS)
+        self._failures += 1
+        self._due = self._clock() + delay
+        return delay
 
     def _try_restart(self) -> None:
         try:
             self.attach()
         except BackupPCAgentError as err:
-            delay = self._next_backoff()
-            self._restart.due = self._clock() + delay
+            delay = self._back_off()
             logger.error("cannot restart ssh-agent: %s; next try in %.1f s", err, delay)
             return
-        self._restart.due = None
-        self._restart.count += 1
-        logger.info("ssh-agent restarted (restart #%d)", self._restart.count)
+        self._due = None
+        self.restarts += 1
+        logger.info("ssh-agent restarted (restart #%d)", self.restarts)
 
     def stop(self) -> None:
         """End the agent and remove its socket (on_stop = stop-agent)."""
