@@ -89,12 +89,11 @@ def _set(key: Path, args: argparse.Namespace) -> int:
         config = load_config(args)
         where = store(config, key, secret, args.tang, args.threshold, args.yes)
         print(f"stored the passphrase of {key} {where}")
+        _config_notes(config, key, "tang")
     else:
-        config = _config_or_none(args)
         passphrases.store(key, secret)
         print(f"stored the passphrase of {key} in keyring {passphrases.backend_name()}")
-    if config is not None:
-        _config_notes(config, key, "tang" if args.tang else "keyring")
+        _config_notes(_config_or_none(args), key, "keyring")
     return exitcodes.OK
 
 
@@ -117,8 +116,10 @@ def _must_open(key: Path, secret: str) -> None:
         raise BackupPCAgentError(f"that passphrase does not open {key}: nothing stored")
 
 
-def _config_notes(config: Config, key: Path, unlock: str) -> None:
-    """Say when the configuration would not load ``key`` at agent start with ``unlock``."""
+def _config_notes(config: Config | None, key: Path, unlock: str) -> None:
+    """Say when the configuration (if any loads) would not load ``key`` with ``unlock``."""
+    if config is None:
+        return
     if config.agent.unlock != unlock:
         print(f'note: {config.source}: set [agent] unlock = "{unlock}" to load it at agent start')
     if key not in config.agent.keys:
