@@ -1,10 +1,8 @@
-"""Find, load and validate the TOML configuration, into frozen typed dataclasses.
+"""Find, load and validate the TOML configuration into frozen typed dataclasses.
 
-Each key is declared once, as a field of its section's dataclass: the annotation
-says how the TOML value is converted, ``setting(default, check)`` gives the
-default as written in the file and the check of the converted value. Every
-problem in a file is reported at once, each with its key path ("agent.socket:
-..."), so an operator fixes the file in one pass.
+Each key is declared once, as a dataclass field: the annotation says how its TOML
+value converts, ``setting(default, check)`` gives its default as written in the file
+and the check of the converted value. Every problem is reported at once, by key path.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pwd
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,15 +25,11 @@ SYSTEM_CONFIG = Path("/etc/backuppc-agent/config.toml")
 BUILTIN = "<built-in defaults>"
 
 Check = Callable[[Any], str | None]
-Tables = Mapping[str, Mapping[str, object]]
 
 
 def setting(default: object, check: Check | None = None) -> dict[str, Any]:
     """A key's field metadata: its default as written in the file, the check of its value."""
     return {"default": default, "check": check}
-
-
-# -- checks of converted values -----------------------------------------------------
 
 
 def _choice(*allowed: str) -> Check:
@@ -52,12 +47,8 @@ def _between(low: float, high: float) -> Check:
 
 
 def _fingerprints(value: Any) -> str | None:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    for item in value:
-        body = item.removeprefix("SHA256:")
-        if not item.startswith("SHA256:") or len(body) != 43 or not set(body) <= set(alphabet):
-            return f"{item!r} is not a SHA256:... fingerprint (as ssh-add -l prints it)"
-    return None
+    bad = [item for item in value if not re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}", item)]
+    return f"{bad[0]!r} is not a SHA256:... fingerprint (as ssh-add -l prints it)" if bad else None
 
 
 def _listen(value: Any) -> str | None:
@@ -70,9 +61,8 @@ def _listen(value: Any) -> str | None:
 
 
 def _program(value: Any) -> str | None:
-    if not value or value.startswith("-") or any(c.isspace() for c in value):
-        return f"{value!r} must be a program name or absolute path"
-    if "/" in value and not value.startswith("/"):
+    relative = "/" in value and not value.startswith("/")
+    if not value or value.startswith("-") or relative or any(c.isspace() for c in value):
         return f"{value!r} must be a program name or an absolute path"
     return None
 
@@ -80,9 +70,6 @@ def _program(value: Any) -> str | None:
 def _user(value: Any) -> str | None:
     ok = value and not value.startswith("-") and all(c.isalnum() or c in "._-" for c in value)
     return None if ok else f"{value!r} is not a valid user name"
-
-
-# -- the keys -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +184,6 @@ def defaults() -> dict[str, dict[str, object]]:
     }
 
 
-# -- conversion following the annotation ------------------------------------------------
-
 _SCALARS: dict[object, tuple[tuple[type[Any], ...], str]] = {
     int: ((int,), "an integer"),
     float: ((int, float), "a number"),
@@ -232,8 +217,12 @@ def expand_path(text: str, home: Path) -> tuple[Path | None, str | None]:
 
 def _convert(hint: Any, raw: Any, home: Path) -> tuple[Any, str | None]:
     """Type-check one raw TOML value against an annotation and convert it: (value, problem)."""
-    if get_origin(hint) is tuple:  # tuple[X, ...]: a TOML list of strings
-        return _convert_list(get_args(hint)[0], raw, home)
+    if get_origin(hint) is tuple:  # tuple[X, ...]: a TOML list of strings (a tuple as a default)
+        if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
+            return None, f"expected a list of strings, got {type(raw).__name__} {raw!r}"
+        converted = [_convert(get_args(hint)[0], item, home) for item in raw]
+        problems = [problem for _, problem in converted if problem]
+        return (None, problems[0]) if problems else (tuple(value for value, _ in converted), None)
     if type(None) in get_args(hint):  # X | None: "" leaves it unset
         if raw == "":
             return None, None
@@ -242,20 +231,6 @@ def _convert(hint: Any, raw: Any, home: Path) -> tuple[Any, str | None]:
     if isinstance(raw, bool) or not isinstance(raw, accepted):
         return None, f"expected {what}, got {type(raw).__name__} {raw!r}"
     return expand_path(raw, home) if hint is Path else (hint(raw), None)
-
-
-def _convert_list(item: Any, raw: Any, home: Path) -> tuple[Any, str | None]:
-    what = "a list of " + _SCALARS[item][1].removeprefix("a ") + "s"
-    if not isinstance(raw, list | tuple):  # a tuple only as a default
-        return None, f"expected {what}, got {type(raw).__name__} {raw!r}"
-    if not all(isinstance(value, str) for value in raw):
-        return None, "expected a list of strings"
-    converted = [_convert(item, value, home) for value in raw]
-    problems = [problem for _, problem in converted if problem]
-    return (None, problems[0]) if problems else (tuple(value for value, _ in converted), None)
-
-
-# -- validation ----------------------------------------------------------------------------
 
 
 def _build_section(name: str, cls: type[Any], raw: Any, home: Path, problems: list[str]) -> Any:
@@ -268,19 +243,13 @@ def _build_section(name: str, cls: type[Any], raw: Any, home: Path, problems: li
     problems.extend(f"{name}.{_shown(key)}: unknown key" for key in raw if key not in specs)
     values: dict[str, Any] = {}
     for key, spec in specs.items():
-        value, problem = _value(hints[key], spec, raw.get(key, spec["default"]), home)
+        value, problem = _convert(hints[key], raw.get(key, spec["default"]), home)
+        if problem is None and spec["check"] is not None and value is not None:
+            problem = spec["check"](value)
         if problem:
             problems.append(f"{name}.{key}: {problem}")
         values[key] = value
     return cls(**values)
-
-
-def _value(hint: Any, spec: Mapping[str, Any], raw: Any, home: Path) -> tuple[Any, str | None]:
-    """Convert and check one key's value: (value, problem)."""
-    value, problem = _convert(hint, raw, home)
-    if problem is None and spec["check"] is not None and value is not None:
-        problem = spec["check"](value)
-    return value, problem
 
 
 def _shown(name: str) -> str:
@@ -313,16 +282,11 @@ def from_mapping(data: Mapping[str, Any], source: str, home: Path | None = None)
     return config
 
 
-# -- files ------------------------------------------------------------------------------------
-
-
 def locate(explicit: str | None) -> Path | None:
     """Return the config file to read: --config, $BACKUPPC_AGENT_CONFIG, the system file."""
-    if explicit:
-        return Path(explicit)
-    from_env = os.environ.get(CONFIG_ENV)
-    if from_env:
-        return Path(from_env)
+    chosen = explicit or os.environ.get(CONFIG_ENV)
+    if chosen:
+        return Path(chosen)
     return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
 
 
@@ -344,10 +308,7 @@ def _parse(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"not valid TOML: {err}"]) from err
 
 
-# -- the one TOML writer -------------------------------------------------------------------------
-
-
-def toml_document(tables: Tables, key_prefix: str = "") -> str:
+def toml_document(tables: Mapping[str, Mapping[str, object]], key_prefix: str = "") -> str:
     """Tables as TOML, one blank line after each; ``key_prefix="# "`` comments the keys out."""
     lines = []
     for name, keys in tables.items():

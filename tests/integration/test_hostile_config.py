@@ -50,7 +50,7 @@ EXPECTED = [
     "agent.lifetime_seconds: expected an integer, got bool True",
     "agent.required_keys: expected a list of strings, got str 'SHA256:x'",
     "agent.keys: expected a list of strings",
-    "agent.ssh_agent: '-oProxyCommand=x' must be a program name or absolute path",
+    "agent.ssh_agent: '-oProxyCommand=x' must be a program name or an absolute path",
     "state.dir: expected a path string, got int 42",
     "metrics.listen: '127.0.0.1:\u00b2' must be HOST:PORT",
     "hooks.wait_seconds: must be between 0 and 3600",
