@@ -1,22 +1,9 @@
-"""The hook-run store: every hook run recorded in SQLite in the state directory.
+"""The hook-run store: aggregates of every hook run, in SQLite in the state directory.
 
-Hooks are short-lived processes that may finish at the same moment; the
-exporter is a long-running reader. SQLite in WAL mode with a bounded busy
-timeout fits both: writers queue instead of failing, readers never block
-writers. Only aggregates are kept (run counts, wait histogram, last success per
-client), in small tables updated in one transaction per run, so ``summary()``
-costs the same with a day of history or a year. What one run said goes to
-BackupPC's XferLOG (the hook's own output), not here.
-
-Results recorded (``HookRecord.result``):
-
-- ``ok``: pre hooks: ready and the master is up; post hooks: the transfer
-  succeeded ($xferOK = 1) and the hook did its work
-- ``failed``: post hooks: BackupPC reported the transfer failed ($xferOK != 1)
-- ``not-ready``: a pre hook gave up waiting for SSH keys
-- ``ssh-failed``: a pre hook could not open or reach the client's master
-- ``bad-name``: a client/host name from BackupPC was refused
-- ``error``: anything else went wrong (the hook's output says what)
+Hooks are short-lived concurrent writers, the exporter a long-running reader: WAL
+mode with a bounded busy timeout lets writers queue and never blocks readers. Only
+aggregates are kept, updated in one transaction per run, so ``summary()`` costs the
+same after a day or a year; what one run said goes to BackupPC's XferLOG.
 """
 
 from __future__ import annotations
@@ -29,7 +16,6 @@ import time
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from types import TracebackType
 
 from backuppc_agent import waits
 from backuppc_agent.errors import BackupPCAgentError
@@ -43,11 +29,8 @@ BUSY_TIMEOUT_SECONDS = 5.0
 WAL_RETRY_SECONDS = 0.01
 #: Upper bounds (seconds) of the readiness-wait histogram; +Inf is implied.
 WAIT_BUCKETS_SECONDS: tuple[float, ...] = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
-#: Hooks whose waits feed the histogram: the ones that gate a job on readiness.
-GATING_HOOKS = frozenset({"pre-dump", "pre-restore", "pre-archive", "ping"})
-#: Every result each hook can record: the vocabulary of backuppc_agent_hook_runs_total,
-#: all exported at 0 from the start so increase() sees the first failure of each.
-#: ``error`` is any unexpected failure (an exception the hook did not handle).
+#: Every result each hook can record (docs/backuppc.md says what each means), all
+#: exported at 0 from the start so increase() sees the first failure of each.
 HOOK_RESULTS: dict[str, tuple[str, ...]] = {
     "pre-dump": ("ok", "not-ready", "ssh-failed", "bad-name", "error"),
     "pre-restore": ("ok", "not-ready", "ssh-failed", "bad-name", "error"),
@@ -57,10 +40,11 @@ HOOK_RESULTS: dict[str, tuple[str, ...]] = {
     ),
     "ping": ("ok", "not-ready", "bad-name", "error"),
 }
+#: Hooks whose waits feed the histogram: the ones that gate a job on readiness.
+GATING_HOOKS = frozenset(hook for hook, results in HOOK_RESULTS.items() if "not-ready" in results)
 
-# Run in one transaction by whoever opens a store at another version. Every step is
-# idempotent, so hooks that open a new or a version-1 store at the same moment all
-# succeed, and a version-1 store keeps its aggregates.
+# Run by whoever opens a store at another version. Every step is idempotent, so hooks
+# opening a new or a version-1 store at once all succeed; version 1 keeps its aggregates.
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS run_counts (
@@ -112,32 +96,26 @@ def bucket_index(seconds: float) -> int:
 
 
 class EventStore:
-    """The SQLite store at ``STATE_DIR/events.sqlite3`` (mode 0600, WAL).
+    """The store at ``STATE_DIR/events.sqlite3`` (mode 0600, WAL).
 
-    Use it as a context manager (or call ``close()``): the connection is closed
-    on leaving, never left to the garbage collector (Python 3.13 warns of that).
+    A context manager (or call ``close()``): a connection left to the garbage
+    collector makes Python 3.13 warn.
     """
 
-    def __init__(self, state_dir: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+    def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / DB_FILE
-        self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
 
     def __enter__(self) -> EventStore:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self._conn = _open(self.path, self._busy_timeout)
+                self._conn = _open(self.path)
             except sqlite3.Error as err:
                 raise EventStoreError(f"hook store {self.path}: cannot open: {err}") from err
         return self._conn
@@ -171,25 +149,25 @@ class EventStore:
             self._conn = None
 
 
-def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
+def _open(path: Path) -> sqlite3.Connection:
     """Open (creating mode 0600 if needed) in WAL mode with a busy timeout."""
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         os.close(os.open(path, flags, 0o600))
     except OSError as err:
         raise sqlite3.OperationalError(err.strerror) from err
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     try:
-        _prepare(conn, busy_timeout)
+        _prepare(conn)
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def _prepare(conn: sqlite3.Connection, busy_timeout: float) -> None:
+def _prepare(conn: sqlite3.Connection) -> None:
     """Switch a fresh connection to WAL and create the schema if it is missing."""
-    deadline = time.monotonic() + busy_timeout
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
     if not waits.until(lambda: _switched_to_wal(conn), deadline, WAL_RETRY_SECONDS):
         raise sqlite3.OperationalError("database is locked (switching to WAL)")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -200,9 +178,8 @@ def _prepare(conn: sqlite3.Connection, busy_timeout: float) -> None:
 def _switched_to_wal(conn: sqlite3.Connection) -> bool:
     """Put a new store in WAL mode; False while a concurrent first opener holds the lock.
 
-    The switch needs the database to itself, and SQLite fails it at once with
-    "database is locked" (the busy timeout does not cover it) when several
-    hooks open a store that does not exist yet at the same moment.
+    The switch needs the database to itself: when several hooks open a new store at
+    once, SQLite fails it at once with "database is locked" (no busy timeout).
     """
     try:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
