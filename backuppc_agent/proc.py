@@ -1,7 +1,5 @@
-"""The one module that starts subprocesses: explicit argv, env, cwd and timeouts.
-
-Builders elsewhere return argument tuples; this module runs them.
-"""
+"""The one module that starts subprocesses (builders elsewhere return argv tuples):
+explicit argv, env, cwd and timeouts."""
 
 from __future__ import annotations
 
@@ -23,6 +21,8 @@ STOP_GRACE_SECONDS = 3.0
 STOP_POLL_SECONDS = 0.02
 #: What a kill session may print (its script prints a line or two).
 OUTPUT_LIMIT_BYTES = 1 << 20
+#: Far above any /proc/PID/stat or comm.
+PROC_FILE_MAX_BYTES = 64 * 1024
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -46,11 +46,10 @@ def run(
     cwd: Path | None = None,
     input_data: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``argv`` to completion within ``timeout``; capture output.
+    """Run ``argv`` within ``timeout``, capturing output; a non-zero exit is returned.
 
-    Raises CommandError if it cannot start or does not finish in time; a
-    non-zero exit is returned, not raised. On timeout the whole process
-    group is killed, so no grandchild keeps a pipe open.
+    Raises CommandError if it cannot start or does not finish in time (then its
+    whole process group is killed, so no grandchild keeps a pipe open).
     """
     proc = _start(
         argv,
@@ -72,27 +71,19 @@ def _killed_after(proc: subprocess.Popen[bytes], name: str, timeout: float) -> I
     try:
         yield
     except subprocess.TimeoutExpired:
-        kill_group(proc.pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise CommandError(f"{name} did not finish within {timeout:g} s") from None
 
 
-def spawn(
-    argv: Sequence[str],
-    env: Mapping[str, str] | None = None,
-    stdout: int | None = subprocess.DEVNULL,
-    stderr: int | None = None,
-    new_session: bool = True,
-) -> subprocess.Popen[bytes]:
-    """Start a long-running child with stdin from /dev/null; raise CommandError if it can't."""
+def spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start a long-running child in its own session, sharing only our stderr.
+
+    Raises CommandError if it cannot start.
+    """
     return _start(
-        argv,
-        env,
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=stderr,
-        start_new_session=new_session,
-        close_fds=True,
+        argv, None, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
     )
 
 
@@ -122,18 +113,16 @@ def run_in_memory(
     timeout: float,
     env: Mapping[str, str] | None,
     input_data: bytes,
-    limit: int = OUTPUT_LIMIT_BYTES,
 ) -> tuple[int, bytes]:
-    """Run ``argv`` on ``input_data``; return its status and (up to ``limit`` bytes of) output.
+    """Run ``argv`` on ``input_data``; return its status and (the start of) its output.
 
-    Like run_with_files, but stdin and the output (stdout and stderr) are
-    anonymous memory files: never pipes, and never the disk, so a full or
-    read-only state directory cannot stop a kill session. Raises CommandError.
+    Like run_with_files, but on memory files: a full or read-only state directory
+    cannot stop a kill session. Raises CommandError.
     """
     try:
         with _memory_file("stdin", input_data) as source, _memory_file("output") as sink:
             code = _run_on_fds(argv, timeout, env, source, sink)
-            return code, os.pread(sink, limit, 0)
+            return code, os.pread(sink, OUTPUT_LIMIT_BYTES, 0)
     except OSError as err:
         raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
 
@@ -154,15 +143,7 @@ def _run_on_fds(
     argv: Sequence[str], timeout: float, env: Mapping[str, str] | None, stdin: int, output: int
 ) -> int:
     """Start ``argv`` in its own session on these descriptors and wait; raise CommandError."""
-    proc = _start(
-        argv,
-        env,
-        stdin=stdin,
-        stdout=output,
-        stderr=output,
-        start_new_session=True,
-        close_fds=True,
-    )
+    proc = _start(argv, env, stdin=stdin, stdout=output, stderr=output, start_new_session=True)
     with _killed_after(proc, argv[0], timeout):
         return wait_child(proc, timeout)
 
@@ -190,16 +171,8 @@ def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> int:
 def spawn_relay(
     argv: Sequence[str], env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start a child that shares our stdin and stdout but writes stderr to a pipe to us.
-
-    Raises CommandError if it cannot start.
-    """
-    return _start(
-        argv,
-        env,
-        stderr=subprocess.PIPE,
-        close_fds=True,
-    )
+    """Start a child on our stdin and stdout, its stderr a pipe to us; raise CommandError."""
+    return _start(argv, env, stderr=subprocess.PIPE)
 
 
 def _start(
@@ -212,12 +185,6 @@ def _start(
         )
     except OSError as err:
         raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
-
-
-def kill_group(pid: int) -> None:
-    """SIGKILL a child's whole process group (it was started in its own session)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def stop_child(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> int:
@@ -248,19 +215,15 @@ def stop_pid(pid: int, grace: float = STOP_GRACE_SECONDS) -> bool:
     return True
 
 
-def _stat_fields(pid: int) -> list[bytes]:
+def _stat_fields(pid: int) -> list[str]:
     """The fields of /proc/PID/stat after the command name (state first); [] if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[-1].split()
-    except OSError:
-        return []
+    return paths.read_or_empty(f"/proc/{pid}/stat", PROC_FILE_MAX_BYTES).rpartition(")")[2].split()
 
 
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie."""
     fields = _stat_fields(pid)
-    return bool(fields) and fields[0] != b"Z"
+    return bool(fields) and fields[0] != "Z"
 
 
 def parent_pid(pid: int) -> int | None:
@@ -271,11 +234,7 @@ def parent_pid(pid: int) -> int | None:
 
 def process_name(pid: int) -> str | None:
     """Return /proc/PID/comm, or None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/comm", "rb") as handle:
-            return handle.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return None
+    return paths.read_or_empty(f"/proc/{pid}/comm", PROC_FILE_MAX_BYTES).strip() or None
 
 
 def run_interactive(argv: Sequence[str], env: Mapping[str, str]) -> int:
