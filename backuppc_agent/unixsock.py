@@ -1,17 +1,10 @@
 """Unix stream sockets to untrusted local listeners, every step bounded by one deadline.
 
-The agent probe, the signing probe and the mux client talk to socket paths that
-anyone of our uid (or a stale file, or a wedged process) may hold. Here is the
-one place that connects with a deadline, reads the listener's pid and uid
-(SO_PEERCRED), refuses a listener of another uid, bounds each read and write,
-and turns every way this can fail into a ``TransportError`` of one ``Failure``
-kind, worded once. ``Failure`` is the vocabulary of all three: each adds only
-the outcomes of its own protocol (an answer, a live master, a signature).
-
-Both protocols frame messages as a uint32 big-endian length then the body, so
-``Connection.exchange`` sends one message and reads one framed reply; the
-caller's ``length_of`` and ``parse`` decide what a valid reply is (they raise
-ProtocolError, which becomes a BAD_REPLY failure).
+The agent probe, the signing probe and the mux client talk to sockets that anyone of
+our uid (or a stale file, or a wedged process) may hold. Here they connect, check the
+listener's uid (SO_PEERCRED), bound each read and write, and every failure becomes a
+``TransportError`` of one ``Failure`` kind: each protocol adds only its own outcomes.
+Both protocols frame messages as a uint32 big-endian length, then the body.
 """
 
 from __future__ import annotations
@@ -23,8 +16,8 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 from backuppc_agent.errors import ProtocolError
@@ -81,13 +74,6 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _peer_credentials(sock: socket.socket) -> tuple[int, int]:
-    """(pid, uid) of the process on the other end, from SO_PEERCRED."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-    pid, uid, _gid = _PEERCRED.unpack(raw)
-    return pid, uid
-
-
 def connect(
     path: Path,
     deadline: float,
@@ -104,7 +90,8 @@ def connect(
     try:
         sock.settimeout(_left(deadline))
         sock.connect(os.fsencode(path))
-        pid, uid = _peer_credentials(sock)
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        pid, uid, _gid = _PEERCRED.unpack(raw)
     except OSError as err:
         sock.close()
         raise _connect_failure(path, err, what) from None
@@ -116,24 +103,20 @@ def connect(
     return Connection(sock, deadline, peer, pid, uid)
 
 
+@dataclass
 class Connection:
-    """One connection to a listener of our uid; ``deadline`` bounds every operation."""
+    """One connection to a checked listener; ``deadline`` (monotonic) bounds every operation."""
 
-    def __init__(
-        self, sock: socket.socket, deadline: float, peer: str, peer_pid: int, peer_uid: int
-    ) -> None:
-        self.sock = sock
-        self.deadline = deadline
-        self.peer = peer
-        self.peer_pid = peer_pid
-        self.peer_uid = peer_uid
+    sock: socket.socket
+    deadline: float
+    peer: str
+    peer_pid: int
+    peer_uid: int
 
     def __enter__(self) -> Connection:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -151,7 +134,10 @@ class Connection:
         return self.receive(length_of, parse)
 
     def receive(self, length_of: Callable[[bytes], int], parse: Callable[[bytes], T]) -> T:
-        """Read one frame (header, then ``length_of(header)`` bytes) and parse its body."""
+        """Read one frame (header, then ``length_of(header)`` bytes) and parse its body.
+
+        ``length_of`` and ``parse`` raise ProtocolError, which becomes a BAD_REPLY failure.
+        """
         try:
             body = self._recv_exact(length_of(self._recv_exact(_HEADER_BYTES)))
             return parse(body)
