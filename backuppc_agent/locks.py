@@ -1,8 +1,6 @@
-"""Exclusive flock on a private lock file, taken within a deadline.
-
-Used for the supervisor's lock on its state dir and for the per-client lock
-that makes concurrent hooks open one master. Closing the descriptor releases
-the lock, also when the holder dies.
+"""Exclusive flock on a private lock file, taken within a deadline: the supervisor's on
+its state dir, and the per-client one that makes concurrent hooks open one master.
+Closing the descriptor releases it, also when the holder dies.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""Validation of names that come from BackupPC ($client, $host): untrusted input.
+"""Names from BackupPC ($client, $host), checked before they reach a path or ssh's argv.
 
-A name reaches file paths (the control socket DIR/CLIENT) and ssh's argv, so it
-is checked before either: no path separators, no leading '-' (an ssh option),
-no whitespace or control characters (BackupPC splits commands on whitespace;
-log lines must stay one line), no '%' (ssh expands %-tokens in ControlPath),
-not '.' or '..', and bounded in length.
+Refused: path separators, a leading '-' (an ssh option), whitespace and control
+characters (BackupPC splits commands on whitespace; log lines stay one line), '%'
+(ssh expands %-tokens in ControlPath), '.', '..', and overlong names.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Safe handling of the paths we own: sockets, state files, private directories.
 
-Everything here refuses symlinks, foreign owners and directories that other
-users can write, because the files behind these paths guard root keys.
-"""
+Symlinks, foreign owners and directories others can write are refused: these files guard
+root keys."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import stat
@@ -89,23 +89,20 @@ def check_socket_path(path: Path, what: str = "agent socket") -> SocketPath:
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``: mode 0600, never through a symlink.
-
-    Raises UnsafePathError if the file cannot be written.
-    """
+    """``replace_file`` with mode 0600; raise UnsafePathError."""
     replace_file(path, data, PRIVATE_FILE_MODE)
 
 
 def replace_file(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
     """Atomically replace ``path`` with ``data`` in ``mode`` (and ``owner``: uid, gid; -1 keeps).
 
-    The new content is written to a temporary file beside it (created
-    exclusively, never through a symlink), then renamed over ``path``, so a
-    reader sees the old file or the new one, never half of one.
-    Raises UnsafePathError if the file cannot be written.
+    Written to a temporary file beside it (created exclusively, never through a
+    symlink), then renamed over it: a reader sees the old file or the new one, never
+    half. Raises UnsafePathError.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    _discard(tmp)  # left by a crash of an earlier process with our pid
+    with contextlib.suppress(OSError):  # left by a crash of an earlier process with our pid
+        tmp.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(tmp, flags, PRIVATE_FILE_MODE)
@@ -118,16 +115,9 @@ def replace_file(path: Path, data: bytes, mode: int, owner: tuple[int, int] | No
             os.close(fd)
         tmp.replace(path)
     except OSError as err:
-        _discard(tmp)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise UnsafePathError(f"{path}: cannot write: {err.strerror}") from err
-
-
-def _discard(tmp: Path) -> None:
-    """Remove a temporary file after a failed write, if it is there and we can."""
-    try:
-        tmp.unlink(missing_ok=True)
-    except OSError:
-        return
 
 
 def write_all(fd: int, data: bytes) -> None:

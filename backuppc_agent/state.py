@@ -88,13 +88,8 @@ def read(state_dir: Path) -> Snapshot | None:
     """Return the last published snapshot, or None if there is none or it is unreadable."""
     try:
         raw = paths.read_bounded(state_dir / STATE_FILE, STATE_MAX_BYTES)
-    except UnsafePathError:
-        return None
-    if raw is None:
-        return None
-    try:
-        return Snapshot.from_json(json.loads(raw))
-    except (ValueError, KeyError, TypeError):
+        return None if raw is None else Snapshot.from_json(json.loads(raw))
+    except (UnsafePathError, ValueError, KeyError, TypeError):
         return None
 
 

@@ -1,11 +1,9 @@
 """Every wait in the package: poll a check until it passes or a deadline comes.
 
-Pauses use select() on no descriptors, not time.sleep. Python 3.11's
-time.sleep sleeps until an absolute CLOCK_MONOTONIC deadline (clock_nanosleep
-with TIMER_ABSTIME); libfaketime, which the clock-jump tests preload to move
-the wall clock under a running hook, rewrites that deadline and time.sleep
-fails with EINVAL. select() takes a relative timeout, which every clock tool
-leaves alone, and a jump of the wall clock cannot stretch or cut it either.
+Pauses are select() on no descriptors: Python 3.11's time.sleep sleeps to an absolute
+CLOCK_MONOTONIC deadline (TIMER_ABSTIME), which libfaketime (preloaded by the clock-jump
+tests) rewrites into EINVAL. select() takes a relative timeout: no clock tool or jump
+moves it.
 """
 
 from __future__ import annotations
