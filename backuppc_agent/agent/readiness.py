@@ -1,14 +1,8 @@
 """Readiness: one probe of the agent (and its signing probe) judged once, and the wait for it.
 
-Ready means: a live ssh-agent of our uid answered; every required key is
-loaded (or, with none required, at least one key is); each required key (or,
-with none required, at least one of the first keys) signed a challenge; and
-no certificate among them is expired or not yet valid. ``judge`` makes that
-call once per probe, into a ``Readiness`` that the supervisor, ``status``, the
-hooks, doctor and (through the published state) the metrics all read.
-
-The restore key (``agent.restore_key``, once its ``.pub`` exists) never counts:
-backups cannot use it, so it neither makes the agent ready nor keeps it waiting.
+Ready: a live ssh-agent of our uid holds every required key (or, none required, any key);
+they (or one of the first SAMPLE_KEYS) sign a challenge; no certificate among them is out
+of its validity. The restore key never counts: backups cannot use it.
 """
 
 from __future__ import annotations
@@ -113,10 +107,8 @@ def _key(identity: Identity, fingerprint: str) -> Key:
 def counting(keys: Sequence[Key], required_keys: Sequence[str]) -> list[Key]:
     """The keys readiness judges, in the agent's order: the required ones, or all.
 
-    A certificate stands for its key: the plain key loaded beside it (ssh-add
-    loads both) does not count on its own, so an expired certificate is not
-    hidden by its still-working key. Required keys match the fingerprint
-    ``ssh-add -l`` prints, which for a certificate is its key's.
+    A certificate stands for its key (ssh-add loads both): the plain key does not count,
+    so it cannot hide an expired certificate. Required keys match ``ssh-add -l``'s fingerprint.
     """
     certified = {key.cert.key_blob for key in keys if key.cert is not None}
     wanted = set(required_keys)
@@ -161,11 +153,9 @@ def judge(
 ) -> Readiness:
     """Judge one probe whose identities are ``keys`` (see ``parse_keys``).
 
-    ``checks``: the signing probe's results by fingerprint (None: no signing
-    probe, a listed key counts); ``now``: Unix time, for certificates;
-    ``lifetimes``: expected expiries under agent.lifetime_seconds; ``vanished``:
-    the supervisor's word that keys expired, the reason while waiting;
-    ``ignored``: fingerprints that never count (not_counted).
+    ``checks``: sign checks by fingerprint (None: not signed, a listed key counts);
+    ``lifetimes``: expiries under agent.lifetime_seconds; ``vanished``: why keys
+    vanished, the reason while waiting; ``ignored``: fingerprints that never count.
     """
     backup = [key for key in keys if key.listed not in ignored]
     found = counting(backup, required_keys)
@@ -225,8 +215,7 @@ def _judge(
 ) -> tuple[int, list[tuple[Key, str, str]]]:
     """(how many counting keys are usable, (key, label, why) per counting key that is not).
 
-    Every counting key is judged for its certificate; the required ones, or
-    else the first SAMPLE_KEYS (those the signing probe signs), for signing.
+    Certificates are judged for all; signing for those to_sign signed.
     """
     usable, problems = 0, []
     for index, key in enumerate(keys):
@@ -242,10 +231,7 @@ def _judge(
 def _problem(
     key: Key, checks: Mapping[str, SignCheck] | None, now: float
 ) -> tuple[str, str] | None:
-    """(label, why) if ``key`` cannot be used: its certificate, else its sign check.
-
-    ``checks`` None: the key was not signed. The label is "" for a key not checked yet.
-    """
+    """(label, why) if ``key`` cannot be used: its certificate, else its sign check (if signed)."""
     if key.unreadable:
         return label_of(Failure.BAD_REPLY), f"unreadable certificate ({key.unreadable})"
     if key.cert is not None and (why := key.cert.validity_problem(now)) is not None:
@@ -273,10 +259,7 @@ def check_live(
     sign_agent: Signer = sign_keys,
     lifetimes: Sequence[certs.Expiry] = (),
 ) -> Readiness:
-    """List the agent's keys, sign with those that count, judge.
-
-    Each of the two probes is bounded by ``timeout`` (default: probe_timeout_seconds).
-    """
+    """List the agent's keys, sign with those that count, judge; each within ``timeout``."""
     seconds = agent.probe_timeout_seconds if timeout is None else timeout
     result = probe_agent(agent.socket, seconds)
     keys = parse_keys(result.identities, result.fingerprints)
@@ -296,10 +279,7 @@ def wait_ready(
     probe_agent: Probe = probe,
     sign_agent: Signer = sign_keys,
 ) -> Readiness:
-    """Probe the agent every ``poll_seconds`` until it is ready or ``seconds`` (None: ever) pass.
-
-    Returns the last Readiness, ready or not; no probe outlasts the deadline by much.
-    """
+    """Probe until ready or ``seconds`` (None: no limit) pass; return the last verdict."""
     started = clock()
     deadline = None if seconds is None else started + seconds
 
