@@ -2,8 +2,7 @@
 
 Only the chosen subcommand's module is imported (and only its parser built), so
 short-lived commands (status, wait, hook) never pay for prometheus_client or
-keyring. ``main()`` is the one place that prints errors:
-one line each, documented exit codes.
+keyring. ``main()`` is the one place that prints errors: one line each.
 """
 
 from __future__ import annotations
@@ -14,22 +13,19 @@ from collections.abc import Sequence
 
 from backuppc_agent import exitcodes
 from backuppc_agent.cli import parser
-from backuppc_agent.cli.commands import COMMANDS, PROG
+from backuppc_agent.cli.parser import COMMANDS, PROG
 from backuppc_agent.errors import BackupPCAgentError, ConfigError
 
 
 def _selected_command(argv: Sequence[str]) -> str | None:
     """Find the subcommand name before parsing, so only its module is imported."""
-    skip = False
-    for token in argv:
-        if skip:
-            skip = False
-            continue
-        if token == "--config":  # noqa: S105 (an option name, not a password)
-            skip = True
-        elif token in COMMANDS:
-            return token
-        elif not token.startswith("-"):
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)  # its value
+        elif word in COMMANDS:
+            return word
+        elif not word.startswith("-"):
             return None
     return None
 

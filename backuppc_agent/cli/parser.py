@@ -1,4 +1,4 @@
-"""The argparse parser: the global options, and the chosen subcommand's own arguments."""
+"""The subcommand table and the argparse parser: global options, the chosen command's own."""
 
 from __future__ import annotations
 
@@ -9,11 +9,31 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from backuppc_agent import __version__, names
-from backuppc_agent.cli.commands import COMMANDS, PROG
 
+PROG = "backuppc-agent"
 DESCRIPTION = "An ssh-agent supervisor and readiness-gated hooks for BackupPC."
 #: A usage error is one line: BackupPC copies a hook's output into its XferLOG.
 MAX_ERROR_CHARS = 500
+#: name -> (module under backuppc_agent.cli, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "run the supervisor (foreground; for supervisord, systemd, sysvinit)"),
+    "agent": ("agent_cmd", "run ssh-agent itself on the socket (systemd's backuppc-ssh-agent)"),
+    "status": ("status", "show agent readiness; exit 0 when ready, 1 when not"),
+    "wait": ("wait", "wait until SSH auth is ready; exit 1 on timeout"),
+    "env": ("env", "print SSH_AUTH_SOCK for sh, csh or fish"),
+    "add": ("add", "run ssh-add against the supervised agent"),
+    "config": ("config_cmd", "check or show the configuration"),
+    "hook": ("hook", "BackupPC pre/post user command (dump, restore, archive)"),
+    "backuppc-config": ("backuppc_config", "print the lines to add to BackupPC's config.pl"),
+    "ssh-config": ("ssh_config", "print or write the ssh_config used for client pulls"),
+    "master": ("master", "list, open, check, close ssh master connections"),
+    "install": ("install", "install config, ssh_config, service files and BackupPC lines"),
+    "doctor": ("doctor", "check the setup and explain each problem with a fix"),
+    "swap": ("swap", "show swap use, swapping rates and the processes in swap"),
+    "trust": ("trust", "add a client's host key to known_hosts"),
+    "client-setup": ("client_setup", "restrict the backup key on a client to the gate"),
+    "passphrase": ("passphrase", "store or delete a key passphrase in the keyring"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,12 +44,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit 2."""
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
-
-
-def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """``text`` with control characters escaped (a hostile argument is echoed), cut short."""
-    return names.escaped(text, limit)
+        shown = names.escaped(message, MAX_ERROR_CHARS)  # a hostile argument is echoed
+        self.exit(2, f"{self.prog}: error: {shown} (see {self.prog} --help)\n")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -52,34 +68,28 @@ def _common() -> argparse.ArgumentParser:
 
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
-    """Build the parser; only ``selected``'s module is imported to add its own arguments."""
-    # With a command chosen, only its parser is built (and only its module imported).
-    chosen = {selected: COMMANDS[selected]} if selected else COMMANDS
-    return _build(chosen, with_arguments={selected} if selected else set())
+    """Build the parser; with a command chosen, only it (and only its module is imported)."""
+    return _build([selected] if selected else list(COMMANDS), with_arguments=bool(selected))
 
 
 def build_manual_parser() -> argparse.ArgumentParser:
-    """Build every subcommand with its own arguments: the man page's source.
-
-    debian/rules runs argparse-manpage on it when the package is built.
-    """
-    return _build(COMMANDS, with_arguments=set(COMMANDS))
+    """Every subcommand with its own arguments: the man page's source (debian/rules)."""
+    return _build(list(COMMANDS), with_arguments=True)
 
 
-def _build(
-    commands: dict[str, tuple[str, str]], with_arguments: set[str]
-) -> argparse.ArgumentParser:
-    """The global options and ``commands``; those in ``with_arguments`` get their own."""
+def _build(commands: list[str], with_arguments: bool) -> argparse.ArgumentParser:
+    """The global options and ``commands``, each with its own arguments if asked."""
     common = _common()
     # Subparsers are built with the parent's class: every level errs on one line.
     parser = _Parser(prog=PROG, parents=[common], description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog=PROG)
-    for name, (module, text) in commands.items():
+    for name in commands:
+        module, text = COMMANDS[name]
         # A dict: typeshed wants parents of the subparsers' own class (_Parser).
         kwargs: dict[str, Any] = {"parents": [common], "help": text, "description": text}
         child = sub.add_parser(name, **kwargs)
-        if name in with_arguments:
+        if with_arguments:
             load(module).add_arguments(child)
     return parser
 
@@ -90,10 +100,9 @@ def load(module: str) -> ModuleType:
 
 def parse(argv: list[str], selected: str | None) -> argparse.Namespace | int:
     """Parse with argparse; return the namespace, or the exit code argparse asked for."""
-    parser = build_parser(selected)
     defaults = argparse.Namespace(config=None, debug=False)
     try:
-        args = parser.parse_args(argv, namespace=defaults)
+        args = build_parser(selected).parse_args(argv, namespace=defaults)
     except SystemExit as exit_:
         return 2 if exit_.code not in (0, None) else 0
     if args.command is None:

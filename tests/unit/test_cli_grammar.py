@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from backuppc_agent.backuppc import hooks
 from backuppc_agent.cli import parser
-from backuppc_agent.cli.commands import COMMANDS
 from backuppc_agent.cli.main import _selected_command
 
 TOKENS = [
@@ -116,7 +115,7 @@ def test_any_argv_parses_or_fails_in_one_printable_line(argv: list[str]) -> None
 def test_the_manual_parser_has_every_command_with_its_own_options() -> None:
     manual = parser.build_manual_parser()
     [sub] = [a for a in manual._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(sub.choices) == set(COMMANDS)
+    assert set(sub.choices) == set(parser.COMMANDS)
     args = manual.parse_args(["doctor", "--procfs", "/x"])
     assert (args.command, args.procfs) == ("doctor", "/x")
     assert manual.parse_args(["hook", "pre-dump"]).hook == "pre-dump"
