@@ -1,9 +1,7 @@
 """The long-running supervisor: owns the ssh-agent, polls it, publishes readiness.
 
-Signal handlers only record the signal and wake the loop through the wakeup
-fd; the loop acts. Every wait has a deadline (the poll interval). ``run`` is
-``start``, then ``poll`` and a wait until ``poll`` says stop, then ``stop``:
-tests drive those steps with a fake clock, probe and agent starter.
+Signal handlers only record the signal and wake the loop through the wakeup fd.
+``run`` is ``start``, ``poll`` until it says stop, ``stop``: tests drive those steps.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import operator
 import os
 import select
 import signal
@@ -96,8 +95,6 @@ class Supervisor:
         """Where the supervisor is in its life cycle."""
         return self._phase
 
-    # -- life cycle -------------------------------------------------------
-
     def run(self) -> int:
         """Start or adopt the agent, supervise it until SIGTERM; return the exit code."""
         self._install_signals()
@@ -126,10 +123,7 @@ class Supervisor:
             raise
 
     def poll(self) -> float | None:
-        """Act on signals, probe, restart if due, publish; return seconds until the next poll.
-
-        Returns None once a SIGTERM or SIGINT asked the supervisor to stop.
-        """
+        """Act on signals, probe, restart if due, publish; seconds to the next poll (None: stop)."""
         self._handle_signals()
         if self._phase is Phase.STOPPING:
             return None
@@ -172,8 +166,6 @@ class Supervisor:
                 return
             if signum == signal.SIGHUP:
                 self.reload()
-
-    # -- readiness --------------------------------------------------------
 
     def _inherit_history(self, agent_pid: int) -> None:
         """Keep 'since' and the restart count of the supervisor that ran this agent."""
@@ -228,8 +220,6 @@ class Supervisor:
             unlock_waiting=waiting,
         )
 
-    # -- reload and stop ----------------------------------------------------
-
     def reload(self) -> None:
         """Load the configuration again (SIGHUP); keep the old one if the new one has errors."""
         if self._loader is None:
@@ -251,13 +241,8 @@ class Supervisor:
 
     def _warn_static_changes(self, new: Config) -> None:
         old = self.config
-        for name, before, after in (
-            ("agent.socket", old.agent.socket, new.agent.socket),
-            ("state.dir", old.state.dir, new.state.dir),
-            ("agent.lifetime_seconds", old.agent.lifetime_seconds, new.agent.lifetime_seconds),
-            ("agent.ssh_agent", old.agent.ssh_agent, new.agent.ssh_agent),
-        ):
-            if before != after:
+        for name in ("agent.socket", "state.dir", "agent.lifetime_seconds", "agent.ssh_agent"):
+            if operator.attrgetter(name)(old) != operator.attrgetter(name)(new):
                 logger.warning("%s changed: it takes effect when the agent next starts", name)
         if old.agent.socket != new.agent.socket or old.state.dir != new.state.dir:
             logger.warning("restart the supervisor to move the socket or state dir")
@@ -277,19 +262,18 @@ class Supervisor:
         self._lock.release()
 
     def _final_snapshot(self, last: Snapshot) -> Snapshot:
-        final = dataclasses.replace(last, supervisor_pid=None, updated=time.time())
         if self.keeper.pid is not None:
-            return final
-        return dataclasses.replace(
-            final,
+            return dataclasses.replace(last, supervisor_pid=None, updated=time.time())
+        return Snapshot(
             state=State.DOWN,
             reason="supervisor stopped the agent",
+            socket=last.socket,
             agent_pid=None,
             identities=0,
             fingerprints=(),
-            agent_up=False,
-            expiries=(),
-            expires=None,
-            unusable=(),
-            unlock_waiting="",
+            since=last.since,
+            supervisor_pid=None,
+            agent_restarts=last.agent_restarts,
+            adopted=last.adopted,
+            updated=time.time(),
         )
