@@ -24,6 +24,8 @@ PROG = "backuppc-agent-askpass"
 #: The environment variable that selects the helper's mode, and the Clevis mode's value.
 MODE_VAR = "BACKUPPC_AGENT_ASKPASS"
 CLEVIS = "clevis"
+#: The JWE on stdin, the plaintext on stdout.
+CLEVIS_DECRYPT = (CLEVIS, "decrypt")
 
 
 def answer(stdin_fd: int, stdout_fd: int) -> int:
@@ -57,7 +59,7 @@ def main() -> int:
     """Console entry point ``backuppc-agent-askpass [PROMPT]``."""
     try:
         if os.environ.get(MODE_VAR) == CLEVIS and not os.isatty(0):
-            os.execvp(CLEVIS, (CLEVIS, "decrypt"))  # noqa: S606 (fixed argv, the JWE on stdin)
+            os.execvp(CLEVIS, CLEVIS_DECRYPT)  # noqa: S606 (fixed argv, the JWE on stdin)
         return answer(sys.stdin.fileno(), sys.stdout.fileno())
     except OSError as err:
         os.write(2, f"{PROG}: {err.strerror}\n".encode())

@@ -1,14 +1,10 @@
 """Network-bound unlock: a key's passphrase kept only as a Clevis JWE that Tang must help open.
 
-Clevis does the cryptography; this module builds its argument tuples, reads
-the Tang advertisement to show and pin its signing-key thumbprints, and sorts
-clevis's failures into "no Tang answers" and "Tang answers but refuses" (its
-keys were rotated and the old ones removed). The plaintext goes to clevis on
-stdin and comes back on stdout: never an argv, an environment or a file. At
-unlock it goes from clevis straight to ssh-add (askpass.py), never through us.
-
-Every pin carries its ``thp``, and clevis runs without ``-y``: it then checks
-that the advertisement is signed by the pinned key and never asks on a tty.
+Clevis does the cryptography; we pin Tang's signing-key thumbprints and sort clevis's
+failures into "no Tang answers" and "Tang refuses" (old keys removed). Plaintext travels
+only on stdin/stdout; at unlock clevis hands it to ssh-add itself (askpass.py), never to us.
+Every pin carries its ``thp`` and clevis runs without ``-y``: it checks the advertisement's
+signature and never asks on a tty.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backuppc_agent import names, proc
+from backuppc_agent import askpass, names, proc
 from backuppc_agent.agent.passphrases import PassphraseError
 from backuppc_agent.errors import BackupPCAgentError
 
@@ -36,7 +32,8 @@ ADV_TIMEOUT_SECONDS = 3.0
 ADV_MAX_BYTES = 1 << 16
 JWE_MAX_BYTES = 1 << 20
 UNLOCK_DIR = "unlock"
-THP_ALGORITHM = "S256"
+#: One S256 thumbprint per key of the JWK set on stdin.
+THUMBPRINT_COMMAND = ("jose", "jwk", "thp", "-i-", "-a", "S256")
 #: What clevis's tang pin prints (alone or inside sss) when a Tang does not help.
 TANG_FAILED = b"Error communicating with server"
 
@@ -65,16 +62,10 @@ class Pin:
     thp: str
 
 
-# -- where the JWE lives ------------------------------------------------------------
-
-
 def jwe_path(state_dir: Path, key: Path) -> Path:
     """``STATE_DIR/unlock/KEYNAME-HASH.jwe``: the hash of the key's path tells same names apart."""
     digest = hashlib.sha256(str(key).encode()).hexdigest()[:12]
     return state_dir / UNLOCK_DIR / f"{key.name}-{digest}.jwe"
-
-
-# -- argument tuples ----------------------------------------------------------------------
 
 
 def pin_config(pins: Sequence[Pin], threshold: int) -> tuple[str, str]:
@@ -88,19 +79,6 @@ def pin_config(pins: Sequence[Pin], threshold: int) -> tuple[str, str]:
 def make_encrypt_command(pin: str, config: str) -> tuple[str, ...]:
     """``clevis encrypt PIN CONFIG``: no ``-y``, so the pinned ``thp`` is checked."""
     return ("clevis", "encrypt", pin, config)
-
-
-def make_decrypt_command() -> tuple[str, ...]:
-    """``clevis decrypt``: the JWE on stdin, the plaintext on stdout."""
-    return ("clevis", "decrypt")
-
-
-def make_thumbprint_command() -> tuple[str, ...]:
-    """``jose jwk thp``: one thumbprint per key of the JWK set on stdin."""
-    return ("jose", "jwk", "thp", "-i-", "-a", THP_ALGORITHM)
-
-
-# -- the advertisement -----------------------------------------------------------------------
 
 
 def _b64(text: str) -> bytes:
@@ -135,7 +113,7 @@ def thumbprints(keys: Sequence[dict[str, Any]]) -> list[str]:
     if not keys:
         return []
     data = json.dumps({"keys": list(keys)}).encode()
-    result = proc.run(make_thumbprint_command(), JOSE_TIMEOUT_SECONDS, proc.base_env(), None, data)
+    result = _run(THUMBPRINT_COMMAND, data, JOSE_TIMEOUT_SECONDS)
     if result.returncode != 0:
         raise TangError(f"jose jwk thp failed: {_last_line(result.stderr)}")
     return result.stdout.decode().split()
@@ -146,19 +124,9 @@ def advertised_thumbprints(url: str) -> list[str]:
     return thumbprints(signing_keys(fetch_advertisement(url)))
 
 
-# -- encrypt and decrypt -------------------------------------------------------------------
-
-
 def encrypt(secret: str, pins: Sequence[Pin], threshold: int) -> bytes:
     """The JWE of ``secret`` for ``pins``; raise TangUnreachableError or TangError."""
-    pin, config = pin_config(pins, threshold)
-    result = proc.run(
-        make_encrypt_command(pin, config),
-        CLEVIS_TIMEOUT_SECONDS,
-        proc.base_env(),
-        None,
-        secret.encode("utf-8"),
-    )
+    result = _run(make_encrypt_command(*pin_config(pins, threshold)), secret.encode("utf-8"))
     if result.returncode != 0 or not result.stdout:
         detail = _last_line(result.stderr)
         if "Unable to fetch advertisement" in detail:
@@ -174,7 +142,7 @@ def run_decrypt(
 
     Everything else lets clevis hand the plaintext to OpenSSH itself (askpass.py).
     """
-    return proc.run(make_decrypt_command(), timeout, proc.base_env(), None, jwe)
+    return _run(askpass.CLEVIS_DECRYPT, jwe, timeout)
 
 
 def plaintext(result: subprocess.CompletedProcess[bytes]) -> str:
@@ -220,9 +188,6 @@ def reachable(url: str) -> str | None:
     return None
 
 
-# -- what a JWE says about itself (its protected header) -----------------------------------------
-
-
 def _header(jwe: bytes | str) -> dict[str, Any]:
     text = jwe.decode() if isinstance(jwe, bytes) else jwe
     try:
@@ -232,10 +197,6 @@ def _header(jwe: bytes | str) -> dict[str, Any]:
     if not isinstance(header, dict) or not isinstance(header.get("clevis"), dict):
         raise TangError("the stored JWE is not a Clevis JWE")
     return header
-
-
-def _pin(jwe: bytes | str) -> str:
-    return str(_header(jwe)["clevis"].get("pin", ""))
 
 
 def _tang_headers(jwe: bytes | str) -> list[dict[str, Any]]:
@@ -264,6 +225,12 @@ def jwe_thumbprints(jwe: bytes | str) -> dict[str, list[str]]:
         str(h.get("url", "")): thumbprints(signing_keys(h.get("adv", {})))
         for h in _tang_headers(jwe)
     }
+
+
+def _run(
+    argv: tuple[str, ...], data: bytes, timeout: float = CLEVIS_TIMEOUT_SECONDS
+) -> subprocess.CompletedProcess[bytes]:
+    return proc.run(argv, timeout, proc.base_env(), None, data)
 
 
 def _last_line(data: bytes) -> str:

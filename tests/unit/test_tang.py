@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from backuppc_agent import askpass
 from backuppc_agent.agent import tang
 from backuppc_agent.agent.tang import Pin
 from backuppc_agent.agent.unlock import REFUSED_TANG, WAITING_TANG, KeyOutcome, waiting_status
@@ -23,7 +24,7 @@ def test_one_tang_is_a_tang_pin_and_several_an_sss_pin_each_with_its_thumbprint(
 
 def test_clevis_never_gets_y_so_the_pinned_thumbprint_is_checked() -> None:
     assert tang.make_encrypt_command("tang", "{}") == ("clevis", "encrypt", "tang", "{}")
-    assert tang.make_decrypt_command() == ("clevis", "decrypt")
+    assert askpass.CLEVIS_DECRYPT == ("clevis", "decrypt")
     assert "-y" not in tang.make_encrypt_command("sss", "{}")
 
 
