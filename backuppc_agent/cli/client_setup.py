@@ -152,7 +152,7 @@ def _ensure_restore_key(ctx: context.Context, path: Path) -> None:
         raise BackupPCAgentError(
             f"no restore key {path}: create it at a terminal, as {user}: {' '.join(keygen)}"
         )
-    fsops.ensure_dir(path.parent, 0o700, fsops.Owner.of_user(user))
+    fsops.ensure_dir(path.parent, 0o700, fsops.owner_of(ctx.user))
     session = client.Session(ctx.config, "", "", _runas(ctx))
     print(f"creating the restore key {path}: ssh-keygen asks for its passphrase")
     # ssh-keygen reads the passphrase from the terminal itself: we never see it.

@@ -1,10 +1,7 @@
 """``backuppc-agent install [--dry-run]``: put config, ssh_config, service files in place.
 
-Writes the config file, the ssh_config, the supervisord program or the systemd
-units or the sysvinit script, the backuppc account's login snippet and a
-marked block in BackupPC's config.pl. Idempotent; an operator's edits are kept
-(our version then goes to FILE.backuppc-agent-new). Exit 0 when everything is
-in place, 1 when a file needs merging by hand or BackupPC is missing.
+Exit 0 when everything is in place; 1 when a file needs merging by hand, BackupPC
+is missing, or the BackupPC user cannot run the program or read a file.
 """
 
 from __future__ import annotations
@@ -15,12 +12,10 @@ import sys
 from pathlib import Path
 
 from backuppc_agent import exitcodes
-from backuppc_agent.install import access, context, plan, targets
+from backuppc_agent.install import access, context, plan, targets, templates
 from backuppc_agent.install.plan import Action
-from backuppc_agent.install.templates import Values
 
 PROGRAM = "backuppc-agent"
-DEFAULT_PROGRAM = "/usr/bin/backuppc-agent"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +50,7 @@ def default_program() -> str:
     running = Path(sys.argv[0])
     if running.name == PROGRAM and running.exists():
         return str(running.absolute())
-    return shutil.which(PROGRAM) or DEFAULT_PROGRAM
+    return shutil.which(PROGRAM) or templates.SHIPPED.program
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,17 +60,22 @@ def run(args: argparse.Namespace) -> int:
     vals = targets.values(ctx, args.program or default_program())
     if ctx.root == Path("/") and _refused(ctx, vals.program):
         return exitcodes.NOT_READY
-    wanted, problems = _targets(ctx, init, vals, args.client_user)
-    steps = plan.plan(ctx, wanted)
-    dirs = plan.missing_dirs(ctx, targets.directories(ctx))
-    _report(steps, [ctx.under(d.path) for d in dirs], [d.what for d in dirs], args.dry_run)
+    wanted = targets.common_targets(ctx, vals, args.client_user) + targets.init_targets(init, vals)
+    steps = [plan.plan_target(ctx, target) for target in wanted]
+    dirs = targets.missing_dirs(ctx)
+    _report(steps, dirs, args.dry_run)
     if not args.dry_run:
         plan.apply(ctx, steps, dirs)
         _next_steps(init, ctx.user.pw_name, steps)
-    for problem in problems:
-        print(f"backuppc-agent: {problem}", file=sys.stderr)
+    config_pl = ctx.under(targets.BACKUPPC_CONFIG)
+    if not config_pl.exists():
+        print(
+            f"backuppc-agent: {config_pl} not found: is BackupPC installed? "
+            "(its lines: backuppc-agent backuppc-config)",
+            file=sys.stderr,
+        )
     conflicts = any(step.action is Action.CONFLICT for step in steps)
-    return exitcodes.NOT_READY if conflicts or problems else exitcodes.OK
+    return exitcodes.NOT_READY if conflicts or not config_pl.exists() else exitcodes.OK
 
 
 def _refused(ctx: context.Context, program: str) -> bool:
@@ -86,24 +86,9 @@ def _refused(ctx: context.Context, program: str) -> bool:
     return bool(found)
 
 
-def _targets(
-    ctx: context.Context, init: str, vals: Values, client_user: str
-) -> tuple[list[targets.Target], list[str]]:
-    """Every target for ``init``; BackupPC's config.pl only if BackupPC is there."""
-    wanted = targets.common_targets(ctx, vals, client_user) + targets.init_targets(init, vals)
-    problems = []
-    if not ctx.under(targets.BACKUPPC_CONFIG).exists():
-        wanted = [target for target in wanted if target.path != targets.BACKUPPC_CONFIG]
-        problems.append(
-            f"{ctx.under(targets.BACKUPPC_CONFIG)} not found: is BackupPC installed? "
-            "(its lines: backuppc-agent backuppc-config)"
-        )
-    return wanted, problems
-
-
-def _report(steps: list[plan.Step], dirs: list[Path], whats: list[str], dry_run: bool) -> None:
+def _report(steps: list[plan.Step], dirs: dict[Path, str], dry_run: bool) -> None:
     verb = "would mkdir" if dry_run else "mkdir"
-    for directory, what in zip(dirs, whats, strict=True):
+    for directory, what in dirs.items():
         print(f"{verb:<10} {directory} ({what}, 0700)")
     for step in steps:
         print(plan.describe(step, dry_run))
@@ -115,5 +100,6 @@ def _next_steps(init: str, user: str, steps: list[plan.Step]) -> None:
     if not any(step.writes for step in steps):
         return
     print("next:")
-    for line in targets.next_steps(init, user):
+    for line in targets.NEXT_STEPS[init]:
         print(f"  {line}")
+    print(f"  su - {user}   # then: ssh-add\n  backuppc-agent doctor")

@@ -54,27 +54,6 @@ def run_as(user: pwd.struct_passwd, argv: Sequence[str]) -> tuple[int, str]:
     return result.returncode, names.last_line(result.stderr.decode(errors="replace"))
 
 
-def program_problem(user: pwd.struct_passwd, program: str, runner: Runner) -> Problem | None:
-    """None if ``user`` can run ``program --version``; else why not, with the fix."""
-    status, why = runner(user, (program, "--version"))
-    if status <= 0:
-        return None
-    reason = why or f"exit status {status}"
-    return Problem(f"user {user.pw_name} cannot run {program} ({reason})", VENV_FIX)
-
-
-def readable_problem(
-    user: pwd.struct_passwd, path: Path, what: str, fix: str, runner: Runner
-) -> Problem | None:
-    """None if ``user`` can read ``path`` (or it does not exist); else the problem."""
-    if not path.exists():
-        return None
-    status, _ = runner(user, ("test", "-r", str(path)))
-    if status <= 0:
-        return None
-    return Problem(f"user {user.pw_name} cannot read {what} {path}", fix)
-
-
 def problems(
     user: pwd.struct_passwd,
     program: str | None,
@@ -82,12 +61,19 @@ def problems(
     config: Config,
     runner: Runner = run_as,
 ) -> list[Problem]:
-    """What the BackupPC user needs and cannot do: run ``program`` (if given), read files."""
-    name = user.pw_name
-    found = [program_problem(user, program, runner) if program else None]
-    config_fix = f"chmod 0644 {config_path}"
-    found.append(readable_problem(user, config_path, "the config", config_fix, runner))
+    """What the BackupPC user cannot do of what it needs: run ``program`` (if given), read files.
+
+    Files that do not exist yet are not asked about.
+    """
+    name, found = user.pw_name, list[Problem]()
+    status, why = runner(user, (program, "--version")) if program else (0, "")
+    if status > 0:
+        reason = why or f"exit status {status}"
+        found.append(Problem(f"user {name} cannot run {program} ({reason})", VENV_FIX))
+    readable = [(config_path, "the config", f"chmod 0644 {config_path}")]
     for key in (*config.agent.keys, *config.mux.identity_files):
-        fix = f"chown {name} {key} && chmod 0600 {key}"
-        found.append(readable_problem(user, key, "key file", fix, runner))
-    return [problem for problem in found if problem is not None]
+        readable.append((key, "key file", f"chown {name} {key} && chmod 0600 {key}"))
+    for path, what, fix in readable:
+        if path.exists() and runner(user, ("test", "-r", str(path)))[0] > 0:
+            found.append(Problem(f"user {name} cannot read {what} {path}", fix))
+    return found

@@ -1,9 +1,8 @@
 """The configuration as the BackupPC user sees it, wherever install/doctor/trust run.
 
-``~`` in the config means the home of the user who runs the supervisor. These
-commands often run as root, so they load the config with the home of
-``[backuppc] user`` from the password database: root and backuppc then agree
-on every path. ``root`` maps the real paths into a test tree (``--root DIR``).
+``~`` in the config is the home of the user who runs the supervisor: these
+commands, often run as root, load it with the home of ``[backuppc] user``.
+``root`` maps the real paths into a test tree (``--root DIR``).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import config as config_mod
+from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 
@@ -36,28 +36,28 @@ class Context:
         """The account's home, as a real path."""
         return Path(self.user.pw_dir)
 
-
-def account(name: str) -> pwd.struct_passwd:
-    """The password entry of ``name``; raise BackupPCAgentError if there is none."""
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        raise BackupPCAgentError(
-            f"user {name} does not exist: install BackupPC first (apt install backuppc), "
-            "or set [backuppc] user"
-        ) from None
+    def backuppc(self, conf_dir: str | None = None) -> ConfDir:
+        """BackupPC's config: ``conf_dir`` (a --backuppc-dir) or [backuppc] conf_dir."""
+        backuppc = self.config.backuppc
+        return ConfDir(Path(conf_dir or backuppc.conf_dir), backuppc.top_dir)
 
 
 def load(explicit: str | None, root: Path = Path("/")) -> Context:
     """Load the config (``explicit``, else the system file) for the BackupPC user.
 
-    A missing config file gives the defaults (install is about to write it).
+    A missing file gives the defaults (install is about to write it).
     Raises ConfigError or BackupPCAgentError.
     """
     path = Path(explicit) if explicit else config_mod.SYSTEM_CONFIG
     on_disk = root / path.relative_to("/") if path.is_absolute() else path
-    first = _load(on_disk, path, None)
-    user = account(first.backuppc.user)
+    name = _load(on_disk, path, None).backuppc.user
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        raise BackupPCAgentError(
+            f"user {name} does not exist: install BackupPC first (apt install backuppc), "
+            "or set [backuppc] user"
+        ) from None
     config = _load(on_disk, path, Path(user.pw_dir))
     return Context(config, path.absolute(), user, root)
 

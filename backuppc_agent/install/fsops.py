@@ -1,8 +1,7 @@
-"""File-system steps of ``install`` and ``trust``: read, atomic write, directories.
+"""File-system steps of ``install`` and ``trust``: bounded read, atomic write, directories.
 
-New files get the mode and owner the caller names; replaced files keep the mode
-and owner they had, so BackupPC's config.pl stays backuppc:www-data 0644.
-Symlinks are never followed.
+A replaced file keeps its mode and owner (BackupPC's config.pl stays
+backuppc:www-data 0644); a new one gets the caller's. Symlinks are never followed.
 """
 
 from __future__ import annotations
@@ -10,13 +9,16 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from backuppc_agent import exitcodes, paths
 from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 
 MAX_TEXT_BYTES = 4 << 20
+
+#: (uid, gid) to give what install creates; None: whoever runs install.
+Owner: TypeAlias = tuple[int, int] | None
 
 
 class InstallError(BackupPCAgentError):
@@ -25,23 +27,9 @@ class InstallError(BackupPCAgentError):
     exit_code = exitcodes.FAILED
 
 
-@dataclass(frozen=True)
-class Owner:
-    """Who owns a file install creates; None = whoever runs install."""
-
-    uid: int | None = None
-    gid: int | None = None
-
-    @classmethod
-    def of_user(cls, name: str) -> Owner:
-        """The user and its primary group, when we may chown (we are root)."""
-        if os.geteuid() != 0:
-            return cls()
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            raise InstallError(f"user {name} does not exist") from None
-        return cls(entry.pw_uid, entry.pw_gid)
+def owner_of(user: pwd.struct_passwd) -> Owner:
+    """``user`` and its primary group when we may chown (we are root), else None."""
+    return (user.pw_uid, user.pw_gid) if os.geteuid() == 0 else None
 
 
 def read_text(path: Path) -> str | None:
@@ -54,47 +42,35 @@ def read_text(path: Path) -> str | None:
 
 
 def write_text(path: Path, text: str, mode: int, owner: Owner, keep_owner: bool = True) -> None:
-    """Atomically replace ``path``; an existing file keeps its mode (and owner if ``keep_owner``).
-
-    ``keep_owner=False`` gives the file to ``owner`` (Owner() = whoever runs this).
-    """
-    existing = _lstat(path)
-    if existing is not None:
-        mode = stat.S_IMODE(existing.st_mode)
-        if keep_owner:
-            owner = Owner(existing.st_uid, existing.st_gid)
-    ids = None if owner.uid is None else (owner.uid, -1 if owner.gid is None else owner.gid)
+    """Atomically replace ``path``; a file there keeps its mode (and owner if ``keep_owner``)."""
     try:
-        paths.replace_file(path, text.encode("utf-8", errors="surrogateescape"), mode, ids)
+        existing = path.lstat()
+    except FileNotFoundError:
+        existing = None
+    except OSError as err:
+        raise InstallError(f"{path}: cannot inspect: {err.strerror}") from err
+    if existing is not None:
+        if stat.S_ISLNK(existing.st_mode):
+            raise InstallError(f"{path} is a symlink; refusing to write through it")
+        mode = stat.S_IMODE(existing.st_mode)
+        owner = (existing.st_uid, existing.st_gid) if keep_owner else owner
+    try:
+        paths.replace_file(path, text.encode("utf-8", errors="surrogateescape"), mode, owner)
     except UnsafePathError as err:
         raise InstallError(str(err)) from err
 
 
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise InstallError(f"{path}: cannot inspect: {err.strerror}") from err
-    if stat.S_ISLNK(info.st_mode):
-        raise InstallError(f"{path} is a symlink; refusing to write through it")
-    return info
-
-
-def ensure_dir(path: Path, mode: int, owner: Owner) -> bool:
+def ensure_dir(path: Path, mode: int, owner: Owner) -> None:
     """Create ``path`` and its missing parents, each with ``mode`` and ``owner``.
 
-    Returns True if anything was created (~backuppc/.local/state/backuppc-agent
-    must not leave a root-owned ~/.local behind). Raises InstallError.
+    Parents too: ~backuppc/.local/state/backuppc-agent must not leave a
+    root-owned ~/.local behind. Raises InstallError.
     """
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    for directory in reversed(missing):
+    for directory in reversed([p for p in (path, *path.parents) if not p.exists()]):
         try:
             directory.mkdir(mode=mode)
-            if owner.uid is not None:
-                os.chown(directory, owner.uid, owner.gid if owner.gid is not None else -1)
+            if owner is not None:
+                os.chown(directory, *owner)
             directory.chmod(mode)
         except OSError as err:
             raise InstallError(f"{directory}: cannot create directory: {err.strerror}") from err
-    return bool(missing)

@@ -1,15 +1,10 @@
 """Plan and apply ``install``: decide per target, show diffs, write what changed.
 
-Idempotent: a second run finds everything "unchanged" and writes nothing. An
-operator's edit is never overwritten: it is "kept" when we have nothing new
-for that file, or our version goes next to it as FILE.backuppc-agent-new.
-
-What install writes carries a marker with the SHA-256 of what it wrote: a
-whole file gets one marker line, a block inside someone else's file (BackupPC's
-config.pl, ~/.profile) sits between a begin and an end line. Comparing the
-marker with the current text tells "ours, untouched" (safe to update) from
-"edited by the operator" (kept; our version goes to FILE.backuppc-agent-new),
-like dpkg's conffiles, with the state kept in the file itself.
+What install writes carries the SHA-256 of what it wrote, in the file itself
+(like dpkg's conffiles): a whole file in one marker line, a block in someone
+else's file (config.pl, ~/.profile) between a begin and an end line. Ours and
+untouched is updated; an operator's edit is "kept" when we have nothing new for
+it, else ours goes next to it as FILE.backuppc-agent-new. A second run writes nothing.
 """
 
 from __future__ import annotations
@@ -21,10 +16,11 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from backuppc_agent.install import fsops
 from backuppc_agent.install.context import Context
-from backuppc_agent.install.targets import Directory, Target
+from backuppc_agent.install.targets import Target
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +43,8 @@ class Action(enum.Enum):
     CONFLICT = "conflict"  # edited (or not ours) and we have something new: sidecar
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The action for one target and the full text to write (file or sidecar)."""
+class Decision(NamedTuple):
+    """The action for one target and the full text to write (file or sidecar), if any."""
 
     action: Action
     text: str | None
@@ -73,9 +68,6 @@ def decide(current: str | None, recorded: str | None, new: str) -> Action:
     return Action.CONFLICT
 
 
-# -- whole files --------------------------------------------------------------
-
-
 def stamp_file(body: str) -> str:
     """Return ``body`` with the marker line (after a ``#!`` line, if any)."""
     mark = _FILE_MARK.format(digest=digest(body)) + _FILE_MARK_TAIL + "\n"
@@ -95,65 +87,40 @@ def parse_file(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def plan_file(current_text: str | None, body: str) -> Decision:
-    """Decide what to do with a whole managed file whose wanted content is ``body``."""
-    if current_text is None:
-        return Decision(Action.CREATE, stamp_file(body))
-    current, recorded = parse_file(current_text)
-    if recorded is None and current == body:
-        # Already exactly ours, unmarked: the Debian package's own copy (a conffile).
-        return Decision(Action.UNCHANGED, None)
-    action = decide(current, recorded, body)
-    if action in (Action.UNCHANGED, Action.KEPT):
-        return Decision(action, None)
-    return Decision(action, stamp_file(body))
-
-
-# -- blocks in other files ----------------------------------------------------
-
-
-def render_block(body: str) -> str:
-    """The block with its begin (carrying the digest) and end lines."""
-    text = body if body.endswith("\n") else body + "\n"
-    return f"{_BLOCK_BEGIN.format(digest=digest(text))}\n{text}{_BLOCK_END}\n"
-
-
-def find_block(text: str) -> tuple[int, int, str, str] | None:
-    """Locate our block: (start, end offsets, body, recorded digest), or None."""
-    offset = 0
-    start = None
-    recorded = ""
+def _split_block(text: str) -> tuple[str, str | None, str | None, str]:
+    """(text before our block, its body, its recorded digest, text after); no block: appended."""
+    offset, start, recorded = 0, None, ""
     for line in text.splitlines(keepends=True):
         stripped = line.rstrip("\n")
         match = _BLOCK_BEGIN_RE.match(stripped)
         if start is None and match:
             start, recorded, body_start = offset, match.group(1), offset + len(line)
         elif start is not None and stripped == _BLOCK_END:
-            return start, offset + len(line), text[body_start:offset], recorded
+            end = offset + len(line)
+            return text[:start], text[body_start:offset], recorded, text[end:]
         offset += len(line)
-    return None
+    return text + ("" if not text or text.endswith("\n") else "\n") + "\n", None, None, ""
 
 
-def plan_block(current_text: str | None, body: str) -> Decision:
-    """Decide what to do with our block inside a shared file (which may not exist)."""
-    wanted = body if body.endswith("\n") else body + "\n"
-    block = render_block(wanted)
+def plan_text(current_text: str | None, body: str, block: bool) -> Decision:
+    """Decide what to do with a managed file, or our block in a shared one (maybe missing)."""
+    if block:
+        body = body if body.endswith("\n") else body + "\n"
+        marked = f"{_BLOCK_BEGIN.format(digest=digest(body))}\n{body}{_BLOCK_END}\n"
+    else:
+        marked = stamp_file(body)
     if current_text is None:
-        return Decision(Action.CREATE, block)
-    found = find_block(current_text)
-    if found is None:
-        separator = "" if not current_text or current_text.endswith("\n") else "\n"
-        return Decision(Action.CREATE, current_text + separator + "\n" + block)
-    start, end, current, recorded = found
-    action = decide(current, recorded, wanted)
+        return Decision(Action.CREATE, marked)
+    if block:
+        before, current, recorded, after = _split_block(current_text)
+    else:
+        (current, recorded), before, after = parse_file(current_text), "", ""
+    if recorded is None and current == body:
+        return Decision(Action.UNCHANGED, None)  # exactly ours unmarked: the package's conffile
+    action = decide(current, recorded, body)
     if action in (Action.UNCHANGED, Action.KEPT):
         return Decision(action, None)
-    return Decision(action, current_text[:start] + block + current_text[end:])
-
-
-# -- install's steps -----------------------------------------------------------
-
-_WRITES = (Action.CREATE, Action.UPDATE, Action.CONFLICT)
+    return Decision(action, before + marked + after)
 
 
 @dataclass(frozen=True)
@@ -174,44 +141,29 @@ class Step:
 
 
 def plan_target(ctx: Context, target: Target) -> Step:
-    for packaged in target.packaged:
-        if fsops.read_text(ctx.under(packaged)) == target.body:
-            return Step(target, ctx.under(packaged), Action.UNCHANGED, target.body, None, None)
+    for packaged in map(ctx.under, target.packaged):
+        if fsops.read_text(packaged) == target.body:
+            return Step(target, packaged, Action.UNCHANGED, target.body, None, None)
     disk = ctx.under(target.path)
     current = fsops.read_text(disk)
-    plan_text = plan_block if target.block else plan_file
-    decision = plan_text(current, target.body)
-    if decision.action is Action.CONFLICT:
-        sidecar = disk.with_name(disk.name + SIDECAR_SUFFIX)
-        old = fsops.read_text(sidecar)
-        write = None if old == decision.text else sidecar
-        return Step(target, disk, decision.action, old, decision.text, write)
-    write_path = disk if decision.action in _WRITES else None
-    return Step(target, disk, decision.action, current, decision.text, write_path)
+    action, text = plan_text(current, target.body, target.block)
+    if action is not Action.CONFLICT:
+        return Step(target, disk, action, current, text, None if text is None else disk)
+    sidecar = disk.with_name(disk.name + SIDECAR_SUFFIX)
+    old = fsops.read_text(sidecar)
+    return Step(target, disk, action, old, text, None if old == text else sidecar)
 
 
-def plan(ctx: Context, targets: list[Target]) -> list[Step]:
-    return [plan_target(ctx, target) for target in targets]
-
-
-def missing_dirs(ctx: Context, dirs: list[Directory]) -> list[Directory]:
-    return [directory for directory in dirs if not ctx.under(directory.path).is_dir()]
-
-
-def apply(ctx: Context, steps: list[Step], dirs: list[Directory]) -> None:
-    """Create the directories and write every step that changes something."""
-    user_owner = fsops.Owner.of_user(ctx.user.pw_name)
+def apply(ctx: Context, steps: list[Step], dirs: dict[Path, str]) -> None:
+    """Create the directories (paths under the root) and write every step that changes something."""
+    user = fsops.owner_of(ctx.user)
     for directory in dirs:
-        fsops.ensure_dir(ctx.under(directory.path), 0o700, user_owner)
+        fsops.ensure_dir(directory, 0o700, user)
     for step in steps:
         if step.write_path is None or step.new_text is None:
             continue
-        if step.target.for_user:
-            owner = user_owner
-            fsops.ensure_dir(step.write_path.parent, 0o700, user_owner)
-        else:
-            owner = fsops.Owner()
-            fsops.ensure_dir(step.write_path.parent, 0o755, owner)
+        owner = user if step.target.for_user else None
+        fsops.ensure_dir(step.write_path.parent, 0o700 if step.target.for_user else 0o755, owner)
         fsops.write_text(step.write_path, step.new_text, step.target.mode, owner)
         logger.debug("wrote %s", step.write_path)
 
@@ -236,11 +188,10 @@ def describe(step: Step, dry_run: bool) -> str:
 
 def diff(step: Step) -> str:
     """The unified diff of a step that writes (against the sidecar for a conflict)."""
-    if not step.writes or step.new_text is None or step.write_path is None:
+    if step.write_path is None or step.new_text is None:
         return ""
-    old = step.old_text or ""
     lines = difflib.unified_diff(
-        old.splitlines(keepends=True),
+        (step.old_text or "").splitlines(keepends=True),
         step.new_text.splitlines(keepends=True),
         fromfile=str(step.write_path) if step.old_text is not None else "/dev/null",
         tofile=str(step.write_path),

@@ -1,11 +1,11 @@
-"""What ``install`` puts where: the list of files, blocks and directories.
+"""What ``install`` puts where: files, blocks in shared files, directories.
 
-Pure planning: paths here are the real ones (``/etc/...``); the installer maps
-them under ``--root`` and decides, file by file, what to do.
+Paths are the real ones (``/etc/...``); plan maps them under ``--root``.
 """
 
 from __future__ import annotations
 
+import grp
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,6 @@ from backuppc_agent.install import templates
 from backuppc_agent.install.context import Context
 from backuppc_agent.ssh import sshconfig
 
-INITS = ("supervisord", "systemd", "sysvinit")
 SUPERVISOR_CONF_DIR = Path("/etc/supervisor/conf.d")
 SYSTEMD_RUNNING = Path("/run/systemd/system")
 SYSTEMD_DIR = Path("/etc/systemd/system")
@@ -50,14 +49,6 @@ class Target:
     packaged: tuple[Path, ...] = ()
 
 
-@dataclass(frozen=True)
-class Directory:
-    """A directory the supervisor needs: created for the BackupPC user, 0700."""
-
-    path: Path
-    what: str
-
-
 def detect_init(ctx: Context) -> str:
     """supervisord if its conf.d exists, else systemd if it runs, else sysvinit.
 
@@ -90,50 +81,48 @@ def values(ctx: Context, program: str) -> templates.Values:
 
 
 def _group_name(gid: int) -> str:
-    import grp  # noqa: PLC0415
-
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
 
 
-def directories(ctx: Context) -> list[Directory]:
-    """Private directories the supervisor and the hooks write into."""
+def missing_dirs(ctx: Context) -> dict[Path, str]:
+    """The private directories the supervisor and the hooks write into, not there yet.
+
+    Paths under the root, each with what it is for; install creates them 0700.
+    """
     config = ctx.config
-    wanted = [
+    wanted: dict[Path, str] = {}
+    for path, what in (
         (config.agent.socket.parent, "agent socket"),
         (config.agent.env_file.parent, "env file"),
         (config.state.dir, "state"),
         (config.mux.control_dir, "ssh control sockets"),
         (config.mux.known_hosts.parent, "known_hosts"),
-    ]
-    seen: dict[Path, str] = {}
-    for path, what in wanted:
-        seen.setdefault(path, what)
-    return [Directory(path, what) for path, what in seen.items()]
+    ):
+        wanted.setdefault(ctx.under(path), what)
+    return {path: what for path, what in wanted.items() if not path.is_dir()}
 
 
 def common_targets(ctx: Context, vals: templates.Values, client_user: str) -> list[Target]:
-    """The config file, the ssh_config, the login snippet and BackupPC's lines."""
+    """The config file, the ssh_config, the login snippet; BackupPC's lines if it is there."""
     config = ctx.config
-    bp_lines = snippets.render(config, [vals.program], str(ctx.config_path), client_user)
-    return [
+    wanted = [
         Target(ctx.config_path, default_config(), False, 0o644, False, "config"),
         Target(config.mux.ssh_config, sshconfig.render(config), False, 0o644, True, "ssh_config"),
         Target(
             profile_path(ctx), templates.render(templates.PROFILE, vals), True, 0o644, True, "login"
         ),
-        Target(BACKUPPC_CONFIG, bp_lines, True, 0o644, False, "BackupPC config"),
     ]
+    if ctx.under(BACKUPPC_CONFIG).exists():
+        lines = snippets.render(config, [vals.program], str(ctx.config_path), client_user)
+        wanted.append(Target(BACKUPPC_CONFIG, lines, True, 0o644, False, "BackupPC config"))
+    return wanted
 
 
 def default_config() -> str:
-    """The config file install writes: every key, commented out at its default.
-
-    Rendered from the config dataclasses themselves, so a key added there shows
-    up here without a second list to keep in step.
-    """
+    """The config file install writes: every config key, commented out, at its default."""
     return CONFIG_HEADER + "\n" + config_mod.toml_document(config_mod.defaults(), key_prefix="# ")
 
 
@@ -162,6 +151,7 @@ INIT_FILES: dict[str, tuple[tuple[Path, str, bool, int, str], ...]] = {
         (DEFAULT_BACKUPPC, templates.SYSVINIT_DEFAULT, True, 0o644, "BackupPC environment"),
     ),
 }  # fmt: skip
+INITS = tuple(INIT_FILES)
 
 
 def init_targets(init: str, vals: templates.Values) -> list[Target]:
@@ -178,19 +168,11 @@ def _packaged(path: Path) -> tuple[Path, ...]:
     return tuple(unit_dir / path.relative_to(SYSTEMD_DIR) for unit_dir in PACKAGED_UNIT_DIRS)
 
 
-def next_steps(init: str, user: str) -> list[str]:
-    """What the operator runs after install, for ``init``."""
-    steps = {
-        "supervisord": ["supervisorctl reread", "supervisorctl update"],
-        "systemd": [
-            "systemctl daemon-reload",
-            "systemctl enable --now backuppc-agent",
-            "systemctl restart backuppc",
-        ],
-        "sysvinit": [
-            "update-rc.d backuppc-agent defaults",
-            "service backuppc-agent start",
-            "service backuppc restart",
-        ],
-    }[init]
-    return [*steps, f"su - {user}   # then: ssh-add", "backuppc-agent doctor"]
+#: What the operator runs after install, for each init (then ssh-add and doctor).
+NEXT_STEPS = {
+    "supervisord": ("supervisorctl reread", "supervisorctl update"),
+    "systemd": ("systemctl daemon-reload", "systemctl enable --now backuppc-agent",
+                "systemctl restart backuppc"),
+    "sysvinit": ("update-rc.d backuppc-agent defaults", "service backuppc-agent start",
+                 "service backuppc restart"),
+}  # fmt: skip

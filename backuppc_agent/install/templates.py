@@ -1,11 +1,9 @@
 """The shipped service files and how they are rendered for one installation.
 
-The files under ``backuppc_agent/install/files/`` are the one source of truth
-(``supervisor.d/`` and ``initscripts/`` at the top of the repository are
-symlinks to them). Each is valid as shipped, for the Debian defaults below, so
-shellcheck, ``systemd-analyze verify`` and supervisord can check it directly;
-rendering replaces the default literals with an installation's values in one
-pass (a replaced value is never rescanned).
+The files under ``files/`` are the one source (the repository's ``supervisor.d/``
+and ``initscripts/`` link to them). Each is valid as shipped, for the Debian
+defaults below, so shellcheck, systemd-analyze and supervisord check it directly;
+rendering swaps the default literals in one pass (a replaced value is never rescanned).
 """
 
 from __future__ import annotations
@@ -23,16 +21,6 @@ SYSTEMD_SERVICE = "systemd/backuppc-agent.service"
 SYSTEMD_AGENT = "systemd/backuppc-ssh-agent.service"
 SYSTEMD_DROPIN = "systemd/backuppc.service.d/backuppc-agent.conf"
 PROFILE = "profile/backuppc-agent.sh"
-
-ALL = (
-    SUPERVISOR,
-    SYSVINIT,
-    SYSVINIT_DEFAULT,
-    SYSTEMD_SERVICE,
-    SYSTEMD_AGENT,
-    SYSTEMD_DROPIN,
-    PROFILE,
-)
 
 
 @dataclass(frozen=True)
@@ -54,21 +42,6 @@ class Values:
 SHIPPED = Values()
 
 
-def _substitutions(values: Values) -> dict[str, str]:
-    """Map each literal of the shipped files to its rendered text."""
-    old, new = asdict(SHIPPED), asdict(values)
-    table = {old[name]: new[name] for name in ("program", "config", "socket", "env_file")}
-    table[old["writable_dirs"]] = new["writable_dirs"]
-    table[f"ReadWritePaths={old['socket_dir']}\n"] = f"ReadWritePaths={new['socket_dir']}\n"
-    table[f'HOME="{old["home"]}"'] = f'HOME="{new["home"]}"'
-    for key in ("user=", "User=", "RUN_AS="):
-        table[key + old["user"]] = key + new["user"]
-    for key in ('USER="', 'LOGNAME="'):
-        table[key + old["user"] + '"'] = key + new["user"] + '"'
-    table["Group=" + old["group"]] = "Group=" + new["group"]
-    return table
-
-
 def read(name: str) -> str:
     """Return a shipped file's text exactly as shipped."""
     return resources.files(__package__).joinpath(FILES, name).read_text(encoding="utf-8")
@@ -81,6 +54,15 @@ def render(name: str, values: Values) -> str:
 
 def render_text(text: str, values: Values) -> str:
     """Replace every default literal in ``text`` by its value, in a single pass."""
-    table = _substitutions(values)
+    old, new = asdict(SHIPPED), asdict(values)
+    table = {old[name]: new[name] for name in ("program", "config", "socket", "env_file")}
+    table[old["writable_dirs"]] = new["writable_dirs"]
+    table[f"ReadWritePaths={old['socket_dir']}\n"] = f"ReadWritePaths={new['socket_dir']}\n"
+    table[f'HOME="{old["home"]}"'] = f'HOME="{new["home"]}"'
+    for key in ("user=", "User=", "RUN_AS="):
+        table[key + old["user"]] = key + new["user"]
+    for key in ('USER="', 'LOGNAME="'):
+        table[key + old["user"] + '"'] = key + new["user"] + '"'
+    table["Group=" + old["group"]] = "Group=" + new["group"]
     pattern = re.compile("|".join(re.escape(key) for key in sorted(table, key=len, reverse=True)))
     return pattern.sub(lambda match: table[match.group(0)], text)

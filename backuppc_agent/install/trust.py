@@ -1,15 +1,14 @@
 """Fetch a client's host key and add it to the known_hosts file our ssh options use.
 
-Under BatchMode an unknown host key fails ("Host key verification failed"),
-the most common first-day error. ``ssh-keyscan -t ed25519`` fetches the key
-(``-q`` prints nothing on OpenSSH 9.2); ``ssh-keygen -F`` finds what the file
-already holds, hashed entries included. When no key comes back, ``ssh.reach``
-says why: nothing listens, no answer, or an sshd >= 9.8 dropping this server
-for its PerSourcePenalties (which ssh-keyscan's own connections earn).
+Under BatchMode an unknown host key fails, the most common first-day error.
+``ssh-keyscan`` runs without ``-q`` (which prints nothing on OpenSSH 9.2);
+``ssh-keygen -F`` finds hashed entries too. When no key comes, ``ssh.reach`` says
+why, including an sshd >= 9.8 penalizing this server for ssh-keyscan's connections.
 """
 
 from __future__ import annotations
 
+import pwd
 from pathlib import Path
 
 from backuppc_agent import proc
@@ -62,23 +61,35 @@ def scan(address: str, port: int, timeout: int = SCAN_TIMEOUT_SECONDS) -> Public
     raise BackupPCAgentError(f"no ed25519 host key from {address} port {port}: {why}")
 
 
-def known_keys(known_hosts: Path, name: str) -> list[PublicKey]:
-    """The keys ``known_hosts`` holds for ``name`` (hashed entries too)."""
+def already_known(known_hosts: Path, name: str, key: PublicKey) -> bool:
+    """True if known_hosts holds ``key`` for ``name``; raise if a different key of its type.
+
+    That is what a man-in-the-middle looks like, and also a reinstalled client.
+    """
     if not known_hosts.is_file():
-        return []
-    argv = ("ssh-keygen", "-F", name, "-f", str(known_hosts))
-    result = proc.run(argv, SCAN_TIMEOUT_SECONDS)
-    return parse_key_lines(result.stdout.decode(errors="replace"))
+        return False
+    found = proc.run(("ssh-keygen", "-F", name, "-f", str(known_hosts)), SCAN_TIMEOUT_SECONDS)
+    known = parse_key_lines(found.stdout.decode(errors="replace"))
+    same_type = [k for k in known if k.key_type == key.key_type]
+    if any(k.blob == key.blob for k in same_type):
+        return True
+    if same_type:
+        raise BackupPCAgentError(
+            f"{known_hosts} holds a DIFFERENT ed25519 key for {name} ({same_type[0].fingerprint}):"
+            f" if the client was reinstalled, remove it first: ssh-keygen -R '{name}' "
+            f"-f {known_hosts}"
+        )
+    return False
 
 
-def add(known_hosts: Path, name: str, key: PublicKey, owner: fsops.Owner, user: str) -> None:
-    """Append ``name TYPE BASE64`` to known_hosts, which then belongs to ``owner``.
+def add(known_hosts: Path, name: str, key: PublicKey, user: pwd.struct_passwd) -> None:
+    """Append ``name TYPE BASE64`` to known_hosts, which then belongs to ``user``.
 
-    known_hosts is the BackupPC user's: rewritten as root it goes to ``owner``
-    (one made by ``sudo ssh-keyscan >>`` was root's); as that user, to the user
-    and its own group (a foreign group could not be kept: fchown is refused).
+    As root it goes to ``user`` (one made by ``sudo ssh-keyscan >>`` was root's);
+    as that user, to it and its own group (fchown to a foreign group is refused).
     Raises BackupPCAgentError naming the directory's owner and the fix.
     """
+    owner = fsops.owner_of(user)
     fsops.ensure_dir(known_hosts.parent, 0o700, owner)
     current = fsops.read_text(known_hosts) or ""
     if current and not current.endswith("\n"):
@@ -87,16 +98,13 @@ def add(known_hosts: Path, name: str, key: PublicKey, owner: fsops.Owner, user: 
     try:
         fsops.write_text(known_hosts, current + line, 0o644, owner, keep_owner=False)
     except fsops.InstallError as err:
-        raise BackupPCAgentError(f"{err}; {_write_fix(known_hosts.parent, user)}") from err
+        fix = _write_fix(known_hosts.parent, user.pw_name)
+        raise BackupPCAgentError(f"{err}; {fix}") from err
 
 
 def _write_fix(directory: Path, user: str) -> str:
-    """Who owns ``directory`` and how to get past it."""
-    import pwd  # noqa: PLC0415
-
     try:
-        uid = directory.stat().st_uid
-        who = pwd.getpwuid(uid).pw_name
+        who = pwd.getpwuid(directory.stat().st_uid).pw_name
     except (OSError, KeyError):
         who = "someone else"
     return (

@@ -29,6 +29,15 @@ OTHER = templates.Values(
 
 # -- shipped files -------------------------------------------------------------
 
+ALL = (
+    templates.SUPERVISOR,
+    templates.SYSVINIT,
+    templates.SYSVINIT_DEFAULT,
+    templates.SYSTEMD_SERVICE,
+    templates.SYSTEMD_AGENT,
+    templates.SYSTEMD_DROPIN,
+    templates.PROFILE,
+)
 
 #: Where OTHER's values must appear, and the shipped text each stands for. Spelled out
 #: here, not taken from templates, so a substitution added, lost or misplaced fails.
@@ -56,7 +65,7 @@ def _back_to_shipped(text: str) -> str:
     return pattern.sub(lambda match: BACK_TO_SHIPPED[match.group(0)], text)
 
 
-@pytest.mark.parametrize("name", templates.ALL)
+@pytest.mark.parametrize("name", ALL)
 def test_rendering_changes_only_the_installation_values(name: str) -> None:
     shipped = templates.read(name)
     assert "/srv/" not in shipped
@@ -68,7 +77,7 @@ def test_rendering_changes_only_the_installation_values(name: str) -> None:
     assert _back_to_shipped(rendered) == shipped
 
 
-@pytest.mark.parametrize("name", templates.ALL)
+@pytest.mark.parametrize("name", ALL)
 def test_rendering_replaces_every_default_path(name: str) -> None:
     text = templates.render(name, OTHER)
     for literal in ("/usr/bin/backuppc-agent", "/etc/backuppc-agent/config.toml", "/var/lib/"):
@@ -165,7 +174,7 @@ def test_the_repository_paths_are_the_package_files() -> None:
     # client/: what client-setup installs on the clients, never on this server
     for_clients = {name for name in shipped if name.startswith("client/")}
     assert for_clients == {"client/backuppc-agent-gate"}
-    assert shipped - for_clients == set(templates.ALL) == set(pairs.values())
+    assert shipped - for_clients == set(ALL) == set(pairs.values())
 
 
 # -- the config file install writes ------------------------------------------------
@@ -224,31 +233,33 @@ def test_the_marker_goes_after_a_shebang() -> None:
 
 
 def test_a_second_plan_of_the_same_file_changes_nothing() -> None:
-    first = plan.plan_file(None, "x = 1\n")
+    first = plan.plan_text(None, "x = 1\n", block=False)
     assert first.action is Action.CREATE
     assert first.text is not None
-    assert plan.plan_file(first.text, "x = 1\n") == plan.Decision(Action.UNCHANGED, None)
+    assert plan.plan_text(first.text, "x = 1\n", block=False) == plan.Decision(
+        Action.UNCHANGED, None
+    )
 
 
 def test_an_edited_file_is_kept_then_conflicts_when_ours_changes() -> None:
-    ours = plan.plan_file(None, "x = 1\n").text
+    ours = plan.plan_text(None, "x = 1\n", block=False).text
     assert ours is not None
     edited = ours + "y = 2\n"
-    assert plan.plan_file(edited, "x = 1\n").action is Action.KEPT
-    assert plan.plan_file(edited, "x = 3\n").action is Action.CONFLICT
-    assert plan.plan_file(ours, "x = 3\n").action is Action.UPDATE
+    assert plan.plan_text(edited, "x = 1\n", block=False).action is Action.KEPT
+    assert plan.plan_text(edited, "x = 3\n", block=False).action is Action.CONFLICT
+    assert plan.plan_text(ours, "x = 3\n", block=False).action is Action.UPDATE
 
 
 @given(text_bodies.map(lambda text: text.replace(">>>", "").replace("<<<", "")), text_bodies)
 def test_a_block_is_appended_once_and_the_rest_of_the_file_is_untouched(
     before: str, body: str
 ) -> None:
-    first = plan.plan_block(before, body)
+    first = plan.plan_text(before, body, block=True)
     assert first.text is not None
     assert first.text.startswith(before)
-    again = plan.plan_block(first.text, body)
+    again = plan.plan_text(first.text, body, block=True)
     assert again.action is Action.UNCHANGED
-    updated = plan.plan_block(first.text, body + "more\n")
+    updated = plan.plan_text(first.text, body + "more\n", block=True)
     assert updated.action is Action.UPDATE
     assert updated.text is not None
     assert updated.text.startswith(before)
@@ -256,20 +267,20 @@ def test_a_block_is_appended_once_and_the_rest_of_the_file_is_untouched(
 
 
 def test_an_edited_block_is_kept_and_text_after_it_survives_an_update() -> None:
-    text = plan.plan_block("head\n", "one\n").text
+    text = plan.plan_text("head\n", "one\n", block=True).text
     assert text is not None
     text += "tail\n"
-    assert plan.plan_block(text, "one\n").action is Action.UNCHANGED
-    changed = plan.plan_block(text, "two\n").text
+    assert plan.plan_text(text, "one\n", block=True).action is Action.UNCHANGED
+    changed = plan.plan_text(text, "two\n", block=True).text
     assert changed is not None
     assert changed.endswith("two\n# <<< backuppc-agent <<<\ntail\n")
     edited = text.replace("one\n", "one, edited\n")
-    assert plan.plan_block(edited, "one\n").action is Action.KEPT
-    assert plan.plan_block(edited, "two\n").action is Action.CONFLICT
+    assert plan.plan_text(edited, "one\n", block=True).action is Action.KEPT
+    assert plan.plan_text(edited, "two\n", block=True).action is Action.CONFLICT
 
 
 def test_an_identical_unmarked_file_is_unchanged_not_a_conflict() -> None:
     # The Debian package's conffile (/etc/init.d/backuppc-agent) is exactly the shipped text.
     body = templates.read(templates.SYSVINIT)
-    assert plan.plan_file(body, body) == plan.Decision(Action.UNCHANGED, None)
-    assert plan.plan_file(body + "# local\n", body).action is Action.CONFLICT
+    assert plan.plan_text(body, body, block=False) == plan.Decision(Action.UNCHANGED, None)
+    assert plan.plan_text(body + "# local\n", body, block=False).action is Action.CONFLICT
