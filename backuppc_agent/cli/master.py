@@ -22,11 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="action", metavar="ACTION", required=True, prog="backuppc-agent master"
     )
     listing = actions.add_parser("list", help="every control socket, checked over mux")
-    listing.add_argument("--json", action="store_true", help="one JSON document")
-    listing.add_argument("--timeout", type=float, default=1.0, help="per socket (s)")
     check = actions.add_parser("check", help="is CLIENT's master alive (exit 0) or not (1)")
-    check.add_argument("--json", action="store_true", help="one JSON document")
-    check.add_argument("--timeout", type=float, default=1.0, help="seconds")
+    for action, timeout_help in ((listing, "per socket (s)"), (check, "seconds")):
+        action.add_argument("--json", action="store_true", help="one JSON document")
+        action.add_argument("--timeout", type=float, default=1.0, help=timeout_help)
     for name, text in (
         ("open", "open CLIENT's master (or find it alive)"),
         ("close", "ask CLIENT's master to exit (like ssh -O exit)"),
@@ -88,37 +87,28 @@ def _open(config: Config, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _close(config: Config, args: argparse.Namespace) -> int:
-    from backuppc_agent.ssh.master import close_master  # noqa: PLC0415
+def _stop(config: Config, args: argparse.Namespace) -> str:
+    """close: ask the master to exit; kill-remote: end what backups started on the client."""
+    if args.action == "close":
+        from backuppc_agent.ssh.master import close_master  # noqa: PLC0415
 
-    status = close_master(config, args.client)
-    print(f"{args.client}: {status.detail}")
-    return exitcodes.OK
-
-
-def _kill_remote(config: Config, args: argparse.Namespace) -> int:
+        return close_master(config, args.client).detail
     from backuppc_agent.ssh.remote import kill_remote  # noqa: PLC0415
 
-    print(f"{args.client}: {kill_remote(config, args.client, None, args.host or None).line}")
-    return exitcodes.OK
-
-
-def _ssh(config: Config, args: argparse.Namespace) -> int:
-    from backuppc_agent.ssh.wrap import run_session  # noqa: PLC0415
-
-    return run_session(config, args.client, args.ssh_args)
-
-
-_RUN = {
-    "check": _check,
-    "open": _open,
-    "close": _close,
-    "kill-remote": _kill_remote,
-    "ssh": _ssh,
-}
+    return kill_remote(config, args.client, None, args.host or None).line
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list(args)
-    return _RUN[args.action](load_config(args), args)
+    config = load_config(args)
+    if args.action == "ssh":
+        from backuppc_agent.ssh.wrap import run_session  # noqa: PLC0415
+
+        return run_session(config, args.client, args.ssh_args)
+    if args.action == "check":
+        return _check(config, args)
+    if args.action == "open":
+        return _open(config, args)
+    print(f"{args.client}: {_stop(config, args)}")
+    return exitcodes.OK
