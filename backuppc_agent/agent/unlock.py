@@ -1,18 +1,10 @@
 """Opt-in unattended unlock: load [agent] keys with passphrases from the keyring or Tang.
 
-With ``[agent] unlock = "keyring"`` (or ``"tang"``) the supervisor loads the configured keys
-itself whenever it attaches to an agent it has not unlocked yet: at start,
-after every agent restart, and after adopting an agent (only the keys the
-agent does not already hold). It runs as a supervisor Listener on a worker
-thread, so a slow keyring backend never stalls the supervision loop. A missing
-or wrong passphrase is logged as one clear line; the state stays waiting and an
-operator's interactive ``ssh-add`` works as always.
-
-With ``"tang"`` the passphrase is a Clevis JWE in the state dir (agent/tang.py).
-While no Tang answers the worker retries with back-off (capped at
-RETRY_MAX_SECONDS, so a Tang coming back is noticed within seconds) and
-``status()`` names the unreachable URLs: the supervisor puts that into the
-waiting reason and the exporter into backuppc_agent_unlock_waiting_tang.
+Whenever the supervisor attaches to an agent not unlocked yet (start, restart, adoption), a
+Listener loads the keys it lacks on a worker thread, so a slow keyring never stalls the loop.
+A missing or wrong passphrase is one log line; the state stays waiting and ``ssh-add`` works.
+With Tang (a Clevis JWE in the state dir) the worker retries while no Tang answers, with a
+back-off capped at RETRY_MAX_SECONDS so a Tang coming back is noticed within seconds.
 """
 
 from __future__ import annotations
@@ -70,19 +62,13 @@ def unlock_missing(
     return [_unlock_one(config, key, held) for key in agent.keys]
 
 
-def keyring_passphrase(key: Path) -> str:
-    """The passphrase of ``key`` from the keyring; raise PassphraseError if there is none."""
-    passphrase = passphrases.get(key)
-    if passphrase is None:
-        raise PassphraseError(
-            f"no passphrase for {key} in keyring {passphrases.backend_name()}; "
-            f"store it with: backuppc-agent passphrase set {key}"
-        )
-    return passphrase
+def with_tang(
+    state_dir: Path, key: Path, attempt: Callable[[bytes], subprocess.CompletedProcess[bytes]]
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``attempt`` on the stored JWE of ``key`` (tang.open_with); name rekey if refused.
 
-
-def stored_jwe(state_dir: Path, key: Path) -> bytes:
-    """The JWE stored for ``key``; raise PassphraseError if there is none."""
+    Raises PassphraseError if no JWE is stored, else as tang.open_with.
+    """
     where = tang.jwe_path(state_dir, key)
     jwe = paths.read_bounded(where, tang.JWE_MAX_BYTES)
     if jwe is None:
@@ -90,14 +76,6 @@ def stored_jwe(state_dir: Path, key: Path) -> bytes:
             f"no passphrase for {key} is stored for Tang ({where}); "
             f"store it with: backuppc-agent passphrase set {key} --tang URL"
         )
-    return jwe
-
-
-def with_tang(
-    state_dir: Path, key: Path, attempt: Callable[[bytes], subprocess.CompletedProcess[bytes]]
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``attempt`` on the stored JWE of ``key`` (tang.open_with); name rekey if refused."""
-    jwe = stored_jwe(state_dir, key)
     try:
         return tang.open_with(jwe, lambda: attempt(jwe))
     except TangRefusedError as err:
@@ -115,7 +93,13 @@ def load(config: Config, key: Path) -> None:
     """Load ``key`` with its stored passphrase; from Tang, clevis hands it to ssh-add itself."""
     socket = config.agent.socket
     if config.agent.unlock != "tang":
-        passphrases.add(socket, key, keyring_passphrase(key))
+        passphrase = passphrases.get(key)
+        if passphrase is None:
+            raise PassphraseError(
+                f"no passphrase for {key} in keyring {passphrases.backend_name()}; "
+                f"store it with: backuppc-agent passphrase set {key}"
+            )
+        passphrases.add(socket, key, passphrase)
         return
     added = with_tang(config.state.dir, key, partial(passphrases.run_add, socket, key, clevis=True))
     passphrases.check_added(added, socket, key)
