@@ -11,18 +11,17 @@ same sources BackupPC's pages do (serverstatus) and exports them with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from backuppc_agent import exitcodes
 from backuppc_agent.backuppc import serverstatus
 from backuppc_agent.backuppc.serverstatus import HostStatus, ServerStatus
 from backuppc_agent.config import BackupPCConfig
-from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
+from backuppc_agent.metrics.scrape import Part, ScrapeErrors, family, gauge
 
-Reader = Callable[[BackupPCConfig], ServerStatus | None]
-NAME = PREFIX + "backuppc_"
+NAME = "backuppc_"
 #: (queue label, key of the server's %QueueLen)
 QUEUES = (("background", "BgQueue"), ("user", "UserQueue"), ("command", "CmdQueue"))
 #: (pool label, key prefix in %Info): BackupPC 4's pool and cpool, filled by BackupPC_nightly
@@ -62,21 +61,40 @@ _ERROR_WORDS = (
 )  # fmt: skip
 
 
+#: Per-host families (name after ``backuppc_agent_backuppc_``, help, labels after ``host``).
+HOST_FAMILIES = (
+    ("last_backup_end_timestamp_seconds",
+     "When the host's last good (full or incremental) backup ended (Unix time).", ()),
+    ("last_backup_number", "Number of the host's last good backup.", ()),
+    ("last_backup_type", "1 for the type (full, incr) of the last good backup.", ("type",)),
+    ("backups", "Backups kept for the host, by type.", ("type",)),
+    ("last_attempt_info",
+     ("The host's last attempt: result (done, failed, aborted, no-ping, ...) and "
+      "error (keys-not-loaded, transfer-failed, ...) as bounded words; always 1."),
+     ("result", "error")),
+    ("last_attempt_timestamp_seconds",
+     "When the host's last attempt started (or its idle check ran; Unix time).", ()),
+    ("host_state_info", "What the server does for the host now; always 1.", ("state",)),
+    ("host_backups_disabled", "BackupsDisable: 0 scheduled backups, 1 manual only, 2 none.", ()),
+    ("host_backup_period_seconds",
+     ("How often BackupPC backs the host up (the shorter of FullPeriod and IncrPeriod, "
+      "or [backuppc] default_period_hours)."), ()),
+)  # fmt: skip
+HostSample = tuple[str, tuple[str, ...], float]
+
+
 class BackupPCPart(Part):
     """Per server: up, queues, pool; per host: last good backup, backups kept, last attempt."""
 
     name = "backuppc"
 
-    def __init__(
-        self, errors: ScrapeErrors, config: BackupPCConfig, reader: Reader = serverstatus.read
-    ) -> None:
+    def __init__(self, errors: ScrapeErrors, config: BackupPCConfig) -> None:
         super().__init__(errors)
         self.config = config
-        self.reader = reader
 
     def collect(self) -> Iterator[Metric]:
         """Yield the BackupPC families; nothing at all on a machine without BackupPC."""
-        status = self.reader(self.config)
+        status = serverstatus.read(self.config)
         if status is None:
             return
         for problem in status.problems:
@@ -99,28 +117,21 @@ def _server(status: ServerStatus) -> Iterator[Metric]:
             status.info["startTime"],
         )
     if status.up:
-        queue = GaugeMetricFamily(
-            NAME + "queue_length", "Jobs waiting in a BackupPC server queue.", labels=["queue"]
-        )
-        for label, key in QUEUES:
-            queue.add_metric([label], _number(status.queues.get(key)))
-        yield queue
-    yield from _pool(status.info)
+        queues = [([label], _number(status.queues.get(key))) for label, key in QUEUES]
+        yield family(NAME + "queue_length", "Jobs waiting in a BackupPC server queue.", ["queue"],
+                     queues)  # fmt: skip
+    yield from _pools(status.info)
 
 
-def _pool(info: dict[str, object]) -> Iterator[Metric]:
+def _pools(info: dict[str, object]) -> Iterator[Metric]:
     """Pool size and files, as BackupPC_nightly last counted them (absent before its first run)."""
-    size = GaugeMetricFamily(
-        NAME + "pool_bytes", "Size of a BackupPC pool (last nightly count).", labels=["pool"]
-    )
-    files = GaugeMetricFamily(
-        NAME + "pool_files", "Files in a BackupPC pool (last nightly count).", labels=["pool"]
-    )
-    for label, prefix in POOLS:
-        if f"{prefix}FileCnt" in info:
-            size.add_metric([label], _number(info.get(f"{prefix}Kb")) * 1024)
-            files.add_metric([label], _number(info.get(f"{prefix}FileCnt")))
-    yield from (size, files)
+    pools = [(label, key) for label, key in POOLS if f"{key}FileCnt" in info]
+    sizes = [([label], _number(info.get(f"{key}Kb")) * 1024) for label, key in pools]
+    files = [([label], _number(info.get(f"{key}FileCnt"))) for label, key in pools]
+    yield family(NAME + "pool_bytes", "Size of a BackupPC pool (last nightly count).", ["pool"],
+                 sizes)  # fmt: skip
+    yield family(NAME + "pool_files", "Files in a BackupPC pool (last nightly count).", ["pool"],
+                 files)  # fmt: skip
 
 
 def _number(value: object) -> float:
@@ -132,74 +143,33 @@ def _number(value: object) -> float:
 
 
 def _hosts(hosts: list[HostStatus], live: bool) -> Iterator[Metric]:
-    """Per-host families; what the server does now only from a server that answered."""
-    families = _HostFamilies()
+    """The HOST_FAMILIES; what the server does now only from a server that answered."""
+    samples: dict[str, list[tuple[list[str], float]]] = {name: [] for name, *_ in HOST_FAMILIES}
     for host in hosts:
-        families.add(host, live)
-    yield from families.all()
+        for name, labels, value in _host_samples(host, live):
+            samples[name].append(([host.name, *labels], value))
+    for name, doc, labels in HOST_FAMILIES:
+        yield family(NAME + name, doc, ["host", *labels], samples[name])
 
 
-class _HostFamilies:
-    """The per-host families, filled host by host."""
-
-    def __init__(self) -> None:
-        def family(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
-            return GaugeMetricFamily(NAME + name, doc, labels=["host", *labels])
-
-        self.end = family(
-            "last_backup_end_timestamp_seconds",
-            "When the host's last good (full or incremental) backup ended (Unix time).",
-        )
-        self.number = family("last_backup_number", "Number of the host's last good backup.")
-        self.type = family(
-            "last_backup_type", "1 for the type (full, incr) of the last good backup.", "type"
-        )
-        self.kept = family("backups", "Backups kept for the host, by type.", "type")
-        self.attempt = family(
-            "last_attempt_info",
-            "The host's last attempt: result (done, failed, aborted, no-ping, ...) and "
-            "error (keys-not-loaded, transfer-failed, ...) as bounded words; always 1.",
-            "result",
-            "error",
-        )
-        self.attempt_time = family(
-            "last_attempt_timestamp_seconds",
-            "When the host's last attempt started (or its idle check ran; Unix time).",
-        )
-        self.state = family(
-            "host_state_info", "What the server does for the host now; always 1.", "state"
-        )
-        self.disabled = family(
-            "host_backups_disabled",
-            "BackupsDisable: 0 scheduled backups, 1 manual only, 2 none.",
-        )
-        self.period = family(
-            "host_backup_period_seconds",
-            "How often BackupPC backs the host up (the shorter of FullPeriod and IncrPeriod, "
-            "or [backuppc] default_period_hours).",
-        )
-
-    def add(self, host: HostStatus, live: bool) -> None:
-        name, backups, status = host.name, host.backups, host.status
-        if backups.last_end is not None and backups.last_type is not None:
-            self.end.add_metric([name], backups.last_end)
-            self.number.add_metric([name], float(backups.last_number or 0))
-            for kind in ("full", "incr"):
-                self.type.add_metric([name, kind], float(kind == backups.last_type))
-        for kind in COUNTED_TYPES:
-            self.kept.add_metric([name, kind], backups.counts.get(kind, 0))
-        result = result_word(status.get("reason"), status.get("error"))
-        self.attempt.add_metric([name, result, error_word(status.get("error"))], 1)
-        if isinstance(status.get("startTime"), int):
-            self.attempt_time.add_metric([name], status["startTime"])
-        if live and status:
-            self.state.add_metric([name, state_word(status.get("state"))], 1)
-        self.disabled.add_metric([name], host.settings.disabled())
-        self.period.add_metric([name], host.period_seconds)
-
-    def all(self) -> list[GaugeMetricFamily]:
-        return [self.end, self.number, self.type, self.kept, self.attempt, self.attempt_time,
-                self.state, self.disabled, self.period]  # fmt: skip
+def _host_samples(host: HostStatus, live: bool) -> Iterator[HostSample]:
+    """One host's samples as (family, labels after host, value)."""
+    backups, status = host.backups, host.status
+    if backups.last_end is not None and backups.last_type is not None:
+        yield "last_backup_end_timestamp_seconds", (), backups.last_end
+        yield "last_backup_number", (), float(backups.last_number or 0)
+        for kind in ("full", "incr"):
+            yield "last_backup_type", (kind,), float(kind == backups.last_type)
+    for kind in COUNTED_TYPES:
+        yield "backups", (kind,), backups.counts.get(kind, 0)
+    result = result_word(status.get("reason"), status.get("error"))
+    yield "last_attempt_info", (result, error_word(status.get("error"))), 1
+    if isinstance(status.get("startTime"), int):
+        yield "last_attempt_timestamp_seconds", (), status["startTime"]
+    if live and status:
+        yield "host_state_info", (state_word(status.get("state")),), 1
+    yield "host_backups_disabled", (), host.settings.disabled()
+    yield "host_backup_period_seconds", (), host.period_seconds
 
 
 def state_word(state: object) -> str:

@@ -12,15 +12,10 @@ import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from backuppc_agent.events import HOOK_RESULTS, EventStore, EventStoreError, HookSummary
-from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, family
 
 SummaryReader = Callable[[Path], HookSummary]
 
@@ -55,30 +50,29 @@ class HookPart(Part):
         yield _last_success(summary)
 
 
-def _runs(summary: HookSummary) -> CounterMetricFamily:
+def _runs(summary: HookSummary) -> Metric:
     """backuppc_agent_hook_runs_total: every (hook, result) a hook can record, 0 until seen.
 
     A series born at 1 has increase() = 0 in Prometheus, so an alert on the first
     failure of an instance would never fire: every known pair exists from the start.
     """
-    family = CounterMetricFamily(
-        PREFIX + "hook_runs_total",
-        "BackupPC hook runs by hook and result "
-        "(ok, failed, not-ready, ssh-failed, bad-name, error).",
-        labels=["hook", "result"],
-    )
     runs = {(hook, result): 0 for hook, results in HOOK_RESULTS.items() for result in results}
     runs.update(summary.runs)
-    for (hook, result), count in sorted(runs.items()):
-        family.add_metric([hook, result], count)
-    return family
+    return family(
+        "hook_runs_total",
+        "BackupPC hook runs by hook and result "
+        "(ok, failed, not-ready, ssh-failed, bad-name, error).",
+        ["hook", "result"],
+        sorted(runs.items()),
+        CounterMetricFamily,
+    )
 
 
 def _waits(summary: HookSummary) -> HistogramMetricFamily:
     """backuppc_agent_hook_wait_seconds from the store's cumulative buckets."""
-    buckets = [(_le(bound), float(count)) for bound, count in summary.wait_buckets]
-    if not buckets:
-        buckets = [("+Inf", 0.0)]
+    # as prometheus_client writes a bound: "0.5", "1.0", "+Inf"
+    buckets = [("+Inf" if math.isinf(bound) else repr(float(bound)), float(count))
+               for bound, count in summary.wait_buckets] or [("+Inf", 0.0)]  # fmt: skip
     return HistogramMetricFamily(
         PREFIX + "hook_wait_seconds",
         "How long gating hooks waited for SSH keys before going on or giving up.",
@@ -87,18 +81,11 @@ def _waits(summary: HookSummary) -> HistogramMetricFamily:
     )
 
 
-def _le(bound: float) -> str:
-    """A bucket bound as prometheus_client writes it: "0.5", "1.0", "+Inf"."""
-    return "+Inf" if math.isinf(bound) else repr(float(bound))
-
-
-def _last_success(summary: HookSummary) -> GaugeMetricFamily:
+def _last_success(summary: HookSummary) -> Metric:
     """backuppc_agent_last_success_timestamp_seconds per BackupPC host (label ``host``)."""
-    family = GaugeMetricFamily(
-        PREFIX + "last_success_timestamp_seconds",
+    return family(
+        "last_success_timestamp_seconds",
         "When a hook for this BackupPC host last ended ok (Unix time).",
-        labels=["host"],
+        ["host"],
+        [([host], when) for host, when in sorted(summary.last_success.items())],
     )
-    for host, when in sorted(summary.last_success.items()):
-        family.add_metric([host], when)
-    return family

@@ -7,13 +7,13 @@ Each check is one connect and two small frames (about 0.2 ms), never an
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, gauge
-from backuppc_agent.ssh.master import MasterInfo, list_masters
+from backuppc_agent.metrics.scrape import Part, ScrapeErrors, family, gauge
+from backuppc_agent.ssh.master import list_masters
 from backuppc_agent.ssh.mux import Master
 from backuppc_agent.ssh.remote import Answer, remembered_accesses
 from backuppc_agent.unixsock import Failure
@@ -23,7 +23,6 @@ CHECK_TIMEOUT_SECONDS = 0.5
 #: A dead master leaves a stale socket (or none): normal. Anything else on a control
 #: socket (silence, garbage, another user's listener) is a failed read.
 _DEAD_MASTER = frozenset({Master.ALIVE, Failure.STALE, Failure.MISSING})
-MasterLister = Callable[[Path, float], list[MasterInfo]]
 
 
 class MasterPart(Part):
@@ -36,39 +35,35 @@ class MasterPart(Part):
         errors: ScrapeErrors,
         control_dir: Path,
         state_dir: Path | None = None,
-        lister: MasterLister = list_masters,
         timeout: float = CHECK_TIMEOUT_SECONDS,
     ) -> None:
         super().__init__(errors)
         self.control_dir = control_dir
         self.state_dir = state_dir
-        self.lister = lister
         self.timeout = timeout
 
     def collect(self) -> Iterator[Metric]:
         """Yield the master families; nothing (and a counted error) if the directory fails."""
         if not self._listable():
             return
-        masters = self.lister(self.control_dir, self.timeout)
-        live = sum(1 for master in masters if master.alive)
-        yield gauge("masters", "SSH master connections that answer the mux alive check.", live)
-        up = GaugeMetricFamily(
-            PREFIX + "master_up",
-            "1 when the host's master answers on its control socket, 0 for a dead socket.",
-            labels=["host"],
-        )
-        opened = GaugeMetricFamily(
-            PREFIX + "master_opened_timestamp_seconds",
-            "When the host's live master was opened (Unix time).",
-            labels=["host"],
-        )
+        masters = list_masters(self.control_dir, self.timeout)
         for master in masters:
             if master.status not in _DEAD_MASTER:
                 self.fail(f"control socket {master.path}: {master.detail}")
-            up.add_metric([master.client], 1 if master.alive else 0)
-            if master.opened is not None:
-                opened.add_metric([master.client], master.opened)
-        yield from (up, opened)
+        live = sum(1 for master in masters if master.alive)
+        yield gauge("masters", "SSH master connections that answer the mux alive check.", live)
+        yield family(
+            "master_up",
+            "1 when the host's master answers on its control socket, 0 for a dead socket.",
+            ["host"],
+            [([master.client], float(master.alive)) for master in masters],
+        )
+        yield family(
+            "master_opened_timestamp_seconds",
+            "When the host's live master was opened (Unix time).",
+            ["host"],
+            [([m.client], m.opened) for m in masters if m.opened is not None],
+        )
         if self.state_dir is not None:
             yield _restricted_family(remembered_accesses(self.state_dir))
 
@@ -84,16 +79,14 @@ class MasterPart(Part):
             return False
 
 
-def _restricted_family(accesses: dict[str, tuple[Answer, float]]) -> GaugeMetricFamily:
+def _restricted_family(accesses: dict[str, tuple[Answer, float]]) -> Metric:
     """backuppc_agent_client_restricted{host}: 1 gate, 0 a login shell, as last probed."""
-    family = GaugeMetricFamily(
-        PREFIX + "client_restricted",
+    return family(
+        "client_restricted",
         "1 when the backup key only reaches client-setup's gate on the host, 0 when it gets "
         "a login shell (root on the client), as probed when its master last opened; hosts "
         "with another forced command are left out.",
-        labels=["host"],
-    )
-    for client, (access, _when) in accesses.items():
-        if access is not Answer.OTHER:
-            family.add_metric([client], 1 if access is Answer.GATE else 0)
-    return family
+        ["host"],
+        [([client], float(access is Answer.GATE))
+         for client, (access, _when) in accesses.items() if access is not Answer.OTHER],
+    )  # fmt: skip

@@ -89,6 +89,20 @@ def gauge(name: str, doc: str, value: float | None = None) -> GaugeMetricFamily:
     return GaugeMetricFamily(PREFIX + name, doc, value=value)
 
 
+def family(
+    name: str,
+    doc: str,
+    labels: Sequence[str],
+    samples: Iterable[tuple[Sequence[str], float]],
+    kind: type[GaugeMetricFamily | CounterMetricFamily] = GaugeMetricFamily,
+) -> Metric:
+    """A family of ``kind`` with the common prefix and a sample per (label values, value)."""
+    made = kind(PREFIX + name, doc, labels=list(labels))
+    for values, value in samples:
+        made.add_metric(list(values), value)
+    return made
+
+
 class ScrapeCollector:
     """Runs the parts one scrape at a time and appends the self metrics."""
 
@@ -125,12 +139,9 @@ class ScrapeCollector:
 
     def _self_metrics(self, seconds: float) -> list[Metric]:
         """The scrape's own duration and the error counts so far."""
-        duration = gauge("scrape_duration_seconds", "Time this scrape took.", seconds)
-        errors = CounterMetricFamily(
-            PREFIX + "scrape_errors_total",
-            "Failed reads per collector since the exporter started.",
-            labels=["collector"],
-        )
-        for collector, count in sorted(self._errors.counts().items()):
-            errors.add_metric([collector], count)
-        return [duration, errors]
+        errors = [([name], count) for name, count in sorted(self._errors.counts().items())]
+        doc = "Failed reads per collector since the exporter started."
+        return [
+            gauge("scrape_duration_seconds", "Time this scrape took.", seconds),
+            family("scrape_errors_total", doc, ["collector"], errors, CounterMetricFamily),
+        ]
