@@ -1,12 +1,9 @@
-"""Key passphrases: kept in the keyring, handed to OpenSSH only through askpass.
+"""Key passphrases: kept in the keyring (username: the key's absolute path), given to OpenSSH
+only through askpass.
 
-The keyring entry is (service "backuppc-agent", username = the key's absolute
-path). ssh-add and ssh-keygen read the passphrase from our askpass helper,
-which copies one line from the stdin it inherits from them; we feed that stdin
-through a pipe. So the passphrase is never in an argv, an environment, a file
-we write or a log line. For Tang the pipe holds the Clevis JWE instead and the
-helper runs ``clevis decrypt`` (askpass.py): the plaintext never enters our
-memory. ``keyring`` is imported only when needed (~50 ms).
+ssh-add and ssh-keygen ask our askpass helper, which copies one line from the stdin it
+inherits from them, a pipe we feed: never an argv, an environment, a file or a log line. For
+Tang the pipe holds the JWE and the helper runs ``clevis decrypt`` (askpass.py).
 """
 
 from __future__ import annotations
@@ -39,9 +36,6 @@ class PassphraseError(BackupPCAgentError):
 
 class KeyringError(BackupPCAgentError):
     """The keyring backend failed (none configured, locked, unreadable)."""
-
-
-# -- the keyring --------------------------------------------------------------
 
 
 def _keyring() -> Any:
@@ -94,9 +88,6 @@ def delete(key: Path) -> bool:
     return True
 
 
-# -- OpenSSH through askpass ----------------------------------------------------
-
-
 def askpass_program() -> str:
     """The installed askpass helper: next to this Python's scripts, ours, or on PATH."""
     candidates = [
@@ -113,10 +104,7 @@ def askpass_program() -> str:
 
 
 def askpass_env(socket: Path | None = None, clevis: bool = False) -> dict[str, str]:
-    """The environment that makes ssh-add/ssh-keygen ask our helper, never a tty.
-
-    With ``clevis`` the helper runs ``clevis decrypt`` on the JWE fed to its stdin.
-    """
+    """The environment that makes ssh-add/ssh-keygen ask our helper (``clevis``: to decrypt)."""
     extra = {"SSH_ASKPASS": askpass_program(), "SSH_ASKPASS_REQUIRE": "force"}
     if socket is not None:
         extra["SSH_AUTH_SOCK"] = str(socket)
@@ -146,8 +134,8 @@ def opens(key: Path, passphrase: str) -> bool:
 
 def run_public(key: Path, feed: bytes, clevis: bool = False) -> subprocess.CompletedProcess[bytes]:
     """ssh-keygen -y on ``key`` with ``feed`` for askpass (a JWE if ``clevis``)."""
-    env = askpass_env(clevis=clevis)
-    return proc.run(make_public_command(key), SSH_KEYGEN_TIMEOUT_SECONDS, env, None, feed)
+    argv = make_public_command(key)
+    return proc.run(argv, SSH_KEYGEN_TIMEOUT_SECONDS, askpass_env(None, clevis), None, feed)
 
 
 def is_encrypted(key: Path) -> bool:
@@ -164,10 +152,7 @@ def is_encrypted(key: Path) -> bool:
 
 
 def add(socket: Path, key: Path, passphrase: str) -> None:
-    """Load ``key`` into the agent on ``socket``.
-
-    Raises PassphraseError if the passphrase does not open it, BackupPCAgentError otherwise.
-    """
+    """Load ``key`` into the agent on ``socket``; raise as check_added."""
     check_added(run_add(socket, key, _feed(passphrase)), socket, key)
 
 
@@ -175,8 +160,8 @@ def run_add(
     socket: Path, key: Path, feed: bytes, clevis: bool = False
 ) -> subprocess.CompletedProcess[bytes]:
     """ssh-add ``key`` to the agent on ``socket``, ``feed`` for askpass (a JWE if ``clevis``)."""
-    env = askpass_env(socket, clevis)
-    return proc.run(make_add_command(key), SSH_ADD_TIMEOUT_SECONDS, env, None, feed)
+    argv = make_add_command(key)
+    return proc.run(argv, SSH_ADD_TIMEOUT_SECONDS, askpass_env(socket, clevis), None, feed)
 
 
 def check_added(result: subprocess.CompletedProcess[bytes], socket: Path, key: Path) -> None:
