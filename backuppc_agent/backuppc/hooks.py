@@ -1,19 +1,11 @@
 """What BackupPC's pre/post user commands do: gate on readiness, keep one master per client.
 
-Pre hooks wait up to ``[hooks] wait_seconds`` for the agent to be ready (a
-direct probe: the truth, not the state file's lag), then find the client's
-master alive over the mux protocol or open it. They exit non-zero with one
-line for BackupPC's XferLOG when they cannot, so the job fails fast and
-BackupPC retries at its next wakeup. Post hooks never fail a backup: they
-close the master if configured, kill what a failed job left on the client,
-and exit 0.
-
-Once the restore key is set up (ssh/sshconfig.py), pre-restore instead checks
-at once that the restore key is loaded (failing fast with the ssh-add line when
-it is not) and opens the restore's own master with it; post-restore closes it.
-
-The master-opening and cleanup code (ssh.master, ssh.remote) is imported only
-when a master has to be opened or a client cleaned up.
+Pre hooks wait up to ``[hooks] wait_seconds`` for the agent to be ready (a direct
+probe, not the state file), then find the client's master alive or open it, else
+fail fast with one XferLOG line (BackupPC retries at its next wakeup). Post hooks
+never fail a backup: they close the master if configured and kill what a failed
+job left on the client. With the restore key set up, pre-restore needs that key
+loaded at once and opens a restore master with it; post-restore closes it.
 """
 
 from __future__ import annotations
@@ -36,8 +28,7 @@ from backuppc_agent.state import State
 
 PRE_HOOKS = ("pre-dump", "pre-restore", "pre-archive")
 POST_HOOKS = ("post-dump", "post-restore", "post-archive")
-GATE_HOOKS = ("ping",)
-HOOKS = PRE_HOOKS + POST_HOOKS + GATE_HOOKS
+HOOKS = (*PRE_HOOKS, *POST_HOOKS, "ping")
 #: Hooks of jobs that pull from or push to the client over ssh (archives stay local).
 SSH_HOOKS = frozenset({"pre-dump", "pre-restore", "post-dump", "post-restore"})
 POLL_SECONDS = 0.2
@@ -64,27 +55,20 @@ def _user_name() -> str:
 
 def not_ready_line(config: Config, ready: Readiness) -> str:
     """The one line BackupPC's XferLOG shows when the keys are not there."""
-    sock = config.agent.socket
-    user = _user_name()
-    if ready.cause is Cause.AGENT_SLOW:
-        return (
-            f"ssh-agent did not answer in time (agent socket {sock}: {ready.reason}); "
-            f"gave up after {ready.waited_seconds:.0f} s: is the machine overloaded?"
-        )
-    if ready.cause is Cause.AGENT_DOWN:
-        return (
-            f"ssh-agent is not running (agent socket {sock}: {ready.reason}); "
-            f"start 'backuppc-agent run', then run 'ssh-add' as {user}"
-        )
-    if ready.cause is Cause.UNUSABLE:
-        return (
-            f"SSH keys loaded but not usable (agent socket {sock}); "
-            f"gave up after {ready.waited_seconds:.0f} s: {ready.reason}"
-        )
-    return (
-        f"SSH keys not loaded; run 'ssh-add' as {user} (agent socket {sock}); "
-        f"gave up after {ready.waited_seconds:.0f} s: {_supervisors_reason(config, ready)}"
-    )
+    sock, user = config.agent.socket, _user_name()
+    waited = f"gave up after {ready.waited_seconds:.0f} s"
+    lines = {
+        Cause.AGENT_SLOW: f"ssh-agent did not answer in time (agent socket {sock}: "
+        f"{ready.reason}); {waited}: is the machine overloaded?",
+        Cause.AGENT_DOWN: f"ssh-agent is not running (agent socket {sock}: {ready.reason}); "
+        f"start 'backuppc-agent run', then run 'ssh-add' as {user}",
+        Cause.UNUSABLE: f"SSH keys loaded but not usable (agent socket {sock}); {waited}: "
+        f"{ready.reason}",
+    }
+    if ready.cause in lines:
+        return lines[ready.cause]
+    reason = _supervisors_reason(config, ready)
+    return f"SSH keys not loaded; run 'ssh-add' as {user} (agent socket {sock}); {waited}: {reason}"
 
 
 def _supervisors_reason(config: Config, ready: Readiness) -> str:
@@ -103,19 +87,17 @@ def check_names(client: str, host: str, config: Config, hook: str) -> None:
         sshconfig.control_path(config.mux.control_dir, client)
     elif hook != "ping":
         names.check(client, "client")
-    if host or hook in SSH_HOOKS:
+    if host or hook != "pre-archive":  # an archive connects nowhere
         names.check(host, "host")
 
 
 def ensure_master_line(config: Config, client: str, host: str, restore: bool = False) -> str:
-    """Find CLIENT's master (or, with ``restore``, its restore master) alive, or open it.
+    """Find CLIENT's master (or its restore master) alive, or open it; return a status line.
 
-    Returns a status line; raises on failure. A new backup master probes the client.
+    Raises on failure. A new backup master probes what the backup key gets on the client.
     """
     path = sshconfig.master_path(config, client, restore)
-    what = "restore master" if restore else "master"
-    session_seconds = float(config.hooks.connect_timeout_seconds)
-    status = mux.check(path, MASTER_CHECK_SECONDS, session_seconds)
+    status = mux.check(path, MASTER_CHECK_SECONDS, float(config.hooks.connect_timeout_seconds))
     opened = False
     if not status.alive:
         from backuppc_agent.ssh import master  # noqa: PLC0415  (only to open one)
@@ -123,28 +105,15 @@ def ensure_master_line(config: Config, client: str, host: str, restore: bool = F
         _prefix_log_lines()
         status, opened = master.ensure_master(config, client, host, status, restore)
     if opened and not restore:
-        _probe_access(config, client, host)
+        from backuppc_agent.ssh import remote  # noqa: PLC0415  (only with a new master)
+
+        try:
+            remote.probe_access(config, client, host)
+        except BackupPCAgentError as err:  # the metrics keep the last answer; the dump goes on
+            logging.getLogger(__name__).debug("%s", err)
     how = ("opened" if opened else "reused") + ("; restore key only" if restore else "")
+    what = "restore master" if restore else "master"
     return f"ssh {what} for {client} is up (pid {status.pid}, {how})"
-
-
-def _probe_access(config: Config, client: str, host: str) -> None:
-    """Record, once per new master, whether the backup key is restricted on the client."""
-    from backuppc_agent.ssh import remote  # noqa: PLC0415  (only with a new master)
-
-    try:
-        remote.probe_access(config, client, host)
-    except BackupPCAgentError as err:  # the metrics keep the last answer; the dump goes on
-        logging.getLogger(__name__).debug("%s", err)
-
-
-def restore_key_line(config: Config) -> str:
-    """The one line of a restore refused because the restore key is not loaded."""
-    key = config.agent.restore_key
-    return (
-        f"restores need the restore key, which is not loaded: run 'ssh-add -t 1h {key}' "
-        f"as {_user_name()} (agent socket {config.agent.socket})"
-    )
 
 
 def _close_restore_master(config: Config, client: str) -> str:
@@ -157,32 +126,10 @@ def _close_restore_master(config: Config, client: str) -> str:
     return f"restore master of {client}: {status.detail}"
 
 
-def no_ssh_line(config: Config, hook: str, client: str, xfer_method: str) -> str | None:
-    """A line when this job's transfer never runs ssh ($XferMethod): it is then left alone.
-
-    rsync (and an old config.pl without --xfer-method) reads no file. For tar,
-    BackupPC's config tells whether its command runs $sshPath.
-    Raises BadNameError for a client name that must not become a file name.
-    """
-    if xfer_method in ("", "rsync") or hook not in SSH_HOOKS:
-        return None
-    from backuppc_agent.backuppc import confdir  # noqa: PLC0415  (only off the rsync path)
-
-    names.check(client, "client")
-    restore = hook.endswith("-restore")
-    reader = confdir.ConfDir(config.backuppc.conf_dir, config.backuppc.top_dir)
-    settings = reader.settings(client) if xfer_method == "tar" else {}  # only tar's command counts
-    if confdir.uses_ssh(xfer_method, settings, restore):
-        return None
-    reason = confdir.no_ssh_reason(xfer_method)
-    return f"{client}: {reason} does not use ssh: not gated, no ssh master"
-
-
 def _post_actions(config: Config, client: str, result: str) -> list[str]:
     from backuppc_agent.ssh import master, remote  # noqa: PLC0415  (off the pre hook's path)
 
     _prefix_log_lines()
-
     lines = []
     try:
         if result == "failed":
@@ -198,11 +145,8 @@ def _post_actions(config: Config, client: str, result: str) -> list[str]:
 class Seams:
     """A hook's side effects, real by default; unit tests pass fakes (clock, probe, master)."""
 
-    #: (agent config, seconds, poll seconds) -> Readiness: the readiness wait
-    wait: Callable[[AgentConfig, float, float], Readiness] = wait_ready
-    #: (config, client, host) -> status line: find the master alive or open it
-    ensure_master: Callable[[Config, str, str], str] = ensure_master_line
-    #: (config, client, result) -> lines: a post hook's cleanup on the client
+    wait: Callable[[AgentConfig, float, float], Readiness] = wait_ready  # (seconds, poll)
+    ensure_master: Callable[[Config, str, str], str] = ensure_master_line  # (client, host)
     post_actions: Callable[[Config, str, str], list[str]] = _post_actions
 
 
@@ -216,28 +160,45 @@ def pre_hook(
 
     A job whose transfer never runs ssh passes at once (recorded as ok).
     """
-    try:
-        skip = no_ssh_line(config, hook, client, xfer_method)
-    except BadNameError as err:
-        return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
-    if skip:
-        return Outcome("ok", exitcodes.OK, (skip,), 0.0, client)
-    if hook == "pre-restore" and config.agent.restore_key_set_up():
-        return _pre_restore(config, client, host, seams)
-    ready = _gate(
-        config,
-        lambda: check_names(client, host, config, hook),
-        client,
-        exitcodes.HOOK_NOT_READY,
-        seams,
-    )
+    skipped = _left_alone(config, hook, client, xfer_method, "ok", exitcodes.BAD_NAME)
+    if skipped:
+        return skipped
+    restore = hook == "pre-restore" and config.agent.restore_key_set_up()
+    ready = _gate(config, hook, client, host, seams, need_ready=not restore)
     if isinstance(ready, Outcome):
         return ready
+    if restore:
+        return _pre_restore(config, client, host, ready)
     line = f"SSH auth ready ({ready.reason}) after {ready.waited_seconds:.2f} s"
     if hook not in SSH_HOOKS:
         return Outcome("ok", exitcodes.OK, (line,), ready.waited_seconds, client)
     opened = partial(seams.ensure_master, config, client, host)
     return _with_master(opened, line, client, ready.waited_seconds)
+
+
+def _left_alone(
+    config: Config, hook: str, client: str, xfer_method: str, result: str, bad_name_exit: int
+) -> Outcome | None:
+    """The Outcome of a job whose transfer never runs ssh ($XferMethod), or of a refused $client.
+
+    rsync (or no --xfer-method) reads no file; for tar, BackupPC's config tells whether
+    its command runs $sshPath. None: the job is gated as usual.
+    """
+    if xfer_method in ("", "rsync") or hook not in SSH_HOOKS:
+        return None
+    from backuppc_agent.backuppc import confdir  # noqa: PLC0415  (only off the rsync path)
+
+    try:
+        names.check(client, "client")  # before it becomes a file name
+    except BadNameError as err:
+        return Outcome("bad-name", bad_name_exit, (str(err),))
+    reader = confdir.ConfDir(config.backuppc.conf_dir, config.backuppc.top_dir)
+    settings = reader.settings(client) if xfer_method == "tar" else {}  # only tar's command counts
+    if confdir.uses_ssh(xfer_method, settings, restore=hook.endswith("-restore")):
+        return None
+    why = confdir.no_ssh_reason(xfer_method)
+    line = f"{client}: {why} does not use ssh: not gated, no ssh master"
+    return Outcome(result, exitcodes.OK, (line,), 0.0, client)
 
 
 def _with_master(open_line: Callable[[], str], line: str, client: str, waited: float) -> Outcome:
@@ -249,20 +210,16 @@ def _with_master(open_line: Callable[[], str], line: str, client: str, waited: f
         return Outcome(result, err.exit_code, (str(err),), waited, client)
 
 
-def _pre_restore(config: Config, client: str, host: str, seams: Seams) -> Outcome:
+def _pre_restore(config: Config, client: str, host: str, checked: Readiness) -> Outcome:
     """A restore with the restore key set up: that key loaded now, or fail fast; its own master.
 
     Backup readiness does not matter: the restore authenticates with the restore key alone.
     """
-    checked = _gate(
-        config, lambda: check_names(client, host, config, "pre-restore"), client,
-        exitcodes.HOOK_NOT_READY, seams, wait_seconds=0.0, need_ready=False,
-    )  # fmt: skip
-    if isinstance(checked, Outcome):
-        return checked
-    wanted = readiness.not_counted(config.agent)
-    if not wanted & set(checked.fingerprints):
-        line = restore_key_line(config)
+    if not readiness.not_counted(config.agent) & set(checked.fingerprints):
+        line = (
+            "restores need the restore key, which is not loaded: run 'ssh-add -t 1h "
+            f"{config.agent.restore_key}' as {_user_name()} (agent socket {config.agent.socket})"
+        )
         return Outcome("not-ready", exitcodes.HOOK_NOT_READY, (line,), 0.0, client)
     opened = partial(ensure_master_line, config, client, host, restore=True)
     return _with_master(opened, "restore key loaded", client, 0.0)
@@ -270,7 +227,7 @@ def _pre_restore(config: Config, client: str, host: str, seams: Seams) -> Outcom
 
 def ping_gate(config: Config, host: str, seams: Seams = REAL) -> Outcome:
     """$Conf{PingCmd}: exit 0 with a ``time=`` BackupPC parses when ready; 1 ("no ping") if not."""
-    ready = _gate(config, lambda: names.check(host, "host"), host, exitcodes.NOT_READY, seams)
+    ready = _gate(config, "ping", host, host, seams)
     if isinstance(ready, Outcome):
         return ready
     line = f"SSH auth ready for {host}: time={ready.waited_seconds * 1000:.3f} ms"
@@ -278,28 +235,22 @@ def ping_gate(config: Config, host: str, seams: Seams = REAL) -> Outcome:
 
 
 def _gate(
-    config: Config,
-    check: Callable[[], object],
-    subject: str,
-    not_ready_exit: int,
-    seams: Seams,
-    wait_seconds: float | None = None,
-    need_ready: bool = True,
+    config: Config, hook: str, client: str, host: str, seams: Seams, need_ready: bool = True
 ) -> Readiness | Outcome:
     """Refuse bad names, then wait for keys; the Readiness, or the Outcome that ends the hook.
 
-    ``wait_seconds`` defaults to hooks.wait_seconds; without ``need_ready`` an agent
-    that answers (with whatever keys) is enough.
+    Without ``need_ready``, an agent that answers at once (with whatever keys) is enough.
     """
     try:
-        check()
+        check_names(client, host, config, hook)
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
-    seconds = config.hooks.wait_seconds if wait_seconds is None else wait_seconds
+    seconds = config.hooks.wait_seconds if need_ready else 0.0
     ready = seams.wait(config.agent, seconds, POLL_SECONDS)
     if ready.state is State.DOWN or (need_ready and ready.state is not State.READY):
+        code = exitcodes.NOT_READY if hook == "ping" else exitcodes.HOOK_NOT_READY  # "no ping"
         line = not_ready_line(config, ready)
-        return Outcome("not-ready", not_ready_exit, (line,), ready.waited_seconds, subject)
+        return Outcome("not-ready", code, (line,), ready.waited_seconds, client)
     return ready
 
 
@@ -313,12 +264,9 @@ def post_hook(
     result = "ok" if xfer_ok.strip() == "1" else "failed"
     if hook not in SSH_HOOKS:
         return Outcome(result, exitcodes.OK, (), 0.0, client)
-    try:
-        skip = no_ssh_line(config, hook, client, xfer_method)
-    except BadNameError as err:
-        return Outcome("bad-name", exitcodes.OK, (str(err),))
-    if skip:
-        return Outcome(result, exitcodes.OK, (skip,), 0.0, client)
+    skipped = _left_alone(config, hook, client, xfer_method, result, exitcodes.OK)
+    if skipped:
+        return skipped
     try:
         sshconfig.control_path(config.mux.control_dir, client)
     except BadNameError as err:
