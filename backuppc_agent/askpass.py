@@ -1,16 +1,11 @@
 """The SSH_ASKPASS helper of unattended unlock: hand ssh-add the line on our stdin.
 
-ssh-add runs ``SSH_ASKPASS PROMPT`` with no other arguments and reads the
-passphrase from the helper's stdout. The unlocker starts ssh-add with the
-passphrase waiting in a pipe on ssh-add's stdin, which the helper inherits:
-the passphrase never appears in an argv, an environment, a file or a log.
-A second prompt (a wrong passphrase) finds the pipe empty and gets nothing,
-so ssh-add gives up instead of asking forever. Imports nothing heavy: it runs
-once per key at every agent start.
-
-With ``BACKUPPC_AGENT_ASKPASS=clevis`` in its environment the helper becomes
-``clevis decrypt`` instead: ssh-add's stdin then holds the Clevis JWE, and the
-plaintext goes from clevis straight to ssh-add, never through a process of ours.
+ssh-add runs ``SSH_ASKPASS PROMPT`` and reads the passphrase from its stdout; the helper
+inherits ssh-add's stdin, a pipe holding the passphrase, so it is never in an argv, an
+environment, a file or a log. A second prompt (wrong passphrase) finds the pipe empty, so
+ssh-add gives up. With ``BACKUPPC_AGENT_ASKPASS=clevis`` the pipe holds the Clevis JWE and
+the helper becomes ``clevis decrypt``: the plaintext never passes through a process of ours.
+Imports nothing heavy: it runs once per key at every agent start.
 """
 
 from __future__ import annotations
@@ -21,7 +16,7 @@ import sys
 #: A passphrase line longer than this is not a passphrase.
 MAX_LINE_BYTES = 8192
 PROG = "backuppc-agent-askpass"
-#: The environment variable that selects the helper's mode, and the Clevis mode's value.
+#: The variable that selects the helper's mode, and the Clevis mode's value.
 MODE_VAR = "BACKUPPC_AGENT_ASKPASS"
 CLEVIS = "clevis"
 #: The JWE on stdin, the plaintext on stdout.
@@ -45,13 +40,11 @@ def answer(stdin_fd: int, stdout_fd: int) -> int:
 def _read_line(fd: int) -> bytes:
     """Read up to the first newline, byte by byte, leaving the rest in the pipe."""
     data = bytearray()
-    while len(data) < MAX_LINE_BYTES:
+    while len(data) < MAX_LINE_BYTES and not data.endswith(b"\n"):
         chunk = os.read(fd, 1)
         if not chunk:
             break
         data += chunk
-        if chunk == b"\n":
-            break
     return bytes(data)
 
 
