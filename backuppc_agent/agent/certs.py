@@ -1,19 +1,10 @@
 """When identities stop working: OpenSSH certificates read from key blobs, and key lifetimes.
 
-Certificates (``*-cert-v01@openssh.com``), as pure functions. The layout is
-PROTOCOL.certkeys: type name, nonce, the key's own public fields (how many
-depends on the type), serial, type, key id, principals, validity, critical
-options, extensions, reserved, signature key, signature. Readiness needs the
-key id, the validity and the certified key; the rest is skipped. The blob
-comes from the agent socket and is untrusted: every length is checked against
-the bytes present, and nothing is verified (the CA's signature would need a
-crypto library; sshd checks it at login anyway).
-
-Lifetimes: a certificate carries its own ``valid_before``. A key added to an
-agent started with ``-t SECONDS`` (agent.lifetime_seconds) vanishes that long
-after it was added; the agent protocol does not say when a key was added, so
-the expected expiry counts from when the supervisor first saw the key. A
-per-key ``ssh-add -t`` lifetime is invisible in the protocol altogether.
+Certificates follow PROTOCOL.certkeys; the blob comes from the agent socket, so every length
+is checked and nothing is verified (sshd checks the CA's signature at login). A key added to
+an agent started with ``-t SECONDS`` vanishes that long after it was added; the protocol does
+not say when that was, so the expected expiry counts from when the supervisor first saw it
+(and a per-key ``ssh-add -t`` is invisible altogether).
 """
 
 from __future__ import annotations
@@ -93,8 +84,7 @@ def is_certificate(key_type: str) -> bool:
 def parse_certificate(blob: bytes) -> Certificate | None:
     """Parse a key blob; None if it is no certificate.
 
-    Raises ProtocolError if it claims to be a certificate but is malformed or of
-    a key type this parser does not know.
+    Raises ProtocolError for a malformed certificate or one of a key type we do not know.
     """
     reader = Reader(blob, "certificate")
     type_name = reader.text()
@@ -138,9 +128,8 @@ def first_expiry(
 ) -> float | None:
     """When backups stop authenticating, as far as expiries tell; None if never.
 
-    ``counting`` are the fingerprints of the keys that count. With required
-    keys: the first of them to expire. Without: the last to expire (any key
-    will do), or None if one of them never expires.
+    ``counting``: the fingerprints of the keys that count. With required keys, the first
+    of them to expire; else (any key will do) the last, None if one never expires.
     """
     soonest = {fingerprint: when for fingerprint, (when, _) in by_fingerprint(expiries).items()}
     if required:
