@@ -27,18 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOOK",
         help=f"which user command this is: {', '.join(hooks.HOOKS)}",
     )
-    parser.add_argument("--client", default="", help="$client: BackupPC's host name")
-    parser.add_argument("--host", default="", help="$host: the address to connect to")
-    parser.add_argument("--host-ip", default="", help="$hostIP (accepted, unused)")
-    parser.add_argument("--type", default="", help="$type (accepted, unused)")
-    parser.add_argument("--xfer-ok", default="", help="$xferOK: 1 if the transfer succeeded")
-    parser.add_argument(
-        "--xfer-method",
-        default="",
-        help="$XferMethod: hosts whose transfer never runs ssh (rsyncd, smb, ftp, a local tar) "
-        "are not gated",
-    )
-    parser.add_argument("--share", default="", help="$share (accepted, unused)")
+    for option, text in (
+        ("--client", "$client: BackupPC's host name"),
+        ("--host", "$host: the address to connect to"),
+        ("--host-ip", "$hostIP (accepted, unused)"),
+        ("--type", "$type (accepted, unused)"),
+        ("--xfer-ok", "$xferOK: 1 if the transfer succeeded"),
+        ("--xfer-method", "$XferMethod: not gated without ssh (rsyncd, smb, ftp, a local tar)"),
+        ("--share", "$share (accepted, unused)"),
+    ):
+        parser.add_argument(option, default="", help=text)
 
 
 def _say(lines: tuple[str, ...] | list[str]) -> None:
@@ -48,10 +46,10 @@ def _say(lines: tuple[str, ...] | list[str]) -> None:
 
 
 def _outcome(args: argparse.Namespace, config: Config) -> hooks.Outcome:
+    host = args.host or args.client
     if args.hook == "ping":
-        return hooks.ping_gate(config, args.host or args.client)
+        return hooks.ping_gate(config, host)
     if args.hook in hooks.PRE_HOOKS:
-        host = args.host or args.client
         return hooks.pre_hook(config, args.hook, args.client, host, args.xfer_method)
     return hooks.post_hook(config, args.hook, args.client, args.xfer_ok, args.xfer_method)
 
