@@ -9,10 +9,12 @@ same after a day or a year; what one run said goes to BackupPC's XferLOG.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -96,15 +98,16 @@ def bucket_index(seconds: float) -> int:
 
 
 class EventStore:
-    """The store at ``STATE_DIR/events.sqlite3`` (mode 0600, WAL).
+    """The store at ``STATE_DIR/events.sqlite3`` (mode 0600, WAL), open until ``close()``.
 
-    A context manager (or call ``close()``): a connection left to the garbage
-    collector makes Python 3.13 warn.
+    A context manager: a connection left to the garbage collector makes Python 3.13 warn.
     """
 
     def __init__(self, state_dir: Path) -> None:
+        """Open the store, creating it if needed; raise EventStoreError."""
         self.path = state_dir / DB_FILE
-        self._conn: sqlite3.Connection | None = None
+        with self._failing("open"):
+            self._conn = _open(self.path)
 
     def __enter__(self) -> EventStore:
         return self
@@ -112,41 +115,32 @@ class EventStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            try:
-                self._conn = _open(self.path)
-            except sqlite3.Error as err:
-                raise EventStoreError(f"hook store {self.path}: cannot open: {err}") from err
-        return self._conn
+    @contextlib.contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        """Turn an SQLite error into EventStoreError ("cannot WHAT")."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            raise EventStoreError(f"hook store {self.path}: cannot {what}: {err}") from err
 
     def record(self, rec: HookRecord) -> None:
         """Add one run to the aggregates atomically; raise EventStoreError."""
-        conn = self._connect()
-        try:
-            with conn:  # commits, or rolls back on any exception
-                conn.execute("BEGIN IMMEDIATE")
-                _add(conn, rec)
-        except sqlite3.Error as err:
-            raise EventStoreError(f"hook store {self.path}: cannot record: {err}") from err
+        with self._failing("record"), self._conn:  # commits, or rolls back on any exception
+            self._conn.execute("BEGIN IMMEDIATE")
+            _add(self._conn, rec)
 
     def summary(self) -> HookSummary:
         """Read the aggregates (a few small tables); raise EventStoreError."""
-        conn = self._connect()
-        try:
+        conn = self._conn
+        with self._failing("read"):
             runs = {(h, r): c for h, r, c in conn.execute("SELECT * FROM run_counts")}
             per_bucket = dict(conn.execute("SELECT bucket, count FROM wait_buckets").fetchall())
             totals = conn.execute("SELECT sum, count FROM wait_totals").fetchone() or (0.0, 0)
             last = dict(conn.execute("SELECT client, time FROM last_success").fetchall())
-        except sqlite3.Error as err:
-            raise EventStoreError(f"hook store {self.path}: cannot read: {err}") from err
         return HookSummary(runs, _cumulative(per_bucket), float(totals[0]), int(totals[1]), last)
 
     def close(self) -> None:
-        """Close the connection (a later call reopens it)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conn.close()
 
 
 def _open(path: Path) -> sqlite3.Connection:

@@ -126,7 +126,6 @@ def _writer(state_dir: str, worker: int, count: int) -> None:
 
 
 def test_concurrent_writers_in_several_processes_lose_no_record(tmp_path: Path) -> None:
-    EventStore(tmp_path).close()
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_writer, args=(str(tmp_path), n, 50)) for n in range(6)]
     for proc in workers:
