@@ -204,8 +204,6 @@ def expand_path(text: str, home: Path) -> tuple[Path | None, str | None]:
     """Expand a leading ``~``; require an absolute path without ``..`` that ssh reads as is."""
     if text == "~" or text.startswith("~/"):
         text = str(home) + text[1:]
-    if "\0" in text:
-        return None, "must not contain NUL"
     path = Path(text)
     if not path.is_absolute():
         return None, f"{text!r} must be absolute (or start with ~/)"
@@ -295,17 +293,14 @@ def load(explicit: str | None = None, home: Path | None = None) -> Config:
     path = locate(explicit)
     if path is None:
         return from_mapping({}, BUILTIN, home)
-    return from_mapping(_parse(path), str(path), home)
-
-
-def _parse(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = tomllib.load(handle)
     except OSError as err:
         raise ConfigError(str(path), [f"cannot read: {err.strerror}"]) from err
     except ValueError as err:  # tomllib.TOMLDecodeError, and undecodable bytes
         raise ConfigError(str(path), [f"not valid TOML: {err}"]) from err
+    return from_mapping(data, str(path), home)
 
 
 def toml_document(tables: Mapping[str, Mapping[str, object]], key_prefix: str = "") -> str:

@@ -36,10 +36,6 @@ def _lstat(path: Path) -> os.stat_result | None:
         raise UnsafePathError(f"{path}: cannot inspect: {err.strerror}") from err
 
 
-def _trusted_owner(uid: int) -> bool:
-    return uid in (os.getuid(), 0)
-
-
 def check_dir(path: Path, what: str) -> None:
     """Require an existing real directory owned by us (or root) that others cannot write."""
     info = _lstat(path)
@@ -49,7 +45,7 @@ def check_dir(path: Path, what: str) -> None:
         raise UnsafePathError(f"{what} directory {path} is a symlink; refusing to use it")
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafePathError(f"{what} directory {path} is not a directory")
-    if not _trusted_owner(info.st_uid):
+    if info.st_uid not in (os.getuid(), 0):
         raise UnsafePathError(
             f"{what} directory {path} is owned by uid {info.st_uid}, not by us (uid {os.getuid()})"
         )

@@ -87,25 +87,14 @@ def spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     )
 
 
-def run_with_files(
-    argv: Sequence[str],
-    timeout: float,
-    env: Mapping[str, str] | None = None,
-    stdin: Path | None = None,
-    output: Path | None = None,
-) -> int:
-    """Run ``argv`` with stdio from/to files (or /dev/null), never pipes; return its status.
+def run_with_files(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None) -> int:
+    """Run ``argv`` with stdio on /dev/null, never pipes; return its status.
 
-    For ssh masters and mux sessions: a master keeps whatever stdio it was
-    handed, so a pipe to us could stay open long after the command ended.
-    Raises CommandError if it cannot start or does not finish within ``timeout``
-    (its process group is killed first).
+    For ssh masters: a master keeps whatever stdio it was handed, so a pipe to us
+    could stay open long after the command ended. Raises CommandError if it cannot
+    start or does not finish within ``timeout`` (its process group is killed first).
     """
-    try:
-        with open(stdin or os.devnull, "rb") as source, open(output or os.devnull, "ab") as sink:
-            return _run_on_fds(argv, timeout, env, source.fileno(), sink.fileno())
-    except OSError as err:
-        raise CommandError(f"cannot run {argv[0]}: {err.strerror}") from err
+    return _run_on_fds(argv, timeout, env, subprocess.DEVNULL, subprocess.DEVNULL)
 
 
 def run_in_memory(
@@ -116,8 +105,8 @@ def run_in_memory(
 ) -> tuple[int, bytes]:
     """Run ``argv`` on ``input_data``; return its status and (the start of) its output.
 
-    Like run_with_files, but on memory files: a full or read-only state directory
-    cannot stop a kill session. Raises CommandError.
+    Like run_with_files, stdio is never a pipe; and never the disk: a full or read-only
+    state directory cannot stop a kill session. Raises CommandError.
     """
     try:
         with _memory_file("stdin", input_data) as source, _memory_file("output") as sink:
@@ -142,7 +131,7 @@ def _memory_file(name: str, data: bytes = b"") -> Iterator[int]:
 def _run_on_fds(
     argv: Sequence[str], timeout: float, env: Mapping[str, str] | None, stdin: int, output: int
 ) -> int:
-    """Start ``argv`` in its own session on these descriptors and wait; raise CommandError."""
+    """Start ``argv`` in its own session on these descriptors (or DEVNULL) and wait for it."""
     proc = _start(argv, env, stdin=stdin, stdout=output, stderr=output, start_new_session=True)
     with _killed_after(proc, argv[0], timeout):
         return wait_child(proc, timeout)

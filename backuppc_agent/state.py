@@ -61,13 +61,9 @@ class Snapshot:
     #: "" or why unattended unlock waits: "tang-unreachable", "tang-refused"
     unlock_waiting: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        """Return a dict for json.dumps (state as its string value; tuples become lists)."""
-        return asdict(self) | {"state": self.state.value}
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
-        """Build a snapshot from ``to_json`` output; raise ValueError/KeyError/TypeError if bad."""
+        """Build a snapshot from what ``publish`` wrote; raise ValueError/KeyError/TypeError."""
         values = {name: data[name] for name in (f.name for f in fields(cls)) if name in data}
         values["state"] = State(data["state"])
         values["fingerprints"] = tuple(str(item) for item in data["fingerprints"])
@@ -80,7 +76,8 @@ class Snapshot:
 
 def publish(state_dir: Path, snapshot: Snapshot) -> None:
     """Atomically replace the state file; raise UnsafePathError if it cannot be written."""
-    data = json.dumps(snapshot.to_json(), sort_keys=True).encode() + b"\n"
+    values = asdict(snapshot) | {"state": snapshot.state.value}  # tuples become lists
+    data = json.dumps(values, sort_keys=True).encode() + b"\n"
     paths.write_private_file(state_dir / STATE_FILE, data)
 
 
