@@ -63,7 +63,7 @@ def probe(path: Path, timeout: float, expected_uid: int | None = None) -> ProbeR
 def _probe(path: Path, deadline: float, expected_uid: int) -> ProbeResult:
     try:
         with connect(path, deadline, expected_uid) as conn:
-            message = protocol.request_identities()
+            message = protocol.REQUEST_IDENTITIES
             identities = conn.exchange(message, protocol.reply_length, protocol.parse_identities)
             return ProbeResult(Probed.ANSWERED, identities, conn.peer_pid, conn.peer_uid)
     except unixsock.TransportError as err:
@@ -71,9 +71,5 @@ def _probe(path: Path, deadline: float, expected_uid: int) -> ProbeResult:
 
 
 def connect(path: Path, deadline: float, expected_uid: int | None = None) -> unixsock.Connection:
-    """Connect to the agent socket at ``path`` (see ``unixsock.connect``); raise TransportError.
-
-    The connection carries any number of requests (framed by ``protocol.frame``)
-    until ``deadline``.
-    """
+    """Connect to the agent socket for requests until ``deadline``; raise TransportError."""
     return unixsock.connect(path, deadline, expected_uid, what="agent socket", peer="listener")

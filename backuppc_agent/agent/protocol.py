@@ -1,10 +1,8 @@
 """The ssh-agent wire protocol, as pure functions (bytes in, values out).
 
-Frames are uint32 big-endian length, one type byte, payload (PROTOCOL.agent).
-Everything read from the socket is untrusted: lengths and counts are checked
-against the bytes actually present before anything is allocated. ``Reader``
-reads SSH wire types for every parser of untrusted blobs (replies, key blobs,
-certificates).
+Frames are uint32 big-endian length, one type byte, payload (PROTOCOL.agent). Everything
+read from the socket is untrusted: lengths and counts are checked against the bytes present
+before anything is allocated, by ``Reader`` for every parser of untrusted blobs.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ MAX_SIGN_REPLY_BYTES = 64 * 1024
 #: Ask RSA keys for rsa-sha2-256 signatures, as ssh does (PROTOCOL.agent flags).
 SSH_AGENT_RSA_SHA2_256 = 2
 _U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +67,8 @@ def encode_string(data: bytes) -> bytes:
     return _U32.pack(len(data)) + data
 
 
-def request_identities() -> bytes:
-    """The frame that asks the agent for its identities."""
-    return frame(SSH_AGENTC_REQUEST_IDENTITIES)
+#: The frame that asks the agent for its identities.
+REQUEST_IDENTITIES = frame(SSH_AGENTC_REQUEST_IDENTITIES)
 
 
 def sign_request(blob: bytes, data: bytes, flags: int = 0) -> bytes:
@@ -82,11 +78,10 @@ def sign_request(blob: bytes, data: bytes, flags: int = 0) -> bytes:
 
 
 def parse_sign_response(body: bytes | memoryview) -> tuple[str, bytes] | None:
-    """Parse a reply body to SIGN_REQUEST: (signature format, signature blob).
+    """Parse a reply body to SIGN_REQUEST: (signature format, signature blob), not verified.
 
     Returns None when the agent answered FAILURE (it refused to sign). Raises
     ProtocolError on any other type, a malformed signature or trailing bytes.
-    The signature is only parsed, not verified (that would need a crypto library).
     """
     body = bytes(body)
     if body[:1] == bytes((SSH_AGENT_FAILURE,)) and len(body) == 1:
@@ -171,12 +166,10 @@ class Reader:
         return chunk
 
     def uint32(self) -> int:
-        value: int = _U32.unpack(self._take(4))[0]
-        return value
+        return int.from_bytes(self._take(4), "big")
 
     def uint64(self) -> int:
-        value: int = _U64.unpack(self._take(8))[0]
-        return value
+        return int.from_bytes(self._take(8), "big")
 
     def string(self) -> bytes:
         return self._take(self.uint32())

@@ -22,7 +22,7 @@ def answer(entries: list[tuple[bytes, bytes]], count: int | None = None) -> byte
 
 
 def test_request_identities_is_the_five_byte_frame() -> None:
-    assert protocol.request_identities() == b"\x00\x00\x00\x01\x0b"
+    assert protocol.REQUEST_IDENTITIES == b"\x00\x00\x00\x01\x0b"
 
 
 def test_parses_identities_with_comments_and_types() -> None:
