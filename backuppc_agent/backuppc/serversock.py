@@ -1,25 +1,22 @@
-"""Ask the BackupPC server for its status over its Unix socket, bounded in time.
+"""Send the BackupPC server a message over its Unix socket, bounded in time.
 
-The protocol (BackupPC::Lib ServerConnect/ServerMesg): the server sends a
-seed line; the client sends ``B64MD5 MESSAGE\\n`` where B64MD5 is the unpadded
-base64 MD5 of seed + message count + $Conf{ServerMesgSecret} + message; the
-server answers one line. For ``status info hosts queueLen`` that line is
-Data::Dumper text (perldata reads it). ``send`` is BackupPC_serverMesg without
-running it (one killed at a timeout would hang up on the server).
+The protocol (BackupPC::Lib ServerConnect/ServerMesg): the server sends a seed
+line; the client sends ``B64MD5 MESSAGE\\n``, B64MD5 the unpadded base64 MD5 of
+seed + message count + $Conf{ServerMesgSecret} + message; the server answers one
+line (``status ...``: Data::Dumper text for perldata). ``send`` is
+BackupPC_serverMesg without running it (one killed at a timeout would hang up).
 
-Trap: the server does not ignore SIGPIPE and shuts itself down on it. A client
-that hangs up before the server has written its seed or its reply kills
-BackupPC. So a query that runs out of time never closes its socket early: it
-hands the socket to a drain thread that reads what the server still owes,
-then closes it. At most ``MAX_DRAINS`` such sockets are pending; beyond that
-no new query starts.
+Trap: the server does not ignore SIGPIPE and shuts down on it: a client that hangs
+up before the server wrote its seed or reply kills BackupPC. So a failed query
+hands its socket to a drain thread that reads what the server still owes, then
+closes it; with ``MAX_DRAINS`` of them pending, no new query starts.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
-import logging
 import socket
 import threading
 import time
@@ -28,8 +25,6 @@ from pathlib import Path
 from backuppc_agent.backuppc import confdir
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
-
-logger = logging.getLogger(__name__)
 
 SOCKET_NAME = "BackupPC.sock"
 #: A status reply of thousands of hosts is a few MiB at most.
@@ -40,8 +35,8 @@ MAX_DRAINS = 2
 #: ``send``'s bound; BackupPC answers ``backup all`` and ``log TEXT`` with one short line.
 SEND_SECONDS = 10.0
 MAX_SEND_REPLY_CHARS = 300
-_drains = 0
-_drains_lock = threading.Lock()
+#: The name of a thread that reads what the server still owes a failed query, then closes.
+DRAIN_THREAD = "backuppc-drain"
 
 
 class ServerError(BackupPCAgentError):
@@ -61,7 +56,7 @@ def query(run_dir: Path, secret: str, message: str, timeout: float) -> str:
 
     Raises ServerError. Never hangs up on the server before it has answered.
     """
-    if _pending_drains() >= MAX_DRAINS:
+    if sum(thread.name == DRAIN_THREAD for thread in threading.enumerate()) >= MAX_DRAINS:
         raise ServerError(f"{MAX_DRAINS} earlier queries still wait for the server: not asking")
     path = run_dir / SOCKET_NAME
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -91,24 +86,24 @@ def send(config: Config, *words: str) -> str:
 
 
 def _exchange(sock: socket.socket, secret: str, message: str, deadline: float) -> str:
-    """Seed, message, reply; on any failure the socket goes to a drain thread."""
+    """Seed, message, reply; on any failure the socket goes to a drain thread.
+
+    Whenever it fails, the server owes one line: its seed, or its reply to our message.
+    """
     reader = _LineReader(sock)
-    owed = 1  # lines the server will still write: its seed
     try:
         seed = reader.line(deadline)
-        owed = 1  # without a message the server owes nothing more; with one, its reply
         sock.sendall(f"{digest(seed, 0, secret, message)} {message}\n".encode())
         reply = reader.line(deadline)
-        owed = 0
     except (OSError, ServerError) as err:
-        _drain(sock, reader, owed if reader.alive else 0)
+        threading.Thread(target=_drain, args=(sock,), name=DRAIN_THREAD, daemon=True).start()
         raise ServerError(f"BackupPC server: {_reason(err)}") from err
     sock.close()
     return reply.decode("utf-8", "replace").rstrip("\r\n")
 
 
 def _reason(err: BaseException) -> str:
-    if isinstance(err, TimeoutError | socket.timeout):
+    if isinstance(err, TimeoutError):
         return "no answer in time"
     return str(err) if isinstance(err, ServerError) else (getattr(err, "strerror", "") or str(err))
 
@@ -119,7 +114,6 @@ class _LineReader:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
-        self.alive = True
 
     def line(self, deadline: float) -> bytes:
         while b"\n" not in self.buffer:
@@ -129,7 +123,6 @@ class _LineReader:
             self.sock.settimeout(left)
             chunk = self.sock.recv(65536)
             if not chunk:
-                self.alive = False
                 raise ServerError("the server closed the connection")
             self.buffer += chunk
             if len(self.buffer) > MAX_REPLY_BYTES:
@@ -138,36 +131,12 @@ class _LineReader:
         return line + b"\n"
 
 
-def _pending_drains() -> int:
-    with _drains_lock:
-        return _drains
-
-
-def _drain(sock: socket.socket, reader: _LineReader, owed: int) -> None:
-    """Close ``sock`` once the server has written the ``owed`` lines (in a thread if any)."""
-    global _drains  # noqa: PLW0603  (one count for the whole process)
-    owed -= reader.buffer.count(b"\n")
-    if owed <= 0:
-        sock.close()
-        return
-    with _drains_lock:
-        _drains += 1
-    threading.Thread(target=_drain_thread, args=(sock, owed), daemon=True).start()
-
-
-def _drain_thread(sock: socket.socket, owed: int) -> None:
-    global _drains  # noqa: PLW0603
+def _drain(sock: socket.socket) -> None:
+    """Close ``sock`` once the server has written the line it owes, or DRAIN_SECONDS passed."""
     deadline = time.monotonic() + DRAIN_SECONDS
-    try:
-        while owed > 0 and time.monotonic() < deadline:
-            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+    with sock, contextlib.suppress(OSError):
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
             chunk = sock.recv(65536)
-            if not chunk:
-                break
-            owed -= chunk.count(b"\n")
-    except OSError:
-        logger.debug("draining the BackupPC server socket ended early")
-    finally:
-        sock.close()
-        with _drains_lock:
-            _drains -= 1
+            if not chunk or b"\n" in chunk:
+                return

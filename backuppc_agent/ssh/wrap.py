@@ -1,24 +1,15 @@
 """The ssh that rsync_bpc runs (``$Conf{RsyncSshArgs}``): a mux client that aborts cleanly.
 
-The trap (measured with OpenSSH 9.2): a multiplexed ssh client hands its
-stdin, stdout and stderr to the master. If it is killed while the remote
-command runs, the master keeps those descriptors open until the remote
-command ends (a plain, non-multiplexed client closes them at once). rsync_bpc's
-stderr is the pipe BackupPC_dump reads, so after BackupPC's single SIGINT the
-dump would wait for an EOF that never comes, and never run DumpPostUserCmd.
+The trap (OpenSSH 9.2): a multiplexed ssh client hands its stdio to the master,
+which keeps it open until the remote command ends even if the client is killed.
+rsync_bpc's stderr is the pipe BackupPC_dump reads, so after BackupPC's SIGINT the
+dump would wait for an EOF that never comes and never run DumpPostUserCmd. So the
+real ssh's stderr is a pipe to us (stdin and stdout go straight to rsync_bpc), and
+when our caller goes away or we are signalled we kill the remote job (remote.py),
+stop our ssh and exit: the only holder of the dump's pipe is gone.
 
-So the real ssh gets our stdin and stdout (the pipes to rsync_bpc: data flows
-with no copy through us) but its stderr is a pipe to this process, which relays
-it. The remote command is marked with a job token (remote.py). When our caller
-goes away (parent died, or the parent's own parent: BackupPC_dump killed
-under rsync_bpc) or we are signalled, we kill the remote job through a
-second session on the same master, stop our ssh, and exit: the only holder of
-the dump's pipe is gone, whatever the master still holds.
-
-Once the restore key is set up (sshconfig.py), a restore's transfer (rsync's
-server in receiving mode) rides the restore master the pre-restore hook opened,
-with the restore key alone and ``ControlMaster no``: it never leaves a master
-of its own behind, and no backup session ever carries the restore key.
+A restore's transfer (rsync receiving) rides the restore master with the restore
+key alone and ``ControlMaster no``, once that key is set up (sshconfig.py).
 """
 
 from __future__ import annotations
@@ -42,15 +33,13 @@ if TYPE_CHECKING:
 
 #: ssh(1) options that take an argument (OpenSSH 9.x getopt string).
 SSH_OPTIONS_WITH_ARG = frozenset("bceilmopBDEFIJLOPQRSwW")
-#: ssh_config keywords that make ssh run a local command. rsync_bpc puts BackupPC's
-#: $hostIP right after our options, so a $hostIP like "-oProxyCommand=..." would be
-#: read as one of them: such options are refused from the command line (use ~/.ssh/config).
+#: Options that run a local command: refused on the command line, where a $hostIP
+#: like "-oProxyCommand=..." (rsync_bpc puts it right after our options) would land.
 COMMAND_KEYWORDS = frozenset({"proxycommand", "localcommand", "permitlocalcommand",
                               "knownhostscommand"})  # fmt: skip
 POLL_SECONDS = 0.2
 DRAIN_SECONDS = 1.0
 ABORT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-SSH_FAILED = 255
 
 
 def split_ssh_args(args: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
@@ -79,8 +68,8 @@ def option_values(options: Sequence[str]) -> list[tuple[str, str]]:
 def _option(args: Sequence[str], index: int) -> tuple[int, tuple[str, str] | None]:
     """The option word at ``index``: where the next one starts, and (letter, value) if any.
 
-    As getopt: the first letter that takes an argument ends the word; its value
-    is the rest of the word, else the next word (which may be "--" itself).
+    As getopt: the first letter taking an argument ends the word; its value is the
+    rest of the word, else the next word (even "--").
     """
     letters = args[index][1:]
     for position, letter in enumerate(letters):
@@ -136,9 +125,8 @@ class Relay:
         self.token = token
         self.signals: list[int] = []
         self.parent = os.getppid()
-        # rsync_bpc (our parent) is run by BackupPC_dump: if the dump dies (SIGKILL,
-        # the OOM killer), rsync_bpc runs on, orphaned, pulling a backup nobody will
-        # finish; our parent's parent changing is the only sign we get.
+        # If BackupPC_dump dies (SIGKILL, the OOM killer), rsync_bpc (our parent) runs on,
+        # pulling a backup nobody will finish: our parent's parent changing is the only sign.
         self.grandparent = proc.parent_pid(self.parent)
 
     def run(self) -> int:
@@ -184,7 +172,7 @@ class Relay:
         except Exception as err:  # noqa: BLE001  (an abort must always finish)
             _say(f"could not kill the remote job: {err}")
         proc.stop_child(child, grace=1.0)
-        return 128 + self.signals[0] if self.signals else SSH_FAILED
+        return 128 + self.signals[0] if self.signals else remote.SSH_FAILED
 
 
 def _ignore(_signum: int, _frame: object) -> None:
