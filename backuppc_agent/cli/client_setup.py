@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import socket
 import sys
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from backuppc_agent.cli.common import confirmed
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import authkeys, client, clientkeys, context, fsops
 from backuppc_agent.install.authkeys import PublicKey, Target
-from backuppc_agent.ssh.remote import Answer
+from backuppc_agent.ssh.remote import Answer, Probe
 
 EXIT_CODES = (
     "Exit codes: 0 set up, already set up, undone or nothing to undo; 2 bad arguments or "
@@ -57,7 +56,6 @@ class Keys:
 
     backup: tuple[PublicKey, ...]
     restore: PublicKey
-    restore_path: Path
     restore_loaded: bool
 
 
@@ -66,34 +64,22 @@ def run(args: argparse.Namespace) -> int:
     ctx = context.load(args.config)
     client_name = names.check(args.client, "client")
     login = names.check(args.login_user, "login user")
-    restore_path = ctx.config.agent.restore_key
     if args.print_only:
-        return _print_manual(login, _keys(ctx, restore_path))
-    if not args.undo:
-        _ensure_restore_key(ctx, restore_path)
-    keys = _keys(ctx, restore_path)
-    backuppc = _conf_dir(args, ctx)
+        return _print_manual(login, _keys(ctx))
+    backuppc = ctx.backuppc(args.backuppc_dir)
     address = names.check(backuppc.host(client_name).address, "host")
-    runas = _runas(ctx)
+    # ssh and ssh-keygen run as the BackupPC user, when we are root and it is not
+    runas = ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
     base = client.Session(ctx.config, login, address, runas)
-    with client.identity_files(keys.backup, runas) as files:
-        session = client.Session(ctx.config, login, address, runas, files)
+    if not args.undo:
+        _ensure_restore_key(ctx, base)
+    keys = _keys(ctx)
+    with base.offering(keys.backup) as session:
         if args.undo:
-            return _undo(client_name, session, base, keys)
+            return _undo(client_name, session, keys)
         code = _setup(client_name, session, keys, args.yes)
     _protect_args_note(backuppc, client_name)
     return code
-
-
-def _runas(ctx: context.Context) -> pwd.struct_passwd | None:
-    """The BackupPC user, when we are root and it is not: ssh and ssh-keygen run as it."""
-    return ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
-
-
-def _conf_dir(args: argparse.Namespace, ctx: context.Context) -> ConfDir:
-    """BackupPC's config: the ClientNameAlias it connects to, its rsync arguments."""
-    directory = Path(args.backuppc_dir or ctx.config.backuppc.conf_dir)
-    return ConfDir(directory, ctx.config.backuppc.top_dir)
 
 
 def _protect_args_note(backuppc: ConfDir, name: str) -> None:
@@ -110,13 +96,13 @@ def _protect_args_note(backuppc: ConfDir, name: str) -> None:
         print(f"  {line}")
 
 
-def _keys(ctx: context.Context, restore_path: Path) -> Keys:
+def _keys(ctx: context.Context) -> Keys:
     """The agent's identities and RESTORE_KEY.pub; raise if either is missing."""
-    text = fsops.read_text(Path(f"{restore_path}.pub"))
-    restore = authkeys.public_key(text or "")
+    config = ctx.config
+    restore_path = config.agent.restore_key
+    restore = authkeys.public_key(fsops.read_text(Path(f"{restore_path}.pub")) or "")
     if restore is None:
         raise BackupPCAgentError(f"{restore_path}.pub: missing or not a public key")
-    config = ctx.config
     uid = ctx.user.pw_uid if os.geteuid() == 0 else None
     found = agent_probe.probe(config.agent.socket, config.agent.probe_timeout_seconds, uid)
     if not found.answered:
@@ -124,36 +110,28 @@ def _keys(ctx: context.Context, restore_path: Path) -> Keys:
             f"no agent answers at {config.agent.socket} ({found.status.value}): "
             "client-setup uses its keys (backuppc-agent status)"
         )
-    listed = [authkeys.PublicKey(i.key_type, i.blob, i.comment) for i in found.identities]
+    listed = [PublicKey(i.key_type, i.blob, i.comment) for i in found.identities]
     backup = tuple(key for key in listed if key.ident != restore.ident)
     if not backup:
         raise BackupPCAgentError(
             "the agent holds no backup key: load it first (backuppc-agent add)"
         )
-    loaded = len(backup) < len(listed)
-    return Keys(backup, restore, restore_path, loaded)
+    return Keys(backup, restore, len(backup) < len(listed))
 
 
-def _ensure_restore_key(ctx: context.Context, path: Path) -> None:
+def _ensure_restore_key(ctx: context.Context, session: client.Session) -> None:
     """Create the restore key with ssh-keygen at the terminal if there is none."""
+    path = ctx.config.agent.restore_key
     if path.exists() or Path(f"{path}.pub").exists():
         return
-    user = ctx.user.pw_name
-    keygen = (
-        "ssh-keygen",
-        "-t",
-        "ed25519",
-        "-f",
-        str(path),
-        "-C",
-        f"backuppc-restore@{socket.gethostname()}",
-    )
+    comment = f"backuppc-restore@{socket.gethostname()}"
+    keygen = ("ssh-keygen", "-t", "ed25519", "-f", str(path), "-C", comment)
     if not sys.stdin.isatty():
         raise BackupPCAgentError(
-            f"no restore key {path}: create it at a terminal, as {user}: {' '.join(keygen)}"
+            f"no restore key {path}: create it at a terminal, as {ctx.user.pw_name}: "
+            + " ".join(keygen)
         )
     fsops.ensure_dir(path.parent, 0o700, fsops.owner_of(ctx.user))
-    session = client.Session(ctx.config, "", "", _runas(ctx))
     print(f"creating the restore key {path}: ssh-keygen asks for its passphrase")
     # ssh-keygen reads the passphrase from the terminal itself: we never see it.
     code = proc.run_interactive((*session.prefix(), *keygen), session.env())
@@ -161,22 +139,29 @@ def _ensure_restore_key(ctx: context.Context, path: Path) -> None:
         raise BackupPCAgentError(f"ssh-keygen failed (exit {code}): no restore key {path}")
 
 
+def _probe(name: str, session: client.Session) -> Probe:
+    """What answers the backup key: a shell or our gate; raise if another forced command."""
+    found = session.probe()
+    if found.answer is Answer.OTHER:
+        raise BackupPCAgentError(f"{name}: another forced command answers the probe: {found.text}")
+    return found
+
+
 def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
-    if _probed(name, session):
+    found, version = _probe(name, session), client.gate_version(client.gate_text())
+    if found.answer is Answer.GATE and found.version == version:
+        print(f"{name}: already set up (gate {version}, backup key restricted): nothing to change")
         return exitcodes.OK
-    account = clientkeys.inspect(session)
-    keys_file = _file_with_backup_key(account, keys, clientkeys.read(session, account.files))
-    target = Target(keys_file.path, account.address)
-    problem = authkeys.check_target(target)
-    if problem is not None:
-        raise BackupPCAgentError(f"{name}: {problem}: set it up by hand (--print)")
-    old = keys_file.text or ""
-    new, changes = authkeys.rewrite(old, {k.ident for k in keys.backup}, keys.restore, target)
-    _show(name, session, account, target, changes, keys_file.saved)
+    if found.answer is Answer.GATE:
+        raise BackupPCAgentError(
+            f"{name}: gate {found.version} is installed, this is {version}: "
+            f"run client-setup --undo {name} (restore key loaded), then client-setup {name}"
+        )
+    authkeys_path, old, new = _plan(name, session, keys)
     if not (yes or confirmed("change the client?")):
         raise BackupPCAgentError("nothing changed: confirm with --yes (or answer y at a terminal)")
-    clientkeys.write(session, target.authkeys, old, new, client.gate_text())
-    after = client.probe(session)
+    clientkeys.write(session, authkeys_path, old, new, client.gate_text())
+    after = session.probe()
     if after.answer is not Answer.GATE:
         raise BackupPCAgentError(
             f"{name}: written, but the backup key still gets {after.answer.value}: "
@@ -186,21 +171,25 @@ def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
     return exitcodes.OK
 
 
-def _probed(name: str, session: client.Session) -> bool:
-    """True if our gate (this version) answers; raise if anything but a shell or it does."""
-    found = client.probe(session)
-    if found.answer is Answer.SHELL:
-        return False
-    version = client.gate_version(client.gate_text())
-    if found.answer is Answer.GATE and found.version == version:
-        print(f"{name}: already set up (gate {version}, backup key restricted): nothing to change")
-        return True
-    if found.answer is Answer.GATE:
-        raise BackupPCAgentError(
-            f"{name}: gate {found.version} is installed, this is {version}: "
-            f"run client-setup --undo {name} (restore key loaded), then client-setup {name}"
-        )
-    raise BackupPCAgentError(f"{name}: another forced command answers the probe: {found.text}")
+def _plan(name: str, session: client.Session, keys: Keys) -> tuple[str, str, str]:
+    """Find the file with the backup key, show its rewrite; (its path, old text, new text)."""
+    account = clientkeys.inspect(session)
+    keys_file = _file_with_backup_key(account, keys, clientkeys.read(session, account.files))
+    target = Target(keys_file.path, account.address)
+    problem = authkeys.check_target(target)
+    if problem is not None:
+        raise BackupPCAgentError(f"{name}: {problem}: set it up by hand (--print)")
+    old = keys_file.text or ""
+    new, changes = authkeys.rewrite(old, {k.ident for k in keys.backup}, keys.restore, target)
+    print(f"{name}: {session.login}@{session.address}, {target.authkeys} ({account.source})")
+    if target.address is None:
+        print("  the server's address was not found: no from= restriction")
+    for line in authkeys.summary(changes):
+        print(f"  {line}")
+    print(f"  install the gate {target.gate} (mode 0755)")
+    if not keys_file.saved:
+        print(f"  keep the original as {target.saved} (mode 0600)")
+    return target.authkeys, old, new
 
 
 def _file_with_backup_key(
@@ -219,40 +208,17 @@ def _file_with_backup_key(
     )
 
 
-def _show(
-    name: str,
-    session: client.Session,
-    account: clientkeys.Account,
-    target: Target,
-    changes: list[authkeys.Change],
-    saved: bool,
-) -> None:
-    print(f"{name}: {session.login}@{session.address}, {target.authkeys} ({account.source})")
-    if target.address is None:
-        print("  the server's address was not found: no from= restriction")
-    for line in authkeys.summary(changes):
-        print(f"  {line}")
-    print(f"  install the gate {target.gate} (mode 0755)")
-    if not saved:
-        print(f"  keep the original as {target.saved} (mode 0600)")
-
-
-def _undo(name: str, session: client.Session, base: client.Session, keys: Keys) -> int:
-    found = client.probe(session)
-    if found.answer is Answer.SHELL:
+def _undo(name: str, session: client.Session, keys: Keys) -> int:
+    if _probe(name, session).answer is Answer.SHELL:
         restored = clientkeys.undo_by_shell(session, clientkeys.inspect(session).files)
         print(f"{name}: " + (f"{restored} put back" if restored else "not set up: nothing to undo"))
         return exitcodes.OK
-    if found.answer is not Answer.GATE:
-        raise BackupPCAgentError(f"{name}: another forced command answers the probe: {found.text}")
     if not keys.restore_loaded:
-        raise BackupPCAgentError(
-            f"the restore key is not loaded: ssh-add -t 1h {keys.restore_path}"
-        )
-    with client.identity_files((keys.restore,), base.runas) as files:
-        restore = client.Session(base.config, base.login, base.address, base.runas, files)
+        restore_path = session.config.agent.restore_key
+        raise BackupPCAgentError(f"the restore key is not loaded: ssh-add -t 1h {restore_path}")
+    with session.offering((keys.restore,)) as restore:
         restore.run(client.UNDO_COMMAND, check=True)
-    if client.probe(session).answer is not Answer.SHELL:
+    if session.probe().answer is not Answer.SHELL:
         raise BackupPCAgentError(f"{name}: the gate did not undo the setup")
     print(f"{name}: undone: the saved authorized_keys is back, the gate removed")
     return exitcodes.OK

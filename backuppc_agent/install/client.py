@@ -1,17 +1,14 @@
-"""``client-setup``'s remote steps: reach a client as BackupPC does, read and rewrite its keys.
+"""``client-setup``'s ssh to a client, as BackupPC's: one plain session per step.
 
-One plain ssh session per step (ControlMaster no), as the BackupPC user (root
-drops to it with setpriv: uid, gid, groups, HOME) with our ssh options and
-``IdentitiesOnly`` on the keys we mean. Each step is a fixed script from
-client_scripts fed to ``sh -s -- ARGS``; what comes back is untrusted: bounded,
-parsed strictly, shown escaped.
+ControlMaster no, as the BackupPC user (root drops to it with setpriv: uid, gid,
+groups, HOME), our ssh options with ``IdentitiesOnly`` on exactly the keys meant.
+A step is a fixed script fed to ``sh -s -- ARGS``; what comes back is untrusted:
+bounded, parsed strictly, shown escaped.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import os
 import pwd
 import re
@@ -26,7 +23,6 @@ from pathlib import Path
 from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
-from backuppc_agent.install import client_scripts as scripts
 from backuppc_agent.install import templates
 from backuppc_agent.install.authkeys import PublicKey
 from backuppc_agent.ssh import remote, sshconfig
@@ -34,12 +30,12 @@ from backuppc_agent.ssh import remote, sshconfig
 UNDO_COMMAND = "backuppc-agent-gate undo"
 GATE_FILE = "client/backuppc-agent-gate"
 GATE_VERSION = re.compile(r"^(?:GATE_)?VERSION=['\"]?([0-9A-Za-z._+-]{1,40})", re.MULTILINE)
-MAX_AUTHKEYS_BYTES = 256 * 1024
+#: The first line every script prints: what a login shell's rc files print before it is skipped.
+MARKER = "backuppc-agent-client-setup"
 #: The remote command is one argument of the login shell's -c: Linux caps one at 128 KiB.
 MAX_COMMAND_CHARS = 120_000
 #: On top of the connect timeout: every step is a few small commands.
 SESSION_SECONDS = 30.0
-SETPRIV = "setpriv"
 
 
 def gate_text() -> str:
@@ -56,11 +52,6 @@ def gate_version(text: str) -> str:
     return found.group(1) if found else "unknown"
 
 
-def probe(session: Session) -> remote.Probe:
-    """Send the probe as the remote command; what answered."""
-    return remote.parse_probe(session.run(remote.PROBE_COMMAND))
-
-
 def shown(text: str) -> str:
     """Untrusted text for a one-line message: escaped, cut short."""
     return names.escaped(text, remote.SHOWN_CHARS)
@@ -68,7 +59,7 @@ def shown(text: str) -> str:
 
 @dataclass(frozen=True)
 class Session:
-    """How to reach one client: our config, login@address, the user ssh runs as."""
+    """How to reach one client: our config, login@address, the user ssh runs as, its keys."""
 
     config: Config
     login: str
@@ -78,7 +69,6 @@ class Session:
 
     def argv(self, command: str) -> tuple[str, ...]:
         """ssh (after setpriv when we drop to the BackupPC user) to run ``command``."""
-        # our options, but IdentitiesOnly with exactly the given key files
         mux = dataclasses.replace(self.config.mux, identity_files=self.identity_files)
         config = dataclasses.replace(self.config, mux=mux)
         quiet = ("-o", "LogLevel=ERROR", "-o", "RequestTTY=no", "-x", "-a")
@@ -89,7 +79,13 @@ class Session:
         if self.runas is None:
             return ()
         user = self.runas
-        return (SETPRIV, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--")
+        return (
+            "setpriv",
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--init-groups",
+            "--",
+        )
 
     def env(self) -> dict[str, str]:
         """The child's environment: ours, or the BackupPC user's HOME and names."""
@@ -128,47 +124,33 @@ class Session:
         return f"{where}: {last}"
 
     def script(self, script: str, *args: str) -> bytes:
-        """Run a client_scripts script with ``args``; its output after the marker line."""
-        command = shlex.join(["sh", "-s", "--", *args])
-        return after_marker(self.run(command, script))
+        """Run a script with ``args``; its output after the MARKER line (raise if none came)."""
+        stdout = self.run(shlex.join(["sh", "-s", "--", *args]), script)
+        marker = MARKER.encode() + b"\n"
+        at = stdout.find(marker)
+        if at < 0 or (at > 0 and stdout[at - 1 : at] != b"\n"):
+            said = shown(remote.decode(stdout))
+            raise BackupPCAgentError(f"the client did not run our script: {said}")
+        return stdout[at + len(marker) :]
 
+    def probe(self) -> remote.Probe:
+        """Send the probe as the remote command; what answered."""
+        return remote.parse_probe(self.run(remote.PROBE_COMMAND))
 
-def after_marker(stdout: bytes) -> bytes:
-    """What follows the scripts' marker line; raise if the marker never came."""
-    marker = scripts.MARKER.encode() + b"\n"
-    at = stdout.find(marker)
-    if at < 0 or (at > 0 and stdout[at - 1 : at] != b"\n"):
-        said = shown(remote.decode(stdout))
-        raise BackupPCAgentError(f"the client did not run our script: {said}")
-    return stdout[at + len(marker) :]
+    @contextmanager
+    def offering(self, keys: Sequence[PublicKey]) -> Iterator[Session]:
+        """This session offering only ``keys``, as ``KEY.pub`` files the user ssh runs as can read.
 
-
-@contextmanager
-def identity_files(
-    keys: Sequence[PublicKey], owner: pwd.struct_passwd | None
-) -> Iterator[tuple[Path, ...]]:
-    """``KEY.pub`` files of ``keys`` in a private directory ``owner`` can read; removed after."""
-    directory = Path(tempfile.mkdtemp(prefix="backuppc-agent-setup-"))
-    try:
-        files = []
-        for index, key in enumerate(keys):
-            path = directory / f"key{index}.pub"
-            path.write_text(f"{key.key_type} {key.base64}\n")
-            files.append(path)
-            if owner is not None:
-                os.chown(path, owner.pw_uid, owner.pw_gid)
-        if owner is not None:
-            os.chown(directory, owner.pw_uid, owner.pw_gid)
-        yield tuple(files)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def sha256(text: str) -> str:
-    """The hex digest sha256sum prints for ``text``'s bytes."""
-    return hashlib.sha256(text.encode("utf-8", errors="surrogateescape")).hexdigest()
-
-
-def b64(text: str) -> str:
-    """``text`` as base64 (an argument safe for any shell)."""
-    return base64.b64encode(text.encode("utf-8", errors="surrogateescape")).decode("ascii")
+        The files are in a private temporary directory, removed after.
+        """
+        directory = Path(tempfile.mkdtemp(prefix="backuppc-agent-setup-"))
+        try:
+            files = tuple(directory / f"key{index}.pub" for index in range(len(keys)))
+            for path, key in zip(files, keys, strict=True):
+                path.write_text(f"{key.key_type} {key.base64}\n")
+            if self.runas is not None:
+                for path in (*files, directory):
+                    os.chown(path, self.runas.pw_uid, self.runas.pw_gid)
+            yield dataclasses.replace(self, identity_files=files)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)

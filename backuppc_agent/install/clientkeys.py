@@ -1,25 +1,28 @@
 """The client's authorized_keys files, through a Session: where they are, read, write, undo.
 
-Where: ``sshd -T -C user=LOGIN,host=ADDR,addr=ADDR`` on the client (root only),
-its ``authorizedkeysfile`` with %h %u %U %% expanded; else sshd's default
-``~/.ssh/authorized_keys``. ADDR, the server as the client sees it, is the
-first field of the session's ``$SSH_CONNECTION``.
+Where: the ``authorizedkeysfile`` of ``sshd -T -C user=LOGIN,host=ADDR,addr=ADDR``
+on the client (root only), %h %u %U %% expanded; else sshd's default. ADDR, the
+server as the client sees it, is the first field of the session's ``$SSH_CONNECTION``.
+Each step is a fixed sh script fed on stdin: every value (paths, checksums, base64
+contents) arrives as an argument, never inside it. They need a POSIX sh and
+coreutils (base64, sha256sum, head -c, stat): Debian, Ubuntu, RHEL.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from backuppc_agent import names
 from backuppc_agent.errors import BackupPCAgentError
-from backuppc_agent.install import client_scripts as scripts
-from backuppc_agent.install.client import MAX_AUTHKEYS_BYTES, Session, b64, sha256, shown
+from backuppc_agent.install.client import Session, shown
 from backuppc_agent.ssh.remote import decode
 
 DEFAULT_AUTHKEYS = ".ssh/authorized_keys"
-#: sshd expands these in AuthorizedKeysFile; a value with any other token is skipped.
-TOKENS = ("%%", "%h", "%u", "%U")
+MAX_AUTHKEYS_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,6 @@ class Account:
     """The login account on the client, and the files its sshd reads."""
 
     address: str | None
-    home: str
     user: str
     files: tuple[str, ...]
     source: str
@@ -43,21 +45,35 @@ class KeysFile:
     saved: bool = False
 
 
+#: No arguments. Prints ``addr ADDR`` (the server as the client sees it), ``home``,
+#: ``user``, ``uid``, then ``akf VALUE`` from ``sshd -T`` or ``akf-unknown WHY``.
+INSPECT_SCRIPT = r"""# backuppc-agent client-setup: which authorized_keys this account's sshd reads.
+echo backuppc-agent-client-setup
+addr=${SSH_CONNECTION:-}
+addr=${addr%% *}
+user=$(id -un)
+printf 'addr %s\nhome %s\nuser %s\nuid %s\n' "$addr" "${HOME:-}" "$user" "$(id -u)"
+for sshd in /usr/sbin/sshd /usr/local/sbin/sshd /sbin/sshd; do
+    [ -x "$sshd" ] || continue
+    # -T needs root (it loads the host keys): anyone else gets the default.
+    if out=$("$sshd" -T -C "user=$user,host=$addr,addr=$addr" 2>/dev/null); then
+        printf '%s\n' "$out" | sed -n 's/^authorizedkeysfile /akf /p'
+        exit 0
+    fi
+    echo "akf-unknown $sshd -T failed (not root?)"
+    exit 0
+done
+echo "akf-unknown no sshd found"
+"""
+
+
 def expand(value: str, home: str, user: str, uid: str) -> str | None:
     """An AuthorizedKeysFile value as sshd expands it for this account; None if we can't."""
-    out, index = [], 0
-    values = {"%%": "%", "%h": home, "%u": user, "%U": uid}
-    while index < len(value):
-        token = value[index : index + 2]
-        if value[index] == "%":
-            if token not in values:
-                return None
-            out.append(values[token])
-            index += 2
-        else:
-            out.append(value[index])
-            index += 1
-    path = "".join(out)
+    values = {"%": "%", "h": home, "u": user, "U": uid}
+    parts = re.split(r"%(.?)", value)  # the odd ones are the tokens' letters
+    if any(token not in values for token in parts[1::2]):
+        return None
+    path = "".join(values[part] if index % 2 else part for index, part in enumerate(parts))
     return path if path.startswith("/") else f"{home.rstrip('/')}/{path}"
 
 
@@ -80,9 +96,7 @@ def parse_inspect(output: str) -> Account:
     else:
         files = [f"{home.rstrip('/')}/{DEFAULT_AUTHKEYS}"]
         source = f"sshd's default ({fields.get('akf-unknown', 'sshd -T gave none')})"
-    return Account(
-        _address(fields.get("addr", "")), home, user, tuple(f for f in files if f), source
-    )
+    return Account(_address(fields.get("addr", "")), user, tuple(f for f in files if f), source)
 
 
 def _address(text: str) -> str | None:
@@ -94,7 +108,36 @@ def _address(text: str) -> str | None:
 
 def inspect(session: Session) -> Account:
     """Ask the client where its sshd reads this account's keys."""
-    return parse_inspect(decode(session.script(scripts.INSPECT_SCRIPT)[:65536]))
+    return parse_inspect(decode(session.script(INSPECT_SCRIPT)[:65536]))
+
+
+#: ``MAX_BYTES PATH...``: per path one line ``file SIZE SAVED`` then SIZE bytes, or
+#: ``absent``, ``symlink``, ``unreadable``, ``toolarge SIZE`` (SAVED: 1 if the saved
+#: copy exists).
+READ_SCRIPT = r"""# backuppc-agent client-setup: read authorized_keys files.
+echo backuppc-agent-client-setup
+max=$1
+shift
+for path in "$@"; do
+    saved=0
+    [ -e "$path.backuppc-agent-saved" ] && saved=1
+    if [ -L "$path" ]; then
+        echo symlink
+    elif [ ! -e "$path" ]; then
+        echo absent
+    elif [ ! -f "$path" ] || [ ! -r "$path" ]; then
+        echo unreadable
+    else
+        size=$(wc -c < "$path" | tr -d ' ')
+        if [ "$size" -gt "$max" ]; then
+            echo "toolarge $size"
+        else
+            echo "file $size $saved"
+            head -c "$size" "$path"
+        fi
+    fi
+done
+"""
 
 
 def parse_read(output: bytes, paths: tuple[str, ...]) -> list[KeysFile]:
@@ -118,23 +161,83 @@ def parse_read(output: bytes, paths: tuple[str, ...]) -> list[KeysFile]:
 
 def read(session: Session, paths: tuple[str, ...]) -> list[KeysFile]:
     """Read each of ``paths`` on the client (bounded)."""
-    output = session.script(scripts.READ_SCRIPT, str(MAX_AUTHKEYS_BYTES), *paths)
+    output = session.script(READ_SCRIPT, str(MAX_AUTHKEYS_BYTES), *paths)
     return parse_read(output[: len(paths) * (MAX_AUTHKEYS_BYTES + 100)], paths)
+
+
+#: ``AUTHKEYS SHA256 GATE_BASE64 NEW_BASE64``: keep the saved copy (only if none
+#: exists), install the gate (0755), then replace AUTHKEYS (same owner and mode),
+#: each through a temporary file and mv; refuse if AUTHKEYS no longer hashes to SHA256.
+WRITE_SCRIPT = r"""# backuppc-agent client-setup: install the gate and the new authorized_keys.
+echo backuppc-agent-client-setup
+umask 077
+ak=$1
+want=$2
+gate_b64=$3
+new_b64=$4
+dir=$(dirname -- "$ak")
+gate=$dir/backuppc-agent-gate
+saved=$ak.backuppc-agent-saved
+tmp=$dir/.backuppc-agent-tmp.$$
+fail() {
+    rm -f -- "$tmp"
+    echo "error $*"
+    exit 1
+}
+if [ -L "$ak" ] || [ ! -f "$ak" ]; then fail "$ak is not a regular file"; fi
+have=$(sha256sum < "$ak") || fail "cannot read $ak"
+[ "${have%% *}" = "$want" ] || fail "$ak changed since it was read: run client-setup again"
+if [ ! -e "$saved" ]; then
+    { cp -- "$ak" "$tmp" && chmod 600 -- "$tmp" && mv -f -- "$tmp" "$saved"; } ||
+        fail "cannot keep a copy in $saved"
+fi
+rm -f -- "$tmp"
+{ printf '%s' "$gate_b64" | base64 -d > "$tmp" && chmod 755 -- "$tmp" &&
+    mv -f -- "$tmp" "$gate"; } || fail "cannot install $gate"
+# cp -p, then truncate and write: the new file keeps the old one's mode and owner.
+{ cp -p -- "$ak" "$tmp" && printf '%s' "$new_b64" | base64 -d > "$tmp" &&
+    mv -f -- "$tmp" "$ak"; } || fail "cannot replace $ak"
+echo written
+"""
 
 
 def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
     """Keep the saved copy, install the gate, replace ``path`` (if it still holds ``old``)."""
-    output = decode(session.script(scripts.WRITE_SCRIPT, path, sha256(old), b64(gate), b64(new)))
+    sha256 = hashlib.sha256(_raw(old)).hexdigest()  # as sha256sum prints it
+    gate_b64, new_b64 = (base64.b64encode(_raw(text)).decode("ascii") for text in (gate, new))
+    output = decode(session.script(WRITE_SCRIPT, path, sha256, gate_b64, new_b64))
     last = names.last_line(output)
     if last != "written":
         raise BackupPCAgentError(f"{path}: {shown(last.removeprefix('error ') or 'no answer')}")
 
 
+#: ``AUTHKEYS...``: put the first saved copy found back and remove its gate. Prints
+#: ``restored PATH`` or ``nothing``.
+UNDO_SCRIPT = r"""# backuppc-agent client-setup --undo: put the saved authorized_keys back.
+echo backuppc-agent-client-setup
+for ak in "$@"; do
+    saved=$ak.backuppc-agent-saved
+    if [ -f "$saved" ] && [ ! -L "$saved" ]; then
+        mv -f -- "$saved" "$ak" || { echo "error cannot move $saved back"; exit 1; }
+        rm -f -- "$(dirname -- "$ak")/backuppc-agent-gate"
+        echo "restored $ak"
+        exit 0
+    fi
+done
+echo nothing
+"""
+
+
 def undo_by_shell(session: Session, paths: tuple[str, ...]) -> str | None:
     """Move a saved copy back over its file and remove the gate; the path, or None if none."""
-    last = names.last_line(decode(session.script(scripts.UNDO_SCRIPT, *paths)[:65536]))
+    last = names.last_line(decode(session.script(UNDO_SCRIPT, *paths)[:65536]))
     if last == "nothing":
         return None
     if last.startswith("restored ") and last[9:] in paths:
         return last[9:]
     raise BackupPCAgentError(f"undo failed on the client: {shown(last.removeprefix('error '))}")
+
+
+def _raw(text: str) -> bytes:
+    """The bytes ``text`` was decoded from (remote.decode's inverse)."""
+    return text.encode("utf-8", errors="surrogateescape")

@@ -24,7 +24,7 @@ import pytest
 
 from backuppc_agent import exitcodes
 from backuppc_agent.backuppc import confdir
-from backuppc_agent.install import client_scripts
+from backuppc_agent.install import clientkeys
 from tests.e2e.terminal import ENV, Terminal
 from tests.helpers import CLI, askpass_helper, cli, make_key, make_setup, private_dir, ssh_add
 from tests.sshd import CLIENT_USER, Sshd, ensure_client_user, needs_root, public_key_line
@@ -345,7 +345,7 @@ def test_the_remote_scripts_pass_shellcheck(tmp_path: Path) -> None:
         pytest.skip("needs shellcheck")
     for name in ("INSPECT_SCRIPT", "READ_SCRIPT", "WRITE_SCRIPT", "UNDO_SCRIPT"):
         script = tmp_path / f"{name}.sh"
-        script.write_text("#!/bin/sh\n" + getattr(client_scripts, name))
+        script.write_text("#!/bin/sh\n" + getattr(clientkeys, name))
         done = subprocess.run(["shellcheck", "-s", "sh", str(script)], capture_output=True,
                               text=True, timeout=60, check=False)  # fmt: skip
         assert done.returncode == 0, done.stdout
