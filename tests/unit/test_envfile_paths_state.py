@@ -27,7 +27,7 @@ def test_env_file_matches_ssh_agent_s_output() -> None:
 
 def test_env_quotes_unusual_paths_for_sh() -> None:
     text = envfile.render("sh", Path("/tmp/it's here/s"), None)
-    assert text == "SSH_AUTH_SOCK='/tmp/it'\\''s here/s'; export SSH_AUTH_SOCK;\n"
+    assert text == "SSH_AUTH_SOCK='/tmp/it'\"'\"'s here/s'; export SSH_AUTH_SOCK;\n"
 
 
 def test_env_other_shells() -> None:
