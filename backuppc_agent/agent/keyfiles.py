@@ -1,8 +1,7 @@
 """Fingerprints of key files, without their passphrase and without a subprocess.
 
-The public half is read from ``KEY.pub`` or, failing that, from the unencrypted
-header of an OpenSSH-format private key (``openssh-key-v1``). Used to skip keys
-the agent already holds; a key we cannot fingerprint is simply loaded.
+The public half is read from ``KEY.pub`` or else from the unencrypted header of an
+OpenSSH-format private key (``openssh-key-v1``).
 """
 
 from __future__ import annotations
@@ -19,12 +18,6 @@ _MAGIC = b"openssh-key-v1\0"
 _BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
 _END = "-----END OPENSSH PRIVATE KEY-----"
 MAX_KEY_FILE_BYTES = 1 << 20
-
-
-def public_line_blob(line: str) -> bytes | None:
-    """The key blob of a ``TYPE BASE64 [COMMENT]`` line, or None if it is not one."""
-    fields = line.split()
-    return decode_blob(fields[1]) if len(fields) >= 2 else None
 
 
 def decode_blob(word: str) -> bytes | None:
@@ -46,14 +39,9 @@ def private_key_blob(text: str) -> bytes | None:
         return None
     if not raw.startswith(_MAGIC):
         return None
-    return _first_public_blob(raw, len(_MAGIC))
-
-
-def _first_public_blob(raw: bytes, offset: int) -> bytes | None:
-    """Skip ciphername, kdfname, kdfoptions and the key count; return key 1's blob."""
-    header = protocol.Reader(raw, "private key", offset)
+    header = protocol.Reader(raw, "private key", len(_MAGIC))
     try:
-        header.skip_strings(3)
+        header.skip_strings(3)  # ciphername, kdfname, kdfoptions
         count = header.uint32()
         blob = header.string()
     except ProtocolError:
@@ -63,7 +51,8 @@ def _first_public_blob(raw: bytes, offset: int) -> bytes | None:
 
 def key_fingerprint(key: Path) -> str | None:
     """The SHA256 fingerprint of key file ``key``, or None if it cannot be read."""
-    blob = public_line_blob(paths.read_or_empty(f"{key}.pub", MAX_KEY_FILE_BYTES))
+    fields = paths.read_or_empty(f"{key}.pub", MAX_KEY_FILE_BYTES).split()
+    blob = decode_blob(fields[1]) if len(fields) >= 2 else None  # TYPE BASE64 [COMMENT]
     if blob is None:
         blob = private_key_blob(paths.read_or_empty(key, MAX_KEY_FILE_BYTES))
     return protocol.fingerprint(blob) if blob else None

@@ -61,7 +61,7 @@ class Publisher:
             logger.info("state %s -> %s: %s", before, new.state.value, new.reason)
         self.snapshot = new
         self._write(new)
-        self._notify(old, new)
+        self._tell(lambda listener: listener.on_snapshot(old, new), "failed")
 
     def _write(self, snap: Snapshot) -> None:
         """Write the state file; on failure say so (once a minute) and retry each poll."""
@@ -76,9 +76,6 @@ class Publisher:
         if self._unpublished:
             self._unpublished = False
             logger.info("state published again after earlier write failures")
-
-    def _notify(self, old: Snapshot | None, new: Snapshot) -> None:
-        self._tell(lambda listener: listener.on_snapshot(old, new), "failed")
 
     def reload(self, config: Config) -> None:
         """Tell every listener about a new configuration."""
