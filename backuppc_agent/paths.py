@@ -1,7 +1,8 @@
 """Safe handling of the paths we own: sockets, state files, private directories.
 
-Symlinks, foreign owners and directories others can write are refused: these files guard
-root keys."""
+Symlinks, foreign owners and directories others can write are refused: these files
+guard root keys.
+"""
 
 from __future__ import annotations
 
@@ -36,19 +37,26 @@ def _lstat(path: Path) -> os.stat_result | None:
         raise UnsafePathError(f"{path}: cannot inspect: {err.strerror}") from err
 
 
+def _check_kind(info: os.stat_result, label: str, kind: int, unlike: str, owners: set[int]) -> None:
+    """Refuse a symlink, a file not of ``kind`` (S_IFDIR, ...: ``unlike`` says so), other owners."""
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePathError(f"{label} is a symlink; refusing to use it")
+    if stat.S_IFMT(info.st_mode) != kind:
+        raise UnsafePathError(f"{label} {unlike}")
+    if info.st_uid not in owners:
+        raise UnsafePathError(
+            f"{label} is owned by uid {info.st_uid}, not by us (uid {os.getuid()})"
+        )
+
+
 def check_dir(path: Path, what: str) -> None:
     """Require an existing real directory owned by us (or root) that others cannot write."""
     info = _lstat(path)
     if info is None:
         raise UnsafePathError(f"{what} directory {path} does not exist")
-    if stat.S_ISLNK(info.st_mode):
-        raise UnsafePathError(f"{what} directory {path} is a symlink; refusing to use it")
-    if not stat.S_ISDIR(info.st_mode):
-        raise UnsafePathError(f"{what} directory {path} is not a directory")
-    if info.st_uid not in (os.getuid(), 0):
-        raise UnsafePathError(
-            f"{what} directory {path} is owned by uid {info.st_uid}, not by us (uid {os.getuid()})"
-        )
+    _check_kind(
+        info, f"{what} directory {path}", stat.S_IFDIR, "is not a directory", {os.getuid(), 0}
+    )
     if info.st_mode & _OTHERS_WRITE:
         raise UnsafePathError(
             f"{what} directory {path} is writable by other users "
@@ -73,14 +81,8 @@ def check_socket_path(path: Path, what: str = "agent socket") -> SocketPath:
     info = _lstat(path)
     if info is None:
         return SocketPath.MISSING
-    if stat.S_ISLNK(info.st_mode):
-        raise UnsafePathError(f"{what} {path} is a symlink; refusing to use it")
-    if not stat.S_ISSOCK(info.st_mode):
-        raise UnsafePathError(f"{what} {path} exists and is not a socket; move it away")
-    if info.st_uid != os.getuid():
-        raise UnsafePathError(
-            f"{what} {path} is owned by uid {info.st_uid}, not by us (uid {os.getuid()})"
-        )
+    unlike = "exists and is not a socket; move it away"
+    _check_kind(info, f"{what} {path}", stat.S_IFSOCK, unlike, {os.getuid()})
     return SocketPath.SOCKET
 
 
