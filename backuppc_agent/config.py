@@ -33,17 +33,12 @@ def setting(default: object, check: Check | None = None) -> dict[str, Any]:
 
 
 def _choice(*allowed: str) -> Check:
-    def check(value: Any) -> str | None:
-        return None if value in allowed else "must be one of " + ", ".join(map(repr, allowed))
-
-    return check
+    words = ", ".join(map(repr, allowed))
+    return lambda value: None if value in allowed else f"must be one of {words}"
 
 
 def _between(low: float, high: float) -> Check:
-    def check(value: Any) -> str | None:
-        return None if low <= value <= high else f"must be between {low:g} and {high:g}"
-
-    return check
+    return lambda value: None if low <= value <= high else f"must be between {low:g} and {high:g}"
 
 
 def _fingerprints(value: Any) -> str | None:
@@ -52,12 +47,11 @@ def _fingerprints(value: Any) -> str | None:
 
 
 def _listen(value: Any) -> str | None:
-    if value == "":
+    host, _, port = value.rpartition(":")  # no ":" leaves host empty
+    number = int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else 0
+    if value == "" or (host and 0 < number < 65536):
         return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        return f'{value!r} must be HOST:PORT (e.g. 127.0.0.1:9842) or "" to disable'
-    return None
+    return f'{value!r} must be HOST:PORT (e.g. 127.0.0.1:9842) or "" to disable'
 
 
 def _program(value: Any) -> str | None:

@@ -101,6 +101,7 @@ def test_every_bad_key_is_named_at_once() -> None:
         ("mux", "ssh", "-oProxyCommand=x"),
         ("agent", "ssh_agent", "bin/ssh-agent"),
         ("backuppc", "user", "-root"),
+        ("metrics", "listen", "127.0.0.1:" + "9" * 5000),  # int() refuses 4,300+ digits
     ],
 )
 def test_wrong_types_and_values_are_refused(section: str, key: str, value: object) -> None:
