@@ -1,19 +1,16 @@
 """One reading of BackupPC's state: its files, and its server's live status when it answers.
 
-Read at every scrape, as user backuppc on the BackupPC server: ConfDir/hosts,
-config.pl and each host's own file as BackupPC reads them (confdir; only a
-few plain-number settings), each TopDir/pc/HOST/backups, and the server's
-``status info hosts queueLen`` over its socket (bounded). When the server
-does not answer, LogDir/status.pl (written by the server at start, at each
-wakeup and at shutdown) gives the last known status. A host whose files
-cannot be read, or whose name BackupPC_dump refuses, is skipped and named
-in ``problems``; nothing here raises for bad data.
+Read at every scrape: ConfDir/hosts, config.pl and each host's own file (confdir;
+only a few plain-number settings), each TopDir/pc/HOST/backups, and the server's
+``status info hosts queueLen``, else LogDir/status.pl (written at start, at each
+wakeup and at shutdown). A host whose files cannot be read, or whose name
+BackupPC_dump refuses, is skipped and named in ``problems``; nothing here raises.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from backuppc_agent.backuppc import confdir, perldata, serversock
@@ -24,6 +21,8 @@ STATUS_MESSAGE = "status info hosts queueLen"
 DAY_SECONDS = 86400.0
 #: The backup types in a backups file; "active" is a dump still running.
 BACKUP_TYPES = ("full", "incr", "partial", "active")
+#: HostSettings' fields and the $Conf settings they come from.
+_NUMBERS = {"full_days": "FullPeriod", "incr_days": "IncrPeriod", "disable": "BackupsDisable"}
 _BACKUP_LINE = re.compile(r"(\d+)\t(full|incr|partial|active)\t(\d+)\t(\d*)(?:\t|$)")
 
 
@@ -54,9 +53,7 @@ def parse_backups(text: str) -> Backups:
         counts[kind] += 1
         if kind in ("full", "incr") and (last is None or int(start) > last[0]):
             last = (int(start), int(number), kind, float(end))
-    if last is None:
-        return Backups(counts)
-    return Backups(counts, last[1], last[2], last[3])
+    return Backups(counts, *last[1:]) if last else Backups(counts)
 
 
 @dataclass(frozen=True)
@@ -136,27 +133,26 @@ def read(config: BackupPCConfig) -> ServerStatus | None:
 def _live_status(config: BackupPCConfig, secret: str) -> ServerStatus:
     """The server's own answer; else status.pl's last known state (up = False)."""
     try:
-        reply = serversock.query(
-            config.run_dir, secret, STATUS_MESSAGE, config.status_timeout_seconds
-        )
-        return _from_data(True, perldata.parse_statements(reply), "the server's status reply")
+        timeout = config.status_timeout_seconds
+        reply = serversock.query(config.run_dir, secret, STATUS_MESSAGE, timeout)
     except serversock.ServerError:
         pass
-    except perldata.PerlDataError as err:
-        return ServerStatus(True, problems=[f"the server's status reply: {err}"])
+    else:
+        return _from_text(True, reply, "the server's status reply")
     path = config.log_dir / "status.pl"
     try:
         text = read_text(path)
-        if text is None:
-            return ServerStatus(False)
-        return _from_data(False, perldata.parse_statements(text), str(path))
     except MalformedError as err:
         return ServerStatus(False, problems=[str(err)])
+    return ServerStatus(False) if text is None else _from_text(False, text, str(path))
+
+
+def _from_text(up: bool, text: str, source: str) -> ServerStatus:
+    """The %Info, %Status and %QueueLen of Data::Dumper text, or a problem."""
+    try:
+        data = perldata.parse_statements(text)
     except perldata.PerlDataError as err:
-        return ServerStatus(False, problems=[f"{path}: {err}"])
-
-
-def _from_data(up: bool, data: dict[str, Any], source: str) -> ServerStatus:
+        return ServerStatus(up, problems=[f"{source}: {err}"])
     info, hosts, queues = data.get("Info"), data.get("Status"), data.get("QueueLen", {})
     if not isinstance(info, dict) or not isinstance(hosts, dict) or not isinstance(queues, dict):
         return ServerStatus(up, problems=[f"{source}: no %Info and %Status hashes"])
@@ -188,11 +184,5 @@ def _host(
 
 def _settings(settings: dict[str, str], base: HostSettings) -> HostSettings:
     """``base`` with what ``settings`` set to plain numbers; raise MalformedError."""
-    values = {
-        key: confdir.config_number(settings, name)
-        for key, name in (("full_days", "FullPeriod"), ("incr_days", "IncrPeriod"),
-                          ("disable", "BackupsDisable"))
-    }  # fmt: skip
-    return HostSettings(**{
-        key: getattr(base, key) if value is None else value for key, value in values.items()
-    })  # fmt: skip
+    values = {key: confdir.config_number(settings, name) for key, name in _NUMBERS.items()}
+    return replace(base, **{key: value for key, value in values.items() if value is not None})
