@@ -1,13 +1,10 @@
 """Is swap encrypted? ssh-agent never mlocks its keys, so they can be paged out.
 
-Takes the swap areas of ``/proc/swaps`` (through metrics.swapread, as the ``swap``
-command and the exporter read them) and follows each to a block device in
-``/sys``: a device-mapper device whose ``dm/uuid`` starts with ``CRYPT-``, or
-one stacked on such a device (LVM on LUKS), is encrypted; zram without a
-backing device never reaches a disk. A swap file is judged by the device of
-the file system holding it (``/proc/self/mountinfo``); where that device is
-anonymous (btrfs, for instance) we cannot tell, and say so. Both roots are
-parameters so tests use fixture trees.
+Each area of /proc/swaps (read by metrics.swapread) is followed to a block
+device in sysfs: dm-crypt (``dm/uuid`` CRYPT-*), or stacked on it (LVM on LUKS),
+is encrypted; zram without a backing device never reaches a disk. A swap file is
+judged by the device under its file system (/proc/self/mountinfo); where that
+device is anonymous (btrfs, say) we cannot tell, and say so.
 """
 
 from __future__ import annotations
@@ -92,7 +89,7 @@ def judge_device(sysfs: Path, area: SwapArea, name: str) -> Encryption:
 
 
 def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Encryption:
-    """Decide one swap area."""
+    """Whether one swap area is encrypted, judged by its device or its file system's."""
     path = area.device.removesuffix(DELETED)
     if area.type == "partition":
         name = device_name(sysfs, path)

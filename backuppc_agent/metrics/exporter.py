@@ -26,7 +26,7 @@ from backuppc_agent.metrics.http import MetricsServer, make_app, tls_context
 from backuppc_agent.metrics.masters import MasterPart
 from backuppc_agent.metrics.readiness import ReadinessPart
 from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors, SnapshotSource
-from backuppc_agent.metrics.swap import swap_parts
+from backuppc_agent.metrics.swap import SECTIONS, SwapPart
 from backuppc_agent.metrics.swapread import PROC, StatVfs
 from backuppc_agent.state import Snapshot, State
 
@@ -48,18 +48,17 @@ class Exporter:
 
     def __init__(self, config: Config, statvfs: StatVfs = os.statvfs, procfs: Path = PROC) -> None:
         self._snapshot: Snapshot | None = None
-        self._statvfs = statvfs
-        self._procfs = procfs
-        self.errors = ScrapeErrors()
-        self.registry = CollectorRegistry()
-        self._collector = self._build_collector(config)
-        self.registry.register(self._collector)
-        self._listen = config.metrics.listen
-        self._tls = (config.metrics.certfile, config.metrics.keyfile)
-        self._server = _serve(config, make_app(self.registry, self.ready))
-        host, port = self._server.address
+        self._swap = (statvfs, procfs)
+        errors = ScrapeErrors()
+        self._collector = ScrapeCollector(self._parts(config, errors), errors)
+        registry = CollectorRegistry()
+        registry.register(self._collector)
+        self._metrics = config.metrics
+        self._server = _serve(config, make_app(registry, self.ready))
+        host, port = self.address
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         scheme = "https" if config.metrics.certfile else "http"
-        logger.info("metrics on %s://%s/metrics, readiness on /ready", scheme, _join(host, port))
+        logger.info("metrics on %s://%s/metrics, readiness on /ready", scheme, where)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -83,26 +82,16 @@ class Exporter:
 
     def on_reload(self, config: Config) -> None:
         """Apply new collector settings; the listen address and TLS need a restart."""
-        if (config.metrics.listen, (config.metrics.certfile, config.metrics.keyfile)) != (
-            self._listen,
-            self._tls,
-        ):
+        if config.metrics != self._metrics:
             logger.warning("metrics.listen/certfile/keyfile changed: restart to apply")
-        collector = self._build_collector(config)
-        self.registry.unregister(self._collector)
-        self.registry.register(collector)
-        self._collector = collector
+        self._collector.parts = tuple(self._parts(config, self._collector.errors))
 
     def close(self) -> None:
         self._server.close()
         logger.debug("metrics endpoint closed")
 
-    def _build_collector(self, config: Config) -> ScrapeCollector:
-        """A fresh ScrapeCollector over every part, sharing this exporter's error counts."""
-        return ScrapeCollector(
-            build_parts(config, self.errors, self.snapshot, self._statvfs, self._procfs),
-            self.errors,
-        )
+    def _parts(self, config: Config, errors: ScrapeErrors) -> list[Part]:
+        return build_parts(config, errors, self.snapshot, *self._swap)
 
 
 def build_parts(
@@ -120,7 +109,10 @@ def build_parts(
             config.agent.expiry_warning_seconds,
             functools.partial(readiness.not_counted, config.agent),
         ),
-        *swap_parts(errors, root, config.swap.top_processes, snapshot, statvfs),
+        *(
+            SwapPart(errors, name, root, config.swap.top_processes, snapshot, statvfs)
+            for name in SECTIONS
+        ),
         MasterPart(errors, config.mux.control_dir, config.state.dir),
         HookPart(errors, config.state.dir),
         BackupPCPart(errors, config.backuppc),
@@ -145,8 +137,3 @@ def _serve(config: Config, app: Callable[..., Any]) -> MetricsServer:
             f"cannot serve metrics on {metrics.listen}: {err.strerror or err} "
             "(another supervisor running? change or empty metrics.listen)"
         ) from err
-
-
-def _join(host: str, port: int) -> str:
-    """HOST:PORT for a log line, with brackets around an IPv6 host."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -112,8 +112,8 @@ class ScrapeCollector:
         errors: ScrapeErrors,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self._parts = tuple(parts)
-        self._errors = errors
+        self.parts = tuple(parts)
+        self.errors = errors
         self._clock = clock
         # Concurrent scrapes would only multiply the /proc walk: serve them in turn.
         self._lock = threading.Lock()
@@ -123,7 +123,7 @@ class ScrapeCollector:
         with self._lock:
             started = self._clock()
             families: list[Metric] = []
-            for part in self._parts:
+            for part in self.parts:
                 families.extend(self._run(part))
             families.extend(self._self_metrics(self._clock() - started))
         yield from families
@@ -134,12 +134,12 @@ class ScrapeCollector:
             return list(part.collect())
         except Exception as err:
             logger.exception("metrics collector %s failed", part.name)
-            self._errors.record(part.name, f"collector failed: {type(err).__name__}: {err}")
+            self.errors.record(part.name, f"collector failed: {type(err).__name__}: {err}")
             return []
 
     def _self_metrics(self, seconds: float) -> list[Metric]:
         """The scrape's own duration and the error counts so far."""
-        errors = [([name], count) for name, count in sorted(self._errors.counts().items())]
+        errors = [([name], count) for name, count in sorted(self.errors.counts().items())]
         doc = "Failed reads per collector since the exporter started."
         return [
             gauge("scrape_duration_seconds", "Time this scrape took.", seconds),

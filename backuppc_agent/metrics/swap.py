@@ -121,10 +121,3 @@ SECTIONS: dict[str, Callable[[SwapPart], Iterable[Metric]]] = {
     "ssh_agent_swap": _agent_swap,
     "tmpfs": lambda part: _labelled(part.read.tmpfs(), ("mountpoint",), _TMPFS),
 }
-
-
-def swap_parts(
-    errors: ScrapeErrors, root: Path, top: int, snapshot: SnapshotSource, statvfs: StatVfs
-) -> list[Part]:
-    """Every swap part, ``top`` processes listed, the agent's pid from ``snapshot``."""
-    return [SwapPart(errors, name, root, top, snapshot, statvfs) for name in SECTIONS]

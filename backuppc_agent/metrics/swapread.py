@@ -1,16 +1,12 @@
 """Swap's numbers from procfs, for the exporter and the ``swap`` command alike.
 
-The parsers are pure (text in, ``Parsed`` out) and list the lines they could not
-read, so one odd line is reported without hiding the rest. ``SwapReader`` reads
-the files under one root (tests: a fixture tree) and hands every failed read or
-odd line to a callback: the exporter counts it, the ``swap`` command lists it.
-No prometheus_client here: the command stays light.
-
-Per-process swap is /proc/PID/status VmSwap, the one hot loop of a scrape: the
-kernel keeps it per mm, where smaps_rollup walks every page table (seconds on a
-busy host). Raw os.open/os.read on bytes scan 5,000 processes well under 0.1 s.
-A process that exits between listing and reading (ENOENT or ESRCH on open, ESRCH
-on read) has simply gone and is not an error.
+Pure parsers (text in, ``Parsed`` out, odd lines listed, not fatal) and a reader
+over one procfs root that hands each failed read or odd line to a callback. No
+prometheus_client here: the command stays light. Per-process swap is
+/proc/PID/status VmSwap, a per-mm counter, never smaps_rollup (it walks every
+page table: seconds on a busy host); raw os.open/os.read keep 5,000 processes
+well under 0.1 s. A process that exits while we scan (ENOENT or ESRCH) is gone,
+not an error.
 """
 
 from __future__ import annotations
@@ -39,8 +35,6 @@ StatVfs = Callable[[str], os.statvfs_result]
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 _SWAP_TAG = b"\nVmSwap:"
 _SWAP_LINE = re.compile(rb"\nVmSwap:[ \t]*(\d+) kB\n")
-_NAME_TAG = b"Name:"
-_UID_TAG = b"\nUid:"
 _THREADS_TAG = b"\nThreads:"
 T = TypeVar("T")
 C = TypeVar("C", bound=Mapping[str, float])
@@ -210,18 +204,20 @@ def parse_status_swap(data: bytes) -> int | None:
     raise ValueError(f"malformed VmSwap line: {data[at + 1 : end if end >= 0 else None]!r}")
 
 
+def _status_line(data: bytes, tag: bytes) -> bytes:
+    """What follows ``tag`` (b"Name:") on its line of a /proc/PID/status text; b"" if absent."""
+    at = (b"\n" + data).find(b"\n" + tag)
+    return data[at + len(tag) :].split(b"\n", 1)[0] if at >= 0 else b""
+
+
 def parse_status_name(data: bytes) -> str:
     """The Name: field (the comm) of a /proc/PID/status text; "" if absent."""
-    if not data.startswith(_NAME_TAG):
-        return ""
-    end = data.find(b"\n")
-    return data[len(_NAME_TAG) : end if end >= 0 else len(data)].strip().decode("utf-8", "replace")
+    return _status_line(data, b"Name:").strip().decode("utf-8", "replace")
 
 
 def parse_status_uid(data: bytes) -> int | None:
     """The real uid (first Uid: field) of a /proc/PID/status text; None if absent or bad."""
-    at = data.find(_UID_TAG)
-    fields = data[at + len(_UID_TAG) :].split(b"\n", 1)[0].split() if at >= 0 else []
+    fields = _status_line(data, b"Uid:").split()
     return int(fields[0]) if fields and fields[0].isascii() and fields[0].isdigit() else None
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from backuppc_agent.metrics import swapread
 from backuppc_agent.metrics.scrape import Part, ScrapeErrors
-from backuppc_agent.metrics.swap import swap_parts
+from backuppc_agent.metrics.swap import SECTIONS, SwapPart
 from backuppc_agent.metrics.swapread import Parsed, parse_status_name, parse_status_swap
 from backuppc_agent.state import Snapshot, State
 
@@ -144,7 +144,7 @@ def _statvfs(_path: str) -> os.statvfs_result:
 
 def _parts(root: Path, errors: ScrapeErrors) -> list[Part]:
     snapshot = Snapshot(State.READY, "ok", "/x", 1, 1, (), 0.0, 1)
-    return swap_parts(errors, root, 5, lambda: snapshot, _statvfs)
+    return [SwapPart(errors, name, root, 5, lambda: snapshot, _statvfs) for name in SECTIONS]
 
 
 FILES = ("meminfo", "vmstat", "swaps", "pressure/memory", "mounts", "1/status")
