@@ -23,7 +23,7 @@ def _watch(socket: Path, required: tuple[str, ...] = ()) -> AuthWatch:
 def _cycle(socket: Path, watch: AuthWatch) -> State:
     """One supervisor poll: list, fingerprint, assess (signing only when due)."""
     result = probe(socket, 10.0)
-    return watch.assess(result, result.fingerprints).state
+    return watch.assess(result).state
 
 
 def _one_key(root: Path) -> Result:

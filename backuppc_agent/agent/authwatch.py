@@ -1,8 +1,9 @@
 """The supervisor's view of whether backups can authenticate, beyond "the agent lists a key".
 
-Each poll it combines the listing probe with the signing probe (re-run only
-when the keys change or agent.sign_interval_seconds pass) and the expected
-expiry of keys under agent.lifetime_seconds, and has readiness judge them.
+Each poll combines the listing probe with the signing probe and the expected expiry of keys
+under agent.lifetime_seconds, and has readiness judge them. Signing runs only when the keys
+change or agent.sign_interval_seconds pass: at every poll it would cost a round trip per key
+(and, for a confirm key with a working askpass, a dialog each time).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from collections.abc import Callable, Sequence
 
 from backuppc_agent.agent import certs, readiness
 from backuppc_agent.agent.probe import ProbeResult
+from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.readiness import Readiness
-from backuppc_agent.agent.signing import SignChecks, SignSchedule, sign_keys
+from backuppc_agent.agent.signing import SignChecks, sign_keys
 from backuppc_agent.config import AgentConfig
 
 logger = logging.getLogger(__name__)
+
+#: How soon to sign again while a key that counts does not sign.
+RETRY_SECONDS = 5.0
 
 
 class AuthWatch:
@@ -31,27 +36,46 @@ class AuthWatch:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self._schedule = SignSchedule(config.sign_interval_seconds, sign, clock)
-        self._wall = wall
         self.lifetimes = certs.LifetimeTracker()
+        self._sign = sign
+        self._clock = clock
+        self._wall = wall
+        self._signed: tuple[Identity, ...] | None = None
+        self._checks: SignChecks = {}
+        self._signed_at = 0.0
+        self._identities: tuple[Identity, ...] = ()
+        self._fingerprints: tuple[str, ...] = ()
 
-    def assess(self, result: ProbeResult, fingerprints: Sequence[str]) -> Readiness:
-        """The verdict on one probe (``fingerprints``: its keys')."""
+    def assess(self, result: ProbeResult) -> Readiness:
+        """The verdict on one probe."""
         cfg = self.config
-        self._schedule.interval = cfg.sign_interval_seconds
         now = self._wall()
-        keys = readiness.parse_keys(result.identities, fingerprints)
+        if result.identities != self._identities:  # hashing 10,000 keys at every poll is felt
+            self._identities, self._fingerprints = result.identities, result.fingerprints
+        keys = readiness.parse_keys(result.identities, self._fingerprints)
         ignored = readiness.not_counted(cfg)
         checks: SignChecks | None = None
         vanished = None
         if result.answered:  # also with no keys: the next key to appear is signed at once
-            wanted = readiness.to_sign(keys, cfg.required_keys, ignored)
-            checks = self._schedule.checks(cfg.socket, wanted, cfg.probe_timeout_seconds)
-            vanished = self._observe(fingerprints, now)
+            checks = self._checks_of(readiness.to_sign(keys, cfg.required_keys, ignored))
+            vanished = self._observe(self._fingerprints, now)
         lifetimes = self.lifetimes.expiries(cfg.lifetime_seconds)
         return readiness.judge(
             result, keys, cfg.required_keys, checks, now, lifetimes, vanished, ignored
         )
+
+    def _checks_of(self, keys: tuple[Identity, ...]) -> SignChecks:
+        """The sign checks of ``keys`` (those that count), fresh or from the last round."""
+        cfg = self.config
+        now = self._clock()
+        interval = cfg.sign_interval_seconds
+        if any(not check.ok for check in self._checks.values()):
+            # A refused key may be re-added without -c: the list does not change, so retry soon.
+            interval = min(interval, RETRY_SECONDS)
+        if keys != self._signed or now - self._signed_at >= interval:
+            self._checks = self._sign(cfg.socket, keys, cfg.probe_timeout_seconds)
+            self._signed, self._signed_at = keys, now
+        return self._checks
 
     def _observe(self, fingerprints: Sequence[str], now: float) -> str | None:
         """Follow key lifetimes; return why keys vanished if they expired (else None)."""

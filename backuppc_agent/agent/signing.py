@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +25,6 @@ from backuppc_agent.agent.probe import connect
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.unixsock import Failure
 
-#: How soon the supervisor signs again while a key that counts does not sign.
-RETRY_SECONDS = 5.0
 #: Not an SSH userauth blob: those start with a 32- or 64-byte session id length.
 _CHALLENGE_PREFIX = b"backuppc-agent sign probe\0"
 
@@ -162,35 +160,3 @@ def _base_type(key_type: str) -> str:
 
 def _all(keys: Sequence[Identity], check: SignCheck) -> SignChecks:
     return {key.fingerprint: check for key in keys}
-
-
-class SignSchedule:
-    """The supervisor's signing probe: re-sign when the keys change or ``interval`` passes.
-
-    Signing at every poll would cost a round trip per key per poll (and, for a
-    confirm key with a working askpass, a dialog each time).
-    """
-
-    def __init__(
-        self,
-        interval: float,
-        sign: Callable[[Path, Sequence[Identity], float], SignChecks] = sign_keys,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.interval = interval
-        self._sign = sign
-        self._clock = clock
-        self._keys: tuple[Identity, ...] | None = None
-        self._checks: SignChecks = {}
-        self._at = 0.0
-
-    def checks(self, path: Path, keys: tuple[Identity, ...], timeout: float) -> SignChecks:
-        """The sign checks of ``keys`` (those that count), fresh or from the last round."""
-        now = self._clock()
-        failed = any(not check.ok for check in self._checks.values())
-        # A refused key may be re-added without -c: the list does not change, so retry soon.
-        interval = min(self.interval, RETRY_SECONDS) if failed else self.interval
-        if keys != self._keys or now - self._at >= interval:
-            self._checks = self._sign(path, keys, timeout)
-            self._keys, self._at = keys, now
-        return self._checks

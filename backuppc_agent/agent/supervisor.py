@@ -20,9 +20,8 @@ from collections.abc import Callable, Sequence
 from backuppc_agent import paths, state
 from backuppc_agent.agent.authwatch import AuthWatch
 from backuppc_agent.agent.keeper import AgentKeeper, StartedHook
-from backuppc_agent.agent.probe import Probe, ProbeResult, probe
+from backuppc_agent.agent.probe import Probe, probe
 from backuppc_agent.agent.process import AgentStarter, start_agent
-from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.publisher import Listener, Publisher
 from backuppc_agent.agent.readiness import Readiness
 from backuppc_agent.agent.signing import SignChecks, sign_keys
@@ -82,8 +81,6 @@ class Supervisor:
         self._signals: list[int] = []
         self._wakeup_r = -1
         self._lock = FileLock(config.state.dir / state.LOCK_FILE)
-        self._last_identities: tuple[Identity, ...] = ()
-        self._last_fingerprints: tuple[str, ...] = ()
         self._unlock_status = unlock_status
 
     @property
@@ -184,16 +181,9 @@ class Supervisor:
         if self.keeper.pid is not None and self.keeper.pid != before:
             # The keeper has just started or adopted an agent: report that one.
             result = self._probe(agent_cfg.socket, agent_cfg.probe_timeout_seconds)
-        verdict = self.auth.assess(result, self._fingerprints(result))
+        verdict = self.auth.assess(result)
         self._publisher.publish(self._make_snapshot(verdict))
         return result.seconds
-
-    def _fingerprints(self, result: ProbeResult) -> tuple[str, ...]:
-        """Fingerprints of the probe's identities, reusing the last ones if unchanged."""
-        if result.identities != self._last_identities:
-            self._last_identities = result.identities
-            self._last_fingerprints = result.fingerprints
-        return self._last_fingerprints
 
     def _make_snapshot(self, verdict: Readiness) -> Snapshot:
         old = self.snapshot

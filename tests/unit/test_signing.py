@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from backuppc_agent.agent import certs, protocol, readiness, signing
+from backuppc_agent.agent import authwatch, certs, protocol, readiness, signing
+from backuppc_agent.agent.authwatch import AuthWatch
 from backuppc_agent.agent.probe import Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import SignCheck, Signed
+from backuppc_agent.config import from_mapping
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
 from backuppc_agent.unixsock import Failure
@@ -117,17 +119,23 @@ class Signer:
         return {key.fingerprint: SignCheck(Signed.OK) for key in keys}
 
 
+def watch(sign: Callable[..., signing.SignChecks], now: list[float]) -> AuthWatch:
+    """An AuthWatch signing every 60 s on the clock ``now[0]``."""
+    config = from_mapping({"agent": {"sign_interval_seconds": 60}}, "test", Path("/home/t"))
+    return AuthWatch(config.agent, sign, lambda: now[0])
+
+
 def test_the_schedule_signs_when_keys_change_or_the_interval_passes() -> None:
     now = [0.0]
     signer = Signer()
-    schedule = signing.SignSchedule(60.0, signer, lambda: now[0])
+    schedule = watch(signer, now)
     for _ in range(5):
-        schedule.checks(Path("/s"), (ED25519,), 1.0)
+        schedule.assess(answered(ED25519))
     assert len(signer.rounds) == 1
-    schedule.checks(Path("/s"), (ED25519, OTHER), 1.0)
+    schedule.assess(answered(ED25519, OTHER))
     assert len(signer.rounds) == 2
     now[0] = 61.0
-    schedule.checks(Path("/s"), (ED25519, OTHER), 1.0)
+    schedule.assess(answered(ED25519, OTHER))
     assert len(signer.rounds) == 3
 
 
@@ -220,8 +228,8 @@ def test_the_schedule_retries_a_refused_key_soon_though_the_keys_did_not_change(
         rounds.append(now[0])
         return {key.fingerprint: SignCheck(Signed.REFUSED) for key in keys}
 
-    schedule = signing.SignSchedule(60.0, refuse, lambda: now[0])
+    schedule = watch(refuse, now)
     for step in range(13):
         now[0] = step * 1.0
-        schedule.checks(Path("/s"), (ED25519,), 1.0)
-    assert rounds == [0.0, signing.RETRY_SECONDS, 2 * signing.RETRY_SECONDS]
+        schedule.assess(answered(ED25519))
+    assert rounds == [0.0, authwatch.RETRY_SECONDS, 2 * authwatch.RETRY_SECONDS]
