@@ -19,7 +19,7 @@ from backuppc_agent.agent import certs, keyfiles, protocol
 from backuppc_agent.agent.certs import Certificate, is_certificate, parse_certificate
 from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.protocol import Identity
-from backuppc_agent.agent.signing import SignCheck, label_of, sign_keys
+from backuppc_agent.agent.signing import SignCheck, sign_keys
 from backuppc_agent.config import AgentConfig
 from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
@@ -233,7 +233,7 @@ def _problem(
 ) -> tuple[str, str] | None:
     """(label, why) if ``key`` cannot be used: its certificate, else its sign check (if signed)."""
     if key.unreadable:
-        return label_of(Failure.BAD_REPLY), f"unreadable certificate ({key.unreadable})"
+        return SignCheck(Failure.BAD_REPLY).label, f"unreadable certificate ({key.unreadable})"
     if key.cert is not None and (why := key.cert.validity_problem(now)) is not None:
         return key.cert.validity(now).value, why
     if checks is None:

@@ -1,17 +1,15 @@
 """The signing probe: ask the agent to sign a random challenge with each key that counts.
 
-A key the agent lists is not yet a key a backup can log in with: a key added
-with ``ssh-add -c`` is refused when nobody can confirm, a FIDO (``sk-*``) key
-waits for a touch. Only a sign request (message 13, answered 14 or 5) tells.
-The probe uses one connection and one deadline for all keys, so a slow or
-silent agent costs at most ``timeout`` seconds. Signatures are parsed (format
-name, non-empty blob, the algorithm the key type implies), not verified: that
-would need a crypto library, and sshd verifies at login anyway.
+A listed key may still not log in: an ``ssh-add -c`` key is refused when nobody confirms, a
+FIDO (``sk-*``) key waits for a touch; only a sign request tells. One connection and one
+deadline serve all keys, so a silent agent costs at most ``timeout``. Signatures are parsed
+(format, non-empty blob, the algorithm the key type implies), not verified: sshd does that.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -27,6 +25,7 @@ from backuppc_agent.unixsock import Failure
 
 #: Not an SSH userauth blob: those start with a 32- or 64-byte session id length.
 _CHALLENGE_PREFIX = b"backuppc-agent sign probe\0"
+_SIGN_REPLY_LENGTH = functools.partial(protocol.reply_length, limit=protocol.MAX_SIGN_REPLY_BYTES)
 
 
 class Signed(enum.Enum):
@@ -48,13 +47,6 @@ _WHY: dict[Signed | Failure, str] = {
 _FAILURE_LABELS = {Failure.TIMEOUT: Failure.TIMEOUT.value, Failure.BAD_REPLY: "garbage"}
 #: Every label of a key that does not sign, in the order the metric exports them.
 LABELS = (Signed.REFUSED.value, Signed.TOUCH.value, *_FAILURE_LABELS.values(), Failure.ERROR.value)
-
-
-def label_of(status: Signed | Failure) -> str:
-    """How ``backuppc_agent_identities_unusable{reason}`` names ``status``."""
-    if isinstance(status, Signed):
-        return status.value
-    return _FAILURE_LABELS.get(status, Failure.ERROR.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +74,9 @@ class SignCheck:
     @property
     def label(self) -> str:
         """The status as ``backuppc_agent_identities_unusable{reason}`` names it."""
-        return label_of(self.status)
+        if isinstance(self.status, Signed):
+            return self.status.value
+        return _FAILURE_LABELS.get(self.status, Failure.ERROR.value)
 
 
 SignChecks = dict[str, SignCheck]
@@ -96,26 +90,16 @@ def sign_keys(
     Returns fingerprint -> SignCheck for every key. Keys left when the agent
     stops answering get the same status as the key that stopped it.
     """
-    if not keys:
-        return {}
-    deadline = time.monotonic() + timeout
-    try:
-        with connect(path, deadline, expected_uid) as conn:
-            return _sign_each(conn, keys)
-    except unixsock.TransportError as err:  # the connect itself failed
-        return _all(keys, _failed(err))
-
-
-def _sign_each(conn: unixsock.Connection, keys: Sequence[Identity]) -> SignChecks:
     checks: SignChecks = {}
-    for index, key in enumerate(keys):
-        check = sign_one(conn, key)
-        checks[key.fingerprint] = check
-        if isinstance(check.status, Failure):
-            # The connection is out of step or dead: the rest share this fate.
-            checks.update(_all(keys[index + 1 :], check))
-            break
-    return checks
+    try:
+        with connect(path, time.monotonic() + timeout, expected_uid) as conn:
+            for key in keys:
+                check = checks[key.fingerprint] = sign_one(conn, key)
+                if isinstance(check.status, Failure):
+                    break  # the connection is out of step or dead: the rest share this fate
+    except unixsock.TransportError as err:  # the connect itself failed
+        check = _failed(err)
+    return checks | {key.fingerprint: check for key in keys if key.fingerprint not in checks}
 
 
 def sign_one(conn: unixsock.Connection, key: Identity) -> SignCheck:
@@ -124,17 +108,13 @@ def sign_one(conn: unixsock.Connection, key: Identity) -> SignCheck:
     flags = protocol.SSH_AGENT_RSA_SHA2_256 if _base_type(key_type) == "ssh-rsa" else 0
     request = protocol.sign_request(key.blob, _CHALLENGE_PREFIX + os.urandom(32), flags)
     try:
-        signature = conn.exchange(request, _sign_reply_length, protocol.parse_sign_response)
+        signature = conn.exchange(request, _SIGN_REPLY_LENGTH, protocol.parse_sign_response)
     except unixsock.TransportError as err:
         return _failed(err)
     if signature is None:
         touch = _base_type(key_type).startswith("sk-")
         return SignCheck(Signed.TOUCH if touch else Signed.REFUSED)
     return judge_signature(key_type, *signature)
-
-
-def _sign_reply_length(header: bytes) -> int:
-    return protocol.reply_length(header, protocol.MAX_SIGN_REPLY_BYTES)
 
 
 def _failed(err: unixsock.TransportError) -> SignCheck:
@@ -156,7 +136,3 @@ def judge_signature(key_type: str, sig_format: str, sig_blob: bytes) -> SignChec
 
 def _base_type(key_type: str) -> str:
     return key_type.removesuffix(CERT_SUFFIX)
-
-
-def _all(keys: Sequence[Identity], check: SignCheck) -> SignChecks:
-    return {key.fingerprint: check for key in keys}
