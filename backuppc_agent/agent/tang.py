@@ -135,14 +135,9 @@ def encrypt(secret: str, pins: Sequence[Pin], threshold: int) -> bytes:
     return result.stdout
 
 
-def run_decrypt(
-    jwe: bytes, timeout: float = CLEVIS_TIMEOUT_SECONDS
-) -> subprocess.CompletedProcess[bytes]:
-    """``clevis decrypt`` of ``jwe``, its plaintext captured: only for ``rekey``.
-
-    Everything else lets clevis hand the plaintext to OpenSSH itself (askpass.py).
-    """
-    return _run(askpass.CLEVIS_DECRYPT, jwe, timeout)
+def run_decrypt(jwe: bytes) -> subprocess.CompletedProcess[bytes]:
+    """``clevis decrypt`` of ``jwe``, the plaintext captured: only rekey needs it (askpass.py)."""
+    return _run(askpass.CLEVIS_DECRYPT, jwe)
 
 
 def plaintext(result: subprocess.CompletedProcess[bytes]) -> str:
@@ -165,7 +160,7 @@ def open_with(
     result = attempt()
     if result.returncode == 0 or TANG_FAILED not in result.stderr:
         return result
-    down = [url for url in urls if reachable(url) is not None]
+    down = [url for url in urls if not _answers(url)]
     if len(urls) - len(down) < jwe_threshold(jwe):
         raise TangUnreachableError(down)
     # Enough Tangs answer now. They may have come back after clevis tried (a Tang
@@ -179,13 +174,12 @@ def open_with(
     )
 
 
-def reachable(url: str) -> str | None:
-    """None if Tang at ``url`` serves its advertisement, else why not."""
+def _answers(url: str) -> bool:
     try:
         fetch_advertisement(url)
-    except TangError as err:
-        return str(err)
-    return None
+    except TangError:
+        return False
+    return True
 
 
 def _header(jwe: bytes | str) -> dict[str, Any]:
