@@ -1,10 +1,9 @@
 """``backuppc-agent client-setup CLIENT``: restrict the backup key on a client to the gate.
 
-Reaches CLIENT as BackupPC does (its ClientNameAlias, our ssh options, the
-agent's keys), rewrites the backup key's authorized_keys entry to
-``restrict,from="ADDR",command="GATE backup AUTHKEYS"``, authorizes the restore
-key for ``GATE restore AUTHKEYS``, installs the gate, keeps the original file.
-``--undo`` puts the original back; ``--print`` shows what to install by hand.
+Reaches CLIENT as BackupPC does (its ClientNameAlias, our ssh options, the agent's
+keys), restricts the backup key to ``GATE backup AUTHKEYS`` and the restore key to
+``GATE restore AUTHKEYS`` (``restrict,from="ADDR",command=...``), installs the gate
+and keeps the original file.
 """
 
 from __future__ import annotations
@@ -227,22 +226,19 @@ def _undo(name: str, session: client.Session, keys: Keys) -> int:
 def _print_manual(login: str, keys: Keys) -> int:
     home = "/root" if login == "root" else f"/home/{login}"
     target = Target(f"{home}/.ssh/authorized_keys")
-    print(
-        f"# On the client, as {login} (adjust the paths if its home or AuthorizedKeysFile differ)."
-    )
-    end = "BACKUPPC_AGENT_GATE_END"
-    print(f"# 1. The gate, mode 0755, owner {login}: run these lines up to chmod")
-    print(f"cat > {target.gate} <<'{end}'")
-    gate = client.gate_text()
-    print(gate, end="" if gate.endswith("\n") else "\n")
-    print(f"{end}\nchmod 755 {target.gate}")
-    print(
-        f"# 2. Keep the original: cp {target.authkeys} {target.saved} && chmod 600 {target.saved}"
-    )
-    print(f"# 3. In {target.authkeys}, replace the backup key's line and add the restore key's;")
-    print('#    after restrict, add from="ADDRESS" (this server as the client sees it):')
-    for key in keys.backup:
-        print(authkeys.entry(authkeys.BACKUP, target, key))
-    print(authkeys.entry(authkeys.RESTORE, target, keys.restore))
-    print(f"# Undo: mv {target.saved} {target.authkeys} && rm {target.gate}")
+    gate, end, ak, saved = target.gate, "BACKUPPC_AGENT_GATE_END", target.authkeys, target.saved
+    lines = [
+        f"# On the client, as {login} (adjust the paths if its home or AuthorizedKeysFile differ).",
+        f"# 1. The gate, mode 0755, owner {login}: run these lines up to chmod",
+        f"cat > {gate} <<'{end}'",
+        client.gate_text().removesuffix("\n"),
+        f"{end}\nchmod 755 {gate}",
+        f"# 2. Keep the original: cp {ak} {saved} && chmod 600 {saved}",
+        f"# 3. In {ak}, replace the backup key's line and add the restore key's;",
+        '#    after restrict, add from="ADDRESS" (this server as the client sees it):',
+        *(authkeys.entry(authkeys.BACKUP, target, key) for key in keys.backup),
+        authkeys.entry(authkeys.RESTORE, target, keys.restore),
+        f"# Undo: mv {saved} {ak} && rm {gate}",
+    ]
+    print("\n".join(lines))
     return exitcodes.OK

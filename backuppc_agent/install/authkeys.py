@@ -1,12 +1,11 @@
 """authorized_keys lines as sshd reads them, and the rewrite ``client-setup`` makes.
 
-Pure functions, text in and text out. A line is parsed the way sshd's
-auth2-pubkeyfile.c does: leading blanks skipped, blank and ``#`` lines ignored,
-a key read at once or else after the options, which end at the first blank
-outside double quotes (``\\"`` is skipped both inside and outside quotes).
-Keys are matched by type and blob, never by comment. Lines we do not rewrite
-are kept byte for byte (CRLF included); ``cert-authority`` lines name a CA,
-not a key that logs in, and are left alone even when the blob matches.
+Pure functions. A line is parsed as sshd's auth2-pubkeyfile.c does: leading
+blanks skipped, blank and ``#`` lines ignored, a key read at once or else after
+the options, which end at the first blank outside double quotes (``\\"`` is
+skipped inside and outside quotes). Keys match by type and blob, never by comment.
+Lines not rewritten are kept byte for byte (CRLF included); ``cert-authority``
+lines name a CA, not a key that logs in, and are left alone even when the blob matches.
 """
 
 from __future__ import annotations
@@ -93,21 +92,14 @@ class Change:
     new: str | None
 
 
-def split_lines(text: str) -> list[tuple[str, str]]:
-    """``text`` as (line, ending) pairs; the ending is ``\\r\\n``, ``\\n`` or "" (last line)."""
-    pairs = []
-    for chunk in text.split("\n"):  # sshd splits on \n alone, never on str.splitlines' set
-        body = chunk.removesuffix("\r")
-        pairs.append((body, chunk[len(body) :] + "\n"))
-    body, ending = pairs.pop()
-    if body or ending != "\n":
-        pairs.append((body, ending[:-1]))
-    return pairs
-
-
 def parse(text: str) -> list[Line]:
-    """Every line of an authorized_keys file, in order."""
-    return [parse_line(body, ending) for body, ending in split_lines(text)]
+    """Every line of an authorized_keys file, in order, with its ending (CRLF, LF or none)."""
+    *full, last = text.split("\n")  # sshd splits on \n alone, never on str.splitlines' set
+    lines = []
+    for chunk, newline in [(chunk, "\n") for chunk in full] + ([(last, "")] if last else []):
+        body = chunk.removesuffix("\r")
+        lines.append(parse_line(body, chunk[len(body) :] + newline))
+    return lines
 
 
 def parse_line(text: str, ending: str = "\n") -> Line:
@@ -238,11 +230,8 @@ def _mode(line: Line, backup: set[tuple[str, bytes]], restore: PublicKey) -> str
 
 def shown(line: str) -> str:
     """A line for the summary: the blob as its fingerprint, control characters escaped."""
-    parsed = parse_line(line)
-    if parsed.key is not None:
-        fingerprint = protocol.fingerprint(parsed.key.blob)
-        line = line.replace(parsed.key.base64, fingerprint)
-    return names.escaped(line)
+    key = parse_line(line).key
+    return names.escaped(line if key is None else line.replace(key.base64, key.fingerprint))
 
 
 def summary(changes: list[Change]) -> list[str]:

@@ -141,6 +141,7 @@ class Step:
 
 
 def plan_target(ctx: Context, target: Target) -> Step:
+    """What to do with ``target``; a packaged copy equal to it counts as unchanged."""
     for packaged in map(ctx.under, target.packaged):
         if fsops.read_text(packaged) == target.body:
             return Step(target, packaged, Action.UNCHANGED, target.body, None, None)
