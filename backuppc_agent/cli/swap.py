@@ -152,13 +152,10 @@ def _user(root: Path, pid: int) -> str:
     """The owner (real uid) of PID, by name where the password database knows it."""
     try:
         uid = parse_status_uid(read_status(root, pid) or b"")
+        return "?" if uid is None else pwd.getpwuid(uid).pw_name
     except OSError:
         return "?"
-    if uid is None:
-        return "?"
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
+    except KeyError:  # a uid the password database does not know
         return str(uid)
 
 

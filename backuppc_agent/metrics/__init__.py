@@ -1,7 +1,4 @@
-"""The Prometheus exporter: collectors built fresh at scrape time, and their HTTP server.
+"""The Prometheus exporter, its parts built fresh per scrape and registered per exporter.
 
-Only ``backuppc-agent run`` imports the modules that need prometheus_client
-(collectors, http, exporter); ``swapread`` holds the plain procfs parsers and
-their reader. Nothing registers at import time: each exporter builds its own
-CollectorRegistry.
+Only ``swapread`` (procfs, shared with the ``swap`` command) avoids prometheus_client.
 """

@@ -39,7 +39,6 @@ class _Handler(WSGIRequestHandler):
     timeout = REQUEST_TIMEOUT_SECONDS
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base signature)
-        """Log requests at debug level instead of printing them to stderr."""
         logger.debug("%s %s", self.address_string(), format % args)
 
 
@@ -50,7 +49,6 @@ class _Server(ThreadingMixIn, WSGIServer):
     tls: ssl.SSLContext | None = None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        """Wrap the connection in TLS when configured, then serve it."""
         if self.tls is None:
             super().finish_request(request, client_address)
             return
@@ -120,8 +118,12 @@ class MetricsServer:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         host, port = parse_listen(listen)
-        self._server = make_server(host, port, app, _server_class(host, port), _Handler)
-        self._server.tls = tls
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        # WSGIServer binds in its constructor: its address family must be set on the class
+        bound: type[_Server] = type(
+            "_Bound", (_Server,), {"address_family": infos[0][0], "tls": tls}
+        )
+        self._server = make_server(host, port, app, bound, _Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": POLL_SECONDS},
@@ -141,13 +143,3 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=REQUEST_TIMEOUT_SECONDS)
-
-
-def _server_class(host: str, port: int) -> type[_Server]:
-    """A server class for the address family of ``host`` (IPv4 or IPv6)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-
-    class _Bound(_Server):
-        address_family = infos[0][0]
-
-    return _Bound

@@ -1,9 +1,7 @@
-"""One scrape: run every collector part, count failures, report the scrape's own cost.
+"""One scrape: run every part, count failures under its ``collector`` label, time it.
 
-Each part is a prometheus_client custom collector with one ``name``, which is
-its ``collector`` label in ``backuppc_agent_scrape_errors_total``. A part
-records failed reads through ``ScrapeErrors`` and still yields what it could
-read; an exception escaping a part is counted too and never breaks the others.
+A part records failed reads through ``ScrapeErrors`` and still yields what it
+could read; an exception escaping a part is counted too and never breaks the others.
 """
 
 from __future__ import annotations
@@ -49,16 +47,12 @@ class ScrapeErrors:
         """Count one failed read; log it at WARNING once per ``repeat_seconds``."""
         with self._lock:
             self._counts[collector] = self._counts.get(collector, 0) + 1
-            key = (collector, detail)
-            now = self._clock()
-            last = self._logged.get(key)
+            now, last = self._clock(), self._logged.get((collector, detail))
             due = last is None or now - last >= self._repeat
             if due:
-                self._logged[key] = now
-        if due:
-            logger.warning("metrics collector %s: %s", collector, detail)
-        else:
-            logger.debug("metrics collector %s: %s", collector, detail)
+                self._logged[(collector, detail)] = now
+        level = logging.WARNING if due else logging.DEBUG
+        logger.log(level, "metrics collector %s: %s", collector, detail)
 
     def counts(self) -> dict[str, int]:
         """A copy of the counts so far."""

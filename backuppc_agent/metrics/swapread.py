@@ -155,21 +155,12 @@ def parse_pressure(text: str) -> Parsed[dict[str, float]]:
     malformed = []
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
-        total = _psi_total(rest) if kind in PRESSURE else None
-        if total is not None:
-            found[kind] = total / USEC_PER_SECOND
+        total = dict(field.partition("=")[::2] for field in rest.split()).get("total", "")
+        if kind in PRESSURE and _is_count(total):
+            found[kind] = int(total) / USEC_PER_SECOND
         elif line.strip():
             malformed.append(line)
     return Parsed(found, tuple(malformed))
-
-
-def _psi_total(fields: str) -> int | None:
-    """The total= field (microseconds) of a PSI line, or None if absent or bad."""
-    for field in fields.split():
-        name, _, value = field.partition("=")
-        if name == "total":
-            return int(value) if _is_count(value) else None
-    return None
 
 
 def parse_mounts(text: str) -> Parsed[tuple[str, ...]]:
