@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from backuppc_agent import exitcodes, names, state
 from backuppc_agent.agent import certs, readiness
@@ -21,7 +22,6 @@ from backuppc_agent.unixsock import Failure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--json for scripts."""
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -31,12 +31,12 @@ class Status:
 
     verdict: readiness.Readiness
     socket: str
-    since: float | None
-    supervisor_pid: int | None
-    agent_restarts: int | None
+    restore_key_path: str
     #: the restore key's fingerprint once it is set up (readiness.not_counted), else None
-    restore_key: str | None = None
-    restore_key_path: str = ""
+    restore_key: str | None
+    since: float | None = None
+    supervisor_pid: int | None = None
+    agent_restarts: int | None = None
 
     @property
     def restores(self) -> str:
@@ -47,7 +47,6 @@ class Status:
 
     @property
     def agent_pid(self) -> int | None:
-        """The pid of the agent that answered, or None."""
         return self.verdict.probe.peer_pid if self.verdict.probe.answered else None
 
     def to_json(self) -> dict[str, object]:
@@ -85,44 +84,36 @@ def listener_uid(config: Config, trusted_uid: int | None) -> int | None:
 
 def gather(config: Config, uid: int | None = None) -> Status:
     """Probe the agent (served by ``uid``, default ours) and merge in what was published."""
-    published = _published(config)
-    lifetimes = (
-        [item for item in published.expiries if item[2] == certs.LIFETIME] if published else []
-    )
+    published = state.read(config.state.dir)
+    lifetimes = published.expiries if published else ()
     ready = readiness.check_live(
         config.agent,
-        probe_agent=lambda path, seconds: probe(path, seconds, uid),
-        sign_agent=lambda path, keys, seconds: sign_keys(path, keys, seconds, uid),
-        lifetimes=lifetimes,
+        probe_agent=partial(probe, expected_uid=uid),
+        sign_agent=partial(sign_keys, expected_uid=uid),
+        lifetimes=[item for item in lifetimes if item[2] == certs.LIFETIME],
     )
-    if (
-        published is not None
-        and ready.state is State.WAITING
-        and published.state is State.WAITING
-        and published.fingerprints == ready.fingerprints
-    ):
+    restore = sorted(readiness.not_counted(config.agent))
+    restore_key = restore[0] if restore else None
+    status = Status(ready, str(config.agent.socket), str(config.agent.restore_key), restore_key)
+    if published is None:
+        return status
+    return _with_history(status, published, state.supervisor_running(config.state.dir))
+
+
+def _with_history(status: Status, published: Snapshot, supervised: bool) -> Status:
+    """``status`` with since, supervisor pid (only while its lock is held) and restarts."""
+    ready = status.verdict
+    waiting = ready.state is State.WAITING and published.state is State.WAITING
+    if waiting and published.fingerprints == ready.fingerprints:
         # the supervisor knows more (keys that expired)
         ready = dataclasses.replace(ready, reason=published.reason)
-    restore = sorted(readiness.not_counted(config.agent))
-    return Status(
-        ready,
-        socket=str(config.agent.socket),
-        since=published.since if published and published.state is ready.state else None,
-        supervisor_pid=published.supervisor_pid if published else None,
-        agent_restarts=published.agent_restarts if published else None,
-        restore_key=restore[0] if restore else None,
-        restore_key_path=str(config.agent.restore_key),
+    return dataclasses.replace(
+        status,
+        verdict=ready,
+        since=published.since if published.state is ready.state else None,
+        supervisor_pid=published.supervisor_pid if supervised else None,
+        agent_restarts=published.agent_restarts,
     )
-
-
-def _published(config: Config) -> Snapshot | None:
-    """The published snapshot, with supervisor_pid cleared unless its lock is held."""
-    snap = state.read(config.state.dir)
-    if snap is None:
-        return None
-    if not state.supervisor_running(config.state.dir):
-        return dataclasses.replace(snap, supervisor_pid=None)
-    return snap
 
 
 def render_text(status: Status, now: float) -> str:
