@@ -14,7 +14,7 @@ from backuppc_agent import paths
 from backuppc_agent.agent import envfile
 from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.process import (
-    AdoptedAgent,
+    Agent,
     AgentHandle,
     AgentStarter,
     make_agent_command,
@@ -102,7 +102,7 @@ class AgentKeeper:
     def adopt(self, result: ProbeResult) -> None:
         """Take over the agent that answered ``result`` (identified by SO_PEERCRED)."""
         assert result.peer_pid is not None
-        self._agent = AdoptedAgent(result.peer_pid)
+        self._agent = Agent(result.peer_pid)
         self._since = self._clock()
         logger.info(
             "adopted running ssh-agent pid %d on %s (%d keys loaded)",

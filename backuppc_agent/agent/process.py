@@ -44,36 +44,22 @@ class AgentHandle(Protocol):
 AgentStarter = Callable[[tuple[str, ...], Path, float, Probe], AgentHandle]
 
 
-class ChildAgent:
-    """An ssh-agent we started: our child, in its own session so it can outlive us."""
+class Agent:
+    """An ssh-agent we answer for: our child (``popen``), or one an earlier supervisor left."""
 
-    adopted = False
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self._popen = popen
-        self.pid = popen.pid
-
-    def exit_status(self) -> int | None:
-        return self._popen.poll()
-
-    def stop(self) -> None:
-        proc.stop_child(self._popen)  # ssh-agent unlinks its socket on TERM
-
-
-class AdoptedAgent:
-    """A live agent left by an earlier supervisor: not our child (so no exit status)."""
-
-    adopted = True
-
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
         self.pid = pid
+        self.adopted = popen is None
+        self._popen = popen
 
     def exit_status(self) -> int | None:
-        return None
+        # An adopted agent is not our child: we cannot wait for it.
+        return self._popen.poll() if self._popen is not None else None
 
     def stop(self) -> None:
-        # Not our child: the pid may have been reused since, so check its name first.
-        if proc.process_name(self.pid) == "ssh-agent":
+        if self._popen is not None:
+            proc.stop_child(self._popen)  # ssh-agent unlinks its socket on TERM
+        elif proc.process_name(self.pid) == "ssh-agent":  # not our child: the pid may be reused
             proc.stop_pid(self.pid)
 
 
@@ -83,13 +69,13 @@ def start_agent(
     probe_timeout: float,
     probe_fn: Probe = probe,
     wait_seconds: float = START_WAIT_SECONDS,
-) -> ChildAgent:
+) -> Agent:
     """Start ssh-agent and wait until it answers on ``socket``; raise AgentError if not."""
     try:
         popen = proc.spawn(argv)
     except proc.CommandError as err:
         raise AgentError(f"cannot start ssh-agent: {err}") from err
-    child = ChildAgent(popen)
+    child = Agent(popen.pid, popen)
 
     def answers() -> bool:
         status = child.exit_status()

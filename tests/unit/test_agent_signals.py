@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from backuppc_agent import proc
-from backuppc_agent.agent.process import AdoptedAgent, ChildAgent
+from backuppc_agent.agent.process import Agent
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_stopping_our_agent_sends_term_and_never_usr1(
     recorder: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
     child, record = recorder
-    ChildAgent(child).stop()
+    Agent(child.pid, child).stop()
     assert child.returncode == 2
     assert received(record) == ["SIGTERM"]
 
@@ -74,7 +74,7 @@ def test_stopping_an_adopted_agent_sends_term_and_never_usr1(
 ) -> None:
     child, record = recorder
     assert proc.process_name(child.pid) == "ssh-agent"
-    AdoptedAgent(child.pid).stop()
+    Agent(child.pid).stop()
     wait_for(lambda: child.poll() is not None)
     assert received(record) == ["SIGTERM"]
 
