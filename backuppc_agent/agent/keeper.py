@@ -102,15 +102,13 @@ class AgentKeeper:
     def adopt(self, result: ProbeResult) -> None:
         """Take over the agent that answered ``result`` (identified by SO_PEERCRED)."""
         assert result.peer_pid is not None
-        self._agent = Agent(result.peer_pid)
-        self._since = self._clock()
+        self._take(Agent(result.peer_pid))
         logger.info(
             "adopted running ssh-agent pid %d on %s (%d keys loaded)",
             result.peer_pid,
             self.config.socket,
             len(result.identities),
         )
-        self._write_env()
 
     def _clear_socket(self, result: ProbeResult) -> None:
         """Remove a stale socket; refuse a live listener that is not our agent."""
@@ -132,14 +130,15 @@ class AgentKeeper:
         assert self._starter is not None
         cfg = self.config
         argv = make_agent_command(cfg.ssh_agent, cfg.socket, cfg.lifetime_seconds)
-        self._agent = self._starter(argv, cfg.socket, cfg.probe_timeout_seconds, self._probe)
-        self._since = self._clock()
-        self._write_env()
+        agent = self._starter(argv, cfg.socket, cfg.probe_timeout_seconds, self._probe)
+        self._take(agent)
         if self._on_started is not None:
-            self._on_started(self._agent.pid)
+            self._on_started(agent.pid)
 
-    def _write_env(self) -> None:
-        text = envfile.render("sh", self.config.socket, self.pid)
+    def _take(self, agent: AgentHandle) -> None:
+        """Make ``agent`` ours and write the env file that points at it."""
+        self._agent, self._since = agent, self._clock()
+        text = envfile.render("sh", self.config.socket, agent.pid)
         env_path = self.config.env_file
         try:
             paths.ensure_private_dir(env_path.parent, "env file")
