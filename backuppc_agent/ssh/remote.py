@@ -23,15 +23,8 @@ from pathlib import Path
 from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
-from backuppc_agent.ssh import sshconfig
+from backuppc_agent.ssh import masterfiles, sshconfig
 from backuppc_agent.ssh.kill_script import KILL_SCRIPT
-from backuppc_agent.ssh.masterfiles import (
-    MASTERS_DIR,
-    masters_dir,
-    recall,
-    remember,
-    remembered_host,
-)
 
 JOB_VAR = "BACKUPPC_AGENT_JOB"
 #: The script's own TERM-to-KILL grace is 3 s; the session gets this much on top.
@@ -136,7 +129,7 @@ def kill_remote(
     stops a kill. Raises BackupPCAgentError (a bad name, or the session failed).
     """
     sshconfig.control_path(config.mux.control_dir, client)  # refuse a bad name before any use
-    target = host or remembered_host(config, client) or client
+    target = host or masterfiles.remembered_host(config, client) or client
     mode, ident = ("job", token) if token else ("client", client_tag(client))
     argv = make_kill_command(config, client, target, mode, ident)
     timeout = config.hooks.connect_timeout_seconds + KILL_EXTRA_SECONDS
@@ -171,16 +164,16 @@ def probe_access(config: Config, client: str, host: str, record: bool = True) ->
         raise BackupPCAgentError(f"probe of {client}: {names.printable(said, SHOWN_CHARS)}")
     answer = parse_probe(result.stdout).answer
     if record:
-        remember(masters_dir(config), client, "access", answer)
+        masterfiles.remember(masterfiles.masters_dir(config), client, "access", answer)
     return answer
 
 
 def remembered_accesses(state_dir: Path) -> dict[str, tuple[Answer, float]]:
     """Each client's last recorded probe answer and when it was recorded; {} if none."""
     found = {}
-    for path in sorted((state_dir / MASTERS_DIR).glob("*.access")):
+    for path in sorted((state_dir / masterfiles.MASTERS_DIR).glob("*.access")):
         client = path.name.removesuffix(".access")
-        access = recall(path.parent, client, "access")
+        access = masterfiles.recall(path.parent, client, "access")
         with contextlib.suppress(OSError):
             if access in set(Answer):
                 found[client] = (Answer(access), path.stat().st_mtime)

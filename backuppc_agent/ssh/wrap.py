@@ -135,8 +135,8 @@ class Relay:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         for signum in ABORT_SIGNALS:
             signal.signal(signum, self._record)
-        # A handler (not SIG_DFL) so the child's exit writes to the wakeup fd.
-        signal.signal(signal.SIGCHLD, _ignore)
+        # A handler (not SIG_DFL) so the child's exit wakes select() through the wakeup fd.
+        signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
         child = proc.spawn_relay(self.argv, env=proc.base_env())
         assert child.stderr is not None
         err_fd = child.stderr.fileno()
@@ -175,21 +175,15 @@ class Relay:
         return 128 + self.signals[0] if self.signals else remote.SSH_FAILED
 
 
-def _ignore(_signum: int, _frame: object) -> None:
-    """SIGCHLD only needs to wake select() through the wakeup fd."""
-
-
 def _relay_chunk(fd: int) -> bool:
     """Copy one chunk of ssh's stderr to ours; False at EOF."""
     try:
         data = os.read(fd, 65536)
     except OSError:
         return False
-    if not data:
-        return False
     with contextlib.suppress(OSError):
-        os.write(2, data)
-    return True
+        os.write(2, data)  # nothing at EOF
+    return bool(data)
 
 
 def _drain(fd: int, seconds: float) -> None:
