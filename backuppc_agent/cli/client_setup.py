@@ -179,11 +179,11 @@ def _plan(name: str, session: client.Session, keys: Keys) -> tuple[str, str, str
     if problem is not None:
         raise BackupPCAgentError(f"{name}: {problem}: set it up by hand (--print)")
     old = keys_file.text or ""
-    new, changes = authkeys.rewrite(old, {k.ident for k in keys.backup}, keys.restore, target)
+    new = authkeys.rewrite(old, {k.ident for k in keys.backup}, keys.restore, target)
     print(f"{name}: {session.login}@{session.address}, {target.authkeys} ({account.source})")
     if target.address is None:
         print("  the server's address was not found: no from= restriction")
-    for line in authkeys.summary(changes):
+    for line in authkeys.summary(old, new):
         print(f"  {line}")
     print(f"  install the gate {target.gate} (mode 0755)")
     if not keys_file.saved:

@@ -11,6 +11,7 @@ lines name a CA, not a key that logs in, and are left alone even when the blob m
 from __future__ import annotations
 
 import base64
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -82,14 +83,6 @@ class Target:
     def saved(self) -> str:
         """The copy of the file from before the first setup."""
         return self.authkeys + SAVED_SUFFIX
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One change of the rewrite: the old line (None: added), the new (None: removed)."""
-
-    old: Line | None
-    new: str | None
 
 
 def parse(text: str) -> list[Line]:
@@ -190,16 +183,13 @@ def entry(mode: str, target: Target, key: PublicKey) -> str:
     return " ".join([",".join(options), key.key_type, key.base64, key.comment]).rstrip()
 
 
-def rewrite(
-    text: str, backup: set[tuple[str, bytes]], restore: PublicKey, target: Target
-) -> tuple[str, list[Change]]:
-    """The file with every backup key and the restore key restricted; and the changes.
+def rewrite(text: str, backup: set[tuple[str, bytes]], restore: PublicKey, target: Target) -> str:
+    """The file with every backup key and the restore key restricted.
 
     Each key keeps its first line (rewritten) and loses its later duplicates; a
     restore key not in the file is appended. rewrite(rewrite(x)) == rewrite(x).
     """
     out: list[str] = []
-    changes: list[Change] = []
     seen: set[tuple[str, bytes]] = set()
     for line in parse(text):
         mode = _mode(line, backup, restore)
@@ -208,16 +198,12 @@ def rewrite(
             continue
         new = None if line.key.ident in seen else entry(mode, target, line.key)
         seen.add(line.key.ident)
-        if new != line.text:
-            changes.append(Change(line, new))
         out.append("" if new is None else new + (line.ending if "\n" in line.ending else "\n"))
     if restore.ident not in seen:
-        new = entry(RESTORE, target, restore)
-        changes.append(Change(None, new))
         if "".join(out)[-1:] not in ("", "\n"):
             out.append("\n")
-        out.append(new + "\n")
-    return "".join(out), changes
+        out.append(entry(RESTORE, target, restore) + "\n")
+    return "".join(out)
 
 
 def _mode(line: Line, backup: set[tuple[str, bytes]], restore: PublicKey) -> str | None:
@@ -234,12 +220,8 @@ def shown(line: str) -> str:
     return names.escaped(line if key is None else line.replace(key.base64, key.fingerprint))
 
 
-def summary(changes: list[Change]) -> list[str]:
-    """The changes as diff-like lines: ``- old`` and ``+ new``."""
-    lines = []
-    for change in changes:
-        if change.old is not None:
-            lines.append("- " + shown(change.old.text))
-        if change.new is not None:
-            lines.append("+ " + shown(change.new))
-    return lines
+def summary(old: str, new: str) -> list[str]:
+    """What changes from ``old`` to ``new`` (line endings aside), as ``- line`` and ``+ line``."""
+    before, after = ([line.text for line in parse(text)] for text in (old, new))
+    diff = list(difflib.unified_diff(before, after, n=0, lineterm=""))[2:]  # no file names
+    return [f"{line[0]} {shown(line[1:])}" for line in diff if not line.startswith("@@")]
