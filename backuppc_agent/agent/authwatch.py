@@ -47,7 +47,6 @@ class AuthWatch:
         self._fingerprints: tuple[str, ...] = ()
 
     def assess(self, result: ProbeResult) -> Readiness:
-        """The verdict on one probe."""
         cfg = self.config
         now = self._wall()
         if result.identities != self._identities:  # hashing 10,000 keys at every poll is felt

@@ -1,8 +1,7 @@
-"""Ask whatever listens on the agent socket for its identities, within a deadline.
+"""Ask whatever listens on the agent socket (ours, not SSH_AUTH_SOCK) for its identities.
 
-This probe owns its socket (not SSH_AUTH_SOCK), bounds every step by one
-deadline (a wedged listener must not hang a hook) and reports what it saw,
-connection errors included, instead of "no keys".
+One deadline bounds every step (a wedged listener must not hang a hook), and what the probe
+saw, connection errors included, is reported instead of "no keys".
 """
 
 from __future__ import annotations

@@ -155,7 +155,6 @@ class Reader:
 
     @property
     def remaining(self) -> int:
-        """How many bytes are left to read."""
         return len(self._data) - self._offset
 
     def _take(self, size: int) -> bytes:

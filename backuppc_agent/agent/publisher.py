@@ -1,8 +1,6 @@
-"""Publish the supervisor's readiness: the state file readers poll, then the listeners.
-
-A snapshot is published when it changes (not when only its ``updated`` time
-does). A state file that cannot be written is retried at every poll and
-reported once a minute, so readers are never silently left with stale state.
+"""Publish the supervisor's readiness when it changes: the state file readers poll, then the
+listeners. A state file that cannot be written is retried at every poll and reported once a
+minute, so readers are never silently left with stale state.
 """
 
 from __future__ import annotations

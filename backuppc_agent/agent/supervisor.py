@@ -89,7 +89,6 @@ class Supervisor:
 
     @property
     def phase(self) -> Phase:
-        """Where the supervisor is in its life cycle."""
         return self._phase
 
     def run(self) -> int:
