@@ -91,6 +91,8 @@ def sign_keys(
     stops answering get the same status as the key that stopped it.
     """
     checks: SignChecks = {}
+    if not keys:
+        return checks
     try:
         with connect(path, time.monotonic() + timeout, expected_uid) as conn:
             for key in keys:
