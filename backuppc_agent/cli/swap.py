@@ -143,9 +143,17 @@ def _rates_between(first: dict[str, float], second: dict[str, float], interval: 
 
 
 def _shown(root: Path, process: ProcessSwap) -> ProcessSwap:
-    """``process`` with its owner and command line, for a person to end it by hand."""
-    user, command = _user(root, process.pid), _command(root, process.pid, process.comm)
-    return dataclasses.replace(process, user=user, command=command)
+    """``process`` with its owner and command line, for a person to end it by hand.
+
+    The command line is cut short, NULs as spaces; a kernel thread has none: [comm].
+    """
+    try:
+        raw = (root / str(process.pid) / "cmdline").read_bytes()[: MAX_COMMAND_CHARS * 4]
+    except OSError:
+        raw = b""
+    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+    command = names.visible(text, MAX_COMMAND_CHARS) if text else f"[{process.comm}]"
+    return dataclasses.replace(process, user=_user(root, process.pid), command=command)
 
 
 def _user(root: Path, pid: int) -> str:
@@ -157,16 +165,6 @@ def _user(root: Path, pid: int) -> str:
         return "?"
     except KeyError:  # a uid the password database does not know
         return str(uid)
-
-
-def _command(root: Path, pid: int, comm: str) -> str:
-    """PID's command line (NULs as spaces, cut short), or [comm] for a kernel thread."""
-    try:
-        raw = (root / str(pid) / "cmdline").read_bytes()[: MAX_COMMAND_CHARS * 4]
-    except OSError:
-        raw = b""
-    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
-    return names.visible(text, MAX_COMMAND_CHARS) if text else f"[{comm}]"
 
 
 def to_json(report: SwapReport) -> dict[str, object]:
@@ -181,11 +179,11 @@ def size(value: float | None) -> str:
     """Bytes for a person: 1.5 GiB, 512 KiB, 0 B."""
     if value is None:
         return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return "?"
+    return f"{value:.1f} TiB"
 
 
 def render(report: SwapReport) -> str:

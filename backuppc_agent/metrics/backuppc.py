@@ -35,21 +35,14 @@ STATES = frozenset({"idle", "backup-starting", "backup-in-progress", "restore-st
 RESULTS = frozenset({"done", "failed", "aborted", "no-ping", "canceled", "idle", "none",
                      "restore-done", "restore-failed", "restore-canceled", "archive-done",
                      "archive-failed", "archive-canceled", "other"})  # fmt: skip
-_REASONS = {
-    "backup_done": "done",
-    "backup_failed": "failed",
-    "no_ping": "no-ping",
-    "backup_canceled_by_user": "canceled",
-    "nothing_to_do": "idle",
-    "restore_canceled_by_user": "restore-canceled",
-    "archive_canceled_by_user": "archive-canceled",
-}
+_REASONS = {"backup_done": "done", "backup_failed": "failed", "no_ping": "no-ping",
+            "backup_canceled_by_user": "canceled", "nothing_to_do": "idle",
+            "restore_canceled_by_user": "restore-canceled",
+            "archive_canceled_by_user": "archive-canceled"}  # fmt: skip
 #: A pre hook's exit code (DumpPreUserCmd returned error status CODE*256) -> error word.
-_HOOK_EXITS = {
-    exitcodes.HOOK_NOT_READY: "keys-not-loaded",
-    exitcodes.HOOK_SSH_FAILED: "ssh-master-failed",
-    exitcodes.BAD_NAME: "bad-name",
-}
+_HOOK_EXITS = {exitcodes.HOOK_NOT_READY: "keys-not-loaded",
+               exitcodes.HOOK_SSH_FAILED: "ssh-master-failed",
+               exitcodes.BAD_NAME: "bad-name"}  # fmt: skip
 _PRE_COMMAND = re.compile(r"(?:Dump|Restore|Archive)PreUserCmd returned error status (\d+)")
 _ERROR_WORDS = (
     (re.compile(r"aborted by user"), "aborted-by-user"),
@@ -59,8 +52,6 @@ _ERROR_WORDS = (
     (re.compile(r"PostUserCmd returned error"), "post-command-failed"),
     (re.compile(r"rsync|[Tt]ar exited|smbclient|fileListReceive|fatal error"), "transfer-failed"),
 )  # fmt: skip
-
-
 #: Per-host families (name after ``backuppc_agent_backuppc_``, help, labels after ``host``).
 HOST_FAMILIES = (
     ("last_backup_end_timestamp_seconds",
@@ -80,7 +71,6 @@ HOST_FAMILIES = (
      ("How often BackupPC backs the host up (the shorter of FullPeriod and IncrPeriod, "
       "or [backuppc] default_period_hours)."), ()),
 )  # fmt: skip
-HostSample = tuple[str, tuple[str, ...], float]
 
 
 class BackupPCPart(Part):
@@ -152,7 +142,7 @@ def _hosts(hosts: list[HostStatus], live: bool) -> Iterator[Metric]:
         yield family(NAME + name, doc, ["host", *labels], samples[name])
 
 
-def _host_samples(host: HostStatus, live: bool) -> Iterator[HostSample]:
+def _host_samples(host: HostStatus, live: bool) -> Iterator[tuple[str, tuple[str, ...], float]]:
     """One host's samples as (family, labels after host, value)."""
     backups, status = host.backups, host.status
     if backups.last_end is not None and backups.last_type is not None:

@@ -100,26 +100,18 @@ def family(
 class ScrapeCollector:
     """Runs the parts one scrape at a time and appends the self metrics."""
 
-    def __init__(
-        self,
-        parts: Sequence[Part],
-        errors: ScrapeErrors,
-        clock: Callable[[], float] = time.perf_counter,
-    ) -> None:
+    def __init__(self, parts: Sequence[Part], errors: ScrapeErrors) -> None:
         self.parts = tuple(parts)
         self.errors = errors
-        self._clock = clock
         # Concurrent scrapes would only multiply the /proc walk: serve them in turn.
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         """Yield every part's families, then the scrape's duration and error counts."""
         with self._lock:
-            started = self._clock()
-            families: list[Metric] = []
-            for part in self.parts:
-                families.extend(self._run(part))
-            families.extend(self._self_metrics(self._clock() - started))
+            started = time.perf_counter()
+            families = [metric for part in self.parts for metric in self._run(part)]
+            families.extend(self._self_metrics(time.perf_counter() - started))
         yield from families
 
     def _run(self, part: Part) -> list[Metric]:
