@@ -90,14 +90,9 @@ def delete(key: Path) -> bool:
 
 def askpass_program() -> str:
     """The installed askpass helper: next to this Python's scripts, ours, or on PATH."""
-    candidates = [
-        Path(sysconfig.get_path("scripts")) / ASKPASS_PROGRAM,
-        Path(sys.argv[0]).absolute().parent / ASKPASS_PROGRAM,
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(ASKPASS_PROGRAM)
+    ours = [sysconfig.get_path("scripts"), str(Path(sys.argv[0]).absolute().parent)]
+    search = os.pathsep.join([*ours, os.environ.get("PATH", os.defpath)])
+    found = shutil.which(ASKPASS_PROGRAM, path=search)
     if found is None:
         raise KeyringError(f"{ASKPASS_PROGRAM} is not installed (reinstall backuppc-agent)")
     return found
