@@ -1,11 +1,8 @@
-"""``backuppc-agent agent``: ssh-agent itself, for an init system that runs it as a service.
+"""``backuppc-agent agent``: ssh-agent itself, as a service of its own (backuppc-ssh-agent).
 
-Under systemd the agent is a unit of its own (backuppc-ssh-agent.service), so
-that restarting the supervisor (``run --adopt``) or upgrading the package never
-touches the loaded keys and leaves no process behind in the supervisor's unit.
-This command prepares the configured socket as the supervisor would (private
-directory, a stale socket removed, a live one refused) and then becomes
-``ssh-agent -D`` on it: the service's main process is the agent.
+The socket is prepared as the supervisor would (a live agent refused), then this
+process becomes ``ssh-agent -D``: restarting the supervisor (``run --adopt``) or
+upgrading the package never touches the loaded keys.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ logger = logging.getLogger("backuppc_agent")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """No options beyond the global ones."""
-    parser.set_defaults()
 
 
 def run(args: argparse.Namespace) -> int:

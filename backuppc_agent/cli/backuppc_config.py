@@ -12,7 +12,6 @@ from backuppc_agent.cli.common import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--user, --gate, --program."""
     parser.add_argument(
         "--user", default="root", help="the account BackupPC logs in as on clients (default root)"
     )

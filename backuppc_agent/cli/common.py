@@ -19,11 +19,8 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def load_config_for_caller(args: argparse.Namespace) -> tuple[Config, int | None, str | None]:
-    """The config, and for root the BackupPC user: (config, its uid, its name).
-
-    Root is trusted: it reads the paths as the service user has them (its agent,
-    its masters) instead of root's own ``~``. Others get their own view and
-    (config, None, None).
+    """(config, uid, name): root sees the paths as the BackupPC user has them (its agent,
+    its masters), not root's own ``~``; others get their own view and no uid or name.
     """
     if os.geteuid() != 0:
         return load_config(args), None, None

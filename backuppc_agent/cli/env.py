@@ -12,7 +12,6 @@ from backuppc_agent.cli.common import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--shell sh|csh|fish."""
     parser.add_argument(
         "--shell",
         choices=envfile.SHELLS,

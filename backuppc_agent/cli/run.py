@@ -28,12 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_listeners(config: Config, unlocker: Unlocker | None = None) -> list[Listener]:
+def build_listeners(config: Config, unlocker: Unlocker) -> list[Listener]:
     """The components that follow the supervisor (unlocker, on-ready notifier, exporter)."""
-    # Always present: a SIGHUP can turn [agent] unlock = "keyring" or "tang" on.
-    listeners: list[Listener] = [unlocker or Unlocker(config)]
-    # Always present: a SIGHUP can turn [hooks] on_ready = "backup-all" on.
-    listeners.append(OnReadyNotifier(config))
+    # The first two always: a SIGHUP can turn [agent] unlock or [hooks] on_ready on.
+    listeners: list[Listener] = [unlocker, OnReadyNotifier(config)]
     if config.metrics.listen:
         # prometheus_client is imported here only: no other command pays for it.
         from backuppc_agent.metrics.exporter import Exporter  # noqa: PLC0415

@@ -12,7 +12,6 @@ from backuppc_agent.ssh import sshconfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--write [PATH]."""
     parser.add_argument(
         "--write",
         nargs="?",

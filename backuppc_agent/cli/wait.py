@@ -14,7 +14,6 @@ POLL_SECONDS = 0.05
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--timeout SECONDS (default: wait without limit) and --quiet."""
     parser.add_argument(
         "--timeout",
         type=_seconds,
