@@ -1,18 +1,15 @@
 """BackupPC's config dir read by BackupPC's own rules: hosts, ``$Conf`` settings, host files.
 
-The hosts file is read as BackupPC::Storage::Text::HostInfoRead reads it (4.4),
-on bytes: per line, the first run of CR/LF, a ``#`` comment and trailing white
-space go; a line counts only if it starts with ``[\\w.\\-]+`` and white space;
-the first such line is the header, whatever it says; fields split on white
-space not preceded by ``\\`` (``\\ `` becomes a space); hosts are keyed by
-their name lower-cased (ASCII, as Perl's lc on bytes), a later line replacing
-an earlier one. tests/integration/test_hosts_agreement.py runs BackupPC's code
-on the same files.
-
-Only plain ``$Conf{Name} = VALUE;`` statements (as BackupPC's CGI editor and
-our install write them) are read, the last one winning as in Perl. A host's
-own file is where Debian's BackupPC (not FHS) looks: TopDir/pc/HOST/config.pl,
-else ConfDir/HOST.pl; never for a name BackupPC_dump refuses, '.' or '..'.
+The hosts file as BackupPC::Storage::Text::HostInfoRead (4.4) reads it, on bytes:
+per line, the first run of CR/LF, a ``#`` comment and trailing white space go; a
+line counts only if it starts with ``[\\w.\\-]+`` and white space; the first such
+line is the header, whatever it says; fields split on white space not preceded by
+``\\`` (``\\ `` becomes a space); hosts are keyed by their name lower-cased (ASCII,
+Perl's lc on bytes), a later line replacing an earlier one
+(tests/integration/test_hosts_agreement.py runs BackupPC's code on the same files).
+Only plain ``$Conf{Name} = VALUE;`` statements are read, the last one winning. A
+host's own file is TopDir/pc/HOST/config.pl, else ConfDir/HOST.pl (Debian's
+layout), never for a name BackupPC_dump refuses, '.' or '..'.
 """
 
 from __future__ import annotations
@@ -43,9 +40,6 @@ _ESCAPED_SPACE = re.compile(rb"\\(\s)")
 #: BackupPC_dump's test of a host name: any other is a "bad host name" it never backs up.
 _DUMPABLE = re.compile(r"[\w.\s-]+", re.ASCII)
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-#: tar reaches the client through ssh only when its command (for a dump, for a restore)
-#: runs $sshPath, as config.pl's default does; Debian's stock ``localhost`` runs tar locally.
-TAR_COMMANDS = {False: "TarClientCmd", True: "TarClientRestoreCmd"}
 #: BackupPC 4's transfer methods that never run ssh (anything unknown is taken to).
 NO_SSH_METHODS = frozenset({"rsyncd", "smb", "ftp", "archive"})
 
@@ -135,8 +129,9 @@ def server_secret(settings: dict[str, str] | None) -> str:
 
 def uses_ssh(method: str, settings: dict[str, str], restore: bool = False) -> bool:
     """True if transfer ``method`` with these settings runs ssh to the client."""
-    if method == "tar":
-        return "$sshPath" in settings.get(TAR_COMMANDS[restore], "$sshPath")
+    if method == "tar":  # only if its command runs $sshPath (Debian's ``localhost`` does not)
+        command = "TarClientRestoreCmd" if restore else "TarClientCmd"
+        return "$sshPath" in settings.get(command, "$sshPath")
     return method not in NO_SSH_METHODS
 
 
@@ -177,12 +172,12 @@ class Host:
     uses_ssh: bool = True
 
 
+@dataclass(frozen=True)
 class ConfDir:
     """BackupPC's ConfDir (hosts, config.pl, HOST.pl), and TopDir for old-style host files."""
 
-    def __init__(self, conf_dir: Path, top_dir: Path) -> None:
-        self.conf_dir = conf_dir
-        self.top_dir = top_dir
+    conf_dir: Path
+    top_dir: Path
 
     def hosts(self) -> dict[str, Record] | None:
         """The hosts file as BackupPC reads it; None if there is none. Raises MalformedError."""

@@ -1,9 +1,8 @@
 """OpenSSH's ControlMaster protocol (PROTOCOL.mux) as pure functions: bytes in, values out.
 
-Frames are a uint32 big-endian length, then the payload, which starts with a
-uint32 message type. Both sides say hello (version 4) first. Everything read is
-untrusted: frames are bounded and every decoder raises ProtocolError (one line)
-on anything it does not expect.
+A frame is a uint32 big-endian length, then the payload: a uint32 message type first.
+Both sides say hello (version 4) first. Everything read is untrusted: frames are
+bounded and every decoder raises ProtocolError (one line) on anything unexpected.
 """
 
 from __future__ import annotations
@@ -66,9 +65,7 @@ def parse_words(body: bytes, count: int) -> tuple[int, ...]:
 
 def parse_hello(body: bytes) -> int:
     """Return the master's protocol version; raise ProtocolError if it is not a hello."""
-    msg_type, version = parse_words(body, 2)
-    if msg_type != MUX_MSG_HELLO:
-        raise ProtocolError(f"expected mux hello, got message type {msg_type:#010x}")
+    version = _expect(body, MUX_MSG_HELLO, "mux hello", 2)[1]
     if version != MUX_VERSION:
         raise ProtocolError(f"master speaks mux version {version}, not {MUX_VERSION}")
     return int(version)
@@ -76,22 +73,15 @@ def parse_hello(body: bytes) -> int:
 
 def parse_alive(body: bytes, request_id: int) -> int:
     """Return the master's pid from a MUX_S_ALIVE reply; raise ProtocolError otherwise."""
-    msg_type, reply_id, pid = parse_words(body, 3)
-    if msg_type != MUX_S_ALIVE:
-        raise ProtocolError(f"expected MUX_S_ALIVE, got message type {msg_type:#010x}")
-    _check_id(reply_id, request_id)
-    return int(pid)
+    return int(_expect(body, MUX_S_ALIVE, "MUX_S_ALIVE", 3, request_id)[2])
 
 
 def parse_session_opened(body: bytes, request_id: int) -> None:
     """Accept a MUX_S_SESSION_OPENED reply to ``request_id``; raise ProtocolError otherwise."""
-    msg_type, reply_id = parse_words(body, 2)
-    if msg_type in (MUX_S_FAILURE, MUX_S_PERMISSION_DENIED):
+    if parse_type(body) in (MUX_S_FAILURE, MUX_S_PERMISSION_DENIED):
         reason = names.visible(body[12 : 12 + 200].decode("utf-8", "replace"), 200)
         raise ProtocolError(f"master refused a session: {reason}")
-    if msg_type != MUX_S_SESSION_OPENED:
-        raise ProtocolError(f"expected MUX_S_SESSION_OPENED, got {msg_type:#010x}")
-    _check_id(reply_id, request_id)
+    _expect(body, MUX_S_SESSION_OPENED, "MUX_S_SESSION_OPENED", 2, request_id)
 
 
 def parse_type(body: bytes) -> int:
@@ -99,6 +89,13 @@ def parse_type(body: bytes) -> int:
     return parse_words(body, 1)[0]
 
 
-def _check_id(reply_id: int, request_id: int) -> None:
-    if reply_id != request_id:
-        raise ProtocolError(f"reply to request {reply_id}, expected {request_id}")
+def _expect(
+    body: bytes, msg_type: int, name: str, count: int, request_id: int | None = None
+) -> tuple[int, ...]:
+    """The first ``count`` words of a ``msg_type`` frame (answering ``request_id``, if given)."""
+    words = parse_words(body, count)
+    if words[0] != msg_type:
+        raise ProtocolError(f"expected {name}, got message type {words[0]:#010x}")
+    if request_id is not None and words[1] != request_id:
+        raise ProtocolError(f"reply to request {words[1]}, expected {request_id}")
+    return words
