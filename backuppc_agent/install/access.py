@@ -1,9 +1,8 @@
 """Can the BackupPC user run the program install writes, and read the files it names?
 
-Asked the only way that cannot be wrong: by running as that user (``runuser``,
-root only; directly when we already are that user). A program path into
-/root (a pyenv interpreter, a venv in a root-only checkout) passes every
-check made as root and fails every backup with "Permission denied".
+Asked the only way that cannot be wrong: as that user (``runuser`` as root). A
+program path into /root (a pyenv interpreter, a venv in a root-only checkout)
+passes every check made as root and fails every backup with "Permission denied".
 """
 
 from __future__ import annotations
@@ -61,10 +60,7 @@ def problems(
     config: Config,
     runner: Runner = run_as,
 ) -> list[Problem]:
-    """What the BackupPC user cannot do of what it needs: run ``program`` (if given), read files.
-
-    Files that do not exist yet are not asked about.
-    """
+    """What the BackupPC user cannot do: run ``program`` (if given), read files that exist."""
     name, found = user.pw_name, list[Problem]()
     status, why = runner(user, (program, "--version")) if program else (0, "")
     if status > 0:

@@ -139,10 +139,7 @@ class Session:
 
     @contextmanager
     def offering(self, keys: Sequence[PublicKey]) -> Iterator[Session]:
-        """This session offering only ``keys``, as ``KEY.pub`` files the user ssh runs as can read.
-
-        The files are in a private temporary directory, removed after.
-        """
+        """This session offering only ``keys``, as .pub files the user it runs as can read."""
         directory = Path(tempfile.mkdtemp(prefix="backuppc-agent-setup-"))
         try:
             files = tuple(directory / f"key{index}.pub" for index in range(len(keys)))

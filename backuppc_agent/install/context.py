@@ -45,8 +45,7 @@ class Context:
 def load(explicit: str | None, root: Path = Path("/")) -> Context:
     """Load the config (``explicit``, else the system file) for the BackupPC user.
 
-    A missing file gives the defaults (install is about to write it).
-    Raises ConfigError or BackupPCAgentError.
+    A missing file gives the defaults. Raises ConfigError or BackupPCAgentError.
     """
     path = Path(explicit) if explicit else config_mod.SYSTEM_CONFIG
     on_disk = root / path.relative_to("/") if path.is_absolute() else path

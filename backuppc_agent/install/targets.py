@@ -88,10 +88,7 @@ def _group_name(gid: int) -> str:
 
 
 def missing_dirs(ctx: Context) -> dict[Path, str]:
-    """The private directories the supervisor and the hooks write into, not there yet.
-
-    Paths under the root, each with what it is for; install creates them 0700.
-    """
+    """Missing private directories of the supervisor and hooks: path under the root -> what for."""
     config = ctx.config
     wanted: dict[Path, str] = {}
     for path, what in (
