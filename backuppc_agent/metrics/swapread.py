@@ -15,7 +15,7 @@ import errno
 import heapq
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -36,8 +36,7 @@ _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 _SWAP_TAG = b"\nVmSwap:"
 _SWAP_LINE = re.compile(rb"\nVmSwap:[ \t]*(\d+) kB\n")
 _THREADS_TAG = b"\nThreads:"
-T = TypeVar("T")
-C = TypeVar("C", bound=Mapping[str, float])
+T = TypeVar("T", bound=Container[object])
 
 
 @dataclass(frozen=True)
@@ -129,24 +128,14 @@ def parse_swaps(text: str) -> Parsed[tuple[SwapArea, ...]]:
     areas = []
     malformed = []
     for line in filter(str.strip, lines[1:]):
-        area = _swap_area(line)
-        if area is None:
+        try:
+            name, kind, size, used, priority = line.split()
+            area = SwapArea(unescape(name), kind, int(size) * KIB, int(used) * KIB, int(priority))
+        except ValueError:  # not five fields, or not numbers
             malformed.append(line)
         else:
             areas.append(area)
     return Parsed(tuple(areas), tuple(malformed))
-
-
-def _swap_area(line: str) -> SwapArea | None:
-    """One /proc/swaps line, or None if it does not have five valid fields."""
-    parts = line.split()
-    if len(parts) != 5:
-        return None
-    name, kind, size, used, priority = parts
-    try:
-        return SwapArea(unescape(name), kind, int(size) * KIB, int(used) * KIB, int(priority))
-    except ValueError:
-        return None
 
 
 def parse_pressure(text: str) -> Parsed[dict[str, float]]:
@@ -246,9 +235,16 @@ class SwapReader:
         self.statvfs = statvfs
 
     def _read(
-        self, name: str, parse: Callable[[str], Parsed[T]], quiet: frozenset[int] = frozenset()
+        self,
+        name: str,
+        parse: Callable[[str], Parsed[T]],
+        lines: Sequence[str] = (),
+        quiet: frozenset[int] = frozenset(),
     ) -> T | None:
-        """What ``parse`` found in ROOT/NAME; a failed read (errnos in ``quiet`` aside) is None."""
+        """What ``parse`` found in ROOT/NAME; None if it cannot be read (``quiet`` errnos aside).
+
+        Each malformed line, and each of ``lines`` it lacks, is reported.
+        """
         path = self.root / name
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -263,34 +259,22 @@ class SwapReader:
         parsed = parse(text)
         for line in parsed.malformed:
             self.fail(f"{path}: malformed line {line!r}")
+        for line in lines:
+            if line not in parsed.found:
+                self.fail(f"{path}: no {line} line")
         return parsed.found
-
-    def _counts(
-        self,
-        name: str,
-        parse: Callable[[str], Parsed[C]],
-        lines: Sequence[str],
-        quiet: frozenset[int] = frozenset(),
-    ) -> C | None:
-        """The counters ``parse`` found in ROOT/NAME; each of ``lines`` it lacks is reported."""
-        found = self._read(name, parse, quiet)
-        if found is not None:
-            for line in lines:
-                if line not in found:
-                    self.fail(f"{self.root / name}: no {line} line")
-        return found
 
     def meminfo(self) -> dict[str, int] | None:
         """SwapTotal, SwapFree and SwapCached in bytes."""
-        return self._counts("meminfo", parse_meminfo, MEMINFO)
+        return self._read("meminfo", parse_meminfo, MEMINFO)
 
     def vmstat(self) -> dict[str, int] | None:
         """Pages swapped in and out since boot (pswpin, pswpout)."""
-        return self._counts("vmstat", parse_vmstat, VMSTAT)
+        return self._read("vmstat", parse_vmstat, VMSTAT)
 
     def pressure(self) -> dict[str, float] | None:
         """Seconds some and all tasks stalled on memory; None (no problem) without PSI."""
-        return self._counts("pressure/memory", parse_pressure, PRESSURE, NO_PSI_ERRNOS)
+        return self._read("pressure/memory", parse_pressure, PRESSURE, NO_PSI_ERRNOS)
 
     def swaps(self) -> tuple[SwapArea, ...] | None:
         """Every active swap area."""
