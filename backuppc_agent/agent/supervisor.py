@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from backuppc_agent import paths, state
+from backuppc_agent.agent import readiness
 from backuppc_agent.agent.authwatch import AuthWatch
 from backuppc_agent.agent.keeper import AgentKeeper, StartedHook
-from backuppc_agent.agent.probe import Probe, probe
+from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.process import AgentStarter, start_agent
 from backuppc_agent.agent.publisher import Listener, Publisher
 from backuppc_agent.agent.readiness import Readiness
@@ -29,6 +30,7 @@ from backuppc_agent.config import Config
 from backuppc_agent.errors import AgentError, ConfigError
 from backuppc_agent.locks import FileLock
 from backuppc_agent.state import Snapshot, State
+from backuppc_agent.unixsock import Failure
 
 __all__ = ["Listener", "Phase", "Supervisor"]
 
@@ -253,16 +255,5 @@ class Supervisor:
     def _final_snapshot(self, last: Snapshot) -> Snapshot:
         if self.keeper.pid is not None:
             return dataclasses.replace(last, supervisor_pid=None, updated=time.time())
-        return Snapshot(
-            state=State.DOWN,
-            reason="supervisor stopped the agent",
-            socket=last.socket,
-            agent_pid=None,
-            identities=0,
-            fingerprints=(),
-            since=last.since,
-            supervisor_pid=None,
-            agent_restarts=last.agent_restarts,
-            adopted=last.adopted,
-            updated=time.time(),
-        )
+        stopped = ProbeResult(Failure.MISSING, detail="supervisor stopped the agent")
+        return self._make_snapshot(readiness.judge(stopped, (), (), None, time.time()))
