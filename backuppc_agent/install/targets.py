@@ -67,24 +67,21 @@ def values(ctx: Context, program: str) -> templates.Values:
     """The literals of the shipped files, for this installation."""
     agent, user = ctx.config.agent, ctx.user
     writable = dict.fromkeys([agent.socket.parent, agent.env_file.parent, ctx.config.state.dir])
+    try:
+        group = grp.getgrgid(user.pw_gid).gr_name
+    except KeyError:
+        group = str(user.pw_gid)
     return templates.Values(
         program=program,
         config=str(ctx.config_path),
         user=user.pw_name,
-        group=_group_name(user.pw_gid),
+        group=group,
         home=user.pw_dir,
         socket=str(agent.socket),
         env_file=str(agent.env_file),
         writable_dirs=" ".join(str(path) for path in writable),
         socket_dir=str(agent.socket.parent),
     )
-
-
-def _group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def missing_dirs(ctx: Context) -> dict[Path, str]:
@@ -104,13 +101,13 @@ def missing_dirs(ctx: Context) -> dict[Path, str]:
 
 def common_targets(ctx: Context, vals: templates.Values, client_user: str) -> list[Target]:
     """The config file, the ssh_config, the login snippet; BackupPC's lines if it is there."""
-    config = ctx.config
+    config, bash = ctx.config, ctx.home / ".bash_profile"
+    # bash skips ~/.profile when the account has a ~/.bash_profile
+    profile = bash if ctx.under(bash).exists() else ctx.home / ".profile"
     wanted = [
         Target(ctx.config_path, default_config(), False, 0o644, False, "config"),
         Target(config.mux.ssh_config, sshconfig.render(config), False, 0o644, True, "ssh_config"),
-        Target(
-            profile_path(ctx), templates.render(templates.PROFILE, vals), True, 0o644, True, "login"
-        ),
+        Target(profile, templates.render(templates.PROFILE, vals), True, 0o644, True, "login"),
     ]
     if ctx.under(BACKUPPC_CONFIG).exists():
         lines = snippets.render(config, [vals.program], str(ctx.config_path), client_user)
@@ -121,12 +118,6 @@ def common_targets(ctx: Context, vals: templates.Values, client_user: str) -> li
 def default_config() -> str:
     """The config file install writes: every config key, commented out, at its default."""
     return CONFIG_HEADER + "\n" + config_mod.toml_document(config_mod.defaults(), key_prefix="# ")
-
-
-def profile_path(ctx: Context) -> Path:
-    """~/.bash_profile if the account has one (bash then skips .profile), else ~/.profile."""
-    bash = ctx.home / ".bash_profile"
-    return bash if ctx.under(bash).exists() else ctx.home / ".profile"
 
 
 #: init -> (real path, shipped file, block in a shared file, mode, what)
