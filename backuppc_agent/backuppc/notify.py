@@ -1,10 +1,8 @@
 """The supervisor's on-ready notifier: tell BackupPC the moment the keys arrive.
 
-When the published state turns ready (from anything else, or at start), and
-``[hooks] on_ready = "backup-all"``, ask BackupPC to run its queue now
-(``backup all``, over the server's socket) and write a line to its log, instead of
-waiting for the next wakeup. It runs in a thread, each message bounded in
-time, so the supervisor's 0.2 s loop never waits for BackupPC.
+When the state turns ready and ``[hooks] on_ready = "backup-all"``, BackupPC is
+asked to run its queue now (``backup all``) instead of at its next wakeup, and
+told why in its log: in a thread, so the supervisor's loop never waits for it.
 """
 
 from __future__ import annotations

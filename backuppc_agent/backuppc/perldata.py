@@ -1,11 +1,8 @@
-"""Read the Perl data BackupPC writes with Data::Dumper, without running Perl.
+"""Read the Data::Dumper text BackupPC writes (log/status.pl, its server's ``status`` replies).
 
-BackupPC's ``log/status.pl`` and its server's ``status`` replies are Data::Dumper
-text: ``%Info = (...);`` / ``%Status = (...);`` statements of nested hashes,
-arrays, quoted strings, bare numbers and ``undef``. This is a bounded
-recursive-descent reader of exactly that subset; anything else (code, a
-half-written file, nesting deeper than ``MAX_DEPTH``) raises PerlDataError,
-never evaluates anything.
+``%Info = (...);`` statements of nested hashes, arrays, quoted strings, numbers and
+``undef``, read by a bounded stack machine: anything else (code, a half-written
+file, nesting deeper than ``MAX_DEPTH``) raises PerlDataError, never runs Perl.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """The Perl lines for BackupPC's config.pl (or a host's .pl) that wire in backuppc-agent.
 
-BackupPC runs user commands without a shell: it splits the string on
-whitespace and substitutes $client, $host, $xferOK, ... word by word, so no
-quoting can work and every path we print must be free of whitespace.
-``$Conf{RsyncSshArgs}`` must be exactly ``['-e', 'ONE STRING']``: rsync_bpc
-runs that string as its ssh, appending the client address and the remote
-command.
+BackupPC runs user commands without a shell, split on whitespace and $client,
+$host, ... substituted word by word: no quoting works, so no path may hold
+whitespace. ``$Conf{RsyncSshArgs}`` must be exactly ``['-e', 'ONE STRING']``:
+rsync_bpc runs that string as its ssh, appending the address and remote command.
 """
 
 from __future__ import annotations

@@ -106,9 +106,8 @@ def make_master_command(
 ) -> tuple[str, ...]:
     """argv that opens CLIENT's master to HOST in the background (returns once authenticated).
 
-    ControlMaster=yes and no ``-M``: ssh turns ``-M`` on top of ControlMaster=yes
-    into "ask", which BatchMode then answers with "Permission denied" for every
-    session.
+    ControlMaster=yes and no ``-M``: ssh turns ``-M`` on top of it into "ask", which
+    BatchMode answers with "Permission denied" for every session.
     """
     path = sshconfig.master_path(config, client, restore)
     destination = names.check(host, "host")

@@ -24,8 +24,6 @@ import re
 import socket
 import time
 
-#: What sshd >= 9.8 writes before closing a connection it drops.
-DROP_NOTICE = "Not allowed at this time"
 #: How much of sshd's first lines the probe reads (the banner is at most 255 bytes).
 PROBE_READ_BYTES = 1024
 
@@ -47,7 +45,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], Reach], ...] = (
     (re.compile(r"Could not resolve hostname|Name or service not known|"
                 r"Temporary failure in name resolution|No address associated"), Reach.NO_ADDRESS),
     (re.compile(r"Connection refused"), Reach.REFUSED),
-    (re.compile(re.escape(DROP_NOTICE)), Reach.DROPPED),
+    (re.compile(r"Not allowed at this time"), Reach.DROPPED),  # sshd >= 9.8, then it closes
     (re.compile(r"kex_exchange_identification: (?:read: )?Connection (?:closed|reset)"),
      Reach.DROPPED),
     (re.compile(r"^\S+: Connection closed by remote host\s*$|^read \(\S+\): Connection reset",

@@ -1,19 +1,10 @@
 """The ssh options every client pull uses, as ssh_config text and as ``-o`` arguments.
 
-One table feeds both the file ``backuppc-agent ssh-config`` writes and the ``-o``
-options of the hook, the master and the transfer wrapper: a stale or missing file
-never makes BackupPC's sessions disagree with the hook's master, and
-``~/.ssh/config`` still applies for what we do not set (Port, User, HostName).
-Control sockets are ``CONTROL_DIR/CLIENT`` (BackupPC's host name; limits.py), so
-``master list`` maps a socket back to its client without a side table.
-
-``WarnWeakCrypto no`` silences OpenSSH 10.1's warning about a server without
-post-quantum key exchange (it would land in every XferLOG); older ssh refuses the
-keyword, so it is added only when the installed ssh accepts it.
-
-Once the restore key is set up (``agent.restore_key`` and its ``.pub``), backups
-offer only the other keys (``IdentitiesOnly``: ``mux.identity_files``, else
-``agent.keys``) and restores only the restore key, on masters in ``CONTROL_DIR/restore/``.
+Passed as ``-o``, a stale ssh_config file never makes BackupPC's sessions disagree
+with the hook's master; ``~/.ssh/config`` still sets the rest (Port, User, HostName).
+Control sockets are ``CONTROL_DIR/CLIENT``: ``master list`` needs no side table.
+Once the restore key is set up, backups offer only the other keys (``IdentitiesOnly``)
+and restores only the restore key, on masters in ``CONTROL_DIR/restore/``.
 """
 
 from __future__ import annotations
@@ -31,7 +22,8 @@ from backuppc_agent.ssh.limits import client_budget
 RESTORE_DIR = "restore"
 #: A restore master outlives its last session by this much at most: write access ends soon.
 RESTORE_PERSIST_SECONDS = 120
-#: Only where ssh knows it (OpenSSH >= 10.1): see the module docstring.
+#: Silences OpenSSH 10.1's warning (in every XferLOG) about a server without post-quantum
+#: key exchange; older ssh refuses the keyword, so it goes only where ssh accepts it.
 QUIET_WEAK_CRYPTO = ("WarnWeakCrypto", "no")
 OPTION_CHECK_SECONDS = 10.0
 
@@ -94,7 +86,6 @@ def options(
     """The (keyword, value) pairs of our ssh options, for ControlPath ``path``.
 
     ``restore``: a restore connection (the restore key alone, a short ControlPersist).
-    Includes ``WarnWeakCrypto no`` when ``config.mux.ssh`` accepts it.
     """
     mux = config.mux
     persist = min(mux.persist_seconds, RESTORE_PERSIST_SECONDS) if restore else mux.persist_seconds
