@@ -77,9 +77,8 @@ def _name_of_dev(sysfs: Path, majmin: str) -> str | None:
 def judge_device(sysfs: Path, area: SwapArea, name: str) -> Encryption:
     """Encrypted or not, for swap on (or a swap file over) block device ``name``."""
     if name.startswith("zram"):
-        backing = paths.read_or_empty(
-            sysfs / "block" / name / "backing_dev", SYSFS_MAX_BYTES
-        ).strip()
+        backing = paths.read_or_empty(sysfs / "block" / name / "backing_dev", SYSFS_MAX_BYTES)
+        backing = backing.strip()
         if backing in ("", "none"):
             return Encryption(area, True, f"{name} is compressed RAM (zram), never written to disk")
         return Encryption(area, False, f"{name} writes back to {backing}")
@@ -99,12 +98,8 @@ def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Encryption:
     majmin = mount_device(procfs, path)
     name = _name_of_dev(sysfs, majmin) if majmin and not majmin.startswith("0:") else None
     if name is None:
-        return Encryption(
-            area,
-            None,
-            f"cannot tell whether the file system holding {path} "
-            f"(device {majmin or 'unknown'}) is encrypted: check with lsblk",
-        )
+        why = f"the file system holding {path} (device {majmin or 'unknown'}) is encrypted"
+        return Encryption(area, None, f"cannot tell whether {why}: check with lsblk")
     found = judge_device(sysfs, area, name)
     return Encryption(area, found.encrypted, f"swap file on {found.why}")
 
