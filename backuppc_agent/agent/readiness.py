@@ -215,7 +215,7 @@ def _judge(
 ) -> tuple[int, list[tuple[Key, str, str]]]:
     """(how many counting keys are usable, (key, label, why) per counting key that is not).
 
-    Certificates are judged for all; signing for those to_sign signed.
+    All are judged for their certificate; those to_sign picks (signed) for signing too.
     """
     usable, problems = 0, []
     for index, key in enumerate(keys):
