@@ -1,12 +1,8 @@
 """``backuppc-agent passphrase set|delete|check|rekey KEYFILE``: for unattended unlock.
 
-``set`` reads the passphrase (terminal prompt, else one stdin line) and stores
-it only once ssh-keygen shows it opens the key: in the keyring, or with
-``--tang URL`` only as a Clevis JWE (0600) in ``[state] dir/unlock/``. Each
-Tang's signing-key thumbprint is pinned (confirmed at a terminal, or printed
-with ``--yes``), so clevis never trusts on first use. ``check`` and ``delete``
-act on the store ``[agent] unlock`` names; ``rekey`` binds the JWE again to the
-Tangs' current keys.
+A passphrase is stored only once ssh-keygen shows that it opens the key: in the
+keyring, or with ``--tang`` only as a Clevis JWE bound to Tangs whose signing-key
+thumbprints are pinned (confirmed, or ``--yes``): clevis never trusts on first use.
 """
 
 from __future__ import annotations
@@ -156,9 +152,8 @@ def _delete_tang(key: Path, config: Config) -> int:
     try:
         where.unlink()
     except FileNotFoundError:
-        raise BackupPCAgentError(
-            f"no passphrase of {key} is stored for Tang: nothing deleted"
-        ) from None
+        message = f"no passphrase of {key} is stored for Tang: nothing deleted"
+        raise BackupPCAgentError(message) from None
     except OSError as err:
         raise BackupPCAgentError(f"{where}: cannot delete: {err.strerror}") from err
     print(f"deleted {where}")

@@ -163,12 +163,11 @@ DEFAULT_KEY_FILES = ("id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25
 
 def check_restore_key(env: Env) -> list[Finding]:
     """Once the restore key exists: are restores armed, and can backups still find their key?"""
-    config = env.ctx.config
-    key = config.agent.restore_key
-    if not config.agent.restore_key_set_up():
+    agent = env.ctx.config.agent
+    key = agent.restore_key
+    if not agent.restore_key_set_up():
         message = f"none at {key}: restores use the backup key (client-setup creates one)"
         return [Finding("restore key", Verdict.SKIP, message)]
-    agent = config.agent
     result = probe(agent.socket, agent.probe_timeout_seconds, env.ctx.user.pw_uid)
     if not result.answered:
         return []  # check_agent says why
