@@ -36,15 +36,9 @@ def make_keyscan_command(
 
 def parse_key_lines(text: str) -> list[PublicKey]:
     """Host keys from ssh-keyscan or known_hosts lines (comments and markers skipped)."""
-    keys = []
-    for line in text.splitlines():
-        fields = line.split()
-        if not fields or fields[0].startswith("#") or fields[0].startswith("@"):
-            continue
-        key = read_key(" ".join(fields[1:3]))
-        if key is not None:
-            keys.append(key)
-    return keys
+    rows = [line.split() for line in text.splitlines()]
+    keys = [read_key(" ".join(row[1:3])) for row in rows if row and row[0][0] not in "#@"]
+    return [key for key in keys if key is not None]
 
 
 def scan(address: str, port: int, timeout: int = SCAN_TIMEOUT_SECONDS) -> PublicKey:
