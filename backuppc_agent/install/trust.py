@@ -1,7 +1,7 @@
 """Fetch a client's host key and add it to the known_hosts file our ssh options use.
 
 Under BatchMode an unknown host key fails, the most common first-day error.
-``ssh-keyscan`` runs without ``-q`` (which prints nothing on OpenSSH 9.2);
+``ssh-keyscan -t ed25519`` fetches the key (``-q`` prints nothing on OpenSSH 9.2);
 ``ssh-keygen -F`` finds hashed entries too. When no key comes, ``ssh.reach`` says
 why, including an sshd >= 9.8 penalizing this server for ssh-keyscan's connections.
 """
