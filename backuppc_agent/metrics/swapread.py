@@ -1,12 +1,8 @@
-"""Swap's numbers from procfs, for the exporter and the ``swap`` command alike.
+"""Swap's numbers from procfs for the exporter and the ``swap`` command (no prometheus_client).
 
-Pure parsers (text in, ``Parsed`` out, odd lines listed, not fatal) and a reader
-over one procfs root that hands each failed read or odd line to a callback. No
-prometheus_client here: the command stays light. Per-process swap is
-/proc/PID/status VmSwap, a per-mm counter, never smaps_rollup (it walks every
-page table: seconds on a busy host); raw os.open/os.read keep 5,000 processes
-well under 0.1 s. A process that exits while we scan (ENOENT or ESRCH) is gone,
-not an error.
+Per-process swap is /proc/PID/status VmSwap, a per-mm counter, never smaps_rollup
+(it walks every page table: seconds on a busy host); raw os.open/os.read keep
+5,000 processes well under 0.1 s. A process that exits while we scan is gone, not an error.
 """
 
 from __future__ import annotations
@@ -78,7 +74,7 @@ class ProcessSwap:
     swap_bytes: int
 
 
-def _is_count(text: str) -> bool:
+def _is_count(text: str | bytes) -> bool:
     """True for a plain decimal count: ASCII digits only (str.isdigit also takes '²')."""
     return text.isascii() and text.isdigit()
 
@@ -117,10 +113,9 @@ def parse_vmstat(text: str) -> Parsed[dict[str, int]]:
 
 
 def parse_swaps(text: str) -> Parsed[tuple[SwapArea, ...]]:
-    """Parse /proc/swaps: a header, then ``Filename Type Size Used Priority`` (KiB).
+    """The areas of /proc/swaps: a header, then ``Filename Type Size Used Priority`` (KiB).
 
-    A first line that is not the header is malformed: the file is cut short or
-    is not /proc/swaps, and "no swap" must not be read into it.
+    Without its header the file is cut short or not /proc/swaps: malformed, never "no swap".
     """
     lines = text.splitlines()
     if not lines or not lines[0].startswith(SWAPS_HEADER):
@@ -166,11 +161,10 @@ def parse_mounts(text: str) -> Parsed[tuple[str, ...]]:
 
 
 def parse_status_swap(data: bytes) -> int | None:
-    """VmSwap of a /proc/PID/status text in bytes; None if there is no VmSwap line.
+    """VmSwap of a /proc/PID/status text in bytes; None for a kernel thread or zombie.
 
-    Kernel threads (and zombies) have no VmSwap line, but every status has a
-    Threads line after it. Raises ValueError on a malformed VmSwap line, or on
-    a status with neither (empty, cut short, or not a status file).
+    Those have no VmSwap line but, like every status, a Threads line after it. Raises
+    ValueError on a malformed VmSwap line or a status with neither (cut short, or not one).
     """
     match = _SWAP_LINE.search(data)
     if match is not None:
@@ -198,7 +192,7 @@ def parse_status_name(data: bytes) -> str:
 def parse_status_uid(data: bytes) -> int | None:
     """The real uid (first Uid: field) of a /proc/PID/status text; None if absent or bad."""
     fields = _status_line(data, b"Uid:").split()
-    return int(fields[0]) if fields and fields[0].isascii() and fields[0].isdigit() else None
+    return int(fields[0]) if fields and _is_count(fields[0]) else None
 
 
 def read_status(root: Path, pid: int) -> bytes | None:
@@ -230,8 +224,7 @@ class SwapReader:
     ) -> None:
         self.root = root
         self.fail = fail
-        # Mountpoints are paths in the reader's own mount namespace; a test with
-        # a fixture procfs passes a statvfs that knows the fixture's mountpoints.
+        # mountpoints are paths in our own mount namespace: a fixture procfs needs a fake
         self.statvfs = statvfs
 
     def _read(
