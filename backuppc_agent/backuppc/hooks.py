@@ -116,17 +116,8 @@ def ensure_master_line(config: Config, client: str, host: str, restore: bool = F
     return f"ssh {what} for {client} is up (pid {status.pid}, {how})"
 
 
-def _close_restore_master(config: Config, client: str) -> str:
-    from backuppc_agent.ssh import master  # noqa: PLC0415  (off the pre hook's path)
-
-    try:
-        status = master.close_master(config, client, restore=True)
-    except BackupPCAgentError as err:
-        return f"closing the restore master of {client} failed: {err}"
-    return f"restore master of {client}: {status.detail}"
-
-
-def _post_actions(config: Config, client: str, result: str) -> list[str]:
+def _post_actions(config: Config, hook: str, client: str, result: str) -> list[str]:
+    """Kill what a failed job left on the client, close its master(s) as configured."""
     from backuppc_agent.ssh import master, remote  # noqa: PLC0415  (off the pre hook's path)
 
     _prefix_log_lines()
@@ -138,6 +129,12 @@ def _post_actions(config: Config, client: str, result: str) -> list[str]:
             lines.append(master.close_master(config, client).detail)
     except BackupPCAgentError as err:
         lines.append(f"cleanup after {client} failed: {err}")
+    if hook == "post-restore" and config.agent.restore_key_set_up():
+        try:
+            closed = master.close_master(config, client, restore=True)
+            lines.append(f"restore master of {client}: {closed.detail}")
+        except BackupPCAgentError as err:
+            lines.append(f"closing the restore master of {client} failed: {err}")
     return lines
 
 
@@ -147,7 +144,7 @@ class Seams:
 
     wait: Callable[[AgentConfig, float, float], Readiness] = wait_ready  # (seconds, poll)
     ensure_master: Callable[[Config, str, str], str] = ensure_master_line  # (client, host)
-    post_actions: Callable[[Config, str, str], list[str]] = _post_actions
+    post_actions: Callable[[Config, str, str, str], list[str]] = _post_actions  # (hook, ...)
 
 
 REAL = Seams()
@@ -271,9 +268,7 @@ def post_hook(
         sshconfig.control_path(config.mux.control_dir, client)
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.OK, (str(err),))
-    lines = seams.post_actions(config, client, result)
-    if hook == "post-restore" and config.agent.restore_key_set_up():
-        lines.append(_close_restore_master(config, client))
+    lines = seams.post_actions(config, hook, client, result)
     return Outcome(result, exitcodes.OK, tuple(lines), 0.0, client)
 
 

@@ -58,7 +58,7 @@ class Bed:
             raise MasterRefusedError(f"ssh master for {client} could not be opened")
         return f"ssh master for {client} is up (pid 42, opened)"
 
-    def post_actions(self, config: Config, client: str, result: str) -> list[str]:
+    def post_actions(self, config: Config, hook: str, client: str, result: str) -> list[str]:
         self.cleanups.append((client, result))
         return [f"cleaned up {client}"]
 
