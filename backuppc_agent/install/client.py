@@ -76,16 +76,12 @@ class Session:
         return (*self.prefix(), *sshconfig.ssh_command(config, Path("none"), "no", *words))
 
     def prefix(self) -> tuple[str, ...]:
-        if self.runas is None:
-            return ()
+        """setpriv to the BackupPC user (uid, gid, groups), when we drop to it."""
         user = self.runas
-        return (
-            "setpriv",
-            f"--reuid={user.pw_uid}",
-            f"--regid={user.pw_gid}",
-            "--init-groups",
-            "--",
-        )
+        if user is None:
+            return ()
+        ids = (f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}")
+        return ("setpriv", *ids, "--init-groups", "--")
 
     def env(self) -> dict[str, str]:
         """The child's environment: ours, or the BackupPC user's HOME and names."""
