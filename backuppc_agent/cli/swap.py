@@ -215,9 +215,7 @@ def _rates(report: SwapReport) -> list[str]:
         return []
 
     def pages(value: float | None) -> str:
-        if value is None:
-            return "?"
-        return f"{value:.1f} pages/s ({size(value * rates.page_bytes)}/s)"
+        return "?" if value is None else f"{value:.1f} pages/s ({size(value * rates.page_bytes)}/s)"
 
     line = f"Over {rates.interval_seconds:g} s: swap in {pages(rates.in_pages)}, "
     line += f"out {pages(rates.out_pages)}"

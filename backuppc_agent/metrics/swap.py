@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, SnapshotSource, gauge
+from backuppc_agent.metrics.scrape import PREFIX, Part, ScrapeErrors, SnapshotSource, family, gauge
 from backuppc_agent.metrics.swapread import StatVfs, SwapReader
 
 #: (metric name after the prefix, key or field of what the reader returns, help)
@@ -66,11 +66,9 @@ def _labelled(
     """One gauge per row of ``table``, a sample per item labelled by its fields ``labels``."""
     if items is None:
         return
+    rows = [(item, [str(getattr(item, label)) for label in labels]) for item in items]
     for name, attr, doc in table:
-        family = GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
-        for item in items:
-            family.add_metric([str(getattr(item, label)) for label in labels], getattr(item, attr))
-        yield family
+        yield family(name, doc, labels, [(values, getattr(item, attr)) for item, values in rows])
 
 
 def _agent_swap(part: SwapPart) -> Iterator[Metric]:
