@@ -92,9 +92,9 @@ def check_names(client: str, host: str, config: Config, hook: str) -> None:
 
 
 def ensure_master_line(config: Config, client: str, host: str, restore: bool = False) -> str:
-    """Find CLIENT's master (or its restore master) alive, or open it; return a status line.
+    """Find CLIENT's (restore) master alive or open it, probing a new backup master's access.
 
-    Raises on failure. A new backup master probes what the backup key gets on the client.
+    Returns a status line; raises on failure.
     """
     path = sshconfig.master_path(config, client, restore)
     status = mux.check(path, MASTER_CHECK_SECONDS, float(config.hooks.connect_timeout_seconds))
@@ -153,10 +153,7 @@ REAL = Seams()
 def pre_hook(
     config: Config, hook: str, client: str, host: str, xfer_method: str = "", seams: Seams = REAL
 ) -> Outcome:
-    """Gate a dump/restore/archive: ready within wait_seconds, then the master up.
-
-    A job whose transfer never runs ssh passes at once (recorded as ok).
-    """
+    """Gate a dump/restore/archive: ready within wait_seconds, then the master up."""
     skipped = _left_alone(config, hook, client, xfer_method, "ok", exitcodes.BAD_NAME)
     if skipped:
         return skipped
@@ -208,10 +205,7 @@ def _with_master(open_line: Callable[[], str], line: str, client: str, waited: f
 
 
 def _pre_restore(config: Config, client: str, host: str, checked: Readiness) -> Outcome:
-    """A restore with the restore key set up: that key loaded now, or fail fast; its own master.
-
-    Backup readiness does not matter: the restore authenticates with the restore key alone.
-    """
+    """With the restore key set up: that key loaded now (backup keys do not matter), its master."""
     if not readiness.not_counted(config.agent) & set(checked.fingerprints):
         line = (
             "restores need the restore key, which is not loaded: run 'ssh-add -t 1h "
@@ -254,10 +248,7 @@ def _gate(
 def post_hook(
     config: Config, hook: str, client: str, xfer_ok: str, xfer_method: str = "", seams: Seams = REAL
 ) -> Outcome:
-    """After a job: close the master if configured, clean the client up after a failure.
-
-    Always exit 0: a non-zero post command would mark a good backup as failed.
-    """
+    """After a job: clean up the client; exit 0 always (else a good backup counts as failed)."""
     result = "ok" if xfer_ok.strip() == "1" else "failed"
     if hook not in SSH_HOOKS:
         return Outcome(result, exitcodes.OK, (), 0.0, client)

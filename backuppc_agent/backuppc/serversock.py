@@ -52,10 +52,7 @@ def digest(seed: bytes, count: int, secret: str, message: str) -> str:
 
 
 def query(run_dir: Path, secret: str, message: str, timeout: float) -> str:
-    """Send ``message`` to the server at RUN_DIR/BackupPC.sock; return its reply line.
-
-    Raises ServerError. Never hangs up on the server before it has answered.
-    """
+    """Send ``message`` to RUN_DIR/BackupPC.sock; its reply line, else raise ServerError."""
     if sum(thread.name == DRAIN_THREAD for thread in threading.enumerate()) >= MAX_DRAINS:
         raise ServerError(f"{MAX_DRAINS} earlier queries still wait for the server: not asking")
     path = run_dir / SOCKET_NAME
@@ -70,10 +67,7 @@ def query(run_dir: Path, secret: str, message: str, timeout: float) -> str:
 
 
 def send(config: Config, *words: str) -> str:
-    """Send one message (words joined by spaces), signed with config.pl's secret.
-
-    Return the reply line (at most MAX_SEND_REPLY_CHARS); raise ServerError.
-    """
+    """Send the words as one message signed with config.pl's secret; its reply, or ServerError."""
     try:
         settings = confdir.ConfDir(config.backuppc.conf_dir, config.backuppc.top_dir).main()
     except BackupPCAgentError as err:
@@ -86,10 +80,7 @@ def send(config: Config, *words: str) -> str:
 
 
 def _exchange(sock: socket.socket, secret: str, message: str, deadline: float) -> str:
-    """Seed, message, reply; on any failure the socket goes to a drain thread.
-
-    Whenever it fails, the server owes one line: its seed, or its reply to our message.
-    """
+    """Seed, message, reply; on a failure the server owes one line (seed or reply): drain it."""
     reader = _LineReader(sock)
     try:
         seed = reader.line(deadline)

@@ -126,10 +126,7 @@ def terminate(path: Path, timeout: float) -> MuxResult:
 
 
 def stop_listening(path: Path, timeout: float) -> MuxResult:
-    """Ask the master to remove its socket and take no new sessions, like ``ssh -O stop``.
-
-    Its own sessions run on; it exits once they end (or its connection dies).
-    """
+    """Ask the master to take no new sessions, like ``ssh -O stop`` (its own sessions run on)."""
     done = (Master.STOPPED, "master stopped listening")
     return _order(path, timeout, framing.MUX_C_STOP_LISTENING, None, done)
 

@@ -70,9 +70,8 @@ def master_path(config: Config, client: str, restore: bool = False) -> Path:
 def trusted_control_path(control_dir: Path, client: str) -> Path:
     """``control_path()``, refusing a control directory others could have put a master in.
 
-    ssh does not check who owns the master socket it talks to: the directory, if it
-    exists, must be ours (or root's), private and no symlink. Raises BadNameError or
-    UnsafePathError.
+    ssh does not check who owns the master socket it talks to: an existing directory
+    must be ours (or root's), private, no symlink. Raises BadNameError or UnsafePathError.
     """
     path = control_path(control_dir, client)
     if os.path.lexists(control_dir):
@@ -127,9 +126,9 @@ def option_args(pairs: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
 def ssh_command(
     config: Config, path: Path, master: str, *words: str, restore: bool = False
 ) -> tuple[str, ...]:
-    """argv of ``config.mux.ssh`` with our options for ControlPath ``path``, then ``words``.
+    """argv of ``config.mux.ssh``, our options for ControlPath ``path``, then ``words``.
 
-    The caller checks the destination among ``words`` first: options() may run ``ssh -G``.
+    Check the destination among ``words`` first: options() may run ``ssh -G``.
     """
     pairs = options(config, str(path), master, restore)
     return (config.mux.ssh, *option_args(pairs), *words)
