@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -16,7 +15,9 @@ from backuppc_agent import __version__
 from backuppc_agent.metrics.readiness import ReadinessPart
 from backuppc_agent.metrics.scrape import Part, ScrapeErrors
 from backuppc_agent.metrics.swap import SwapPart
+from backuppc_agent.metrics.swapread import StatVfs
 from backuppc_agent.state import Snapshot, State
+from tests.helpers import statvfs_of
 from tests.scrape import scrape
 
 KIB = 1024
@@ -37,19 +38,6 @@ def snapshot(state: State = State.READY, agent_pid: int | None = 100) -> Snapsho
     )
 
 
-class FakeFilesystems:
-    """statvfs for fixture mountpoints: (blocks, free blocks) of 4 KiB each."""
-
-    def __init__(self, sizes: dict[str, tuple[int, int]]) -> None:
-        self.sizes = sizes
-
-    def __call__(self, path: str) -> os.statvfs_result:
-        if path not in self.sizes:
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-        blocks, free = self.sizes[path]
-        return os.statvfs_result((4096, 4096, blocks, free, free, 100, 50, 50, 0, 255))
-
-
 def swap_parts(root: Path) -> list[Part]:
     errors = ScrapeErrors()
     return [SwapPart(errors, name, root) for name in ("meminfo", "vmstat", "swaps", "pressure")]
@@ -59,7 +47,7 @@ def agent_part(root: Path, current: Snapshot | None) -> Part:
     return SwapPart(ScrapeErrors(), "ssh_agent_swap", root, snapshot=lambda: current)
 
 
-def tmpfs_part(root: Path, filesystems: FakeFilesystems) -> Part:
+def tmpfs_part(root: Path, filesystems: StatVfs) -> Part:
     return SwapPart(ScrapeErrors(), "tmpfs", root, statvfs=filesystems)
 
 
@@ -183,7 +171,7 @@ def test_a_malformed_agent_status_is_counted(procfs_trees: Path) -> None:
 
 
 def test_tmpfs_size_and_use_per_mountpoint(procfs_trees: Path) -> None:
-    filesystems = FakeFilesystems(
+    filesystems = statvfs_of(
         {
             "/dev/shm": (1000, 250),
             "/sys/fs/cgroup": (10, 10),
@@ -199,7 +187,7 @@ def test_tmpfs_size_and_use_per_mountpoint(procfs_trees: Path) -> None:
 
 
 def test_a_tmpfs_mountpoint_that_cannot_be_statted_is_counted(procfs_trees: Path) -> None:
-    filesystems = FakeFilesystems({"/dev/shm": (1000, 250)})
+    filesystems = statvfs_of({"/dev/shm": (1000, 250)})
     scraped = scrape([tmpfs_part(procfs_trees / "swapping", filesystems)])
     assert scraped.errors["tmpfs"] == 3
     assert scraped.value("tmpfs_size_bytes", mountpoint="/dev/shm") == 1000 * 4096
