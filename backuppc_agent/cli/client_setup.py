@@ -197,7 +197,7 @@ def _file_with_backup_key(
     wanted = {k.ident for k in keys.backup}
     for keys_file in files:
         lines = authkeys.parse(keys_file.text or "")
-        if any(line.key and not line.is_ca and line.key.ident in wanted for line in lines):
+        if any(authkeys.gate_mode(line, wanted, keys.restore) == authkeys.BACKUP for line in lines):
             return keys_file
     states = ", ".join(f"{f.path} ({f.state})" for f in files) or "none"
     raise BackupPCAgentError(

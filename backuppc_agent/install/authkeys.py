@@ -192,7 +192,7 @@ def rewrite(text: str, backup: set[tuple[str, bytes]], restore: PublicKey, targe
     out: list[str] = []
     seen: set[tuple[str, bytes]] = set()
     for line in parse(text):
-        mode = _mode(line, backup, restore)
+        mode = gate_mode(line, backup, restore)
         if line.key is None or mode is None:
             out.append(line.text + line.ending)
             continue
@@ -206,7 +206,8 @@ def rewrite(text: str, backup: set[tuple[str, bytes]], restore: PublicKey, targe
     return "".join(out)
 
 
-def _mode(line: Line, backup: set[tuple[str, bytes]], restore: PublicKey) -> str | None:
+def gate_mode(line: Line, backup: set[tuple[str, bytes]], restore: PublicKey) -> str | None:
+    """BACKUP or RESTORE if ``line`` lets in one of those keys (a CA line never does), or None."""
     if line.key is None or line.is_ca:
         return None
     if line.key.ident == restore.ident:
