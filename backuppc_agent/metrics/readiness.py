@@ -37,13 +37,13 @@ class ReadinessPart(Part):
     def collect(self) -> Iterator[Metric]:
         """Yield the readiness families; before the first snapshot only ready=0 and build info."""
         yield family("build_info", "The running backuppc-agent version (always 1).",
-                       ["version"], [([__version__], 1)])  # fmt: skip
+                     ["version"], [([__version__], 1)])  # fmt: skip
         current = self.snapshot()
         state = current.state if current else None
         yield gauge("ready", "1 when SSH authentication is ready (keys loaded), else 0.",
                     float(state is State.READY))  # fmt: skip
         yield family("state", "1 for the current readiness state, 0 for the others.", ["state"],
-                       (([each.value], float(each is state)) for each in State))  # fmt: skip
+                     (([each.value], float(each is state)) for each in State))  # fmt: skip
         if current is not None:
             yield from _agent(current)
             yield from self._keys(current)
