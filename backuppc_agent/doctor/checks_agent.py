@@ -27,6 +27,10 @@ START_FIX = (
     "start it: supervisorctl start backuppc-agent, systemctl start backuppc-agent "
     "or service backuppc-agent start"
 )
+UNUSABLE_FIX = (
+    "re-add the key without -c (ssh-add KEY), use a key that needs no touch, "
+    "or load a valid certificate"
+)
 
 
 def check_agent(env: Env) -> list[Finding]:
@@ -45,8 +49,7 @@ def check_agent(env: Env) -> list[Finding]:
         verdict = Verdict.OK if supervised else Verdict.FAIL
         return [Finding("agent", verdict, f"ready: {ready.reason} ({where})", START_FIX)]
     if ready.cause is Cause.UNUSABLE:
-        fix = "re-add the key without -c (ssh-add KEY), use a key that needs no touch, "
-        return [Finding("agent", Verdict.FAIL, waiting, fix + "or load a valid certificate")]
+        return [Finding("agent", Verdict.FAIL, waiting, UNUSABLE_FIX)]
     if ready.state is State.WAITING:
         fix = f"su - {user.pw_name}, then ssh-add (or backuppc-agent add)"
         return [Finding("agent", Verdict.FAIL, waiting, fix)]
