@@ -1,11 +1,9 @@
 """The client's authorized_keys files, through a Session: where they are, read, write, undo.
 
-Where: the ``authorizedkeysfile`` of ``sshd -T -C user=LOGIN,host=ADDR,addr=ADDR``
-on the client (root only), %h %u %U %% expanded; else sshd's default. ADDR, the
-server as the client sees it, is the first field of the session's ``$SSH_CONNECTION``.
-Each step is a fixed sh script fed on stdin: every value (paths, checksums, base64
-contents) arrives as an argument, never inside it. They need a POSIX sh and
-coreutils (base64, sha256sum, head -c, stat): Debian, Ubuntu, RHEL.
+Where: ``authorizedkeysfile`` of ``sshd -T -C user=LOGIN,host=ADDR,addr=ADDR`` (root
+only; else sshd's default), ADDR being the server as the client sees it. Each step
+is a fixed sh script; every value (paths, checksums, base64 contents) is an argument,
+never inside it. They need a POSIX sh and coreutils: Debian, Ubuntu, RHEL.
 """
 
 from __future__ import annotations
@@ -165,9 +163,8 @@ def read(session: Session, paths: tuple[str, ...]) -> list[KeysFile]:
     return parse_read(output[: len(paths) * (MAX_AUTHKEYS_BYTES + 100)], paths)
 
 
-#: ``AUTHKEYS SHA256 GATE_BASE64 NEW_BASE64``: keep the saved copy (only if none
-#: exists), install the gate (0755), then replace AUTHKEYS (same owner and mode),
-#: each through a temporary file and mv; refuse if AUTHKEYS no longer hashes to SHA256.
+#: ``AUTHKEYS SHA256 GATE_BASE64 NEW_BASE64``: each file through a temporary one and mv;
+#: the gate 0755, the saved copy 0600, AUTHKEYS keeping its owner and mode.
 WRITE_SCRIPT = r"""# backuppc-agent client-setup: install the gate and the new authorized_keys.
 echo backuppc-agent-client-setup
 umask 077
@@ -202,7 +199,7 @@ echo written
 
 
 def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
-    """Keep the saved copy, install the gate, replace ``path`` (if it still holds ``old``)."""
+    """Keep a saved copy (once), install the gate, replace ``path`` if it still holds ``old``."""
     sha256 = hashlib.sha256(_raw(old)).hexdigest()  # as sha256sum prints it
     gate_b64, new_b64 = (base64.b64encode(_raw(text)).decode("ascii") for text in (gate, new))
     output = decode(session.script(WRITE_SCRIPT, path, sha256, gate_b64, new_b64))
@@ -211,8 +208,7 @@ def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
         raise BackupPCAgentError(f"{path}: {shown(last.removeprefix('error ') or 'no answer')}")
 
 
-#: ``AUTHKEYS...``: put the first saved copy found back and remove its gate. Prints
-#: ``restored PATH`` or ``nothing``.
+#: ``AUTHKEYS...``; prints ``restored PATH`` or ``nothing``.
 UNDO_SCRIPT = r"""# backuppc-agent client-setup --undo: put the saved authorized_keys back.
 echo backuppc-agent-client-setup
 for ak in "$@"; do
@@ -229,7 +225,7 @@ echo nothing
 
 
 def undo_by_shell(session: Session, paths: tuple[str, ...]) -> str | None:
-    """Move a saved copy back over its file and remove the gate; the path, or None if none."""
+    """Move the first saved copy found back over its file, remove the gate; its path or None."""
     last = names.last_line(decode(session.script(UNDO_SCRIPT, *paths)[:65536]))
     if last == "nothing":
         return None
