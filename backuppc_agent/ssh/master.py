@@ -109,10 +109,8 @@ def make_master_command(
     ControlMaster=yes and no ``-M``: ssh turns ``-M`` on top of it into "ask", which
     BatchMode answers with "Permission denied" for every session.
     """
-    path = sshconfig.master_path(config, client, restore)
-    destination = names.check(host, "host")
-    words = ("-E", str(log), "-N", "-f", "--", destination)
-    return sshconfig.ssh_command(config, path, "yes", *words, restore=restore)
+    options = ("-E", str(log), "-N", "-f")
+    return sshconfig.client_command(config, client, host, "yes", (), options, restore)
 
 
 def _file(config: Config, client: str, restore: bool, suffix: str) -> Path:

@@ -103,11 +103,7 @@ def make_kill_command(
     config: Config, client: str, host: str, mode: str, ident: str
 ) -> tuple[str, ...]:
     """argv of the kill session: through CLIENT's master if alive, else a direct login."""
-    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
-    destination = names.check(host, "host")
-    return sshconfig.ssh_command(
-        config, path, "no", "--", destination, "sh", "-s", "--", mode, ident
-    )
+    return sshconfig.client_command(config, client, host, "no", ("sh", "-s", "--", mode, ident))
 
 
 def _parse(output: str) -> int | None:
@@ -152,9 +148,7 @@ def probe_access(config: Config, client: str, host: str, record: bool = True) ->
     With ``record`` (only the BackupPC user writes its state dir) the answer is
     recorded. Raises BackupPCAgentError if the session fails.
     """
-    path = sshconfig.trusted_control_path(config.mux.control_dir, client)
-    destination = names.check(host, "host")
-    argv = sshconfig.ssh_command(config, path, "no", "--", destination, PROBE_COMMAND)
+    argv = sshconfig.client_command(config, client, host, "no", (PROBE_COMMAND,))
     try:
         result = proc.run(argv, PROBE_SECONDS, proc.base_env())
     except proc.CommandError as err:

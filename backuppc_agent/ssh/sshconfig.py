@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from backuppc_agent import names, paths
@@ -132,6 +133,25 @@ def ssh_command(
     """
     pairs = options(config, str(path), master, restore)
     return (config.mux.ssh, *option_args(pairs), *words)
+
+
+def client_command(
+    config: Config,
+    client: str,
+    host: str,
+    master: str,
+    command: Sequence[str] = (),
+    ssh_options: Sequence[str] = (),
+    restore: bool = False,
+) -> tuple[str, ...]:
+    """argv of ssh to HOST over CLIENT's (restore) master: ours, ``ssh_options``, ``command``.
+
+    Raises BadNameError (or UnsafePathError) before anything runs.
+    """
+    path = master_path(config, client, restore)
+    destination = names.check(host, "host")
+    words = (*ssh_options, "--", destination, *command)
+    return ssh_command(config, path, master, *words, restore=restore)
 
 
 def render(config: Config) -> str:

@@ -105,14 +105,12 @@ def make_session_command(
     """argv of the real ssh: our options, the caller's, the destination, the marked command."""
     options, host, command = split_ssh_args(args)
     restore = is_receiving(command) and config.agent.restore_key_set_up()
-    path = sshconfig.master_path(config, client, restore)
     if host is None:
         raise UsageError("master ssh: no destination host in the ssh arguments")
-    names.check(host, "host")
     check_options(options)
     marked = remote.mark_command(token, command) if command else ()
-    words = (*options, "--", host, *marked)
-    return sshconfig.ssh_command(config, path, "no" if restore else "auto", *words, restore=restore)
+    mode = "no" if restore else "auto"
+    return sshconfig.client_command(config, client, host, mode, marked, options, restore)
 
 
 class Relay:
