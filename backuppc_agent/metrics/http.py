@@ -58,10 +58,8 @@ class _Server(ThreadingMixIn, WSGIServer):
         except OSError as err:
             logger.debug("TLS handshake with %s failed: %s", client_address, err)
             return
-        try:
+        with wrapped:
             super().finish_request(wrapped, client_address)
-        finally:
-            wrapped.close()
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
