@@ -28,7 +28,6 @@ class OnReadyNotifier:
         self.config = config
         self._send = send
         self._thread: threading.Thread | None = None
-        self.sent = 0
 
     def on_snapshot(self, old: Snapshot | None, new: Snapshot) -> None:
         """On a move into ready, start one notification (unless one still runs)."""
@@ -50,7 +49,6 @@ class OnReadyNotifier:
         except serversock.ServerError as err:
             logger.error("on_ready: could not ask BackupPC to run queued backups: %s", err)
             return
-        self.sent += 1
         logger.info("on_ready: asked BackupPC to run queued backups (backup all)")
 
     def on_reload(self, config: Config) -> None:
