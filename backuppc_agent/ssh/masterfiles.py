@@ -8,6 +8,7 @@ there, a remote.Answer; its mtime says when).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -41,21 +42,17 @@ def masters_dir(config: Config) -> Path:
 
 def rotate_log(log: Path) -> None:
     """Move ``log`` to LOG.old once it is larger than LOG_MAX_BYTES."""
-    try:
+    with contextlib.suppress(OSError):
         if log.stat().st_size > LOG_MAX_BYTES:
             log.replace(log.with_name(log.name + ".old"))
-    except OSError:
-        pass
 
 
 def last_log_line(log: Path) -> str:
     """The last non-blank line of ``log``, printable and at most 300 characters."""
-    try:
-        with log.open("rb") as handle:
-            handle.seek(max(0, log.stat().st_size - 4096))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    text = ""
+    with contextlib.suppress(OSError), log.open("rb") as handle:
+        handle.seek(max(0, log.stat().st_size - 4096))
+        text = handle.read().decode("utf-8", "replace")
     return names.visible(names.last_line(text), 300)
 
 
