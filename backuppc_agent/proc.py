@@ -1,5 +1,4 @@
-"""The one module that starts subprocesses (builders elsewhere return argv tuples):
-explicit argv, env, cwd and timeouts."""
+"""The one module that runs the argv tuples builders elsewhere return: explicit env, timeouts."""
 
 from __future__ import annotations
 
@@ -78,10 +77,7 @@ def _killed_after(proc: subprocess.Popen[bytes], name: str, timeout: float) -> I
 
 
 def spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
-    """Start a long-running child in its own session, sharing only our stderr.
-
-    Raises CommandError if it cannot start.
-    """
+    """Start a long-running child in its own session, on our stderr only; raise CommandError."""
     return _start(
         argv, None, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
     )
@@ -177,20 +173,14 @@ def _start(
 
 
 def stop_child(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> int:
-    """TERM a child, wait ``grace`` seconds, then KILL; return its exit status."""
+    """``stop_pid`` for a child (unreaped, its pid cannot be reused); return its exit status."""
     if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            wait_child(proc, grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+        stop_pid(proc.pid, grace)
+    return proc.wait()
 
 
 def stop_pid(pid: int, grace: float = STOP_GRACE_SECONDS) -> bool:
-    """TERM a process that is not our child, then KILL after ``grace``; True once gone."""
+    """TERM a process, then KILL it after ``grace``; True once it is gone (or a zombie)."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -227,10 +217,9 @@ def process_name(pid: int) -> str | None:
 
 
 def run_interactive(argv: Sequence[str], env: Mapping[str, str]) -> int:
-    """Run a command on the caller's terminal (ssh-add prompting for a passphrase).
+    """Run a command on the caller's terminal, without a timeout: a person is typing.
 
-    Deliberately without a timeout: a person is typing. Returns the exit status.
-    Raises CommandError if it cannot start.
+    Returns the exit status; raises CommandError if it cannot start.
     """
     try:
         return subprocess.call(tuple(argv), env=dict(env))
