@@ -48,9 +48,9 @@ class Publisher:
         self._unpublished = False
 
     def publish(self, new: Snapshot, force: bool = False) -> None:
-        """Publish ``new`` if it differs from the last snapshot (or ``force``)."""
+        """Publish ``new`` if it differs from the last one beyond ``updated`` (or ``force``)."""
         old = self.snapshot
-        if not force and old is not None and _same(old, new):
+        if not force and old is not None and dataclasses.replace(old, updated=new.updated) == new:
             if self._unpublished:
                 self._write(new)
             return
@@ -90,7 +90,3 @@ class Publisher:
                 call(listener)
             except Exception:
                 logger.exception("listener %s %s", type(listener).__name__, failed)
-
-
-def _same(old: Snapshot, new: Snapshot) -> bool:
-    return dataclasses.replace(old, updated=0.0) == dataclasses.replace(new, updated=0.0)
