@@ -1,8 +1,6 @@
 """``backuppc-agent doctor``: check the setup, one line per check with a fix.
 
-Exit 0 when nothing FAILs (a "warn" is something doctor cannot decide and
-says so), 1 otherwise. Runs as root or as the BackupPC user; paths are those
-of the BackupPC user either way.
+Runs as root or as the BackupPC user; paths are those of the BackupPC user either way.
 """
 
 from __future__ import annotations

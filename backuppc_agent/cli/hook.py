@@ -63,9 +63,8 @@ def _record(config: Config, hook: str, outcome: hooks.Outcome) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the hook, print its lines, record it; return the documented exit code.
 
-    An unexpected failure is recorded as result "error" (not without a config:
-    the store lives in its state directory), then raised for a pre hook (main
-    prints it) and printed for a post hook, which never fails a backup.
+    An unexpected failure is recorded as "error" (if the config, where the store is,
+    loaded), then raised by a pre hook and printed by a post hook: never a failed backup.
     """
     post = args.hook in hooks.POST_HOOKS
     try:
