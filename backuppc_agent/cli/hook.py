@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the hook, print its lines, record it; return the documented exit code.
 
     An unexpected failure is recorded as "error" (if the config, where the store is,
-    loaded), then raised by a pre hook and printed by a post hook: never a failed backup.
+    loaded), then raised by a pre hook, printed by a post hook (it never fails a backup).
     """
     post = args.hook in hooks.POST_HOOKS
     try:
