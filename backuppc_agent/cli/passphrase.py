@@ -83,7 +83,7 @@ def _set(key: Path, args: argparse.Namespace) -> int:
     _must_open(key, secret)
     if args.tang:
         config = load_config(args)
-        where = store(config, key, secret, args.tang, args.threshold, args.yes)
+        where = store_tang(config, key, secret, args.tang, args.threshold, args.yes)
         print(f"stored the passphrase of {key} {where}")
         _config_notes(config, key, "tang")
     else:
@@ -189,7 +189,7 @@ def pin(url: str, yes: bool) -> Pin:
     return Pin(url, thumbprints[0])
 
 
-def store(
+def store_tang(
     config: Config, key: Path, secret: str, urls: Sequence[str], threshold: int, yes: bool
 ) -> str:
     """Pin each Tang, encrypt ``secret`` for them and write the JWE (0600).
@@ -225,6 +225,6 @@ def rekey(key: Path, args: argparse.Namespace) -> int:
         print(f"Tang can no longer open the stored passphrase of {key}: give it again")
         secret = _read_passphrase(key)
     _must_open(key, secret)
-    stored = store(config, key, secret, tang.jwe_urls(jwe), tang.jwe_threshold(jwe), args.yes)
+    stored = store_tang(config, key, secret, tang.jwe_urls(jwe), tang.jwe_threshold(jwe), args.yes)
     print(f"re-stored the passphrase of {key} {stored}")
     return exitcodes.OK
