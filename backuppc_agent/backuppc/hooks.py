@@ -81,16 +81,6 @@ def _supervisors_reason(config: Config, ready: Readiness) -> str:
     return snap.reason if snap.state is State.WAITING else ready.reason
 
 
-def check_names(client: str, host: str, config: Config, hook: str) -> None:
-    """Validate $client and $host before either reaches a path or argv; raise BadNameError."""
-    if hook in SSH_HOOKS:
-        sshconfig.control_path(config.mux.control_dir, client)
-    elif hook != "ping":
-        names.check(client, "client")
-    if host or hook != "pre-archive":  # an archive connects nowhere
-        names.check(host, "host")
-
-
 def ensure_master_line(config: Config, client: str, host: str, restore: bool = False) -> str:
     """Find CLIENT's (restore) master alive or open it, probing a new backup master's access.
 
@@ -230,10 +220,16 @@ def _gate(
 ) -> Readiness | Outcome:
     """Refuse bad names, then wait for keys; the Readiness, or the Outcome that ends the hook.
 
-    Without ``need_ready``, an agent that answers at once (with whatever keys) is enough.
+    $client and $host are checked before either reaches a path or argv. Without
+    ``need_ready``, an agent that answers at once (with whatever keys) is enough.
     """
     try:
-        check_names(client, host, config, hook)
+        if hook in SSH_HOOKS:
+            sshconfig.control_path(config.mux.control_dir, client)
+        elif hook != "ping":
+            names.check(client, "client")
+        if host or hook != "pre-archive":  # an archive connects nowhere
+            names.check(host, "host")
     except BadNameError as err:
         return Outcome("bad-name", exitcodes.BAD_NAME, (str(err),))
     seconds = config.hooks.wait_seconds if need_ready else 0.0
