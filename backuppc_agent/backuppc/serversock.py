@@ -29,7 +29,6 @@ from backuppc_agent.errors import BackupPCAgentError
 SOCKET_NAME = "BackupPC.sock"
 #: A status reply of thousands of hosts is a few MiB at most.
 MAX_REPLY_BYTES = 32 * 1024 * 1024
-#: How long a drain thread waits for what the server still owes before closing anyway.
 DRAIN_SECONDS = 300.0
 MAX_DRAINS = 2
 #: ``send``'s bound; BackupPC answers ``backup all`` and ``log TEXT`` with one short line.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: Longest control socket path we create.
 CONTROL_PATH_MAX_CHARS = 90
 #: control_dir must leave room for client names of at least this many characters.
 MIN_CLIENT_CHARS = 32

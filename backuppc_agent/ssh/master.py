@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 #: Concurrent mux checks in list_masters: 8 halved the time for 200 masters here;
 #: more threads only fight over the GIL.
 LIST_WORKERS = 8
-#: Bound on one mux alive check while opening or listing.
 CHECK_SECONDS = 1.0
 #: ssh -f returns once authenticated; how long the socket may take to answer after that.
 SETTLE_SECONDS = 2.0
