@@ -3,18 +3,10 @@
 OpenSSH 9.8's PerSourcePenalties: after about 15 connections that never try to
 log in (ssh-keyscan's, port probes), sshd drops every new connection from that
 address for a while: it accepts, writes "Not allowed at this time" and closes.
-
-What each client shows (measured with OpenSSH 9.2 and 10.0 clients):
-
-- dropped: ssh says ``kex_exchange_identification: Connection closed by remote
-  host`` or ``...: read: Connection reset by peer`` (under ``-E`` only
-  ``Connection closed by ADDR port N``); ssh-keyscan says ``ADDR: Connection
-  closed by remote host`` or ``read (ADDR): Connection reset by peer``;
-- refused and timed out: ssh names them; ssh-keyscan prints NOTHING for
-  either, so only a connect of our own tells them apart.
-
-A probe that is dropped earns no penalty; one that reaches a healthy sshd earns
-one (a connection without login), so it runs only when the texts say nothing.
+The texts in _PATTERNS were measured with OpenSSH 9.2 and 10.0 clients. ssh-keyscan
+prints nothing when refused or timed out, so only a connect of our own (``probe``)
+tells those apart; it runs only when the texts say nothing, since one that reaches
+a healthy sshd earns a penalty (a dropped one does not).
 """
 
 from __future__ import annotations
@@ -50,6 +42,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], Reach], ...] = (
      Reach.DROPPED),
     (re.compile(r"^\S+: Connection closed by remote host\s*$|^read \(\S+\): Connection reset",
                 re.M), Reach.DROPPED),  # ssh-keyscan
+    # ssh under -E logs only this for a connection dropped before the greeting
     (re.compile(r"^Connection (?:closed|reset) by \S+ port \d+\s*$", re.M), Reach.DROPPED),
     (re.compile(r"timed out during banner exchange"), Reach.SILENT),
     (re.compile(r"Connection timed out|Operation timed out"), Reach.TIMED_OUT),
