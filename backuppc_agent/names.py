@@ -38,9 +38,9 @@ def _bad_character(value: str) -> str | None:
     return None
 
 
-def check(value: str, what: str, max_chars: int = MAX_NAME_CHARS) -> str:
+def check(value: str, what: str) -> str:
     """Return ``value`` if it is a safe name; raise BadNameError (one line) if not."""
-    reason = problem(value, max_chars)
+    reason = problem(value)
     if reason is not None:
         raise BadNameError(f"refusing {what} name {printable(value)}: it {reason}")
     return value
