@@ -32,8 +32,6 @@ from backuppc_agent.locks import FileLock
 from backuppc_agent.state import Snapshot, State
 from backuppc_agent.unixsock import Failure
 
-__all__ = ["Listener", "Phase", "Supervisor"]
-
 logger = logging.getLogger(__name__)
 
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)

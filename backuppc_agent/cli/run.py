@@ -9,7 +9,8 @@ import os
 from backuppc_agent import __version__
 from backuppc_agent import config as config_mod
 from backuppc_agent.agent.process import start_agent
-from backuppc_agent.agent.supervisor import Listener, Supervisor
+from backuppc_agent.agent.publisher import Listener
+from backuppc_agent.agent.supervisor import Supervisor
 from backuppc_agent.agent.unlock import Unlocker
 from backuppc_agent.backuppc.notify import OnReadyNotifier
 from backuppc_agent.cli.common import load_config, setup_logging
