@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backuppc_agent import config as config_mod
 from backuppc_agent.events import EventStore, HookSummary
+from backuppc_agent.tomlwriter import toml_document
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -179,11 +179,6 @@ def cli(
 Section = Mapping[str, object]
 
 
-def toml_text(sections: Mapping[str, Section]) -> str:
-    """A TOML document of one table per section, written by the product's own writer."""
-    return config_mod.toml_document(sections)
-
-
 def merged(base: Mapping[str, Section], overrides: Mapping[str, Section]) -> dict[str, Section]:
     """``base`` with each section's keys updated from ``overrides`` (new sections added)."""
     out = {name: dict(keys) for name, keys in base.items()}
@@ -194,7 +189,7 @@ def merged(base: Mapping[str, Section], overrides: Mapping[str, Section]) -> dic
 
 def write_config(path: Path, **sections: Section) -> Path:
     """Write a config file: ``write_config(p, agent={"socket": s}, hooks={...})``."""
-    path.write_text(toml_text(sections))
+    path.write_text(toml_document(sections))
     return path
 
 

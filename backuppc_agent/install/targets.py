@@ -14,6 +14,7 @@ from backuppc_agent.backuppc import snippets
 from backuppc_agent.install import templates
 from backuppc_agent.install.context import Context
 from backuppc_agent.ssh import sshconfig
+from backuppc_agent.tomlwriter import toml_document
 
 SUPERVISOR_CONF_DIR = Path("/etc/supervisor/conf.d")
 SYSTEMD_RUNNING = Path("/run/systemd/system")
@@ -117,7 +118,7 @@ def common_targets(ctx: Context, vals: templates.Values, client_user: str) -> li
 
 def default_config() -> str:
     """The config file install writes: every config key, commented out, at its default."""
-    return CONFIG_HEADER + "\n" + config_mod.toml_document(config_mod.defaults(), key_prefix="# ")
+    return CONFIG_HEADER + "\n" + toml_document(config_mod.defaults(), key_prefix="# ")
 
 
 #: init -> (real path, shipped file, block in a shared file, mode, what)

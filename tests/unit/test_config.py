@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backuppc_agent import config
+from backuppc_agent import config, tomlwriter
 from backuppc_agent.errors import ConfigError
 
 HOME = Path("/home/backuppc")
@@ -156,14 +156,14 @@ def test_show_renders_toml_that_loads_back(tmp_path: Path) -> None:
 
 @given(st.text())
 def test_the_toml_writer_gives_back_any_string(text: str) -> None:
-    assert tomllib.loads(f"v = {config.toml_value(text)}")["v"] == text
+    assert tomllib.loads(f"v = {tomlwriter.toml_value(text)}")["v"] == text
 
 
 def test_the_toml_writer_writes_tables_that_load_back() -> None:
     tables = {"a": {"n": 1, "f": 0.5, "b": True, "p": Path("/x"), "l": ["s", Path("/y")]}, "c": {}}
-    loaded = tomllib.loads(config.toml_document(tables))
+    loaded = tomllib.loads(tomlwriter.toml_document(tables))
     assert loaded == {"a": {"n": 1, "f": 0.5, "b": True, "p": "/x", "l": ["s", "/y"]}, "c": {}}
-    commented = config.toml_document(tables, key_prefix="# ")
+    commented = tomlwriter.toml_document(tables, key_prefix="# ")
     assert tomllib.loads(commented) == {"a": {}, "c": {}}
     with pytest.raises(TypeError):
-        config.toml_value(object())
+        tomlwriter.toml_value(object())
