@@ -27,6 +27,8 @@ from backuppc_agent.unixsock import Failure
 
 #: Shortest probe timeout near the end of a wait: a probe always gets a chance to answer.
 MIN_PROBE_SECONDS = 0.05
+#: How often a wait probes by default: a user at the terminal sees readiness at once.
+POLL_SECONDS = 0.05
 #: Keys signed when none are required: ssh offers the agent's keys in order, so
 #: the first ones are those a login uses; with 10,000 keys the probe stays small.
 SAMPLE_KEYS = 8
@@ -273,7 +275,7 @@ def check_live(
 def wait_ready(
     agent: AgentConfig,
     seconds: float | None,
-    poll_seconds: float,
+    poll_seconds: float = POLL_SECONDS,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = waits.pause,
     probe_agent: Probe = probe,

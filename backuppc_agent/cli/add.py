@@ -11,7 +11,6 @@ from backuppc_agent.agent import readiness
 from backuppc_agent.cli.common import load_config
 
 SETTLE_SECONDS = 1.0
-POLL_SECONDS = 0.05
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     if status != 0:
         return status
     # A moment for the agent to settle, so the report reflects what ssh-add just did.
-    ready = readiness.wait_ready(config.agent, SETTLE_SECONDS, POLL_SECONDS)
+    ready = readiness.wait_ready(config.agent, SETTLE_SECONDS)
     print(f"backuppc-agent: {ready.state.value}: {ready.reason}", file=sys.stderr)
     return exitcodes.OK

@@ -10,8 +10,6 @@ from backuppc_agent.agent import readiness
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.state import State
 
-POLL_SECONDS = 0.05
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -37,7 +35,7 @@ def _seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Poll the agent until ready (exit 0) or the deadline passes (exit 1)."""
     config = load_config(args)
-    ready = readiness.wait_ready(config.agent, args.timeout, POLL_SECONDS)
+    ready = readiness.wait_ready(config.agent, args.timeout)
     if ready.state is State.READY:
         return exitcodes.OK
     if not args.quiet:
