@@ -42,8 +42,6 @@ REFUSED_TANG = "tang-refused"
 class KeyOutcome:
     """What happened to one configured key."""
 
-    key: Path
-    loaded: bool
     detail: str
     #: "" or WAITING_TANG (retry later) or REFUSED_TANG (re-store needed)
     waiting: str = ""
@@ -109,12 +107,12 @@ def _unlock_one(config: Config, key: Path, held: set[str]) -> KeyOutcome:
     socket = config.agent.socket
     fingerprint = keyfiles.key_fingerprint(key)
     if fingerprint is not None and fingerprint in held:
-        return KeyOutcome(key, True, "already loaded")
+        return KeyOutcome("already loaded")
     try:
         load(config, key)
     except TangUnreachableError as err:
         logger.debug("unattended unlock of %s waits: %s", key, err)
-        return KeyOutcome(key, False, str(err), WAITING_TANG)
+        return KeyOutcome(str(err), WAITING_TANG)
     except BackupPCAgentError as err:
         logger.error(
             "unattended unlock of %s failed: %s; the agent stays waiting: "
@@ -125,17 +123,15 @@ def _unlock_one(config: Config, key: Path, held: set[str]) -> KeyOutcome:
             key,
         )
         waiting = REFUSED_TANG if isinstance(err, TangRefusedError) else ""
-        return KeyOutcome(key, False, str(err), waiting)
+        return KeyOutcome(str(err), waiting)
     logger.info("unattended unlock: loaded %s (%s)", key, fingerprint or "fingerprint unknown")
-    return KeyOutcome(key, True, "loaded")
+    return KeyOutcome("loaded")
 
 
-def waiting_status(outcomes: object) -> tuple[str, str]:
+def waiting_status(outcomes: list[KeyOutcome]) -> tuple[str, str]:
     """(code, detail) of the outcomes that still wait on Tang; ("", "") if none."""
-    if not isinstance(outcomes, list):
-        return "", ""
     for code in (WAITING_TANG, REFUSED_TANG):
-        details = [o.detail for o in outcomes if isinstance(o, KeyOutcome) and o.waiting == code]
+        details = [o.detail for o in outcomes if o.waiting == code]
         if details:
             return code, "; ".join(dict.fromkeys(details))
     return "", ""
@@ -145,7 +141,7 @@ class Unlocker:
     """Supervisor listener: unlock each new agent once, on a worker thread; retry on Tang."""
 
     def __init__(
-        self, config: Config, unlock_fn: Callable[[Config], object] = unlock_missing
+        self, config: Config, unlock_fn: Callable[[Config], list[KeyOutcome]] = unlock_missing
     ) -> None:
         self._config = config
         self._unlock = unlock_fn

@@ -38,10 +38,9 @@ def test_each_key_has_its_own_jwe_in_the_state_dir() -> None:
 
 
 def test_waiting_on_tang_outranks_a_refusal_and_plain_outcomes_wait_on_nothing() -> None:
-    key = Path("/k")
-    assert waiting_status(None) == ("", "")
-    assert waiting_status([KeyOutcome(key, True, "loaded")]) == ("", "")
-    refused = KeyOutcome(key, False, "refused", REFUSED_TANG)
-    down = KeyOutcome(key, False, "no Tang answers: http://t", WAITING_TANG)
+    assert waiting_status([]) == ("", "")
+    assert waiting_status([KeyOutcome("loaded")]) == ("", "")
+    refused = KeyOutcome("refused", REFUSED_TANG)
+    down = KeyOutcome("no Tang answers: http://t", WAITING_TANG)
     assert waiting_status([refused]) == (REFUSED_TANG, "refused")
     assert waiting_status([refused, down, down]) == (WAITING_TANG, "no Tang answers: http://t")

@@ -144,11 +144,12 @@ class Recorder:
         self.done = threading.Semaphore(0)
         self.entered = threading.Event()
 
-    def __call__(self, config: Config) -> None:
+    def __call__(self, config: Config) -> list[KeyOutcome]:
         self.entered.set()
         self.release.wait(10)
         self.calls.append(config)
         self.done.release()
+        return []
 
 
 def test_each_new_agent_is_unlocked_once(tmp_path: Path) -> None:
@@ -205,7 +206,7 @@ def test_a_new_agent_cuts_the_tang_back_off_short(
 
     def no_tang(_config: Config) -> list[KeyOutcome]:
         attempts.release()
-        return [KeyOutcome(tmp_path / "id", False, "no Tang answers: x", unlock.WAITING_TANG)]
+        return [KeyOutcome("no Tang answers: x", unlock.WAITING_TANG)]
 
     unlocker = Unlocker(make_config(tmp_path), no_tang)
     unlocker.on_snapshot(None, snap(100))
