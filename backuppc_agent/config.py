@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from backuppc_agent.errors import ConfigError
+from backuppc_agent.listen import listen_problem
 from backuppc_agent.ssh.limits import control_dir_problem, socket_path_problem, unsafe_path_problem
 from backuppc_agent.tomlwriter import toml_document
 
@@ -45,14 +46,6 @@ def _between(low: float, high: float) -> Check:
 def _fingerprints(value: Any) -> str | None:
     bad = [item for item in value if not re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}", item)]
     return f"{bad[0]!r} is not a SHA256:... fingerprint (as ssh-add -l prints it)" if bad else None
-
-
-def _listen(value: Any) -> str | None:
-    host, _, port = value.rpartition(":")  # no ":" leaves host empty
-    number = int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else 0
-    if value == "" or (host and 0 < number < 65536):
-        return None
-    return f'{value!r} must be HOST:PORT (e.g. 127.0.0.1:9842) or "" to disable'
 
 
 def _program(value: Any) -> str | None:
@@ -101,7 +94,7 @@ class StateConfig:
 class MetricsConfig:
     """[metrics]: the Prometheus endpoint; listen = "" disables it."""
 
-    listen: str = field(metadata=setting("127.0.0.1:9842", _listen))
+    listen: str = field(metadata=setting("127.0.0.1:9842", listen_problem))
     certfile: Path | None = field(metadata=setting(""))
     keyfile: Path | None = field(metadata=setting(""))
 

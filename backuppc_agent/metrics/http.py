@@ -21,6 +21,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
+from backuppc_agent.listen import split_listen
+
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -60,12 +62,6 @@ class _Server(ThreadingMixIn, WSGIServer):
             return
         with wrapped:
             super().finish_request(wrapped, client_address)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``[::1]:PORT`` for IPv6) into host and port."""
-    host, _, port = listen.rpartition(":")
-    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def tls_context(certfile: Path, keyfile: Path) -> ssl.SSLContext:
@@ -115,7 +111,7 @@ class MetricsServer:
         app: Callable[..., Iterable[bytes]],
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        host, port = parse_listen(listen)
+        host, port = split_listen(listen)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         # WSGIServer binds in its constructor: its address family must be set on the class
         bound: type[_Server] = type(

@@ -12,7 +12,8 @@ import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from backuppc_agent.metrics.http import MetricsServer, make_app, parse_listen
+from backuppc_agent.listen import split_listen
+from backuppc_agent.metrics.http import MetricsServer, make_app
 from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors
 from tests.scrape import scrape
 
@@ -67,7 +68,7 @@ def request(server: MetricsServer, path: str, method: str = "GET") -> tuple[int,
 def test_listen_addresses_are_split_into_host_and_port(
     listen: str, expected: tuple[str, int]
 ) -> None:
-    assert parse_listen(listen) == expected
+    assert split_listen(listen) == expected
 
 
 def test_an_ipv6_loopback_address_serves() -> None:
