@@ -221,13 +221,3 @@ def _cumulative(per_bucket: dict[int, int]) -> tuple[tuple[float, int], ...]:
     bounds = [float(bound) for bound in (*WAIT_BUCKETS_SECONDS, math.inf)]
     totals = accumulate(per_bucket.get(index, 0) for index in range(len(bounds)))
     return tuple(zip(bounds, totals, strict=True))
-
-
-def record_quietly(state_dir: Path, rec: HookRecord) -> str | None:
-    """Record ``rec``; return None, or a one-line problem if it could not be stored."""
-    try:
-        with EventStore(state_dir) as store:
-            store.record(rec)
-    except EventStoreError as err:
-        return str(err)
-    return None

@@ -260,15 +260,17 @@ def post_hook(
 
 
 def record(config: Config, hook: str, outcome: Outcome) -> str | None:
-    """Store the run in the hook-run store; return a problem line if it could not."""
+    """Store the run in the hook-run store; a problem line (unsafe dir, store error) if not."""
     rec = events.HookRecord(
         time.time(), hook, outcome.client, outcome.result, outcome.waited_seconds
     )
     try:
         paths.ensure_private_dir(config.state.dir, "state")
+        with events.EventStore(config.state.dir) as store:
+            store.record(rec)
     except BackupPCAgentError as err:
         return str(err)
-    return events.record_quietly(config.state.dir, rec)
+    return None
 
 
 def _prefix_log_lines() -> None:
