@@ -38,11 +38,15 @@ def _bad_character(value: str) -> str | None:
     return None
 
 
-def check(value: str, what: str) -> str:
-    """Return ``value`` if it is a safe name; raise BadNameError (one line) if not."""
-    reason = problem(value)
+def check(value: str, what: str, max_chars: int = MAX_NAME_CHARS, bound_by: str = "") -> str:
+    """Return ``value`` if it is a safe name; raise BadNameError (one line) if not.
+
+    ``bound_by`` says what sets a ``max_chars`` that ``value`` exceeds.
+    """
+    reason = problem(value, max_chars)
     if reason is not None:
-        raise BadNameError(f"refusing {what} name {printable(value)}: it {reason}")
+        why = f" ({bound_by})" if bound_by and len(value) > max_chars else ""
+        raise BadNameError(f"refusing {what} name {printable(value)}: it {reason}{why}")
     return value
 
 

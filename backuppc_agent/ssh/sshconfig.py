@@ -16,7 +16,6 @@ from pathlib import Path
 
 from backuppc_agent import names, paths
 from backuppc_agent.config import Config
-from backuppc_agent.errors import BadNameError
 from backuppc_agent.ssh.limits import client_budget
 
 #: Restore masters live here, under the control directory: ``master list`` skips them.
@@ -52,10 +51,7 @@ def accepts_option(ssh: str, keyword: str, value: str) -> bool:
 def control_path(control_dir: Path, client: str) -> Path:
     """``CONTROL_DIR/CLIENT`` after validating the name; raise BadNameError if unsafe."""
     budget = client_budget(control_dir)
-    reason = names.problem(client, max_chars=max(budget, 1))
-    if reason is not None:
-        hint = f" (control_dir {control_dir} leaves {budget})" if "long" in reason else ""
-        raise BadNameError(f"refusing client name {names.printable(client)}: it {reason}{hint}")
+    names.check(client, "client", max(budget, 1), f"control_dir {control_dir} leaves {budget}")
     return control_dir / client
 
 
