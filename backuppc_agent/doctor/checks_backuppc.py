@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backuppc_agent import proc
 from backuppc_agent.agent import certs
 from backuppc_agent.backuppc import confdir, snippets
 from backuppc_agent.config import Config
 from backuppc_agent.doctor import Env, Finding, Verdict, swapcrypt
 from backuppc_agent.errors import BackupPCAgentError
-from backuppc_agent.install import access
+from backuppc_agent.install import access, trust
 from backuppc_agent.ssh import masterfiles, mux, remote, sshconfig
 from backuppc_agent.ssh.remote import Answer
 
-KNOWN_HOSTS_TIMEOUT_SECONDS = 10.0
 #: Bound on the alive check of a host's master before the probe rides it.
 PROBE_CHECK_SECONDS = 1.0
 #: Each BackupPC setting doctor requires, with text its effective value must contain.
@@ -80,11 +78,6 @@ def check_access(env: Env) -> list[Finding]:
     return [Finding("access", Verdict.OK, f"{user.pw_name} {what} {env.ctx.config_path}")]
 
 
-def _known(known_hosts: Path, address: str) -> bool:
-    argv = ("ssh-keygen", "-F", address, "-f", str(known_hosts))
-    return proc.run(argv, KNOWN_HOSTS_TIMEOUT_SECONDS).returncode == 0
-
-
 def check_known_hosts(env: Env) -> list[Finding]:
     """Each host BackupPC reaches through ssh has a known_hosts entry (BatchMode needs it)."""
     known_hosts = env.ctx.config.mux.known_hosts
@@ -94,8 +87,7 @@ def check_known_hosts(env: Env) -> list[Finding]:
     hosts = [host for host in every if host.uses_ssh]
     if not hosts:
         return [*skipped, Finding("known_hosts", Verdict.SKIP, "no BackupPC host uses ssh")]
-    exists = known_hosts.is_file()
-    missing = [host for host in hosts if not (exists and _known(known_hosts, host.address))]
+    missing = [host for host in hosts if not trust.lookup(known_hosts, host.address)]
     if not missing:
         message = f"all {len(hosts)} ssh hosts are in {known_hosts}"
         return [*skipped, Finding("known_hosts", Verdict.OK, message)]

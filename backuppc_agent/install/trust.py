@@ -19,6 +19,7 @@ from backuppc_agent.ssh import reach
 
 KEY_TYPE = "ssh-ed25519"
 SCAN_TIMEOUT_SECONDS = 5
+LOOKUP_TIMEOUT_SECONDS = 10
 DEFAULT_PORT = 22
 
 
@@ -55,15 +56,20 @@ def scan(address: str, port: int, timeout: int = SCAN_TIMEOUT_SECONDS) -> Public
     raise BackupPCAgentError(f"no ed25519 host key from {address} port {port}: {why}")
 
 
+def lookup(known_hosts: Path, name: str) -> str:
+    """The lines ``ssh-keygen -F`` finds for ``name`` (hashed ones too); "" if none or no file."""
+    if not known_hosts.is_file():
+        return ""
+    found = proc.run(("ssh-keygen", "-F", name, "-f", str(known_hosts)), LOOKUP_TIMEOUT_SECONDS)
+    return found.stdout.decode(errors="replace") if found.returncode == 0 else ""
+
+
 def already_known(known_hosts: Path, name: str, key: PublicKey) -> bool:
     """True if known_hosts holds ``key`` for ``name``; raise if a different key of its type.
 
     That is what a man-in-the-middle looks like, and also a reinstalled client.
     """
-    if not known_hosts.is_file():
-        return False
-    found = proc.run(("ssh-keygen", "-F", name, "-f", str(known_hosts)), SCAN_TIMEOUT_SECONDS)
-    known = parse_key_lines(found.stdout.decode(errors="replace"))
+    known = parse_key_lines(lookup(known_hosts, name))
     same_type = [k for k in known if k.key_type == key.key_type]
     if any(k.blob == key.blob for k in same_type):
         return True
