@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 
 from backuppc_agent import doctor, exitcodes
-from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.doctor import checks_agent, checks_backuppc
 from backuppc_agent.install import context
 
@@ -43,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print one line per finding; 0 if nothing failed, 1 otherwise."""
     ctx = context.load(args.config)
-    conf_dir = Path(args.backuppc_dir or ctx.config.backuppc.conf_dir)
-    backuppc = ConfDir(conf_dir, ctx.config.backuppc.top_dir)
-    env = doctor.Env(ctx, backuppc, Path(args.procfs), Path(args.sysfs))
+    env = doctor.Env(ctx, ctx.backuppc(args.backuppc_dir), Path(args.procfs), Path(args.sysfs))
     findings = doctor.run_checks(env, CHECKS)
     for finding in findings:
         print(finding.line())
