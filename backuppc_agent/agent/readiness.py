@@ -12,6 +12,7 @@ import enum
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from backuppc_agent import names, waits
@@ -257,12 +258,19 @@ def _problem_text(problems: list[tuple[Key, str, str]]) -> str:
 def check_live(
     agent: AgentConfig,
     timeout: float | None = None,
-    probe_agent: Probe = probe,
-    sign_agent: Signer = sign_keys,
+    probe_agent: Probe | None = None,
+    sign_agent: Signer | None = None,
     lifetimes: Sequence[certs.Expiry] = (),
+    expected_uid: int | None = None,
 ) -> Readiness:
-    """List the agent's keys, sign with those that count, judge; each within ``timeout``."""
+    """List the agent's keys, sign with those that count, judge; each within ``timeout``.
+
+    ``probe_agent`` and ``sign_agent`` default to the real ones, talking to an agent
+    of ``expected_uid`` (default ours: root looks at the BackupPC user's agent).
+    """
     seconds = agent.probe_timeout_seconds if timeout is None else timeout
+    probe_agent = probe_agent or partial(probe, expected_uid=expected_uid)
+    sign_agent = sign_agent or partial(sign_keys, expected_uid=expected_uid)
     result = probe_agent(agent.socket, seconds)
     keys = parse_keys(result.identities, result.fingerprints)
     ignored = not_counted(agent)

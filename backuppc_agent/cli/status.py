@@ -9,12 +9,10 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 
 from backuppc_agent import exitcodes, names, state
 from backuppc_agent.agent import certs, readiness
 from backuppc_agent.agent.probe import probe
-from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.cli.common import load_config_for_caller
 from backuppc_agent.config import Config
 from backuppc_agent.state import Snapshot, State
@@ -86,12 +84,8 @@ def gather(config: Config, uid: int | None = None) -> Status:
     """Probe the agent (served by ``uid``, default ours) and merge in what was published."""
     published = state.read(config.state.dir)
     lifetimes = published.expiries if published else ()
-    ready = readiness.check_live(
-        config.agent,
-        probe_agent=partial(probe, expected_uid=uid),
-        sign_agent=partial(sign_keys, expected_uid=uid),
-        lifetimes=[item for item in lifetimes if item[2] == certs.LIFETIME],
-    )
+    kept = [item for item in lifetimes if item[2] == certs.LIFETIME]
+    ready = readiness.check_live(config.agent, lifetimes=kept, expected_uid=uid)
     restore = sorted(readiness.not_counted(config.agent))
     restore_key = restore[0] if restore else None
     status = Status(ready, str(config.agent.socket), str(config.agent.restore_key), restore_key)

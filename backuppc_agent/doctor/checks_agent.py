@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from functools import partial
 from pathlib import Path
 from pwd import struct_passwd
 
@@ -13,7 +12,6 @@ from backuppc_agent import proc, state
 from backuppc_agent.agent import keyfiles, readiness, tang
 from backuppc_agent.agent.probe import probe
 from backuppc_agent.agent.readiness import Cause
-from backuppc_agent.agent.signing import sign_keys
 from backuppc_agent.doctor import Env, Finding, Verdict
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.ssh import sshconfig
@@ -36,11 +34,7 @@ UNUSABLE_FIX = (
 def check_agent(env: Env) -> list[Finding]:
     """The agent answers on its socket and holds the keys that make it ready."""
     config, user = env.ctx.config, env.ctx.user
-    ready = readiness.check_live(
-        config.agent,
-        probe_agent=partial(probe, expected_uid=user.pw_uid),
-        sign_agent=partial(sign_keys, expected_uid=user.pw_uid),
-    )
+    ready = readiness.check_live(config.agent, expected_uid=user.pw_uid)
     supervised = state.supervisor_running(config.state.dir)
     running = "running" if supervised else "NOT running"
     where = f"ssh-agent pid {ready.probe.peer_pid}, supervisor {running}"
