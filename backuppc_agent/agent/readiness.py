@@ -130,6 +130,11 @@ def not_counted(agent: AgentConfig) -> frozenset[str]:
     return frozenset((fingerprint,)) if fingerprint else frozenset()
 
 
+def restore_key_loaded(agent: AgentConfig, fingerprints: Collection[str]) -> bool:
+    """True if the restore key is set up and among ``fingerprints``: restores can run."""
+    return not not_counted(agent).isdisjoint(fingerprints)
+
+
 def to_sign(
     keys: Sequence[Key], required_keys: Sequence[str], ignored: Collection[str] = ()
 ) -> tuple[Identity, ...]:

@@ -196,7 +196,7 @@ def _with_master(open_line: Callable[[], str], line: str, client: str, waited: f
 
 def _pre_restore(config: Config, client: str, host: str, checked: Readiness) -> Outcome:
     """With the restore key set up: that key loaded now (backup keys do not matter), its master."""
-    if not readiness.not_counted(config.agent) & set(checked.fingerprints):
+    if not readiness.restore_key_loaded(config.agent, checked.fingerprints):
         line = (
             "restores need the restore key, which is not loaded: run 'ssh-add -t 1h "
             f"{config.agent.restore_key}' as {_user_name()} (agent socket {config.agent.socket})"

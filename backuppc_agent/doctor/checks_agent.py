@@ -170,7 +170,7 @@ def check_restore_key(env: Env) -> list[Finding]:
         return []  # check_agent says why
     loaded = set(result.fingerprints)
     findings = [_backup_keys_finding(env, loaded)]
-    if readiness.not_counted(agent) & loaded:
+    if readiness.restore_key_loaded(agent, loaded):
         message = f"{key}: armed (loaded: restores can write to clients until it is removed)"
     else:
         message = f"{key}: not armed (restores fail fast until 'ssh-add -t 1h {key}')"
