@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backuppc_agent.events import EventStore, HookSummary
+from backuppc_agent.events import HookSummary
+from backuppc_agent.metrics.hooks import read_summary
 from backuppc_agent.tomlwriter import toml_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +40,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, every: float =
 
 
 def stored_summary(state_dir: Path) -> HookSummary:
-    """The hook store's aggregates, read on a connection that is closed at once."""
-    with EventStore(state_dir) as store:
-        return store.summary()
+    """The hook store's aggregates, read as the exporter reads them."""
+    return read_summary(state_dir)
 
 
 def listed_rows(stdout: str) -> list[str]:
