@@ -1,4 +1,4 @@
-"""Safe handling of the paths we own: sockets, state files, private directories.
+"""Safe handling of the paths we own: sockets, state files, locks, private directories.
 
 Symlinks, foreign owners and directories others can write are refused: these files
 guard root keys.
@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import os
 import stat
+import time
 from pathlib import Path
 
-from backuppc_agent.errors import UnsafePathError
+from backuppc_agent import waits
+from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 #: read_bounded reads this much at a time (a 16 MiB buffer per small file costs; 256 KiB does not)
 READ_CHUNK_BYTES = 256 * 1024
+LOCK_POLL_SECONDS = 0.01
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 
@@ -161,3 +165,46 @@ def read_or_empty(path: Path | str, limit: int) -> str:
     except UnsafePathError:
         return ""
     return "" if data is None else data.decode("utf-8", "replace")
+
+
+class FileLock:
+    """An exclusive flock on ``path`` (created 0600, never through a symlink).
+
+    The supervisor's on its state dir, and the per-client one that makes concurrent
+    hooks open one master. Closing the descriptor releases it, also when the holder dies.
+    """
+
+    def __init__(self, path: Path, error: type[BackupPCAgentError] = UnsafePathError) -> None:
+        self.path = path
+        self._error = error
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock within ``timeout``; False if another holder keeps it.
+
+        Raises ``error`` if the lock file cannot be opened (a read-only dir, a symlink).
+        """
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, PRIVATE_FILE_MODE)
+        except OSError as err:
+            raise self._error(f"cannot lock {self.path}: {err.strerror}") from err
+        if not waits.until(lambda: _try_lock(fd), time.monotonic() + timeout, LOCK_POLL_SECONDS):
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive flock on ``fd`` without blocking; False if another holder has it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

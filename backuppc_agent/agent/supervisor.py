@@ -28,7 +28,6 @@ from backuppc_agent.agent.readiness import Readiness
 from backuppc_agent.agent.signing import SignChecks, sign_keys
 from backuppc_agent.config import Config
 from backuppc_agent.errors import AgentError, ConfigError
-from backuppc_agent.locks import FileLock
 from backuppc_agent.state import Snapshot, State
 from backuppc_agent.unixsock import Failure
 
@@ -80,7 +79,7 @@ class Supervisor:
         self._phase = Phase.STARTING
         self._signals: list[int] = []
         self._wakeup_r = -1
-        self._lock = FileLock(config.state.dir / state.LOCK_FILE)
+        self._lock = paths.FileLock(config.state.dir / state.LOCK_FILE)
         self._unlock_status = unlock_status
 
     @property

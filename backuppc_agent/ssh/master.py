@@ -19,7 +19,6 @@ from pathlib import Path
 
 from backuppc_agent import names, paths, waits
 from backuppc_agent.config import Config
-from backuppc_agent.locks import FileLock
 from backuppc_agent.ssh import masterfiles, mux, reach, sshconfig
 from backuppc_agent.ssh.masterfiles import MasterError
 from backuppc_agent.unixsock import Failure
@@ -190,7 +189,7 @@ def ensure_master(
         return status, False
     paths.ensure_private_dir(config.mux.control_dir, "control")
     paths.ensure_private_dir(path.parent, "control")
-    lock = FileLock(_file(config, client, restore, "lock"), MasterError)
+    lock = paths.FileLock(_file(config, client, restore, "lock"), MasterError)
     if not lock.acquire(config.hooks.connect_timeout_seconds + 10.0):
         raise MasterError(f"timed out waiting for {lock.path}")
     try:

@@ -12,7 +12,6 @@ import pytest
 from backuppc_agent import paths, state
 from backuppc_agent.agent import envfile
 from backuppc_agent.errors import AgentError, UnsafePathError
-from backuppc_agent.locks import FileLock
 from backuppc_agent.state import Snapshot, State
 
 
@@ -114,12 +113,12 @@ def test_state_round_trips_and_bad_files_read_as_none(tmp_path: Path) -> None:
 
 
 def test_the_supervisor_lock_is_visible_and_exclusive(tmp_path: Path) -> None:
-    lock = FileLock(tmp_path / state.LOCK_FILE)
+    lock = paths.FileLock(tmp_path / state.LOCK_FILE)
     assert not state.supervisor_running(tmp_path)
     assert lock.acquire(state.LOCK_WAIT_SECONDS)
     try:
         assert state.supervisor_running(tmp_path)
-        assert not FileLock(tmp_path / state.LOCK_FILE).acquire(0.1)
+        assert not paths.FileLock(tmp_path / state.LOCK_FILE).acquire(0.1)
     finally:
         lock.release()
     assert not state.supervisor_running(tmp_path)
@@ -128,7 +127,7 @@ def test_the_supervisor_lock_is_visible_and_exclusive(tmp_path: Path) -> None:
 def test_a_lock_file_that_cannot_be_opened_raises_the_owners_error(tmp_path: Path) -> None:
     (tmp_path / "x.lock").symlink_to(tmp_path / "target")
     with pytest.raises(AgentError, match="cannot lock"):
-        FileLock(tmp_path / "x.lock", AgentError).acquire(0.1)
+        paths.FileLock(tmp_path / "x.lock", AgentError).acquire(0.1)
     assert not (tmp_path / "target").exists()
 
 
