@@ -208,12 +208,14 @@ def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
         raise BackupPCAgentError(f"{path}: {shown(last.removeprefix('error ') or 'no answer')}")
 
 
-#: ``AUTHKEYS...``; prints ``restored PATH`` or ``nothing``.
+#: ``AUTHKEYS...``; prints ``restored PATH`` or ``nothing``. The file keeps its mode.
 UNDO_SCRIPT = r"""# backuppc-agent client-setup --undo: put the saved authorized_keys back.
 echo backuppc-agent-client-setup
 for ak in "$@"; do
     saved=$ak.backuppc-agent-saved
     if [ -f "$saved" ] && [ ! -L "$saved" ]; then
+        # As the gate's undo: the copy was kept 0600, AUTHKEYS's mode goes back with it.
+        mode=$(stat -c %a -- "$ak" 2>/dev/null) && chmod -- "$mode" "$saved" 2>/dev/null
         mv -f -- "$saved" "$ak" || { echo "error cannot move $saved back"; exit 1; }
         rm -f -- "$(dirname -- "$ak")/backuppc-agent-gate"
         echo "restored $ak"

@@ -263,6 +263,23 @@ def test_undo_with_the_restore_key_loaded_puts_back_the_original_bytes(env: Env)
 
 
 @needs_gate
+def test_undo_where_the_backup_key_gets_a_shell_puts_the_copy_back_with_the_files_mode(
+    env: Env,
+) -> None:
+    original = env.authkeys.read_bytes()
+    assert env.run("--yes").returncode == 0
+    # Put back by hand, edited, and made 0640: the gate and the saved 0600 copy linger.
+    env.authkeys.write_bytes(original + b"# edited by hand\n")
+    env.authkeys.chmod(0o640)
+    result = env.run("--undo")
+    assert result.returncode == 0, result.stderr
+    assert f"{CLIENT}: {env.authkeys} put back\n" in result.stdout
+    assert env.authkeys.read_bytes() == original
+    assert stat.S_IMODE(env.authkeys.stat().st_mode) == 0o640  # as the gate's undo keeps it
+    assert sorted(p.name for p in env.ssh_dir.iterdir()) == ["authorized_keys"]
+
+
+@needs_gate
 def test_undo_without_the_restore_key_fails_fast_with_the_ssh_add_line(env: Env) -> None:
     assert env.run("--yes").returncode == 0
     before = snapshot(env.ssh_dir)
