@@ -4,7 +4,8 @@ The agent probe, the signing probe and the mux client talk to sockets that anyon
 our uid (or a stale file, or a wedged process) may hold. Here they connect, check the
 listener's uid (SO_PEERCRED), bound each read and write, and every failure becomes a
 ``TransportError`` of one ``Failure`` kind: each protocol adds only its own outcomes.
-Both protocols frame messages as a uint32 big-endian length, then the body.
+Both protocols frame messages as a uint32 big-endian length, then the body. BackupPC's
+server socket, served by BackupPC's user, is connected to here too, without the uid check.
 """
 
 from __future__ import annotations
@@ -86,6 +87,20 @@ def connect(
     ``expected_uid`` defaults to ours. ``what`` names the path and ``peer`` the
     listener in failure details. Raises TransportError.
     """
+    conn = connect_any(path, deadline, what, peer)
+    expected = os.getuid() if expected_uid is None else expected_uid
+    if conn.peer_uid != expected:
+        conn.close()
+        pid, uid = conn.peer_pid, conn.peer_uid
+        detail = f"{what} {path} is served by uid {uid} (pid {pid}), not uid {expected}"
+        raise TransportError(Failure.FOREIGN, detail, pid, uid)
+    return conn
+
+
+def connect_any(
+    path: Path, deadline: float, what: str = "socket", peer: str = "listener"
+) -> Connection:
+    """``connect`` without the uid check: for a server of another user. Raises TransportError."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(_left(deadline))
@@ -95,11 +110,6 @@ def connect(
     except OSError as err:
         sock.close()
         raise _connect_failure(path, err, what) from None
-    expected = os.getuid() if expected_uid is None else expected_uid
-    if uid != expected:
-        sock.close()
-        detail = f"{what} {path} is served by uid {uid} (pid {pid}), not uid {expected}"
-        raise TransportError(Failure.FOREIGN, detail, pid, uid)
     return Connection(sock, deadline, peer, pid, uid)
 
 

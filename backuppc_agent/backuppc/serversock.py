@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from backuppc_agent import unixsock
 from backuppc_agent.backuppc import confdir
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
@@ -54,15 +55,13 @@ def query(run_dir: Path, secret: str, message: str, timeout: float) -> str:
     """Send ``message`` to RUN_DIR/BackupPC.sock; its reply line, else raise ServerError."""
     if sum(thread.name == DRAIN_THREAD for thread in threading.enumerate()) >= MAX_DRAINS:
         raise ServerError(f"{MAX_DRAINS} earlier queries still wait for the server: not asking")
-    path = run_dir / SOCKET_NAME
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
     try:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-    except OSError as err:
-        sock.close()
-        raise ServerError(f"cannot connect to {path}: {err.strerror or err}") from err
-    return _exchange(sock, secret, message, time.monotonic() + timeout)
+        # BackupPC's own user serves it, whoever we are (root, the exporter's user).
+        conn = unixsock.connect_any(run_dir / SOCKET_NAME, deadline, "server socket", "server")
+    except unixsock.TransportError as err:
+        raise ServerError(f"BackupPC server: {err.detail}") from err
+    return _exchange(conn.sock, secret, message, deadline)
 
 
 def send(config: Config, *words: str) -> str:
