@@ -38,12 +38,21 @@ class Problem:
         return f"{self.message}: {self.fix}"
 
 
+def as_user(user: pwd.struct_passwd) -> tuple[str, ...]:
+    """The argv prefix that runs a command as ``user`` (root only): its ids, groups, HOME, no tty.
+
+    runuser, not setpriv: setpriv's own execve still has root's capabilities, so a
+    program under /root would start where ``user`` alone cannot start it.
+    """
+    return ("runuser", "-u", user.pw_name, "--")
+
+
 def run_as(user: pwd.struct_passwd, argv: Sequence[str]) -> tuple[int, str]:
     """Run ``argv`` as ``user``: (exit status, last line of stderr); (-1, "") if we cannot."""
     if os.geteuid() == user.pw_uid:
         command = tuple(argv)
     elif os.geteuid() == 0:
-        command = ("runuser", "-u", user.pw_name, "--", *argv)
+        command = (*as_user(user), *argv)
     else:
         return -1, ""
     try:

@@ -1,6 +1,6 @@
 """``client-setup``'s ssh to a client, as BackupPC's: one plain session per step.
 
-ControlMaster no, as the BackupPC user (root drops to it with setpriv: uid, gid,
+ControlMaster no, as the BackupPC user (root drops to it with runuser: uid, gid,
 groups, HOME), our ssh options with ``IdentitiesOnly`` on exactly the keys meant.
 A step is a fixed script fed to ``sh -s -- ARGS``; what comes back is untrusted:
 bounded, parsed strictly, shown escaped.
@@ -23,7 +23,7 @@ from pathlib import Path
 from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
-from backuppc_agent.install import templates
+from backuppc_agent.install import access, templates
 from backuppc_agent.install.authkeys import PublicKey
 from backuppc_agent.ssh import remote, sshconfig
 
@@ -68,7 +68,7 @@ class Session:
     identity_files: tuple[Path, ...] = ()
 
     def argv(self, command: str) -> tuple[str, ...]:
-        """ssh (after setpriv when we drop to the BackupPC user) to run ``command``."""
+        """ssh (after runuser when we drop to the BackupPC user) to run ``command``."""
         mux = dataclasses.replace(self.config.mux, identity_files=self.identity_files)
         config = dataclasses.replace(self.config, mux=mux)
         quiet = ("-o", "LogLevel=ERROR", "-o", "RequestTTY=no", "-x", "-a")
@@ -76,12 +76,8 @@ class Session:
         return (*self.prefix(), *sshconfig.ssh_command(config, Path("none"), "no", *words))
 
     def prefix(self) -> tuple[str, ...]:
-        """setpriv to the BackupPC user (uid, gid, groups), when we drop to it."""
-        user = self.runas
-        if user is None:
-            return ()
-        ids = (f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}")
-        return ("setpriv", *ids, "--init-groups", "--")
+        """runuser to the BackupPC user, when we drop to it (access.as_user)."""
+        return () if self.runas is None else access.as_user(self.runas)
 
     def env(self) -> dict[str, str]:
         """The child's environment: ours, or the BackupPC user's HOME and names."""

@@ -334,8 +334,7 @@ def test_the_ssh_argv_drops_to_the_user_offers_only_the_given_keys_and_ends_with
     runas = pwd.getpwuid(os.getuid())
     files = (tmp_path / "key0.pub",)
     argv = client.Session(config, "root", "192.0.2.7", runas, files).argv("echo x")
-    uid, gid = runas.pw_uid, runas.pw_gid
-    assert argv[:5] == ("setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--")
+    assert argv[:4] == ("runuser", "-u", runas.pw_name, "--")
     assert argv[-5:] == ("-l", "root", "--", "192.0.2.7", "echo x")
     assert f"IdentityFile={files[0]}" in argv
     assert "IdentityFile=" + str(tmp_path / "id_config") not in argv
