@@ -20,16 +20,8 @@ from pathlib import Path
 from backuppc_agent import exitcodes, names, state
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.doctor import swapcrypt
-from backuppc_agent.metrics.swapread import (
-    MEMINFO,
-    PROC,
-    ProcessSwap,
-    StatVfs,
-    SwapReader,
-    Tmpfs,
-    parse_status_uid,
-    read_status,
-)
+from backuppc_agent.metrics.pidstatus import parse_status_uid, read_status
+from backuppc_agent.metrics.swapread import MEMINFO, PROC, ProcessSwap, StatVfs, SwapReader, Tmpfs
 from backuppc_agent.waits import pause
 
 MAX_INTERVAL_SECONDS = 3600.0

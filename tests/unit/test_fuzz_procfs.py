@@ -15,9 +15,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from backuppc_agent.metrics import swapread
+from backuppc_agent.metrics.pidstatus import parse_status_name, parse_status_swap
 from backuppc_agent.metrics.scrape import Part, ScrapeErrors
 from backuppc_agent.metrics.swap import SECTIONS, SwapPart
-from backuppc_agent.metrics.swapread import Parsed, parse_status_name, parse_status_swap
+from backuppc_agent.metrics.swapread import Parsed
 from backuppc_agent.state import Snapshot, State
 
 #: text as a hostile or broken procfs might hand it over (after utf-8 "replace" decoding)

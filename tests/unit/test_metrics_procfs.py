@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backuppc_agent.metrics import swapread
-from backuppc_agent.metrics.swapread import Parsed, parse_status_name, parse_status_swap
+from backuppc_agent.metrics.pidstatus import parse_status_name, parse_status_swap
+from backuppc_agent.metrics.swapread import Parsed
 
 
 def read(tree: Path, name: str) -> str:
