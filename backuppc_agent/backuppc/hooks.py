@@ -114,7 +114,7 @@ def _post_actions(config: Config, hook: str, client: str, result: str) -> list[s
     lines = []
     try:
         if result == "failed":
-            lines.append(remote.kill_remote(config, client, None).line)
+            lines.append(remote.kill_remote(config, client, None))
         if config.hooks.post_master == "close":
             lines.append(master.close_master(config, client).detail)
     except BackupPCAgentError as err:

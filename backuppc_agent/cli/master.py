@@ -95,7 +95,7 @@ def _stop(config: Config, args: argparse.Namespace) -> str:
         return close_master(config, args.client).detail
     from backuppc_agent.ssh.remote import kill_remote  # noqa: PLC0415
 
-    return kill_remote(config, args.client, None, args.host or None).line
+    return kill_remote(config, args.client, None, args.host or None)
 
 
 def run(args: argparse.Namespace) -> int:

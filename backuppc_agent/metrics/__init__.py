@@ -1,4 +1,5 @@
 """The Prometheus exporter, its parts built fresh per scrape and registered per exporter.
 
-Only ``swapread`` (procfs, shared with the ``swap`` command) avoids prometheus_client.
+Only the procfs readers (``swapread``, ``pidstatus``: shared with the ``swap`` command) avoid
+prometheus_client.
 """

@@ -73,14 +73,6 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
-@dataclass(frozen=True, slots=True)
-class KillResult:
-    """The outcome of one kill session: how many processes were matched, one summary line."""
-
-    killed: int
-    line: str
-
-
 def client_tag(client: str) -> str:
     """A short hex tag for a client, safe in any shell word and regex.
 
@@ -116,10 +108,8 @@ def _parse(output: str) -> int | None:
     return None
 
 
-def kill_remote(
-    config: Config, client: str, token: str | None, host: str | None = None
-) -> KillResult:
-    """Kill one job (``token``) or every job of CLIENT (``token`` None) on the client.
+def kill_remote(config: Config, client: str, token: str | None, host: str | None = None) -> str:
+    """Kill one job (``token``) or every job of CLIENT (``token`` None); return one summary line.
 
     Script and output live in memory files: a full or read-only state dir never
     stops a kill. Raises BackupPCAgentError (a bad name, or the session failed).
@@ -139,7 +129,7 @@ def kill_remote(
         last = names.last_line(output) or f"ssh exited {code}"
         raise BackupPCAgentError(f"kill-remote {client}: {names.printable(last, SHOWN_CHARS)}")
     what = "job" if token else "jobs"
-    return KillResult(killed, f"killed {killed} remote process(es) of {client}'s backup {what}")
+    return f"killed {killed} remote process(es) of {client}'s backup {what}"
 
 
 def probe_access(config: Config, client: str, host: str, record: bool = True) -> Answer:

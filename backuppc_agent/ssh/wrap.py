@@ -166,7 +166,7 @@ class Relay:
         why = f"signal {self.signals[0]}" if self.signals else "the caller went away"
         _say(f"transfer for {self.client} aborted ({why}): ending the remote job")
         try:
-            _say(remote.kill_remote(self.config, self.client, self.token).line)
+            _say(remote.kill_remote(self.config, self.client, self.token))
         except Exception as err:  # noqa: BLE001  (an abort must always finish)
             _say(f"could not kill the remote job: {err}")
         proc.stop_child(child, grace=1.0)
