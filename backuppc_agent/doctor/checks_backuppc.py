@@ -81,8 +81,7 @@ def check_access(env: Env) -> list[Finding]:
 def check_known_hosts(env: Env) -> list[Finding]:
     """Each host BackupPC reaches through ssh has a known_hosts entry (BatchMode needs it)."""
     known_hosts = env.ctx.config.mux.known_hosts
-    main = env.backuppc.main() or {}
-    every = [env.backuppc.host(name, main) for name in env.backuppc.host_names()]
+    every = _hosts(env)
     skipped = [_no_ssh(host) for host in every if not host.uses_ssh]
     hosts = [host for host in every if host.uses_ssh]
     if not hosts:
@@ -92,6 +91,11 @@ def check_known_hosts(env: Env) -> list[Finding]:
         message = f"all {len(hosts)} ssh hosts are in {known_hosts}"
         return [*skipped, Finding("known_hosts", Verdict.OK, message)]
     return [*skipped, *(_unknown_host(host, known_hosts) for host in missing)]
+
+
+def _hosts(env: Env) -> list[confdir.Host]:
+    main = env.backuppc.main() or {}
+    return [env.backuppc.host(name, main) for name in env.backuppc.host_names()]
 
 
 def _no_ssh(host: confdir.Host) -> Finding:
@@ -117,9 +121,7 @@ def check_client_keys(env: Env) -> list[Finding]:
     Asked through the host's live master (a harmless probe, no new login); a host
     without one shows what the last master that opened found.
     """
-    main = env.backuppc.main() or {}
-    hosts = [env.backuppc.host(name, main) for name in env.backuppc.host_names()]
-    hosts = [host for host in hosts if host.uses_ssh]
+    hosts = [host for host in _hosts(env) if host.uses_ssh]
     if not hosts:
         return [Finding("client keys", Verdict.SKIP, "no BackupPC host uses ssh")]
     config = env.ctx.config
@@ -130,7 +132,7 @@ def check_client_keys(env: Env) -> list[Finding]:
         _protected_finding(env, host, protected)
         for host, finding in zip(hosts, findings, strict=True)
         if finding.verdict is Verdict.OK and host.xfer_method == "rsync"
-        if (protected := confdir.protected_args(env.backuppc.settings(host.name, main)))
+        if (protected := confdir.protected_args(env.backuppc.settings(host.name)))
     ]
     if all(f.verdict is Verdict.OK for f in findings):
         message = f"the backup key reaches only the gate on all {len(hosts)} ssh hosts"
@@ -194,14 +196,14 @@ def check_swap(env: Env) -> list[Finding]:
         return [Finding("swap", Verdict.WARN, f"cannot read {env.procfs / 'swaps'}")]
     if not verdicts:
         return [Finding("swap", Verdict.OK, "no swap in use: the agent's keys stay in RAM")]
-    findings = []
-    for item in verdicts:
-        where = f"{item.area.device} ({item.area.type})"
-        if item.encrypted is True:
-            findings.append(Finding("swap", Verdict.OK, f"{where}: {item.why}"))
-        elif item.encrypted is False:
-            message = f"{where}: {item.why}: the agent's decrypted keys can be paged out to it"
-            findings.append(Finding("swap", Verdict.FAIL, message, SWAP_FIX))
-        else:
-            findings.append(Finding("swap", Verdict.WARN, f"{where}: {item.why}", SWAP_FIX))
-    return findings
+    return [_swap_finding(item) for item in verdicts]
+
+
+def _swap_finding(item: swapcrypt.Encryption) -> Finding:
+    where = f"{item.area.device} ({item.area.type}): {item.why}"
+    if item.encrypted:
+        return Finding("swap", Verdict.OK, where)
+    if item.encrypted is None:
+        return Finding("swap", Verdict.WARN, where, SWAP_FIX)
+    message = f"{where}: the agent's decrypted keys can be paged out to it"
+    return Finding("swap", Verdict.FAIL, message, SWAP_FIX)
