@@ -1,8 +1,7 @@
 """``backuppc-agent swap``: the swapping and the processes behind it, on one screen.
 
-The numbers come from the metrics' own reader (metrics.swapread), so the screen
-and the dashboard agree; swap-in/out and stall rates are taken as vmstat's si/so
-are, from two readings ``--interval`` apart. Exit 9 (FAILED) without /proc/meminfo.
+Read by the metrics' own reader (metrics.swapread), so screen and dashboard agree;
+rates, as vmstat's si/so, come from two readings ``--interval`` apart.
 """
 
 from __future__ import annotations
@@ -30,13 +29,12 @@ MAX_COMMAND_CHARS = 200
 
 @dataclass(frozen=True)
 class Rates:
-    """Per second over the interval: pages swapped in and out, and PSI stall shares."""
+    """Per second over the interval: pages swapped in and out; PSI stall shares (0..1)."""
 
     interval_seconds: float
     in_pages: float | None
     out_pages: float | None
     page_bytes: int
-    #: share of the interval (0..1) some / all tasks stalled on memory; None without PSI
     pressure_some: float | None
     pressure_full: float | None
 
@@ -59,7 +57,7 @@ class SwapReport:
 
 @dataclass(frozen=True)
 class Sources:
-    """Where to read (tests point these at fixture trees) and how to wait and statvfs."""
+    """Where to read, how to statvfs and wait: tests pass fixture trees and fakes."""
 
     procfs: Path = PROC
     sysfs: Path = Path("/sys")
@@ -104,8 +102,7 @@ def gather(sources: Sources, interval: float, top: int, agent_pid: int | None) -
     first = _counters(read)
     meminfo = read.meminfo() or {}
     report.total_bytes, report.free_bytes, report.cached_bytes = map(meminfo.get, MEMINFO)
-    report.devices = [swapcrypt.judge(area, sources.procfs, sources.sysfs)
-                      for area in read.swaps() or ()]  # fmt: skip
+    report.devices = swapcrypt.check(sources.procfs, sources.sysfs, report.problems.append) or []
     report.processes = [_shown(sources.procfs, p) for p in read.processes(top) or ()]
     report.tmpfs = read.tmpfs() or []
     if agent_pid is not None:
@@ -179,7 +176,9 @@ def size(value: float | None) -> str:
 
 
 def render(report: SwapReport) -> str:
-    lines = _totals(report) + _rates(report) + _processes(report) + _tmpfs(report)
+    lines = _totals(report) + _rates(report) + _processes(report)
+    lines += [f"tmpfs {mount.mountpoint}: {size(mount.used_bytes)} used of {size(mount.size_bytes)}"
+              for mount in report.tmpfs]  # fmt: skip
     lines += _agent(report)
     lines += [f"problem: {problem}" for problem in report.problems[:10]]
     return "\n".join(lines)
@@ -225,11 +224,6 @@ def _processes(report: SwapReport) -> list[str]:
         lines.append(f"  {proc.pid:>7} {proc.user[:10]:<10} {size(proc.swap_bytes):>10}  "
                      f"{proc.command[:80]}")  # fmt: skip
     return lines
-
-
-def _tmpfs(report: SwapReport) -> list[str]:
-    return [f"tmpfs {mount.mountpoint}: {size(mount.used_bytes)} used of {size(mount.size_bytes)}"
-            for mount in report.tmpfs]  # fmt: skip
 
 
 def _agent(report: SwapReport) -> list[str]:

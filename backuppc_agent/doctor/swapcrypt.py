@@ -9,6 +9,7 @@ device is anonymous (btrfs, say) we cannot tell, and say so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def judge(area: SwapArea, procfs: Path, sysfs: Path) -> Encryption:
     return Encryption(area, found.encrypted, f"swap file on {found.why}")
 
 
-def check(procfs: Path, sysfs: Path) -> list[Encryption] | None:
+def check(
+    procfs: Path, sysfs: Path, fail: Callable[[str], None] = lambda _: None
+) -> list[Encryption] | None:
     """Judge every active swap area: [] means no swap, None that /proc/swaps is unreadable."""
-    areas = SwapReader(procfs, lambda _problem: None).swaps()
+    areas = SwapReader(procfs, fail).swaps()
     return None if areas is None else [judge(area, procfs, sysfs) for area in areas]
