@@ -51,16 +51,18 @@ class AuthWatch:
         now = self._wall()
         if result.identities != self._identities:  # hashing 10,000 keys at every poll is felt
             self._identities, self._fingerprints = result.identities, result.fingerprints
-        keys = readiness.parse_keys(result.identities, self._fingerprints)
-        ignored = readiness.not_counted(cfg)
-        checks: SignChecks | None = None
-        vanished = None
-        if result.answered:  # also with no keys: the next key to appear is signed at once
-            checks = self._checks_of(readiness.to_sign(keys, cfg.required_keys, ignored))
-            vanished = self._observe(self._fingerprints, now)
+        vanished = self._observe(self._fingerprints, now) if result.answered else None
         lifetimes = self.lifetimes.expiries(cfg.lifetime_seconds)
-        return readiness.judge(
-            result, keys, cfg.required_keys, checks, now, lifetimes, vanished, ignored
+        # Signed also with no keys: the next key to appear is signed at once.
+        return readiness.assess(
+            cfg,
+            result,
+            self._fingerprints,
+            self._checks_of,
+            now,
+            lifetimes,
+            vanished,
+            always_sign=True,
         )
 
     def _checks_of(self, keys: tuple[Identity, ...]) -> SignChecks:

@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from backuppc_agent.agent.protocol import Reader, encode_string
+from backuppc_agent.agent import protocol
+from backuppc_agent.agent.protocol import Identity, Reader, encode_string
 from backuppc_agent.errors import ProtocolError
 
 CERT_SUFFIX = "-cert-v01@openssh.com"
@@ -106,6 +107,33 @@ def parse_certificate(blob: bytes) -> Certificate | None:
     reader.end()
     key_blob = encode_string(base.encode("ascii")) + key_fields
     return Certificate(key_id, valid_after, valid_before, key_blob)
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One identity the agent lists, its certificate (if it is one) parsed once."""
+
+    identity: Identity
+    fingerprint: str
+    listed: str  # the fingerprint ``ssh-add -l`` shows: for a certificate, its key's
+    cert: Certificate | None = None
+    unreadable: str = ""  # why a certificate blob does not parse
+
+
+def parse_keys(identities: Sequence[Identity], fingerprints: Sequence[str]) -> tuple[Key, ...]:
+    """The identities (``fingerprints``: theirs, same order) with their certificates parsed."""
+    return tuple(_key(identity, fp) for identity, fp in zip(identities, fingerprints, strict=True))
+
+
+def _key(identity: Identity, fingerprint: str) -> Key:
+    if not is_certificate(identity.key_type):
+        return Key(identity, fingerprint, fingerprint)
+    try:
+        cert = parse_certificate(identity.blob)
+    except ProtocolError as err:
+        return Key(identity, fingerprint, fingerprint, unreadable=str(err))
+    listed = protocol.fingerprint(cert.key_blob) if cert else fingerprint
+    return Key(identity, fingerprint, listed, cert)
 
 
 def _stamp(epoch: int) -> str:

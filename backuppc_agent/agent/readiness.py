@@ -16,19 +16,17 @@ from functools import partial
 from pathlib import Path
 
 from backuppc_agent import names, waits
-from backuppc_agent.agent import certs, keyfiles, protocol
-from backuppc_agent.agent.certs import Certificate, is_certificate, parse_certificate
+from backuppc_agent.agent import certs, keyfiles
+from backuppc_agent.agent.certs import Key, parse_keys
 from backuppc_agent.agent.probe import Probe, ProbeResult, probe
 from backuppc_agent.agent.protocol import Identity
 from backuppc_agent.agent.signing import SignCheck, sign_keys
 from backuppc_agent.config import AgentConfig
-from backuppc_agent.errors import ProtocolError
 from backuppc_agent.state import State
 from backuppc_agent.unixsock import Failure
 
-#: Shortest probe timeout near the end of a wait: a probe always gets a chance to answer.
+#: Shortest probe timeout near a wait's end (a probe always gets a chance), and the poll.
 MIN_PROBE_SECONDS = 0.05
-#: How often a wait probes by default: a user at the terminal sees readiness at once.
 POLL_SECONDS = 0.05
 #: Keys signed when none are required: ssh offers the agent's keys in order, so
 #: the first ones are those a login uses; with 10,000 keys the probe stays small.
@@ -54,19 +52,6 @@ class Cause(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Key:
-    """One identity the agent lists, its certificate (if it is one) parsed once."""
-
-    identity: Identity
-    fingerprint: str
-    #: the fingerprint ``ssh-add -l`` shows: for a certificate, that of its key
-    listed: str
-    cert: Certificate | None = None
-    #: why a certificate blob does not parse ("" when it does, or is no certificate)
-    unreadable: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class Readiness:
     """One probe judged: the state, its cause and reason, and the facts behind them."""
 
@@ -75,15 +60,11 @@ class Readiness:
     reason: str
     probe: ProbeResult
     fingerprints: tuple[str, ...] = ()
-    #: (fingerprint, why) for the keys that count but cannot be used, by fingerprint;
-    #: why is a sign check's label or a certificate's validity
+    #: (fingerprint, sign check label or certificate validity) of the counting keys not usable
     unusable: tuple[tuple[str, str], ...] = ()
-    #: expiries of the loaded keys, soonest first (see agent/certs.py)
-    expiries: tuple[certs.Expiry, ...] = ()
-    #: when authentication stops working as far as expiries tell (None: never)
-    expires: float | None = None
-    #: how long the wait that ended with this verdict took
-    waited_seconds: float = 0.0
+    expiries: tuple[certs.Expiry, ...] = ()  # of the loaded keys, soonest first
+    expires: float | None = None  # when authentication stops working (None: never)
+    waited_seconds: float = 0.0  # how long the wait that ended with this verdict took
 
     @property
     def identities(self) -> int:
@@ -91,27 +72,11 @@ class Readiness:
         return len(self.probe.identities)
 
 
-def parse_keys(identities: Sequence[Identity], fingerprints: Sequence[str]) -> tuple[Key, ...]:
-    """The identities (``fingerprints``: theirs, same order) with their certificates parsed."""
-    return tuple(_key(identity, fp) for identity, fp in zip(identities, fingerprints, strict=True))
-
-
-def _key(identity: Identity, fingerprint: str) -> Key:
-    if not is_certificate(identity.key_type):
-        return Key(identity, fingerprint, fingerprint)
-    try:
-        cert = parse_certificate(identity.blob)
-    except ProtocolError as err:
-        return Key(identity, fingerprint, fingerprint, unreadable=str(err))
-    listed = protocol.fingerprint(cert.key_blob) if cert else fingerprint
-    return Key(identity, fingerprint, listed, cert)
-
-
 def counting(keys: Sequence[Key], required_keys: Sequence[str]) -> list[Key]:
     """The keys readiness judges, in the agent's order: the required ones, or all.
 
-    A certificate stands for its key (ssh-add loads both): the plain key does not count,
-    so it cannot hide an expired certificate. Required keys match ``ssh-add -l``'s fingerprint.
+    A certificate stands for its key (ssh-add loads both), so the plain key cannot hide
+    an expired certificate.
     """
     certified = {key.cert.key_blob for key in keys if key.cert is not None}
     wanted = set(required_keys)
@@ -159,11 +124,10 @@ def judge(
     vanished: str | None = None,
     ignored: Collection[str] = (),
 ) -> Readiness:
-    """Judge one probe whose identities are ``keys`` (see ``parse_keys``).
+    """Judge one probe whose identities are ``keys``.
 
-    ``checks``: sign checks by fingerprint (None: not signed, a listed key counts);
-    ``lifetimes``: expiries under agent.lifetime_seconds; ``vanished``: why keys
-    vanished, the reason while waiting; ``ignored``: fingerprints that never count.
+    ``checks``: by fingerprint (None: not signed); ``lifetimes``: expiries under
+    agent.lifetime_seconds; ``vanished``: the reason while waiting; ``ignored``: never count.
     """
     backup = [key for key in keys if key.listed not in ignored]
     found = counting(backup, required_keys)
@@ -221,10 +185,7 @@ def _verdict(
 def _judge(
     keys: Sequence[Key], required: bool, checks: Mapping[str, SignCheck] | None, now: float
 ) -> tuple[int, list[tuple[Key, str, str]]]:
-    """(how many counting keys are usable, (key, label, why) per counting key that is not).
-
-    All are judged for their certificate; those to_sign picks (signed) for signing too.
-    """
+    """(usable count, (key, label, why) per unusable key): certificates, then sign checks."""
     usable, problems = 0, []
     for index, key in enumerate(keys):
         signed = required or index < SAMPLE_KEYS
@@ -260,6 +221,29 @@ def _problem_text(problems: list[tuple[Key, str, str]]) -> str:
     return f"key {key.fingerprint}{f' ({shown})' if shown else ''}: {why}{more}"
 
 
+def assess(
+    agent: AgentConfig,
+    result: ProbeResult,
+    fingerprints: Sequence[str],
+    sign: Callable[[tuple[Identity, ...]], Mapping[str, SignCheck]],
+    now: float,
+    lifetimes: Sequence[certs.Expiry] = (),
+    vanished: str | None = None,
+    always_sign: bool = False,
+) -> Readiness:
+    """Parse the probe's keys (``fingerprints``: theirs), ``sign`` those that count, judge.
+
+    Signs once the agent answered: with every required key loaded, or ``always_sign``
+    (the supervisor, whose sign cache must see each change of keys).
+    """
+    keys = parse_keys(result.identities, fingerprints)
+    ignored = not_counted(agent)
+    checks = None
+    if result.answered and (always_sign or (keys and not missing(keys, agent.required_keys))):
+        checks = sign(to_sign(keys, agent.required_keys, ignored))
+    return judge(result, keys, agent.required_keys, checks, now, lifetimes, vanished, ignored)
+
+
 def check_live(
     agent: AgentConfig,
     timeout: float | None = None,
@@ -268,21 +252,19 @@ def check_live(
     lifetimes: Sequence[certs.Expiry] = (),
     expected_uid: int | None = None,
 ) -> Readiness:
-    """List the agent's keys, sign with those that count, judge; each within ``timeout``.
-
-    ``probe_agent`` and ``sign_agent`` default to the real ones, talking to an agent
-    of ``expected_uid`` (default ours: root looks at the BackupPC user's agent).
-    """
+    """Probe the agent of ``expected_uid`` (default ours), sign, judge; each within ``timeout``."""
     seconds = agent.probe_timeout_seconds if timeout is None else timeout
     probe_agent = probe_agent or partial(probe, expected_uid=expected_uid)
-    sign_agent = sign_agent or partial(sign_keys, expected_uid=expected_uid)
+    signer = sign_agent or partial(sign_keys, expected_uid=expected_uid)
     result = probe_agent(agent.socket, seconds)
-    keys = parse_keys(result.identities, result.fingerprints)
-    ignored = not_counted(agent)
-    checks = None
-    if result.answered and keys and not missing(keys, agent.required_keys):
-        checks = sign_agent(agent.socket, to_sign(keys, agent.required_keys, ignored), seconds)
-    return judge(result, keys, agent.required_keys, checks, time.time(), lifetimes, None, ignored)
+    return assess(
+        agent,
+        result,
+        result.fingerprints,
+        lambda keys: signer(agent.socket, keys, seconds),
+        time.time(),
+        lifetimes,
+    )
 
 
 def wait_ready(

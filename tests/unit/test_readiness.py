@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from backuppc_agent.agent.certs import parse_keys
 from backuppc_agent.agent.probe import Probed, ProbeResult
 from backuppc_agent.agent.protocol import Identity, encode_string, fingerprint
-from backuppc_agent.agent.readiness import Cause, Readiness, judge, parse_keys
+from backuppc_agent.agent.readiness import Cause, Readiness, judge
 from backuppc_agent.agent.signing import SignCheck, Signed
 from backuppc_agent.state import State
 from backuppc_agent.unixsock import Failure

@@ -99,8 +99,8 @@ def test_reasons_name_confirmation_and_touch() -> None:
     assert SignCheck(Signed.OK).reason == ""
 
 
-def keys(*identities: Identity) -> tuple[readiness.Key, ...]:
-    return readiness.parse_keys(identities, [identity.fingerprint for identity in identities])
+def keys(*identities: Identity) -> tuple[certs.Key, ...]:
+    return certs.parse_keys(identities, [identity.fingerprint for identity in identities])
 
 
 def test_required_keys_are_signed_else_a_bounded_sample() -> None:
