@@ -1,11 +1,7 @@
-"""What a configured path may hold: the limits of Unix sockets and what ssh would misread.
+"""What a configured path may hold: Unix socket limits and what ssh would misread.
 
-Config validation applies these to every path key. A Unix socket path holds 108
-bytes on Linux (104 on BSD) with its NUL, and an ssh master first binds its
-ControlPath plus '.' and 16 random characters: a control path (CONTROL_DIR/CLIENT)
-may be at most 90 characters. ssh reads paths in ssh_config and ``-o`` through one
-word splitter (whitespace, quotes, backslashes, '#' comments, '%' tokens, '$'
-variables), so a path holding any of those reaches ssh as something else.
+A master first binds its ControlPath plus '.' and 16 random characters, within
+sun_path's 108 bytes (104 on BSD): CONTROL_DIR/CLIENT may be 90 characters.
 """
 
 from __future__ import annotations

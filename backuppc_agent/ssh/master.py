@@ -1,10 +1,8 @@
-"""One OpenSSH master connection per client: find it alive, or open it under a lock.
+"""One OpenSSH master connection per client: find it alive, or open it under a per-client lock.
 
-The master's stdio is /dev/null and its log (``-E``) ``STATE_DIR/masters/CLIENT.log``,
-so no caller (BackupPC reading the hook's output) hangs on a pipe it inherited. A
-per-client flock: one master per client, and no wait across clients. A stale socket
-is removed first: ``ssh -M`` over an existing path silently runs without multiplexing.
-With ``restore``: a restore's own master (the restore key alone, see sshconfig.py).
+Its stdio is /dev/null and its log (``-E``) CLIENT.log, so BackupPC never hangs on a
+pipe the master inherited. A stale socket goes first: ``ssh -M`` over an existing
+path silently runs without multiplexing. ``restore``: the restore key's own master.
 """
 
 from __future__ import annotations
@@ -60,10 +58,7 @@ def _is_temp_name(name: str) -> bool:
 
 
 def list_masters(control_dir: Path, timeout: float = CHECK_SECONDS) -> list[MasterInfo]:
-    """Every control socket in ``control_dir``, checked over the mux protocol, by client.
-
-    Concurrently: 200 masters, or a few wedged sockets, cost about one wait, not the sum.
-    """
+    """Every control socket in ``control_dir``, checked concurrently over the mux protocol."""
     sockets = _control_sockets(control_dir)
     if len(sockets) <= 1:
         return [_check_one(entry, timeout) for entry in sockets]
@@ -128,9 +123,9 @@ def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:
 
 
 def _wait_alive(path: Path, seconds: float) -> mux.MuxResult:
-    """Check the master on ``path`` until it answers or ``seconds`` pass; return the last check."""
-    deadline = time.monotonic() + seconds
+    """Check the master on ``path`` until it answers or ``seconds`` pass; the last check."""
     check = functools.partial(mux.check, path, CHECK_SECONDS)
+    deadline = time.monotonic() + seconds
     return waits.until(check, deadline, SETTLE_POLL_SECONDS, done=lambda result: result.alive)
 
 
@@ -158,11 +153,7 @@ def open_master(config: Config, client: str, host: str, restore: bool = False) -
 
 
 def _explained(why: str, host: str) -> str:
-    """``why``, plus sshd's PerSourcePenalties and their fix when the client dropped us.
-
-    Under ``-E`` ssh logs only "Connection closed by ADDR port N" for a connection
-    closed before sshd's greeting: what an sshd >= 9.8 does to a penalised address.
-    """
+    """``why``, plus sshd's PerSourcePenalties and their fix when the client dropped us."""
     if reach.classify(why) is not reach.Reach.DROPPED:
         return why
     address = host.rpartition("@")[2]
@@ -177,10 +168,9 @@ def ensure_master(
     first: mux.MuxResult | None = None,
     restore: bool = False,
 ) -> tuple[mux.MuxResult, bool]:
-    """Find CLIENT's master alive (a session proves its connection) or open it.
+    """Find CLIENT's master alive (a session proves it) or open it; (status, opened_now).
 
-    ``first`` is the caller's own session check of the socket, if it made one.
-    Returns (status, opened_now); raises MasterError (or BadNameError) if it cannot.
+    ``first``: the caller's own session check, if any. Raises MasterError or BadNameError.
     """
     path = sshconfig.master_path(config, client, restore)
     names.check(host, "host")
@@ -206,10 +196,7 @@ def ensure_master(
 
 
 def retire_master(path: Path, status: mux.MuxResult) -> None:
-    """Free ``path`` from a master that runs but opens no sessions (``ssh -O stop``).
-
-    Not asked to exit: what it still carries runs on. If it does not answer, its socket goes.
-    """
+    """Free ``path`` from a master that opens no sessions (``ssh -O stop``: its sessions run on)."""
     logger.warning("retiring ssh master %s: %s", path, status.detail)
     mux.stop_listening(path, CHECK_SECONDS)
     if path.is_socket():  # it did not answer: take the path from it

@@ -1,9 +1,6 @@
-"""The files of each client's master in ``STATE_DIR/masters`` (0700): lock, log, what it met.
-
-``CLIENT.lock`` (one master per client), ``CLIENT.log`` (the master's ``-E`` log),
-``CLIENT.host`` (the host it was last opened to, for ``master open`` and
-``kill-remote`` without one) and ``CLIENT.access`` (what the backup key last got
-there, a remote.Answer; its mtime says when).
+"""Each client's master files in ``STATE_DIR/masters`` (0700): CLIENT.lock, CLIENT.log (``-E``),
+CLIENT.host (last host, for ``master open``/``kill-remote`` without one), CLIENT.access
+(remote.Answer the backup key last got; its mtime says when).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """A client for OpenSSH's ControlMaster socket (PROTOCOL.mux), every step under a deadline.
 
-ALIVE_CHECK takes ~0.1 ms (``ssh -O check``: 5 ms); NEW_SESSION, only until the
-client's sshd confirms the channel, proves the connection (~2 ms on loopback);
-TERMINATE is ``ssh -O exit``, STOP_LISTENING ``ssh -O stop``. The socket is
-untrusted: ``unixsock`` refuses a listener of another uid (ssh itself does not
-check who owns the master it talks to); ``mux_framing`` bounds every frame.
+ALIVE_CHECK takes ~0.1 ms (``ssh -O check``: 5 ms); a NEW_SESSION confirmed by the
+client's sshd proves the connection. The socket is untrusted: ``unixsock`` refuses
+another uid's listener (ssh itself does not check); ``mux_framing`` bounds frames.
 """
 
 from __future__ import annotations

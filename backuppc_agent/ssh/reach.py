@@ -1,12 +1,9 @@
 """Why a client's sshd gave us nothing: refused, timed out, silent, or dropped by sshd.
 
-OpenSSH 9.8's PerSourcePenalties: after about 15 connections that never try to
-log in (ssh-keyscan's, port probes), sshd drops every new connection from that
-address for a while: it accepts, writes "Not allowed at this time" and closes.
-The texts in _PATTERNS were measured with OpenSSH 9.2 and 10.0 clients. ssh-keyscan
-prints nothing when refused or timed out, so only a connect of our own (``probe``)
-tells those apart; it runs only when the texts say nothing, since one that reaches
-a healthy sshd earns a penalty (a dropped one does not).
+OpenSSH 9.8's PerSourcePenalties: after ~15 connections that never log in (ssh-keyscan's,
+port probes) sshd drops an address's connections for a while. _PATTERNS' texts were
+measured with OpenSSH 9.2 and 10.0. ``probe`` runs only when they say nothing: a
+connect that reaches a healthy sshd earns a penalty.
 """
 
 from __future__ import annotations

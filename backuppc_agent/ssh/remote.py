@@ -1,13 +1,9 @@
 """Kill what a backup started on a client, and ask what the backup key gets there.
 
-The mux protocol cannot signal a remote process, and without a pty the remote
-command gets no signal when its ssh client dies. So every transfer is marked in
-its environment (``env BACKUPPC_AGENT_JOB=TAG.TOKEN CMD``, inherited by its
-children), and a kill session through the master feeds kill_script.py to
+The mux protocol cannot signal a remote process, and without a pty a remote command
+outlives its ssh client. So each transfer is marked in its environment (``env
+BACKUPPC_AGENT_JOB=TAG.TOKEN CMD``), and a kill session feeds kill_script.py to
 ``sh -s`` (no quoting depends on the client's login shell).
-
-``probe_access`` records what the backup key gets (the gate of ``client-setup``,
-a login shell, or another forced command) for doctor and the metrics.
 """
 
 from __future__ import annotations
@@ -109,10 +105,9 @@ def _parse(output: str) -> int | None:
 
 
 def kill_remote(config: Config, client: str, token: str | None, host: str | None = None) -> str:
-    """Kill one job (``token``) or every job of CLIENT (``token`` None); return one summary line.
+    """Kill one job (``token``) or every job of CLIENT (``token`` None); one summary line.
 
-    Script and output live in memory files: a full or read-only state dir never
-    stops a kill. Raises BackupPCAgentError (a bad name, or the session failed).
+    In memory files: a full state dir never stops a kill. Raises BackupPCAgentError.
     """
     sshconfig.control_path(config.mux.control_dir, client)  # refuse a bad name before any use
     target = host or masterfiles.remembered_host(config, client) or client
@@ -133,10 +128,9 @@ def kill_remote(config: Config, client: str, token: str | None, host: str | None
 
 
 def probe_access(config: Config, client: str, host: str, record: bool = True) -> Answer:
-    """What the backup key gets on CLIENT (an Answer), through its master (checked by the caller).
+    """What the backup key gets on CLIENT through its master (the gate, a shell, another command).
 
-    With ``record`` (only the BackupPC user writes its state dir) the answer is
-    recorded. Raises BackupPCAgentError if the session fails.
+    ``record``: keep the answer (for doctor and the metrics). Raises BackupPCAgentError.
     """
     argv = sshconfig.client_command(config, client, host, "no", (PROBE_COMMAND,))
     try:

@@ -1,10 +1,8 @@
 """The ssh options every client pull uses, as ssh_config text and as ``-o`` arguments.
 
-Passed as ``-o``, a stale ssh_config file never makes BackupPC's sessions disagree
-with the hook's master; ``~/.ssh/config`` still sets the rest (Port, User, HostName).
-Control sockets are ``CONTROL_DIR/CLIENT``: ``master list`` needs no side table.
-Once the restore key is set up, backups offer only the other keys (``IdentitiesOnly``)
-and restores only the restore key, on masters in ``CONTROL_DIR/restore/``.
+As ``-o``, a stale ssh_config never makes BackupPC's sessions disagree with the
+hook's master; ``~/.ssh/config`` still sets Port, User, HostName. With the restore
+key set up, backups offer the other keys and restores only it (CONTROL_DIR/restore/).
 """
 
 from __future__ import annotations
@@ -29,10 +27,7 @@ OPTION_CHECK_SECONDS = 10.0
 
 
 def make_option_check_command(ssh: str, keyword: str, value: str) -> tuple[str, ...]:
-    """argv that exits 0 only if ssh knows KEYWORD (``-G`` connects nowhere).
-
-    ``-F none``: a broken ~/.ssh/config must not decide the answer.
-    """
+    """argv that exits 0 only if ssh knows KEYWORD (-G connects nowhere, -F none skips ~/.ssh)."""
     return (ssh, "-F", "none", "-G", "-o", f"{keyword}={value}", "--", "localhost")
 
 
@@ -81,7 +76,7 @@ def options(
 ) -> tuple[tuple[str, str], ...]:
     """The (keyword, value) pairs of our ssh options, for ControlPath ``path``.
 
-    ``restore``: a restore connection (the restore key alone, a short ControlPersist).
+    ``restore``: the restore key alone, a short ControlPersist.
     """
     mux = config.mux
     persist = min(mux.persist_seconds, RESTORE_PERSIST_SECONDS) if restore else mux.persist_seconds
@@ -140,10 +135,7 @@ def client_command(
     ssh_options: Sequence[str] = (),
     restore: bool = False,
 ) -> tuple[str, ...]:
-    """argv of ssh to HOST over CLIENT's (restore) master: ours, ``ssh_options``, ``command``.
-
-    Raises BadNameError (or UnsafePathError) before anything runs.
-    """
+    """argv of ssh to HOST over CLIENT's (restore) master; BadNameError or UnsafePathError first."""
     path = master_path(config, client, restore)
     destination = names.check(host, "host")
     words = (*ssh_options, "--", destination, *command)

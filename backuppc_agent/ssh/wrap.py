@@ -1,15 +1,11 @@
 """The ssh that rsync_bpc runs (``$Conf{RsyncSshArgs}``): a mux client that aborts cleanly.
 
-The trap (OpenSSH 9.2): a multiplexed ssh client hands its stdio to the master,
-which keeps it open until the remote command ends even if the client is killed.
-rsync_bpc's stderr is the pipe BackupPC_dump reads, so after BackupPC's SIGINT the
-dump would wait for an EOF that never comes and never run DumpPostUserCmd. So the
-real ssh's stderr is a pipe to us (stdin and stdout go straight to rsync_bpc), and
-when our caller goes away or we are signalled we kill the remote job (remote.py),
-stop our ssh and exit: the only holder of the dump's pipe is gone.
-
-A restore's transfer (rsync receiving) rides the restore master with the restore
-key alone and ``ControlMaster no``, once that key is set up (sshconfig.py).
+The trap (OpenSSH 9.2): a mux client hands its stdio to the master, which keeps it
+open until the remote command ends, even if the client is killed. rsync_bpc's stderr
+is the pipe BackupPC_dump reads, so after a SIGINT the dump would wait forever and
+never run DumpPostUserCmd. So ssh's stderr is a pipe to us, and when our caller goes
+or we are signalled we kill the remote job, stop ssh and exit, closing the dump's pipe.
+A restore (rsync receiving) rides the restore master, ``ControlMaster no``.
 """
 
 from __future__ import annotations
@@ -68,8 +64,8 @@ def option_values(options: Sequence[str]) -> list[tuple[str, str]]:
 def _option(args: Sequence[str], index: int) -> tuple[int, tuple[str, str] | None]:
     """The option word at ``index``: where the next one starts, and (letter, value) if any.
 
-    As getopt: the first letter taking an argument ends the word; its value is the
-    rest of the word, else the next word (even "--").
+    As getopt: the value is the rest of the word after the first letter taking one,
+    else the next word (even "--").
     """
     letters = args[index][1:]
     for position, letter in enumerate(letters):
@@ -94,17 +90,13 @@ def check_options(options: Sequence[str]) -> None:
             )
 
 
-def is_receiving(command: Sequence[str]) -> bool:
-    """True for rsync's server in receiving mode (a restore): ``--server`` without ``--sender``."""
-    return "--server" in command and "--sender" not in command
-
-
 def make_session_command(
     config: Config, client: str, args: Sequence[str], token: str
 ) -> tuple[str, ...]:
     """argv of the real ssh: our options, the caller's, the destination, the marked command."""
     options, host, command = split_ssh_args(args)
-    restore = is_receiving(command) and config.agent.restore_key_set_up()
+    receiving = "--server" in command and "--sender" not in command  # rsync's, for a restore
+    restore = receiving and config.agent.restore_key_set_up()
     if host is None:
         raise UsageError("master ssh: no destination host in the ssh arguments")
     check_options(options)
