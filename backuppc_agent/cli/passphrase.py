@@ -30,25 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("set", "delete", "check", "rekey"), help="what to do")
     parser.add_argument("key", metavar="KEYFILE", help="the private key file")
     parser.add_argument(
-        "--tang",
-        metavar="URL",
-        action="append",
-        default=[],
+        "--tang", metavar="URL", action="append", default=[],
         help="set: store the passphrase only as a Clevis JWE bound to this Tang server "
         "(repeat for several)",
-    )
+    )  # fmt: skip
     parser.add_argument(
-        "--threshold",
-        metavar="N",
-        type=int,
-        default=1,
+        "--threshold", metavar="N", type=int, default=1,
         help="set --tang: how many of the Tang servers must answer to unlock (default 1)",
-    )
+    )  # fmt: skip
     parser.add_argument(
-        "--yes",
-        action="store_true",
+        "--yes", action="store_true",
         help="set --tang, rekey: accept the advertised signing-key thumbprints (printed)",
-    )
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,15 +74,16 @@ def _set(key: Path, args: argparse.Namespace) -> int:
         raise BackupPCAgentError(f"{key} has no passphrase: there is nothing to store")
     secret = _read_passphrase(key)
     _must_open(key, secret)
+    config: Config | None
     if args.tang:
         config = load_config(args)
         where = store_tang(config, key, secret, args.tang, args.threshold, args.yes)
-        print(f"stored the passphrase of {key} {where}")
-        _config_notes(config, key, "tang")
     else:
+        config = _config_or_none(args)
         passphrases.store(key, secret)
-        print(f"stored the passphrase of {key} in keyring {passphrases.backend_name()}")
-        _config_notes(_config_or_none(args), key, "keyring")
+        where = f"in keyring {passphrases.backend_name()}"
+    print(f"stored the passphrase of {key} {where}")
+    _config_notes(config, key, "tang" if args.tang else "keyring")
     return exitcodes.OK
 
 
@@ -158,9 +152,6 @@ def _delete_tang(key: Path, config: Config) -> int:
         raise BackupPCAgentError(f"{where}: cannot delete: {err.strerror}") from err
     print(f"deleted {where}")
     return exitcodes.OK
-
-
-# -- Tang ---------------------------------------------------------------------------------
 
 
 def check_urls(urls: Sequence[str], threshold: int) -> None:
