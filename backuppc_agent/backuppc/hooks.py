@@ -1,11 +1,9 @@
 """What BackupPC's pre/post user commands do: gate on readiness, keep one master per client.
 
-Pre hooks wait up to ``[hooks] wait_seconds`` for the agent to be ready (a direct
-probe, not the state file), then find the client's master alive or open it, else
-fail fast with one XferLOG line (BackupPC retries at its next wakeup). Post hooks
-never fail a backup: they close the master if configured and kill what a failed
-job left on the client. With the restore key set up, pre-restore needs that key
-loaded at once and opens a restore master with it; post-restore closes it.
+Pre hooks wait up to ``[hooks] wait_seconds`` for a ready agent (probed, not the
+state file), then find or open the master, else fail fast with one XferLOG line.
+Post hooks never fail a backup. With the restore key set up, pre-restore needs that
+key loaded at once and opens a restore master; post-restore closes it.
 """
 
 from __future__ import annotations
@@ -84,7 +82,7 @@ def _supervisors_reason(config: Config, ready: Readiness) -> str:
 def ensure_master_line(config: Config, client: str, host: str, restore: bool = False) -> str:
     """Find CLIENT's (restore) master alive or open it, probing a new backup master's access.
 
-    Returns a status line; raises on failure.
+    Returns a status line; raises BackupPCAgentError.
     """
     path = sshconfig.master_path(config, client, restore)
     status = mux.check(path, MASTER_CHECK_SECONDS, float(config.hooks.connect_timeout_seconds))
@@ -165,8 +163,7 @@ def _left_alone(
 ) -> Outcome | None:
     """The Outcome of a job whose transfer never runs ssh ($XferMethod), or of a refused $client.
 
-    rsync (or no --xfer-method) reads no file; for tar, BackupPC's config tells whether
-    its command runs $sshPath. None: the job is gated as usual.
+    None (gate as usual) for rsync without reading a file; tar asks BackupPC's config.
     """
     if xfer_method in ("", "rsync") or hook not in SSH_HOOKS:
         return None
@@ -220,8 +217,7 @@ def _gate(
 ) -> Readiness | Outcome:
     """Refuse bad names, then wait for keys; the Readiness, or the Outcome that ends the hook.
 
-    $client and $host are checked before either reaches a path or argv. Without
-    ``need_ready``, an agent that answers at once (with whatever keys) is enough.
+    Without ``need_ready``, an agent that answers at once (with whatever keys) is enough.
     """
     try:
         if hook in SSH_HOOKS:

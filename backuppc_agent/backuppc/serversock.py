@@ -1,15 +1,10 @@
 """Send the BackupPC server a message over its Unix socket, bounded in time.
 
-The protocol (BackupPC::Lib ServerConnect/ServerMesg): the server sends a seed
-line; the client sends ``B64MD5 MESSAGE\\n``, B64MD5 the unpadded base64 MD5 of
-seed + message count + $Conf{ServerMesgSecret} + message; the server answers one
-line (``status ...``: Data::Dumper text for perldata). ``send`` is
-BackupPC_serverMesg without running it (one killed at a timeout would hang up).
-
-Trap: the server does not ignore SIGPIPE and shuts down on it: a client that hangs
-up before the server wrote its seed or reply kills BackupPC. So a failed query
-hands its socket to a drain thread that reads what the server still owes, then
-closes it; with ``MAX_DRAINS`` of them pending, no new query starts.
+BackupPC::Lib ServerConnect/ServerMesg: the server sends a seed line; the client
+``B64MD5 MESSAGE\\n`` (``digest``); the server one reply line. Trap: the server does
+not ignore SIGPIPE, so a client hanging up before the seed or reply kills BackupPC: a
+failed query leaves its socket to a drain thread; with MAX_DRAINS pending, none starts.
+Not BackupPC_serverMesg: one killed at a timeout would hang up.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""One reading of BackupPC's state: its files, and its server's live status when it answers.
+"""One reading of BackupPC's state at each scrape: its files, and its server's live status.
 
-Read at every scrape: ConfDir/hosts, config.pl and each host's own file (confdir;
-only a few plain-number settings), each TopDir/pc/HOST/backups, and the server's
-``status info hosts queueLen``, else LogDir/status.pl (written at start, at each
-wakeup and at shutdown). A host whose files cannot be read, or whose name
-BackupPC_dump refuses, is skipped and named in ``problems``; nothing here raises.
+The server's ``status info hosts queueLen``, else LogDir/status.pl (written at start,
+each wakeup, shutdown). A host whose files cannot be read, or whose name BackupPC_dump
+refuses, is skipped and named in ``problems``; nothing here raises.
 """
 
 from __future__ import annotations
