@@ -1,8 +1,7 @@
 """Can the BackupPC user run the program install writes, and read the files it names?
 
-Asked the only way that cannot be wrong: as that user (``runuser`` as root). A
-program path into /root (a pyenv interpreter, a venv in a root-only checkout)
-passes every check made as root and fails every backup with "Permission denied".
+Asked as that user (``runuser`` as root): a program under /root (pyenv, a root-only
+venv) passes every check made as root and fails every backup.
 """
 
 from __future__ import annotations

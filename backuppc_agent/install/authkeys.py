@@ -1,11 +1,8 @@
-"""authorized_keys lines as sshd reads them, and the rewrite ``client-setup`` makes.
+"""authorized_keys lines as sshd reads them (auth2-pubkeyfile.c), and client-setup's rewrite.
 
-Pure functions. A line is parsed as sshd's auth2-pubkeyfile.c does: leading
-blanks skipped, blank and ``#`` lines ignored, a key read at once or else after
-the options, which end at the first blank outside double quotes (``\\"`` is
-skipped inside and outside quotes). Keys match by type and blob, never by comment.
-Lines not rewritten are kept byte for byte (CRLF included); ``cert-authority``
-lines name a CA, not a key that logs in, and are left alone even when the blob matches.
+Options end at the first blank outside double quotes (``\\"`` skipped everywhere).
+Keys match by type and blob, never comment. Lines not rewritten are kept byte for
+byte; ``cert-authority`` lines name a CA, not a login key, and are left alone.
 """
 
 from __future__ import annotations
@@ -184,10 +181,9 @@ def entry(mode: str, target: Target, key: PublicKey) -> str:
 
 
 def rewrite(text: str, backup: set[tuple[str, bytes]], restore: PublicKey, target: Target) -> str:
-    """The file with every backup key and the restore key restricted.
+    """The file with every backup key and the restore key restricted (appended if missing).
 
-    Each key keeps its first line (rewritten) and loses its later duplicates; a
-    restore key not in the file is appended. rewrite(rewrite(x)) == rewrite(x).
+    Each key keeps its first line, rewritten; rewrite(rewrite(x)) == rewrite(x).
     """
     out: list[str] = []
     seen: set[tuple[str, bytes]] = set()

@@ -1,9 +1,7 @@
 """``client-setup``'s ssh to a client, as BackupPC's: one plain session per step.
 
-ControlMaster no, as the BackupPC user (root drops to it with runuser: uid, gid,
-groups, HOME), our ssh options with ``IdentitiesOnly`` on exactly the keys meant.
-A step is a fixed script fed to ``sh -s -- ARGS``; what comes back is untrusted:
-bounded, parsed strictly, shown escaped.
+As the BackupPC user, our ssh options, ``IdentitiesOnly`` on exactly the keys meant.
+A step is a fixed script fed to ``sh -s -- ARGS``; its output is untrusted.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The client's authorized_keys files, through a Session: where they are, read, write, undo.
 
-Where: ``authorizedkeysfile`` of ``sshd -T -C user=LOGIN,host=ADDR,addr=ADDR`` (root
-only; else sshd's default), ADDR being the server as the client sees it. Each step
-is a fixed sh script; every value (paths, checksums, base64 contents) is an argument,
-never inside it. They need a POSIX sh and coreutils: Debian, Ubuntu, RHEL.
+Where: ``sshd -T -C user=LOGIN,host=ADDR,addr=ADDR`` (root only; else sshd's default).
+Every value is a script argument, never inside it; POSIX sh and coreutils suffice.
 """
 
 from __future__ import annotations

@@ -61,10 +61,9 @@ def write_text(path: Path, text: str, mode: int, owner: Owner, keep_owner: bool 
 
 
 def ensure_dir(path: Path, mode: int, owner: Owner) -> None:
-    """Create ``path`` and its missing parents, each with ``mode`` and ``owner``.
+    """Create ``path`` and its missing parents, each with ``mode`` and ``owner``; InstallError.
 
-    Parents too: ~backuppc/.local/state/backuppc-agent must not leave a
-    root-owned ~/.local behind. Raises InstallError.
+    Parents too: ~backuppc/.local/state/backuppc-agent must not leave a root-owned ~/.local.
     """
     for directory in reversed([p for p in (path, *path.parents) if not p.exists()]):
         try:

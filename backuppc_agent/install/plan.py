@@ -1,10 +1,8 @@
 """Plan and apply ``install``: decide per target, show diffs, write what changed.
 
-What install writes carries the SHA-256 of what it wrote, in the file itself
-(like dpkg's conffiles): a whole file in one marker line, a block in someone
-else's file (config.pl, ~/.profile) between a begin and an end line. Ours and
-untouched is updated; an operator's edit is "kept" when we have nothing new for
-it, else ours goes next to it as FILE.backuppc-agent-new. A second run writes nothing.
+Like dpkg's conffiles, what install writes records its SHA-256 (a marker line, or
+begin/end lines around a block in config.pl, ~/.profile). Ours and untouched is
+updated; an edit is kept, ours going to FILE.backuppc-agent-new if we have news.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The shipped service files and how they are rendered for one installation.
+"""The shipped service files (``files/``, the one source) and their rendering.
 
-The files under ``files/`` are the one source (the repository's ``supervisor.d/``
-and ``initscripts/`` link to them). Each is valid as shipped, for the Debian
-defaults below, so shellcheck, systemd-analyze and supervisord check it directly;
+Each is valid as shipped for the Debian defaults below (linters check it as is);
 rendering swaps the default literals in one pass (a replaced value is never rescanned).
 """
 

@@ -1,9 +1,7 @@
 """Fetch a client's host key and add it to the known_hosts file our ssh options use.
 
-Under BatchMode an unknown host key fails, the most common first-day error.
-``ssh-keyscan -t ed25519`` fetches the key (``-q`` prints nothing on OpenSSH 9.2);
-``ssh-keygen -F`` finds hashed entries too. When no key comes, ``ssh.reach`` says
-why, including an sshd >= 9.8 penalizing this server for ssh-keyscan's connections.
+Under BatchMode an unknown host key fails: the most common first-day error. When no
+key comes, ``ssh.reach`` says why (an sshd >= 9.8 penalizing ssh-keyscan's connections).
 """
 
 from __future__ import annotations
@@ -85,9 +83,8 @@ def already_known(known_hosts: Path, name: str, key: PublicKey) -> bool:
 def add(known_hosts: Path, name: str, key: PublicKey, user: pwd.struct_passwd) -> None:
     """Append ``name TYPE BASE64`` to known_hosts, which then belongs to ``user``.
 
-    As root it goes to ``user`` (one made by ``sudo ssh-keyscan >>`` was root's);
-    as that user, to it and its own group (fchown to a foreign group is refused).
-    Raises BackupPCAgentError naming the directory's owner and the fix.
+    As root too (one made by ``sudo ssh-keyscan >>`` was root's). Raises
+    BackupPCAgentError naming the directory's owner and the fix.
     """
     owner = fsops.owner_of(user)
     fsops.ensure_dir(known_hosts.parent, 0o700, owner)
