@@ -8,6 +8,7 @@ a session on CLIENT's master that kills its remote job if it is aborted.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from backuppc_agent import exitcodes
@@ -48,8 +49,6 @@ def _list(args: argparse.Namespace) -> int:
     config, owner_uid, owner = load_config_for_caller(args)
     masters = list_masters(config.mux.control_dir, args.timeout)
     if args.json:
-        import json  # noqa: PLC0415
-
         rows = [master.as_dict() for master in masters]
         print(json.dumps(rows, sort_keys=True))
         return exitcodes.OK
@@ -69,8 +68,6 @@ def _check(config: Config, args: argparse.Namespace) -> int:
     path = sshconfig.control_path(config.mux.control_dir, args.client)
     status = mux.check(path, args.timeout)
     if args.json:
-        import json  # noqa: PLC0415
-
         print(json.dumps(status.as_dict(), sort_keys=True))
     else:
         print(f"{args.client}: {status.detail}")

@@ -70,8 +70,7 @@ def check_access(env: Env) -> list[Finding]:
     pre = (env.backuppc.main() or {}).get("DumpPreUserCmd")
     command = confdir.first_string(pre) or ""
     program = command.split()[0] if " hook " in f" {command} " else None
-    config = env.ctx.config
-    found = access.problems(user, program, env.ctx.config_path, config, env.runner)
+    found = access.problems(user, program, env.ctx.config_path, env.ctx.config, env.runner)
     if found:
         return [Finding("access", Verdict.FAIL, item.message, item.fix) for item in found]
     what = f"runs {program} and reads" if program else "reads"
