@@ -67,11 +67,6 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser(selected: str | None) -> argparse.ArgumentParser:
-    """Build the parser; with a command chosen, only it (and only its module is imported)."""
-    return _build([selected] if selected else list(COMMANDS), with_arguments=bool(selected))
-
-
 def build_manual_parser() -> argparse.ArgumentParser:
     """Every subcommand with its own arguments: the man page's source (debian/rules)."""
     return _build(list(COMMANDS), with_arguments=True)
@@ -99,10 +94,11 @@ def load(module: str) -> ModuleType:
 
 
 def parse(argv: list[str], selected: str | None) -> argparse.Namespace | int:
-    """Parse with argparse; return the namespace, or the exit code argparse asked for."""
+    """Parse (building only the ``selected`` command); the namespace, or argparse's exit code."""
     defaults = argparse.Namespace(config=None, debug=False)
+    built = _build([selected] if selected else list(COMMANDS), with_arguments=bool(selected))
     try:
-        args = build_parser(selected).parse_args(argv, namespace=defaults)
+        args = built.parse_args(argv, namespace=defaults)
     except SystemExit as exit_:
         return 2 if exit_.code not in (0, None) else 0
     if args.command is None:
