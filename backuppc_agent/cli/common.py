@@ -9,6 +9,7 @@ import sys
 
 from backuppc_agent import config as config_mod
 from backuppc_agent.config import Config
+from backuppc_agent.errors import BackupPCAgentError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -24,7 +25,6 @@ def load_config_for_caller(args: argparse.Namespace) -> tuple[Config, int | None
     """
     if os.geteuid() != 0:
         return load_config(args), None, None
-    from backuppc_agent.errors import BackupPCAgentError  # noqa: PLC0415
     from backuppc_agent.install import context  # noqa: PLC0415  (root only: pwd, more config)
 
     try:
