@@ -1,10 +1,9 @@
 """When identities stop working: OpenSSH certificates read from key blobs, and key lifetimes.
 
-Certificates follow PROTOCOL.certkeys; the blob comes from the agent socket, so every length
-is checked and nothing is verified (sshd checks the CA's signature at login). A key added to
-an agent started with ``-t SECONDS`` vanishes that long after it was added; the protocol does
-not say when that was, so the expected expiry counts from when the supervisor first saw it
-(and a per-key ``ssh-add -t`` is invisible altogether).
+Certificates (PROTOCOL.certkeys) come from the agent socket: every length is checked, nothing
+verified (sshd checks the CA). Under ``ssh-agent -t`` a key vanishes that long after it was
+added; the protocol does not say when, so its expiry counts from when we first saw it
+(a per-key ``ssh-add -t`` stays invisible).
 """
 
 from __future__ import annotations
@@ -51,8 +50,7 @@ class Certificate:
     key_id: str
     valid_after: int
     valid_before: int
-    #: the certified key's own public blob: what ``ssh-add -l`` fingerprints
-    key_blob: bytes = b""
+    key_blob: bytes = b""  # the certified key's own blob: what ``ssh-add -l`` fingerprints
 
     @property
     def expires(self) -> float | None:
@@ -154,10 +152,8 @@ Expiry = tuple[str, float, str]
 def first_expiry(
     expiries: Iterable[Expiry], counting: Sequence[str], required: bool
 ) -> float | None:
-    """When backups stop authenticating, as far as expiries tell; None if never.
-
-    ``counting``: the fingerprints of the keys that count. With required keys, the first
-    of them to expire; else (any key will do) the last, None if one never expires.
+    """When backups stop authenticating: the first of the ``counting`` keys to expire when
+    ``required``, else (any key will do) the last; None if never.
     """
     soonest = {fingerprint: when for fingerprint, (when, _) in by_fingerprint(expiries).items()}
     if required:
@@ -189,10 +185,7 @@ class LifetimeTracker:
     def observe(
         self, fingerprints: Sequence[str], lifetime: int, now: float, slack: float
     ) -> list[str]:
-        """Note keys that appeared and keys that vanished at (about) their deadline.
-
-        Returns the fingerprints that appeared (their expected expiry: now + lifetime).
-        """
+        """Note keys that appeared and that vanished near their deadline; return the new ones."""
         if lifetime <= 0:
             self._seen.clear()
             self.note = None

@@ -1,9 +1,5 @@
-"""Key passphrases: kept in the keyring (username: the key's absolute path), given to OpenSSH
-only through askpass.
-
-ssh-add and ssh-keygen ask our askpass helper, which copies one line from the stdin it
-inherits from them, a pipe we feed: never an argv, an environment, a file or a log line. For
-Tang the pipe holds the JWE and the helper runs ``clevis decrypt`` (askpass.py).
+"""Key passphrases: kept in the keyring (username: the key's absolute path), given to
+ssh-add and ssh-keygen only through our askpass helper, on a pipe (askpass.py).
 """
 
 from __future__ import annotations
@@ -138,12 +134,10 @@ def is_encrypted(key: Path) -> bool:
     if not Path(key).is_file():
         raise BackupPCAgentError(f"{key}: no such key file")
     result = run_public(key, b"")  # askpass answers an empty line
-    if result.returncode == 0:
-        return False
     detail = result.stderr.decode(errors="replace").strip()
-    if "passphrase" in detail or not detail:
-        return True
-    raise BackupPCAgentError(f"{key}: not a usable private key: {detail.splitlines()[-1]}")
+    if result.returncode != 0 and detail and "passphrase" not in detail:
+        raise BackupPCAgentError(f"{key}: not a usable private key: {detail.splitlines()[-1]}")
+    return result.returncode != 0
 
 
 def add(socket: Path, key: Path, passphrase: str) -> None:

@@ -44,7 +44,7 @@ class ProbeResult:
     @property
     def fingerprints(self) -> tuple[str, ...]:
         """SHA256 fingerprints of the identities, in the agent's order."""
-        return tuple(protocol.fingerprint(identity.blob) for identity in self.identities)
+        return tuple(identity.fingerprint for identity in self.identities)
 
 
 #: The probe's signature: the supervisor, the keeper and the starter take a fake in tests.

@@ -1,8 +1,7 @@
-"""The ssh-agent wire protocol, as pure functions (bytes in, values out).
+"""The ssh-agent wire protocol (PROTOCOL.agent), as pure functions: bytes in, values out.
 
-Frames are uint32 big-endian length, one type byte, payload (PROTOCOL.agent). Everything
-read from the socket is untrusted: lengths and counts are checked against the bytes present
-before anything is allocated, by ``Reader`` for every parser of untrusted blobs.
+Everything read from the socket is untrusted: ``Reader`` checks lengths and counts against
+the bytes present before anything is allocated.
 """
 
 from __future__ import annotations
@@ -78,10 +77,9 @@ def sign_request(blob: bytes, data: bytes, flags: int = 0) -> bytes:
 
 
 def parse_sign_response(body: bytes | memoryview) -> tuple[str, bytes] | None:
-    """Parse a reply body to SIGN_REQUEST: (signature format, signature blob), not verified.
+    """(signature format, blob) of a SIGN_REQUEST reply body, not verified; None on FAILURE.
 
-    Returns None when the agent answered FAILURE (it refused to sign). Raises
-    ProtocolError on any other type, a malformed signature or trailing bytes.
+    Raises ProtocolError on any other type, a malformed signature or trailing bytes.
     """
     body = bytes(body)
     if body[:1] == bytes((SSH_AGENT_FAILURE,)) and len(body) == 1:
@@ -115,11 +113,7 @@ def reply_length(header: bytes | memoryview, limit: int = MAX_REPLY_BYTES) -> in
 
 
 def parse_identities(body: bytes | memoryview) -> tuple[Identity, ...]:
-    """Parse a reply body (type byte + payload) to REQUEST_IDENTITIES.
-
-    Raises ProtocolError on a wrong type, a count that does not fit the bytes,
-    truncated strings or trailing garbage.
-    """
+    """Parse a REQUEST_IDENTITIES reply body; raise ProtocolError on anything malformed."""
     body = bytes(body)
     if not body:
         raise ProtocolError("agent sent an empty reply")
@@ -144,8 +138,7 @@ def parse_identities(body: bytes | memoryview) -> tuple[Identity, ...]:
 class Reader:
     """Bounds-checked reads of SSH wire types from one untrusted buffer.
 
-    Raises ProtocolError naming ``what`` (e.g. "certificate") when a read runs
-    past the end, or ``end()`` finds bytes left over.
+    Raises ProtocolError naming ``what`` when a read runs past the end or ``end()`` finds more.
     """
 
     def __init__(self, data: bytes, what: str, offset: int = 0) -> None:

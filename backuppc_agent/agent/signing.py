@@ -1,9 +1,8 @@
 """The signing probe: ask the agent to sign a random challenge with each key that counts.
 
-A listed key may still not log in: an ``ssh-add -c`` key is refused when nobody confirms, a
-FIDO (``sk-*``) key waits for a touch; only a sign request tells. One connection and one
-deadline serve all keys, so a silent agent costs at most ``timeout``. Signatures are parsed
-(format, non-empty blob, the algorithm the key type implies), not verified: sshd does that.
+A listed key may still not log in (``ssh-add -c`` with nobody to confirm, a FIDO key waiting
+for a touch): only a sign request tells. One connection and one deadline serve all keys.
+Signatures are parsed (format, blob, the algorithm the key type implies), not verified.
 """
 
 from __future__ import annotations
@@ -51,10 +50,8 @@ LABELS = (Signed.REFUSED.value, Signed.TOUCH.value, *_FAILURE_LABELS.values(), F
 
 @dataclass(frozen=True, slots=True)
 class SignCheck:
-    """The outcome of one key's sign request."""
+    """The outcome of one key's sign request (a signature that does not fit is a BAD_REPLY)."""
 
-    #: its own outcomes, or how the socket failed (a signature that does not fit
-    #: its key is a BAD_REPLY too)
     status: Signed | Failure
     detail: str = ""
 
@@ -85,10 +82,9 @@ SignChecks = dict[str, SignCheck]
 def sign_keys(
     path: Path, keys: Sequence[Identity], timeout: float, expected_uid: int | None = None
 ) -> SignChecks:
-    """Ask the agent at ``path`` to sign a challenge with each key; never past ``timeout``.
+    """Fingerprint -> SignCheck of each key signing a challenge at ``path`` within ``timeout``.
 
-    Returns fingerprint -> SignCheck for every key. Keys left when the agent
-    stops answering get the same status as the key that stopped it.
+    Keys left when the agent stops answering get the status of the key that stopped it.
     """
     checks: SignChecks = {}
     if not keys:
@@ -96,7 +92,7 @@ def sign_keys(
     try:
         with connect(path, time.monotonic() + timeout, expected_uid) as conn:
             for key in keys:
-                check = checks[key.fingerprint] = sign_one(conn, key)
+                check = checks[key.fingerprint] = _sign_one(conn, key)
                 if isinstance(check.status, Failure):
                     break  # the connection is out of step or dead: the rest share this fate
     except unixsock.TransportError as err:  # the connect itself failed
@@ -104,7 +100,7 @@ def sign_keys(
     return checks | {key.fingerprint: check for key in keys if key.fingerprint not in checks}
 
 
-def sign_one(conn: unixsock.Connection, key: Identity) -> SignCheck:
+def _sign_one(conn: unixsock.Connection, key: Identity) -> SignCheck:
     """Send one sign request on ``conn`` and judge the reply."""
     key_type = key.key_type
     flags = protocol.SSH_AGENT_RSA_SHA2_256 if _base_type(key_type) == "ssh-rsa" else 0

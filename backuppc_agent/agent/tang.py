@@ -1,10 +1,8 @@
 """Network-bound unlock: a key's passphrase kept only as a Clevis JWE that Tang must help open.
 
-Clevis does the cryptography; we pin Tang's signing-key thumbprints and sort clevis's
-failures into "no Tang answers" and "Tang refuses" (old keys removed). Plaintext travels
-only on stdin/stdout; at unlock clevis hands it to ssh-add itself (askpass.py), never to us.
-Every pin carries its ``thp`` and clevis runs without ``-y``: it checks the advertisement's
-signature and never asks on a tty.
+Clevis does the cryptography, without ``-y``: every pin carries its ``thp``, so clevis checks
+the advertisement's signature and never asks on a tty. We sort its failures into "no Tang
+answers" and "Tang refuses". At unlock clevis hands the plaintext to ssh-add (askpass.py).
 """
 
 from __future__ import annotations
@@ -28,11 +26,10 @@ from backuppc_agent.errors import BackupPCAgentError
 CLEVIS_TIMEOUT_SECONDS = 20.0
 JOSE_TIMEOUT_SECONDS = 10.0
 ADV_TIMEOUT_SECONDS = 3.0
-#: A Tang advertisement is a few hundred bytes; a JWE of several pins a few KiB.
+#: An advertisement is a few hundred bytes; a JWE of several pins a few KiB.
 ADV_MAX_BYTES = 1 << 16
 JWE_MAX_BYTES = 1 << 20
 UNLOCK_DIR = "unlock"
-#: One S256 thumbprint per key of the JWK set on stdin.
 THUMBPRINT_COMMAND = ("jose", "jwk", "thp", "-i-", "-a", "S256")
 #: What clevis's tang pin prints (alone or inside sss) when a Tang does not help.
 TANG_FAILED = b"Error communicating with server"
@@ -102,17 +99,13 @@ def fetch_advertisement(url: str, timeout: float = ADV_TIMEOUT_SECONDS) -> dict[
     return payload
 
 
-def signing_keys(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The advertisement's signing (verify) keys."""
-    keys = payload.get("keys", [])
-    return [k for k in keys if isinstance(k, dict) and "verify" in k.get("key_ops", [])]
-
-
-def thumbprints(keys: Sequence[dict[str, Any]]) -> list[str]:
-    """The S256 thumbprints of ``keys``, as jose computes them; raise TangError if it fails."""
+def thumbprints(payload: dict[str, Any]) -> list[str]:
+    """The S256 thumbprints of an advertisement's signing keys; raise TangError if jose fails."""
+    keys = [k for k in payload.get("keys", []) if isinstance(k, dict)]
+    keys = [k for k in keys if "verify" in k.get("key_ops", [])]
     if not keys:
         return []
-    data = json.dumps({"keys": list(keys)}).encode()
+    data = json.dumps({"keys": keys}).encode()
     result = _run(THUMBPRINT_COMMAND, data, JOSE_TIMEOUT_SECONDS)
     if result.returncode != 0:
         raise TangError(f"jose jwk thp failed: {_last_line(result.stderr)}")
@@ -121,7 +114,7 @@ def thumbprints(keys: Sequence[dict[str, Any]]) -> list[str]:
 
 def advertised_thumbprints(url: str) -> list[str]:
     """The thumbprints of the signing keys Tang at ``url`` advertises now."""
-    return thumbprints(signing_keys(fetch_advertisement(url)))
+    return thumbprints(fetch_advertisement(url))
 
 
 def encrypt(secret: str, pins: Sequence[Pin], threshold: int) -> bytes:
@@ -150,11 +143,10 @@ def plaintext(result: subprocess.CompletedProcess[bytes]) -> str:
 def open_with(
     jwe: bytes, attempt: Callable[[], subprocess.CompletedProcess[bytes]]
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``attempt`` (clevis decrypt, or ssh-add whose askpass runs it) and judge Tang's part.
+    """Run ``attempt`` (clevis decrypt, or ssh-add whose askpass runs it); return its result.
 
-    Returns the attempt's result unless Tang failed it: raises TangUnreachableError
-    when too few of the JWE's Tangs answer, TangRefusedError when enough answer but
-    cannot open it, TangError when the JWE is damaged.
+    Raises TangUnreachableError when too few of the JWE's Tangs answer, TangRefusedError
+    when enough answer but cannot open it, TangError when the JWE is damaged.
     """
     urls = jwe_urls(jwe)  # a damaged JWE fails here, before any attempt
     result = attempt()
@@ -215,10 +207,7 @@ def jwe_threshold(jwe: bytes | str) -> int:
 
 def jwe_thumbprints(jwe: bytes | str) -> dict[str, list[str]]:
     """Each Tang URL and the signing-key thumbprints of the advertisement it was bound to."""
-    return {
-        str(h.get("url", "")): thumbprints(signing_keys(h.get("adv", {})))
-        for h in _tang_headers(jwe)
-    }
+    return {str(h.get("url", "")): thumbprints(h.get("adv", {})) for h in _tang_headers(jwe)}
 
 
 def _run(
