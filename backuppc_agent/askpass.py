@@ -1,11 +1,9 @@
 """The SSH_ASKPASS helper of unattended unlock: hand ssh-add the line on our stdin.
 
-ssh-add runs ``SSH_ASKPASS PROMPT`` and reads the passphrase from its stdout; the helper
-inherits ssh-add's stdin, a pipe holding the passphrase, so it is never in an argv, an
-environment, a file or a log. A second prompt (wrong passphrase) finds the pipe empty, so
-ssh-add gives up. With ``BACKUPPC_AGENT_ASKPASS=clevis`` the pipe holds the Clevis JWE and
-the helper becomes ``clevis decrypt``: the plaintext never passes through a process of ours.
-Imports nothing heavy: it runs once per key at every agent start.
+The helper inherits ssh-add's stdin, a pipe holding the passphrase: never an argv, an
+environment, a file or a log. A second prompt (wrong passphrase) finds the pipe empty. With
+``BACKUPPC_AGENT_ASKPASS=clevis`` the pipe holds the Clevis JWE and the helper becomes
+``clevis decrypt``: the plaintext never passes through a process of ours. Imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import sys
 #: A passphrase line longer than this is not a passphrase.
 MAX_LINE_BYTES = 8192
 PROG = "backuppc-agent-askpass"
-#: The variable that selects the helper's mode, and the Clevis mode's value.
 MODE_VAR = "BACKUPPC_AGENT_ASKPASS"
 CLEVIS = "clevis"
 #: The JWE on stdin, the plaintext on stdout.

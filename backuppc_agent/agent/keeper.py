@@ -1,7 +1,6 @@
 """Keep one ssh-agent alive on the fixed socket: adopt, start, notice death, restart.
 
-Under systemd another unit runs the agent: the keeper then only adopts it
-(``starter=None``) and never starts one, so the agent never lives in the supervisor's cgroup.
+Under systemd another unit runs the agent (``starter=None``): the keeper only adopts it.
 """
 
 from __future__ import annotations
@@ -51,10 +50,8 @@ class AgentKeeper:
         self._clock = clock
         self._on_started = on_started
         self._agent: AgentHandle | None = None
-        #: True if another service runs the agent: adopt it, never start one
-        self.adopt_only = starter is None
-        #: how many times the agent was lost and replaced
-        self.restarts = 0
+        self.adopt_only = starter is None  # another service runs the agent
+        self.restarts = 0  # how many times the agent was lost and replaced
         self._failures = 0  # restarts in a row that did not last STABLE_SECONDS
         self._due: float | None = None
         self._since = 0.0  # when the agent was started or adopted
@@ -70,10 +67,7 @@ class AgentKeeper:
         return bool(self._agent and self._agent.adopted)
 
     def attach(self) -> ProbeResult | None:
-        """Adopt a live agent on the socket or start one; raise if the path is unsafe.
-
-        Returns the probe of the adopted agent, or None if none was adopted.
-        """
+        """Adopt a live agent on the socket (return its probe) or start one; raise if unsafe."""
         found = self.find_agent()
         if found is not None:
             self.adopt(found)
@@ -85,7 +79,7 @@ class AgentKeeper:
         return None
 
     def find_agent(self) -> ProbeResult | None:
-        """The probe of a live agent on the socket; None (a stale socket removed) if none.
+        """The probe of a live agent on the socket, else None (a stale socket removed).
 
         Raises UnsafePathError or AgentError when something else holds the path.
         """

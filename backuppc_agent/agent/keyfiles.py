@@ -1,7 +1,5 @@
-"""Fingerprints of key files, without their passphrase and without a subprocess.
-
-The public half is read from ``KEY.pub`` or else from the unencrypted header of an
-OpenSSH-format private key (``openssh-key-v1``).
+"""Fingerprints of key files, without their passphrase or a subprocess: from ``KEY.pub``, else
+from the unencrypted header of an OpenSSH-format private key (``openssh-key-v1``).
 """
 
 from __future__ import annotations
@@ -33,11 +31,8 @@ def private_key_blob(text: str) -> bytes | None:
     start, end = text.find(_BEGIN), text.find(_END)
     if start < 0 or end < start:
         return None
-    try:
-        raw = base64.b64decode("".join(text[start + len(_BEGIN) : end].split()), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if not raw.startswith(_MAGIC):
+    raw = decode_blob("".join(text[start + len(_BEGIN) : end].split()))
+    if raw is None or not raw.startswith(_MAGIC):
         return None
     header = protocol.Reader(raw, "private key", len(_MAGIC))
     try:

@@ -1,7 +1,4 @@
-"""Publish the supervisor's readiness when it changes: the state file readers poll, then the
-listeners. A state file that cannot be written is retried at every poll and reported once a
-minute, so readers are never silently left with stale state.
-"""
+"""Publish the supervisor's readiness when it changes: the state file, then the listeners."""
 
 from __future__ import annotations
 

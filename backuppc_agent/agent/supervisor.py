@@ -1,7 +1,6 @@
 """The long-running supervisor: owns the ssh-agent, polls it, publishes readiness.
 
 Signal handlers only record the signal and wake the loop through the wakeup fd.
-``run`` is ``start``, ``poll`` until it says stop, ``stop``: tests drive those steps.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Opt-in unattended unlock: load [agent] keys with passphrases from the keyring or Tang.
 
-Whenever the supervisor attaches to an agent not unlocked yet (start, restart, adoption), a
-Listener loads the keys it lacks on a worker thread, so a slow keyring never stalls the loop.
-A missing or wrong passphrase is one log line; the state stays waiting and ``ssh-add`` works.
-With Tang (a Clevis JWE in the state dir) the worker retries while no Tang answers, with a
-back-off capped at RETRY_MAX_SECONDS so a Tang coming back is noticed within seconds.
+For each agent not unlocked yet, a worker thread loads the keys it lacks, so a slow keyring
+never stalls the loop. A missing or wrong passphrase is one log line: ``ssh-add`` still works.
+While no Tang answers the worker retries, backing off to RETRY_MAX_SECONDS.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 #: How long the supervisor's shutdown waits for an unlock in progress.
 CLOSE_WAIT_SECONDS = 2.0
-#: Back-off between attempts while no Tang answers: doubles from first to max.
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 2.0
 #: Status codes the supervisor publishes (Snapshot.unlock_waiting).
