@@ -30,7 +30,6 @@ HOOKS = (*PRE_HOOKS, *POST_HOOKS, "ping")
 #: Hooks of jobs that pull from or push to the client over ssh (archives stay local).
 SSH_HOOKS = frozenset({"pre-dump", "pre-restore", "post-dump", "post-restore"})
 POLL_SECONDS = 0.2
-MASTER_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,7 @@ def ensure_master_line(config: Config, client: str, host: str, restore: bool = F
     Returns a status line; raises BackupPCAgentError.
     """
     path = sshconfig.master_path(config, client, restore)
-    status = mux.check(path, MASTER_CHECK_SECONDS, float(config.hooks.connect_timeout_seconds))
+    status = mux.check(path, session_timeout=config.hooks.connect_timeout_seconds)
     opened = False
     if not status.alive:
         from backuppc_agent.ssh import master  # noqa: PLC0415  (only to open one)

@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 #: Concurrent mux checks in list_masters: 8 halved the time for 200 masters here;
 #: more threads only fight over the GIL.
 LIST_WORKERS = 8
-CHECK_SECONDS = 1.0
 #: ssh -f returns once authenticated; how long the socket may take to answer after that.
 SETTLE_SECONDS = 2.0
 SETTLE_POLL_SECONDS = 0.02
@@ -57,7 +56,7 @@ def _is_temp_name(name: str) -> bool:
     return bool(dot and base) and len(suffix) == _TEMP_SUFFIX_CHARS and suffix.isalnum()
 
 
-def list_masters(control_dir: Path, timeout: float = CHECK_SECONDS) -> list[MasterInfo]:
+def list_masters(control_dir: Path, timeout: float = mux.CHECK_SECONDS) -> list[MasterInfo]:
     """Every control socket in ``control_dir``, checked concurrently over the mux protocol."""
     sockets = _control_sockets(control_dir)
     if len(sockets) <= 1:
@@ -124,7 +123,7 @@ def clear_dead_socket(path: Path, status: mux.MuxResult) -> None:
 
 def _wait_alive(path: Path, seconds: float) -> mux.MuxResult:
     """Check the master on ``path`` until it answers or ``seconds`` pass; the last check."""
-    check = functools.partial(mux.check, path, CHECK_SECONDS)
+    check = functools.partial(mux.check, path)
     deadline = time.monotonic() + seconds
     return waits.until(check, deadline, SETTLE_POLL_SECONDS, done=lambda result: result.alive)
 
@@ -174,7 +173,7 @@ def ensure_master(
     """
     path = sshconfig.master_path(config, client, restore)
     names.check(host, "host")
-    status = first or mux.check(path, CHECK_SECONDS, float(config.hooks.connect_timeout_seconds))
+    status = first or mux.check(path, session_timeout=config.hooks.connect_timeout_seconds)
     if status.alive:
         return status, False
     paths.ensure_private_dir(config.mux.control_dir, "control")
@@ -183,7 +182,7 @@ def ensure_master(
     if not lock.acquire(config.hooks.connect_timeout_seconds + 10.0):
         raise MasterError(f"timed out waiting for {lock.path}")
     try:
-        again = mux.check(path, CHECK_SECONDS)
+        again = mux.check(path)
         if again.alive and again.pid != status.pid:  # another hook opened one meanwhile
             return again, False
         if again.alive:
@@ -198,7 +197,7 @@ def ensure_master(
 def retire_master(path: Path, status: mux.MuxResult) -> None:
     """Free ``path`` from a master that opens no sessions (``ssh -O stop``: its sessions run on)."""
     logger.warning("retiring ssh master %s: %s", path, status.detail)
-    mux.stop_listening(path, CHECK_SECONDS)
+    mux.stop_listening(path)
     if path.is_socket():  # it did not answer: take the path from it
         paths.check_socket_path(path, "control socket")
         path.unlink(missing_ok=True)
@@ -207,7 +206,7 @@ def retire_master(path: Path, status: mux.MuxResult) -> None:
 def close_master(config: Config, client: str, restore: bool = False) -> mux.MuxResult:
     """Ask CLIENT's master to exit (like ``ssh -O exit``); remove its socket if it was dead."""
     path = sshconfig.master_path(config, client, restore)
-    status = mux.terminate(path, CHECK_SECONDS)
+    status = mux.terminate(path)
     if status.status in _DEAD_STATUSES:
         clear_dead_socket(path, status)
     return status

@@ -19,6 +19,8 @@ from backuppc_agent.unixsock import Failure, TransportError
 
 #: What a session that only proves the connection runs on the client: a shell builtin.
 PROBE_COMMAND = b"true"
+#: How long a master may take to answer one request (it answers in well under 1 ms).
+CHECK_SECONDS = 1.0
 
 
 class Master(enum.Enum):
@@ -72,7 +74,9 @@ def _connect(path: Path, timeout: float) -> unixsock.Connection:
     return conn
 
 
-def check(path: Path, timeout: float, session_timeout: float | None = None) -> MuxResult:
+def check(
+    path: Path, timeout: float = CHECK_SECONDS, session_timeout: float | None = None
+) -> MuxResult:
     """Ask the master on ``path`` whether it is alive; never blocks past ``timeout``.
 
     With ``session_timeout``, also open a session (``true``) that the client's sshd
@@ -114,7 +118,7 @@ def _open_session(conn: unixsock.Connection, request_id: int) -> None:
     conn.receive(framing.frame_length, lambda body: framing.parse_session_opened(body, request_id))
 
 
-def terminate(path: Path, timeout: float) -> MuxResult:
+def terminate(path: Path, timeout: float = CHECK_SECONDS) -> MuxResult:
     """Ask the master to exit, like ``ssh -O exit``; return its last known status."""
     before = check(path, timeout)
     if not before.alive:
@@ -123,7 +127,7 @@ def terminate(path: Path, timeout: float) -> MuxResult:
     return _order(path, timeout, framing.MUX_C_TERMINATE, before.pid, (Master.TERMINATED, said))
 
 
-def stop_listening(path: Path, timeout: float) -> MuxResult:
+def stop_listening(path: Path, timeout: float = CHECK_SECONDS) -> MuxResult:
     """Ask the master to take no new sessions, like ``ssh -O stop`` (its own sessions run on)."""
     done = (Master.STOPPED, "master stopped listening")
     return _order(path, timeout, framing.MUX_C_STOP_LISTENING, None, done)
