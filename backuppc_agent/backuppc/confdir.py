@@ -110,8 +110,7 @@ def first_string(value: str | None) -> str | None:
 def config_number(settings: dict[str, str], key: str) -> float | None:
     """The number ``$Conf{KEY}`` is set to in ``settings`` (``assignments``), or None.
 
-    Raise MalformedError if KEY is set to anything but a plain number (an
-    expression, a variable): then only Perl knows the value.
+    Raises MalformedError for anything but a plain number: only Perl knows its value.
     """
     value = settings.get(key)
     if value is None:

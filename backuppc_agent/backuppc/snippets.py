@@ -77,11 +77,9 @@ def render(
     login_user: str = "root",
     gate: str = "hooks",
 ) -> str:
-    """The config.pl lines for ``config``; ``gate`` is "hooks" (default) or "ping".
+    """The config.pl lines, gating in "hooks" or "ping"; ``program`` defaults to this one.
 
-    ``program`` defaults to the running backuppc-agent; ``config_path``, when
-    given, is passed as --config to every command. Raises UsageError if a word
-    would contain whitespace or the login user is not a plain name.
+    Raises UsageError if a word would contain whitespace or the login user is not a plain name.
     """
     if names.problem(login_user) or "@" in login_user:
         raise UsageError(f"login user {names.printable(login_user)} is not a plain user name")
