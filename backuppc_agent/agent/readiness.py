@@ -257,14 +257,11 @@ def check_live(
     probe_agent = probe_agent or partial(probe, expected_uid=expected_uid)
     signer = sign_agent or partial(sign_keys, expected_uid=expected_uid)
     result = probe_agent(agent.socket, seconds)
-    return assess(
-        agent,
-        result,
-        result.fingerprints,
-        lambda keys: signer(agent.socket, keys, seconds),
-        time.time(),
-        lifetimes,
-    )
+
+    def sign(keys: tuple[Identity, ...]) -> Mapping[str, SignCheck]:
+        return signer(agent.socket, keys, seconds)
+
+    return assess(agent, result, result.fingerprints, sign, time.time(), lifetimes)
 
 
 def wait_ready(

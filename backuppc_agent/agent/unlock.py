@@ -18,7 +18,7 @@ from pathlib import Path
 from backuppc_agent import paths
 from backuppc_agent.agent import keyfiles, passphrases, tang
 from backuppc_agent.agent.passphrases import PassphraseError
-from backuppc_agent.agent.probe import ProbeResult, probe
+from backuppc_agent.agent.probe import probe
 from backuppc_agent.agent.tang import TangRefusedError, TangUnreachableError
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
@@ -44,12 +44,10 @@ class KeyOutcome:
     waiting: str = ""
 
 
-def unlock_missing(
-    config: Config, probe_fn: Callable[[Path, float], ProbeResult] = probe
-) -> list[KeyOutcome]:
+def unlock_missing(config: Config) -> list[KeyOutcome]:
     """Load every configured key the agent does not hold; log and return the outcomes."""
     agent = config.agent
-    result = probe_fn(agent.socket, agent.probe_timeout_seconds)
+    result = probe(agent.socket, agent.probe_timeout_seconds)
     if not result.answered:
         logger.error("unattended unlock: no agent answers on %s: %s", agent.socket, result.detail)
         return []
