@@ -33,7 +33,6 @@ EXIT_CODES = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """CLIENT, --login-user, --yes, --print, --undo."""
     parser.add_argument("client", metavar="CLIENT", help="the BackupPC host name")
     parser.add_argument(
         "--login-user", metavar="USER", default="root", help="the account ssh logs in as (root)"

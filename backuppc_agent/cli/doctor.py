@@ -29,7 +29,6 @@ CHECKS: list[doctor.Check] = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where BackupPC's config, /proc and /sys are (tests point them at fixtures)."""
     parser.add_argument(
         "--backuppc-dir",
         metavar="DIR",

@@ -20,7 +20,6 @@ PREFIX = "backuppc-agent: "
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The hook name and the BackupPC variables it uses."""
     parser.add_argument(
         "hook",
         choices=hooks.HOOKS,

@@ -19,7 +19,6 @@ PROGRAM = "backuppc-agent"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--dry-run, --init, --program, --root."""
     parser.add_argument(
         "--dry-run",
         action="store_true",

@@ -18,7 +18,6 @@ from backuppc_agent.ssh import mux, sshconfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One sub-action per verb, each with its own arguments."""
     actions = parser.add_subparsers(
         dest="action", metavar="ACTION", required=True, prog="backuppc-agent master"
     )

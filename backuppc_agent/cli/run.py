@@ -20,7 +20,6 @@ logger = logging.getLogger("backuppc_agent")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--adopt: another service runs the ssh-agent."""
     parser.add_argument(
         "--adopt",
         action="store_true",

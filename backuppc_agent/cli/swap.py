@@ -66,7 +66,6 @@ class Sources:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--interval, --top, --json; --procfs and --sysfs for other roots (tests: fixtures)."""
     parser.add_argument(
         "--interval", metavar="S", type=float, default=1.0,
         help="seconds to measure swap-in/out and pressure over (default 1; 0: skip)",

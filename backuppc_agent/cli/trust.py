@@ -15,7 +15,6 @@ from backuppc_agent.install import context, trust
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """CLIENT, --host, --port, --yes, --backuppc-dir."""
     parser.add_argument("client", metavar="CLIENT", help="the BackupPC host name")
     parser.add_argument(
         "--host", metavar="ADDRESS", help="address to scan (default: ClientNameAlias, else CLIENT)"
