@@ -53,17 +53,9 @@ class AuthWatch:
             self._identities, self._fingerprints = result.identities, result.fingerprints
         vanished = self._observe(self._fingerprints, now) if result.answered else None
         lifetimes = self.lifetimes.expiries(cfg.lifetime_seconds)
+        fps, sign = self._fingerprints, self._checks_of
         # Signed also with no keys: the next key to appear is signed at once.
-        return readiness.assess(
-            cfg,
-            result,
-            self._fingerprints,
-            self._checks_of,
-            now,
-            lifetimes,
-            vanished,
-            always_sign=True,
-        )
+        return readiness.assess(cfg, result, fps, sign, now, lifetimes, vanished, always_sign=True)
 
     def _checks_of(self, keys: tuple[Identity, ...]) -> SignChecks:
         """The sign checks of ``keys`` (those that count), fresh or from the last round."""
