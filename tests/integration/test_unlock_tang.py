@@ -60,6 +60,13 @@ def store(
     return result
 
 
+def stored_on(tmp_path: Path, key: Path, tangs: list[Tang]) -> Setup:
+    """An installation whose ``key`` has its passphrase stored on ``tangs``."""
+    inst = tang_setup(tmp_path, key)
+    store(inst, key, tangs)
+    return inst
+
+
 def reason(inst: Setup) -> str:
     return str((inst.state() or {}).get("reason", ""))
 
@@ -134,8 +141,7 @@ def test_set_fails_cleanly_when_the_tang_does_not_answer(
 
 def test_boot_to_ready_with_one_tang(keys: dict[str, Path], tmp_path: Path) -> None:
     with running_tangs(tmp_path) as [server]:
-        inst = tang_setup(tmp_path, keys["a"])
-        store(inst, keys["a"], [server])
+        inst = stored_on(tmp_path, keys["a"], [server])
         with running(inst, wait_state="ready") as sup:
             assert "unattended unlock: loaded" in sup.logtext()
 
@@ -156,8 +162,7 @@ def test_every_tang_down_waits_with_the_reason_then_ready_when_one_returns(
     keys: dict[str, Path], tmp_path: Path
 ) -> None:
     with running_tangs(tmp_path, count=2) as [first, second]:
-        inst = tang_setup(tmp_path, keys["a"])
-        store(inst, keys["a"], [first, second])
+        inst = stored_on(tmp_path, keys["a"], [first, second])
         first.stop()
         second.stop()
         with running(inst) as sup:
@@ -176,8 +181,7 @@ def test_ssh_add_by_hand_still_works_while_no_tang_answers(
     keys: dict[str, Path], tmp_path: Path
 ) -> None:
     with running_tangs(tmp_path) as [server]:
-        inst = tang_setup(tmp_path, keys["a"])
-        store(inst, keys["a"], [server])
+        inst = stored_on(tmp_path, keys["a"], [server])
         server.stop()
         with running(inst):
             wait_for(lambda: "no Tang answers" in reason(inst), timeout=15)
@@ -189,8 +193,7 @@ def test_rotated_keys_still_unlock_until_the_old_ones_go_then_rekey_fixes_it(
     keys: dict[str, Path], tmp_path: Path
 ) -> None:
     with running_tangs(tmp_path) as [server]:
-        inst = tang_setup(tmp_path, keys["a"])
-        store(inst, keys["a"], [server])
+        inst = stored_on(tmp_path, keys["a"], [server])
         server.rotate()
         assert passphrase("check", str(keys["a"]), config=inst.config).returncode == 0
         with running(inst, wait_state="ready"):
@@ -217,8 +220,7 @@ def test_rekey_with_the_old_key_still_kept_needs_no_passphrase(
     keys: dict[str, Path], tmp_path: Path
 ) -> None:
     with running_tangs(tmp_path) as [server]:
-        inst = tang_setup(tmp_path, keys["a"])
-        store(inst, keys["a"], [server])
+        inst = stored_on(tmp_path, keys["a"], [server])
         server.rotate()
         fixed = passphrase("rekey", str(keys["a"]), "--yes", config=inst.config, stdin="")
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
@@ -230,8 +232,7 @@ def test_a_copy_of_the_state_dir_without_tang_unlocks_nothing(
     keys: dict[str, Path], tmp_path: Path
 ) -> None:
     with running_tangs(tmp_path) as [server]:
-        inst = tang_setup(tmp_path, keys["a"])
-        store(inst, keys["a"], [server])
+        inst = stored_on(tmp_path, keys["a"], [server])
     stolen = make_setup(tmp_path / "stolen", agent={"unlock": "tang", "keys": [keys["a"]]})
     shutil.copytree(inst.state_dir, stolen.state_dir)
     stolen.state_dir.chmod(0o700)
@@ -323,8 +324,7 @@ def test_the_plaintext_never_enters_the_supervisors_memory(
 ) -> None:
     """clevis hands the passphrase to ssh-add through askpass: the supervisor never reads it."""
     with running_tangs(tmp_path) as [server]:
-        inst = tang_setup(tmp_path, keys["a"])
-        store(inst, keys["a"], [server])
+        inst = stored_on(tmp_path, keys["a"], [server])
         server.stop()
         with running(inst) as sup:
             wait_for(lambda: "no Tang answers" in reason(inst), timeout=15)
