@@ -13,7 +13,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from backuppc_agent import askpass, exitcodes, proc
+from backuppc_agent import askpass, exitcodes, names, proc
 from backuppc_agent.errors import BackupPCAgentError
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def is_encrypted(key: Path) -> bool:
     result = run_public(key, b"")  # askpass answers an empty line
     detail = result.stderr.decode(errors="replace").strip()
     if result.returncode != 0 and detail and "passphrase" not in detail:
-        raise BackupPCAgentError(f"{key}: not a usable private key: {detail.splitlines()[-1]}")
+        raise BackupPCAgentError(f"{key}: not a usable private key: {names.last_line(detail)}")
     return result.returncode != 0
 
 
@@ -162,4 +162,4 @@ def check_added(result: subprocess.CompletedProcess[bytes], socket: Path, key: P
         raise BackupPCAgentError(f"ssh-add cannot reach the agent on {socket}: {detail}")
     if not detail or "passphrase" in detail.lower():
         raise PassphraseError(f"the stored passphrase does not open {key}")
-    raise BackupPCAgentError(f"ssh-add {key} failed: {detail.splitlines()[-1]}")
+    raise BackupPCAgentError(f"ssh-add {key} failed: {names.last_line(detail)}")
