@@ -13,8 +13,6 @@ from backuppc_agent.install import access, trust
 from backuppc_agent.ssh import masterfiles, mux, remote, sshconfig
 from backuppc_agent.ssh.remote import Answer
 
-#: Bound on the alive check of a host's master before the probe rides it.
-PROBE_CHECK_SECONDS = 1.0
 #: Each BackupPC setting doctor requires, with text its effective value must contain.
 REQUIRED_SETTINGS = {
     **{setting: f" hook {hook} " for setting, hook, _ in snippets.USER_COMMANDS},
@@ -144,8 +142,7 @@ def _access(
 ) -> tuple[Answer, str] | None:
     """(access, when it was seen) for ``host``: probed now through its master, else recorded."""
     try:
-        path = sshconfig.trusted_control_path(config.mux.control_dir, host.name)
-        if mux.check(path, PROBE_CHECK_SECONDS).alive:
+        if mux.check(sshconfig.master_path(config, host.name)).alive:
             target = masterfiles.remembered_host(config, host.name) or host.address
             return remote.probe_access(config, host.name, target, record), "now"
     except BackupPCAgentError:
