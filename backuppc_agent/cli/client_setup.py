@@ -56,6 +56,11 @@ class Keys:
     restore: PublicKey
     restore_loaded: bool
 
+    @property
+    def backup_idents(self) -> set[tuple[str, bytes]]:
+        """What names each backup key in an authorized_keys line (type and blob)."""
+        return {key.ident for key in self.backup}
+
 
 def run(args: argparse.Namespace) -> int:
     """Set up, undo or print; the exit code (failures raise BackupPCAgentError)."""
@@ -146,7 +151,8 @@ def _probe(name: str, session: client.Session) -> Probe:
 
 
 def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
-    found, version = _probe(name, session), client.gate_version(client.gate_text())
+    gate = client.gate_text()
+    found, version = _probe(name, session), client.gate_version(gate)
     if found.answer is Answer.GATE and found.version == version:
         print(f"{name}: already set up (gate {version}, backup key restricted): nothing to change")
         return exitcodes.OK
@@ -158,7 +164,7 @@ def _setup(name: str, session: client.Session, keys: Keys, yes: bool) -> int:
     authkeys_path, old, new = _plan(name, session, keys)
     if not (yes or confirmed("change the client?")):
         raise BackupPCAgentError("nothing changed: confirm with --yes (or answer y at a terminal)")
-    clientkeys.write(session, authkeys_path, old, new, client.gate_text())
+    clientkeys.write(session, authkeys_path, old, new, gate)
     after = session.probe()
     if after.answer is not Answer.GATE:
         raise BackupPCAgentError(
@@ -178,7 +184,7 @@ def _plan(name: str, session: client.Session, keys: Keys) -> tuple[str, str, str
     if problem is not None:
         raise BackupPCAgentError(f"{name}: {problem}: set it up by hand (--print)")
     old = keys_file.text or ""
-    new = authkeys.rewrite(old, {k.ident for k in keys.backup}, keys.restore, target)
+    new = authkeys.rewrite(old, keys.backup_idents, keys.restore, target)
     print(f"{name}: {session.login}@{session.address}, {target.authkeys} ({account.source})")
     if target.address is None:
         print("  the server's address was not found: no from= restriction")
@@ -193,7 +199,7 @@ def _plan(name: str, session: client.Session, keys: Keys) -> tuple[str, str, str
 def _file_with_backup_key(
     account: clientkeys.Account, keys: Keys, files: list[clientkeys.KeysFile]
 ) -> clientkeys.KeysFile:
-    wanted = {k.ident for k in keys.backup}
+    wanted = keys.backup_idents
     for keys_file in files:
         lines = authkeys.parse(keys_file.text or "")
         if any(authkeys.gate_mode(line, wanted, keys.restore) == authkeys.BACKUP for line in lines):
