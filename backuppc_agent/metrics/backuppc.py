@@ -173,9 +173,8 @@ def result_word(reason: object, error: object) -> str:
     text = str(reason or "")
     if not text:
         return "none"
-    word = _REASONS.get(
-        text.removeprefix("Reason_"), text.removeprefix("Reason_").replace("_", "-")
-    )
+    name = text.removeprefix("Reason_")
+    word = _REASONS.get(name, name.replace("_", "-"))
     if word == "failed" and error_word(error).startswith("aborted"):
         return "aborted"
     return word if word in RESULTS else "other"
