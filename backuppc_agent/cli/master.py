@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = actions.add_parser("check", help="is CLIENT's master alive (exit 0) or not (1)")
     for action, timeout_help in ((listing, "per socket (s)"), (check, "seconds")):
         action.add_argument("--json", action="store_true", help="one JSON document")
-        action.add_argument("--timeout", type=float, default=1.0, help=timeout_help)
+        action.add_argument("--timeout", type=float, default=mux.CHECK_SECONDS, help=timeout_help)
     for name, text in (
         ("open", "open CLIENT's master (or find it alive)"),
         ("close", "ask CLIENT's master to exit (like ssh -O exit)"),
