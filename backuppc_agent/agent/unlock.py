@@ -77,11 +77,6 @@ def with_tang(
         ) from err
 
 
-def tang_passphrase(state_dir: Path, key: Path) -> str:
-    """The plaintext of the stored JWE of ``key`` (for rekey only); raise as with_tang does."""
-    return tang.plaintext(with_tang(state_dir, key, tang.run_decrypt))
-
-
 def load(config: Config, key: Path) -> None:
     """Load ``key`` with its stored passphrase; from Tang, clevis hands it to ssh-add itself."""
     socket = config.agent.socket

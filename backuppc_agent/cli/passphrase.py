@@ -18,7 +18,7 @@ from backuppc_agent import exitcodes, paths
 from backuppc_agent.agent import passphrases, tang
 from backuppc_agent.agent.passphrases import PassphraseError
 from backuppc_agent.agent.tang import Pin, TangRefusedError
-from backuppc_agent.agent.unlock import tang_passphrase, with_tang
+from backuppc_agent.agent.unlock import with_tang
 from backuppc_agent.cli.common import confirmed, load_config
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError, UsageError
@@ -211,7 +211,7 @@ def rekey(key: Path, args: argparse.Namespace) -> int:
     if jwe is None:
         raise BackupPCAgentError(f"no passphrase of {key} is stored for Tang ({where})")
     try:
-        secret = tang_passphrase(config.state.dir, key)
+        secret = tang.plaintext(tang.open_with(jwe, partial(tang.run_decrypt, jwe)))
     except TangRefusedError:
         print(f"Tang can no longer open the stored passphrase of {key}: give it again")
         secret = _read_passphrase(key)
