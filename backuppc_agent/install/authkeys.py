@@ -191,10 +191,10 @@ def rewrite(text: str, backup: set[tuple[str, bytes]], restore: PublicKey, targe
         mode = gate_mode(line, backup, restore)
         if line.key is None or mode is None:
             out.append(line.text + line.ending)
-            continue
-        new = None if line.key.ident in seen else entry(mode, target, line.key)
-        seen.add(line.key.ident)
-        out.append("" if new is None else new + (line.ending if "\n" in line.ending else "\n"))
+        elif line.key.ident not in seen:  # a later line of the same key goes
+            seen.add(line.key.ident)
+            ending = line.ending if "\n" in line.ending else "\n"
+            out.append(entry(mode, target, line.key) + ending)
     if restore.ident not in seen:
         if "".join(out)[-1:] not in ("", "\n"):
             out.append("\n")
