@@ -24,6 +24,8 @@ from backuppc_agent.errors import BackupPCAgentError, BadNameError
 from backuppc_agent.ssh import mux, sshconfig
 from backuppc_agent.state import State
 
+logger = logging.getLogger(__name__)
+
 PRE_HOOKS = ("pre-dump", "pre-restore", "pre-archive")
 POST_HOOKS = ("post-dump", "post-restore", "post-archive")
 HOOKS = (*PRE_HOOKS, *POST_HOOKS, "ping")
@@ -97,7 +99,7 @@ def ensure_master_line(config: Config, client: str, host: str, restore: bool = F
         try:
             remote.probe_access(config, client, host)
         except BackupPCAgentError as err:  # the metrics keep the last answer; the dump goes on
-            logging.getLogger(__name__).debug("%s", err)
+            logger.debug("%s", err)
     how = ("opened" if opened else "reused") + ("; restore key only" if restore else "")
     what = "restore master" if restore else "master"
     return f"ssh {what} for {client} is up (pid {status.pid}, {how})"
