@@ -18,7 +18,7 @@ from pathlib import Path
 from backuppc_agent import exitcodes, names, proc
 from backuppc_agent.agent import probe as agent_probe
 from backuppc_agent.backuppc import confdir
-from backuppc_agent.backuppc.confdir import ConfDir
+from backuppc_agent.backuppc.confdir import ConfDir, Host
 from backuppc_agent.cli.common import confirmed
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import authkeys, client, clientkeys, context, fsops
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_only:
         return _print_manual(login, _keys(ctx))
     backuppc = ctx.backuppc(args.backuppc_dir)
-    address = names.check(backuppc.host(client_name).address, "host")
+    host = backuppc.host(client_name)
+    address = names.check(host.address, "host")
     # ssh and ssh-keygen run as the BackupPC user, when we are root and it is not
     runas = ctx.user if os.geteuid() == 0 and ctx.user.pw_uid != 0 else None
     base = client.Session(ctx.config, login, address, runas)
@@ -81,13 +82,12 @@ def run(args: argparse.Namespace) -> int:
         if args.undo:
             return _undo(client_name, session, keys)
         code = _setup(client_name, session, keys, args.yes)
-    _protect_args_note(backuppc, client_name)
+    _protect_args_note(backuppc, client_name, host)
     return code
 
 
-def _protect_args_note(backuppc: ConfDir, name: str) -> None:
+def _protect_args_note(backuppc: ConfDir, name: str, host: Host) -> None:
     """Name the HOST.pl lines an rsync host needs behind the gate, which refuses -s."""
-    host = backuppc.host(name)
     protected = confdir.protected_args(backuppc.settings(host.name))
     if host.xfer_method != "rsync" or not protected:
         return
