@@ -27,7 +27,7 @@ from backuppc_agent.ssh import remote, sshconfig
 
 UNDO_COMMAND = "backuppc-agent-gate undo"
 GATE_FILE = "client/backuppc-agent-gate"
-GATE_VERSION = re.compile(r"^(?:GATE_)?VERSION=['\"]?([0-9A-Za-z._+-]{1,40})", re.MULTILINE)
+GATE_VERSION = re.compile(r"^GATE_VERSION=([0-9A-Za-z._+-]{1,40})", re.MULTILINE)
 #: The first line every script prints: what a login shell's rc files print before it is skipped.
 MARKER = "backuppc-agent-client-setup"
 #: The remote command is one argument of the login shell's -c: Linux caps one at 128 KiB.
@@ -45,7 +45,7 @@ def gate_text() -> str:
 
 
 def gate_version(text: str) -> str:
-    """The ``VERSION=`` the gate script declares ("unknown" if none)."""
+    """The ``GATE_VERSION=`` the gate script declares ("unknown" if none)."""
     found = GATE_VERSION.search(text)
     return found.group(1) if found else "unknown"
 
