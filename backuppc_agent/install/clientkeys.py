@@ -19,6 +19,8 @@ from backuppc_agent.ssh.remote import decode
 
 DEFAULT_AUTHKEYS = ".ssh/authorized_keys"
 MAX_AUTHKEYS_BYTES = 256 * 1024
+#: What we parse of the inspect and undo scripts' answers (a few short lines).
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _address(text: str) -> str | None:
 
 def inspect(session: Session) -> Account:
     """Ask the client where its sshd reads this account's keys."""
-    return parse_inspect(decode(session.script(INSPECT_SCRIPT)[:65536]))
+    return parse_inspect(decode(session.script(INSPECT_SCRIPT)[:MAX_ANSWER_BYTES]))
 
 
 #: ``MAX_BYTES PATH...``: per path one line ``file SIZE SAVED`` then SIZE bytes, or
@@ -226,7 +228,7 @@ echo nothing
 
 def undo_by_shell(session: Session, paths: tuple[str, ...]) -> str | None:
     """Move the first saved copy found back over its file, remove the gate; its path or None."""
-    last = names.last_line(decode(session.script(UNDO_SCRIPT, *paths)[:65536]))
+    last = names.last_line(decode(session.script(UNDO_SCRIPT, *paths)[:MAX_ANSWER_BYTES]))
     if last == "nothing":
         return None
     if last.startswith("restored ") and last[9:] in paths:
