@@ -69,7 +69,8 @@ def problems(
     runner: Runner = run_as,
 ) -> list[Problem]:
     """What the BackupPC user cannot do: run ``program`` (if given), read files that exist."""
-    name, found = user.pw_name, list[Problem]()
+    name = user.pw_name
+    found: list[Problem] = []
     status, why = runner(user, (program, "--version")) if program else (0, "")
     if status > 0:
         reason = why or f"exit status {status}"
