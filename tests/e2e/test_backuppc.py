@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,12 +302,7 @@ def _site() -> Iterator[Site]:
         slow = root / "slow-rsync"
         slow.write_text(SLOW_RSYNC)
         slow.chmod(0o755)
-        home = root / "home"
-        home.mkdir(mode=0o700)
-        key = make_key(home, "id_backup", PASSPHRASE)
-        askpass = home / "askpass.sh"
-        askpass.write_text(f"#!/bin/sh\necho '{PASSPHRASE}'\n")
-        askpass.chmod(0o700)
+        home, key, askpass = operator_home(root)
         config = _write_config(root, home)
         with running_sshd("127.0.0.4", key) as sshd_a, running_sshd("127.0.0.5", key) as sshd_b:
             (home / "known_hosts").write_text(sshd_a.known_hosts_line() + sshd_b.known_hosts_line())
@@ -340,7 +335,7 @@ def _site() -> Iterator[Site]:
                     root, program, config, home, key, askpass, {"a": sshd_a, "b": sshd_b}, offset
                 )
     finally:
-        _kill_backuppc_leftovers(root)
+        kill_backuppc_leftovers(root)
         kill_user_processes("bpaclient")
         (CONF_DIR / "hosts").write_bytes(hosts_saved)
         _clean_pc_dirs()
@@ -357,14 +352,23 @@ def _log_since(offset: int) -> str:
         return ""
 
 
-def _kill_backuppc_leftovers(root: Path) -> None:
-    """Masters, agents and dumps of user backuppc that name our tree or our clients."""
+def operator_home(root: Path, passphrase: str = PASSPHRASE) -> tuple[Path, Path, Path]:
+    """The BackupPC user's home under ``root``: (home, a key with ``passphrase``, its askpass)."""
+    home = root / "home"
+    home.mkdir(mode=0o700)
+    key = make_key(home, "id_backup", passphrase)
+    askpass = home / "askpass.sh"
+    askpass.write_text(f"#!/bin/sh\necho '{passphrase}'\n")
+    askpass.chmod(0o700)
+    return home, key, askpass
+
+
+def kill_backuppc_leftovers(root: Path, names: Iterable[str] = CLIENTS) -> None:
+    """Masters, agents and dumps of user backuppc that name our tree or one of ``names``."""
     for pid, cmdline in user_processes("backuppc"):
-        if str(root) in cmdline or any(client in cmdline for client in CLIENTS):
-            try:
+        if str(root) in cmdline or any(name in cmdline for name in names):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _dump(client: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:

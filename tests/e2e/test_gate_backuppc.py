@@ -14,7 +14,6 @@ RsyncArgs and RsyncRestoreArgs. Holds E2E_LOCK; everything is put back after.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -35,12 +34,14 @@ from tests.e2e.test_backuppc import (
     _install_program,
     as_backuppc,
     backuppc_lock,
+    kill_backuppc_leftovers,
+    operator_home,
     python_or_skip,
     run_bpc,
     serving,
 )
 from tests.gate import gate_copy
-from tests.helpers import make_key, wait_for, write_config
+from tests.helpers import wait_for, write_config
 from tests.sshd import (
     CLIENT_USER,
     Sshd,
@@ -201,12 +202,7 @@ def _site() -> Iterator[GateSite]:
         wrappers.mkdir(mode=0o755)
         (wrappers / "rsync").write_text(SLOW_RSYNC)
         (wrappers / "rsync").chmod(0o755)
-        home = root / "home"
-        home.mkdir(mode=0o700)
-        key = make_key(home, "id_backup", PASSPHRASE)
-        askpass = home / "askpass.sh"
-        askpass.write_text(f"#!/bin/sh\necho '{PASSPHRASE}'\n")
-        askpass.chmod(0o700)
+        home, key, askpass = operator_home(root, PASSPHRASE)
         config = write_config(
             root / "config.toml",
             agent={"socket": home / "agent.sock", "env_file": home / "agent.env",
@@ -248,10 +244,7 @@ def _site() -> Iterator[GateSite]:
                 assert added.returncode == 0, added.stderr
                 yield gate_site
     finally:
-        for pid, cmdline in user_processes("backuppc"):
-            if str(root) in cmdline or any(host in cmdline for host in HOSTS):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_backuppc_leftovers(root, HOSTS)
         kill_user_processes(CLIENT_USER, "rsync")
         (CONF_DIR / "hosts").write_bytes(hosts_saved)
         _clean()
