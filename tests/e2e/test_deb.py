@@ -239,7 +239,7 @@ def _teardown(
     kill_user_processes("backuppc", "backuppc-agent")
     kill_user_processes("backuppc", "ssh-agent")
     kill_user_processes("backuppc", str(SSH_DIR))
-    bpc._kill_backuppc_leftovers(root)
+    bpc.kill_backuppc_leftovers(root)
     kill_user_processes("bpaclient")
     _restore(saved)
     for client in (CLIENT, SLOW):
