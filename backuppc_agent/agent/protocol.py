@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import struct
 from dataclasses import dataclass
 
 from backuppc_agent.errors import ProtocolError
+from backuppc_agent.ssh import wire
 
 SSH_AGENT_FAILURE = 5
 SSH_AGENTC_REQUEST_IDENTITIES = 11
@@ -26,7 +26,8 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 MAX_SIGN_REPLY_BYTES = 64 * 1024
 #: Ask RSA keys for rsa-sha2-256 signatures, as ssh does (PROTOCOL.agent flags).
 SSH_AGENT_RSA_SHA2_256 = 2
-_U32 = struct.Struct(">I")
+#: Strings in agent messages and key blobs are SSH strings (certs and fakes build them here).
+encode_string = wire.encode_string
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +59,7 @@ def fingerprint(blob: bytes) -> str:
 
 def frame(msg_type: int, payload: bytes = b"") -> bytes:
     """Wrap a message type and payload in the length-prefixed frame."""
-    return _U32.pack(len(payload) + 1) + bytes((msg_type,)) + payload
-
-
-def encode_string(data: bytes) -> bytes:
-    """Encode an SSH ``string``: uint32 length then the bytes."""
-    return _U32.pack(len(data)) + data
+    return encode_string(bytes((msg_type,)) + payload)
 
 
 #: The frame that asks the agent for its identities.
@@ -72,7 +68,7 @@ REQUEST_IDENTITIES = frame(SSH_AGENTC_REQUEST_IDENTITIES)
 
 def sign_request(blob: bytes, data: bytes, flags: int = 0) -> bytes:
     """The frame that asks the agent to sign ``data`` with the key ``blob``."""
-    payload = encode_string(blob) + encode_string(data) + _U32.pack(flags)
+    payload = encode_string(blob) + encode_string(data) + wire.UINT32.pack(flags)
     return frame(SSH_AGENTC_SIGN_REQUEST, payload)
 
 
@@ -104,12 +100,7 @@ def _is_name(name: bytes) -> bool:
 
 def reply_length(header: bytes | memoryview, limit: int = MAX_REPLY_BYTES) -> int:
     """Decode a 4-byte frame header; raise ProtocolError if it is empty or too large."""
-    length: int = _U32.unpack(header)[0]
-    if length == 0:
-        raise ProtocolError("agent sent an empty frame")
-    if length > limit:
-        raise ProtocolError(f"agent announced a {length}-byte reply (limit {limit})")
-    return length
+    return wire.frame_length(header, "agent", 1, limit)
 
 
 def parse_identities(body: bytes | memoryview) -> tuple[Identity, ...]:

@@ -11,6 +11,8 @@ import struct
 
 from backuppc_agent import names
 from backuppc_agent.errors import ProtocolError
+from backuppc_agent.ssh import wire
+from backuppc_agent.ssh.wire import UINT32, encode_string
 
 MUX_MSG_HELLO = 0x00000001
 MUX_C_NEW_SESSION = 0x10000002
@@ -26,34 +28,23 @@ MUX_VERSION = 4
 #: Real replies are a few dozen bytes; a hostile length must not allocate gigabytes.
 MAX_FRAME_BYTES = 64 * 1024
 _NO_ESCAPE_CHAR = 0xFFFFFFFF
-_U32 = struct.Struct(">I")
 
 
 def encode(msg_type: int, *words: int) -> bytes:
     """Build one frame: length, type, then uint32 words."""
-    body = _U32.pack(msg_type) + b"".join(_U32.pack(word) for word in words)
-    return _U32.pack(len(body)) + body
+    return encode_string(UINT32.pack(msg_type) + b"".join(UINT32.pack(word) for word in words))
 
 
 def encode_new_session(request_id: int, command: bytes) -> bytes:
     """A MUX_C_NEW_SESSION frame: no tty, X11, agent or subsystem, no escape character."""
-    body = _U32.pack(MUX_C_NEW_SESSION) + _U32.pack(request_id) + _string(b"")
-    body += _U32.pack(0) * 4 + _U32.pack(_NO_ESCAPE_CHAR) + _string(b"") + _string(command)
-    return _U32.pack(len(body)) + body
-
-
-def _string(text: bytes) -> bytes:
-    return _U32.pack(len(text)) + text
+    body = UINT32.pack(MUX_C_NEW_SESSION) + UINT32.pack(request_id) + encode_string(b"")
+    body += UINT32.pack(0) * 4 + UINT32.pack(_NO_ESCAPE_CHAR) + encode_string(b"")
+    return encode_string(body + encode_string(command))
 
 
 def frame_length(header: bytes, limit: int = MAX_FRAME_BYTES) -> int:
-    """Decode a 4-byte length; raise ProtocolError if it is too short or too large."""
-    length: int = _U32.unpack(header)[0]
-    if length < 4:
-        raise ProtocolError(f"mux frame of {length} bytes is too short")
-    if length > limit:
-        raise ProtocolError(f"mux frame of {length} bytes exceeds {limit}")
-    return length
+    """Decode a 4-byte length; raise ProtocolError if it is too short (no type) or too large."""
+    return wire.frame_length(header, "master", 4, limit)
 
 
 def parse_words(body: bytes, count: int) -> tuple[int, ...]:

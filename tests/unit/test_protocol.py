@@ -58,7 +58,7 @@ def test_frame_lengths_are_bounded() -> None:
     assert protocol.reply_length(b"\x00\x00\x00\x05") == 5
     with pytest.raises(ProtocolError, match="4294967295-byte reply"):
         protocol.reply_length(b"\xff\xff\xff\xff")
-    with pytest.raises(ProtocolError, match="empty frame"):
+    with pytest.raises(ProtocolError, match="0-byte frame: too short"):
         protocol.reply_length(b"\x00\x00\x00\x00")
 
 
