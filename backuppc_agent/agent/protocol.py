@@ -45,10 +45,16 @@ class Identity:
     @property
     def key_type(self) -> str:
         """The key's type name (e.g. ``ssh-ed25519``), or "?" if the blob is malformed."""
-        try:
-            return Reader(self.blob, "key blob").string().decode("ascii", "replace")
-        except ProtocolError:
-            return "?"
+        return key_type(self.blob) or "?"
+
+
+def key_type(blob: bytes) -> str | None:
+    """The type name a public key blob starts with, or None if it is malformed."""
+    try:
+        name = Reader(blob, "key blob").string()
+    except ProtocolError:
+        return None
+    return name.decode("ascii") if _is_name(name) else None
 
 
 def fingerprint(blob: bytes) -> str:

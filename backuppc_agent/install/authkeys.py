@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from backuppc_agent import names
 from backuppc_agent.agent import keyfiles, protocol
-from backuppc_agent.errors import ProtocolError
 
 #: Paths we write into ``command="..."``: sshd runs it through the login user's shell.
 SAFE_PATH = re.compile(r"/[A-Za-z0-9_./@+-]*")
@@ -136,21 +135,9 @@ def read_key(text: str) -> PublicKey | None:
     if len(fields) < 2:
         return None
     blob = keyfiles.decode_blob(fields[1])
-    if blob is None or blob_type(blob) != fields[0]:
+    if blob is None or protocol.key_type(blob) != fields[0]:
         return None
     return PublicKey(fields[0], blob, fields[2].strip(" \t") if len(fields) > 2 else "")
-
-
-def blob_type(blob: bytes) -> str | None:
-    """The type name a key blob starts with, or None if it is malformed."""
-    try:
-        name = protocol.Reader(blob, "key blob").string()
-    except ProtocolError:
-        return None
-    if len(name) > 64 or not name.isascii():
-        return None
-    text = name.decode("ascii")
-    return text if text.isprintable() and " " not in text else None
 
 
 def public_key(text: str) -> PublicKey | None:

@@ -288,10 +288,10 @@ def _ours(parsed: authkeys.Line) -> bool:
     return parsed.key is not None and not parsed.is_ca and parsed.key.ident in ours
 
 
-def test_blob_type_refuses_short_and_lying_blobs() -> None:
-    assert authkeys.blob_type(b"") is None
-    assert authkeys.blob_type(struct.pack(">I", 1000) + b"x") is None
-    assert authkeys.blob_type(base64.b64decode(BACKUP.base64)) == "ssh-ed25519"
+def test_a_line_whose_blob_is_short_or_names_another_type_holds_no_key() -> None:
+    assert authkeys.read_key("ssh-ed25519 " + base64.b64encode(b"\0\0\3\xe8x").decode()) is None
+    assert authkeys.read_key(line(make_key(4, "ssh-rsa")).replace("ssh-rsa", "ssh-ed25519")) is None
+    assert authkeys.read_key(line(BACKUP)) == BACKUP
 
 
 # -- the probe's answers (ssh/remote.py) and the ssh argv (client.py) -----------------

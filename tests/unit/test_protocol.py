@@ -64,6 +64,17 @@ def test_frame_lengths_are_bounded() -> None:
 
 def test_a_malformed_blob_has_an_unknown_type() -> None:
     assert protocol.Identity(b"\x00", "x").key_type == "?"
+    hostile = protocol.encode_string(b"ssh-\x1b[2J") + bytes(32)
+    assert protocol.Identity(hostile, "x").key_type == "?"  # status prints it as it is
+
+
+def test_a_key_type_is_read_only_from_a_whole_printable_name() -> None:
+    assert protocol.key_type(b"") is None
+    assert protocol.key_type(struct.pack(">I", 1000) + b"x") is None
+    assert protocol.key_type(protocol.encode_string(b"ssh ed25519")) is None
+    assert protocol.key_type(protocol.encode_string("ssh-é".encode())) is None
+    assert protocol.key_type(protocol.encode_string(b"x" * 65)) is None
+    assert protocol.key_type(BLOB) == "ssh-ed25519"
 
 
 @given(st.binary(max_size=512))
