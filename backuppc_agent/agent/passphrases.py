@@ -119,25 +119,38 @@ def _feed(passphrase: str) -> bytes:
 
 
 def opens(key: Path, passphrase: str) -> bool:
-    """True if ``passphrase`` decrypts ``key`` (checked by ssh-keygen, through askpass)."""
-    return run_public(key, _feed(passphrase)).returncode == 0
+    """True if ``passphrase`` opens ``key``, or ``key`` needs none; raise as opened."""
+    return opened(key, run_public(key, _feed(passphrase)))
+
+
+def is_encrypted(key: Path) -> bool:
+    """True if ``key`` needs a passphrase; raise as opened."""
+    return not opened(key, run_public(key, b""))  # askpass answers nothing
 
 
 def run_public(key: Path, feed: bytes, clevis: bool = False) -> subprocess.CompletedProcess[bytes]:
-    """ssh-keygen -y on ``key`` with ``feed`` for askpass (a JWE if ``clevis``)."""
+    """ssh-keygen -y on ``key`` with ``feed`` for askpass (a JWE if ``clevis``).
+
+    Raises BackupPCAgentError if ``key`` is no file.
+    """
+    if not Path(key).is_file():
+        raise BackupPCAgentError(f"{key}: no such key file")
     argv = make_public_command(key)
     return proc.run(argv, SSH_KEYGEN_TIMEOUT_SECONDS, askpass_env(None, clevis), None, feed)
 
 
-def is_encrypted(key: Path) -> bool:
-    """True if ``key`` needs a passphrase; raise BackupPCAgentError if it is not a usable key."""
-    if not Path(key).is_file():
-        raise BackupPCAgentError(f"{key}: no such key file")
-    result = run_public(key, b"")  # askpass answers an empty line
+def opened(key: Path, result: subprocess.CompletedProcess[bytes]) -> bool:
+    """Whether ssh-keygen -y ``result`` opened ``key``: it printed the public key.
+
+    An unencrypted key opens without asking askpass. False means the passphrase did not
+    open it; raises BackupPCAgentError if ``key`` is not a usable private key.
+    """
+    if result.returncode == 0:
+        return True
     detail = result.stderr.decode(errors="replace").strip()
-    if result.returncode != 0 and detail and "passphrase" not in detail:
+    if detail and "passphrase" not in detail:
         raise BackupPCAgentError(f"{key}: not a usable private key: {names.last_line(detail)}")
-    return result.returncode != 0
+    return False
 
 
 def add(socket: Path, key: Path, passphrase: str) -> None:

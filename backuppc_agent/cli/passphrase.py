@@ -102,7 +102,7 @@ def _read_passphrase(key: Path) -> str:
 
 
 def _must_open(key: Path, secret: str) -> None:
-    if passphrases.is_encrypted(key) and not passphrases.opens(key, secret):
+    if not passphrases.opens(key, secret):
         raise BackupPCAgentError(f"that passphrase does not open {key}: nothing stored")
 
 
@@ -127,7 +127,7 @@ def _check(key: Path) -> int:
     secret = passphrases.get(key)
     if secret is None:
         raise PassphraseError(f"no passphrase of {key} is stored in the keyring")
-    if passphrases.is_encrypted(key) and not passphrases.opens(key, secret):
+    if not passphrases.opens(key, secret):
         raise PassphraseError(f"the stored passphrase does not open {key}")
     print(f"ok: the stored passphrase opens {key}")
     return exitcodes.OK
@@ -135,7 +135,7 @@ def _check(key: Path) -> int:
 
 def _check_tang(key: Path, config: Config) -> int:
     opened = with_tang(config.state.dir, key, partial(passphrases.run_public, key, clevis=True))
-    if passphrases.is_encrypted(key) and opened.returncode != 0:
+    if not passphrases.opened(key, opened):
         raise PassphraseError(f"the passphrase stored for Tang does not open {key}")
     print(f"ok: Tang opens the stored passphrase and it opens {key}")
     return exitcodes.OK

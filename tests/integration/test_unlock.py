@@ -104,6 +104,21 @@ def test_a_key_without_passphrase_or_a_missing_file_is_refused(
     assert "Traceback" not in result.stderr + missing.stderr
 
 
+def test_set_runs_ssh_keygen_once_before_asking_and_once_after_and_check_once(
+    keyring_env: Path, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = recording_wrapper(tmp_path, "ssh-keygen")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+
+    def runs() -> int:
+        return record.read_text().splitlines().count(f"-y -f {keys['a']}")
+
+    assert passphrase("set", str(keys["a"]), stdin=PASSPHRASE + "\n").returncode == 0
+    assert runs() == 2  # has it a passphrase at all; does the one typed open it
+    assert passphrase("check", str(keys["a"])).returncode == 0
+    assert runs() == 3
+
+
 def test_set_says_when_the_config_would_not_use_the_passphrase(
     keyring_env: Path, keys: dict[str, Path], setup: Setup
 ) -> None:

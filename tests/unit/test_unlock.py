@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from backuppc_agent import askpass
 from backuppc_agent.agent import keyfiles, passphrases, unlock
 from backuppc_agent.agent.unlock import KeyOutcome, Unlocker
 from backuppc_agent.config import Config, from_mapping
+from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.state import Snapshot, State
 from tests.helpers import key_fingerprint
 
@@ -122,6 +124,21 @@ def test_ssh_add_and_ssh_keygen_ask_our_helper_and_never_a_tty(tmp_path: Path) -
     assert env["SSH_ASKPASS_REQUIRE"] == "force"
     assert env["SSH_ASKPASS"].endswith("backuppc-agent-askpass")
     assert env["SSH_AUTH_SOCK"] == str(tmp_path / "sock")
+
+
+def keygen_said(returncode: int, stderr: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.CompletedProcess(("ssh-keygen",), returncode, b"", stderr)
+
+
+def test_one_ssh_keygen_answer_tells_opened_wrong_passphrase_or_unusable_key() -> None:
+    key = Path("/k/a")
+    assert passphrases.opened(key, keygen_said(0, b""))  # no passphrase, or the right one
+    wrong = b'Load key "/k/a": incorrect passphrase supplied to decrypt private key\n'
+    assert not passphrases.opened(key, keygen_said(255, wrong))
+    assert not passphrases.opened(key, keygen_said(255, b""))
+    unusable = b'junk\nLoad key "/k/a": bad permissions\n'
+    with pytest.raises(BackupPCAgentError, match='usable private key: Load key "/k/a": bad perm'):
+        passphrases.opened(key, keygen_said(255, unusable))
 
 
 def test_keyring_entries_are_named_by_the_normalized_absolute_path(
