@@ -87,11 +87,14 @@ def counting(keys: Sequence[Key], required_keys: Sequence[str]) -> list[Key]:
     ]
 
 
+def restore_key_fingerprint(agent: AgentConfig) -> str | None:
+    """The restore key's fingerprint once it is set up, else None."""
+    return keyfiles.key_fingerprint(agent.restore_key) if agent.restore_key_set_up() else None
+
+
 def not_counted(agent: AgentConfig) -> frozenset[str]:
     """The fingerprints that never count for backups: the restore key's, once it is set up."""
-    fingerprint = (
-        keyfiles.key_fingerprint(agent.restore_key) if agent.restore_key_set_up() else None
-    )
+    fingerprint = restore_key_fingerprint(agent)
     return frozenset((fingerprint,)) if fingerprint else frozenset()
 
 
@@ -255,11 +258,24 @@ def check_live(
     """Probe the agent of ``expected_uid`` (default ours), sign, judge; each within ``timeout``."""
     seconds = agent.probe_timeout_seconds if timeout is None else timeout
     probe_agent = probe_agent or partial(probe, expected_uid=expected_uid)
-    signer = sign_agent or partial(sign_keys, expected_uid=expected_uid)
-    result = probe_agent(agent.socket, seconds)
+    return check_answer(agent, probe_agent(agent.socket, seconds), seconds, sign_agent, lifetimes)
+
+
+def check_answer(
+    agent: AgentConfig,
+    result: ProbeResult,
+    timeout: float,
+    sign_agent: Signer | None = None,
+    lifetimes: Sequence[certs.Expiry] = (),
+) -> Readiness:
+    """Sign the counting keys of a probe already taken, judge; return the verdict.
+
+    Signing expects the uid the probe checked: only the agent that answered is asked.
+    """
+    signer = sign_agent or partial(sign_keys, expected_uid=result.peer_uid)
 
     def sign(keys: tuple[Identity, ...]) -> Mapping[str, SignCheck]:
-        return signer(agent.socket, keys, seconds)
+        return signer(agent.socket, keys, timeout)
 
     return assess(agent, result, result.fingerprints, sign, time.time(), lifetimes)
 

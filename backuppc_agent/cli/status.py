@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from backuppc_agent import exitcodes, names, state
 from backuppc_agent.agent import certs, readiness
-from backuppc_agent.agent.probe import probe
+from backuppc_agent.agent.probe import ProbeResult, probe
 from backuppc_agent.cli.common import load_config_for_caller
 from backuppc_agent.config import Config
 from backuppc_agent.state import Snapshot, State
 from backuppc_agent.unixsock import Failure
+
+#: ``probe.probe``: path, timeout, the uid expected to serve it (None: ours).
+UidProbe = Callable[[Path, float, int | None], ProbeResult]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +35,7 @@ class Status:
     verdict: readiness.Readiness
     socket: str
     restore_key_path: str
-    #: the restore key's fingerprint once it is set up (readiness.not_counted), else None
+    #: the restore key's fingerprint once it is set up, else None
     restore_key: str | None
     since: float | None = None
     supervisor_pid: int | None = None
@@ -70,24 +75,31 @@ class Status:
         }
 
 
-def listener_uid(config: Config, trusted_uid: int | None) -> int | None:
-    """``trusted_uid`` if the agent socket is served by that user (else None: ours only)."""
-    if trusted_uid is None:
-        return None
-    first = probe(config.agent.socket, config.agent.probe_timeout_seconds)
-    if first.status is Failure.FOREIGN and first.peer_uid == trusted_uid:
-        return trusted_uid
-    return None
+def probe_listener(
+    config: Config, trusted_uid: int | None, probe_agent: UidProbe = probe
+) -> tuple[ProbeResult, int | None]:
+    """Probe the agent socket as served by ``trusted_uid``, else as ours.
+
+    Returns the probe and ``trusted_uid`` if that user serves the socket (None: ours).
+    A listener of anyone else is probed as ours, so it fails as foreign to us.
+    """
+    path, seconds = config.agent.socket, config.agent.probe_timeout_seconds
+    if trusted_uid is None or trusted_uid == os.getuid():
+        return probe_agent(path, seconds, None), None
+    result = probe_agent(path, seconds, trusted_uid)
+    if result.status is Failure.FOREIGN:
+        return probe_agent(path, seconds, None), None
+    return result, trusted_uid if result.peer_uid == trusted_uid else None
 
 
-def gather(config: Config, uid: int | None = None) -> Status:
-    """Probe the agent (served by ``uid``, default ours) and merge in what was published."""
+def gather(config: Config, result: ProbeResult) -> Status:
+    """Judge ``result`` (a probe of the agent socket) and merge in what was published."""
     published = state.read(config.state.dir)
     lifetimes = published.expiries if published else ()
     kept = [item for item in lifetimes if item[2] == certs.LIFETIME]
-    ready = readiness.check_live(config.agent, lifetimes=kept, expected_uid=uid)
-    restore = sorted(readiness.not_counted(config.agent))
-    restore_key = restore[0] if restore else None
+    timeout = config.agent.probe_timeout_seconds
+    ready = readiness.check_answer(config.agent, result, timeout, lifetimes=kept)
+    restore_key = readiness.restore_key_fingerprint(config.agent)
     status = Status(ready, str(config.agent.socket), str(config.agent.restore_key), restore_key)
     if published is None:
         return status
@@ -183,9 +195,9 @@ def _ago(seconds: float) -> str:
 def run(args: argparse.Namespace) -> int:
     """Print the status; exit 0 when ready, 1 otherwise."""
     config, owner_uid, owner = load_config_for_caller(args)
-    uid = listener_uid(config, owner_uid)
+    result, uid = probe_listener(config, owner_uid)
     owner = owner if uid is not None else None
-    status = gather(config, uid)
+    status = gather(config, result)
     if args.json:
         shown = status.to_json() | ({"user": owner} if owner else {})
         sys.stdout.write(json.dumps(shown, sort_keys=True) + "\n")
