@@ -12,8 +12,10 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from backuppc_agent.agent.readiness import Readiness, check_live
 from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.install import access
 from backuppc_agent.install.context import Context
@@ -53,6 +55,11 @@ class Env:
     sysfs: Path
     running_uid: int = field(default_factory=os.getuid)
     runner: access.Runner = access.run_as
+
+    @cached_property
+    def readiness(self) -> Readiness:
+        """The BackupPC user's agent, probed and judged once for every check that reads it."""
+        return check_live(self.ctx.config.agent, expected_uid=self.ctx.user.pw_uid)
 
 
 Check = Callable[[Env], list[Finding]]

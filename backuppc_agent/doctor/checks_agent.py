@@ -10,7 +10,6 @@ from pwd import struct_passwd
 
 from backuppc_agent import proc, state
 from backuppc_agent.agent import keyfiles, readiness, tang
-from backuppc_agent.agent.probe import probe
 from backuppc_agent.agent.readiness import Cause
 from backuppc_agent.doctor import Env, Finding, Verdict
 from backuppc_agent.errors import BackupPCAgentError
@@ -33,8 +32,7 @@ UNUSABLE_FIX = (
 
 def check_agent(env: Env) -> list[Finding]:
     """The agent answers on its socket and holds the keys that make it ready."""
-    config, user = env.ctx.config, env.ctx.user
-    ready = readiness.check_live(config.agent, expected_uid=user.pw_uid)
+    config, user, ready = env.ctx.config, env.ctx.user, env.readiness
     supervised = state.supervisor_running(config.state.dir)
     running = "running" if supervised else "NOT running"
     where = f"ssh-agent pid {ready.probe.peer_pid}, supervisor {running}"
@@ -165,10 +163,9 @@ def check_restore_key(env: Env) -> list[Finding]:
     if not agent.restore_key_set_up():
         message = f"none at {key}: restores use the backup key (client-setup creates one)"
         return [Finding("restore key", Verdict.SKIP, message)]
-    result = probe(agent.socket, agent.probe_timeout_seconds, env.ctx.user.pw_uid)
-    if not result.answered:
+    if not env.readiness.probe.answered:
         return []  # check_agent says why
-    loaded = set(result.fingerprints)
+    loaded = set(env.readiness.fingerprints)
     findings = [_backup_keys_finding(env, loaded)]
     if readiness.restore_key_loaded(agent, loaded):
         message = f"{key}: armed (loaded: restores can write to clients until it is removed)"

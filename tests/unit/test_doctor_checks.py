@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import pwd
+import socket
+import struct
 from pathlib import Path
 from typing import cast
 
 import pytest
 
 from backuppc_agent.backuppc import confdir
+from backuppc_agent.config import from_mapping
 from backuppc_agent.doctor import Env, Finding, Verdict, failed, run_checks, swapcrypt
-from backuppc_agent.doctor.checks_agent import parse_ssh_version
+from backuppc_agent.doctor.checks_agent import check_agent, check_restore_key, parse_ssh_version
+from backuppc_agent.install.context import Context
+from tests.hostile_support import listener
 
 SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
 
@@ -273,3 +279,45 @@ def test_debians_stock_localhost_tar_is_a_host_without_ssh(tmp_path: Path) -> No
     assert confdir.uses_ssh("tar", conf.settings("localhost")) is False
     assert confdir.uses_ssh("tar", conf.settings("web")) is True
     assert confdir.uses_ssh("smb", conf.settings("localhost")) is False
+
+
+# -- the agent -----------------------------------------------------------------------
+
+
+def agent_env(root: Path) -> Env:
+    """doctor's view of an agent socket under ``root`` served by us, with a restore key."""
+    restore = root / "id_restore"
+    Path(f"{restore}.pub").write_text("")
+    agent = {"socket": str(root / "agent.sock"), "restore_key": str(restore)}
+    data = {"agent": agent, "state": {"dir": str(root)}, "mux": {"control_dir": "/run/bpa"}}
+    config = from_mapping(data, str(root / "config.toml"), home=root)
+    ctx = Context(config, root / "config.toml", pwd.getpwuid(os.getuid()), Path("/"))
+    return Env(ctx, confdir.ConfDir(root, root), root, root)
+
+
+def test_the_agent_and_restore_key_checks_share_one_probe(tmp_path: Path) -> None:
+    env = agent_env(tmp_path)
+    probes: list[socket.socket] = []
+
+    def no_keys(conn: socket.socket) -> None:
+        probes.append(conn)
+        conn.recv(16)
+        conn.sendall(struct.pack(">IBI", 5, 12, 0))  # IDENTITIES_ANSWER, none
+
+    with listener(env.ctx.config.agent.socket, no_keys):
+        findings = run_checks(env, [check_agent, check_restore_key])
+    assert len(probes) == 1
+    key, pid, user = env.ctx.config.agent.restore_key, os.getpid(), env.ctx.user.pw_name
+    waiting = "no keys loaded (or the agent is locked); run ssh-add"
+    fix = f"su - {user}, then ssh-add (or backuppc-agent add)"
+    assert [finding.line() for finding in findings] == [
+        f"FAIL agent: waiting: {waiting} (ssh-agent pid {pid}, supervisor NOT running); fix: {fix}",
+        f"ok   restore key: {key}: not armed (restores fail fast until 'ssh-add -t 1h {key}')",
+    ]
+
+
+def test_with_no_agent_only_the_agent_check_says_why(tmp_path: Path) -> None:
+    env = agent_env(tmp_path)
+    [finding] = run_checks(env, [check_agent, check_restore_key])
+    socket_path = env.ctx.config.agent.socket
+    assert finding.line().startswith(f"FAIL agent: no agent on {socket_path}: no agent socket at")
