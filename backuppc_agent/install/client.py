@@ -22,13 +22,13 @@ from backuppc_agent import names, proc
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import access, templates
-from backuppc_agent.install.authkeys import PublicKey
+from backuppc_agent.install.authkeys import GATE_NAME, PublicKey
 from backuppc_agent.ssh import remote, sshconfig
 
-UNDO_COMMAND = "backuppc-agent-gate undo"
-GATE_FILE = "client/backuppc-agent-gate"
+UNDO_COMMAND = f"{GATE_NAME} undo"
+GATE_FILE = f"client/{GATE_NAME}"
 GATE_VERSION = re.compile(r"^GATE_VERSION=([0-9A-Za-z._+-]{1,40})", re.MULTILINE)
-#: The first line every script prints: what a login shell's rc files print before it is skipped.
+#: The line printed before every script: what a login shell's rc files print before it is skipped.
 MARKER = "backuppc-agent-client-setup"
 #: The remote command is one argument of the login shell's -c: Linux caps one at 128 KiB.
 MAX_COMMAND_CHARS = 120_000
@@ -114,8 +114,11 @@ class Session:
         return f"{where}: {last}"
 
     def script(self, script: str, *args: str) -> bytes:
-        """Run a script with ``args``; its output after the MARKER line (raise if none came)."""
-        stdout = self.run(shlex.join(["sh", "-s", "--", *args]), script)
+        """Run MARKER's echo, then ``script`` with ``args``; its output after the MARKER line.
+
+        Raises BackupPCAgentError if no MARKER line came.
+        """
+        stdout = self.run(shlex.join(["sh", "-s", "--", *args]), f"echo {MARKER}\n{script}")
         marker = MARKER.encode() + b"\n"
         at = stdout.find(marker)
         if at < 0 or (at > 0 and stdout[at - 1 : at] != b"\n"):

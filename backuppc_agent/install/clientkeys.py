@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from backuppc_agent import names
 from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.install.authkeys import Target
 from backuppc_agent.install.client import Session, shown
 from backuppc_agent.ssh.remote import decode
 
@@ -46,7 +47,6 @@ class KeysFile:
 #: No arguments. Prints ``addr ADDR`` (the server as the client sees it), ``home``,
 #: ``user``, ``uid``, then ``akf VALUE`` from ``sshd -T`` or ``akf-unknown WHY``.
 INSPECT_SCRIPT = r"""# backuppc-agent client-setup: which authorized_keys this account's sshd reads.
-echo backuppc-agent-client-setup
 addr=${SSH_CONNECTION:-}
 addr=${addr%% *}
 user=$(id -un)
@@ -109,16 +109,17 @@ def inspect(session: Session) -> Account:
     return parse_inspect(decode(session.script(INSPECT_SCRIPT)[:MAX_ANSWER_BYTES]))
 
 
-#: ``MAX_BYTES PATH...``: per path one line ``file SIZE SAVED`` then SIZE bytes, or
-#: ``absent``, ``symlink``, ``unreadable``, ``toolarge SIZE`` (SAVED: 1 if the saved
-#: copy exists).
+#: ``MAX_BYTES (PATH SAVED_COPY)...``: per path one line ``file SIZE SAVED`` then SIZE
+#: bytes, or ``absent``, ``symlink``, ``unreadable``, ``toolarge SIZE`` (SAVED: 1 if
+#: SAVED_COPY exists).
 READ_SCRIPT = r"""# backuppc-agent client-setup: read authorized_keys files.
-echo backuppc-agent-client-setup
 max=$1
 shift
-for path in "$@"; do
+while [ "$#" -ge 2 ]; do
+    path=$1
     saved=0
-    [ -e "$path.backuppc-agent-saved" ] && saved=1
+    [ -e "$2" ] && saved=1
+    shift 2
     if [ -L "$path" ]; then
         echo symlink
     elif [ ! -e "$path" ]; then
@@ -159,23 +160,22 @@ def parse_read(output: bytes, paths: tuple[str, ...]) -> list[KeysFile]:
 
 def read(session: Session, paths: tuple[str, ...]) -> list[KeysFile]:
     """Read each of ``paths`` on the client (bounded)."""
-    output = session.script(READ_SCRIPT, str(MAX_AUTHKEYS_BYTES), *paths)
+    pairs = [word for path in paths for word in (path, Target(path).saved)]
+    output = session.script(READ_SCRIPT, str(MAX_AUTHKEYS_BYTES), *pairs)
     return parse_read(output[: len(paths) * (MAX_AUTHKEYS_BYTES + 100)], paths)
 
 
-#: ``AUTHKEYS SHA256 GATE_BASE64 NEW_BASE64``: each file through a temporary one and mv;
-#: the gate 0755, the saved copy 0600, AUTHKEYS keeping its owner and mode.
+#: ``AUTHKEYS SAVED GATE SHA256 GATE_BASE64 NEW_BASE64``: each file through a temporary
+#: one and mv; the gate 0755, the saved copy 0600, AUTHKEYS keeping its owner and mode.
 WRITE_SCRIPT = r"""# backuppc-agent client-setup: install the gate and the new authorized_keys.
-echo backuppc-agent-client-setup
 umask 077
 ak=$1
-want=$2
-gate_b64=$3
-new_b64=$4
-dir=$(dirname -- "$ak")
-gate=$dir/backuppc-agent-gate
-saved=$ak.backuppc-agent-saved
-tmp=$dir/.backuppc-agent-tmp.$$
+saved=$2
+gate=$3
+want=$4
+gate_b64=$5
+new_b64=$6
+tmp=$(dirname -- "$ak")/.backuppc-agent-tmp.$$
 fail() {
     rm -f -- "$tmp"
     echo "error $*"
@@ -202,22 +202,25 @@ def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
     """Keep a saved copy (once), install the gate, replace ``path`` if it still holds ``old``."""
     sha256 = hashlib.sha256(_raw(old)).hexdigest()  # as sha256sum prints it
     gate_b64, new_b64 = (base64.b64encode(_raw(text)).decode("ascii") for text in (gate, new))
-    output = decode(session.script(WRITE_SCRIPT, path, sha256, gate_b64, new_b64))
+    output = decode(session.script(WRITE_SCRIPT, *_layout(path), sha256, gate_b64, new_b64))
     last = names.last_line(output)
     if last != "written":
         raise BackupPCAgentError(f"{path}: {shown(last.removeprefix('error ') or 'no answer')}")
 
 
-#: ``AUTHKEYS...``; prints ``restored PATH`` or ``nothing``. The file keeps its mode.
+#: ``(AUTHKEYS SAVED GATE)...``; prints ``restored AUTHKEYS`` or ``nothing``. The file
+#: keeps its mode.
 UNDO_SCRIPT = r"""# backuppc-agent client-setup --undo: put the saved authorized_keys back.
-echo backuppc-agent-client-setup
-for ak in "$@"; do
-    saved=$ak.backuppc-agent-saved
+while [ "$#" -ge 3 ]; do
+    ak=$1
+    saved=$2
+    gate=$3
+    shift 3
     if [ -f "$saved" ] && [ ! -L "$saved" ]; then
         # As the gate's undo: the copy was kept 0600, AUTHKEYS's mode goes back with it.
         mode=$(stat -c %a -- "$ak" 2>/dev/null) && chmod -- "$mode" "$saved" 2>/dev/null
         mv -f -- "$saved" "$ak" || { echo "error cannot move $saved back"; exit 1; }
-        rm -f -- "$(dirname -- "$ak")/backuppc-agent-gate"
+        rm -f -- "$gate"
         echo "restored $ak"
         exit 0
     fi
@@ -228,12 +231,19 @@ echo nothing
 
 def undo_by_shell(session: Session, paths: tuple[str, ...]) -> str | None:
     """Move the first saved copy found back over its file, remove the gate; its path or None."""
-    last = names.last_line(decode(session.script(UNDO_SCRIPT, *paths)[:MAX_ANSWER_BYTES]))
+    layouts = [word for path in paths for word in _layout(path)]
+    last = names.last_line(decode(session.script(UNDO_SCRIPT, *layouts)[:MAX_ANSWER_BYTES]))
     if last == "nothing":
         return None
     if last.startswith("restored ") and last[9:] in paths:
         return last[9:]
     raise BackupPCAgentError(f"undo failed on the client: {shown(last.removeprefix('error '))}")
+
+
+def _layout(path: str) -> tuple[str, str, str]:
+    """``path``, its saved copy and the gate beside it (``Target``), as script arguments."""
+    target = Target(path)
+    return path, target.saved, target.gate
 
 
 def _raw(text: str) -> bytes:

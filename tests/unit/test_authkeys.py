@@ -318,6 +318,12 @@ def test_the_probe_tells_a_shell_our_gate_and_anything_else_apart(
     assert found.text.isprintable()
 
 
+def test_the_shipped_gate_names_itself_and_its_saved_copy_as_client_setup_does() -> None:
+    text = client.gate_text()
+    assert f"\nGATE_NAME={authkeys.GATE_NAME}\n" in text
+    assert f"\nSAVED_SUFFIX={authkeys.SAVED_SUFFIX}\n" in text
+
+
 def test_the_gate_version_is_read_from_the_script() -> None:
     assert client.gate_version("#!/bin/sh\n# x\nGATE_VERSION=3\n") == "3"
     assert client.gate_version("#!/bin/sh\n") == "unknown"
