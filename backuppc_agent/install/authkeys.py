@@ -198,7 +198,7 @@ def gate_mode(line: Line, backup: set[tuple[str, bytes]], restore: PublicKey) ->
     return BACKUP if line.key.ident in backup else None
 
 
-def shown(line: str) -> str:
+def summary_line(line: str) -> str:
     """A line for the summary: the blob as its fingerprint, control characters escaped."""
     key = parse_line(line).key
     return names.escaped(line if key is None else line.replace(key.base64, key.fingerprint))
@@ -208,4 +208,4 @@ def summary(old: str, new: str) -> list[str]:
     """What changes from ``old`` to ``new`` (line endings aside), as ``- line`` and ``+ line``."""
     before, after = ([line.text for line in parse(text)] for text in (old, new))
     diff = list(difflib.unified_diff(before, after, n=0, lineterm=""))[2:]  # no file names
-    return [f"{line[0]} {shown(line[1:])}" for line in diff if not line.startswith("@@")]
+    return [f"{line[0]} {summary_line(line[1:])}" for line in diff if not line.startswith("@@")]

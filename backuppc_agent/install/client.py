@@ -50,7 +50,7 @@ def gate_version(text: str) -> str:
     return found.group(1) if found else "unknown"
 
 
-def shown(text: str) -> str:
+def escape_untrusted(text: str) -> str:
     """Untrusted text for a one-line message: escaped, cut short."""
     return names.escaped(text, remote.SHOWN_CHARS)
 
@@ -100,12 +100,12 @@ class Session:
         if result.returncode == remote.SSH_FAILED:
             raise BackupPCAgentError(self._ssh_failure(stderr))
         if check and result.returncode != 0:
-            said = shown(names.last_line(stderr) or "no message")
+            said = escape_untrusted(names.last_line(stderr) or "no message")
             raise BackupPCAgentError(f"{self.address}: {said} (exit {result.returncode})")
         return result.stdout
 
     def _ssh_failure(self, stderr: str) -> str:
-        last = shown(names.last_line(stderr) or "ssh failed")
+        last = escape_untrusted(names.last_line(stderr) or "ssh failed")
         where = f"{self.login}@{self.address}"
         if "Host key verification failed" in stderr:
             return f"{where}: {last}: trust its host key first (backuppc-agent trust CLIENT)"
@@ -122,7 +122,7 @@ class Session:
         marker = MARKER.encode() + b"\n"
         at = stdout.find(marker)
         if at < 0 or (at > 0 and stdout[at - 1 : at] != b"\n"):
-            said = shown(remote.decode(stdout))
+            said = escape_untrusted(remote.decode(stdout))
             raise BackupPCAgentError(f"the client did not run our script: {said}")
         return stdout[at + len(marker) :]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from backuppc_agent import names
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install.authkeys import Target
-from backuppc_agent.install.client import Session, shown
+from backuppc_agent.install.client import Session, escape_untrusted
 from backuppc_agent.ssh.remote import decode
 
 DEFAULT_AUTHKEYS = ".ssh/authorized_keys"
@@ -87,7 +87,7 @@ def parse_inspect(output: str) -> Account:
             fields[key] = value
     home, user, uid = fields.get("home", ""), fields.get("user", ""), fields.get("uid", "")
     if not home.startswith("/") or not user:
-        raise BackupPCAgentError(f"the client gave no home or user: {shown(output)}")
+        raise BackupPCAgentError(f"the client gave no home or user: {escape_untrusted(output)}")
     if values:
         files = [expand(v, home, user, uid) for v in values if v.lower() != "none"]
         source = "sshd -T"
@@ -148,7 +148,7 @@ def parse_read(output: bytes, paths: tuple[str, ...]) -> list[KeysFile]:
         if not newline or not words:
             raise BackupPCAgentError(f"{path}: the client's answer was cut short")
         if words[0] != "file" or len(words) != 3 or not words[1].isdigit():
-            found.append(KeysFile(path, shown(" ".join(words))))
+            found.append(KeysFile(path, escape_untrusted(" ".join(words))))
             continue
         size = int(words[1])
         if size > MAX_AUTHKEYS_BYTES or len(rest) < size:
@@ -205,7 +205,7 @@ def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
     output = decode(session.script(WRITE_SCRIPT, *_layout(path), sha256, gate_b64, new_b64))
     last = names.last_line(output)
     if last != "written":
-        raise BackupPCAgentError(f"{path}: {shown(last.removeprefix('error ') or 'no answer')}")
+        raise BackupPCAgentError(f"{path}: {_error(last)}")
 
 
 #: ``(AUTHKEYS SAVED GATE)...``; prints ``restored AUTHKEYS`` or ``nothing``. The file
@@ -237,7 +237,12 @@ def undo_by_shell(session: Session, paths: tuple[str, ...]) -> str | None:
         return None
     if last.startswith("restored ") and last[9:] in paths:
         return last[9:]
-    raise BackupPCAgentError(f"undo failed on the client: {shown(last.removeprefix('error '))}")
+    raise BackupPCAgentError(f"undo failed on the client: {_error(last)}")
+
+
+def _error(last: str) -> str:
+    """What a script's last line (``error WHY``, or anything else) says, escaped."""
+    return escape_untrusted(last.removeprefix("error ") or "no answer")
 
 
 def _layout(path: str) -> tuple[str, str, str]:

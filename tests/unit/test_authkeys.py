@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backuppc_agent import config as config_mod
-from backuppc_agent.install import authkeys, client, clientkeys
+from backuppc_agent.install import authkeys, client
 from backuppc_agent.install.authkeys import PublicKey, Target
 from backuppc_agent.ssh import remote
 
@@ -135,7 +135,7 @@ def test_a_key_listed_twice_keeps_one_restricted_line() -> None:
     assert new == backup_entry() + "\n" + line(OTHER) + "\n" + restore_entry() + "\n"
     shown = authkeys.summary(text, new)
     assert [s[0] for s in shown] == ["-", "+", "-", "+"]  # rewritten, duplicate gone, added
-    assert shown[2] == "- " + authkeys.shown(line(BACKUP, "no-pty"))
+    assert shown[2] == "- " + authkeys.summary_line(line(BACKUP, "no-pty"))
 
 
 def test_crlf_lines_keep_their_endings_and_a_last_line_gets_a_newline() -> None:
@@ -196,44 +196,6 @@ def test_only_plain_paths_and_addresses_go_into_command_and_from(target: Target,
 def test_a_pub_file_gives_its_key() -> None:
     assert authkeys.public_key(line(RESTORE) + "\n") == RESTORE
     assert authkeys.public_key("nothing here\n") is None
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (".ssh/authorized_keys", "/home/u/.ssh/authorized_keys"),
-        ("%h/.ssh/k", "/home/u/.ssh/k"),
-        ("/etc/ssh/keys/%u", "/etc/ssh/keys/u"),
-        ("/etc/ssh/keys/%U", "/etc/ssh/keys/1001"),
-        ("/etc/100%%/k", "/etc/100%/k"),
-        ("/etc/%k", None),
-    ],
-)
-def test_authorized_keys_file_tokens_expand_as_sshd_does(value: str, expected: str | None) -> None:
-    assert clientkeys.expand(value, "/home/u", "u", "1001") == expected
-
-
-def test_the_inspect_output_defaults_to_the_home_file_when_sshd_t_fails() -> None:
-    account = clientkeys.parse_inspect(
-        "noise from .bashrc\naddr 192.0.2.7\nhome /home/u\nuser u\nuid 5\nakf-unknown not root\n"
-    )
-    assert account.files == ("/home/u/.ssh/authorized_keys",)
-    assert account.address == "192.0.2.7"
-    listed = clientkeys.parse_inspect(
-        "addr bogus\nhome /root\nuser root\nuid 0\nakf .ssh/authorized_keys .ssh/authorized_keys2\n"
-    )
-    assert listed.files == ("/root/.ssh/authorized_keys", "/root/.ssh/authorized_keys2")
-    assert listed.address is None
-
-
-def test_the_read_output_is_split_by_sizes_not_by_lines() -> None:
-    body = b"a\nb\nfile 3 0\n"
-    output = b"file %d 1\n" % len(body) + body + b"absent\n"
-    files = clientkeys.parse_read(output, ("/x", "/y"))
-    assert [(f.state, f.text, f.saved) for f in files] == [
-        ("file", body.decode(), True),
-        ("absent", None, False),
-    ]
 
 
 # -- hypothesis: any text round-trips; the rewrite is idempotent ----------------------
