@@ -108,7 +108,12 @@ def to_sign(
 ) -> tuple[Identity, ...]:
     """The keys that count, only the first SAMPLE_KEYS of them when none are required."""
     found = counting([key for key in keys if key.listed not in ignored], required_keys)
-    return tuple(key.identity for key in (found if required_keys else found[:SAMPLE_KEYS]))
+    return tuple(key.identity for key in _sampled(found, bool(required_keys)))
+
+
+def _sampled(found: Sequence[Key], required: bool) -> Sequence[Key]:
+    """Of the keys that count, those signed: all when keys are required, else the first few."""
+    return found if required else found[:SAMPLE_KEYS]
 
 
 def missing(keys: Sequence[Key], required_keys: Sequence[str]) -> list[str]:
@@ -189,9 +194,9 @@ def _judge(
     keys: Sequence[Key], required: bool, checks: Mapping[str, SignCheck] | None, now: float
 ) -> tuple[int, list[tuple[Key, str, str]]]:
     """(usable count, (key, label, why) per unusable key): certificates, then sign checks."""
-    usable, problems = 0, []
+    usable, problems, sampled = 0, [], len(_sampled(keys, required))
     for index, key in enumerate(keys):
-        signed = required or index < SAMPLE_KEYS
+        signed = index < sampled
         problem = _problem(key, checks if signed else None, now)
         if problem is not None:
             problems.append((key, *problem))
@@ -247,30 +252,16 @@ def assess(
     return judge(result, keys, agent.required_keys, checks, now, lifetimes, vanished, ignored)
 
 
-def check_live(
-    agent: AgentConfig,
-    timeout: float | None = None,
-    probe_agent: Probe | None = None,
-    sign_agent: Signer | None = None,
-    lifetimes: Sequence[certs.Expiry] = (),
-    expected_uid: int | None = None,
-) -> Readiness:
-    """Probe the agent of ``expected_uid`` (default ours), sign, judge; each within ``timeout``."""
-    seconds = agent.probe_timeout_seconds if timeout is None else timeout
-    probe_agent = probe_agent or partial(probe, expected_uid=expected_uid)
-    return check_answer(agent, probe_agent(agent.socket, seconds), seconds, sign_agent, lifetimes)
-
-
-def check_answer(
+def check_probe(
     agent: AgentConfig,
     result: ProbeResult,
     timeout: float,
     sign_agent: Signer | None = None,
     lifetimes: Sequence[certs.Expiry] = (),
 ) -> Readiness:
-    """Sign the counting keys of a probe already taken, judge; return the verdict.
+    """Judge ``result`` (a probe already taken), signing the keys that count within ``timeout``.
 
-    Signing expects the uid the probe checked: only the agent that answered is asked.
+    Signing expects the uid the probe checked, so only the agent that answered is asked.
     """
     signer = sign_agent or partial(sign_keys, expected_uid=result.peer_uid)
 
@@ -297,7 +288,7 @@ def wait_ready(
         timeout = agent.probe_timeout_seconds
         if deadline is not None:
             timeout = min(timeout, max(deadline - clock(), MIN_PROBE_SECONDS))
-        ready = check_live(agent, timeout, probe_agent, sign_agent)
+        ready = check_probe(agent, probe_agent(agent.socket, timeout), timeout, sign_agent)
         return dataclasses.replace(ready, waited_seconds=clock() - started)
 
     return waits.until(once, deadline, poll_seconds, done=_is_ready, clock=clock, sleep=sleep)

@@ -98,7 +98,7 @@ def gather(config: Config, result: ProbeResult) -> Status:
     lifetimes = published.expiries if published else ()
     kept = [item for item in lifetimes if item[2] == certs.LIFETIME]
     timeout = config.agent.probe_timeout_seconds
-    ready = readiness.check_answer(config.agent, result, timeout, lifetimes=kept)
+    ready = readiness.check_probe(config.agent, result, timeout, lifetimes=kept)
     restore_key = readiness.restore_key_fingerprint(config.agent)
     status = Status(ready, str(config.agent.socket), str(config.agent.restore_key), restore_key)
     if published is None:

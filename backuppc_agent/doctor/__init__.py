@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from backuppc_agent.agent.readiness import Readiness, check_live
+from backuppc_agent.agent.probe import probe
+from backuppc_agent.agent.readiness import Readiness, check_probe
 from backuppc_agent.backuppc.confdir import ConfDir
 from backuppc_agent.install import access
 from backuppc_agent.install.context import Context
@@ -59,7 +60,9 @@ class Env:
     @cached_property
     def readiness(self) -> Readiness:
         """The BackupPC user's agent, probed and judged once for every check that reads it."""
-        return check_live(self.ctx.config.agent, expected_uid=self.ctx.user.pw_uid)
+        agent = self.ctx.config.agent
+        seconds = agent.probe_timeout_seconds
+        return check_probe(agent, probe(agent.socket, seconds, self.ctx.user.pw_uid), seconds)
 
 
 Check = Callable[[Env], list[Finding]]
