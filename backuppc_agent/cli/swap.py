@@ -19,7 +19,6 @@ from pathlib import Path
 from backuppc_agent import exitcodes, names, state
 from backuppc_agent.cli.common import load_config
 from backuppc_agent.doctor import swapcrypt
-from backuppc_agent.metrics.pidstatus import parse_status_uid, read_status
 from backuppc_agent.metrics.swapread import MEMINFO, PROC, ProcessSwap, StatVfs, SwapReader, Tmpfs
 from backuppc_agent.waits import pause
 
@@ -141,16 +140,15 @@ def _shown(root: Path, process: ProcessSwap) -> ProcessSwap:
         raw = b""
     text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
     command = names.visible(text, MAX_COMMAND_CHARS) if text else f"[{process.comm}]"
-    return dataclasses.replace(process, user=_user(root, process.pid), command=command)
+    return dataclasses.replace(process, user=_user(process.uid), command=command)
 
 
-def _user(root: Path, pid: int) -> str:
-    """The owner (real uid) of PID, by name where the password database knows it."""
-    try:
-        uid = parse_status_uid(read_status(root, pid) or b"")
-        return "?" if uid is None else pwd.getpwuid(uid).pw_name
-    except OSError:
+def _user(uid: int | None) -> str:
+    """The name of ``uid`` where the password database knows it, else the number ("?": none)."""
+    if uid is None:
         return "?"
+    try:
+        return pwd.getpwuid(uid).pw_name
     except KeyError:  # a uid the password database does not know
         return str(uid)
 

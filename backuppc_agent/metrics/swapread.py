@@ -19,6 +19,7 @@ from backuppc_agent.metrics.pidstatus import (
     KIB,
     parse_status_name,
     parse_status_swap,
+    parse_status_uid,
     read_status,
 )
 
@@ -66,13 +67,17 @@ class Tmpfs:
 
 @dataclass(frozen=True)
 class ProcessSwap:
-    """A process with memory in swap; ``user`` and ``command`` only where a person reads them."""
+    """A process with memory in swap, of real ``uid`` (None if its status names none).
+
+    ``user`` and ``command`` are filled only where a person reads them (the swap command).
+    """
 
     pid: int
-    user: str
+    uid: int | None
     comm: str
-    command: str
     swap_bytes: int
+    user: str = ""
+    command: str = ""
 
 
 def _is_count(text: str | bytes) -> bool:
@@ -233,7 +238,8 @@ class SwapReader:
                 swapping.append((swap, -pid, data))
         largest = heapq.nlargest(top, swapping, key=lambda item: item[:2])
         return tuple(
-            ProcessSwap(-neg, "", parse_status_name(data), "", swap) for swap, neg, data in largest
+            ProcessSwap(-neg, parse_status_uid(data), parse_status_name(data), swap)
+            for swap, neg, data in largest
         )
 
     def process_swap(self, pid: int) -> int | None:

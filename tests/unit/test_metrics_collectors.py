@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -118,6 +119,18 @@ def test_top_swapping_processes_largest_first_ties_by_pid(procfs_trees: Path) ->
     ]
     # pid 600 vanished mid-scan: gone, not an error; kthreadd and a 0 kB sleep are left out
     assert errors.counts()["processes"] == 0
+
+
+def test_the_processes_metric_never_asks_the_password_database(
+    procfs_trees: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_lookup(uid: int) -> None:  # a scrape of 5,000 processes must not pay for NSS
+        raise AssertionError(f"looked up uid {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_lookup)
+    scraped = scrape([SwapPart(ScrapeErrors(), "processes", procfs_trees / "swapping", top=3)])
+    assert scraped.errors["processes"] == 0
+    assert scraped.value("process_swap_bytes", pid="200", comm="mysqld") == 512000 * KIB
 
 
 def test_processes_without_swap_are_not_listed(procfs_trees: Path) -> None:

@@ -15,12 +15,14 @@ from backuppc_agent.config import from_mapping
 from backuppc_agent.metrics.exporter import build_parts
 from backuppc_agent.metrics.scrape import ScrapeCollector, ScrapeErrors
 from backuppc_agent.metrics.swap import SwapPart
-from backuppc_agent.metrics.swapread import Tmpfs
+from backuppc_agent.metrics.swapread import SwapReader, Tmpfs
 from backuppc_agent.state import Snapshot, State
 from tests.helpers import statvfs_of
 
 KIB = 1024
 PAGE = os.sysconf("SC_PAGE_SIZE")
+#: a uid no password database names (the largest is 2**32 - 2)
+NO_SUCH_UID = 4_000_000_000
 TMPFS = {"/dev/shm": (1000, 750), "/run": (500, 500), "/sys/fs/cgroup": (10, 10)}
 
 fake_statvfs = statvfs_of(TMPFS)
@@ -76,6 +78,17 @@ def test_the_report_of_a_swapping_host_has_the_known_answers(tree: Path) -> None
     ]
     assert report.agent_swap_bytes == 64 * KIB
     assert report.problems == ["cannot statvfs /var/lib/backuppc tmp: No such file or directory"]
+
+
+def test_the_owner_comes_from_the_status_the_scan_read_and_an_unknown_uid_shows_as_a_number(
+    tree: Path,
+) -> None:
+    status = tree / "300" / "status"
+    status.write_text(status.read_text().replace("Uid:\t0\t", f"Uid:\t{NO_SUCH_UID}\t"))
+    found = SwapReader(tree, pytest.fail).processes(3) or ()
+    assert [(p.pid, p.uid) for p in found] == [(200, 0), (500, 0), (300, NO_SUCH_UID)]
+    report = gather(Sources(tree, tree.parent / "sys", fake_statvfs), 0, 3, agent_pid=None)
+    assert [p.user for p in report.processes] == ["root", "root", str(NO_SUCH_UID)]
 
 
 def test_the_report_shows_the_same_numbers_as_the_metrics(tree: Path) -> None:
