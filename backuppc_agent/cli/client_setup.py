@@ -82,19 +82,16 @@ def run(args: argparse.Namespace) -> int:
         if args.undo:
             return _undo(client_name, session, keys)
         code = _setup(client_name, session, keys, args.yes)
-    _protect_args_note(backuppc, client_name, host)
+    _protect_args_note(backuppc, host)
     return code
 
 
-def _protect_args_note(backuppc: ConfDir, name: str, host: Host) -> None:
+def _protect_args_note(backuppc: ConfDir, host: Host) -> None:
     """Name the HOST.pl lines an rsync host needs behind the gate, which refuses -s."""
-    protected = confdir.protected_args(backuppc.settings(host.name))
-    if host.xfer_method != "rsync" or not protected:
+    problem = client.protect_args_problem(backuppc, host)
+    if problem is None:
         return
-    print(
-        f"{name}: {', '.join(protected)} still pass --protect-args, which the gate refuses "
-        f"(it would hide rsync's options from it): add to {backuppc.conf_dir / name}.pl:"
-    )
+    print(f"{problem}: add to {backuppc.conf_dir / host.name}.pl:")
     for line in confdir.WITHOUT_PROTECT_ARGS:
         print(f"  {line}")
 

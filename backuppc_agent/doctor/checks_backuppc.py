@@ -9,7 +9,7 @@ from backuppc_agent.backuppc import confdir, snippets
 from backuppc_agent.config import Config
 from backuppc_agent.doctor import Env, Finding, Verdict, swapcrypt
 from backuppc_agent.errors import BackupPCAgentError
-from backuppc_agent.install import access, trust
+from backuppc_agent.install import access, client, trust
 from backuppc_agent.ssh import masterfiles, mux, remote, sshconfig
 from backuppc_agent.ssh.remote import Answer
 
@@ -126,10 +126,10 @@ def check_client_keys(env: Env) -> list[Finding]:
     mine = env.running_uid == env.ctx.user.pw_uid
     findings = [_client_finding(host.name, _access(config, host, recorded, mine)) for host in hosts]
     findings += [
-        _protected_finding(env, host, protected)
+        _protected_finding(env, host, problem)
         for host, finding in zip(hosts, findings, strict=True)
-        if finding.verdict is Verdict.OK and host.xfer_method == "rsync"
-        if (protected := confdir.protected_args(env.backuppc.settings(host.name)))
+        if finding.verdict is Verdict.OK
+        if (problem := client.protect_args_problem(env.backuppc, host))
     ]
     if all(f.verdict is Verdict.OK for f in findings):
         message = f"the backup key reaches only the gate on all {len(hosts)} ssh hosts"
@@ -153,15 +153,11 @@ def _access(
     return access, f"when its master opened at {certs.local_stamp(when)}"
 
 
-def _protected_finding(env: Env, host: confdir.Host, settings: list[str]) -> Finding:
+def _protected_finding(env: Env, host: confdir.Host, problem: str) -> Finding:
     """A gated rsync host whose args still carry --protect-args: the gate refuses its dumps."""
     where = env.backuppc.conf_dir / f"{host.name}.pl"
-    message = (
-        f"{host.name}: the gate restricts the backup key, but {', '.join(settings)} still "
-        "pass --protect-args, which the gate refuses: its backups fail"
-    )
     fix = f"add to {where}: " + " ".join(confdir.WITHOUT_PROTECT_ARGS)
-    return Finding("client keys", Verdict.FAIL, message, fix)
+    return Finding("client keys", Verdict.FAIL, problem, fix)
 
 
 def _client_finding(name: str, seen: tuple[Answer, str] | None) -> Finding:

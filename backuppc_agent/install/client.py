@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backuppc_agent import names, proc
+from backuppc_agent.backuppc import confdir
+from backuppc_agent.backuppc.confdir import ConfDir, Host
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install import access, templates
@@ -48,6 +50,17 @@ def gate_version(text: str) -> str:
     """The ``GATE_VERSION=`` the gate script declares ("unknown" if none)."""
     found = GATE_VERSION.search(text)
     return found.group(1) if found else "unknown"
+
+
+def protect_args_problem(backuppc: ConfDir, host: Host) -> str | None:
+    """Why the gate refuses rsync ``host``'s backups (--protect-args), or None if it would not."""
+    protected = confdir.protected_args(backuppc.settings(host.name))
+    if host.xfer_method != "rsync" or not protected:
+        return None
+    return (
+        f"{host.name}: the gate restricts the backup key, but {', '.join(protected)} still "
+        "pass --protect-args, which the gate refuses: its backups fail"
+    )
 
 
 def escape_untrusted(text: str) -> str:

@@ -487,8 +487,8 @@ def test_an_rsync_host_that_still_protects_args_is_told_the_two_host_pl_lines(en
     assert done.returncode == 0, done.stderr
     told = done.stdout.splitlines()[-3:]
     assert told[0] == (
-        f"{CLIENT}: RsyncArgs still pass --protect-args, which the gate refuses (it would hide "
-        f"rsync's options from it): add to {conf_dir / CLIENT}.pl:"
+        f"{CLIENT}: the gate restricts the backup key, but RsyncArgs still pass --protect-args, "
+        f"which the gate refuses: its backups fail: add to {conf_dir / CLIENT}.pl:"
     )
     assert [line.strip() for line in told[1:]] == list(confdir.WITHOUT_PROTECT_ARGS)
     with (conf_dir / f"{CLIENT}.pl").open("a") as host_pl:
