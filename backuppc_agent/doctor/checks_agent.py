@@ -8,11 +8,11 @@ import stat
 from pathlib import Path
 from pwd import struct_passwd
 
-from backuppc_agent import proc, state
+from backuppc_agent import paths, proc, state
 from backuppc_agent.agent import keyfiles, readiness, tang
 from backuppc_agent.agent.readiness import Cause
 from backuppc_agent.doctor import Env, Finding, Verdict
-from backuppc_agent.errors import BackupPCAgentError
+from backuppc_agent.errors import BackupPCAgentError, UnsafePathError
 from backuppc_agent.ssh import sshconfig
 from backuppc_agent.state import State
 
@@ -229,14 +229,15 @@ def _key_findings(key: Path, where: Path, owner_uid: int) -> list[Finding]:
     fix = f"backuppc-agent passphrase set {key} --tang URL"
     try:
         info = os.lstat(where)
-        jwe = where.read_bytes()
     except OSError as err:
         return [Finding("tang", Verdict.FAIL, f"{key}: {where}: {err.strerror}", fix)]
     if not stat.S_ISREG(info.st_mode) or info.st_uid != owner_uid or info.st_mode & 0o077:
         message = f"{where}: must be a regular file of uid {owner_uid}, mode 0600"
         return [Finding("tang", Verdict.FAIL, message, f"chmod 600 {where}")]
-    try:
-        pinned = tang.jwe_thumbprints(jwe)
+    try:  # read as unlock reads it: bounded, never through a symlink
+        pinned = tang.jwe_thumbprints(paths.read_bounded(where, tang.JWE_MAX_BYTES) or b"")
+    except UnsafePathError as err:  # it names the file
+        return [Finding("tang", Verdict.FAIL, f"{key}: {err}", fix)]
     except BackupPCAgentError as err:
         return [Finding("tang", Verdict.FAIL, f"{where}: {err}", fix)]
     return [_tang_finding(key, url, thps) for url, thps in pinned.items()]

@@ -11,10 +11,16 @@ from typing import cast
 
 import pytest
 
+from backuppc_agent.agent import tang
 from backuppc_agent.backuppc import confdir
 from backuppc_agent.config import from_mapping
 from backuppc_agent.doctor import Env, Finding, Verdict, failed, run_checks, swapcrypt
-from backuppc_agent.doctor.checks_agent import check_agent, check_restore_key, parse_ssh_version
+from backuppc_agent.doctor.checks_agent import (
+    check_agent,
+    check_restore_key,
+    check_unlock,
+    parse_ssh_version,
+)
 from backuppc_agent.install.context import Context
 from tests.hostile_support import listener
 
@@ -284,11 +290,11 @@ def test_debians_stock_localhost_tar_is_a_host_without_ssh(tmp_path: Path) -> No
 # -- the agent -----------------------------------------------------------------------
 
 
-def agent_env(root: Path) -> Env:
+def agent_env(root: Path, **settings: object) -> Env:
     """doctor's view of an agent socket under ``root`` served by us, with a restore key."""
     restore = root / "id_restore"
     Path(f"{restore}.pub").write_text("")
-    agent = {"socket": str(root / "agent.sock"), "restore_key": str(restore)}
+    agent = {"socket": str(root / "agent.sock"), "restore_key": str(restore), **settings}
     data = {"agent": agent, "state": {"dir": str(root)}, "mux": {"control_dir": "/run/bpa"}}
     config = from_mapping(data, str(root / "config.toml"), home=root)
     ctx = Context(config, root / "config.toml", pwd.getpwuid(os.getuid()), Path("/"))
@@ -321,3 +327,17 @@ def test_with_no_agent_only_the_agent_check_says_why(tmp_path: Path) -> None:
     [finding] = run_checks(env, [check_agent, check_restore_key])
     socket_path = env.ctx.config.agent.socket
     assert finding.line().startswith(f"FAIL agent: no agent on {socket_path}: no agent socket at")
+
+
+def test_a_stored_jwe_is_read_as_unlock_reads_it_bounded(tmp_path: Path) -> None:
+    key = tmp_path / "id_a"
+    env = agent_env(tmp_path, unlock="tang", keys=[str(key)])
+    where = tang.jwe_path(env.ctx.config.state.dir, key)
+    where.parent.mkdir()
+    where.write_bytes(b"x" * (tang.JWE_MAX_BYTES + 1))
+    where.chmod(0o600)
+    fix = f"backuppc-agent passphrase set {key} --tang URL"
+    assert [finding.line() for finding in check_unlock(env)] == [
+        'ok   unlock: unattended unlock: "tang"',
+        f"FAIL tang: {key}: {where}: larger than {tang.JWE_MAX_BYTES} bytes; fix: {fix}",
+    ]
