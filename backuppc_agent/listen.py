@@ -1,4 +1,6 @@
-"""The metrics endpoint's ``HOST:PORT``: config's check of metrics.listen, the server's split."""
+"""The metrics endpoint's ``HOST:PORT``: config's check of metrics.listen, the server's split,
+and the join back for messages.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +13,11 @@ def split_listen(value: str) -> tuple[str, int]:
     if not (host and port.isascii() and port.isdigit() and len(port) <= 5 and int(port) < 65536):
         raise ValueError(f"{value!r} is not HOST:PORT")
     return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def join_listen(host: str, port: int) -> str:
+    """``HOST:PORT`` as split_listen reads it back (``[::1]:PORT`` for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def listen_problem(value: str) -> str | None:

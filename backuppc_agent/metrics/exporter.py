@@ -20,6 +20,7 @@ from backuppc_agent import exitcodes
 from backuppc_agent.agent import readiness
 from backuppc_agent.config import Config
 from backuppc_agent.errors import BackupPCAgentError, ConfigError
+from backuppc_agent.listen import join_listen
 from backuppc_agent.metrics.backuppc import BackupPCPart
 from backuppc_agent.metrics.hooks import HookPart
 from backuppc_agent.metrics.http import MetricsServer, make_app, tls_context
@@ -55,9 +56,8 @@ class Exporter:
         registry.register(self._collector)
         self._metrics = config.metrics
         self._server = _serve(config, make_app(registry, self.ready))
-        host, port = self.address
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         scheme = "https" if config.metrics.certfile else "http"
+        where = join_listen(*self.address)
         logger.info("metrics on %s://%s/metrics, readiness on /ready", scheme, where)
 
     @property

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from backuppc_agent.listen import split_listen
+from backuppc_agent.listen import join_listen, split_listen
 from backuppc_agent.metrics.http import MetricsServer, make_app
 from backuppc_agent.metrics.scrape import Part, ScrapeCollector, ScrapeErrors
 from tests.scrape import scrape
@@ -50,8 +50,7 @@ def server() -> Iterator[MetricsServer]:
 
 
 def request(server: MetricsServer, path: str, method: str = "GET") -> tuple[int, bytes]:
-    host, port = server.address
-    req = urllib.request.Request(f"http://{host}:{port}{path}", method=method)
+    req = urllib.request.Request(f"http://{join_listen(*server.address)}{path}", method=method)
     try:
         with urllib.request.urlopen(req, timeout=10) as reply:
             return reply.status, bytes(reply.read())
@@ -65,10 +64,11 @@ def request(server: MetricsServer, path: str, method: str = "GET") -> tuple[int,
     [("127.0.0.1:9842", ("127.0.0.1", 9842)), ("[::1]:9842", ("::1", 9842)),
      ("backup01.example.org:80", ("backup01.example.org", 80))],
 )  # fmt: skip
-def test_listen_addresses_are_split_into_host_and_port(
+def test_listen_addresses_are_split_into_host_and_port_and_joined_back(
     listen: str, expected: tuple[str, int]
 ) -> None:
     assert split_listen(listen) == expected
+    assert join_listen(*expected) == listen
 
 
 def test_an_ipv6_loopback_address_serves() -> None:
