@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from backuppc_agent.unixsock import Failure
 class Probed(enum.Enum):
     """The probe's own outcome; otherwise talking to the socket failed (``Failure``)."""
 
-    ANSWERED = "answered"  # an ssh-agent of our uid listed its identities
+    ANSWERED = "answered"  # an ssh-agent of the expected uid listed its identities
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +37,7 @@ class ProbeResult:
 
     @property
     def answered(self) -> bool:
-        """True when a live ssh-agent of our uid answered."""
+        """True when a live ssh-agent of the expected uid answered."""
         return self.status is Probed.ANSWERED
 
     @property
@@ -52,14 +51,16 @@ Probe = Callable[[Path, float], ProbeResult]
 
 
 def probe(path: Path, timeout: float, expected_uid: int | None = None) -> ProbeResult:
-    """Connect to ``path`` and request identities; never blocks past ``timeout``."""
+    """Ask the agent of ``expected_uid`` (default ours) at ``path`` for its identities.
+
+    Never blocks past ``timeout``; returns what it saw, failures included.
+    """
     started = time.monotonic()
-    expected = os.getuid() if expected_uid is None else expected_uid
-    result = _probe(path, started + timeout, expected)
+    result = _probe(path, started + timeout, expected_uid)
     return dataclasses.replace(result, seconds=time.monotonic() - started)
 
 
-def _probe(path: Path, deadline: float, expected_uid: int) -> ProbeResult:
+def _probe(path: Path, deadline: float, expected_uid: int | None) -> ProbeResult:
     try:
         with connect(path, deadline, expected_uid) as conn:
             message = protocol.REQUEST_IDENTITIES

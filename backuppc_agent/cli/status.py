@@ -78,10 +78,11 @@ class Status:
 def probe_listener(
     config: Config, trusted_uid: int | None, probe_agent: UidProbe = probe
 ) -> tuple[ProbeResult, int | None]:
-    """Probe the agent socket as served by ``trusted_uid``, else as ours.
+    """Probe the agent socket, expecting ``trusted_uid`` (the BackupPC user) to serve it.
 
-    Returns the probe and ``trusted_uid`` if that user serves the socket (None: ours).
-    A listener of anyone else is probed as ours, so it fails as foreign to us.
+    Returns the probe and ``trusted_uid`` if that user serves the socket, else None (ours).
+    A listener of another uid is probed again as ours: our own agent answers, and anyone
+    else's fails as foreign to us, as it always did.
     """
     path, seconds = config.agent.socket, config.agent.probe_timeout_seconds
     if trusted_uid is None or trusted_uid == os.getuid():
