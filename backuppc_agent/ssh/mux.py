@@ -84,7 +84,7 @@ def check(
     cut, partition, frozen sshd) answers the alive check for ServerAliveInterval x 3
     while every session on it hangs.
     """
-    request_id = os.getpid() & 0xFFFFFFFF
+    request_id = _request_id(0)
     pid = None
     try:
         with _connect(path, timeout) as conn:
@@ -94,7 +94,7 @@ def check(
             )
             if session_timeout is not None:
                 conn.deadline = time.monotonic() + session_timeout
-                _open_session(conn, (request_id + 1) & 0xFFFFFFFF)
+                _open_session(conn, _request_id(1))
     except TransportError as err:
         if pid is None or session_timeout is None:
             return failed_result(err)
@@ -104,6 +104,11 @@ def check(
         )
         return MuxResult(Master.UNRESPONSIVE, pid, why)
     return MuxResult(Master.ALIVE, pid, f"master running (pid {pid})")
+
+
+def _request_id(offset: int) -> int:
+    """The uint32 id of a request: our pid plus ``offset``; the master's reply echoes it."""
+    return (os.getpid() + offset) & 0xFFFFFFFF
 
 
 def _open_session(conn: unixsock.Connection, request_id: int) -> None:
@@ -137,7 +142,7 @@ def _order(
     path: Path, timeout: float, msg_type: int, pid: int | None, done: tuple[Master, str]
 ) -> MuxResult:
     """Send a request that carries only its id: ``done`` on MUX_S_OK, else still ALIVE."""
-    request_id = (os.getpid() + 1) & 0xFFFFFFFF
+    request_id = _request_id(1)
     try:
         with _connect(path, timeout) as conn:
             frame = framing.encode(msg_type, request_id)
