@@ -147,10 +147,16 @@ def opened(key: Path, result: subprocess.CompletedProcess[bytes]) -> bool:
     """
     if result.returncode == 0:
         return True
-    detail = result.stderr.decode(errors="replace").strip()
-    if detail and "passphrase" not in detail:
-        raise BackupPCAgentError(f"{key}: not a usable private key: {names.last_line(detail)}")
+    complaint = _complaint(result)
+    if complaint is not None:
+        raise BackupPCAgentError(f"{key}: not a usable private key: {complaint}")
     return False
+
+
+def _complaint(result: subprocess.CompletedProcess[bytes]) -> str | None:
+    """OpenSSH's last word on a failed ``result``; None if it blames the passphrase or is silent."""
+    detail = result.stderr.decode(errors="replace").strip()
+    return None if not detail or "passphrase" in detail.lower() else names.last_line(detail)
 
 
 def add(socket: Path, key: Path, passphrase: str) -> None:
@@ -170,9 +176,10 @@ def check_added(result: subprocess.CompletedProcess[bytes], socket: Path, key: P
     """Raise PassphraseError or BackupPCAgentError unless ssh-add ``result`` loaded ``key``."""
     if result.returncode == 0:
         return
-    detail = result.stderr.decode(errors="replace").strip()
     if result.returncode == 2:
+        detail = result.stderr.decode(errors="replace").strip()
         raise BackupPCAgentError(f"ssh-add cannot reach the agent on {socket}: {detail}")
-    if not detail or "passphrase" in detail.lower():
+    complaint = _complaint(result)
+    if complaint is None:
         raise PassphraseError(f"the stored passphrase does not open {key}")
-    raise BackupPCAgentError(f"ssh-add {key} failed: {names.last_line(detail)}")
+    raise BackupPCAgentError(f"ssh-add {key} failed: {complaint}")

@@ -12,6 +12,7 @@ import pytest
 
 from backuppc_agent import askpass
 from backuppc_agent.agent import keyfiles, passphrases, unlock
+from backuppc_agent.agent.passphrases import PassphraseError
 from backuppc_agent.agent.unlock import KeyOutcome, Unlocker
 from backuppc_agent.config import Config, from_mapping
 from backuppc_agent.errors import BackupPCAgentError
@@ -126,19 +127,31 @@ def test_ssh_add_and_ssh_keygen_ask_our_helper_and_never_a_tty(tmp_path: Path) -
     assert env["SSH_AUTH_SOCK"] == str(tmp_path / "sock")
 
 
-def keygen_said(returncode: int, stderr: bytes) -> subprocess.CompletedProcess[bytes]:
+def openssh_said(returncode: int, stderr: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.CompletedProcess(("ssh-keygen",), returncode, b"", stderr)
 
 
 def test_one_ssh_keygen_answer_tells_opened_wrong_passphrase_or_unusable_key() -> None:
     key = Path("/k/a")
-    assert passphrases.opened(key, keygen_said(0, b""))  # no passphrase, or the right one
+    assert passphrases.opened(key, openssh_said(0, b""))  # no passphrase, or the right one
     wrong = b'Load key "/k/a": incorrect passphrase supplied to decrypt private key\n'
-    assert not passphrases.opened(key, keygen_said(255, wrong))
-    assert not passphrases.opened(key, keygen_said(255, b""))
+    assert not passphrases.opened(key, openssh_said(255, wrong))
+    assert not passphrases.opened(key, openssh_said(255, b""))
     unusable = b'junk\nLoad key "/k/a": bad permissions\n'
     with pytest.raises(BackupPCAgentError, match='usable private key: Load key "/k/a": bad perm'):
-        passphrases.opened(key, keygen_said(255, unusable))
+        passphrases.opened(key, openssh_said(255, unusable))
+
+
+def test_ssh_add_blaming_the_passphrase_or_silent_is_a_wrong_passphrase_else_its_last_word() -> (
+    None
+):
+    key, sock = Path("/k/a"), Path("/s")
+    passphrases.check_added(openssh_said(0, b""), sock, key)
+    for said in (b"Bad passphrase, try again for /k/a: \n", b""):
+        with pytest.raises(PassphraseError, match="the stored passphrase does not open /k/a"):
+            passphrases.check_added(openssh_said(1, said), sock, key)
+    with pytest.raises(BackupPCAgentError, match="ssh-add /k/a failed: agent refused operation"):
+        passphrases.check_added(openssh_said(1, b"noise\nagent refused operation\n"), sock, key)
 
 
 def test_keyring_entries_are_named_by_the_normalized_absolute_path(
