@@ -122,7 +122,7 @@ def _keys(ctx: context.Context) -> Keys:
 def _ensure_restore_key(ctx: context.Context, session: client.Session) -> None:
     """Create the restore key with ssh-keygen at the terminal if there is none."""
     path = ctx.config.agent.restore_key
-    if path.exists() or Path(f"{path}.pub").exists():
+    if path.exists() or ctx.config.agent.restore_key_set_up():
         return
     comment = f"backuppc-restore@{socket.gethostname()}"
     keygen = ("ssh-keygen", "-t", "ed25519", "-f", str(path), "-C", comment)
@@ -135,7 +135,7 @@ def _ensure_restore_key(ctx: context.Context, session: client.Session) -> None:
     print(f"creating the restore key {path}: ssh-keygen asks for its passphrase")
     # ssh-keygen reads the passphrase from the terminal itself: we never see it.
     code = proc.run_interactive((*session.prefix(), *keygen), session.env())
-    if code != 0 or not Path(f"{path}.pub").exists():
+    if code != 0 or not ctx.config.agent.restore_key_set_up():
         raise BackupPCAgentError(f"ssh-keygen failed (exit {code}): no restore key {path}")
 
 
@@ -227,7 +227,7 @@ def _undo(name: str, session: client.Session, keys: Keys) -> int:
 
 def _print_manual(login: str, keys: Keys) -> int:
     home = "/root" if login == "root" else f"/home/{login}"
-    target = Target(f"{home}/.ssh/authorized_keys")
+    target = Target(f"{home}/{clientkeys.DEFAULT_AUTHKEYS}")
     gate, end, ak, saved = target.gate, "BACKUPPC_AGENT_GATE_END", target.authkeys, target.saved
     lines = [
         f"# On the client, as {login} (adjust the paths if its home or AuthorizedKeysFile differ).",
