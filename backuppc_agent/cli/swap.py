@@ -22,6 +22,7 @@ from backuppc_agent.doctor import swapcrypt
 from backuppc_agent.metrics.swapread import MEMINFO, PROC, ProcessSwap, StatVfs, SwapReader, Tmpfs
 from backuppc_agent.waits import pause
 
+SYSFS = Path("/sys")
 MAX_INTERVAL_SECONDS = 3600.0
 MAX_COMMAND_CHARS = 200
 
@@ -59,7 +60,7 @@ class Sources:
     """Where to read, how to statvfs and wait: tests pass fixture trees and fakes."""
 
     procfs: Path = PROC
-    sysfs: Path = Path("/sys")
+    sysfs: Path = SYSFS
     statvfs: StatVfs = os.statvfs
     sleep: Callable[[float], None] = pause
 
@@ -75,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--procfs", metavar="DIR", default=str(PROC), help="procfs root")
-    parser.add_argument("--sysfs", metavar="DIR", default="/sys", help="sysfs root")
+    parser.add_argument("--sysfs", metavar="DIR", default=str(SYSFS), help="sysfs root")
 
 
 def run(args: argparse.Namespace) -> int:
