@@ -20,7 +20,7 @@ from backuppc_agent.ssh.remote import decode
 
 DEFAULT_AUTHKEYS = ".ssh/authorized_keys"
 MAX_AUTHKEYS_BYTES = 256 * 1024
-#: What we parse of the inspect and undo scripts' answers (a few short lines).
+#: What we parse of the inspect, write and undo scripts' answers (a few short lines).
 MAX_ANSWER_BYTES = 64 * 1024
 
 
@@ -106,7 +106,7 @@ def _address(text: str) -> str | None:
 
 def inspect(session: Session) -> Account:
     """Ask the client where its sshd reads this account's keys."""
-    return parse_inspect(decode(session.script(INSPECT_SCRIPT)[:MAX_ANSWER_BYTES]))
+    return parse_inspect(_answer(session, INSPECT_SCRIPT))
 
 
 #: ``MAX_BYTES (PATH SAVED_COPY)...``: per path one line ``file SIZE SAVED`` then SIZE
@@ -202,8 +202,8 @@ def write(session: Session, path: str, old: str, new: str, gate: str) -> None:
     """Keep a saved copy (once), install the gate, replace ``path`` if it still holds ``old``."""
     sha256 = hashlib.sha256(_raw(old)).hexdigest()  # as sha256sum prints it
     gate_b64, new_b64 = (base64.b64encode(_raw(text)).decode("ascii") for text in (gate, new))
-    output = decode(session.script(WRITE_SCRIPT, *_layout(path), sha256, gate_b64, new_b64))
-    last = names.last_line(output)
+    answer = _answer(session, WRITE_SCRIPT, *_layout(path), sha256, gate_b64, new_b64)
+    last = names.last_line(answer)
     if last != "written":
         raise BackupPCAgentError(f"{path}: {_error(last)}")
 
@@ -232,12 +232,17 @@ echo nothing
 def undo_by_shell(session: Session, paths: tuple[str, ...]) -> str | None:
     """Move the first saved copy found back over its file, remove the gate; its path or None."""
     layouts = [word for path in paths for word in _layout(path)]
-    last = names.last_line(decode(session.script(UNDO_SCRIPT, *layouts)[:MAX_ANSWER_BYTES]))
+    last = names.last_line(_answer(session, UNDO_SCRIPT, *layouts))
     if last == "nothing":
         return None
     if last.startswith("restored ") and last[9:] in paths:
         return last[9:]
     raise BackupPCAgentError(f"undo failed on the client: {_error(last)}")
+
+
+def _answer(session: Session, script: str, *args: str) -> str:
+    """What ``script`` printed, bounded to MAX_ANSWER_BYTES (its answer is a few short lines)."""
+    return decode(session.script(script, *args)[:MAX_ANSWER_BYTES])
 
 
 def _error(last: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import cast
 
 import pytest
@@ -83,3 +85,18 @@ def test_read_is_given_each_file_with_its_saved_copy() -> None:
 def test_a_script_that_answers_nothing_fails_saying_so() -> None:
     with pytest.raises(BackupPCAgentError, match=r"undo failed on the client: no answer$"):
         clientkeys.undo_by_shell(cast(client.Session, ScriptedSession(b"")), ("/r/k",))
+
+
+def test_write_is_given_the_file_its_saved_copy_the_gate_and_the_old_texts_hash() -> None:
+    session = ScriptedSession(b"written\n")
+    clientkeys.write(cast(client.Session, session), "/r/k", "old\n", "new\n", "#!/bin/sh\n")
+    [args] = session.args
+    assert args[:3] == ("/r/k", "/r/k.backuppc-agent-saved", "/r/backuppc-agent-gate")
+    assert args[3] == hashlib.sha256(b"old\n").hexdigest()
+    assert [base64.b64decode(word) for word in args[4:]] == [b"#!/bin/sh\n", b"new\n"]
+
+
+def test_write_reads_no_further_than_the_bound_of_an_answer() -> None:
+    flood = ScriptedSession(b"x" * clientkeys.MAX_ANSWER_BYTES + b"\nwritten\n")
+    with pytest.raises(BackupPCAgentError, match=r"^/r/k: x{100}"):
+        clientkeys.write(cast(client.Session, flood), "/r/k", "", "", "")
