@@ -29,7 +29,7 @@ from backuppc_agent.ssh import remote, sshconfig
 
 UNDO_COMMAND = f"{GATE_NAME} undo"
 GATE_FILE = f"client/{GATE_NAME}"
-GATE_VERSION = re.compile(r"^GATE_VERSION=([0-9A-Za-z._+-]{1,40})", re.MULTILINE)
+GATE_VERSION = re.compile(rf"^GATE_VERSION=({remote.GATE_VERSION})", re.MULTILINE)
 #: The line printed before every script: what a login shell's rc files print before it is skipped.
 MARKER = "backuppc-agent-client-setup"
 #: The remote command is one argument of the login shell's -c: Linux caps one at 128 KiB.
@@ -61,11 +61,6 @@ def protect_args_problem(backuppc: ConfDir, host: Host) -> str | None:
         f"{host.name}: the gate restricts the backup key, but {', '.join(protected)} still "
         "pass --protect-args, which the gate refuses: its backups fail"
     )
-
-
-def escape_untrusted(text: str) -> str:
-    """Untrusted text for a one-line message: escaped, cut short."""
-    return names.escaped(text, remote.SHOWN_CHARS)
 
 
 @dataclass(frozen=True)
@@ -113,12 +108,12 @@ class Session:
         if result.returncode == remote.SSH_FAILED:
             raise BackupPCAgentError(self._ssh_failure(stderr))
         if check and result.returncode != 0:
-            said = escape_untrusted(names.last_line(stderr) or "no message")
+            said = remote.escape_untrusted(names.last_line(stderr) or "no message")
             raise BackupPCAgentError(f"{self.address}: {said} (exit {result.returncode})")
         return result.stdout
 
     def _ssh_failure(self, stderr: str) -> str:
-        last = escape_untrusted(names.last_line(stderr) or "ssh failed")
+        last = remote.escape_untrusted(names.last_line(stderr) or "ssh failed")
         where = f"{self.login}@{self.address}"
         if "Host key verification failed" in stderr:
             return f"{where}: {last}: trust its host key first (backuppc-agent trust CLIENT)"
@@ -135,7 +130,7 @@ class Session:
         marker = MARKER.encode() + b"\n"
         at = stdout.find(marker)
         if at < 0 or (at > 0 and stdout[at - 1 : at] != b"\n"):
-            said = escape_untrusted(remote.decode(stdout))
+            said = remote.escape_untrusted(remote.decode(stdout))
             raise BackupPCAgentError(f"the client did not run our script: {said}")
         return stdout[at + len(marker) :]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from backuppc_agent import names
 from backuppc_agent.errors import BackupPCAgentError
 from backuppc_agent.install.authkeys import Target
-from backuppc_agent.install.client import Session, escape_untrusted
-from backuppc_agent.ssh.remote import decode
+from backuppc_agent.install.client import Session
+from backuppc_agent.ssh.remote import decode, escape_untrusted
 
 DEFAULT_AUTHKEYS = ".ssh/authorized_keys"
 MAX_AUTHKEYS_BYTES = 256 * 1024

@@ -30,7 +30,9 @@ SSH_FAILED = 255
 PROBE_SECONDS = 10.0
 PROBE_COMMAND = "echo backuppc-agent-gate-probe"
 SHELL_ANSWER = "backuppc-agent-gate-probe"
-GATE_ANSWER = re.compile(r"backuppc-agent-gate ([0-9A-Za-z._+-]{1,40}) (backup|restore)")
+#: A gate version, as its GATE_VERSION= line and its probe answer spell it.
+GATE_VERSION = r"[0-9A-Za-z._+-]{1,40}"
+GATE_ANSWER = re.compile(rf"backuppc-agent-gate ({GATE_VERSION}) (backup|restore)")
 MAX_PROBE_BYTES = 64 * 1024
 SHOWN_CHARS = 200
 
@@ -61,7 +63,12 @@ def parse_probe(stdout: bytes) -> Probe:
     found = GATE_ANSWER.fullmatch(last)
     if found:
         return Probe(Answer.GATE, found.group(1), found.group(2), last)
-    return Probe(Answer.OTHER, text=names.escaped(last or "(nothing)", SHOWN_CHARS))
+    return Probe(Answer.OTHER, text=escape_untrusted(last or "(nothing)"))
+
+
+def escape_untrusted(text: str) -> str:
+    """Untrusted text from a client for a one-line message: escaped, cut short."""
+    return names.escaped(text, SHOWN_CHARS)
 
 
 def decode(data: bytes) -> str:
