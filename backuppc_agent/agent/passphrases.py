@@ -131,12 +131,15 @@ def is_encrypted(key: Path) -> bool:
 def run_public(key: Path, feed: bytes, clevis: bool = False) -> subprocess.CompletedProcess[bytes]:
     """ssh-keygen -y on ``key`` with ``feed`` for askpass (a JWE if ``clevis``).
 
-    Raises BackupPCAgentError if ``key`` is no file.
+    Raises BackupPCAgentError, naming ``key``, if it is no file or ssh-keygen cannot run.
     """
     if not Path(key).is_file():
         raise BackupPCAgentError(f"{key}: no such key file")
     argv = make_public_command(key)
-    return proc.run(argv, SSH_KEYGEN_TIMEOUT_SECONDS, askpass_env(None, clevis), None, feed)
+    try:
+        return proc.run(argv, SSH_KEYGEN_TIMEOUT_SECONDS, askpass_env(None, clevis), None, feed)
+    except proc.CommandError as err:
+        raise BackupPCAgentError(f"{key}: {err}") from err
 
 
 def opened(key: Path, result: subprocess.CompletedProcess[bytes]) -> bool:

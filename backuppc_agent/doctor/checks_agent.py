@@ -218,8 +218,10 @@ def _key_passphrase(key: Path) -> Finding:
     try:
         secret = passphrases.get(key)
         good = secret is not None and passphrases.opens(key, secret)
-    except BackupPCAgentError as err:
+    except passphrases.KeyringError as err:
         return Finding("keyring", Verdict.FAIL, f"{key}: {err}", fix)
+    except BackupPCAgentError as err:  # opens' errors name the key
+        return Finding("keyring", Verdict.FAIL, str(err), fix)
     if good:
         return Finding("keyring", Verdict.OK, f"{key}: the stored passphrase opens it")
     return Finding("keyring", Verdict.FAIL, f"{key}: no stored passphrase that opens it", fix)

@@ -18,6 +18,7 @@ import pytest
 
 from backuppc_agent import exitcodes
 from backuppc_agent.agent import passphrases
+from backuppc_agent.doctor import Verdict, checks_agent
 from tests.helpers import (
     KEYRING_BACKEND,
     PASSPHRASE,
@@ -102,6 +103,20 @@ def test_a_key_without_passphrase_or_a_missing_file_is_refused(
     assert missing.returncode == exitcodes.FAILED
     assert "no such key file" in missing.stderr
     assert "Traceback" not in result.stderr + missing.stderr
+
+
+def test_doctor_names_a_key_once_whether_its_passphrase_opens_it_or_its_file_is_gone(
+    keyring_env: Path, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    plant_passphrase(keys["a"], PASSPHRASE)
+    plant_passphrase(gone, PASSPHRASE)
+    found = [checks_agent._key_passphrase(key) for key in (keys["a"], gone, keys["b"])]
+    assert [(f.verdict, f.message) for f in found] == [
+        (Verdict.OK, f"{keys['a']}: the stored passphrase opens it"),
+        (Verdict.FAIL, f"{gone}: no such key file"),
+        (Verdict.FAIL, f"{keys['b']}: no stored passphrase that opens it"),
+    ]
 
 
 def test_set_runs_ssh_keygen_once_before_asking_and_once_after_and_check_once(
