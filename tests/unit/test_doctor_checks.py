@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import pwd
 import socket
-import struct
 from pathlib import Path
 from typing import cast
 
 import pytest
 
-from backuppc_agent.agent import tang
+from backuppc_agent.agent import protocol, tang
 from backuppc_agent.backuppc import confdir
 from backuppc_agent.config import from_mapping
 from backuppc_agent.doctor import Env, Finding, Verdict, failed, run_checks, swapcrypt
@@ -308,7 +307,7 @@ def test_the_agent_and_restore_key_checks_share_one_probe(tmp_path: Path) -> Non
     def no_keys(conn: socket.socket) -> None:
         probes.append(conn)
         conn.recv(16)
-        conn.sendall(struct.pack(">IBI", 5, 12, 0))  # IDENTITIES_ANSWER, none
+        conn.sendall(protocol.frame(protocol.SSH_AGENT_IDENTITIES_ANSWER, bytes(4)))  # none
 
     with listener(env.ctx.config.agent.socket, no_keys):
         findings = run_checks(env, [check_agent, check_restore_key])
